@@ -1,0 +1,139 @@
+"""The exception tree: one root, a protocol branch split by who erred, broker codes.
+
+Protocol errors follow h11's split: ``LocalProtocolError`` when pykaf (or its caller)
+asked for something the protocol cannot express, ``RemoteProtocolError`` when the bytes
+that came from the peer are wrong. Broker errors carry Kafka's error code; one subclass
+per code lives in ``_kafka_errors`` (generated from kio's table).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BrokerError",
+    "CorruptRecordError",
+    "DecompressionError",
+    "DecompressionLimitError",
+    "FrameTooLargeError",
+    "LocalProtocolError",
+    "MissingFieldsError",
+    "NoCommonVersionError",
+    "NotKafkaError",
+    "ProtocolError",
+    "PykafError",
+    "RemoteProtocolError",
+    "UnexpectedCorrelationIdError",
+    "UnknownApiError",
+    "UnknownBrokerError",
+    "UnsupportedMagicError",
+]
+
+
+class PykafError(Exception):
+    """Root of every error pykaf raises on purpose."""
+
+
+class ProtocolError(PykafError):
+    """The Kafka wire protocol could not be spoken: see the two subclasses."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We (pykaf or its caller) asked for something the protocol cannot express."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that are not valid Kafka protocol."""
+
+
+class MissingFieldsError(LocalProtocolError):
+    """A request was built without fields its version requires."""
+
+    def __init__(self, api: str, version: int, missing: list[str]) -> None:
+        self.api = api
+        self.version = version
+        self.missing = tuple(missing)
+        super().__init__(
+            f"{api} v{version} needs the field(s) {', '.join(missing)}; pass them as keyword"
+            " arguments"
+        )
+
+
+class UnknownApiError(LocalProtocolError):
+    """An API key or version pykaf does not know (or does not register)."""
+
+
+class NoCommonVersionError(LocalProtocolError):
+    """The broker and pykaf share no version of an API."""
+
+    def __init__(self, api: str, ours: tuple[int, int], theirs: tuple[int, int] | None) -> None:
+        self.api = api
+        self.ours = ours
+        self.theirs = theirs
+        where = (
+            "the broker does not offer it at all"
+            if theirs is None
+            else f"the broker offers v{theirs[0]}..v{theirs[1]}"
+        )
+        super().__init__(
+            f"no common version of {api}: pykaf speaks v{ours[0]}..v{ours[1]}, {where}"
+        )
+
+
+class FrameTooLargeError(RemoteProtocolError):
+    """A frame length prefix is negative or above the configured maximum."""
+
+
+class NotKafkaError(RemoteProtocolError):
+    """The peer speaks another protocol (TLS, HTTP, ...) on a Kafka port."""
+
+
+class UnexpectedCorrelationIdError(RemoteProtocolError):
+    """A response answers a correlation id that was never sent (or already answered)."""
+
+
+class CorruptRecordError(RemoteProtocolError):
+    """A record batch failed its CRC or its own length bookkeeping."""
+
+
+class UnsupportedMagicError(RemoteProtocolError):
+    """A record batch in the pre-v2 message format (magic 0 or 1)."""
+
+
+class DecompressionError(RemoteProtocolError):
+    """A compressed batch could not be decompressed (corrupt or truncated)."""
+
+
+class DecompressionLimitError(DecompressionError):
+    """A batch decompresses to more than the configured cap (a decompression bomb?)."""
+
+
+class BrokerError(PykafError):
+    """An error code a broker returned. Subclassed once per code in ``pykaf.errors``."""
+
+    code: ClassVar[int] = -1
+    name: ClassVar[str] = "UNKNOWN_SERVER_ERROR"
+    description: ClassVar[str] = "The server experienced an unexpected error."
+    retriable: ClassVar[bool] = False
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message
+        text = f"[{self.name} ({self.code})] {self.description}"
+        if message:
+            text = f"{text} {message}"
+        super().__init__(text)
+
+
+class UnknownBrokerError(BrokerError):
+    """A code this version of pykaf does not know (a newer broker?)."""
+
+    def __init__(self, code: int, message: str | None = None) -> None:
+        self.unknown_code = code
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        tail = f" {self.message}" if self.message else ""
+        return (
+            f"[unknown error code {self.unknown_code}] The broker returned a code pykaf"
+            f" does not know.{tail}"
+        )
