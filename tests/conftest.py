@@ -1,0 +1,12 @@
+"""Shared fixtures: only registration here; the fixtures live in ``tests/peers/``."""
+
+# With no tests/__init__.py, pytest puts tests/ itself on sys.path, so the peers package is
+# top-level ``peers``; if tests/ ever becomes a package, the relative form takes over.
+if __package__:
+    from .peers.mock_cluster import mock_cluster, mock_cluster_factory, mock_cluster_session
+    from .peers.tansu import tansu
+else:
+    from peers.mock_cluster import mock_cluster, mock_cluster_factory, mock_cluster_session
+    from peers.tansu import tansu
+
+__all__ = ["mock_cluster", "mock_cluster_factory", "mock_cluster_session", "tansu"]
