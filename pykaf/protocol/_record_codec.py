@@ -28,6 +28,8 @@ _BytesLike = bytes | bytearray | memoryview | str | None
 
 def _zigzag_varint(value: int) -> bytes:
     """Kafka's signed varint: zigzag then base-128, least significant group first."""
+    if not -(1 << 63) <= value < (1 << 63):
+        raise OverflowError(f"{value} does not fit a 64-bit varint")
     z = (value << 1) ^ (value >> 63)
     z &= 0xFFFFFFFFFFFFFFFF
     out = bytearray()

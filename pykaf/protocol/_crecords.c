@@ -1,0 +1,1075 @@
+/*
+ * The per-record loops of a Kafka v2 record batch, in C.
+ *
+ * Same contract as the pure-Python reference ``pykaf/protocol/_record_codec.py`` (read its
+ * module docstring): ``encode_records`` and ``decode_records``. ``_records`` loads this
+ * module when it was built and falls back to the reference otherwise; the tests run both
+ * on the same inputs and demand identical bytes, records and exception types.
+ *
+ * Deliberate differences, all on inputs the batch layer never produces:
+ * - encode: a timestamp that does not fit int64, or a timestamp delta that overflows
+ *   int64, raises OverflowError (the reference would write a silently wrapped varint).
+ * - decode: ``start``/``end`` outside the buffer raise ValueError; a ``count`` that cannot
+ *   fit in ``end - start`` bytes (each record takes at least 7) raises ValueError before
+ *   anything is allocated, so a hostile count cannot make us allocate a huge list.
+ * - decode: records (and their header tuples) are untracked by the cyclic GC at birth when
+ *   they cannot be part of a cycle; see make_record.
+ *
+ * Robustness rules followed throughout:
+ * - Every read is bounds-checked against the current record's end (never past ``end``).
+ * - Python code can run while a record is gathered (custom sequences, ``__len__``,
+ *   ``__bool__``), so every object whose bytes we will copy is held by a strong reference
+ *   or a buffer export until the record is written, and the records sequence is re-sized
+ *   on every step (a list may shrink under us).
+ * - No global mutable state: the module has no per-interpreter state at all.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+/* Kafka encodes a record in at least 7 bytes: length, attributes, timestamp delta,
+ * offset delta, key length, value length, header count (one byte each at minimum). */
+#define MIN_RECORD_SIZE 7
+/* Headers gathered on the stack before we fall back to the heap. */
+#define INLINE_HEADERS 8
+
+/* ------------------------------------------------------------------------------------ */
+/* Varints                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+static inline uint64_t
+zigzag(int64_t v)
+{
+    /* Written with unsigned arithmetic only: shifting a negative signed value is UB. */
+    uint64_t u = (uint64_t)v;
+    return (u << 1) ^ ((uint64_t)0 - (u >> 63));
+}
+
+static inline Py_ssize_t
+uvarint_size(uint64_t z)
+{
+    Py_ssize_t n = 1;
+    while (z >= 0x80) {
+        z >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static inline char *
+put_uvarint(char *p, uint64_t z)
+{
+    while (z >= 0x80) {
+        *p++ = (char)((z & 0x7F) | 0x80);
+        z >>= 7;
+    }
+    *p++ = (char)z;
+    return p;
+}
+
+/* Read one varint of at most 10 bytes at *pos (before end). On success store the low 64
+ * bits of the raw (still zigzagged) value in *raw and the bits the 10th byte carries above
+ * bit 63 in *high (the reference keeps them: it decodes with Python ints), then advance
+ * *pos. */
+static inline int
+read_uvarint(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end, uint64_t *raw,
+             unsigned *high)
+{
+    Py_ssize_t p = *pos;
+    if (p < end && buf[p] < 0x80) { /* the common case: one byte */
+        *raw = buf[p];
+        *high = 0;
+        *pos = p + 1;
+        return 0;
+    }
+    uint64_t value = 0;
+    unsigned shift = 0;
+    for (;;) {
+        if (p >= end) {
+            PyErr_SetString(PyExc_ValueError, "truncated varint");
+            return -1;
+        }
+        unsigned char byte = buf[p++];
+        if (shift == 63) {
+            value |= (uint64_t)(byte & 1) << 63;
+            *high = (unsigned)(byte & 0x7F) >> 1;
+        }
+        else {
+            value |= (uint64_t)(byte & 0x7F) << shift;
+            *high = 0;
+        }
+        if (byte < 0x80) {
+            break;
+        }
+        shift += 7;
+        if (shift > 63) {
+            PyErr_SetString(PyExc_ValueError, "varint longer than 10 bytes");
+            return -1;
+        }
+    }
+    *raw = value;
+    *pos = p;
+    return 0;
+}
+
+static inline int64_t
+unzigzag(uint64_t raw)
+{
+    return (int64_t)((raw >> 1) ^ ((uint64_t)0 - (raw & 1)));
+}
+
+/* A signed varint used as a length or a count: values beyond int64 (the 10th byte had
+ * high bits) saturate, which sends them down the same error paths the reference takes. */
+static inline int
+read_varint_clamped(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end,
+                    int64_t *out)
+{
+    uint64_t raw;
+    unsigned high;
+    if (read_uvarint(buf, pos, end, &raw, &high) < 0) {
+        return -1;
+    }
+    if (high) {
+        *out = (raw & 1) ? INT64_MIN : INT64_MAX;
+    }
+    else {
+        *out = unzigzag(raw);
+    }
+    return 0;
+}
+
+/* A signed varint as an exact Python int: only needed for the rare varint whose value
+ * lies beyond int64 (10th byte with high bits). */
+static PyObject *
+wide_varint_to_pylong(uint64_t raw, unsigned high)
+{
+    /* value = (R >> 1) ^ -(R & 1) with R = high * 2**64 + raw, i.e. M or -(M + 1) with
+     * M = high * 2**63 + (raw >> 1). */
+    PyObject *hi = NULL, *shift = NULL, *shifted = NULL, *lo = NULL, *m = NULL, *res = NULL;
+    hi = PyLong_FromUnsignedLong(high);
+    shift = PyLong_FromLong(63);
+    if (hi == NULL || shift == NULL) {
+        goto done;
+    }
+    shifted = PyNumber_Lshift(hi, shift);
+    lo = PyLong_FromUnsignedLongLong(raw >> 1);
+    if (shifted == NULL || lo == NULL) {
+        goto done;
+    }
+    m = PyNumber_Or(shifted, lo);
+    if (m == NULL) {
+        goto done;
+    }
+    res = (raw & 1) ? PyNumber_Invert(m) : Py_NewRef(m); /* ~M == -(M + 1) */
+done:
+    Py_XDECREF(hi);
+    Py_XDECREF(shift);
+    Py_XDECREF(shifted);
+    Py_XDECREF(lo);
+    Py_XDECREF(m);
+    return res;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Encoding                                                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* The bytes of one key, value or header part, kept alive until the record is written. */
+typedef struct {
+    const char *ptr;
+    Py_ssize_t len; /* -1: null */
+    PyObject *owner; /* strong reference keeping ptr valid, or NULL */
+    int has_view;
+    Py_buffer view; /* a buffer export (bytearray, memoryview): blocks resizes */
+} Slice;
+
+static inline void
+slice_init(Slice *s)
+{
+    s->ptr = NULL;
+    s->len = -1;
+    s->owner = NULL;
+    s->has_view = 0;
+}
+
+static inline void
+slice_release(Slice *s)
+{
+    if (s->has_view) {
+        PyBuffer_Release(&s->view);
+        s->has_view = 0;
+    }
+    Py_CLEAR(s->owner);
+    s->ptr = NULL;
+    s->len = -1; /* ready for reuse by the next record */
+}
+
+static inline Py_ssize_t
+slice_size(const Slice *s)
+{
+    if (s->len < 0) {
+        return 1;
+    }
+    return uvarint_size((uint64_t)s->len << 1) + s->len;
+}
+
+static inline char *
+slice_put(char *p, const Slice *s)
+{
+    if (s->len < 0) {
+        *p++ = 1; /* zigzag(-1) */
+        return p;
+    }
+    p = put_uvarint(p, (uint64_t)s->len << 1);
+    if (s->len) {
+        memcpy(p, s->ptr, (size_t)s->len);
+    }
+    return p + s->len;
+}
+
+/* Fill *s from a key, value or header part: None, bytes, str (UTF-8), bytearray or
+ * memoryview, exactly the types the reference's ``_as_bytes`` accepts. */
+static int
+slice_from(PyObject *obj, Slice *s, const char *what, Py_ssize_t index)
+{
+    if (obj == Py_None) {
+        return 0;
+    }
+    if (PyBytes_CheckExact(obj)) {
+        s->ptr = PyBytes_AS_STRING(obj);
+        s->len = PyBytes_GET_SIZE(obj);
+        s->owner = Py_NewRef(obj);
+        return 0;
+    }
+    if (PyUnicode_Check(obj)) {
+        /* The UTF-8 form is cached on the str, which owner keeps alive. */
+        Py_ssize_t len;
+        const char *ptr = PyUnicode_AsUTF8AndSize(obj, &len);
+        if (ptr == NULL) {
+            return -1;
+        }
+        s->ptr = ptr;
+        s->len = len;
+        s->owner = Py_NewRef(obj);
+        return 0;
+    }
+    if (PyByteArray_Check(obj) || PyMemoryView_Check(obj)) {
+        if (PyObject_GetBuffer(obj, &s->view, PyBUF_SIMPLE) == 0) {
+            s->has_view = 1;
+            s->ptr = (const char *)s->view.buf;
+            s->len = s->view.len;
+            return 0;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_BufferError)) {
+            return -1;
+        }
+        /* A non-contiguous memoryview: copy it in C order, as bytes() does. */
+        PyErr_Clear();
+        PyObject *copy = PyBytes_FromObject(obj);
+        if (copy == NULL) {
+            return -1;
+        }
+        s->ptr = PyBytes_AS_STRING(copy);
+        s->len = PyBytes_GET_SIZE(copy);
+        s->owner = copy;
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "record %zd: %s must be bytes, bytearray, memoryview, str or None, not %.200s",
+                 index, what, Py_TYPE(obj)->tp_name);
+    return -1;
+}
+
+/* The output: one bytes object, grown geometrically, shrunk to size at the end. */
+typedef struct {
+    PyObject *bytes;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Writer;
+
+static int
+writer_reserve(Writer *w, Py_ssize_t need)
+{
+    if (w->cap - w->len >= need) {
+        return 0;
+    }
+    if (need > PY_SSIZE_T_MAX - w->len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t want = w->len + need;
+    Py_ssize_t cap = w->cap <= PY_SSIZE_T_MAX / 2 ? w->cap * 2 : PY_SSIZE_T_MAX;
+    if (cap < want) {
+        cap = want;
+    }
+    /* On failure _PyBytes_Resize frees the object and sets w->bytes to NULL. */
+    if (_PyBytes_Resize(&w->bytes, cap) < 0) {
+        return -1;
+    }
+    w->cap = cap;
+    return 0;
+}
+
+/* A first guess at the output size, so that the common case allocates once: an upper
+ * bound for records of bytes/None without headers, a rough guess for anything else. */
+static Py_ssize_t
+estimate_size(PyObject *seq)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *rec = items[i];
+        /* length 5 + attributes 1 + timestamp delta 10 + offset delta 5 + key length 5
+         * + value length 5 + header count 1 */
+        total += 32;
+        if (PyTuple_CheckExact(rec) && PyTuple_GET_SIZE(rec) == 4) {
+            PyObject *key = PyTuple_GET_ITEM(rec, 0);
+            PyObject *value = PyTuple_GET_ITEM(rec, 1);
+            if (PyBytes_CheckExact(key)) {
+                total += (size_t)PyBytes_GET_SIZE(key);
+            }
+            if (PyBytes_CheckExact(value)) {
+                total += (size_t)PyBytes_GET_SIZE(value);
+            }
+            if (PyTuple_GET_ITEM(rec, 2) != Py_None) {
+                total += 64;
+            }
+        }
+        else {
+            total += 64;
+        }
+        if (total > (size_t)1 << 30) {
+            break; /* a guess only: past 1 GiB let the writer grow as needed */
+        }
+    }
+    return total < 64 ? 64 : (Py_ssize_t)total;
+}
+
+/* The timestamp of record ``index`` as int64: ``obj`` or the default when None. */
+static int
+record_timestamp(PyObject *obj, int64_t default_ts, Py_ssize_t index, int64_t *out)
+{
+    if (obj == Py_None) {
+        *out = default_ts;
+        return 0;
+    }
+    if (!PyLong_CheckExact(obj)) {
+        PyErr_Format(PyExc_TypeError, "record %zd: timestamp must be an int (ms) or None",
+                     index);
+        return -1;
+    }
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow) {
+        PyErr_Format(PyExc_OverflowError, "record %zd: timestamp %R does not fit in int64",
+                     index, obj);
+        return -1;
+    }
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* a - b, or an OverflowError naming the record when it does not fit int64. */
+static int
+timestamp_delta(int64_t a, int64_t b, Py_ssize_t index, int64_t *out)
+{
+    if ((b < 0 && a > INT64_MAX + b) || (b > 0 && a < INT64_MIN + b)) {
+        PyErr_Format(PyExc_OverflowError,
+                     "record %zd: timestamp %lld is too far from the base timestamp %lld",
+                     index, (long long)a, (long long)b);
+        return -1;
+    }
+    *out = a - b;
+    return 0;
+}
+
+/* Everything one record needs, gathered before a single byte is written. */
+typedef struct {
+    Slice key;
+    Slice value;
+    Py_ssize_t n_headers;     /* pairs gathered so far */
+    Py_ssize_t headers_cap;   /* pairs the headers array can hold */
+    Slice *headers;           /* 2 * headers_cap slices: key, value, key, value... */
+    Slice inline_headers[2 * INLINE_HEADERS];
+} Gathered;
+
+static void
+gathered_release(Gathered *g)
+{
+    slice_release(&g->key);
+    slice_release(&g->value);
+    for (Py_ssize_t i = 0; i < 2 * g->n_headers; i++) {
+        slice_release(&g->headers[i]);
+    }
+    g->n_headers = 0;
+}
+
+static int
+gathered_grow(Gathered *g, Py_ssize_t want)
+{
+    if (want <= g->headers_cap) {
+        return 0;
+    }
+    if (want > PY_SSIZE_T_MAX / (Py_ssize_t)(2 * sizeof(Slice))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Slice *bigger = PyMem_Malloc((size_t)want * 2 * sizeof(Slice));
+    if (bigger == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Slices hold no pointers into themselves, so a plain copy moves them. */
+    memcpy(bigger, g->headers, (size_t)g->n_headers * 2 * sizeof(Slice));
+    if (g->headers != g->inline_headers) {
+        PyMem_Free(g->headers);
+    }
+    g->headers = bigger;
+    g->headers_cap = want;
+    return 0;
+}
+
+/* A sequence as PySequence_Fast, with a TypeError that names the record. */
+static PyObject *
+as_fast_sequence(PyObject *obj, Py_ssize_t index, const char *what)
+{
+    if (PyList_CheckExact(obj) || PyTuple_CheckExact(obj)) {
+        return Py_NewRef(obj);
+    }
+    PyObject *seq = PySequence_Fast(obj, "");
+    if (seq == NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyErr_Format(PyExc_TypeError, "record %zd: %s, not %.200s", index, what,
+                     Py_TYPE(obj)->tp_name);
+    }
+    return seq;
+}
+
+static int
+gather_headers(Gathered *g, PyObject *headers, Py_ssize_t index)
+{
+    /* The reference writes no headers for any falsy value and calls len() on the rest. */
+    if (headers == Py_None) {
+        return 0;
+    }
+    if (!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers)) {
+        int truth = PyObject_IsTrue(headers);
+        if (truth <= 0) {
+            return truth;
+        }
+        if (PyObject_Length(headers) < 0) {
+            return -1;
+        }
+    }
+    PyObject *seq = as_fast_sequence(headers, index, "headers must be a sequence of pairs");
+    if (seq == NULL) {
+        return -1;
+    }
+    int rc = -1;
+    /* Re-read the size each step: a list may change while Python code runs below. */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *header = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        PyObject *pair = as_fast_sequence(header, index, "a header must be a (key, value) pair");
+        Py_DECREF(header);
+        if (pair == NULL) {
+            goto done;
+        }
+        if (PySequence_Fast_GET_SIZE(pair) != 2) {
+            Py_DECREF(pair);
+            PyErr_Format(PyExc_TypeError, "record %zd: a header must be a (key, value) pair",
+                         index);
+            goto done;
+        }
+        if (g->n_headers == g->headers_cap && gathered_grow(g, 2 * g->headers_cap) < 0) {
+            Py_DECREF(pair);
+            goto done;
+        }
+        Slice *hk = &g->headers[2 * g->n_headers];
+        Slice *hv = hk + 1;
+        slice_init(hk);
+        slice_init(hv);
+        g->n_headers++; /* counted now so that gathered_release frees what follows */
+        /* Owned: a buffer exporter run by slice_from could change a list pair. */
+        PyObject *hkey = Py_NewRef(PySequence_Fast_GET_ITEM(pair, 0));
+        PyObject *hvalue = Py_NewRef(PySequence_Fast_GET_ITEM(pair, 1));
+        Py_DECREF(pair);
+        int bad = slice_from(hkey, hk, "header key", index) < 0;
+        if (!bad && hkey == Py_None) {
+            PyErr_Format(PyExc_TypeError, "record %zd: a header key cannot be None", index);
+            bad = 1;
+        }
+        if (!bad) {
+            bad = slice_from(hvalue, hv, "header value", index) < 0;
+        }
+        Py_DECREF(hkey);
+        Py_DECREF(hvalue);
+        if (bad) {
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    Py_DECREF(seq);
+    return rc;
+}
+
+static int
+encode_one(Writer *w, Gathered *g, PyObject *record, Py_ssize_t index, int64_t base_ts,
+           int64_t default_ts, int64_t *max_ts)
+{
+    PyObject *seq = as_fast_sequence(record, index,
+                                     "must be a (key, value, headers, timestamp) sequence");
+    if (seq == NULL) {
+        return -1;
+    }
+    int rc = -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n != 4) {
+        PyErr_Format(PyExc_TypeError,
+                     "record %zd must be (key, value, headers, timestamp), got %zd items",
+                     index, n);
+        goto done;
+    }
+    /* Own the four items: a list record could be changed by Python code that runs while
+     * we gather (a buffer exporter, a custom header sequence). */
+    PyObject *items[4];
+    for (int k = 0; k < 4; k++) {
+        items[k] = Py_NewRef(PySequence_Fast_GET_ITEM(seq, k));
+    }
+    /* Same order of checks as the reference: timestamp, key, value, headers. */
+    int64_t ts = 0, delta = 0;
+    int bad = record_timestamp(items[3], default_ts, index, &ts) < 0 ||
+              timestamp_delta(ts, base_ts, index, &delta) < 0;
+    if (!bad) {
+        if (ts > *max_ts) {
+            *max_ts = ts;
+        }
+        bad = slice_from(items[0], &g->key, "key", index) < 0 ||
+              slice_from(items[1], &g->value, "value", index) < 0 ||
+              gather_headers(g, items[2], index) < 0;
+    }
+    for (int k = 0; k < 4; k++) {
+        Py_DECREF(items[k]); /* what we copy from is held by the slices now */
+    }
+    if (bad) {
+        goto done;
+    }
+
+    /* Everything is held: size the record, then write it without running Python code. */
+    uint64_t zdelta = zigzag(delta);
+    uint64_t zindex = zigzag((int64_t)index);
+    Py_ssize_t body = 1 + uvarint_size(zdelta) + uvarint_size(zindex) + slice_size(&g->key) +
+                      slice_size(&g->value) +
+                      uvarint_size(zigzag((int64_t)g->n_headers));
+    for (Py_ssize_t i = 0; i < 2 * g->n_headers; i++) {
+        Py_ssize_t part = slice_size(&g->headers[i]);
+        if (part > PY_SSIZE_T_MAX - 16 - body) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        body += part;
+    }
+    Py_ssize_t total = uvarint_size(zigzag((int64_t)body)) + body;
+    if (writer_reserve(w, total) < 0) {
+        goto done;
+    }
+    char *p = PyBytes_AS_STRING(w->bytes) + w->len;
+    p = put_uvarint(p, zigzag((int64_t)body));
+    *p++ = 0; /* attributes: unused, always 0 */
+    p = put_uvarint(p, zdelta);
+    p = put_uvarint(p, zindex);
+    p = slice_put(p, &g->key);
+    p = slice_put(p, &g->value);
+    p = put_uvarint(p, zigzag((int64_t)g->n_headers));
+    for (Py_ssize_t i = 0; i < 2 * g->n_headers; i++) {
+        p = slice_put(p, &g->headers[i]);
+    }
+    w->len += total;
+    rc = 0;
+done:
+    gathered_release(g);
+    Py_DECREF(seq);
+    return rc;
+}
+
+static int
+arg_int64(PyObject *obj, const char *name, int64_t *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Format(PyExc_OverflowError, "%s %R does not fit in int64", name, obj);
+        }
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+PyDoc_STRVAR(encode_records_doc,
+"encode_records(records, base_timestamp, default_timestamp, /) -> (bytes, int)\n\n"
+"Encode (key, value, headers, timestamp) records as the records section of a v2 batch;\n"
+"return it and the largest timestamp. See pykaf.protocol._record_codec.");
+
+static PyObject *
+encode_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "encode_records() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int64_t base_ts, default_ts;
+    if (arg_int64(args[1], "base_timestamp", &base_ts) < 0 ||
+        arg_int64(args[2], "default_timestamp", &default_ts) < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "records must be a sequence of records");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Writer w = {NULL, 0, 0};
+    w.cap = estimate_size(seq);
+    w.bytes = PyBytes_FromStringAndSize(NULL, w.cap);
+    if (w.bytes == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Gathered g;
+    slice_init(&g.key);
+    slice_init(&g.value);
+    g.n_headers = 0;
+    g.headers_cap = INLINE_HEADERS;
+    g.headers = g.inline_headers;
+
+    int64_t max_ts = INT64_MIN;
+    PyObject *result = NULL;
+    /* Re-read the size each step: a list may shrink while Python code runs (as the
+     * reference's enumerate() over a list would see it). */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *record = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        int rc = encode_one(&w, &g, record, i, base_ts, default_ts, &max_ts);
+        Py_DECREF(record);
+        if (rc < 0) {
+            goto done;
+        }
+    }
+    if (w.len != w.cap && _PyBytes_Resize(&w.bytes, w.len) < 0) {
+        goto done;
+    }
+    PyObject *max_obj = PyLong_FromLongLong(max_ts);
+    if (max_obj == NULL) {
+        goto done;
+    }
+    result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(max_obj);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, w.bytes);
+    PyTuple_SET_ITEM(result, 1, max_obj);
+    w.bytes = NULL; /* stolen by the tuple */
+done:
+    if (g.headers != g.inline_headers) {
+        PyMem_Free(g.headers);
+    }
+    Py_XDECREF(w.bytes);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Decoding                                                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* A base (offset or timestamp) that is added to a delta: int64 when it fits (the fast
+ * path), otherwise the Python int, so the result is exact for any base, as in the
+ * reference. */
+typedef struct {
+    PyObject *obj;
+    int64_t value;
+    int fits;
+} Base;
+
+static int
+base_from(PyObject *obj, const char *name, Base *b)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    b->obj = obj;
+    b->value = (int64_t)v;
+    b->fits = !overflow;
+    return 0;
+}
+
+/* base + delta as a Python int; delta is the varint (raw, high). */
+static PyObject *
+base_plus(const Base *b, uint64_t raw, unsigned high)
+{
+    if (!high && b->fits) {
+        int64_t d = unzigzag(raw);
+        int64_t a = b->value;
+        if (!((d < 0 && a < INT64_MIN - d) || (d > 0 && a > INT64_MAX - d))) {
+            return PyLong_FromLongLong(a + d);
+        }
+    }
+    PyObject *d = high ? wide_varint_to_pylong(raw, high) : PyLong_FromLongLong(unzigzag(raw));
+    if (d == NULL) {
+        return NULL;
+    }
+    PyObject *sum = PyNumber_Add(b->obj, d);
+    Py_DECREF(d);
+    return sum;
+}
+
+/* A length-prefixed part of a record: ptr and len, or len == -1 for null. */
+static int
+read_sized(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end, const char *what,
+           const unsigned char **ptr, Py_ssize_t *len)
+{
+    int64_t length;
+    if (read_varint_clamped(buf, pos, end, &length) < 0) {
+        return -1;
+    }
+    if (length < 0) {
+        if (length != -1) {
+            PyErr_Format(PyExc_ValueError, "negative %s length %lld", what, (long long)length);
+            return -1;
+        }
+        *len = -1;
+        return 0;
+    }
+    if (length > (int64_t)(end - *pos)) {
+        PyErr_Format(PyExc_ValueError, "%s of %lld bytes runs past the record", what,
+                     (long long)length);
+        return -1;
+    }
+    *ptr = buf + *pos;
+    *len = (Py_ssize_t)length;
+    *pos += (Py_ssize_t)length;
+    return 0;
+}
+
+static inline PyObject *
+bytes_or_none(const unsigned char *ptr, Py_ssize_t len)
+{
+    if (len < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyBytes_FromStringAndSize((const char *)ptr, len);
+}
+
+static PyObject *
+read_headers(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t record_end, int64_t limit)
+{
+    int64_t n;
+    if (read_varint_clamped(buf, pos, record_end, &n) < 0) {
+        return NULL;
+    }
+    if (n < 0 || n > limit) {
+        PyErr_Format(PyExc_ValueError, "bad header count %lld", (long long)n);
+        return NULL;
+    }
+    /* n <= the record's length, itself within the buffer: a bounded allocation. */
+    PyObject *headers = PyTuple_New((Py_ssize_t)n);
+    if (headers == NULL || n == 0) {
+        return headers; /* the empty tuple singleton when there are no headers */
+    }
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)n; i++) {
+        const unsigned char *kptr = NULL, *vptr = NULL;
+        Py_ssize_t klen, vlen;
+        if (read_sized(buf, pos, record_end, "header key", &kptr, &klen) < 0) {
+            goto fail;
+        }
+        if (klen < 0) {
+            PyErr_SetString(PyExc_ValueError, "null header key");
+            goto fail;
+        }
+        if (read_sized(buf, pos, record_end, "header value", &vptr, &vlen) < 0) {
+            goto fail;
+        }
+        /* Strict UTF-8: a bad key raises UnicodeDecodeError, a ValueError. */
+        PyObject *key = PyUnicode_DecodeUTF8((const char *)kptr, klen, NULL);
+        if (key == NULL) {
+            goto fail;
+        }
+        PyObject *value = bytes_or_none(vptr, vlen);
+        if (value == NULL) {
+            Py_DECREF(key);
+            goto fail;
+        }
+        PyObject *pair = PyTuple_New(2);
+        if (pair == NULL) {
+            Py_DECREF(key);
+            Py_DECREF(value);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(pair, 0, key);
+        PyTuple_SET_ITEM(pair, 1, value);
+        PyObject_GC_UnTrack(pair); /* str and bytes/None: no cycle possible, see untrack */
+        PyTuple_SET_ITEM(headers, i, pair);
+    }
+    PyObject_GC_UnTrack(headers);
+    return headers;
+fail:
+    Py_DECREF(headers); /* unset items are NULL, which tuple dealloc skips */
+    return NULL;
+}
+
+/* Whether instances of a tuple subclass are plain tuples in memory: no __dict__, no extra
+ * slots, so their only references are their items. */
+static int
+is_plain_tuple_type(PyTypeObject *type)
+{
+    return type == &PyTuple_Type || (type->tp_basicsize == PyTuple_Type.tp_basicsize &&
+                                     type->tp_itemsize == PyTuple_Type.tp_itemsize &&
+                                     type->tp_dictoffset == 0);
+}
+
+/* A new instance of the record type (a tuple subclass) holding the five items, which it
+ * steals; on failure they are released.
+ *
+ * ``untrack``: take the record out of the cyclic GC. A decoded record holds ints, bytes,
+ * None and untracked header tuples of str and bytes: immutable leaves that can never be
+ * part of a cycle, so the collector has nothing to find in it (CPython untracks such
+ * tuples itself, but only when a collection first walks them). Untracked at birth, a
+ * consumer holding a million records does not pay for the collector walking them over
+ * and over, which otherwise costs more than decoding them. */
+static PyObject *
+make_record(PyTypeObject *type, PyObject *items[5], int untrack)
+{
+    PyObject *rec;
+    if (type == &PyTuple_Type) {
+        rec = PyTuple_New(5);
+    }
+    else {
+        rec = type->tp_alloc(type, 5);
+#if PY_VERSION_HEX >= 0x030E0000
+        /* 3.14 caches a tuple's hash in the object; zeroed memory would read as a
+         * cached hash of 0 (tuple_subtype_new resets it the same way). */
+        if (rec != NULL) {
+            ((PyTupleObject *)rec)->ob_hash = -1;
+        }
+#endif
+    }
+    if (rec == NULL) {
+        for (int i = 0; i < 5; i++) {
+            Py_DECREF(items[i]);
+        }
+        return NULL;
+    }
+    for (int i = 0; i < 5; i++) {
+        PyTuple_SET_ITEM(rec, i, items[i]);
+    }
+    /* offset and timestamp may come from PyNumber_Add on an int subclass or be the caller's
+     * fixed timestamp: untrack only when they are exact ints too. */
+    if (untrack && PyLong_CheckExact(items[0]) && PyLong_CheckExact(items[1])) {
+        PyObject_GC_UnTrack(rec);
+    }
+    return rec;
+}
+
+static PyObject *
+decode_one(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end, const Base *offset_base,
+           const Base *ts_base, PyObject *fixed_ts, PyTypeObject *record_type, int untrack)
+{
+    int64_t length;
+    Py_ssize_t p = *pos;
+    if (read_varint_clamped(buf, &p, end, &length) < 0) {
+        return NULL;
+    }
+    if (length < 1 || length > (int64_t)(end - p)) {
+        PyErr_Format(PyExc_ValueError, "record length %lld does not fit the batch",
+                     (long long)length);
+        return NULL;
+    }
+    Py_ssize_t record_end = p + (Py_ssize_t)length;
+    p += 1; /* attributes, unused */
+    uint64_t ts_raw, off_raw;
+    unsigned ts_high, off_high;
+    const unsigned char *kptr = NULL, *vptr = NULL;
+    Py_ssize_t klen, vlen;
+    if (read_uvarint(buf, &p, record_end, &ts_raw, &ts_high) < 0 ||
+        read_uvarint(buf, &p, record_end, &off_raw, &off_high) < 0 ||
+        read_sized(buf, &p, record_end, "key", &kptr, &klen) < 0 ||
+        read_sized(buf, &p, record_end, "value", &vptr, &vlen) < 0) {
+        return NULL;
+    }
+    PyObject *headers = read_headers(buf, &p, record_end, length);
+    if (headers == NULL) {
+        return NULL;
+    }
+    if (p != record_end) {
+        Py_DECREF(headers);
+        PyErr_SetString(PyExc_ValueError, "record length does not match its contents");
+        return NULL;
+    }
+    PyObject *items[5] = {NULL, NULL, NULL, NULL, headers};
+    items[0] = base_plus(offset_base, off_raw, off_high);
+    items[1] = fixed_ts != Py_None ? Py_NewRef(fixed_ts) : base_plus(ts_base, ts_raw, ts_high);
+    items[2] = items[0] && items[1] ? bytes_or_none(kptr, klen) : NULL;
+    items[3] = items[2] ? bytes_or_none(vptr, vlen) : NULL;
+    if (items[3] == NULL) {
+        for (int i = 0; i < 5; i++) {
+            Py_XDECREF(items[i]);
+        }
+        return NULL;
+    }
+    *pos = record_end;
+    return make_record(record_type, items, untrack);
+}
+
+PyDoc_STRVAR(decode_records_doc,
+"decode_records(buf, start, end, count, base_offset, base_timestamp, fixed_timestamp,\n"
+"               record_type, /) -> list\n\n"
+"Decode count records from buf[start:end], which must be used up exactly; each one an\n"
+"instance of record_type (a tuple subclass of 5 fields). Malformed input raises\n"
+"ValueError. See pykaf.protocol._record_codec.");
+
+static PyObject *
+decode_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "decode_records() takes 8 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t end = PyLong_AsSsize_t(args[2]);
+    if (end == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyLong_Check(args[3])) {
+        PyErr_Format(PyExc_TypeError, "count must be an int, not %.200s",
+                     Py_TYPE(args[3])->tp_name);
+        return NULL;
+    }
+    /* Any count is accepted as the reference does: negative means none, and one that is
+     * too large fails the size check below with ValueError. */
+    int overflow;
+    long long count = PyLong_AsLongLongAndOverflow(args[3], &overflow);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow) {
+        count = overflow > 0 ? LLONG_MAX : 0;
+    }
+    if (count < 0) {
+        count = 0;
+    }
+    Base offset_base, ts_base;
+    if (base_from(args[4], "base_offset", &offset_base) < 0 ||
+        base_from(args[5], "base_timestamp", &ts_base) < 0) {
+        return NULL;
+    }
+    PyObject *fixed_ts = args[6];
+    PyObject *type_obj = args[7];
+    if (!PyType_Check(type_obj) || !PyType_IsSubtype((PyTypeObject *)type_obj, &PyTuple_Type)) {
+        PyErr_Format(PyExc_TypeError, "record_type must be a tuple subclass, not %R",
+                     type_obj);
+        return NULL;
+    }
+    PyTypeObject *record_type = (PyTypeObject *)type_obj;
+    int untrack = is_plain_tuple_type(record_type);
+
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (start < 0 || end < start || end > view.len) {
+        PyErr_Format(PyExc_ValueError,
+                     "records span [%zd, %zd) lies outside the buffer of %zd bytes", start,
+                     end, view.len);
+        goto done;
+    }
+    if (count > (long long)((end - start) / MIN_RECORD_SIZE)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%lld records cannot fit in %zd bytes (a record takes at least %d)",
+                     count, end - start, MIN_RECORD_SIZE);
+        goto done;
+    }
+    out = PyList_New((Py_ssize_t)count);
+    if (out == NULL) {
+        goto done;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t pos = start;
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)count; i++) {
+        PyObject *rec = decode_one(buf, &pos, end, &offset_base, &ts_base, fixed_ts,
+                                   record_type, untrack);
+        if (rec == NULL) {
+            Py_CLEAR(out); /* unset items are NULL, which list dealloc skips */
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, rec);
+    }
+    if (pos != end) {
+        PyErr_Format(PyExc_ValueError, "%zd bytes left over after %lld records", end - pos,
+                     count);
+        Py_CLEAR(out);
+    }
+done:
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Module                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+static PyMethodDef crecords_methods[] = {
+    {"encode_records", (PyCFunction)(void (*)(void))encode_records, METH_FASTCALL,
+     encode_records_doc},
+    {"decode_records", (PyCFunction)(void (*)(void))decode_records, METH_FASTCALL,
+     decode_records_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot crecords_slots[] = {
+#if PY_VERSION_HEX >= 0x030C0000
+    /* No module state at all, so every interpreter can share this code. */
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    /* Not Py_mod_gil/Py_MOD_GIL_NOT_USED: the loops read lists and tuples without taking
+     * their critical sections, which is only safe under the GIL. */
+    {0, NULL},
+};
+
+PyDoc_STRVAR(crecords_doc,
+"The per-record loops of Kafka v2 record batches, in C (see _record_codec for the contract).");
+
+static struct PyModuleDef crecords_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pykaf.protocol._crecords",
+    .m_doc = crecords_doc,
+    .m_size = 0,
+    .m_methods = crecords_methods,
+    .m_slots = crecords_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__crecords(void)
+{
+    return PyModuleDef_Init(&crecords_module);
+}

@@ -1,0 +1,23 @@
+"""Typed stub of the C accelerator ``_crecords.c``: same contract as ``_record_codec``."""
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+__all__ = ["decode_records", "encode_records"]
+
+_R = TypeVar("_R", bound=tuple[Any, ...])
+
+def encode_records(
+    records: Sequence[Sequence[Any]], base_timestamp: int, default_timestamp: int, /
+) -> tuple[bytes, int]: ...
+def decode_records(
+    buf: bytes | bytearray | memoryview,
+    start: int,
+    end: int,
+    count: int,
+    base_offset: int,
+    base_timestamp: int,
+    fixed_timestamp: int | None,
+    record_type: type[_R],
+    /,
+) -> list[_R]: ...
