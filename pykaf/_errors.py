@@ -137,3 +137,56 @@ class UnknownBrokerError(BrokerError):
             f"[unknown error code {self.unknown_code}] The broker returned a code pykaf"
             f" does not know.{tail}"
         )
+
+
+# -- client I/O errors (the asyncio client core) -------------------------------------
+# Appended as one block (other modules edit the list above): socket and timeout failures
+# are mapped to these once, where the client meets the socket, and always name the broker.
+
+__all__ += ["BrokerConnectionError", "ClientClosedError", "KafkaTimeoutError", "NoBrokersError"]
+
+
+class BrokerConnectionError(PykafError, ConnectionError):
+    """A broker could not be reached, or its connection broke (refused, reset, DNS...).
+
+    ``address`` is ``"host:port"``; ``node_id`` is None for a bootstrap address whose id is
+    not known yet. Retriable: the broker may come back, or another may take over.
+    """
+
+    retriable: ClassVar[bool] = True
+
+    # Keywords have defaults so that copy and pickle (which call cls(message)) work.
+    def __init__(self, message: str, *, address: str = "", node_id: int | None = None) -> None:
+        # One argument only: OSError gives two or more arguments an errno meaning.
+        super().__init__(message)
+        self.address = address
+        self.node_id = node_id
+
+
+class NoBrokersError(BrokerConnectionError):
+    """Every broker the client knows (and every bootstrap address) failed until the
+    deadline. ``errors`` holds the last failure of each address tried."""
+
+    def __init__(self, message: str, *, errors: tuple[PykafError, ...] = ()) -> None:
+        super().__init__(message, address=",".join(_address_of(e) for e in errors))
+        self.errors = errors
+
+
+def _address_of(error: PykafError) -> str:
+    return str(getattr(error, "address", "?"))
+
+
+class KafkaTimeoutError(PykafError, TimeoutError):
+    """An operation did not complete within its timeout (on the client's clock).
+
+    Not to be confused with ``RequestTimedOutError``, the code a broker returns."""
+
+    retriable: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class ClientClosedError(PykafError):
+    """The client was closed: before the call, or while the call was waiting."""

@@ -190,6 +190,7 @@ def encode_batch(
     first_ts = items[0][3] if len(items[0]) == 4 else None
     base_timestamp = default_ts if first_ts is None else first_ts
     try:
+        body: bytes
         body, max_timestamp = _codec.encode_records(items, base_timestamp, default_ts)
     except (TypeError, OverflowError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode record batch: {exc}") from exc
