@@ -1,3 +1,108 @@
-"""The sans-I/O wire layer: bytes in, events out. No asyncio, sockets or clocks here."""
+"""The sans-I/O wire layer: bytes in, events out. No asyncio, sockets or clocks here.
 
-__all__: list[str] = []
+- Messages: kio's generated types for every API and version, with a thin layer to pick
+  the class for a negotiated version, build it from plain fields, and encode/decode it
+  with the right headers (``build_request``, ``encode_request``, ``decode_response``...).
+- Framing: ``ClientConnection`` / ``ServerConnection`` turn bytes into matched events.
+- Record batches (magic 2): ``encode_batch`` / ``decode_batches``, our own and fast.
+- Compression: gzip, snappy (xerial and raw), lz4 (frame), zstd, with a size cap.
+"""
+
+from pykaf.protocol._apis import KIP_896_FLOORS, ApiSpec, all_apis, api_spec
+from pykaf.protocol._compression import (
+    DEFAULT_MAX_DECOMPRESSED,
+    Compression,
+    compress,
+    decompress,
+    validate_level,
+)
+from pykaf.protocol._framing import (
+    DEFAULT_MAX_FRAME_SIZE,
+    KAFKA_SASL_MAX_RECEIVE_SIZE,
+    NEED_DATA,
+    ClientConnection,
+    ConnectionClosed,
+    NeedData,
+    Request,
+    Response,
+    ServerConnection,
+    UnsupportedRequest,
+)
+from pykaf.protocol._messages import (
+    build_request,
+    build_response,
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+    payload_api,
+    peek_request,
+    request_class,
+    response_class,
+)
+from pykaf.protocol._negotiation import (
+    NegotiatedVersions,
+    api_versions_retry_version,
+    negotiate,
+    pick_version,
+)
+from pykaf.protocol._records import (
+    BATCH_OVERHEAD,
+    BatchHeader,
+    ControlType,
+    Record,
+    RecordBatch,
+    TimestampType,
+    decode_batches,
+    encode_batch,
+    iter_batch_headers,
+    parse_control_record,
+    using_c_accelerator,
+)
+
+__all__ = [
+    "BATCH_OVERHEAD",
+    "DEFAULT_MAX_DECOMPRESSED",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "KAFKA_SASL_MAX_RECEIVE_SIZE",
+    "KIP_896_FLOORS",
+    "NEED_DATA",
+    "ApiSpec",
+    "BatchHeader",
+    "ClientConnection",
+    "Compression",
+    "ConnectionClosed",
+    "ControlType",
+    "NeedData",
+    "NegotiatedVersions",
+    "Record",
+    "RecordBatch",
+    "Request",
+    "Response",
+    "ServerConnection",
+    "TimestampType",
+    "UnsupportedRequest",
+    "all_apis",
+    "api_spec",
+    "api_versions_retry_version",
+    "build_request",
+    "build_response",
+    "compress",
+    "decode_batches",
+    "decode_request",
+    "decode_response",
+    "decompress",
+    "encode_batch",
+    "encode_request",
+    "encode_response",
+    "iter_batch_headers",
+    "negotiate",
+    "parse_control_record",
+    "payload_api",
+    "peek_request",
+    "pick_version",
+    "request_class",
+    "response_class",
+    "using_c_accelerator",
+    "validate_level",
+]
