@@ -392,7 +392,9 @@ def test_decode_errors_are_remote_and_name_the_api() -> None:
     with pytest.raises(RemoteProtocolError, match="malformed Metadata v12 response"):
         decode_response(3, 12, payload[:-3])
     with pytest.raises(RemoteProtocolError, match="Metadata v12 response has 2 unread trailing"):
-        decode_response(3, 12, payload + b"\x00\x00")
+        decode_response(3, 12, payload + b"\x00\x00", strict=True)
+    # Lenient by default, like Kafka's Java client (librdkafka appends bytes).
+    assert decode_response(3, 12, payload + b"\x00\x00") == decode_response(3, 12, payload)
     with pytest.raises(RemoteProtocolError, match="too short"):
         decode_response(3, 12, b"\x00\x01")
     with pytest.raises(RemoteProtocolError, match="malformed Metadata v12 response"):
