@@ -1,0 +1,3 @@
+"""The asyncio client core: connections, the cluster view, ``AsyncClient``."""
+
+__all__: list[str] = []

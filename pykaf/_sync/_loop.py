@@ -1,0 +1,95 @@
+"""A private asyncio event loop in a daemon thread, and bounded blocking calls into it."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from pykaf._errors import ClientClosedError, KafkaTimeoutError
+
+__all__ = ["LoopThread"]
+
+_T = TypeVar("_T")
+
+
+class LoopThread:
+    """Runs coroutines on a loop owned by one daemon thread.
+
+    Daemon, so a program that forgets ``close()`` still exits; ``stop()`` is bounded, so
+    one that remembers never hangs in it.
+    """
+
+    def __init__(self, name: str = "pykaf-client") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._stopped = False
+        # Calls submitted and not finished: a call that raced stop() (submitted as the
+        # loop stopped, so never started) is cancelled by stop() instead of hanging.
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._thread.start()
+        self._started.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._started.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                self._cancel_leftovers()
+            self.loop.close()
+
+    def _cancel_leftovers(self) -> None:
+        tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Bounded: cancelled tasks finish in a few loop iterations unless they refuse
+            # cancellation, which pykaf's never do; the timeout guards anyway.
+            gather = asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.run_until_complete(asyncio.wait_for(gather, 1.0))
+
+    @property
+    def in_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None) -> _T:
+        """Run ``coro`` on the loop and wait for it, at most ``timeout`` seconds (None:
+        unbounded; callers pass the operation's own timeout plus a margin). On timeout the
+        coroutine is cancelled and ``KafkaTimeoutError`` raised."""
+        if self._stopped:
+            coro.close()
+            raise ClientClosedError("the client is closed")
+        if self.in_loop_thread:
+            coro.close()
+            raise RuntimeError(
+                "a blocking pykaf Client was called from its own event loop thread;"
+                " use AsyncClient in async code"
+            )
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise KafkaTimeoutError(f"the operation did not finish within {timeout:g}s") from None
+        except concurrent.futures.CancelledError:
+            raise ClientClosedError("the client was closed during the call") from None
+
+    def stop(self, timeout: float) -> None:
+        """Stop the loop and join the thread, waiting at most ``timeout`` seconds."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        if not self.in_loop_thread:
+            self._thread.join(timeout)
+        for future in list(self._pending):
+            future.cancel()
