@@ -337,9 +337,11 @@ class ServerConnection:
     """The broker side of one Kafka connection (see the module doc).
 
     ``max_pre_auth_frame_size`` (None: no separate limit) applies until the first
-    ApiVersions request, or with ``pre_auth_until="authenticated"`` until the broker
-    calls ``lift_pre_auth_limit()`` (after SASL, as Kafka's SaslServerAuthenticator does
-    with ``KAFKA_SASL_MAX_RECEIVE_SIZE``).
+    ApiVersions request, with ``pre_auth_until="first_request"`` to the first frame only
+    (clients that pin a version and never send ApiVersions are then not held to it), or
+    with ``pre_auth_until="authenticated"`` until the broker calls
+    ``lift_pre_auth_limit()`` (after SASL, as Kafka's SaslServerAuthenticator does with
+    ``KAFKA_SASL_MAX_RECEIVE_SIZE``).
     """
 
     __slots__ = (
@@ -356,13 +358,15 @@ class ServerConnection:
         *,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_pre_auth_frame_size: int | None = None,
-        pre_auth_until: Literal["api_versions", "authenticated"] = "api_versions",
+        pre_auth_until: Literal["api_versions", "first_request", "authenticated"] = "api_versions",
     ) -> None:
         _check_frame_size(max_frame_size, "max_frame_size")
         if max_pre_auth_frame_size is not None:
             _check_frame_size(max_pre_auth_frame_size, "max_pre_auth_frame_size")
-        if pre_auth_until not in ("api_versions", "authenticated"):
-            raise LocalProtocolError("pre_auth_until must be 'api_versions' or 'authenticated'")
+        if pre_auth_until not in ("api_versions", "first_request", "authenticated"):
+            raise LocalProtocolError(
+                "pre_auth_until must be 'api_versions', 'first_request' or 'authenticated'"
+            )
         self.max_frame_size = max_frame_size
         self.max_pre_auth_frame_size = max_pre_auth_frame_size
         self._pre_auth_until = pre_auth_until
@@ -430,7 +434,10 @@ class ServerConnection:
         finally:
             payload.release()
         frames.consume(length)
-        if prefix.api_key == API_VERSIONS_KEY and self._pre_auth_until == "api_versions":
+        until = self._pre_auth_until
+        if until == "first_request" or (
+            until == "api_versions" and prefix.api_key == API_VERSIONS_KEY
+        ):
             self._pre_auth = False
         if isinstance(event, UnsupportedRequest) or event.expects_response:
             self._pending.append(event.correlation_id)

@@ -31,6 +31,7 @@ from kio.static.primitive import i16, i32
 from pykaf._errors import LocalProtocolError, RemoteProtocolError, UnknownApiError
 from pykaf.protocol._apis import ApiSpec, api_spec
 from pykaf.protocol._builder import build_entity, find_bad_field
+from pykaf.protocol._nulls import check_null_arrays
 
 __all__ = [
     "API_VERSIONS_KEY",
@@ -427,7 +428,9 @@ def decode_request_with(
             correlation_id=i32(prefix.correlation_id),
             client_id=prefix.client_id,
         )
-    return header, _read_body(codec, data, offset, allow_trailing=lenient)
+    body = _read_body(codec, data, offset, allow_trailing=lenient)
+    check_null_arrays(body, f"{codec.spec.name} v{codec.version} request")
+    return header, body
 
 
 def decode_response(
