@@ -10,3 +10,6 @@ else:
     from peers.tansu import tansu
 
 __all__ = ["mock_cluster", "mock_cluster_factory", "mock_cluster_session", "tansu"]
+
+# The embedded broker's fixtures (kafka_cluster, kafka_cluster_sync), as users enable them.
+pytest_plugins = ["pykaf.broker.pytest_plugin"]

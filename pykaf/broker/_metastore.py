@@ -1,0 +1,59 @@
+"""The broker's small metadata file: topics, configs, log starts, producer ids, group blobs.
+
+One JSON document, rewritten whole on every change (changes are rare: topic admin,
+DeleteRecords, producer id allocation, group commits). Written atomically: a temporary
+file in the same directory, fsync, rename over the old one, fsync of the directory; a crash
+leaves either the old document or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["META_FILE", "read_metadata", "write_metadata"]
+
+log = logging.getLogger("pykaf.broker")
+
+META_FILE: Final = "pykaf-broker-meta.json"
+FORMAT_VERSION: Final = 1
+
+
+def read_metadata(data_dir: Path) -> dict[str, Any] | None:
+    """The stored document, or None if there is none yet (or it is unreadable)."""
+    path = data_dir / META_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Cannot happen through write_metadata (atomic rename); an edited file could.
+        log.error("%s is not valid JSON (%s); starting without it", path, exc)
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_VERSION:
+        log.error("%s has an unknown format; starting without it", path)
+        return None
+    return doc
+
+
+def write_metadata(data_dir: Path, doc: dict[str, Any]) -> None:
+    """Replace the stored document atomically."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    final = data_dir / META_FILE
+    temp = data_dir / (META_FILE + ".tmp")
+    payload = json.dumps({**doc, "format": FORMAT_VERSION}, sort_keys=True, indent=1)
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, final)
+    dir_fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,243 @@
+"""One broker's listener: asyncio server, one task per connection, one dispatch function.
+
+Kafka semantics: a connection's requests are handled one at a time, in order (the broker
+mutes a connection while one of its requests is in progress), so responses leave in
+request order; pipelined requests wait in the socket buffer. A long-polling Fetch blocks
+only its own connection. A bad request (malformed frame or body, a frame over the limit,
+an API or version the broker does not answer) closes that connection with a log line on
+the ``pykaf.broker`` logger; nothing a client sends can stop the broker.
+
+The seam for fault injection is ``BrokerServer.dispatch``: every request passes through it,
+and when an ``Interceptor`` is set it gets the request first, with the real handler as
+``call_next``. It may delay, answer by itself (an injected error), hold the response back,
+or raise ``CloseConnection``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeAlias
+
+from pykaf._errors import PykafError, RemoteProtocolError
+from pykaf.broker._registry import (
+    CloseConnection,
+    ConnectionInfo,
+    RequestContext,
+    handler_for,
+)
+from pykaf.broker._state import BrokerNode, ClusterState
+from pykaf.broker.apis.api_versions import UNSUPPORTED_VERSION, api_versions_entries
+from pykaf.protocol._apis import api_spec
+from pykaf.protocol._framing import (
+    DEFAULT_MAX_FRAME_SIZE,
+    KAFKA_SASL_MAX_RECEIVE_SIZE,
+    NEED_DATA,
+    ConnectionClosed,
+    Request,
+    ServerConnection,
+    UnsupportedRequest,
+)
+from pykaf.protocol._messages import API_VERSIONS_KEY, Payload, build_response
+
+__all__ = ["BrokerServer", "CallNext", "Interceptor"]
+
+log = logging.getLogger("pykaf.broker")
+
+CallNext: TypeAlias = Callable[[RequestContext, Payload], Awaitable[Payload | None]]
+# (ctx, request, call_next) -> response (None: no response, e.g. Produce acks=0).
+Interceptor: TypeAlias = Callable[[RequestContext, Payload, CallNext], Awaitable[Payload | None]]
+
+_READ_SIZE: Final = 1024 * 1024
+_STREAM_LIMIT: Final = 4 * 1024 * 1024
+# Above this many unsent bytes, wait for the socket to drain before the next request.
+_WRITE_HIGH_WATER: Final = 8 * 1024 * 1024
+
+
+def _api_name(api_key: int) -> str:
+    try:
+        return api_spec(api_key).name
+    except PykafError:
+        return f"API key {api_key}"
+
+
+class BrokerServer:
+    """The listener of one broker node. Start with ``start()``, stop with ``stop()``."""
+
+    def __init__(
+        self,
+        node: BrokerNode,
+        state: ClusterState,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_pre_auth_frame_size: int = KAFKA_SASL_MAX_RECEIVE_SIZE,
+    ) -> None:
+        self._node = node
+        self.state = state
+        self.max_frame_size = max_frame_size
+        self.max_pre_auth_frame_size = max_pre_auth_frame_size
+        self.interceptor: Interceptor | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: dict[int, tuple[asyncio.Task[None], asyncio.StreamWriter]] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def node(self) -> BrokerNode:
+        return self._node
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def start(self, port: int | None = None) -> None:
+        """Listen on ``node.host`` at ``port`` (default: the node's port; 0: a free one)."""
+        if self._server is not None:
+            return
+        want = self._node.port if port is None else port
+        self._server = await asyncio.start_server(
+            self._serve, self._node.host, want, limit=_STREAM_LIMIT, reuse_address=True
+        )
+        self._node.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (bounded: tasks are cancelled)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        await self.close_connections()
+        if server is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+
+    async def close_connections(self) -> None:
+        """Close every client connection (the listener keeps running)."""
+        tasks = []
+        for task, writer in list(self._connections.values()):
+            writer.transport.abort()
+            task.cancel()
+            tasks.append(task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+    async def dispatch(self, ctx: RequestContext, request: Payload) -> Payload | None:
+        """Answer one request: through the interceptor when one is set, else the handler."""
+        interceptor = self.interceptor
+        if interceptor is not None:
+            return await interceptor(ctx, request, call_handler)
+        return await call_handler(ctx, request)
+
+    # -- connections --------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn_id = next(self._ids)
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[conn_id] = (task, writer)
+        peername = writer.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        info = ConnectionInfo(connection_id=conn_id, peer=peer)
+        try:
+            await self._run_connection(reader, writer, info)
+        except CloseConnection as exc:
+            log.info(
+                "broker %d: closing connection from %s: %s",
+                self.node.node_id,
+                peer,
+                exc.reason,
+            )
+        except RemoteProtocolError as exc:
+            log.warning("broker %d: closing connection from %s: %s", self.node.node_id, peer, exc)
+        except (ConnectionError, OSError):
+            pass  # the client went away; nothing to tell
+        except asyncio.CancelledError:
+            pass  # the broker is stopping (or this connection was dropped on purpose)
+        except Exception:
+            log.exception(
+                "broker %d: internal error answering %s; closing its connection",
+                self.node.node_id,
+                peer,
+            )
+        finally:
+            self._connections.pop(conn_id, None)
+            writer.transport.abort()
+
+    async def _run_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnectionInfo
+    ) -> None:
+        # The pre-authentication limit guards the first frame only: a peer that starts with
+        # garbage cannot make the broker buffer 100 MiB, while clients that skip ApiVersions
+        # (old ones with a pinned version) are not held to 512 KiB afterwards.
+        conn = ServerConnection(
+            max_frame_size=self.max_frame_size,
+            max_pre_auth_frame_size=min(self.max_pre_auth_frame_size, self.max_frame_size),
+            pre_auth_until="first_request",
+        )
+        transport = writer.transport
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                conn.receive_data(await reader.read(_READ_SIZE))
+                continue
+            if isinstance(event, ConnectionClosed):
+                return
+            if isinstance(event, UnsupportedRequest):
+                writer.write(self._refuse(conn, event))
+                continue
+            response = await self._answer(event, info)
+            if event.expects_response:
+                if response is None:
+                    raise CloseConnection(
+                        f"no response produced for {_api_name(event.api_key)} v{event.api_version}"
+                    )
+                writer.write(conn.send_response(event, response))
+                if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                    await writer.drain()
+
+    def _refuse(self, conn: ServerConnection, event: UnsupportedRequest) -> bytes:
+        if event.api_key != API_VERSIONS_KEY:
+            raise RemoteProtocolError(
+                f"{_api_name(event.api_key)} v{event.api_version} is not supported"
+                f" (client {event.client_id!r})"
+            )
+        # Kafka's answer to an ApiVersions version it does not know: UNSUPPORTED_VERSION
+        # with a v0 body listing what it speaks, so the client can retry lower.
+        response = build_response(
+            API_VERSIONS_KEY,
+            0,
+            error_code=UNSUPPORTED_VERSION,
+            api_keys=api_versions_entries(),
+            throttle_time=0,
+        )
+        return conn.send_response(event, response)
+
+    async def _answer(self, event: Request, info: ConnectionInfo) -> Payload | None:
+        if handler_for(event.api_key, event.api_version) is None:
+            raise RemoteProtocolError(
+                f"{_api_name(event.api_key)} v{event.api_version} is not answered by this"
+                f" broker (client {event.client_id!r})"
+            )
+        ctx = RequestContext(
+            broker=self,
+            state=self.state,
+            connection=info,
+            api_key=event.api_key,
+            api_version=event.api_version,
+            correlation_id=event.correlation_id,
+            client_id=event.client_id,
+        )
+        return await self.dispatch(ctx, event.request)
+
+
+async def call_handler(ctx: RequestContext, request: Payload) -> Payload | None:
+    """The registered handler for the request (the end of any interceptor chain)."""
+    handler = handler_for(ctx.api_key, ctx.api_version)
+    if handler is None:
+        raise CloseConnection(f"{_api_name(ctx.api_key)} v{ctx.api_version} has no handler")
+    return await handler.func(ctx, request)

@@ -1,0 +1,204 @@
+"""Fetch (1): stored batches, long polling, min/max bytes, per-partition limits.
+
+Rules (Kafka's ReplicaManager.fetchMessages / readFromLog):
+- Whole stored batches from the one holding the fetch offset; the response budget
+  ``max_bytes`` and each partition's ``partition_max_bytes`` bound what is returned,
+  except that the first non-empty partition returns at least one batch (KIP-74).
+- The response is sent at once when it holds ``min_bytes`` or more, when any partition
+  has an error, or when ``max_wait`` is 0; otherwise it waits for an append to one of the
+  requested partitions (or the end of ``max_wait``) and reads again.
+- No incremental fetch sessions (KIP-227): every response has session id 0, which tells
+  clients that no session was created, so they send full requests; a request naming a
+  session is answered FETCH_SESSION_ID_NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pykaf.broker._log import PartitionLog
+from pykaf.broker._registry import RequestContext, handles
+from pykaf.broker._state import PartitionState
+from pykaf.broker.apis._common import (
+    NONE,
+    NOT_LEADER_OR_FOLLOWER,
+    OFFSET_OUT_OF_RANGE,
+    UNKNOWN_TOPIC_ID,
+    UNKNOWN_TOPIC_OR_PARTITION,
+    leader_error,
+    millis,
+    node_endpoints,
+)
+from pykaf.protocol._messages import Payload
+
+__all__: list[str] = []
+
+FETCH_SESSION_ID_NOT_FOUND: Final = 70
+_READ_COMMITTED: Final = 1
+
+
+@dataclass(slots=True, kw_only=True)
+class _Wanted:
+    """One requested partition, resolved once per request (mutable: ``chunks`` is
+    refilled on every read attempt of a long poll)."""
+
+    topic_index: int
+    partition: int
+    fetch_offset: int
+    max_bytes: int
+    target: PartitionState | None
+    error: int
+    chunks: list[bytes | bytearray]
+
+
+def _resolve(ctx: RequestContext, request: Any) -> tuple[list[dict[str, Any]], list[_Wanted]]:
+    state = ctx.state
+    by_id = ctx.api_version >= 13
+    topics: list[dict[str, Any]] = []
+    wanted: list[_Wanted] = []
+    for topic_index, ft in enumerate(request.topics):
+        topic = state.topics_by_id.get(ft.topic_id) if by_id else state.topics.get(ft.topic)
+        missing = UNKNOWN_TOPIC_ID if by_id else UNKNOWN_TOPIC_OR_PARTITION
+        topics.append(
+            {"topic": getattr(ft, "topic", None) or "", "topic_id": getattr(ft, "topic_id", None)}
+        )
+        for fp in ft.partitions:
+            target = None
+            error = missing
+            if topic is not None:
+                if 0 <= fp.partition < len(topic.partitions):
+                    target = topic.partitions[fp.partition]
+                    error = leader_error(ctx, target, getattr(fp, "current_leader_epoch", -1))
+                else:
+                    error = UNKNOWN_TOPIC_OR_PARTITION
+            if error == NONE and target is not None:
+                log = target.log
+                if not log.log_start_offset <= fp.fetch_offset <= log.log_end_offset:
+                    error = OFFSET_OUT_OF_RANGE
+            wanted.append(
+                _Wanted(
+                    topic_index=topic_index,
+                    partition=fp.partition,
+                    fetch_offset=fp.fetch_offset,
+                    max_bytes=fp.partition_max_bytes,
+                    target=target,
+                    error=error,
+                    chunks=[],
+                )
+            )
+    return topics, wanted
+
+
+def _read(wanted: list[_Wanted], max_bytes: int) -> int:
+    """Fill every partition's chunks within the limits; return the bytes gathered."""
+    remaining = max_bytes
+    min_one = True
+    total = 0
+    for w in wanted:
+        if w.error != NONE or w.target is None:
+            continue
+        chunks = w.target.log.read(w.fetch_offset, min(w.max_bytes, remaining), min_one)
+        w.chunks = chunks
+        if chunks:
+            size = sum(map(len, chunks))
+            min_one = False
+            remaining = max(0, remaining - size)
+            total += size
+    return total
+
+
+def _recheck(ctx: RequestContext, wanted: list[_Wanted]) -> bool:
+    """After a wait: a partition whose topic was deleted or whose leader moved answers
+    with an error now (Kafka completes a delayed fetch on such changes too)."""
+    any_error = False
+    for w in wanted:
+        target = w.target
+        if target is not None and w.error == NONE:
+            if ctx.state.topics.get(target.topic.name) is not target.topic:
+                w.error, w.target = UNKNOWN_TOPIC_OR_PARTITION, None
+            elif target.leader != ctx.node_id:
+                w.error = NOT_LEADER_OR_FOLLOWER
+        any_error = any_error or w.error != NONE
+    return any_error
+
+
+async def _wait_for_data(logs: list[PartitionLog], timeout: float) -> None:
+    """Until an append to any of ``logs`` or ``timeout`` seconds, whichever first."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    for log in logs:
+        log.add_waiter(wake)
+    try:
+        await asyncio.wait((future,), timeout=timeout)
+    finally:
+        for log in logs:
+            log.remove_waiter(wake)
+        future.cancel()
+
+
+def _partition_entry(ctx: RequestContext, w: _Wanted, read_committed: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "partition_index": w.partition,
+        "error_code": w.error,
+        "high_watermark": -1,
+        "last_stable_offset": -1,
+        "log_start_offset": -1,
+        "aborted_transactions": [] if read_committed else None,
+        "preferred_read_replica": -1,
+        "records": b"",
+    }
+    target = w.target
+    if target is not None:
+        log = target.log
+        entry["high_watermark"] = log.high_watermark
+        entry["last_stable_offset"] = log.high_watermark  # no open transactions, ever
+        entry["log_start_offset"] = log.log_start_offset
+        if w.error == NOT_LEADER_OR_FOLLOWER:
+            entry["current_leader"] = {
+                "leader_id": target.leader,
+                "leader_epoch": target.leader_epoch,
+            }
+    if w.chunks:
+        entry["records"] = w.chunks[0] if len(w.chunks) == 1 else b"".join(w.chunks)
+    return entry
+
+
+@handles("Fetch")
+async def fetch(ctx: RequestContext, request: Any) -> Payload:
+    if ctx.api_version >= 7 and (request.session_id != 0 or request.session_epoch > 0):
+        return ctx.respond(
+            throttle_time=0, error_code=FETCH_SESSION_ID_NOT_FOUND, session_id=0, responses=[]
+        )
+    topics, wanted = _resolve(ctx, request)
+    max_bytes = request.max_bytes
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + millis(request.max_wait) / 1000
+    any_error = any(w.error != NONE for w in wanted)
+    while True:
+        total = _read(wanted, max_bytes)
+        remaining = deadline - loop.time()
+        if total >= request.min_bytes or any_error or remaining <= 0 or not wanted:
+            break
+        await _wait_for_data([w.target.log for w in wanted if w.target is not None], remaining)
+        any_error = _recheck(ctx, wanted)
+    read_committed = request.isolation_level == _READ_COMMITTED
+    for w in wanted:
+        topics[w.topic_index].setdefault("partitions", []).append(
+            _partition_entry(ctx, w, read_committed)
+        )
+    for t in topics:
+        t.setdefault("partitions", [])
+    leaders = {w.target.leader for w in wanted if w.error == NOT_LEADER_OR_FOLLOWER and w.target}
+    return ctx.respond(
+        throttle_time=0,
+        error_code=NONE,
+        session_id=0,
+        responses=topics,
+        node_endpoints=node_endpoints(ctx.state, leaders) if leaders else [],
+    )

@@ -1,0 +1,102 @@
+"""The standalone broker: ``python -m pykaf.broker`` / ``pykaf broker``.
+
+The first line on stdout (flushed) is the bootstrap list ``host:port,host:port,...``, so a
+script can start the broker and read where it listens (with ``--control-port``, a second
+line ``control=127.0.0.1:PORT`` names the fault-injection endpoint, see ``_control``); it
+then runs until SIGTERM or SIGINT and exits 0 after closing every listener and log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from pykaf.broker._cluster import Cluster
+from pykaf.broker._control import ControlServer
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pykaf broker",
+        description="Run an embedded Kafka-compatible cluster on this machine.",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="port of the first broker; the others take the next ones (0: free ports)",
+    )
+    parser.add_argument("--brokers", type=int, default=1, help="number of brokers (default 1)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on and advertise")
+    parser.add_argument("--data-dir", default=None, help="keep logs here (default: in memory)")
+    parser.add_argument(
+        "--partitions", type=int, default=1, help="partitions of auto-created topics"
+    )
+    parser.add_argument(
+        "--no-auto-create", action="store_true", help="do not create topics on first use"
+    )
+    parser.add_argument(
+        "--control-port",
+        type=int,
+        default=None,
+        help="serve fault injection (JSON over HTTP) on 127.0.0.1 at this port (0: a free"
+        " one); its address is the second line of output, control=127.0.0.1:PORT",
+    )
+    parser.add_argument(
+        "--log-level", default="WARNING", help="logging level (DEBUG, INFO, WARNING, ...)"
+    )
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> None:
+    cluster = Cluster(
+        args.brokers,
+        port=args.port,
+        host=args.host,
+        data_dir=args.data_dir,
+        default_partitions=args.partitions,
+        auto_create_topics=not args.no_auto_create,
+    )
+    await cluster.start()
+    control: ControlServer | None = None
+    try:
+        lines = [cluster.bootstrap]
+        if args.control_port is not None:
+            control = ControlServer(cluster, port=args.control_port)
+            await control.start()
+            lines.append(f"control={control.address}")
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        if control is not None:
+            await control.stop()
+        await cluster.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; return the exit status."""
+    args = _parser().parse_args(argv)
+    if args.brokers < 1:
+        print("pykaf broker: --brokers must be at least 1", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    try:
+        asyncio.run(_run(args))
+    except OSError as exc:
+        print(f"pykaf broker: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"pykaf broker: {exc}", file=sys.stderr)
+        return 2
+    return 0
