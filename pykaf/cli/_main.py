@@ -1,0 +1,66 @@
+"""Dispatch ``pykaf <command> ...`` to the command's own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pykaf.cli._demo import DemoOptions, run_demo
+
+__all__ = ["main"]
+
+
+def _demo(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pykaf demo",
+        description=(
+            "Start the embedded broker, write messages with a live progress bar, then read"
+            " every partition's end offset back."
+        ),
+    )
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--brokers", type=int, default=3)
+    parser.add_argument("--value-size", type=int, default=100, help="bytes per message")
+    args = parser.parse_args(argv)
+    try:
+        opts = DemoOptions(
+            messages=args.messages,
+            partitions=args.partitions,
+            brokers=args.brokers,
+            value_size=args.value_size,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    return run_demo(opts)
+
+
+def _broker(argv: Sequence[str]) -> int:
+    from pykaf.broker.cli import main as broker_main  # noqa: PLC0415  (only when asked for)
+
+    return broker_main(argv)
+
+
+_COMMANDS = {
+    "demo": (_demo, "the main job: a million messages through the embedded broker"),
+    "broker": (_broker, "run the embedded Kafka-compatible broker (see pykaf broker -h)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: pykaf <command> [options]", "", "commands:"]
+    lines += [f"  {name:<8} {text}" for name, (_, text) in _COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    command = _COMMANDS.get(args[0])
+    if command is None:
+        print(f"pykaf: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    return command[0](args[1:])
