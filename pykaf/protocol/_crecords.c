@@ -1035,6 +1035,84 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* murmur2 (the key hash of Kafka's default partitioner)                                */
+/* ------------------------------------------------------------------------------------ */
+
+/* Kafka's Java ``Utils.murmur2``: MurmurHash2 with seed 0x9747b28c over little-endian 4-byte
+ * words. All arithmetic is on uint32_t, where wrap-around is defined (Java's int overflow
+ * wraps the same way; Java's ``>>>`` is our unsigned ``>>``). It lives here, not in its
+ * own extension, so pykaf keeps one optional C module; the pure-Python twin is
+ * ``pykaf._core._partitioner.murmur2_python`` and the tests demand equal results. */
+static uint32_t
+murmur2_java(const unsigned char *data, size_t len)
+{
+    const uint32_t m = 0x5bd1e995u;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)len;
+    size_t words = len / 4;
+    for (size_t i = 0; i < words; i++) {
+        const unsigned char *p = data + 4 * i;
+        /* Byte by byte, never a cast to uint32_t*: endian- and alignment-neutral. */
+        uint32_t k = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16)
+                     | ((uint32_t)p[3] << 24);
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    const unsigned char *tail = data + 4 * words;
+    switch (len & 3) {
+    case 3:
+        h ^= (uint32_t)tail[2] << 16;
+        /* fall through */
+    case 2:
+        h ^= (uint32_t)tail[1] << 8;
+        /* fall through */
+    case 1:
+        h ^= (uint32_t)tail[0];
+        h *= m;
+        break;
+    default:
+        break;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+PyDoc_STRVAR(murmur2_doc,
+"murmur2(data, /) -> int\n\n"
+"Kafka's Java Utils.murmur2 of a bytes-like object, as Java's signed 32-bit int.");
+
+/* METH_O: one positional argument, no argument-tuple parsing on the per-record path. */
+static PyObject *
+murmur2(PyObject *module, PyObject *arg)
+{
+    uint32_t h;
+    if (PyBytes_CheckExact(arg)) {
+        /* The common case (keys are bytes by the time they are partitioned): no buffer
+         * export needed, bytes are immutable. */
+        h = murmur2_java((const unsigned char *)PyBytes_AS_STRING(arg),
+                         (size_t)PyBytes_GET_SIZE(arg));
+    }
+    else {
+        Py_buffer view;
+        /* PyBUF_SIMPLE demands C-contiguous bytes and refuses anything else with a
+         * TypeError/BufferError, as Java's byte[] input implies. */
+        if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        h = murmur2_java((const unsigned char *)view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+    }
+    /* Java's int: reinterpret the 32 bits as two's complement without relying on the
+     * implementation-defined uint32_t -> int32_t conversion. */
+    long value = (h & 0x80000000u) ? -(long)(~h) - 1 : (long)h;
+    return PyLong_FromLong(value);
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Module                                                                               */
 /* ------------------------------------------------------------------------------------ */
 
@@ -1043,6 +1121,7 @@ static PyMethodDef crecords_methods[] = {
      encode_records_doc},
     {"decode_records", (PyCFunction)(void (*)(void))decode_records, METH_FASTCALL,
      decode_records_doc},
+    {"murmur2", (PyCFunction)murmur2, METH_O, murmur2_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,9 +1,12 @@
-"""Typed stub of the C accelerator ``_crecords.c``: same contract as ``_record_codec``."""
+"""Typed stub of the C accelerator ``_crecords.c``: same contract as ``_record_codec``.
+
+``murmur2`` is the C twin of ``pykaf._core._partitioner.murmur2_python``.
+"""
 
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-__all__ = ["decode_records", "encode_records"]
+__all__ = ["decode_records", "encode_records", "murmur2"]
 
 _R = TypeVar("_R", bound=tuple[Any, ...])
 
@@ -21,3 +24,4 @@ def decode_records(
     record_type: type[_R],
     /,
 ) -> list[_R]: ...
+def murmur2(data: bytes | bytearray | memoryview, /) -> int: ...
