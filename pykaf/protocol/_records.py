@@ -18,6 +18,7 @@ record writer is far too slow for the hot path, which is why batches are ours).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import struct
@@ -137,6 +138,10 @@ class BatchHeader:
         return self.base_offset + self.last_offset_delta + 1
 
 
+# The header's fields in wire order (the order of _HEADER's values).
+_HEADER_FIELDS = tuple(field.name for field in dataclasses.fields(BatchHeader))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordBatch(BatchHeader):
     """A decoded batch: its header fields and its records with absolute offsets."""
@@ -228,22 +233,7 @@ def encode_batch(
 
 
 def _read_header(view: memoryview, pos: int, verify_crc: bool) -> BatchHeader:
-    fields = _HEADER.unpack_from(view, pos)
-    header = BatchHeader(
-        base_offset=fields[0],
-        batch_length=fields[1],
-        partition_leader_epoch=fields[2],
-        magic=fields[3],
-        crc=fields[4],
-        attributes=fields[5],
-        last_offset_delta=fields[6],
-        base_timestamp=fields[7],
-        max_timestamp=fields[8],
-        producer_id=fields[9],
-        producer_epoch=fields[10],
-        base_sequence=fields[11],
-        record_count=fields[12],
-    )
+    header = BatchHeader(**dict(zip(_HEADER_FIELDS, _HEADER.unpack_from(view, pos), strict=True)))
     if header.record_count < 0:
         raise CorruptRecordError(
             f"batch at offset {header.base_offset} has a negative record count"
@@ -335,20 +325,7 @@ def decode_batches(
                 f"batch at offset {header.base_offset} has malformed records: {exc}"
             ) from exc
         yield RecordBatch(
-            base_offset=header.base_offset,
-            batch_length=header.batch_length,
-            partition_leader_epoch=header.partition_leader_epoch,
-            magic=header.magic,
-            crc=header.crc,
-            attributes=header.attributes,
-            last_offset_delta=header.last_offset_delta,
-            base_timestamp=header.base_timestamp,
-            max_timestamp=header.max_timestamp,
-            producer_id=header.producer_id,
-            producer_epoch=header.producer_epoch,
-            base_sequence=header.base_sequence,
-            record_count=header.record_count,
-            records=tuple(records),
+            **{name: getattr(header, name) for name in _HEADER_FIELDS}, records=tuple(records)
         )
 
 
