@@ -130,9 +130,10 @@ class AsyncClient:
         return await self._run(self._cluster.refresh(wanted, self._deadline(timeout)))
 
     async def api_versions(
-        self, node: int | None = None, *, timeout: float | None = None
+        self, node: Target | None = None, *, timeout: float | None = None
     ) -> BrokerApiVersions:
-        """The API versions of broker ``node`` (None: any broker), as negotiated on
+        """The API versions of the broker ``node`` names (a node id, ``Leader(...)``,
+        ``Coordinator(...)``, ``"controller"``; None: any broker), as negotiated on
         connect."""
         target: Target = "any" if node is None else check_target(node)
         return await self._run(self._api_versions(target, self._deadline(timeout)))

@@ -92,7 +92,7 @@ class Client:
         return self._loop.run(coro, self._bound(timeout))
 
     def api_versions(
-        self, node: int | None = None, *, timeout: float | None = None
+        self, node: Target | None = None, *, timeout: float | None = None
     ) -> BrokerApiVersions:
         """Blocking ``AsyncClient.api_versions``."""
         coro = self._aclient.api_versions(node, timeout=timeout)
