@@ -190,3 +190,116 @@ class KafkaTimeoutError(PykafError, TimeoutError):
 
 class ClientClosedError(PykafError):
     """The client was closed: before the call, or while the call was waiting."""
+
+
+# -- producer errors ---------------------------------------------------------------------
+# Appended as one block (the producer). Every record ends in exactly one report; a failed
+# one carries a DeliveryError saying whether the record may be in the log anyway.
+
+__all__ += [
+    "BufferFullError",
+    "DeliveryError",
+    "DeliveryTimeoutError",
+    "ProducerClosedError",
+    "RecordTooLargeError",
+]
+
+
+class DeliveryError(PykafError):
+    """A record was not delivered. ``maybe_persisted`` is True when it may have reached
+    the log all the same (a request was written and its answer never came, or acks=0);
+    ``cause`` is what failed (a ``BrokerError`` subclass, a connection error...) or None."""
+
+    # Keywords have defaults so that copy and pickle (which call cls(message)) work.
+    def __init__(
+        self, message: str, *, maybe_persisted: bool = False, cause: BaseException | None = None
+    ) -> None:
+        super().__init__(message)
+        self.maybe_persisted = maybe_persisted
+        self.cause = cause
+        if cause is not None:
+            self.__cause__ = cause
+
+
+class DeliveryTimeoutError(DeliveryError, TimeoutError):
+    """The record was not acknowledged within ``delivery_timeout``."""
+
+
+class ProducerClosedError(DeliveryError):
+    """The producer was closed before the record was acknowledged (or produce was called
+    after close)."""
+
+
+class BufferFullError(PykafError):
+    """``buffer_memory`` stayed full for ``max_block`` seconds: the record was not taken."""
+
+
+class RecordTooLargeError(PykafError):
+    """A record is larger than ``max_request_size`` (or ``buffer_memory``) once encoded;
+    it was not taken."""
+
+
+# -- consumer errors ---------------------------------------------------------------------
+# Appended as one block (the consumer's fetch side). Broker codes met while consuming
+# (OFFSET_OUT_OF_RANGE, UNKNOWN_TOPIC_OR_PARTITION...) keep their generated classes.
+
+__all__ += [
+    "ConsumerClosedError",
+    "ConsumerStateError",
+    "InvalidRegexError",
+    "NoOffsetError",
+    "NotAssignedError",
+]
+
+
+class ConsumerClosedError(ClientClosedError):
+    """The consumer was closed; it cannot be used again (create a new one)."""
+
+
+class ConsumerStateError(PykafError):
+    """The consumer cannot do this in its present state (no group_id for a commit,
+    ``assign`` mixed with ``subscribe``...); the message says what to do instead."""
+
+
+class NotAssignedError(ConsumerStateError):
+    """The partition is not assigned to this consumer (assign or subscribe first)."""
+
+
+class InvalidRegexError(PykafError, ValueError):
+    """A subscription pattern is not a valid regular expression."""
+
+
+class NoOffsetError(PykafError):
+    """A partition has no position to start from (no committed offset) and
+    ``auto_offset_reset`` is "error"; ``seek`` to choose one."""
+
+
+# -- consumer group errors ---------------------------------------------------------------
+# Appended as one block (group membership). A commit refused because the group moved on
+# is not a broker code the caller can act on as such: it says what to do instead.
+
+__all__ += ["CommitFailedError", "RebalancingCommitError"]
+
+
+class CommitFailedError(PykafError):
+    """An offset commit was refused because this member's generation of the group is
+    over (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID: a rebalance completed without it, or
+    its session expired). Its partitions may belong to another member now: do not retry;
+    the next poll rejoins. ``cause`` is the broker error."""
+
+    retriable: ClassVar[bool] = False
+
+    # Keywords have defaults so that copy and pickle (which call cls(message)) work.
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        if cause is not None:
+            self.__cause__ = cause
+
+
+class RebalancingCommitError(CommitFailedError):
+    """An offset commit was refused because the group is rebalancing
+    (REBALANCE_IN_PROGRESS, or this member is rejoining). Retriable: poll (which
+    completes the rejoin), then commit again the offsets of partitions still assigned."""
+
+    retriable: ClassVar[bool] = True

@@ -77,6 +77,10 @@ class LoopThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            # On 3.11+ this is the builtin TimeoutError, which the coroutine's own
+            # KafkaTimeoutError also is: only a future still running means *our* wait ran out.
+            if future.done():
+                raise
             future.cancel()
             raise KafkaTimeoutError(f"the operation did not finish within {timeout:g}s") from None
         except concurrent.futures.CancelledError:

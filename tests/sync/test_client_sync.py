@@ -122,3 +122,18 @@ def test_bad_settings_raise_before_any_thread_starts() -> None:
     with pytest.raises(TypeError, match="request_timeout"):
         Client("127.0.0.1:9092", request_timout=1.0)
     assert threading.active_count() == before
+
+
+def test_a_timeout_raised_inside_the_call_keeps_its_own_message() -> None:
+    from pykaf._errors import KafkaTimeoutError
+    from pykaf._sync._loop import LoopThread
+
+    async def times_out() -> None:
+        raise KafkaTimeoutError("broker 3 at 127.0.0.1:1 did not answer Metadata in 1s")
+
+    loop = LoopThread()
+    try:
+        with pytest.raises(KafkaTimeoutError, match="broker 3"):
+            loop.run(times_out(), 5.0)
+    finally:
+        loop.stop(5.0)

@@ -1,0 +1,619 @@
+"""The event-loop half of a producer: metadata, producer id, senders, timers, outcomes.
+
+Both producers share it: ``AsyncProducer`` runs it on the caller's loop, ``Producer`` on
+its private loop thread. Callers never call into it per record: they append into the
+accumulator and, when the append says so, ``wake()`` it (a coalesced ``pump``).
+
+``pump`` looks at the accumulator once: fails queued batches past ``delivery_timeout``,
+starts the sender of every broker with a ready batch, asks for metadata where a partition
+has no leader, and arms one timer for the next linger, backoff or deadline. Responses come
+back through ``response`` / ``request_failed`` in send order, per broker.
+
+Outcomes of a batch:
+- success (or a duplicate the broker already has): reports resolved, memory freed;
+- retriable (a broker error marked retriable, a lost connection, a timeout, a sequence
+  that is out of order behind a failed one): held in its partition until every batch of
+  that partition in flight is back, then put back in front, in order, after a backoff;
+  a leader change (a stale-metadata code) also refreshes the metadata first;
+- anything else, or past ``delivery_timeout``: failed with a ``DeliveryError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from pykaf._aio._client import AsyncClient
+from pykaf._aio._connection import BrokerConnection
+from pykaf._aio._sender import BrokerSender, partition_outcomes
+from pykaf._core._accumulator import Accumulator, Batch, PartitionQueue
+from pykaf._core._backoff import Backoff
+from pykaf._core._delivery import Reporter
+from pykaf._core._idempotence import Idempotence, Verdict
+from pykaf._core._producer_settings import ProducerSettings
+from pykaf._core._stale import METADATA_STALE_CODES
+from pykaf._error_codes import error_for_code
+from pykaf._errors import (
+    BrokerError,
+    ClientClosedError,
+    DeliveryError,
+    DeliveryTimeoutError,
+    KafkaTimeoutError,
+    ProducerClosedError,
+    PykafError,
+)
+from pykaf.protocol._messages import build_request
+
+__all__ = ["ProducerEngine"]
+
+log = logging.getLogger("pykaf.producer")
+
+_INIT_PRODUCER_ID: Final = 22
+# Codes after which the leader may have written the batch (the answer is not "no").
+_MAYBE_WRITTEN_CODES: Final = frozenset({7, 20})  # REQUEST_TIMED_OUT, NOT_ENOUGH_..._AFTER_APPEND
+
+
+class ProducerEngine:
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        client: AsyncClient,
+        accumulator: Accumulator,
+        reporter: Reporter,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.accumulator = accumulator
+        self.reporter = reporter
+        self.loop = loop
+        self._clock = clock
+        self.idempotence = Idempotence() if settings.idempotent else None
+        self.gate: Callable[[PartitionQueue, Batch], bool] = (
+            self.idempotence.gate if self.idempotence is not None else _always
+        )
+        self._backoff = Backoff(initial=settings.retry_backoff, maximum=settings.retry_backoff_max)
+        self._senders: dict[int, BrokerSender] = {}
+        self._pump_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stale: set[str] = set()
+        self._topic_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._topic_errors: dict[str, BaseException] = {}
+        self._metadata_task: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+        self._identity_task: asyncio.Task[None] | None = None
+        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
+        self._space: asyncio.Event | None = None
+        self._next_age_check = clock() + settings.client.metadata_max_age
+        self._fatal: BaseException | None = None
+        self._closing = False
+        self._closed = False
+        self.failed_by_close = 0
+        self._finished: list[Batch] = []
+        accumulator.on_space = self._on_space
+
+    # -- waking -------------------------------------------------------------------------
+
+    def schedule_pump(self) -> None:
+        """Pump once, soon (coalesced); call on the loop."""
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self.pump)
+
+    def pump(self) -> None:
+        self._pump_scheduled = False
+        self._release()
+        if self._closed:
+            return
+        now = self._clock()
+        state = self.accumulator.ready(now)
+        if state.expired:
+            self._expire(state.expired)
+            self._release()
+        if self._fatal is not None:
+            self._fail_all_queued(self._fatal)
+            return
+        idem = self.idempotence
+        if idem is not None and idem.wants_new and (state.nodes or state.unled):
+            self._start_identity()
+        for node in state.nodes:
+            sender = self._senders.get(node)
+            if sender is None:
+                sender = self._senders[node] = BrokerSender(self, node)
+            sender.pump(now)
+        if state.unled:
+            self.refresh(state.unled)
+        if now >= self._next_age_check:
+            self._next_age_check = now + self.settings.client.metadata_max_age
+            self.refresh(self.accumulator.topics())
+        self._arm(state.next_at)
+        if self._flushes:
+            self._check_flushes()
+
+    def _arm(self, when: float | None) -> None:
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            delay = max(0.0, when - self._clock())
+            self._timer = self.loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.pump()
+
+    # -- sending outcomes -----------------------------------------------------------------
+
+    def sent(self, batches: list[Batch], node_id: int) -> None:
+        for batch in batches:
+            part = batch.part
+            part.in_flight += 1
+            part.in_flight_node = node_id
+            batch.attempts += 1
+
+    def response(self, batches: list[Batch], response: Any, *, node_id: int) -> None:
+        try:
+            self._response(batches, response, node_id)
+        finally:
+            self._release()
+
+    def _response(self, batches: list[Batch], response: Any, node_id: int) -> None:
+        if response is None:
+            if self.settings.acks_code == 0:  # written, never answered: that is success
+                for batch in batches:
+                    self._succeeded(batch, -1, -1)
+                return
+            error = PykafError(f"broker {node_id} gave no answer to a Produce")
+            for batch in batches:
+                self._failed(batch, error, retriable=True, maybe_written=True)
+            return
+        outcomes = partition_outcomes(response)
+        for batch in batches:
+            outcome = outcomes.get((batch.topic, batch.partition))
+            if outcome is None:
+                outcome = outcomes.get((batch.part.topic.topic_id, batch.partition))
+            if outcome is None:
+                error = PykafError(
+                    f"broker {node_id} answered a Produce without {batch.topic}-{batch.partition}"
+                )
+                self._failed(batch, error, retriable=True, maybe_written=True)
+                continue
+            code, base_offset, append_time, message = outcome
+            if code == 0:
+                self._succeeded(batch, base_offset, append_time)
+            else:
+                self._error_code(batch, code, message, base_offset, append_time, node_id)
+
+    def _error_code(
+        self,
+        batch: Batch,
+        code: int,
+        message: str | None,
+        base_offset: int,
+        append_time: int,
+        node_id: int,
+    ) -> None:
+        error = error_for_code(
+            code,
+            f"(Produce to {batch.topic}-{batch.partition}"
+            + (f" on broker {node_id}: {message})" if message else f" on broker {node_id})"),
+        )
+        idem = self.idempotence
+        verdict = Verdict.OTHER if idem is None else idem.classify(batch.part, batch, code)
+        if verdict is Verdict.SUCCESS:
+            self._succeeded(batch, base_offset, append_time)
+            return
+        if verdict is Verdict.FAIL:
+            self._failed(batch, error, retriable=False, maybe_written=False)
+            return
+        if code in METADATA_STALE_CODES:
+            self.client._cluster.cache.mark_stale(batch.topic)
+            self.refresh((batch.topic,))
+        retriable = verdict is not Verdict.OTHER or error.retriable
+        self._failed(batch, error, retriable=retriable, maybe_written=code in _MAYBE_WRITTEN_CODES)
+
+    def request_failed(
+        self, batches: list[Batch], error: BaseException, *, node_id: int, written: bool
+    ) -> None:
+        """The request of ``batches`` got no answer (connection lost, timeout...)."""
+        closed = isinstance(error, ClientClosedError)
+        retriable = not closed and bool(
+            getattr(error, "retriable", False) or isinstance(error, OSError)
+        )
+        topics = {b.topic for b in batches}
+        for batch in batches:
+            self._failed(batch, error, retriable=retriable, maybe_written=written)
+        self._release()
+        if retriable:
+            for topic in topics:
+                self.client._cluster.cache.mark_stale(topic)
+            self.refresh(topics)
+
+    def _succeeded(self, batch: Batch, base_offset: int, append_time: int) -> None:
+        part = batch.part
+        part.in_flight -= 1
+        part.retries = 0
+        part.last_error = None
+        if self.idempotence is not None:
+            self.idempotence.succeeded(part, batch)
+        self._finish(batch, None, base_offset, append_time)
+        if part.in_flight == 0 and part.returned:
+            self._put_back(part)
+
+    def _failed(
+        self, batch: Batch, error: BaseException, *, retriable: bool, maybe_written: bool
+    ) -> None:
+        part = batch.part
+        part.in_flight -= 1
+        if maybe_written:
+            batch.maybe_persisted = True
+        if retriable and not self._closing and self._clock() < batch.deadline:
+            batch.last_error = error
+            part.returned.append(batch)
+        else:
+            self._finish(batch, self._delivery_error(batch, error, retriable))
+        if part.in_flight == 0 and part.returned:
+            self._put_back(part)
+
+    def _delivery_error(self, batch: Batch, error: BaseException, retriable: bool) -> DeliveryError:
+        persisted = batch.maybe_persisted or self.settings.acks_code == 0
+        where = f"{len(batch.records)} record(s) to {batch.topic}-{batch.partition}"
+        if self._closing:
+            return ProducerClosedError(
+                f"{where}: the producer closed before delivery ({error})",
+                maybe_persisted=persisted,
+                cause=error,
+            )
+        if retriable:
+            return DeliveryTimeoutError(
+                f"{where}: not delivered within delivery_timeout"
+                f" ({self.settings.delivery_timeout:g}s); last error: {error}",
+                maybe_persisted=persisted,
+                cause=error,
+            )
+        return DeliveryError(f"{where}: {error}", maybe_persisted=persisted, cause=error)
+
+    def _put_back(self, part: PartitionQueue) -> None:
+        batches, part.returned = part.returned, []
+        part.retries += 1
+        part.retry_at = self._clock() + self._backoff.delay(part.retries, random.random())
+        self.accumulator.put_back(part, batches)
+        self.schedule_pump()
+
+    def _finish(
+        self,
+        batch: Batch,
+        error: DeliveryError | None,
+        base_offset: int = -1,
+        append_time: int = -1,
+    ) -> None:
+        """The one place a batch gets its reports: exactly once."""
+        if batch.done:
+            return
+        batch.done = True
+        if error is None:
+            self.reporter.succeeded(batch, base_offset, append_time)
+        else:
+            if self.idempotence is not None:
+                self.idempotence.failed(batch.part, batch)
+            if isinstance(error, ProducerClosedError):
+                self.failed_by_close += len(batch.records)
+            self.reporter.failed(batch, error)
+        # Memory is freed in one go per response (one lock round trip): see _release.
+        self._finished.append(batch)
+
+    def _release(self) -> None:
+        finished = self._finished
+        if finished:
+            self._finished = []
+            self.accumulator.complete(finished)
+
+    def _expire(self, batches: Iterable[Batch]) -> None:
+        for batch in batches:
+            cause = batch.last_error or batch.part.last_error or self._topic_errors.get(batch.topic)
+            if cause is None:
+                cause = KafkaTimeoutError("no broker took the batch in time")
+            self._finish(batch, self._delivery_error(batch, cause, True))
+
+    def _fail_all_queued(self, error: BaseException) -> None:
+        batches = self.accumulator.take_all()
+        for part in self.accumulator.partitions():
+            if part.in_flight == 0 and part.returned:
+                batches.extend(part.returned)
+                part.returned = []
+        for batch in batches:
+            self._finish(batch, self._delivery_error(batch, error, False))
+        self._release()
+
+    # -- connections and metadata -----------------------------------------------------------
+
+    async def connection(self, node_id: int) -> BrokerConnection:
+        cluster = self.client._cluster
+        conn = cluster.ready_connection(node_id, "produce")
+        if conn is not None:
+            return conn
+        deadline = self.loop.time() + self.settings.request_timeout
+        return await cluster.connection(node_id, "produce", deadline)
+
+    def node_failed(self, node_id: int, error: BaseException) -> None:
+        """Connecting to ``node_id`` failed: its partitions may have a new leader."""
+        topics: set[str] = set()
+        for part in self.accumulator.partitions():
+            if part.leader == node_id and part.batches:
+                topics.add(part.topic.name)
+                part.last_error = error
+        for topic in topics:
+            self.client._cluster.cache.mark_stale(topic)
+        if topics:
+            self.refresh(topics)
+        # Try again after the pool's reconnect backoff (or the next response, or refresh).
+        pool = self.client._pool
+        broker = self.client._cluster.cache.brokers.get(node_id)
+        wait = self.settings.retry_backoff
+        if broker is not None:
+            wait = max(wait, pool.wait_before_connect(broker.address, self.loop.time()))
+        self.loop.call_later(wait, self.schedule_pump)
+
+    def refresh(self, topics: Iterable[str]) -> None:
+        """Fetch metadata for ``topics`` soon (one request at a time)."""
+        self._stale.update(topics)
+        if self._metadata_task is None and not self._closing and self._stale:
+            self._metadata_task = self.loop.create_task(self._metadata_loop())
+
+    async def _metadata_loop(self) -> None:
+        attempt = 0
+        try:
+            while not self._closing:
+                wanted = self._stale | set(self._topic_waiters)
+                if not wanted:
+                    return
+                self._stale.clear()
+                self._kick.clear()
+                try:
+                    view = await self.client.metadata(wanted)
+                except (PykafError, OSError) as exc:
+                    for topic in wanted:
+                        self._topic_errors[topic] = exc
+                    missing = set(wanted)
+                else:
+                    missing = self._apply(wanted, view)
+                # Ask again for what is still missing, if someone still needs it: a
+                # caller waiting for the topic, or batches for leaderless partitions.
+                again = {
+                    t for t in missing if t in self._topic_waiters or self.accumulator.knows(t)
+                }
+                self._stale.update(again)
+                if again:
+                    attempt += 1
+                    delay = self._backoff.delay(attempt, random.random())
+                else:
+                    attempt = 0
+                    delay = self.settings.retry_backoff  # stale signals meanwhile share one
+                # A caller waiting for a new topic cuts the wait short.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._kick.wait()
+        finally:
+            self._metadata_task = None
+
+    def _apply(self, topics: Iterable[str], view: Any) -> set[str]:
+        """Take a metadata answer in; returns the topics still without a usable answer."""
+        missing: set[str] = set()
+        brokers = view.brokers
+        changed = False
+        for name in topics:
+            info = view.topics.get(name)
+            if info is None or info.error_code != 0 or not info.partitions:
+                error: BaseException = (
+                    info.error
+                    if info is not None and info.error is not None
+                    else KafkaTimeoutError(f"topic {name!r} has no partitions in the metadata")
+                )
+                self._topic_errors[name] = error
+                missing.add(name)
+                continue
+            leaders = [p.leader if p.leader in brokers else -1 for p in info.partitions]
+            if any(leader < 0 for leader in leaders):
+                missing.add(name)  # ask again later for the leaderless ones
+            self._topic_errors.pop(name, None)
+            changed |= self.accumulator.set_topic(name, leaders, info.topic_id)
+            for waiter in self._topic_waiters.pop(name, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+        if changed or topics:
+            self.schedule_pump()
+        return missing
+
+    async def ensure_topic(self, topic: str, timeout: float) -> None:
+        """Wait (up to ``timeout`` s) until ``topic``'s partitions are known."""
+        if not isinstance(topic, str) or not topic:
+            raise TypeError(f"topic must be a non-empty str, not {topic!r}")
+        deadline = self.loop.time() + timeout
+        while not self.accumulator.knows(topic):
+            if self._closing:
+                raise ProducerClosedError("the producer is closed")
+            waiter: asyncio.Future[None] = self.loop.create_future()
+            self._topic_waiters.setdefault(topic, []).append(waiter)
+            self._kick.set()
+            self.refresh((topic,))
+            remaining = deadline - self.loop.time()
+            try:
+                async with asyncio.timeout(max(0.0, remaining)):
+                    await waiter
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if self._closing and (current is None or not current.cancelling()):
+                    raise ProducerClosedError("the producer was closed") from None
+                raise
+            except TimeoutError:
+                waiters = self._topic_waiters.get(topic, [])
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._topic_waiters.pop(topic, None)
+                last = self._topic_errors.get(topic)
+                raise KafkaTimeoutError(
+                    f"topic {topic!r} is not in the cluster metadata after {timeout:g}s"
+                    f" (max_block){f': {last}' if last else ''}; does it exist?"
+                ) from None
+
+    # -- producer id ------------------------------------------------------------------------
+
+    def _start_identity(self) -> None:
+        if self._identity_task is None and not self._closing:
+            self._identity_task = self.loop.create_task(self._init_producer_id())
+
+    async def _init_producer_id(self) -> None:
+        idem = self.idempotence
+        assert idem is not None
+        attempt = 0
+        try:
+            while idem.wants_new and not self._closing:
+                try:
+                    await self._ask_producer_id(idem)
+                except (BrokerError, PykafError, OSError) as exc:
+                    if isinstance(exc, ClientClosedError):
+                        return
+                    if not getattr(exc, "retriable", False) and not isinstance(exc, OSError):
+                        log.error("InitProducerId failed for good: %s", exc)
+                        self._fatal = exc
+                        self.schedule_pump()
+                        return
+                    attempt += 1
+                    await asyncio.sleep(self._backoff.delay(attempt, random.random()))
+        finally:
+            self._identity_task = None
+        self.schedule_pump()
+
+    async def _ask_producer_id(self, idem: Idempotence) -> None:
+        versions = await self.client.api_versions()
+        version = versions.version(_INIT_PRODUCER_ID)
+        current = idem.identity
+        bump = current is not None and version >= 3
+        request = build_request(
+            _INIT_PRODUCER_ID,
+            version,
+            transactional_id=None,
+            transaction_timeout=60000,
+            producer_id=current.producer_id if bump and current else -1,
+            producer_epoch=current.epoch if bump and current else -1,
+        )
+        response = await self.client.request(request, to="any")
+        code = int(response.error_code)
+        if code:
+            raise error_for_code(code, "(InitProducerId)")
+        identity = idem.set_identity(int(response.producer_id), int(response.producer_epoch))
+        log.debug("producer id %s", identity)
+
+    # -- memory, flush, close ---------------------------------------------------------------
+
+    def _on_space(self) -> None:
+        # Called by the accumulator (lock held) when memory was freed, on this loop.
+        if self._space is not None:
+            self._space.set()
+
+    async def wait_for_space(self, timeout: float) -> bool:
+        if self._space is None:
+            self._space = asyncio.Event()
+        self._space.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._space.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _check_flushes(self) -> None:
+        waiting = []
+        for target, future in self._flushes:
+            if future.done():
+                continue
+            if self.accumulator.done_up_to(target):
+                future.set_result(None)
+            else:
+                waiting.append((target, future))
+        self._flushes = waiting
+
+    async def flush(self, timeout: float | None) -> int:
+        """Send everything now; wait until the records produced before the call are
+        reported (at most ``timeout`` s). Returns how many of those are still pending."""
+        accumulator = self.accumulator
+        target = accumulator.begin_flush()
+        try:
+            if not accumulator.done_up_to(target):
+                future: asyncio.Future[None] = self.loop.create_future()
+                self._flushes.append((target, future))
+                self.pump()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await future
+        finally:
+            accumulator.end_flush()
+        return accumulator.pending(target)
+
+    async def close(self, timeout: float | None) -> int:
+        """Flush within ``timeout`` (None: ``delivery_timeout``), then fail whatever is
+        left with ``ProducerClosedError`` and close the connections. Returns the number
+        of records that failed because of the close."""
+        self.accumulator.close()
+        if timeout is None:
+            timeout = self.settings.delivery_timeout
+        if timeout > 0 and not self._closed:
+            await self.flush(timeout)
+        self._closing = True
+        for sender in self._senders.values():
+            sender.abort(self._fail_in_flight)
+        self._fail_all_queued(ProducerClosedError("the producer was closed"))
+        for part in self.accumulator.partitions():
+            if part.returned:
+                returned, part.returned = part.returned, []
+                for batch in returned:
+                    self._finish(
+                        batch, self._delivery_error(batch, ProducerClosedError("closed"), False)
+                    )
+        for waiters in self._topic_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+        self._topic_waiters.clear()
+        self._release()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in (self._metadata_task, self._identity_task):
+            if task is not None:
+                task.cancel()
+        self._check_flushes()
+        for _, future in self._flushes:
+            if not future.done():
+                future.set_result(None)
+        with contextlib.suppress(PykafError):
+            await self.client.close()
+        return self.failed_by_close
+
+    def _fail_in_flight(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            batch.part.in_flight -= 1
+            batch.maybe_persisted = True
+            self._finish(
+                batch,
+                self._delivery_error(
+                    batch, ProducerClosedError("closed with the request in flight"), False
+                ),
+            )
+
+
+def _always(part: PartitionQueue, batch: Batch) -> bool:
+    return True
