@@ -341,7 +341,7 @@ class ClusterView:
                 _METADATA_KEY,
                 version,
                 topics=wire_topics,
-                allow_auto_topic_creation=False,
+                allow_auto_topic_creation=self._settings.allow_auto_topic_creation,
                 include_cluster_authorized_operations=False,
                 include_topic_authorized_operations=False,
             )

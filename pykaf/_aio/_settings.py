@@ -65,6 +65,9 @@ class ClientSettings:
     ssl_context: ssl.SSLContext | None = None
     #: Per-connection hook after ApiVersions (the seam for SASL), see ``Authenticate``.
     authenticate: Authenticate | None = None
+    #: Ask brokers to create topics named in Metadata requests (if they allow it). Off for
+    #: raw clients; the producer turns it on, as Kafka's Java producer does.
+    allow_auto_topic_creation: bool = False
     #: ApiVersions v3+ client software name and version (KIP-511).
     client_software_name: str = "pykaf"
     client_software_version: str = __version__

@@ -294,4 +294,7 @@ class ProducerSettings:
                 theirs[name] = value
             else:
                 raise _unknown("producer setting", name, sorted({*own, *client_names}))
+        # Like Kafka's Java producer, a producer's Metadata requests let brokers that
+        # auto-create topics do so (the raw client's default is not to).
+        theirs.setdefault("allow_auto_topic_creation", True)
         return cls(**mine, client=ClientSettings.from_options(theirs))

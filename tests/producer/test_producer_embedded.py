@@ -454,3 +454,11 @@ def test_many_threads_produce_safely(cluster: BlockingCluster) -> None:
         for i in range(5000):
             check.add(b"t%d" % n, b"%d:%d" % (n, i))
     check.verify(read_topic(cluster.bootstrap, "threads"))
+
+
+def test_a_new_topic_is_auto_created_like_the_java_producer_does() -> None:
+    """A broker that auto-creates topics does so for the producer's Metadata request:
+    the first record is delivered, not held until max_block runs out."""
+    with BlockingCluster(brokers=1) as auto, Producer(auto.bootstrap, max_block=10.0) as producer:
+        metadata = producer.send("created-on-first-use", b"first").result(timeout=10)
+        assert (metadata.topic, metadata.offset) == ("created-on-first-use", 0)
