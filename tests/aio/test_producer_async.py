@@ -80,9 +80,12 @@ async def test_produce_batch_and_futures(cluster: Cluster) -> None:
     assert sum(log_values(cluster, "b").values()) == 104
 
 
-async def test_unknown_topic_waits_for_metadata_then_times_out(cluster: Cluster) -> None:
+async def test_unknown_topic_waits_for_metadata_then_times_out() -> None:
     options = dict(FAST, max_block=0.3)
-    async with AsyncProducer(cluster.bootstrap, **options) as producer:
+    async with (
+        Cluster(brokers=1, auto_create_topics=False) as cluster,
+        AsyncProducer(cluster.bootstrap, **options) as producer,
+    ):
         with pytest.raises(KafkaTimeoutError, match="'nope' is not in the cluster metadata"):
             await producer.produce("nope", b"x")
         future = producer.send("nope", b"y")

@@ -125,8 +125,9 @@ def test_full_buffer_blocks_then_raises(cluster: BlockingCluster) -> None:
             future.result(10)
 
 
-def test_unknown_topic_times_out_after_max_block(cluster: BlockingCluster) -> None:
+def test_unknown_topic_times_out_after_max_block() -> None:
     with (
+        BlockingCluster(brokers=1, auto_create_topics=False) as cluster,
         Producer(cluster.bootstrap, **dict(FAST, max_block=0.3)) as producer,
         pytest.raises(KafkaTimeoutError, match="does it exist"),
     ):

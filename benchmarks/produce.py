@@ -1,0 +1,713 @@
+"""Producer throughput and latency: pykaf against confluent-kafka, aiokafka and kafka-python.
+
+    python benchmarks/produce.py [--messages 500000] [--slow-messages 200000] [--runs 3]
+                                 [--size 100] [--partitions 6] [--linger-ms 5]
+                                 [--latency 2000] [--only a,b,...] [--configs acks1,idem]
+                                 [--profile CLIENT [--profile-mode M]]
+
+One broker: librdkafka's mock cluster (one broker) in its own process, one topic of
+``--partitions`` partitions. Every client runs in its own subprocess (its own GIL, its own
+peak RSS), one run after the other, the clients interleaved run by run; each cell is the
+median of ``--runs`` runs. Two configurations: ``acks=1`` (idempotence off) and
+``acks=all`` with idempotence. Values are ``--size`` bytes, no key, linger ``--linger-ms``;
+everything else is each client's default.
+
+Throughput clients (msgs/s from the first timed record to the last acknowledgement; a
+warm-up record first, so connecting and metadata are not timed):
+  pykaf-produce  ``Producer.produce`` fire-and-forget, failures to ``on_error``
+  pykaf-send     ``Producer.send`` futures, every result checked
+  pykaf-async    ``await AsyncProducer.produce`` fire-and-forget with ``on_error``
+  pykaf-batch    ``Producer.produce_batch`` of 10,000 values per call
+  confluent      ``produce`` with ``delivery.report.only.error`` (a callback for failures)
+  aiokafka       ``await send`` (a future per record, not awaited), then ``flush``
+  kafka-python   ``send`` then ``flush`` (``api_version=(2, 3, 0)``: it cannot read the
+                 mock's newer ApiVersions answer)
+After each run the parent reads the topic's end offsets: "complete" says every record
+(and no more) was written.
+
+Latency (linger 0 for every client: one record at a time, linger would only add its own
+delay; 100 warm-up records, then ``--latency`` records, each sent after the previous one
+was acknowledged):
+  pykaf-send          ``send(...).result()``: the future resolves with the offset
+  pykaf-produce-flush ``produce(...)`` + ``flush()``: like confluent-kafka, which reports
+                      only errors; the producer's flush waits for the acknowledgement
+  pykaf-async-send    ``await AsyncProducer.send(...)``
+  confluent           ``produce(...)`` + ``flush()``
+  aiokafka            ``send_and_wait``
+  kafka-python        ``send(...).get()``
+
+Goals (issue 5), per configuration: pykaf-produce >= 0.75x confluent-kafka and >= 4x
+aiokafka; pykaf-batch >= 1.0x confluent-kafka; pykaf-produce-flush p50 <= 2x confluent's.
+Exit status 1 if one is missed. ``--profile CLIENT`` runs only that client, once per
+configuration, under cProfile (every thread of the subprocess) and prints where its time
+went, instead of the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import importlib
+import io
+import json
+import os
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+CLIENTS = (
+    "pykaf-produce",
+    "pykaf-send",
+    "pykaf-async",
+    "pykaf-batch",
+    "confluent",
+    "aiokafka",
+    "kafka-python",
+)
+LATENCY_CLIENTS = (
+    "pykaf-send",
+    "pykaf-produce-flush",
+    "pykaf-async-send",
+    "confluent",
+    "aiokafka",
+    "kafka-python",
+)
+SLOW = frozenset({"aiokafka", "kafka-python"})  # get --slow-messages
+CONFIGS = {"acks1": ("acks=1", 1, False), "idem": ("acks=all+idempotence", "all", True)}
+BATCH = 10_000  # values per produce_batch call
+WARMUP_LATENCY = 100
+IMPORTS = {
+    "pykaf": "pykaf._sync._producer",
+    "confluent": "confluent_kafka",
+    "aiokafka": "aiokafka",
+    "kafka-python": "kafka",
+}
+
+
+# -- the clients, each run in its own subprocess ------------------------------------------
+
+
+class Job:
+    """What a child is asked to do (from its command line)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.client: str = args.child
+        self.latency: bool = args.mode == "latency"
+        self.bootstrap: str = args.bootstrap
+        self.topic: str = args.topic
+        self.count: int = args.messages
+        self.value = b"v" * args.size
+        self.acks: int | str = 1 if args.acks == "1" else "all"
+        self.idempotence: bool = args.idempotence == "1"
+        # One record at a time: linger would only add its own delay.
+        self.linger_ms: float = 0.0 if self.latency else args.linger_ms
+
+
+class Result:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.failed = 0
+        self.latencies: list[float] = []
+
+
+def pykaf_options(job: Job) -> dict[str, Any]:
+    return {
+        "acks": job.acks,
+        "enable_idempotence": job.idempotence,
+        "linger": job.linger_ms / 1000,
+    }
+
+
+def run_pykaf_sync(job: Job) -> Result:
+    from pykaf._sync._producer import Producer  # noqa: PLC0415
+
+    result = Result()
+
+    def on_error(_record: Any, _error: BaseException) -> None:
+        result.failed += 1
+
+    topic, value, count = job.topic, job.value, job.count
+    with Producer(job.bootstrap, on_error=on_error, **pykaf_options(job)) as producer:
+        if job.latency:
+            send, produce, flush = producer.send, producer.produce, producer.flush
+            clock = time.perf_counter
+            timed = result.latencies
+            for i in range(WARMUP_LATENCY + count):
+                start = clock()
+                if job.client == "pykaf-send":
+                    send(topic, value).result()
+                else:
+                    produce(topic, value)
+                    if flush(30):
+                        result.failed += 1
+                if i >= WARMUP_LATENCY:
+                    timed.append(clock() - start)
+            return result
+        producer.send(topic, value).result(30)  # warm-up: connections, metadata, id
+        start = time.perf_counter()
+        if job.client == "pykaf-produce":
+            produce = producer.produce
+            for _ in range(count):
+                produce(topic, value)
+        elif job.client == "pykaf-send":
+            send = producer.send
+            futures = [send(topic, value) for _ in range(count)]
+        else:  # pykaf-batch
+            chunk = [value] * BATCH
+            produce_batch = producer.produce_batch
+            for _ in range(count // BATCH):
+                produce_batch(topic, chunk)
+            if count % BATCH:
+                produce_batch(topic, chunk[: count % BATCH])
+        result.failed += producer.flush(120)
+        if job.client == "pykaf-send":
+            for future in futures:
+                if future.exception() is not None:
+                    result.failed += 1
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+def run_pykaf_async(job: Job) -> Result:
+    from pykaf._aio._producer import AsyncProducer  # noqa: PLC0415
+
+    result = Result()
+
+    def on_error(_record: Any, _error: BaseException) -> None:
+        result.failed += 1
+
+    async def main() -> None:
+        topic, value = job.topic, job.value
+        async with AsyncProducer(job.bootstrap, on_error=on_error, **pykaf_options(job)) as p:
+            if job.latency:
+                clock = time.perf_counter
+                for i in range(WARMUP_LATENCY + job.count):
+                    start = clock()
+                    await p.send(topic, value)
+                    if i >= WARMUP_LATENCY:
+                        result.latencies.append(clock() - start)
+                return
+            await p.send(topic, value)
+            start = time.perf_counter()
+            produce = p.produce
+            for _ in range(job.count):
+                await produce(topic, value)
+            result.failed += await p.flush(120)
+            result.seconds = time.perf_counter() - start
+
+    asyncio.run(main())
+    return result
+
+
+def run_confluent(job: Job) -> Result:
+    from confluent_kafka import Producer  # noqa: PLC0415
+
+    result = Result()
+
+    def on_delivery(error: Any, _message: Any) -> None:
+        if error is not None:
+            result.failed += 1
+
+    producer = Producer(
+        {
+            "bootstrap.servers": job.bootstrap,
+            "acks": str(job.acks),
+            "enable.idempotence": job.idempotence,
+            "linger.ms": job.linger_ms,
+            "log_level": 3,
+            # Reports for failures only: the like-for-like of pykaf's on_error.
+            "delivery.report.only.error": True,
+            "on_delivery": on_delivery,
+        }
+    )
+    topic, value = job.topic, job.value
+    produce, poll, flush = producer.produce, producer.poll, producer.flush
+    if job.latency:
+        clock = time.perf_counter
+        for i in range(WARMUP_LATENCY + job.count):
+            start = clock()
+            produce(topic, value)
+            if flush(30):
+                result.failed += 1
+            if i >= WARMUP_LATENCY:
+                result.latencies.append(clock() - start)
+        return result
+    produce(topic, value)
+    if flush(30):
+        raise RuntimeError("confluent-kafka: the warm-up record was not delivered")
+    start = time.perf_counter()
+    for _ in range(job.count):
+        while True:
+            try:
+                produce(topic, value)
+                break
+            except BufferError:  # its queue is full: serve it, then try again
+                poll(0.001)
+    result.failed += flush(120)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def run_aiokafka(job: Job) -> Result:
+    from aiokafka import AIOKafkaProducer  # noqa: PLC0415
+
+    result = Result()
+
+    async def main() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=job.bootstrap,
+            acks=job.acks,
+            enable_idempotence=job.idempotence,
+            linger_ms=job.linger_ms,
+        )
+        await producer.start()
+        topic, value = job.topic, job.value
+        try:
+            if job.latency:
+                clock = time.perf_counter
+                for i in range(WARMUP_LATENCY + job.count):
+                    start = clock()
+                    await producer.send_and_wait(topic, value)
+                    if i >= WARMUP_LATENCY:
+                        result.latencies.append(clock() - start)
+                return
+            await producer.send_and_wait(topic, value)
+            start = time.perf_counter()
+            send = producer.send
+            last = None
+            for _ in range(job.count):
+                last = await send(topic, value)  # waits only while its buffer is full
+            await producer.flush()
+            if last is not None:
+                await last
+            result.seconds = time.perf_counter() - start
+        finally:
+            await producer.stop()
+
+    asyncio.run(main())
+    return result
+
+
+def run_kafka_python(job: Job) -> Result:
+    from kafka import KafkaProducer  # noqa: PLC0415
+
+    result = Result()
+    producer = KafkaProducer(
+        bootstrap_servers=job.bootstrap,
+        acks=job.acks,
+        enable_idempotence=job.idempotence,
+        linger_ms=job.linger_ms,
+        api_version=(2, 3, 0),  # 3.0.12 cannot decode the mock's ApiVersions v3+ answer
+    )
+    topic, value = job.topic, job.value
+    try:
+        if job.latency:
+            clock = time.perf_counter
+            for i in range(WARMUP_LATENCY + job.count):
+                start = clock()
+                producer.send(topic, value).get(30)
+                if i >= WARMUP_LATENCY:
+                    result.latencies.append(clock() - start)
+            return result
+        producer.send(topic, value).get(30)
+        start = time.perf_counter()
+        send = producer.send
+        last = None
+        for _ in range(job.count):
+            last = send(topic, value)
+        producer.flush(120)
+        if last is not None:
+            last.get(30)
+        result.seconds = time.perf_counter() - start
+    finally:
+        producer.close(10)
+    return result
+
+
+RUNNERS: dict[str, Callable[[Job], Result]] = {
+    "pykaf-produce": run_pykaf_sync,
+    "pykaf-send": run_pykaf_sync,
+    "pykaf-batch": run_pykaf_sync,
+    "pykaf-produce-flush": run_pykaf_sync,
+    "pykaf-async": run_pykaf_async,
+    "pykaf-async-send": run_pykaf_async,
+    "confluent": run_confluent,
+    "aiokafka": run_aiokafka,
+    "kafka-python": run_kafka_python,
+}
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS. VmHWM first: Linux carries ``ru_maxrss`` across exec,
+    so a child would report its parent's peak when that is higher."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class ThreadProfiles:
+    """cProfile in the main thread and in every thread started while it is on (the
+    blocking producer does its sending on a thread of its own)."""
+
+    def __init__(self) -> None:
+        self.main = cProfile.Profile()
+        self.others: list[cProfile.Profile] = []
+
+    def _start_in_thread(self, *_args: Any) -> None:
+        profile = cProfile.Profile()
+        self.others.append(profile)
+        sys.setprofile(None)
+        profile.enable()
+
+    def __enter__(self) -> ThreadProfiles:
+        threading.setprofile(self._start_in_thread)
+        self.main.enable()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.main.disable()
+        threading.setprofile(None)  # type: ignore[arg-type]
+
+    def report(self, out: io.TextIOBase | Any, top: int = 30) -> None:
+        parts = [("main thread", self.main)] + [
+            (f"thread {i + 1}", p) for i, p in enumerate(self.others)
+        ]
+        for name, profile in parts:
+            stats = pstats.Stats(profile, stream=out)
+            print(f"\n== {name}: {stats.total_tt:.2f} s of CPU in Python-visible calls", file=out)
+            stats.sort_stats("tottime").print_stats(top)
+
+
+def child(args: argparse.Namespace) -> int:
+    job = Job(args)
+    # Importing the library is a cost of the process, not of producing: not timed.
+    importlib.import_module(IMPORTS["pykaf" if job.client.startswith("pykaf") else job.client])
+    profiles = ThreadProfiles() if args.profile else None
+    if profiles is not None:
+        with profiles:
+            result = RUNNERS[job.client](job)
+        profiles.report(sys.stderr)
+    else:
+        result = RUNNERS[job.client](job)
+    latencies = sorted(result.latencies)
+    summary: dict[str, Any] = {
+        "seconds": result.seconds,
+        "failed": result.failed,
+        "rss_kib": peak_rss_kib(),
+    }
+    if latencies:
+        summary["p50"] = latencies[len(latencies) // 2]
+        summary["p99"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    print(json.dumps(summary))
+    return 0
+
+
+# -- the parent: broker, runs, tables ------------------------------------------------------
+
+
+class EndOffsets:
+    """Sum of the topic's end offsets (the mock keeps ~5 MiB per partition, but its end
+    offsets still count every record ever appended)."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        from confluent_kafka import Consumer  # noqa: PLC0415
+
+        self.topic = topic
+        self.partitions = partitions
+        self.consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "produce-bench", "log_level": 3}
+        )
+
+    def total(self) -> int:
+        from confluent_kafka import TopicPartition  # noqa: PLC0415
+
+        return sum(
+            self.consumer.get_watermark_offsets(
+                TopicPartition(self.topic, p), timeout=30, cached=False
+            )[1]
+            for p in range(self.partitions)
+        )
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def run_child(
+    client: str,
+    mode: str,
+    config: str,
+    count: int,
+    bootstrap: str,
+    topic: str,
+    args: argparse.Namespace,
+    *,
+    profile: bool = False,
+) -> dict[str, Any] | None:
+    _label, acks, idempotence = CONFIGS[config]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        client,
+        "--mode",
+        mode,
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--messages",
+        str(count),
+        "--size",
+        str(args.size),
+        "--linger-ms",
+        str(args.linger_ms),
+        "--acks",
+        str(acks) if acks == 1 else "all",
+        "--idempotence",
+        "1" if idempotence else "0",
+    ]
+    if profile:
+        command += ["--profile", client]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    except subprocess.TimeoutExpired:
+        print(f"  {client} ({config}, {mode}) timed out")
+        return None
+    if profile:
+        print(out.stderr[-60_000:])
+    if out.returncode != 0 or not out.stdout.strip():
+        print(f"  {client} ({config}, {mode}) failed:\n{out.stderr[-3000:]}")
+        return None
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure_throughput(
+    args: argparse.Namespace, bootstrap: str, topic: str, offsets: EndOffsets
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in range(args.runs):
+        for config in args.configs:
+            for client in args.clients:
+                count = args.slow_messages if client in SLOW else args.messages
+                before = offsets.total()
+                result = run_child(client, "throughput", config, count, bootstrap, topic, args)
+                written = offsets.total() - before
+                if result is None:
+                    continue
+                result["count"] = count
+                result["complete"] = written == count + 1 and not result["failed"]
+                result["written"] = written - 1
+                cells.setdefault((config, client), []).append(result)
+                rate = count / result["seconds"] if result["seconds"] else 0.0
+                print(
+                    f"  run {run + 1} {CONFIGS[config][0]:<21} {client:<14}"
+                    f" {rate:>11,.0f} msgs/s  {result['rss_kib'] / 1024:6.1f} MiB"
+                    f"{'' if result['complete'] else '  INCOMPLETE'}",
+                    flush=True,
+                )
+    return cells
+
+
+def measure_latency(
+    args: argparse.Namespace, bootstrap: str, topic: str
+) -> dict[tuple[str, str], dict[str, Any]]:
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for config in args.configs:
+        for client in args.latency_clients:
+            result = run_child(client, "latency", config, args.latency, bootstrap, topic, args)
+            if result is not None:
+                cells[(config, client)] = result
+                print(
+                    f"  latency {CONFIGS[config][0]:<21} {client:<20}"
+                    f" p50 {result['p50'] * 1000:.3f} ms  p99 {result['p99'] * 1000:.3f} ms",
+                    flush=True,
+                )
+    return cells
+
+
+def rate(results: list[dict[str, Any]]) -> float:
+    return statistics.median(r["count"] / r["seconds"] for r in results if r["seconds"] > 0)
+
+
+def print_tables(
+    args: argparse.Namespace,
+    throughput: dict[tuple[str, str], list[dict[str, Any]]],
+    latency: dict[tuple[str, str], dict[str, Any]],
+) -> int:
+    missed = 0
+    print(
+        f"\nthroughput: {args.size} B values, {args.partitions} partitions, linger"
+        f" {args.linger_ms:g} ms, median of {args.runs}; ratio = msgs/s / confluent-kafka's"
+    )
+    print(
+        f"{'config':<21} {'client':<14} {'records':>9} {'msgs/s':>11} {'MB/s':>7} {'ratio':>6}"
+        f" {'RSS MiB':>8}  complete"
+    )
+    for config in args.configs:
+        base = throughput.get((config, "confluent"))
+        base_rate = rate(base) if base else 0.0
+        for client in args.clients:
+            results = throughput.get((config, client))
+            if not results:
+                print(f"{CONFIGS[config][0]:<21} {client:<14} (no result)")
+                continue
+            msgs = rate(results)
+            ratio = msgs / base_rate if base_rate else float("nan")
+            rss = statistics.median(r["rss_kib"] for r in results) / 1024
+            complete = all(r["complete"] for r in results)
+            print(
+                f"{CONFIGS[config][0]:<21} {client:<14} {results[0]['count']:>9,}"
+                f" {msgs:>11,.0f} {msgs * args.size / 1e6:>7.1f} {ratio:>6.2f} {rss:>8.1f}"
+                f"  {'yes' if complete else 'NO'}"
+            )
+            missed += not complete
+    if latency:
+        print(
+            f"\nlatency: one record at a time, {args.latency:,} records after"
+            f" {WARMUP_LATENCY} warm-up, linger 0; ratio = p50 / confluent-kafka's p50"
+        )
+        print(f"{'config':<21} {'client':<20} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
+        for config in args.configs:
+            base_cell = latency.get((config, "confluent"))
+            for client in args.latency_clients:
+                cell = latency.get((config, client))
+                if cell is None:
+                    continue
+                ratio = cell["p50"] / base_cell["p50"] if base_cell else float("nan")
+                print(
+                    f"{CONFIGS[config][0]:<21} {client:<20} {cell['p50'] * 1000:>8.3f}"
+                    f" {cell['p99'] * 1000:>8.3f} {ratio:>6.2f}"
+                )
+    print("\ngoals")
+    for config in args.configs:
+        label = CONFIGS[config][0]
+
+        def ratio_of(client: str, other: str) -> float | None:
+            a, b = throughput.get((config, client)), throughput.get((config, other))  # noqa: B023
+            return rate(a) / rate(b) if a and b else None
+
+        checks: list[tuple[str, float | None, float, str]] = [
+            (
+                "pykaf fire-and-forget vs confluent-kafka",
+                ratio_of("pykaf-produce", "confluent"),
+                0.75,
+                ">=",
+            ),
+            ("pykaf fire-and-forget vs aiokafka", ratio_of("pykaf-produce", "aiokafka"), 4.0, ">="),
+            (
+                "pykaf batch call vs confluent-kafka",
+                ratio_of("pykaf-batch", "confluent"),
+                1.0,
+                ">=",
+            ),
+        ]
+        mine, theirs = (
+            latency.get((config, "pykaf-produce-flush")),
+            latency.get((config, "confluent")),
+        )
+        p50 = mine["p50"] / theirs["p50"] if mine and theirs else None
+        checks.append(("pykaf one-at-a-time p50 vs confluent-kafka", p50, 2.0, "<="))
+        for name, value, goal, sense in checks:
+            if value is None:
+                print(f"  ---- {label}: {name}: not measured")
+                continue
+            ok = value >= goal if sense == ">=" else value <= goal
+            missed += not ok
+            verdict = "PASS" if ok else "MISS"
+            print(f"  {verdict} {label}: {name} {value:.2f}x (goal {sense} {goal:g}x)")
+    return missed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=500_000)
+    parser.add_argument(
+        "--slow-messages", type=int, default=200_000, help="records for aiokafka and kafka-python"
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--linger-ms", type=float, default=5.0)
+    parser.add_argument("--latency", type=int, default=2000, help="records (0: skip)")
+    parser.add_argument("--only", default=",".join(dict.fromkeys(CLIENTS + LATENCY_CLIENTS)))
+    parser.add_argument("--configs", default="acks1,idem")
+    parser.add_argument(
+        "--profile", default=None, metavar="CLIENT", help="cProfile CLIENT, not the tables"
+    )
+    parser.add_argument(
+        "--profile-mode",
+        choices=("throughput", "latency"),
+        default=None,
+        help="what to profile (default: throughput when the client has it)",
+    )
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="throughput", help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--topic", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--acks", default="1", help=argparse.SUPPRESS)
+    parser.add_argument("--idempotence", default="0", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    wanted = [c for c in args.only.split(",") if c]
+    for name in wanted:
+        if name not in RUNNERS:
+            parser.error(f"unknown client {name!r}; known: {', '.join(RUNNERS)}")
+    args.clients = [c for c in CLIENTS if c in wanted]
+    args.latency_clients = [c for c in LATENCY_CLIENTS if c in wanted] if args.latency else []
+    args.configs = [c for c in args.configs.split(",") if c]
+    for config in args.configs:
+        if config not in CONFIGS:
+            parser.error(f"unknown config {config!r}; known: {', '.join(CONFIGS)}")
+
+    import confluent_kafka  # noqa: PLC0415
+    from peers.mock_cluster import MockCluster  # noqa: PLC0415
+
+    from pykaf.protocol import using_c_accelerator  # noqa: PLC0415
+
+    print(
+        f"python {sys.version.split()[0]}, pykaf C records: {using_c_accelerator()},"
+        f" confluent-kafka {confluent_kafka.version()[0]} (librdkafka"
+        f" {confluent_kafka.libversion()[0]}), {os.cpu_count()} cpus"
+    )
+    with MockCluster(1) as mock:
+        topic = "produce-bench"
+        mock.create_topic(topic, args.partitions, 1)
+        print(f"librdkafka mock cluster (1 broker, pid {mock.pid}) at {mock.bootstrap}")
+        if args.profile:
+            mode = args.profile_mode or ("throughput" if args.profile in CLIENTS else "latency")
+            for config in args.configs:
+                count = args.latency if mode == "latency" else args.messages
+                print(f"\n#### cProfile: {args.profile} ({CONFIGS[config][0]}, {mode})")
+                run_child(
+                    args.profile, mode, config, count, mock.bootstrap, topic, args, profile=True
+                )
+            return 0
+        offsets = EndOffsets(mock.bootstrap, topic, args.partitions)
+        try:
+            throughput = measure_throughput(args, mock.bootstrap, topic, offsets)
+            latency = measure_latency(args, mock.bootstrap, topic)
+        finally:
+            offsets.close()
+    missed = print_tables(args, throughput, latency)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
