@@ -2,6 +2,8 @@
 
 - ``Producer`` / ``AsyncProducer``: batching, partitioning, compression, idempotence,
   retries, delivery callbacks and futures; every record ends in exactly one report.
+- ``Consumer`` / ``AsyncConsumer``: assign or subscribe (consumer groups), seek, offsets
+  by time, streams that block or stop at the log end, batch reads, commits.
 - ``AsyncClient`` / ``Client``: any Kafka request, any version, to any broker (raw kio
   entities in, decoded kio entities out), with the cluster view behind it.
 - ``pykaf.protocol``: the sans-I/O wire layer (messages, framing, record batches).
@@ -10,8 +12,11 @@
 """
 
 from pykaf._aio._client import AsyncClient
+from pykaf._aio._consumer import AsyncConsumer
 from pykaf._aio._producer import AsyncProducer
 from pykaf._aio._settings import ClientSettings
+from pykaf._core._consumer_records import ConsumerRecord, OffsetAndMetadata, TopicPartition
+from pykaf._core._consumer_settings import ConsumerSettings
 from pykaf._core._delivery import ProducerRecord, RecordMetadata
 from pykaf._core._metadata import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
 from pykaf._core._producer_settings import ProducerSettings
@@ -22,11 +27,17 @@ from pykaf._errors import (
     BrokerError,
     BufferFullError,
     ClientClosedError,
+    CommitFailedError,
+    ConsumerClosedError,
+    ConsumerStateError,
     DeliveryError,
     DeliveryTimeoutError,
+    InvalidRegexError,
     KafkaTimeoutError,
     LocalProtocolError,
     NoBrokersError,
+    NoOffsetError,
+    NotAssignedError,
     ProducerClosedError,
     ProtocolError,
     PykafError,
@@ -34,11 +45,13 @@ from pykaf._errors import (
     RemoteProtocolError,
 )
 from pykaf._sync._client import Client
+from pykaf._sync._consumer import Consumer
 from pykaf._sync._producer import Producer
 from pykaf._version import __version__
 
 __all__ = [
     "AsyncClient",
+    "AsyncConsumer",
     "AsyncProducer",
     "BrokerApiVersions",
     "BrokerConnectionError",
@@ -49,14 +62,24 @@ __all__ = [
     "ClientClosedError",
     "ClientSettings",
     "ClusterMetadata",
+    "CommitFailedError",
+    "Consumer",
+    "ConsumerClosedError",
+    "ConsumerRecord",
+    "ConsumerSettings",
+    "ConsumerStateError",
     "Coordinator",
     "CoordinatorType",
     "DeliveryError",
     "DeliveryTimeoutError",
+    "InvalidRegexError",
     "KafkaTimeoutError",
     "Leader",
     "LocalProtocolError",
     "NoBrokersError",
+    "NoOffsetError",
+    "NotAssignedError",
+    "OffsetAndMetadata",
     "PartitionInfo",
     "Producer",
     "ProducerClosedError",
@@ -65,10 +88,12 @@ __all__ = [
     "ProtocolError",
     "Purpose",
     "PykafError",
+    "RebalancingCommitError",
     "RecordMetadata",
     "RecordTooLargeError",
     "RemoteProtocolError",
     "Target",
     "TopicInfo",
+    "TopicPartition",
     "__version__",
 ]
