@@ -2,8 +2,10 @@
 
 Starts the embedded broker in its own process (so it does not share our GIL), writes a
 million 100-byte messages over several partitions with ``pykaf.Producer`` (fire-and-forget,
-idempotent, acks=all) with a live progress bar and the throughput, then reads the end
-offset of every partition back from the broker and checks they add up.
+idempotent, acks=all) with a live progress bar and the throughput, reads the end offset
+of every partition back from the broker, then consumes everything from offset 0 with
+``pykaf.Consumer`` (stopping at the end of the log) and checks it read exactly what was
+written, partition by partition.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from pykaf._aio._client import AsyncClient
+from pykaf._core._consumer_records import ConsumerRecord, TopicPartition
 from pykaf._core._versions import BrokerApiVersions
 from pykaf._errors import PykafError
+from pykaf._sync._consumer import Consumer
 from pykaf._sync._producer import Producer
 from pykaf.cli._progress import Progress
 from pykaf.errors import raise_for_code
@@ -153,6 +157,29 @@ async def _end_offsets(
     return offsets
 
 
+def _consume(
+    bootstrap: str, opts: DemoOptions, out: TextIO
+) -> tuple[float, dict[int, int], ConsumerRecord | None]:
+    """Read every partition from offset 0 to its end: (seconds, records per partition, the
+    first record read)."""
+    counts: dict[int, int] = dict.fromkeys(range(opts.partitions), 0)
+    first: ConsumerRecord | None = None
+    progress = Progress(opts.messages, out=out, label="consume")
+    with Consumer(bootstrap, stop_at_end=True, client_id="pykaf-demo") as consumer:
+        consumer.assign([TopicPartition(opts.topic, p) for p in range(opts.partitions)])
+        consumer.seek_to_beginning()
+        with progress:
+            started = time.perf_counter()
+            while batch := consumer.poll(timeout=5.0, max_records=50_000):
+                if first is None:
+                    first = batch[0]
+                for record in batch:
+                    counts[record.partition] += 1
+                progress.advance(len(batch))
+            elapsed = time.perf_counter() - started
+    return elapsed, counts, first
+
+
 async def _prepare(bootstrap: str, opts: DemoOptions) -> None:
     async with AsyncClient(bootstrap, client_id="pykaf-demo") as client:
         await _create_topic(client, await client.api_versions(), opts)
@@ -184,10 +211,28 @@ def _run(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
         )
     total = sum(offsets.values())
     ok = total == opts.messages and failures == 0
+    verdict = "OK" if ok else "MISMATCH"
+    print(f"  total {total:,} of {opts.messages:,} produced: {verdict}", file=out)
+
+    elapsed, counts, first = _consume(bootstrap, opts, out)
+    read = sum(counts.values())
+    rate = read / elapsed if elapsed > 0 else float("inf")
     print(
-        f"  total {total:,} of {opts.messages:,} produced: {'OK' if ok else 'MISMATCH'}", file=out
+        f"consumed {read:,} messages from offset 0 in {elapsed:.2f} s: {rate:,.0f} msg/s", file=out
     )
-    return 0 if ok else 1
+    if first is not None:
+        print(
+            f"  first record read: partition {first.partition} offset {first.offset}"
+            f" timestamp {first.timestamp} value {(first.value or b'')[:16]!r}...",
+            file=out,
+        )
+    same = counts == offsets
+    print(
+        f"  read per partition {'matches' if same else 'DIFFERS FROM'} the end offsets:"
+        f" {', '.join(f'{p}:{n:,}' for p, n in counts.items())}",
+        file=out,
+    )
+    return 0 if ok and same else 1
 
 
 def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:

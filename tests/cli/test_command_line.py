@@ -26,6 +26,8 @@ def test_demo_end_to_end_accounts_for_every_message() -> None:
     assert "produced 30,000 messages of 100 B" in out
     assert out.count("  end offset ") == 4
     assert "total 30,000 of 30,000 produced: OK" in out
+    assert "consumed 30,000 messages from offset 0" in out
+    assert "read per partition matches the end offsets" in out
 
 
 def test_usage_and_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
