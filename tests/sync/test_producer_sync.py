@@ -151,7 +151,12 @@ def test_flush_with_nothing_pending_and_after_close() -> None:
     assert producer.flush() == 0
 
 
-def test_close_wakes_a_produce_waiting_for_metadata(cluster: BlockingCluster) -> None:
+def test_close_wakes_a_produce_waiting_for_metadata() -> None:
+    with BlockingCluster(brokers=1, auto_create_topics=False) as cluster:
+        _close_wakes_a_produce_waiting_for_metadata(cluster)
+
+
+def _close_wakes_a_produce_waiting_for_metadata(cluster: BlockingCluster) -> None:
     producer = Producer(cluster.bootstrap, **dict(FAST, max_block=30))
     outcome: list[BaseException] = []
     waiting = threading.Event()
