@@ -8,13 +8,12 @@ consumer reads the client's ``request_timeout`` and ``retry_backoff`` from there
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
 from pykaf._aio._settings import ClientSettings
+from pykaf._core._validate import boolean, choice, count, seconds, unknown_setting
 
 __all__ = ["ASSIGNORS", "AutoOffsetReset", "ConsumerSettings", "IsolationLevel"]
 
@@ -23,40 +22,10 @@ IsolationLevel: TypeAlias = Literal["read_uncommitted", "read_committed"]
 ASSIGNORS: Final = ("range", "roundrobin", "cooperative-sticky")
 _RESETS: Final = ("earliest", "latest", "error")
 _ISOLATION: Final = ("read_uncommitted", "read_committed")
-_MAX_INT32: Final = 2**31 - 1
 
 
 def _seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value > 0 or (allow_zero and value == 0)):  # type: ignore[operator]
-        return float(value)  # type: ignore[arg-type]
-    want = ">= 0" if allow_zero else "> 0"
-    raise ValueError(f"{name} must be a finite number of seconds {want}, not {value!r}")
-
-
-def _count(name: str, value: object, *, minimum: int = 1, maximum: int = _MAX_INT32) -> int:
-    if type(value) is not int or not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be an int in {minimum}..{maximum}, not {value!r}")
-    return value
-
-
-def _bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, not {value!r}")
-    return value
-
-
-def _choice(name: str, value: object, choices: Sequence[str], hint: str = "") -> str:
-    if isinstance(value, str) and value in choices:
-        return value
-    quoted = ", ".join(repr(c) for c in choices)
-    raise ValueError(f"{name} must be one of {quoted}, not {value!r}{hint}")
-
-
-def _unknown(name: str, known: list[str]) -> TypeError:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known)}"
-    return TypeError(f"unknown consumer setting {name!r}; {hint}")
+    return seconds(name, value, allow_zero=allow_zero)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,7 +74,7 @@ class ConsumerSettings:
 
     def __post_init__(self) -> None:
         given: object = self.auto_offset_reset
-        reset = _choice(
+        reset = choice(
             "auto_offset_reset",
             given,
             _RESETS,
@@ -113,7 +82,7 @@ class ConsumerSettings:
         )
         auto = self.enable_auto_commit
         if auto is not None:
-            _bool("enable_auto_commit", auto)
+            boolean("enable_auto_commit", auto)
         session = _seconds("session_timeout", self.session_timeout)
         heartbeat = _seconds("heartbeat_interval", self.heartbeat_interval)
         if heartbeat >= session:
@@ -137,35 +106,35 @@ class ConsumerSettings:
             )
         strategy = tuple(strategy)
         for name in strategy:
-            _choice("partition_assignment_strategy entries", name, ASSIGNORS)
+            choice("partition_assignment_strategy entries", name, ASSIGNORS)
         if len(set(strategy)) != len(strategy):
             raise ValueError(f"partition_assignment_strategy repeats a name: {strategy!r}")
         instance = self.group_instance_id
         if instance is not None and (not isinstance(instance, str) or not instance):
             raise ValueError(f"group_instance_id must be a non-empty str or None, not {instance!r}")
-        fetch_max_bytes = _count("fetch_max_bytes", self.fetch_max_bytes)
+        fetch_max_bytes = count("fetch_max_bytes", self.fetch_max_bytes)
         if not isinstance(self.client, ClientSettings):
             raise ValueError(f"client must be a ClientSettings, not {self.client!r}")
         for name, value in (
             ("auto_offset_reset", reset),
             ("auto_commit_interval", _seconds("auto_commit_interval", self.auto_commit_interval)),
-            ("fetch_min_bytes", _count("fetch_min_bytes", self.fetch_min_bytes, minimum=0)),
+            ("fetch_min_bytes", count("fetch_min_bytes", self.fetch_min_bytes, minimum=0)),
             ("fetch_max_bytes", fetch_max_bytes),
             (
                 "max_partition_fetch_bytes",
-                _count("max_partition_fetch_bytes", self.max_partition_fetch_bytes),
+                count("max_partition_fetch_bytes", self.max_partition_fetch_bytes),
             ),
             ("fetch_max_wait", _seconds("fetch_max_wait", self.fetch_max_wait, allow_zero=True)),
-            ("max_poll_records", _count("max_poll_records", self.max_poll_records)),
-            ("isolation_level", _choice("isolation_level", self.isolation_level, _ISOLATION)),
+            ("max_poll_records", count("max_poll_records", self.max_poll_records)),
+            ("isolation_level", choice("isolation_level", self.isolation_level, _ISOLATION)),
             ("session_timeout", session),
             ("heartbeat_interval", heartbeat),
             ("max_poll_interval", poll_interval),
             ("rebalance_timeout", rebalance),
             ("partition_assignment_strategy", strategy),
-            ("check_crcs", _bool("check_crcs", self.check_crcs)),
-            ("stop_at_end", _bool("stop_at_end", self.stop_at_end)),
-            ("buffer_max_bytes", _count("buffer_max_bytes", self.buffer_max_bytes, maximum=2**62)),
+            ("check_crcs", boolean("check_crcs", self.check_crcs)),
+            ("stop_at_end", boolean("stop_at_end", self.stop_at_end)),
+            ("buffer_max_bytes", count("buffer_max_bytes", self.buffer_max_bytes, maximum=2**62)),
         ):
             object.__setattr__(self, name, value)
         if self.fetch_max_wait >= self.client.request_timeout:
@@ -205,5 +174,5 @@ class ConsumerSettings:
             elif name in client_names:
                 theirs[name] = value
             else:
-                raise _unknown(name, sorted({*own, *client_names}))
+                raise unknown_setting("consumer setting", name, sorted({*own, *client_names}))
         return cls(**mine, client=ClientSettings.from_options(theirs))

@@ -14,8 +14,6 @@ silently, while ``enable_idempotence=True`` with such acks is an error.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,6 +21,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 from pykaf._aio._settings import ClientSettings
 from pykaf._core._partitioner import PARTITIONER_NAMES, PartitionerSpec
+from pykaf._core._validate import MAX_INT32, count, seconds, unknown_setting
 from pykaf._errors import LocalProtocolError
 from pykaf.protocol._compression import Compression, validate_level
 
@@ -36,21 +35,14 @@ _COMPRESSIONS: Final = ("none", "gzip", "snappy", "lz4", "zstd")
 _TOPIC_KEYS: Final = ("batch_size", "linger", "partitioner", "compression", "compression_level")
 # Names shared with ClientSettings: the producer's value is copied into the client's.
 _SHARED: Final = ("request_timeout", "retry_backoff", "max_in_flight_per_connection")
-_MAX_INT32: Final = 2**31 - 1
 
 
 def _seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value > 0 or (allow_zero and value == 0)):  # type: ignore[operator]
-        return float(value)  # type: ignore[arg-type]
-    want = ">= 0" if allow_zero else "> 0"
-    raise ValueError(f"{name} must be a finite number of seconds {want}, not {value!r}")
+    return seconds(name, value, allow_zero=allow_zero)
 
 
-def _count(name: str, value: object, *, minimum: int = 1, maximum: int = _MAX_INT32) -> int:
-    if type(value) is not int or not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be an int in {minimum}..{maximum} (bytes), not {value!r}")
-    return value
+def _count(name: str, value: object, *, minimum: int = 1, maximum: int = MAX_INT32) -> int:
+    return count(name, value, minimum=minimum, maximum=maximum, unit="bytes")
 
 
 def _compression(name: str, value: object) -> str:
@@ -79,12 +71,6 @@ def _partitioner(name: str, value: object) -> PartitionerSpec:
         f"{name} must be one of {', '.join(PARTITIONER_NAMES)} or a function"
         f" (topic, key, partition_count) -> partition, not {value!r}"
     )
-
-
-def _unknown(kind: str, name: str, known: list[str]) -> TypeError:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known)}"
-    return TypeError(f"unknown {kind} {name!r}; {hint}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,7 +218,7 @@ class ProducerSettings:
             out: dict[str, Any] = {}
             for key, value in overrides.items():
                 if key not in _TOPIC_KEYS:
-                    raise _unknown(f"setting in {where}", str(key), list(_TOPIC_KEYS))
+                    raise unknown_setting(f"setting in {where}", str(key), list(_TOPIC_KEYS))
                 name = f"{where}[{key!r}]"
                 if key == "batch_size":
                     out[key] = _count(name, value)
@@ -293,7 +279,7 @@ class ProducerSettings:
             elif name in client_names:
                 theirs[name] = value
             else:
-                raise _unknown("producer setting", name, sorted({*own, *client_names}))
+                raise unknown_setting("producer setting", name, sorted({*own, *client_names}))
         # Like Kafka's Java producer, a producer's Metadata requests let brokers that
         # auto-create topics do so (the raw client's default is not to).
         theirs.setdefault("allow_auto_topic_creation", True)
