@@ -41,6 +41,7 @@ from pykaf._errors import (
     ProducerClosedError,
     ProtocolError,
     PykafError,
+    RebalancingCommitError,
     RecordTooLargeError,
     RemoteProtocolError,
 )

@@ -35,6 +35,7 @@ from pykaf._errors import (
     KafkaTimeoutError,
     NoBrokersError,
     PykafError,
+    RemoteProtocolError,
 )
 from pykaf._kafka_errors import LeaderNotAvailableError, NotControllerError
 from pykaf.protocol._messages import build_request
@@ -398,8 +399,11 @@ class ClusterView:
             self.cache.controller_id = None
 
     def failed(self, to: Target, error: BaseException) -> None:
-        """A request to ``to`` failed before an answer: forget what pointed there."""
-        if not isinstance(error, BrokerConnectionError | KafkaTimeoutError):
+        """A request to ``to`` failed before an answer (or with one that could not be
+        read): forget what pointed there. A coordinator that moved may answer in a way we
+        cannot decode (librdkafka's mock writes nulls into NOT_COORDINATOR answers); asking
+        FindCoordinator again is what gets the client unstuck."""
+        if not isinstance(error, BrokerConnectionError | KafkaTimeoutError | RemoteProtocolError):
             return
         if isinstance(to, Leader):
             self.cache.mark_stale(to.topic)
