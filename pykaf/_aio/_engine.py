@@ -90,7 +90,8 @@ class ProducerEngine:
         self._metadata_task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._identity_task: asyncio.Task[None] | None = None
-        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
+        # (serial, callback): called once every batch with serial <= it is finished.
+        self._flushes: list[tuple[int, Callable[[], object]]] = []
         self._space: asyncio.Event | None = None
         self._next_age_check = clock() + settings.client.metadata_max_age
         self._fatal: BaseException | None = None
@@ -115,6 +116,8 @@ class ProducerEngine:
             return
         now = self._clock()
         state = self.accumulator.ready(now)
+        if state.flush_watchers:  # left by a blocking flush()
+            self._flushes.extend(state.flush_watchers)
         if state.expired:
             self._expire(state.expired)
             self._release()
@@ -537,14 +540,23 @@ class ProducerEngine:
 
     def _check_flushes(self) -> None:
         waiting = []
-        for target, future in self._flushes:
-            if future.done():
-                continue
-            if self.accumulator.done_up_to(target):
-                future.set_result(None)
+        done_up_to = self.accumulator.done_up_to
+        for target, callback in self._flushes:
+            if done_up_to(target):
+                callback()
             else:
-                waiting.append((target, future))
+                waiting.append((target, callback))
         self._flushes = waiting
+
+    def watch_flush(self, target: int, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (on the loop) once the batches up to serial ``target`` are
+        finished, or at close; sends what is buffered now. The blocking producer's flush
+        uses it through one ``call_soon_threadsafe``: no task, no coroutine."""
+        if self.accumulator.done_up_to(target):
+            callback()
+            return
+        self._flushes.append((target, callback))
+        self.pump()
 
     async def flush(self, timeout: float | None) -> int:
         """Send everything now; wait until the records produced before the call are
@@ -554,8 +566,12 @@ class ProducerEngine:
         try:
             if not accumulator.done_up_to(target):
                 future: asyncio.Future[None] = self.loop.create_future()
-                self._flushes.append((target, future))
-                self.pump()
+
+                def resolve() -> None:
+                    if not future.done():
+                        future.set_result(None)
+
+                self.watch_flush(target, resolve)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await future
@@ -595,10 +611,11 @@ class ProducerEngine:
         for task in (self._metadata_task, self._identity_task):
             if task is not None:
                 task.cancel()
+        self._flushes.extend(self.accumulator.take_flush_watchers())
         self._check_flushes()
-        for _, future in self._flushes:
-            if not future.done():
-                future.set_result(None)
+        flushes, self._flushes = self._flushes, []
+        for _, callback in flushes:
+            callback()
         with contextlib.suppress(PykafError):
             await self.client.close()
         return self.failed_by_close

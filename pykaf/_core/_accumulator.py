@@ -116,13 +116,16 @@ class BlockWhenFull:
 class ReadyState:
     """What one look at the accumulator found (see ``Accumulator.ready``)."""
 
-    __slots__ = ("expired", "next_at", "nodes", "unled")
+    __slots__ = ("expired", "flush_watchers", "next_at", "nodes", "unled")
 
     def __init__(self) -> None:
         self.nodes: set[int] = set()  # brokers with a batch ready to go
         self.next_at: float | None = None  # when something else becomes ready
         self.expired: list[Batch] = []  # queued batches past delivery_timeout
         self.unled: set[str] = set()  # topics with batches for leaderless partitions
+        # (serial, callback) left by ``watch_flush`` since the last look: the loop calls
+        # each once the batches up to its serial are finished.
+        self.flush_watchers: list[tuple[int, Callable[[], object]]] = []
 
 
 class Accumulator:
@@ -155,6 +158,7 @@ class Accumulator:
         self._wake_pending = False
         self._timer_at: float | None = None
         self._flushing = 0
+        self._flush_watchers: list[tuple[int, Callable[[], object]]] = []
         self._closed = False
         self._delivery_timeout = settings.delivery_timeout
         self._max_request = settings.max_request_size
@@ -541,6 +545,8 @@ class Accumulator:
         next_at: float | None = None
         with self._lock:
             self._wake_pending = False
+            if self._flush_watchers:
+                state.flush_watchers, self._flush_watchers = self._flush_watchers, []
             flushing = self._flushing > 0 or self._closed
             for t in self._topics.values():
                 linger = t.linger
@@ -679,6 +685,29 @@ class Accumulator:
         with self._lock:
             self._flushing += 1
             return self._serial
+
+    def watch_flush(self, callback: Callable[[], object]) -> tuple[int, bool, bool]:
+        """``begin_flush`` from any thread, leaving ``callback`` for the loop's next look
+        (``ready``) instead of hopping to the loop to register it: the blocking flush
+        then costs no wake at all when the append before it already woke the loop.
+
+        Returns ``(target serial, registered, wake)``: not registered when there is
+        nothing to wait for (or the accumulator is closed); ``wake`` says the caller must
+        wake the loop (no wake is pending that would make it look).
+        """
+        with self._lock:
+            self._flushing += 1
+            target = self._serial
+            if self._closed or not self._incomplete or next(iter(self._incomplete)) > target:
+                return target, False, False
+            self._flush_watchers.append((target, callback))
+            return target, True, self._wake(True)
+
+    def take_flush_watchers(self) -> list[tuple[int, Callable[[], object]]]:
+        """The callbacks left by ``watch_flush`` not taken by ``ready`` yet (at close)."""
+        with self._lock:
+            taken, self._flush_watchers = self._flush_watchers, []
+            return taken
 
     def end_flush(self) -> None:
         with self._lock:

@@ -89,6 +89,7 @@ class Producer:
                 call_soon_threadsafe(pump)
 
         accumulator.wake = wake
+        self._wake_loop = wake
         accumulator.fetch_topic = self._ensure_topic
         accumulator.max_block = self.settings.max_block
         # The hot path: produce() is the accumulator's append itself, no wrapper call
@@ -210,10 +211,25 @@ class Producer:
         if self._closed:
             return 0
         bound = (self.settings.delivery_timeout if timeout is None else timeout) + _MARGIN
+        if self._loop.in_loop_thread:  # from a delivery callback: the loop cannot wait
+            raise RuntimeError("flush() was called from the producer's own thread")
+        accumulator = self._accumulator
+        # The hot one-at-a-time path: the flush registers with the accumulator (under its
+        # lock) and the loop picks it up at its next look; the loop is woken only if no
+        # wake is pending already (the append just before usually woke it). The loop sets
+        # a threading.Event: no task, no coroutine, no run_coroutine_threadsafe.
+        done = threading.Event()
+        # Every batch is ready from here to end_flush: linger is not waited out.
+        target, registered, wake = accumulator.watch_flush(done.set)
         try:
-            return self._loop.run(self._engine.flush(timeout), bound)
-        except (KafkaTimeoutError, ClientClosedError):
-            return self._accumulator.pending()
+            if not registered:
+                return accumulator.pending(target)
+            if wake:
+                self._wake_loop()
+            done.wait(bound if timeout is None else timeout)
+        finally:
+            accumulator.end_flush()
+        return accumulator.pending(target)
 
     def close(self, timeout: float | None = None) -> int:
         """Flush within ``timeout`` (None: ``delivery_timeout``), then fail every record

@@ -38,6 +38,7 @@ from pykaf.protocol._messages import (
     payload_api,
     peek_request,
 )
+from pykaf.protocol._produce_request import PRODUCE_REQUEST_VERSIONS, encode_produce_entity
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -278,8 +279,19 @@ class ClientConnection:
         if self._conn._error is not None:
             self._conn._raise_dead()
         correlation_id = self._next_id
-        data = encode_request(request, correlation_id=correlation_id, client_id=self.client_id)
-        api_key, api_version = payload_api(request)
+        # Produce is the hot request: a hand-written encoder writes the same bytes as
+        # kio's generic one at a fraction of the cost.
+        produce_version = PRODUCE_REQUEST_VERSIONS.get(type(request))
+        data = None
+        if produce_version is not None:
+            data = encode_produce_entity(
+                request, produce_version, correlation_id=correlation_id, client_id=self.client_id
+            )
+        if data is not None and produce_version is not None:
+            api_key, api_version = _PRODUCE_KEY, produce_version
+        else:
+            data = encode_request(request, correlation_id=correlation_id, client_id=self.client_id)
+            api_key, api_version = payload_api(request)
         self._next_id = 0 if correlation_id == _MAX_INT32 else correlation_id + 1
         if expect_response and not (api_key == _PRODUCE_KEY and request.acks == 0):
             self._pending.append((correlation_id, api_key, api_version))

@@ -1,0 +1,207 @@
+"""A hand-written ProduceRequest encoder (v3..v13), header and length prefix included.
+
+Produce is the one request on the producer's hot path. Building kio entities and walking
+them with kio's generic writer costs tens of microseconds per request; this writes the
+same bytes directly (a differential test holds it byte-identical to ``encode_request``).
+Sans-I/O like the rest of ``pykaf.protocol``.
+
+Layout (all versions): request header v1 (v3..v8) or v2 (v9+: flexible, so an empty tag
+buffer follows the client id), then ``transactional_id`` (nullable string), ``acks``
+(int16), ``timeout_ms`` (int32), ``topic_data`` array of (name -- or ``topic_id`` from
+v13 -- , ``partition_data`` array of (index int32, records nullable bytes)). Flexible
+versions use compact (unsigned varint length + 1) strings/arrays/bytes and end each struct
+with an empty tagged-field buffer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import struct
+import uuid
+from collections.abc import Sequence
+from typing import Any, Final
+
+from pykaf._errors import LocalProtocolError
+from pykaf.protocol._messages import request_class
+
+__all__ = [
+    "MAX_PRODUCE_VERSION",
+    "MIN_PRODUCE_VERSION",
+    "PRODUCE_REQUEST_VERSIONS",
+    "ProduceTopic",
+    "encode_produce_entity",
+    "encode_produce_request",
+]
+
+MIN_PRODUCE_VERSION: Final = 3
+MAX_PRODUCE_VERSION: Final = 13
+_FLEXIBLE: Final = 9
+_TOPIC_ID: Final = 13
+_PRODUCE_KEY: Final = 0
+_MAX_INT32: Final = 2**31 - 1
+
+_HEAD = struct.Struct(">ihhi")  # length (patched last), api key, version, correlation id
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_ACKS_TIMEOUT = struct.Struct(">hi")
+_NULL_STRING: Final = b"\xff\xff"
+_NULL_I32: Final = b"\xff\xff\xff\xff"
+_ZERO_UUID: Final = bytes(16)
+_MS: Final = datetime.timedelta(milliseconds=1)
+
+# kio's ProduceRequest class -> its version: lets the framing layer spot a Produce
+# request with one dict lookup and send it through ``encode_produce_entity``.
+PRODUCE_REQUEST_VERSIONS: Final[dict[type, int]] = {
+    request_class(_PRODUCE_KEY, v): v for v in range(MIN_PRODUCE_VERSION, MAX_PRODUCE_VERSION + 1)
+}
+
+# (topic name, or topic id from v13 (None: the zero uuid), [(partition, records)])
+ProduceTopic = tuple[str | uuid.UUID | None, Sequence[tuple[int, bytes | None]]]
+
+
+def _uvarint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _string(value: str | None) -> bytes:
+    if value is None:
+        return _NULL_STRING
+    data = value.encode()
+    return _I16.pack(len(data)) + data
+
+
+def _compact_string(value: str | None) -> bytes:
+    if value is None:
+        return b"\x00"
+    data = value.encode()
+    return _uvarint(len(data) + 1) + data
+
+
+def encode_produce_request(
+    version: int,
+    *,
+    correlation_id: int,
+    client_id: str | None,
+    acks: int,
+    timeout_ms: int,
+    topics: Sequence[ProduceTopic],
+    transactional_id: str | None = None,
+) -> bytes:
+    """The framed ProduceRequest: the same bytes as ``encode_request(build_request(
+    "Produce", version, ...), correlation_id=..., client_id=...)``."""
+    if not MIN_PRODUCE_VERSION <= version <= MAX_PRODUCE_VERSION:
+        raise LocalProtocolError(
+            f"Produce v{version} is outside {MIN_PRODUCE_VERSION}..{MAX_PRODUCE_VERSION}"
+        )
+    if type(correlation_id) is not int or not 0 <= correlation_id <= _MAX_INT32:
+        raise LocalProtocolError(f"correlation_id must be in 0..{_MAX_INT32}")
+    out = bytearray(_HEAD.pack(0, _PRODUCE_KEY, version, correlation_id))
+    out += _string(client_id)  # the header's client id is never compact
+    try:
+        if version >= _FLEXIBLE:
+            _flexible_body(out, version, transactional_id, acks, timeout_ms, topics)
+        else:
+            _classic_body(out, transactional_id, acks, timeout_ms, topics)
+    except (struct.error, AttributeError, TypeError) as exc:
+        raise LocalProtocolError(f"cannot encode Produce v{version}: {exc}") from exc
+    _I32.pack_into(out, 0, len(out) - 4)
+    return bytes(out)
+
+
+def _classic_body(
+    out: bytearray,
+    transactional_id: str | None,
+    acks: int,
+    timeout_ms: int,
+    topics: Sequence[ProduceTopic],
+) -> None:
+    i32 = _I32.pack
+    out += _string(transactional_id)
+    out += _ACKS_TIMEOUT.pack(acks, timeout_ms)
+    out += i32(len(topics))
+    for name, partitions in topics:
+        if not isinstance(name, str):
+            raise TypeError(f"Produce before v13 names topics: got {name!r}")
+        out += _string(name)
+        out += i32(len(partitions))
+        for index, records in partitions:
+            out += i32(index)
+            if records is None:
+                out += _NULL_I32
+            else:
+                out += i32(len(records))
+                out += records
+
+
+def _flexible_body(
+    out: bytearray,
+    version: int,
+    transactional_id: str | None,
+    acks: int,
+    timeout_ms: int,
+    topics: Sequence[ProduceTopic],
+) -> None:
+    i32 = _I32.pack
+    by_id = version >= _TOPIC_ID
+    out += b"\x00"  # the header's empty tagged fields
+    out += _compact_string(transactional_id)
+    out += _ACKS_TIMEOUT.pack(acks, timeout_ms)
+    out += _uvarint(len(topics) + 1)
+    for name, partitions in topics:
+        if by_id:
+            if name is None:
+                out += _ZERO_UUID
+            elif isinstance(name, uuid.UUID):
+                out += name.bytes
+            else:
+                raise TypeError(f"Produce v13+ names topics by id: got {name!r}")
+        elif isinstance(name, str):
+            out += _compact_string(name)
+        else:
+            raise TypeError(f"Produce before v13 names topics: got {name!r}")
+        out += _uvarint(len(partitions) + 1)
+        for index, records in partitions:
+            out += i32(index)
+            if records is None:
+                out += b"\x00"
+            else:
+                out += _uvarint(len(records) + 1)
+                out += records
+            out += b"\x00"  # the partition's empty tagged fields
+        out += b"\x00"  # the topic's empty tagged fields
+    out += b"\x00"  # the request's empty tagged fields
+
+
+def encode_produce_entity(
+    request: Any, version: int, *, correlation_id: int, client_id: str | None
+) -> bytes | None:
+    """``request`` (kio's ProduceRequest at ``version``) framed by the fast encoder; None
+    when only kio's generic path can say what it means (a timeout that is not whole
+    milliseconds), so the caller falls back to it."""
+    timeout = request.timeout
+    if not isinstance(timeout, datetime.timedelta) or timeout % _MS:
+        return None
+    by_id = version >= _TOPIC_ID
+    topics: list[ProduceTopic] = [
+        (
+            topic.topic_id if by_id else topic.name,
+            [(part.index, part.records) for part in topic.partition_data],
+        )
+        for topic in request.topic_data
+    ]
+    return encode_produce_request(
+        version,
+        correlation_id=correlation_id,
+        client_id=client_id,
+        acks=request.acks,
+        timeout_ms=timeout // _MS,
+        topics=topics,
+        transactional_id=request.transactional_id,
+    )
