@@ -39,6 +39,7 @@ from pykaf.protocol._messages import (
     peek_request,
 )
 from pykaf.protocol._produce_request import PRODUCE_REQUEST_VERSIONS, encode_produce_entity
+from pykaf.protocol._produce_response import decode_produce_frame
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -259,8 +260,9 @@ class ClientConnection:
         self._conn = _Connection()
         # Ids count up from here and wrap from 2**31-1 to 0 (Kafka's are int32).
         self._next_id = first_correlation_id
-        # (correlation id, api key, api version) of each request awaiting its response.
-        self._pending: deque[tuple[int, int, int]] = deque()
+        # (correlation id, api key, api version, outcomes only) of each request awaiting
+        # its response.
+        self._pending: deque[tuple[int, int, int, bool]] = deque()
 
     @property
     def in_flight(self) -> int:
@@ -271,10 +273,14 @@ class ClientConnection:
     def next_correlation_id(self) -> int:
         return self._next_id
 
-    def send(self, request: Payload, *, expect_response: bool = True) -> bytes:
+    def send(
+        self, request: Payload, *, expect_response: bool = True, outcomes: bool = False
+    ) -> bytes:
         """Frame ``request`` with the next correlation id; returns the bytes to write.
 
         Produce with acks=0 never gets a response, whatever ``expect_response`` says.
+        ``outcomes`` (Produce only): its response is returned as ``ProduceOutcomes``
+        (``decode_produce_frame``: the producer's hot path), not as a kio entity.
         """
         if self._conn._error is not None:
             self._conn._raise_dead()
@@ -294,7 +300,9 @@ class ClientConnection:
             api_key, api_version = payload_api(request)
         self._next_id = 0 if correlation_id == _MAX_INT32 else correlation_id + 1
         if expect_response and not (api_key == _PRODUCE_KEY and request.acks == 0):
-            self._pending.append((correlation_id, api_key, api_version))
+            self._pending.append(
+                (correlation_id, api_key, api_version, outcomes and api_key == _PRODUCE_KEY)
+            )
         return data
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
@@ -325,23 +333,25 @@ class ClientConnection:
                     f"received a response with correlation id {correlation_id} but no"
                     " request is outstanding"
                 )
-            expected, api_key, api_version = self._pending[0]
+            expected, api_key, api_version, outcomes = self._pending[0]
             if correlation_id != expected:
                 raise UnexpectedCorrelationIdError(
                     f"received a response with correlation id {correlation_id}, expected"
                     f" {expected} (the oldest outstanding request,"
                     f" {api_spec(api_key).name} v{api_version})"
                 )
-            _, response = decode_response(api_key, api_version, payload)
+            if outcomes:
+                _, response = decode_produce_frame(api_version, payload)
+                version = api_version
+            else:
+                _, response = decode_response(api_key, api_version, payload)
+                version = int(type(response).__version__)
         finally:
             payload.release()
         frames.consume(length)
         self._pending.popleft()
         return Response(
-            correlation_id=correlation_id,
-            api_key=api_key,
-            api_version=int(type(response).__version__),
-            response=response,
+            correlation_id=correlation_id, api_key=api_key, api_version=version, response=response
         )
 
 
