@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeAlias
 
+from pykaf._core._future import DeliveryFuture, resolve_many
 from pykaf._errors import DeliveryError
 
 __all__ = [
@@ -112,6 +113,7 @@ class Reporter:
         topic, partition, records = batch.topic, batch.partition, batch.records
         default_ts = log_append_time if log_append_time >= 0 else batch.created_ms
         use_own = log_append_time < 0
+        futures: list[tuple[Any, RecordMetadata]] = []  # resolved together, one lock
         for index, report in reports:
             ts = records[index][3] if use_own else None
             metadata = RecordMetadata(
@@ -121,7 +123,9 @@ class Reporter:
                 default_ts if ts is None else ts,
             )
             cls = report.__class__
-            if cls is _CFuture:
+            if cls is DeliveryFuture:
+                futures.append((report, metadata))
+            elif cls is _CFuture:
                 with contextlib.suppress(concurrent.futures.InvalidStateError):
                     report.set_result(metadata)  # (invalid state: the caller cancelled it)
             elif isinstance(report, _AFuture):
@@ -129,6 +133,8 @@ class Reporter:
                     report.set_result(metadata)
             else:
                 self._call(report, metadata, None)
+        if futures:
+            resolve_many(futures)
 
     def failed(self, batch: _BatchLike, error: DeliveryError) -> None:
         reports = batch.reports
@@ -138,7 +144,9 @@ class Reporter:
             for index, report in reports:
                 reported.add(index)
                 cls = report.__class__
-                if cls is _CFuture:
+                if cls is DeliveryFuture:
+                    report.try_set_exception(copy.copy(error))
+                elif cls is _CFuture:
                     # A copy each: one exception raised in several threads would
                     # collect their tracebacks. (Invalid state: the caller cancelled it.)
                     with contextlib.suppress(concurrent.futures.InvalidStateError):
