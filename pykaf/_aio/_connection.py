@@ -78,7 +78,11 @@ class BrokerConnection(asyncio.Protocol):
             client_id=settings.client_id, max_frame_size=settings.max_response_size
         )
         self._transport: asyncio.Transport | None = None
-        self._waiters: deque[asyncio.Future[Payload]] = deque()
+        # Futures of send() and _Answers of send_nowait(), in correlation order.
+        self._waiters: deque[asyncio.Future[Any] | _Answer] = deque()
+        # acks=0 answers of send_nowait() written while the transport was paused: they
+        # complete once it drains, which is what bounds an acks=0 producer's buffer.
+        self._drain_answers: list[_Answer] = []
         self._max_in_flight = settings.max_in_flight_per_connection
         self._in_flight = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
@@ -221,6 +225,7 @@ class BrokerConnection(asyncio.Protocol):
                 else:
                     await self._acquire_slot()
                 future = self._write(request)
+                assert not isinstance(future, _Answer)
                 written = True
                 if self._paused:
                     await self._drain()
@@ -245,7 +250,68 @@ class BrokerConnection(asyncio.Protocol):
                 message = f"{what} to {where}: still waiting for an in-flight slot at the timeout"
             raise KafkaTimeoutError(message, address=str(self.address)) from None
 
-    def _write(self, request: Payload) -> asyncio.Future[Any] | None:
+    def send_nowait(
+        self,
+        request: Payload,
+        on_answer: Callable[[Any, BaseException | None], None],
+        *,
+        deadline: float,
+        outcomes: bool = False,
+    ) -> bool:
+        """Write ``request`` now and call ``on_answer(response, None)`` or
+        ``on_answer(None, error)`` exactly once, on the loop: from ``data_received`` for an
+        answer, at ``deadline`` (the loop's clock) with a ``KafkaTimeoutError`` (the
+        connection is closed then, as ``send`` does), or when the connection fails.
+
+        The producer's hot path: no task and no coroutine per request, so a Produce is
+        written in the same loop turn that drained its batches and its outcome is
+        handled in the turn its answer arrives (``send`` costs two turns more). Returns
+        False, writing nothing, when every in-flight slot is taken; raises like ``send``
+        when the connection is dead or the version unsupported (nothing written then).
+        ``outcomes``: a Produce's answer comes as ``ProduceOutcomes``, not a kio entity
+        (see ``ClientConnection.send``).
+        """
+        if self._error is not None:
+            raise copy.copy(self._error)
+        api_key, version = payload_api(request)
+        versions = self.versions
+        if versions is not None and not versions.supports(api_key, version):
+            raise versions.unsupported(api_key, version)
+        if self._in_flight >= self._max_in_flight or self._slot_waiters:
+            return False
+        self._in_flight += 1
+        answer = _Answer(on_answer, self._loop)
+        if self._write(request, answer, outcomes=outcomes) is None:  # acks=0: no answer
+            if self._paused:
+                self._drain_answers.append(answer)
+            else:
+                self._loop.call_soon(answer.set_result, None)
+            return True
+        answer.timer = self._loop.call_at(deadline, self._expire, answer, request)
+        return True
+
+    def _expire(self, answer: _Answer, request: Payload) -> None:
+        if answer.done():
+            return
+        api_key, version = payload_api(request)
+        where = self.describe()
+        answer.set_exception(
+            KafkaTimeoutError(
+                f"{api_spec(api_key).name} v{version} to {where}: no answer within the timeout",
+                address=str(self.address),
+            )
+        )
+        self.abort(
+            BrokerConnectionError(
+                f"{where}: connection closed after a request timed out",
+                address=str(self.address),
+                node_id=self.node_id,
+            )
+        )
+
+    def _write(
+        self, request: Payload, answer: _Answer | None = None, *, outcomes: bool = False
+    ) -> asyncio.Future[Any] | _Answer | None:
         transport = self._transport
         if self._error is not None or transport is None:
             self._release_slot()
@@ -253,7 +319,7 @@ class BrokerConnection(asyncio.Protocol):
         wire = self._wire
         before = wire.in_flight
         try:
-            data = wire.send(request)
+            data = wire.send(request, outcomes=outcomes)
         except BaseException:
             self._release_slot()
             raise
@@ -262,9 +328,11 @@ class BrokerConnection(asyncio.Protocol):
         if wire.in_flight == before:  # Produce acks=0: no answer will come
             self._release_slot()
             return None
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._waiters.append(future)
-        return future
+        waiter: asyncio.Future[Any] | _Answer = (
+            self._loop.create_future() if answer is None else answer
+        )
+        self._waiters.append(waiter)
+        return waiter
 
     async def _acquire_slot(self) -> None:
         while self._in_flight >= self._max_in_flight and self._error is None:
@@ -363,6 +431,13 @@ class BrokerConnection(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._drain_answers:
+            answers, self._drain_answers = self._drain_answers, []
+            for answer in answers:
+                if self._error is None:
+                    answer.set_result(None)
+                else:
+                    answer.set_exception(copy.copy(self._error))
 
     # -- failing and closing ------------------------------------------------------------
 
@@ -419,6 +494,47 @@ class BrokerConnection(asyncio.Protocol):
         except TimeoutError:
             if self._transport is not None:
                 self._transport.abort()
+
+
+class _Answer:
+    """A waiter of ``send_nowait``: calls back instead of waking a coroutine. Quacks like
+    the futures it shares the waiter queue with (``done``, ``set_result``,
+    ``set_exception``)."""
+
+    __slots__ = ("_callback", "_done", "_loop", "timer")
+
+    def __init__(
+        self,
+        callback: Callable[[Any, BaseException | None], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._callback = callback
+        self._loop = loop
+        self._done = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        self._call(value, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._call(None, error)
+
+    def _call(self, value: Any, error: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        try:
+            self._callback(value, error)
+        except Exception as exc:  # the connection must outlive a bug in its caller
+            self._loop.call_exception_handler(
+                {"message": "pykaf: a request's answer callback failed", "exception": exc}
+            )
 
 
 def _os_reason(exc: BaseException) -> str:

@@ -33,6 +33,7 @@ from pykaf._aio._connection import BrokerConnection
 from pykaf._aio._sender import BrokerSender, partition_outcomes
 from pykaf._core._accumulator import Accumulator, Batch, PartitionQueue
 from pykaf._core._backoff import Backoff
+from pykaf._core._batches import split_batch
 from pykaf._core._delivery import Reporter
 from pykaf._core._idempotence import Idempotence, Verdict
 from pykaf._core._producer_settings import ProducerSettings
@@ -55,6 +56,7 @@ log = logging.getLogger("pykaf.producer")
 
 _INIT_PRODUCER_ID: Final = 22
 # Codes after which the leader may have written the batch (the answer is not "no").
+_MESSAGE_TOO_LARGE: Final = 10
 _MAYBE_WRITTEN_CODES: Final = frozenset({7, 20})  # REQUEST_TIMED_OUT, NOT_ENOUGH_..._AFTER_APPEND
 
 
@@ -99,6 +101,8 @@ class ProducerEngine:
         self._closed = False
         self.failed_by_close = 0
         self._finished: list[Batch] = []
+        self._batches_in_flight = 0  # sent, not answered yet (all senders)
+        self._splits_open = 0  # batches split in halves, not finished yet
         accumulator.on_space = self._on_space
 
     # -- waking -------------------------------------------------------------------------
@@ -160,6 +164,7 @@ class ProducerEngine:
     # -- sending outcomes -----------------------------------------------------------------
 
     def sent(self, batches: list[Batch], node_id: int) -> None:
+        self._batches_in_flight += len(batches)
         for batch in batches:
             part = batch.part
             part.in_flight += 1
@@ -171,6 +176,22 @@ class ProducerEngine:
             self._response(batches, response, node_id)
         finally:
             self._release()
+            if self._flushes:  # now, not at the next pump: a flush waits on this turn
+                self._check_flushes()
+
+    def answered(self) -> None:
+        """A sender handed on its answered requests: pump again only if a batch waits
+        (one the in-flight limit or a gate held back). Every unfinished batch in flight
+        means nothing is queued, and an append wakes the loop itself: skipping the pump
+        then keeps the loop turn after a one-at-a-time answer empty, which is the turn
+        the caller's thread waits behind for the GIL."""
+        # (Halves of a split batch are not counted by the accumulator: pump for them.)
+        if (
+            self.accumulator.incomplete > self._batches_in_flight
+            or self._splits_open
+            or self._closing
+        ):
+            self.schedule_pump()
 
     def _response(self, batches: list[Batch], response: Any, node_id: int) -> None:
         if response is None:
@@ -221,11 +242,35 @@ class ProducerEngine:
         if verdict is Verdict.FAIL:
             self._failed(batch, error, retriable=False, maybe_written=False)
             return
+        if (
+            code == _MESSAGE_TOO_LARGE
+            and len(batch.records) > 1
+            and not self._closing
+            and self._clock() < batch.deadline
+        ):
+            self._split(batch)
+            return
         if code in METADATA_STALE_CODES:
             self.client._cluster.cache.mark_stale(batch.topic)
             self.refresh((batch.topic,))
         retriable = verdict is not Verdict.OTHER or error.retriable
         self._failed(batch, error, retriable=retriable, maybe_written=code in _MAYBE_WRITTEN_CODES)
+
+    def _split(self, batch: Batch) -> None:
+        """The broker refused ``batch`` as too large (its topic's max.message.bytes is
+        below our batch size): send its halves instead, in its place and order, as the
+        Java client does. Not a retry (no backoff growth); a single record still too
+        large fails with MESSAGE_TOO_LARGE."""
+        part = batch.part
+        part.in_flight -= 1
+        self._batches_in_flight -= 1
+        self._splits_open += 1
+        part.returned.extend(split_batch(batch))
+        log.debug("split %r: the broker refused it as too large", batch)
+        if part.in_flight == 0:
+            batches, part.returned = part.returned, []
+            self.accumulator.put_back(part, batches)
+            self.schedule_pump()
 
     def request_failed(
         self, batches: list[Batch], error: BaseException, *, node_id: int, written: bool
@@ -239,6 +284,8 @@ class ProducerEngine:
         for batch in batches:
             self._failed(batch, error, retriable=retriable, maybe_written=written)
         self._release()
+        if self._flushes:
+            self._check_flushes()
         if retriable:
             for topic in topics:
                 self.client._cluster.cache.mark_stale(topic)
@@ -247,6 +294,7 @@ class ProducerEngine:
     def _succeeded(self, batch: Batch, base_offset: int, append_time: int) -> None:
         part = batch.part
         part.in_flight -= 1
+        self._batches_in_flight -= 1
         part.retries = 0
         part.last_error = None
         if self.idempotence is not None:
@@ -260,6 +308,7 @@ class ProducerEngine:
     ) -> None:
         part = batch.part
         part.in_flight -= 1
+        self._batches_in_flight -= 1
         if maybe_written:
             batch.maybe_persisted = True
         if retriable and not self._closing and self._clock() < batch.deadline:
@@ -315,6 +364,14 @@ class ProducerEngine:
                 self.failed_by_close += len(batch.records)
             self.reporter.failed(batch, error)
         # Memory is freed in one go per response (one lock round trip): see _release.
+        parent = batch.parent
+        while parent is not None:  # a half of a split batch: the whole is the unit
+            parent.children_left -= 1
+            if parent.children_left:
+                return
+            parent.done = True
+            self._splits_open -= 1
+            batch, parent = parent, parent.parent
         self._finished.append(batch)
 
     def _release(self) -> None:
@@ -623,6 +680,7 @@ class ProducerEngine:
     def _fail_in_flight(self, batches: list[Batch]) -> None:
         for batch in batches:
             batch.part.in_flight -= 1
+            self._batches_in_flight -= 1
             batch.maybe_persisted = True
             self._finish(
                 batch,

@@ -26,6 +26,7 @@ from pykaf._core._accumulator import Batch
 from pykaf._errors import BrokerConnectionError, PykafError
 from pykaf.protocol._compression import Compression
 from pykaf.protocol._messages import request_class
+from pykaf.protocol._produce_response import PartitionOutcome
 from pykaf.protocol._records import encode_batch
 
 if TYPE_CHECKING:
@@ -43,9 +44,6 @@ _PRODUCE_KEY: Final = 0
 _TOPIC_ID_VERSION: Final = 13  # Produce v13 names topics by id only
 _EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MS: Final = datetime.timedelta(milliseconds=1)
-
-# (error code, base offset, log append time ms, error message)
-PartitionOutcome = tuple[int, int, int, str | None]
 
 
 def encode_for_send(batch: Batch) -> bytes:
@@ -120,7 +118,11 @@ def _ms(value: Any) -> int:
 
 
 def partition_outcomes(response: Any) -> dict[tuple[Any, int], PartitionOutcome]:
-    """A ProduceResponse as ``{(topic name or id, partition): outcome}``."""
+    """A ProduceResponse as ``{(topic name or id, partition): outcome}``: what the
+    hand-written decoder gives directly (``send_nowait(outcomes=True)``), from the kio
+    entity that ``send()`` returns."""
+    if response.__class__ is dict:
+        return response
     out: dict[tuple[Any, int], PartitionOutcome] = {}
     for topic in response.responses:
         name = getattr(topic, "name", None)
@@ -218,12 +220,45 @@ class BrokerSender:
         engine.sent(batches, self.node_id)
         entry_ = _InFlight(batches)
         self._in_flight.append(entry_)
-        task = self._loop.create_task(self._await(conn, request, entry_))
+        deadline = self._loop.time() + self._request_timeout
+
+        def on_answer(response: Any, error: BaseException | None) -> None:
+            self._answered(conn, entry_, response, error)
+
+        try:
+            # A dead connection raises before writing anything: then the broker
+            # certainly did not get it (entry.written stays False).
+            written = conn.send_nowait(request, on_answer, deadline=deadline, outcomes=True)
+        except Exception as exc:
+            self._answered(conn, entry_, None, exc)
+            return
+        if written:
+            entry_.written = True
+            return
+        # Every slot of the connection taken (it is shared): wait for one in a task.
+        task = self._loop.create_task(self._await(conn, request, entry_, deadline))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _await(self, conn: BrokerConnection, request: Any, entry: _InFlight) -> None:
-        deadline = self._loop.time() + self._request_timeout
+    def _answered(
+        self,
+        conn: BrokerConnection,
+        entry: _InFlight,
+        response: Any,
+        error: BaseException | None,
+    ) -> None:
+        if error is None:
+            entry.response = response
+        else:
+            entry.error = error
+            if isinstance(error, PykafError | OSError):
+                self._lost(conn)
+        entry.done = True
+        self._finish()
+
+    async def _await(
+        self, conn: BrokerConnection, request: Any, entry: _InFlight, deadline: float
+    ) -> None:
         # send() writes before its first await when the connection is usable; a dead one
         # raises before writing anything: then the broker certainly did not get it.
         entry.written = conn.usable
@@ -259,7 +294,7 @@ class BrokerSender:
             else:
                 engine.response(entry.batches, entry.response, node_id=self.node_id)
         if handled:
-            engine.schedule_pump()
+            engine.answered()
 
     def _lost(self, conn: BrokerConnection) -> None:
         if self._conn is conn:

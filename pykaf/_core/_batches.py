@@ -14,11 +14,13 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from pykaf._core._delivery import Report
+from pykaf._core._future import DeliveryFuture
 from pykaf._core._partitioner import Partitioner, make_partitioner
 from pykaf._core._producer_settings import ProducerSettings
 from pykaf.protocol._records import BATCH_OVERHEAD
 
 __all__ = [
+    "split_batch",
     "FUTURES",
     "RECORD_OVERHEAD",
     "Batch",
@@ -39,7 +41,7 @@ RECORD_OVERHEAD: Final = 12
 _HEADER_OVERHEAD: Final = 4
 _RESERVE_STEP: Final = 16384
 _STICKY: Final = frozenset({"sticky", "murmur2", "sticky_round_robin"})
-FUTURES: Final = frozenset({concurrent.futures.Future, asyncio.Future})
+FUTURES: Final = frozenset({concurrent.futures.Future, asyncio.Future, DeliveryFuture})
 
 
 class TopicUnknownError(Exception):
@@ -61,6 +63,7 @@ class Batch:
     __slots__ = (
         "attempts",
         "base_sequence",
+        "children_left",
         "created",
         "created_ms",
         "deadline",
@@ -69,6 +72,7 @@ class Batch:
         "identity",
         "last_error",
         "maybe_persisted",
+        "parent",
         "part",
         "partition",
         "records",
@@ -103,12 +107,51 @@ class Batch:
         self.base_sequence = -1
         self.encoded: bytes | None = None
         self.done = False
+        # Split (MESSAGE_TOO_LARGE): the halves point at the batch they came from, which
+        # stays the unit of memory and flush accounting until both halves are done.
+        self.parent: Batch | None = None
+        self.children_left = 0
 
     def __repr__(self) -> str:
         return (
             f"<Batch {self.topic}-{self.partition} #{self.serial} {len(self.records)} records"
             f" seq={self.base_sequence}>"
         )
+
+
+def split_batch(batch: Batch) -> tuple[Batch, Batch]:
+    """``batch`` in two halves, oldest records first, for a broker that refused it as too
+    large (MESSAGE_TOO_LARGE). The halves keep its serial, times and deadline; with a
+    sequence, the first keeps its base sequence and the second follows on, so the
+    records keep the sequences they had (as the Java client splits) and batches behind
+    them stay valid. The halves carry no memory of their own: ``batch`` keeps it."""
+    records = batch.records
+    middle = len(records) // 2
+    halves = []
+    for start, stop in ((0, middle), (middle, len(records))):
+        half = Batch(batch.part, batch.serial, batch.created, batch.created_ms, batch.deadline)
+        half.records = records[start:stop]
+        if batch.reports:
+            half.reports = [(i - start, r) for i, r in batch.reports if start <= i < stop] or None
+        half.size = BATCH_OVERHEAD + sum(_record_size(r) for r in half.records)
+        half.sealed = True
+        half.attempts = batch.attempts
+        half.identity = batch.identity
+        if batch.base_sequence >= 0:
+            half.base_sequence = (batch.base_sequence + start) & 0x7FFFFFFF
+        half.parent = batch
+        halves.append(half)
+    batch.children_left = 2
+    return halves[0], halves[1]
+
+
+def _record_size(record: tuple[Any, Any, Any, Any]) -> int:
+    key, value, headers, _ = record
+    size = RECORD_OVERHEAD + (len(value) if value is not None else 0)
+    size += len(key) if key is not None else 0
+    if headers:
+        size += check_headers(headers)[1]  # the estimate the append made
+    return size
 
 
 class PartitionQueue:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -26,6 +26,7 @@ from pykaf._core._delivery import (
     RecordMetadata,
     Reporter,
 )
+from pykaf._core._future import DeliveryFuture
 from pykaf._core._producer_settings import ProducerSettings
 from pykaf._errors import ClientClosedError, KafkaTimeoutError, ProducerClosedError
 from pykaf._sync._loop import LoopThread
@@ -159,7 +160,8 @@ class Producer:
     ) -> concurrent.futures.Future[RecordMetadata]:
         """Queue one record; the future resolves to its ``RecordMetadata`` or fails with a
         ``DeliveryError``. Blocks (up to ``max_block``) only when the buffer is full."""
-        future: concurrent.futures.Future[RecordMetadata] = concurrent.futures.Future()
+        # A concurrent.futures.Future subclass that builds its lock only when waited on.
+        future: DeliveryFuture[RecordMetadata] = DeliveryFuture()
         self._append(
             topic,
             value,
@@ -216,17 +218,20 @@ class Producer:
         accumulator = self._accumulator
         # The hot one-at-a-time path: the flush registers with the accumulator (under its
         # lock) and the loop picks it up at its next look; the loop is woken only if no
-        # wake is pending already (the append just before usually woke it). The loop sets
-        # a threading.Event: no task, no coroutine, no run_coroutine_threadsafe.
-        done = threading.Event()
+        # wake is pending already (the append just before usually woke it). The loop
+        # releases a held lock: no task, no coroutine, no run_coroutine_threadsafe, and
+        # not a threading.Event either, whose Condition costs the loop thread a second
+        # lock round trip while this thread, just woken, waits for the GIL behind it.
+        done = threading.Lock()
+        done.acquire()
         # Every batch is ready from here to end_flush: linger is not waited out.
-        target, registered, wake = accumulator.watch_flush(done.set)
+        target, registered, wake = accumulator.watch_flush(_releaser(done))
         try:
             if not registered:
                 return accumulator.pending(target)
             if wake:
                 self._wake_loop()
-            done.wait(bound if timeout is None else timeout)
+            done.acquire(timeout=bound if timeout is None else timeout)
         finally:
             accumulator.end_flush()
         return accumulator.pending(target)
@@ -251,6 +256,14 @@ class Producer:
         finally:
             self._loop.stop(_MARGIN)
         return self._failed_by_close
+
+
+def _releaser(lock: threading.Lock) -> Callable[[], None]:
+    def release() -> None:
+        with contextlib.suppress(RuntimeError):  # released already (close raced the flush)
+            lock.release()
+
+    return release
 
 
 async def _returning_errors(coro: Coroutine[Any, Any, None]) -> BaseException | None:

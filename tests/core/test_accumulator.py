@@ -15,6 +15,7 @@ from pykaf._core._accumulator import (
     PartitionQueue,
     TopicUnknownError,
 )
+from pykaf._core._batches import split_batch
 from pykaf._core._delivery import ProducerRecord
 from pykaf._core._producer_settings import ProducerSettings
 from pykaf._errors import BufferFullError, ProducerClosedError, RecordTooLargeError
@@ -470,3 +471,28 @@ def test_a_large_batch_size_reserves_memory_as_the_batch_fills() -> None:
     (batch,) = queued(acc, 0)
     assert batch.sealed
     assert len(batch.records) == 32
+
+
+def test_split_halves_keep_order_reports_and_sequences() -> None:
+    acc, _, _ = make()
+    reports = [object() for _ in range(5)]
+    for i in range(5):
+        acc.append("t", b"v%d" % i, partition=0, headers=[("h", b"x")], on_delivery=print)
+    (batch,) = queued(acc, 0)
+    batch.reports = [(0, reports[0]), (3, reports[3]), (4, reports[4])]
+    batch.base_sequence = 2**31 - 2  # the second half wraps, as Kafka's sequences do
+    batch.identity = identity = object()
+    batch.attempts = 1
+    first, second = split_batch(batch)
+    assert [r[1] for r in first.records] == [b"v0", b"v1"]
+    assert [r[1] for r in second.records] == [b"v2", b"v3", b"v4"]
+    assert first.reports == [(0, reports[0])]
+    assert second.reports == [(1, reports[3]), (2, reports[4])]
+    assert (first.base_sequence, second.base_sequence) == (2**31 - 2, 0)
+    assert [half.identity for half in (first, second)] == [identity, identity]
+    assert [half.parent for half in (first, second)] == [batch, batch]
+    assert batch.children_left == 2
+    assert first.serial == second.serial == batch.serial
+    assert [(half.sealed, half.encoded) for half in (first, second)] == [(True, None)] * 2
+    assert first.size + second.size == batch.size + BATCH_OVERHEAD
+    assert first.reserved == second.reserved == 0  # the whole keeps the memory
