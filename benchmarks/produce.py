@@ -32,12 +32,21 @@ was acknowledged):
   pykaf-produce-flush ``produce(...)`` + ``flush()``: like confluent-kafka, which reports
                       only errors; the producer's flush waits for the acknowledgement
   pykaf-async-send    ``await AsyncProducer.send(...)``
+  pykaf-async-produce-flush  ``await produce(...)`` + ``await flush()`` (AsyncProducer)
+  floor-raw-socket    not a client, a reference: the same Produce request (pykaf's
+                      encoder) written on a blocking socket from the caller's thread, the
+                      answer read there: what Python itself costs per round trip
+  floor-loop-thread   the same request handed to an asyncio loop in another thread
+                      (``call_soon_threadsafe``), the caller woken by a lock the loop
+                      releases from ``data_received``: the least any blocking facade over
+                      an event-loop thread can cost, with no producer work at all
   confluent           ``produce(...)`` + ``flush()``
   aiokafka            ``send_and_wait``
   kafka-python        ``send(...).get()``
 
 Goals (issue 5), per configuration: pykaf-produce >= 0.75x confluent-kafka and >= 4x
-aiokafka; pykaf-batch >= 1.0x confluent-kafka; pykaf-produce-flush p50 <= 2x confluent's.
+aiokafka; pykaf-batch >= 1.0x confluent-kafka; one-at-a-time p50 <= 2x confluent's, judged
+on both like-for-like rows (pykaf-produce-flush, blocking; pykaf-async-produce-flush).
 Exit status 1 if one is missed. ``--profile CLIENT`` runs only that client, once per
 configuration, under cProfile (every thread of the subprocess) and prints where its time
 went, instead of the tables.
@@ -78,6 +87,9 @@ LATENCY_CLIENTS = (
     "pykaf-send",
     "pykaf-produce-flush",
     "pykaf-async-send",
+    "pykaf-async-produce-flush",
+    "floor-raw-socket",
+    "floor-loop-thread",
     "confluent",
     "aiokafka",
     "kafka-python",
@@ -191,9 +203,14 @@ def run_pykaf_async(job: Job) -> Result:
         async with AsyncProducer(job.bootstrap, on_error=on_error, **pykaf_options(job)) as p:
             if job.latency:
                 clock = time.perf_counter
+                flushing = job.client == "pykaf-async-produce-flush"
                 for i in range(WARMUP_LATENCY + job.count):
                     start = clock()
-                    await p.send(topic, value)
+                    if flushing:
+                        await p.produce(topic, value)
+                        result.failed += await p.flush(30)
+                    else:
+                        await p.send(topic, value)
                     if i >= WARMUP_LATENCY:
                         result.latencies.append(clock() - start)
                 return
@@ -334,6 +351,90 @@ def run_kafka_python(job: Job) -> Result:
     return result
 
 
+def run_floor(job: Job) -> Result:
+    """The reference rows (see the module doc): no producer, just the round trip."""
+    import socket  # noqa: PLC0415
+
+    from pykaf._core._address import parse_bootstrap  # noqa: PLC0415
+    from pykaf.protocol._produce_request import encode_produce_request  # noqa: PLC0415
+    from pykaf.protocol._records import encode_batch  # noqa: PLC0415
+
+    acks = 1 if job.acks == 1 else -1
+    address = parse_bootstrap(job.bootstrap)[0]
+    # The frame is built per call, as a producer would (encode the batch, then the
+    # request); the answer is read as raw frames (nothing decodes it).
+    ids = iter(range(2**31))
+
+    def request() -> bytes:
+        batch = encode_batch([(None, job.value, (), None)], now_ms=int(time.time() * 1000))
+        cid = next(ids)
+        return encode_produce_request(
+            9,
+            correlation_id=cid,
+            client_id="floor",
+            acks=acks,
+            timeout_ms=30_000,
+            topics=[(job.topic, [(0, batch)])],
+        )
+
+    result = Result()
+    clock = time.perf_counter
+    if job.client == "floor-raw-socket":
+        sock = socket.create_connection((address.host, address.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def once() -> None:
+            sock.sendall(request())
+            _read_frame(sock)
+
+        for i in range(WARMUP_LATENCY + job.count):
+            start = clock()
+            once()
+            if i >= WARMUP_LATENCY:
+                result.latencies.append(clock() - start)
+        sock.close()
+        return result
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    waiting: list[Any] = []
+
+    class Answers(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.buffer = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            size = int.from_bytes(self.buffer[:4], "big") + 4 if len(self.buffer) >= 4 else 0
+            if size and len(self.buffer) >= size:
+                self.buffer = self.buffer[size:]
+                waiting.pop().release()
+
+    connect = loop.create_connection(Answers, address.host, address.port)
+    transport, _ = asyncio.run_coroutine_threadsafe(connect, loop).result(10)
+    for i in range(WARMUP_LATENCY + job.count):
+        start = clock()
+        done = threading.Lock()
+        done.acquire()
+        waiting.append(done)
+        loop.call_soon_threadsafe(transport.write, request())
+        done.acquire(timeout=30)
+        if i >= WARMUP_LATENCY:
+            result.latencies.append(clock() - start)
+    loop.call_soon_threadsafe(loop.stop)
+    return result
+
+
+def _read_frame(sock: Any) -> bytes:
+    data = b""
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the broker closed the connection")
+        data += chunk
+    return data
+
+
 RUNNERS: dict[str, Callable[[Job], Result]] = {
     "pykaf-produce": run_pykaf_sync,
     "pykaf-send": run_pykaf_sync,
@@ -341,6 +442,9 @@ RUNNERS: dict[str, Callable[[Job], Result]] = {
     "pykaf-produce-flush": run_pykaf_sync,
     "pykaf-async": run_pykaf_async,
     "pykaf-async-send": run_pykaf_async,
+    "pykaf-async-produce-flush": run_pykaf_async,
+    "floor-raw-socket": run_floor,
+    "floor-loop-thread": run_floor,
     "confluent": run_confluent,
     "aiokafka": run_aiokafka,
     "kafka-python": run_kafka_python,
@@ -396,7 +500,8 @@ class ThreadProfiles:
 def child(args: argparse.Namespace) -> int:
     job = Job(args)
     # Importing the library is a cost of the process, not of producing: not timed.
-    importlib.import_module(IMPORTS["pykaf" if job.client.startswith("pykaf") else job.client])
+    pykaf_row = job.client.startswith(("pykaf", "floor"))
+    importlib.import_module(IMPORTS["pykaf" if pykaf_row else job.client])
     profiles = ThreadProfiles() if args.profile else None
     if profiles is not None:
         with profiles:
@@ -617,12 +722,14 @@ def print_tables(
                 ">=",
             ),
         ]
-        mine, theirs = (
-            latency.get((config, "pykaf-produce-flush")),
-            latency.get((config, "confluent")),
-        )
-        p50 = mine["p50"] / theirs["p50"] if mine and theirs else None
-        checks.append(("pykaf one-at-a-time p50 vs confluent-kafka", p50, 2.0, "<="))
+        theirs = latency.get((config, "confluent"))
+        for row, what in (
+            ("pykaf-produce-flush", "blocking"),
+            ("pykaf-async-produce-flush", "async"),
+        ):
+            mine = latency.get((config, row))
+            p50 = mine["p50"] / theirs["p50"] if mine and theirs else None
+            checks.append((f"pykaf one-at-a-time p50 ({what}) vs confluent-kafka", p50, 2.0, "<="))
         for name, value, goal, sense in checks:
             if value is None:
                 print(f"  ---- {label}: {name}: not measured")

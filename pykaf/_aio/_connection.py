@@ -23,7 +23,7 @@ import copy
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from pykaf._aio._settings import ClientSettings
@@ -42,9 +42,11 @@ from pykaf.protocol._apis import api_spec
 from pykaf.protocol._framing import NEED_DATA, ClientConnection, Response
 from pykaf.protocol._messages import API_VERSIONS_KEY, Payload, build_request, payload_api
 from pykaf.protocol._negotiation import api_versions_retry_version, negotiate
+from pykaf.protocol._produce_request import ProduceTopic
 
 __all__ = ["BrokerConnection", "describe_broker"]
 
+_PRODUCE_KEY: Final = 0
 _API_VERSIONS_MAX: Final = api_spec(API_VERSIONS_KEY).max_version
 # After close(), the transport gets this long to flush before it is aborted, inside the
 # caller's own bound.
@@ -224,7 +226,7 @@ class BrokerConnection(asyncio.Protocol):
                     self._in_flight += 1  # the common case, without a coroutine
                 else:
                     await self._acquire_slot()
-                future = self._write(request)
+                future = self._write(lambda wire: wire.send(request))
                 assert not isinstance(future, _Answer)
                 written = True
                 if self._paused:
@@ -271,9 +273,43 @@ class BrokerConnection(asyncio.Protocol):
         ``outcomes``: a Produce's answer comes as ``ProduceOutcomes``, not a kio entity
         (see ``ClientConnection.send``).
         """
+        api_key, version = payload_api(request)
+        return self._nowait(
+            api_key,
+            version,
+            lambda wire: wire.send(request, outcomes=outcomes),
+            on_answer,
+            deadline,
+        )
+
+    def produce_nowait(
+        self,
+        version: int,
+        *,
+        acks: int,
+        timeout_ms: int,
+        topics: Sequence[ProduceTopic],
+        on_answer: Callable[[Any, BaseException | None], None],
+        deadline: float,
+    ) -> bool:
+        """``send_nowait`` for a Produce given as plain values: no kio entity is built
+        (``ClientConnection.send_produce``) and the answer comes as ``ProduceOutcomes``."""
+
+        def frame(wire: ClientConnection) -> bytes:
+            return wire.send_produce(version, acks=acks, timeout_ms=timeout_ms, topics=topics)
+
+        return self._nowait(_PRODUCE_KEY, version, frame, on_answer, deadline)
+
+    def _nowait(
+        self,
+        api_key: int,
+        version: int,
+        frame: Callable[[ClientConnection], bytes],
+        on_answer: Callable[[Any, BaseException | None], None],
+        deadline: float,
+    ) -> bool:
         if self._error is not None:
             raise copy.copy(self._error)
-        api_key, version = payload_api(request)
         versions = self.versions
         if versions is not None and not versions.supports(api_key, version):
             raise versions.unsupported(api_key, version)
@@ -281,19 +317,18 @@ class BrokerConnection(asyncio.Protocol):
             return False
         self._in_flight += 1
         answer = _Answer(on_answer, self._loop)
-        if self._write(request, answer, outcomes=outcomes) is None:  # acks=0: no answer
+        if self._write(frame, answer) is None:  # acks=0: no answer will come
             if self._paused:
                 self._drain_answers.append(answer)
             else:
                 self._loop.call_soon(answer.set_result, None)
             return True
-        answer.timer = self._loop.call_at(deadline, self._expire, answer, request)
+        answer.timer = self._loop.call_at(deadline, self._expire, answer, api_key, version)
         return True
 
-    def _expire(self, answer: _Answer, request: Payload) -> None:
+    def _expire(self, answer: _Answer, api_key: int, version: int) -> None:
         if answer.done():
             return
-        api_key, version = payload_api(request)
         where = self.describe()
         answer.set_exception(
             KafkaTimeoutError(
@@ -310,8 +345,9 @@ class BrokerConnection(asyncio.Protocol):
         )
 
     def _write(
-        self, request: Payload, answer: _Answer | None = None, *, outcomes: bool = False
+        self, frame: Callable[[ClientConnection], bytes], answer: _Answer | None = None
     ) -> asyncio.Future[Any] | _Answer | None:
+        """Frame (``frame(wire)``: assigns the correlation id) and write in one step."""
         transport = self._transport
         if self._error is not None or transport is None:
             self._release_slot()
@@ -319,7 +355,7 @@ class BrokerConnection(asyncio.Protocol):
         wire = self._wire
         before = wire.in_flight
         try:
-            data = wire.send(request, outcomes=outcomes)
+            data = frame(wire)
         except BaseException:
             self._release_slot()
             raise

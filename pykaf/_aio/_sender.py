@@ -162,7 +162,8 @@ class BrokerSender:
         self._max_request = settings.max_request_size
         self._request_timeout = settings.request_timeout
         self._acks = settings.acks_code
-        self._timeout = datetime.timedelta(milliseconds=int(settings.request_timeout * 1000))
+        self._timeout_ms = int(settings.request_timeout * 1000)
+        self._timeout = datetime.timedelta(milliseconds=self._timeout_ms)
         self._conn: BrokerConnection | None = None
         self._version = -1
         self._connecting: asyncio.Task[None] | None = None
@@ -212,7 +213,6 @@ class BrokerSender:
                 entry.append((batch.partition, records))
             if version >= _TOPIC_ID_VERSION and any(ids[name] is None for name in topics):
                 version = _TOPIC_ID_VERSION - 1  # a topic without an id: name it instead
-            request = produce_request(version, self._acks, self._timeout, topics, ids)
         except Exception as exc:  # an encoder bug: fail these batches, never hang
             engine.sent(batches, self.node_id)
             engine.request_failed(batches, exc, node_id=self.node_id, written=False)
@@ -225,10 +225,19 @@ class BrokerSender:
         def on_answer(response: Any, error: BaseException | None) -> None:
             self._answered(conn, entry_, response, error)
 
+        by_id = version >= _TOPIC_ID_VERSION
         try:
-            # A dead connection raises before writing anything: then the broker
-            # certainly did not get it (entry.written stays False).
-            written = conn.send_nowait(request, on_answer, deadline=deadline, outcomes=True)
+            # Plain values straight to bytes: no kio entity on the hot path. A dead
+            # connection raises before writing anything: then the broker certainly did
+            # not get it (entry.written stays False).
+            written = conn.produce_nowait(
+                version,
+                acks=self._acks,
+                timeout_ms=self._timeout_ms,
+                topics=[(ids[name] if by_id else name, parts) for name, parts in topics.items()],
+                on_answer=on_answer,
+                deadline=deadline,
+            )
         except Exception as exc:
             self._answered(conn, entry_, None, exc)
             return
@@ -236,6 +245,7 @@ class BrokerSender:
             entry_.written = True
             return
         # Every slot of the connection taken (it is shared): wait for one in a task.
+        request = produce_request(version, self._acks, self._timeout, topics, ids)
         task = self._loop.create_task(self._await(conn, request, entry_, deadline))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NoReturn
 
@@ -38,7 +39,12 @@ from pykaf.protocol._messages import (
     payload_api,
     peek_request,
 )
-from pykaf.protocol._produce_request import PRODUCE_REQUEST_VERSIONS, encode_produce_entity
+from pykaf.protocol._produce_request import (
+    PRODUCE_REQUEST_VERSIONS,
+    ProduceTopic,
+    encode_produce_entity,
+    encode_produce_request,
+)
 from pykaf.protocol._produce_response import decode_produce_frame
 
 __all__ = [
@@ -303,6 +309,35 @@ class ClientConnection:
             self._pending.append(
                 (correlation_id, api_key, api_version, outcomes and api_key == _PRODUCE_KEY)
             )
+        return data
+
+    def send_produce(
+        self,
+        version: int,
+        *,
+        acks: int,
+        timeout_ms: int,
+        topics: Sequence[ProduceTopic],
+        outcomes: bool = True,
+    ) -> bytes:
+        """Frame a ProduceRequest from plain values (``encode_produce_request``), with no
+        kio entity built at all: the producer's hot path. Its answer comes back as
+        ``ProduceOutcomes`` (``outcomes``, the default) or a kio entity; acks=0 gets none.
+        """
+        if self._conn._error is not None:
+            self._conn._raise_dead()
+        correlation_id = self._next_id
+        data = encode_produce_request(
+            version,
+            correlation_id=correlation_id,
+            client_id=self.client_id,
+            acks=acks,
+            timeout_ms=timeout_ms,
+            topics=topics,
+        )
+        self._next_id = 0 if correlation_id == _MAX_INT32 else correlation_id + 1
+        if acks != 0:
+            self._pending.append((correlation_id, _PRODUCE_KEY, version, outcomes))
         return data
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:

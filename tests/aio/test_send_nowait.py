@@ -238,3 +238,30 @@ async def test_a_raising_callback_does_not_break_the_connection(kafka_cluster: C
     [context] = reported
     assert isinstance(context["exception"], RuntimeError)
     conn.close()
+
+
+async def test_produce_nowait_writes_plain_values_and_answers_outcomes(
+    kafka_cluster: Cluster,
+) -> None:
+    conn = await _open(kafka_cluster, node=await _topic(kafka_cluster, "plain"))
+    answers, arrived, on_answer = _collector()
+    loop = asyncio.get_running_loop()
+    batch = encode_batch([(None, b"v", (), None)])
+    for acks in (-1, 0, -1):
+        arrived.clear()
+        assert conn.produce_nowait(
+            9,
+            acks=acks,
+            timeout_ms=5000,
+            topics=[("plain", [(0, batch)])],
+            on_answer=on_answer,
+            deadline=loop.time() + 10,
+        )
+        async with asyncio.timeout(10):
+            await arrived.wait()
+    assert answers == [
+        ({("plain", 0): (0, 0, -1, None)}, None),
+        (None, None),  # acks=0: written, never answered
+        ({("plain", 0): (0, 2, -1, None)}, None),
+    ]
+    conn.close()

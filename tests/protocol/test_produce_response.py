@@ -461,3 +461,25 @@ def test_the_client_wire_returns_outcomes_when_asked() -> None:
     assert first.api_version == 9
     assert second.response == answer
     assert third.response == meta_answer
+
+
+def test_send_produce_frames_the_same_bytes_as_the_entity_path() -> None:
+    # The producer's entity-free path (plain values) against kio's entity, same ids.
+    by_entity, by_values = ClientConnection(client_id="t"), ClientConnection(client_id="t")
+    for version in (3, 8, 9, 12):
+        request = build_request(
+            0,
+            version,
+            transactional_id=None,
+            acks=-1,
+            timeout=datetime.timedelta(milliseconds=1500),
+            topic_data=[{"name": "events", "partition_data": [{"index": 2, "records": b"rb"}]}],
+        )
+        expected = by_entity.send(request)
+        got = by_values.send_produce(
+            version, acks=-1, timeout_ms=1500, topics=[("events", [(2, b"rb")])]
+        )
+        assert got == expected
+    assert by_values.in_flight == 4
+    by_values.send_produce(9, acks=0, timeout_ms=1500, topics=[("events", [(0, b"x")])])
+    assert by_values.in_flight == 4  # acks=0: no answer is expected
