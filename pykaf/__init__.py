@@ -14,7 +14,7 @@
 from pykaf._aio._client import AsyncClient
 from pykaf._aio._consumer import AsyncConsumer
 from pykaf._aio._producer import AsyncProducer
-from pykaf._aio._settings import ClientSettings
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._consumer_records import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from pykaf._core._consumer_settings import ConsumerSettings
 from pykaf._core._delivery import ProducerRecord, RecordMetadata

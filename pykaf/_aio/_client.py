@@ -10,8 +10,8 @@ from typing import Any, Self, TypeVar
 
 from pykaf._aio._cluster import ClusterView
 from pykaf._aio._pool import ConnectionPool
-from pykaf._aio._settings import ClientSettings
 from pykaf._core._address import parse_bootstrap
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._metadata import ClusterMetadata
 from pykaf._core._targets import Purpose, Target, check_purpose, check_target
 from pykaf._core._versions import BrokerApiVersions

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 from pykaf._aio._connection import BrokerConnection
 from pykaf._aio._pool import ConnectionPool
-from pykaf._aio._settings import ClientSettings
 from pykaf._core._address import Address
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._metadata import BrokerChanges, ClusterMetadata, MetadataCache
 from pykaf._core._stale import (
     CONTROLLER_STALE_CODES,

@@ -26,8 +26,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from pykaf._aio._settings import ClientSettings
 from pykaf._core._address import Address
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._targets import Purpose
 from pykaf._core._versions import BrokerApiVersions
 from pykaf._error_codes import error_for_code

@@ -18,9 +18,9 @@ import random
 from collections.abc import Callable, Iterable
 
 from pykaf._aio._connection import BrokerConnection, describe_broker
-from pykaf._aio._settings import ClientSettings
 from pykaf._core._address import Address
 from pykaf._core._backoff import Backoff, ReconnectState
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._targets import Purpose
 from pykaf._core._versions import BrokerApiVersions
 from pykaf._errors import (

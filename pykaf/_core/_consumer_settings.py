@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
-from pykaf._aio._settings import ClientSettings
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._validate import boolean, choice, count, seconds, unknown_setting
 
 __all__ = ["ASSIGNORS", "AutoOffsetReset", "ConsumerSettings", "IsolationLevel"]

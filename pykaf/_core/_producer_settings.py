@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 
-from pykaf._aio._settings import ClientSettings
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._partitioner import PARTITIONER_NAMES, PartitionerSpec
 from pykaf._core._validate import MAX_INT32, count, seconds, unknown_setting
 from pykaf._errors import LocalProtocolError

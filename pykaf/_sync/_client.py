@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._aio._client import AsyncClient
-from pykaf._aio._settings import ClientSettings
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._metadata import ClusterMetadata
 from pykaf._core._targets import Purpose, Target
 from pykaf._core._versions import BrokerApiVersions

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from pykaf._aio._connection import BrokerConnection
-from pykaf._aio._settings import ClientSettings
 from pykaf._core._address import Address
+from pykaf._core._client_settings import ClientSettings
 from pykaf.broker import Cluster
 from pykaf.broker._faults import HeldResponses
 from pykaf.errors import (

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from pykaf._aio._settings import ClientSettings
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._consumer_settings import ConsumerSettings
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pykaf._aio._settings import ClientSettings
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._producer_settings import ProducerSettings
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pykaf._aio._client import AsyncClient
 from pykaf._aio._group import GroupMembership
-from pykaf._aio._settings import ClientSettings
+from pykaf._core._client_settings import ClientSettings
 from pykaf._core._consumer_records import TopicPartition
 from pykaf._core._consumer_settings import ConsumerSettings
 from pykaf._core._membership import AssignmentChange

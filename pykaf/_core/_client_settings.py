@@ -15,7 +15,7 @@ from pykaf._version import __version__
 from pykaf.protocol._framing import DEFAULT_MAX_FRAME_SIZE
 
 if TYPE_CHECKING:
-    from pykaf._aio._connection import BrokerConnection
+    from pykaf._aio._connection import BrokerConnection  # a type only: _core imports no I/O
 
 __all__ = ["Authenticate", "ClientSettings"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pykaf._aio._client import AsyncClient
-from pykaf._aio._settings import ClientSettings
+from pykaf._core._client_settings import ClientSettings
 from pykaf._errors import ClientClosedError
 
 
