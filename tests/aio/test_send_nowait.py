@@ -265,3 +265,25 @@ async def test_produce_nowait_writes_plain_values_and_answers_outcomes(
         ({("plain", 0): (0, 2, -1, None)}, None),
     ]
     conn.close()
+
+
+async def test_acks_0_waits_for_a_paused_transport_to_drain(kafka_cluster: Cluster) -> None:
+    # With no answer to wait for, the drain is what bounds an acks=0 producer's buffer:
+    # its requests count as done only once the transport takes writes again.
+    conn = await _open(kafka_cluster, node=await _topic(kafka_cluster, "paused"))
+    answers, arrived, on_answer = _collector()
+    loop = asyncio.get_running_loop()
+    conn.pause_writing()  # what the transport calls above its high-water mark
+    assert conn.send_nowait(_produce("paused", 0), on_answer, deadline=loop.time() + 10)
+    for _ in range(3):  # a few loop turns: nothing may arrive while paused
+        await asyncio.sleep(0)
+    assert answers == []
+    conn.resume_writing()
+    async with asyncio.timeout(10):
+        await arrived.wait()
+    assert answers == [(None, None)]
+    conn.pause_writing()
+    assert conn.send_nowait(_produce("paused", 0), on_answer, deadline=loop.time() + 10)
+    conn.close()  # a connection that fails while paused fails those requests
+    assert len(answers) == 2
+    assert isinstance(answers[1][1], ClientClosedError)
