@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from pykaf._aio._client import AsyncClient
 from pykaf._aio._connection import BrokerConnection
+from pykaf._aio._producer_metadata import ProducerMetadata
 from pykaf._aio._sender import BrokerSender, partition_outcomes
 from pykaf._core._accumulator import Accumulator, Batch, PartitionQueue
 from pykaf._core._backoff import Backoff
@@ -86,11 +87,9 @@ class ProducerEngine:
         self._pump_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._stale: set[str] = set()
-        self._topic_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._topic_errors: dict[str, BaseException] = {}
-        self._metadata_task: asyncio.Task[None] | None = None
-        self._kick = asyncio.Event()
+        self.metadata = ProducerMetadata(
+            client, accumulator, settings, loop, self._backoff, on_change=self.schedule_pump
+        )
         self._identity_task: asyncio.Task[None] | None = None
         # (serial, callback): called once every batch with serial <= it is finished.
         self._flushes: list[tuple[int, Callable[[], object]]] = []
@@ -382,7 +381,9 @@ class ProducerEngine:
 
     def _expire(self, batches: Iterable[Batch]) -> None:
         for batch in batches:
-            cause = batch.last_error or batch.part.last_error or self._topic_errors.get(batch.topic)
+            cause = (
+                batch.last_error or batch.part.last_error or self.metadata.errors.get(batch.topic)
+            )
             if cause is None:
                 cause = KafkaTimeoutError("no broker took the batch in time")
             self._finish(batch, self._delivery_error(batch, cause, True))
@@ -427,107 +428,12 @@ class ProducerEngine:
         self.loop.call_later(wait, self.schedule_pump)
 
     def refresh(self, topics: Iterable[str]) -> None:
-        """Fetch metadata for ``topics`` soon (one request at a time)."""
-        self._stale.update(topics)
-        if self._metadata_task is None and not self._closing and self._stale:
-            self._metadata_task = self.loop.create_task(self._metadata_loop())
-
-    async def _metadata_loop(self) -> None:
-        attempt = 0
-        try:
-            while not self._closing:
-                wanted = self._stale | set(self._topic_waiters)
-                if not wanted:
-                    return
-                self._stale.clear()
-                self._kick.clear()
-                try:
-                    view = await self.client.metadata(wanted)
-                except (PykafError, OSError) as exc:
-                    for topic in wanted:
-                        self._topic_errors[topic] = exc
-                    missing = set(wanted)
-                else:
-                    missing = self._apply(wanted, view)
-                # Ask again for what is still missing, if someone still needs it: a
-                # caller waiting for the topic, or batches for leaderless partitions.
-                again = {
-                    t for t in missing if t in self._topic_waiters or self.accumulator.knows(t)
-                }
-                self._stale.update(again)
-                if again:
-                    attempt += 1
-                    delay = self._backoff.delay(attempt, random.random())
-                else:
-                    attempt = 0
-                    delay = self.settings.retry_backoff  # stale signals meanwhile share one
-                # A caller waiting for a new topic cuts the wait short.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._kick.wait()
-        finally:
-            self._metadata_task = None
-
-    def _apply(self, topics: Iterable[str], view: Any) -> set[str]:
-        """Take a metadata answer in; returns the topics still without a usable answer."""
-        missing: set[str] = set()
-        brokers = view.brokers
-        changed = False
-        for name in topics:
-            info = view.topics.get(name)
-            if info is None or info.error_code != 0 or not info.partitions:
-                error: BaseException = (
-                    info.error
-                    if info is not None and info.error is not None
-                    else KafkaTimeoutError(f"topic {name!r} has no partitions in the metadata")
-                )
-                self._topic_errors[name] = error
-                missing.add(name)
-                continue
-            leaders = [p.leader if p.leader in brokers else -1 for p in info.partitions]
-            if any(leader < 0 for leader in leaders):
-                missing.add(name)  # ask again later for the leaderless ones
-            self._topic_errors.pop(name, None)
-            changed |= self.accumulator.set_topic(name, leaders, info.topic_id)
-            for waiter in self._topic_waiters.pop(name, []):
-                if not waiter.done():
-                    waiter.set_result(None)
-        if changed or topics:
-            self.schedule_pump()
-        return missing
+        """Fetch metadata for ``topics`` soon (see ``ProducerMetadata``)."""
+        self.metadata.refresh(topics)
 
     async def ensure_topic(self, topic: str, timeout: float) -> None:
         """Wait (up to ``timeout`` s) until ``topic``'s partitions are known."""
-        if not isinstance(topic, str) or not topic:
-            raise TypeError(f"topic must be a non-empty str, not {topic!r}")
-        deadline = self.loop.time() + timeout
-        while not self.accumulator.knows(topic):
-            if self._closing:
-                raise ProducerClosedError("the producer is closed")
-            waiter: asyncio.Future[None] = self.loop.create_future()
-            self._topic_waiters.setdefault(topic, []).append(waiter)
-            self._kick.set()
-            self.refresh((topic,))
-            remaining = deadline - self.loop.time()
-            try:
-                async with asyncio.timeout(max(0.0, remaining)):
-                    await waiter
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if self._closing and (current is None or not current.cancelling()):
-                    raise ProducerClosedError("the producer was closed") from None
-                raise
-            except TimeoutError:
-                waiters = self._topic_waiters.get(topic, [])
-                if waiter in waiters:
-                    waiters.remove(waiter)
-                if not waiters:
-                    self._topic_waiters.pop(topic, None)
-                last = self._topic_errors.get(topic)
-                raise KafkaTimeoutError(
-                    f"topic {topic!r} is not in the cluster metadata after {timeout:g}s"
-                    f" (max_block){f': {last}' if last else ''}; does it exist?"
-                ) from None
+        await self.metadata.ensure_topic(topic, timeout)
 
     # -- producer id ------------------------------------------------------------------------
 
@@ -646,6 +552,7 @@ class ProducerEngine:
         if timeout > 0 and not self._closed:
             await self.flush(timeout)
         self._closing = True
+        self.metadata.closing = True  # no new metadata requests from here
         for sender in self._senders.values():
             sender.abort(self._fail_in_flight)
         self._fail_all_queued(ProducerClosedError("the producer was closed"))
@@ -656,18 +563,13 @@ class ProducerEngine:
                     self._finish(
                         batch, self._delivery_error(batch, ProducerClosedError("closed"), False)
                     )
-        for waiters in self._topic_waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.cancel()
-        self._topic_waiters.clear()
+        self.metadata.close()
         self._release()
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        for task in (self._metadata_task, self._identity_task):
-            if task is not None:
-                task.cancel()
+        if self._identity_task is not None:
+            self._identity_task.cancel()
         self._flushes.extend(self.accumulator.take_flush_watchers())
         self._check_flushes()
         flushes, self._flushes = self._flushes, []

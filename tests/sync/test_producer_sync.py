@@ -172,7 +172,7 @@ def _close_wakes_a_produce_waiting_for_metadata(cluster: BlockingCluster) -> Non
     thread.start()
     assert waiting.wait(10)
     deadline = time.monotonic() + 10
-    while "no-such-topic" not in producer._engine._topic_waiters:  # it waits for metadata
+    while not producer._engine.metadata.waiting_for("no-such-topic"):  # waits for metadata
         assert time.monotonic() < deadline
         time.sleep(0.005)
     producer.close(0)

@@ -1,0 +1,168 @@
+"""The producer's view of its topics: partitions and leaders, kept current.
+
+One metadata request at a time (``refresh`` coalesces what is asked meanwhile), retried
+with backoff while a topic is still missing and somebody needs it: a caller waiting for a
+new topic (``ensure_topic``, bounded by ``max_block``), or batches queued for leaderless
+partitions. Answers go into the accumulator (``set_topic``: partitions, leaders, topic
+id); ``on_change`` (the engine's pump) runs after each. The last error per topic is kept
+(``errors``): a batch that expires for want of a leader reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pykaf._aio._client import AsyncClient
+from pykaf._core._accumulator import Accumulator
+from pykaf._core._backoff import Backoff
+from pykaf._core._producer_settings import ProducerSettings
+from pykaf._errors import KafkaTimeoutError, ProducerClosedError, PykafError
+
+__all__ = ["ProducerMetadata"]
+
+
+class ProducerMetadata:
+    """See the module doc; lives on the engine's loop."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        accumulator: Accumulator,
+        settings: ProducerSettings,
+        loop: asyncio.AbstractEventLoop,
+        backoff: Backoff,
+        *,
+        on_change: Callable[[], None],
+    ) -> None:
+        self._client = client
+        self._accumulator = accumulator
+        self._settings = settings
+        self._loop = loop
+        self._backoff = backoff
+        self._on_change = on_change
+        self._stale: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.errors: dict[str, BaseException] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+        self.closing = False
+
+    def refresh(self, topics: Iterable[str]) -> None:
+        """Fetch metadata for ``topics`` soon (one request at a time)."""
+        self._stale.update(topics)
+        if self._task is None and not self.closing and self._stale:
+            self._task = self._loop.create_task(self._loop_task())
+
+    async def _loop_task(self) -> None:
+        attempt = 0
+        try:
+            while not self.closing:
+                wanted = self._stale | set(self._waiters)
+                if not wanted:
+                    return
+                self._stale.clear()
+                self._kick.clear()
+                try:
+                    view = await self._client.metadata(wanted)
+                except (PykafError, OSError) as exc:
+                    for topic in wanted:
+                        self.errors[topic] = exc
+                    missing = set(wanted)
+                else:
+                    missing = self._apply(wanted, view)
+                # Ask again for what is still missing, if someone still needs it: a
+                # caller waiting for the topic, or batches for leaderless partitions.
+                again = {t for t in missing if t in self._waiters or self._accumulator.knows(t)}
+                self._stale.update(again)
+                if again:
+                    attempt += 1
+                    delay = self._backoff.delay(attempt, random.random())
+                else:
+                    attempt = 0
+                    delay = self._settings.retry_backoff  # stale signals meanwhile share one
+                # A caller waiting for a new topic cuts the wait short.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._kick.wait()
+        finally:
+            self._task = None
+
+    def _apply(self, topics: Iterable[str], view: Any) -> set[str]:
+        """Take a metadata answer in; returns the topics still without a usable answer."""
+        missing: set[str] = set()
+        brokers = view.brokers
+        changed = False
+        for name in topics:
+            info = view.topics.get(name)
+            if info is None or info.error_code != 0 or not info.partitions:
+                error: BaseException = (
+                    info.error
+                    if info is not None and info.error is not None
+                    else KafkaTimeoutError(f"topic {name!r} has no partitions in the metadata")
+                )
+                self.errors[name] = error
+                missing.add(name)
+                continue
+            leaders = [p.leader if p.leader in brokers else -1 for p in info.partitions]
+            if any(leader < 0 for leader in leaders):
+                missing.add(name)  # ask again later for the leaderless ones
+            self.errors.pop(name, None)
+            changed |= self._accumulator.set_topic(name, leaders, info.topic_id)
+            for waiter in self._waiters.pop(name, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+        if changed or topics:
+            self._on_change()
+        return missing
+
+    async def ensure_topic(self, topic: str, timeout: float) -> None:
+        """Wait (up to ``timeout`` s) until ``topic``'s partitions are known."""
+        if not isinstance(topic, str) or not topic:
+            raise TypeError(f"topic must be a non-empty str, not {topic!r}")
+        deadline = self._loop.time() + timeout
+        while not self._accumulator.knows(topic):
+            if self.closing:
+                raise ProducerClosedError("the producer is closed")
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.setdefault(topic, []).append(waiter)
+            self._kick.set()
+            self.refresh((topic,))
+            remaining = deadline - self._loop.time()
+            try:
+                async with asyncio.timeout(max(0.0, remaining)):
+                    await waiter
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if self.closing and (current is None or not current.cancelling()):
+                    raise ProducerClosedError("the producer was closed") from None
+                raise
+            except TimeoutError:
+                waiters = self._waiters.get(topic, [])
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._waiters.pop(topic, None)
+                last = self.errors.get(topic)
+                raise KafkaTimeoutError(
+                    f"topic {topic!r} is not in the cluster metadata after {timeout:g}s"
+                    f" (max_block){f': {last}' if last else ''}; does it exist?"
+                ) from None
+
+    def waiting_for(self, topic: str) -> bool:
+        """Is a caller waiting in ``ensure_topic`` for ``topic``?"""
+        return bool(self._waiters.get(topic))
+
+    def close(self) -> None:
+        """Stop: callers waiting in ``ensure_topic`` get ``ProducerClosedError``."""
+        self.closing = True
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+        self._waiters.clear()
+        if self._task is not None:
+            self._task.cancel()
