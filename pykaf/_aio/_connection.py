@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from pykaf._aio._broker_errors import describe_broker, map_os_error, name_address, os_reason
 from pykaf._core._address import Address
 from pykaf._core._client_settings import ClientSettings
 from pykaf._core._targets import Purpose
@@ -36,7 +37,6 @@ from pykaf._errors import (
     ClientClosedError,
     KafkaTimeoutError,
     PykafError,
-    RemoteProtocolError,
 )
 from pykaf.protocol._apis import api_spec
 from pykaf.protocol._framing import NEED_DATA, ClientConnection, Response
@@ -44,17 +44,13 @@ from pykaf.protocol._messages import API_VERSIONS_KEY, Payload, build_request, p
 from pykaf.protocol._negotiation import api_versions_retry_version, negotiate
 from pykaf.protocol._produce_request import ProduceTopic
 
-__all__ = ["BrokerConnection", "describe_broker"]
+__all__ = ["BrokerConnection"]
 
 _PRODUCE_KEY: Final = 0
 _API_VERSIONS_MAX: Final = api_spec(API_VERSIONS_KEY).max_version
 # After close(), the transport gets this long to flush before it is aborted, inside the
 # caller's own bound.
 _FLUSH_GRACE: Final = 0.5
-
-
-def describe_broker(address: Address | str, node_id: int | None) -> str:
-    return f"broker {node_id} at {address}" if node_id is not None else f"broker at {address}"
 
 
 class BrokerConnection(asyncio.Protocol):
@@ -162,7 +158,7 @@ class BrokerConnection(asyncio.Protocol):
             conn.abort(error)
             raise error from None
         except (OSError, ssl.SSLError) as exc:
-            error = _map_os_error(exc, address, node_id)
+            error = map_os_error(exc, address, node_id)
             conn.abort(error)
             raise error from exc
         except BaseException:
@@ -434,7 +430,7 @@ class BrokerConnection(asyncio.Protocol):
                 else:  # ConnectionClosed: only after receive_data(b""), see eof_received
                     return
         except PykafError as exc:
-            self.abort(_name_address(exc, self.describe()))
+            self.abort(name_address(exc, self.describe()))
 
     def eof_received(self) -> bool:
         unanswered = len(self._waiters)
@@ -442,7 +438,7 @@ class BrokerConnection(asyncio.Protocol):
             self._wire.receive_data(b"")
             self._wire.next_event()
         except PykafError as exc:
-            self.abort(_name_address(exc, self.describe()))
+            self.abort(name_address(exc, self.describe()))
             return False
         tail = f" with {unanswered} request(s) unanswered" if unanswered else ""
         self._fail(self._closed_error(f"the broker closed the connection{tail}"))
@@ -450,7 +446,7 @@ class BrokerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._error is None:
-            reason = f"connection lost ({_os_reason(exc)})" if exc else "connection closed"
+            reason = f"connection lost ({os_reason(exc)})" if exc else "connection closed"
             self._fail(self._closed_error(reason))
         if not self._lost.done():
             self._lost.set_result(None)
@@ -571,38 +567,3 @@ class _Answer:
             self._loop.call_exception_handler(
                 {"message": "pykaf: a request's answer callback failed", "exception": exc}
             )
-
-
-def _os_reason(exc: BaseException) -> str:
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host ({exc.strerror or exc})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by the broker"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-def _map_os_error(
-    exc: BaseException, address: Address, node_id: int | None
-) -> BrokerConnectionError:
-    return BrokerConnectionError(
-        f"{describe_broker(address, node_id)}: {_os_reason(exc)}",
-        address=str(address),
-        node_id=node_id,
-    )
-
-
-def _name_address(exc: PykafError, where: str) -> PykafError:
-    """``exc`` with the broker in its message, same class (the sans-I/O layer that raised
-    it cannot know the address). Classes with their own constructor are left as they are."""
-    if not isinstance(exc, RemoteProtocolError) or where in str(exc):
-        return exc
-    try:
-        named = type(exc)(f"{where}: {exc}")
-    except TypeError:
-        return exc
-    named.__cause__ = exc
-    return named

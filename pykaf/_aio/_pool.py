@@ -17,7 +17,8 @@ import math
 import random
 from collections.abc import Callable, Iterable
 
-from pykaf._aio._connection import BrokerConnection, describe_broker
+from pykaf._aio._broker_errors import describe_broker
+from pykaf._aio._connection import BrokerConnection
 from pykaf._core._address import Address
 from pykaf._core._backoff import Backoff, ReconnectState
 from pykaf._core._client_settings import ClientSettings
