@@ -254,26 +254,23 @@ class BrokerConnection(asyncio.Protocol):
         on_answer: Callable[[Any, BaseException | None], None],
         *,
         deadline: float,
-        outcomes: bool = False,
     ) -> bool:
         """Write ``request`` now and call ``on_answer(response, None)`` or
         ``on_answer(None, error)`` exactly once, on the loop: from ``data_received`` for an
         answer, at ``deadline`` (the loop's clock) with a ``KafkaTimeoutError`` (the
         connection is closed then, as ``send`` does), or when the connection fails.
 
-        The producer's hot path: no task and no coroutine per request, so a Produce is
-        written in the same loop turn that drained its batches and its outcome is
-        handled in the turn its answer arrives (``send`` costs two turns more). Returns
+        No task and no coroutine per request: a request is written in the loop turn that
+        made it and its answer handled in the turn it arrives (``send`` costs two turns
+        more). The producer's hot path uses it through ``produce_nowait``. Returns
         False, writing nothing, when every in-flight slot is taken; raises like ``send``
         when the connection is dead or the version unsupported (nothing written then).
-        ``outcomes``: a Produce's answer comes as ``ProduceOutcomes``, not a kio entity
-        (see ``ClientConnection.send``).
         """
         api_key, version = payload_api(request)
         return self._nowait(
             api_key,
             version,
-            lambda wire: wire.send(request, outcomes=outcomes),
+            lambda wire: wire.send(request),
             on_answer,
             deadline,
         )

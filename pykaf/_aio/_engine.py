@@ -26,12 +26,12 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Final
 
 from pykaf._aio._client import AsyncClient
 from pykaf._aio._connection import BrokerConnection
 from pykaf._aio._producer_metadata import ProducerMetadata
-from pykaf._aio._sender import BrokerSender, partition_outcomes
+from pykaf._aio._sender import BrokerSender
 from pykaf._core._accumulator import Accumulator, Batch, PartitionQueue
 from pykaf._core._backoff import Backoff
 from pykaf._core._batches import split_batch
@@ -50,6 +50,7 @@ from pykaf._errors import (
     PykafError,
 )
 from pykaf.protocol._messages import build_request
+from pykaf.protocol._produce_response import ProduceOutcomes
 
 __all__ = ["ProducerEngine"]
 
@@ -170,7 +171,9 @@ class ProducerEngine:
             part.in_flight_node = node_id
             batch.attempts += 1
 
-    def response(self, batches: list[Batch], response: Any, *, node_id: int) -> None:
+    def response(
+        self, batches: list[Batch], response: ProduceOutcomes | None, *, node_id: int
+    ) -> None:
         try:
             self._response(batches, response, node_id)
         finally:
@@ -192,8 +195,10 @@ class ProducerEngine:
         ):
             self.schedule_pump()
 
-    def _response(self, batches: list[Batch], response: Any, node_id: int) -> None:
-        if response is None:
+    def _response(
+        self, batches: list[Batch], outcomes: ProduceOutcomes | None, node_id: int
+    ) -> None:
+        if outcomes is None:
             if self.settings.acks_code == 0:  # written, never answered: that is success
                 for batch in batches:
                     self._succeeded(batch, -1, -1)
@@ -202,7 +207,6 @@ class ProducerEngine:
             for batch in batches:
                 self._failed(batch, error, retriable=True, maybe_written=True)
             return
-        outcomes = partition_outcomes(response)
         for batch in batches:
             outcome = outcomes.get((batch.topic, batch.partition))
             if outcome is None:

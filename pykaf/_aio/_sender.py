@@ -6,27 +6,27 @@ per partition (Kafka's rule), drained from the accumulator by the broker's curre
 leadership, so a batch is never tied to a sender: after a leader change the next drain of
 the new leader's sender takes it.
 
-Requests are written in drain order, and outcomes are handed to the engine strictly in
-send order (a deque of in-flight entries, popped from the head only once the head is
-done), whatever order the awaiting tasks wake up in. The engine decides what each outcome
-means (success, retry, failure): the sender only moves bytes.
+Requests are framed from plain values and written in the turn that drained them
+(``BrokerConnection.produce_nowait``: no task, no coroutine, no kio entity); answers come
+back through a callback, already read into ``ProduceOutcomes`` by the hand-written
+decoder. Outcomes are handed to the engine strictly in send order (a deque of in-flight
+entries, popped from the head only once the head is done). The engine decides what each
+outcome means (success, retry, failure): the sender only moves bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, get_args
+from typing import TYPE_CHECKING, Any, Final
 
 from pykaf._aio._connection import BrokerConnection
 from pykaf._core._accumulator import Batch
 from pykaf._errors import BrokerConnectionError, PykafError
 from pykaf.protocol._compression import Compression
-from pykaf.protocol._messages import request_class
-from pykaf.protocol._produce_response import PartitionOutcome
+from pykaf.protocol._produce_response import ProduceOutcomes
 from pykaf.protocol._records import encode_batch
 
 if TYPE_CHECKING:
@@ -34,16 +34,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BrokerSender",
-    "PartitionOutcome",
     "encode_for_send",
-    "partition_outcomes",
-    "produce_request",
 ]
 
 _PRODUCE_KEY: Final = 0
 _TOPIC_ID_VERSION: Final = 13  # Produce v13 names topics by id only
-_EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_MS: Final = datetime.timedelta(milliseconds=1)
 
 
 def encode_for_send(batch: Batch) -> bytes:
@@ -64,79 +59,6 @@ def encode_for_send(batch: Batch) -> bytes:
     return encoded
 
 
-class _ProduceClasses(NamedTuple):
-    request: type[Any]
-    topic: type[Any]
-    partition: type[Any]
-    by_name: bool
-
-
-_PRODUCE_CLASSES: dict[int, _ProduceClasses] = {}
-
-
-def _produce_classes(version: int) -> _ProduceClasses:
-    found = _PRODUCE_CLASSES.get(version)
-    if found is None:
-        request = request_class(_PRODUCE_KEY, version)
-        topic = get_args(request.__dataclass_fields__["topic_data"].type)[0]
-        partition = get_args(topic.__dataclass_fields__["partition_data"].type)[0]
-        by_name = "name" in topic.__dataclass_fields__
-        found = _PRODUCE_CLASSES[version] = _ProduceClasses(request, topic, partition, by_name)
-    return found
-
-
-def produce_request(
-    version: int,
-    acks: int,
-    timeout: datetime.timedelta,
-    topics: dict[str, list[tuple[int, bytes]]],
-    ids: dict[str, uuid.UUID | None],
-) -> Any:
-    """A kio ProduceRequest, built directly from its classes: the same entity as
-    ``build_request`` makes (a test holds them equal) at a fifth of the cost, which
-    matters once per request on the hot path."""
-    classes = _produce_classes(version)
-    partition_cls = classes.partition
-    topic_data = []
-    for name, parts in topics.items():
-        partitions = tuple(partition_cls(index=i, records=r) for i, r in parts)
-        if classes.by_name:
-            topic_data.append(classes.topic(name=name, partition_data=partitions))
-        else:
-            topic_data.append(classes.topic(topic_id=ids[name], partition_data=partitions))
-    return classes.request(
-        transactional_id=None, acks=acks, timeout=timeout, topic_data=tuple(topic_data)
-    )
-
-
-def _ms(value: Any) -> int:
-    if value is None:
-        return -1
-    if isinstance(value, datetime.datetime):
-        return (value - _EPOCH) // _MS
-    return int(value)
-
-
-def partition_outcomes(response: Any) -> dict[tuple[Any, int], PartitionOutcome]:
-    """A ProduceResponse as ``{(topic name or id, partition): outcome}``: what the
-    hand-written decoder gives directly (``send_nowait(outcomes=True)``), from the kio
-    entity that ``send()`` returns."""
-    if response.__class__ is dict:
-        return response
-    out: dict[tuple[Any, int], PartitionOutcome] = {}
-    for topic in response.responses:
-        name = getattr(topic, "name", None)
-        key = name if name else getattr(topic, "topic_id", None)
-        for part in topic.partition_responses:
-            out[(key, int(part.index))] = (
-                int(part.error_code),
-                int(part.base_offset),
-                _ms(getattr(part, "log_append_time", None)),
-                getattr(part, "error_message", None),
-            )
-    return out
-
-
 class _InFlight:
     """One Produce request on its way: its batches and, once done, its outcome."""
 
@@ -145,7 +67,7 @@ class _InFlight:
     def __init__(self, batches: list[Batch]) -> None:
         self.batches = batches
         self.done = False
-        self.response: Any = None
+        self.response: ProduceOutcomes | None = None
         self.error: BaseException | None = None
         self.written = False
 
@@ -163,12 +85,10 @@ class BrokerSender:
         self._request_timeout = settings.request_timeout
         self._acks = settings.acks_code
         self._timeout_ms = int(settings.request_timeout * 1000)
-        self._timeout = datetime.timedelta(milliseconds=self._timeout_ms)
         self._conn: BrokerConnection | None = None
         self._version = -1
         self._connecting: asyncio.Task[None] | None = None
         self._in_flight: deque[_InFlight] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -244,11 +164,13 @@ class BrokerSender:
         if written:
             entry_.written = True
             return
-        # Every slot of the connection taken (it is shared): wait for one in a task.
-        request = produce_request(version, self._acks, self._timeout, topics, ids)
-        task = self._loop.create_task(self._await(conn, request, entry_, deadline))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Cannot happen: this sender is its connection's only user and keeps to the same
+        # in-flight limit. Should it ever, the batches are retried on a new connection.
+        error = BrokerConnectionError(
+            f"broker {self.node_id}: no free request slot on the produce connection",
+            node_id=self.node_id,
+        )
+        self._answered(conn, entry_, None, error)
 
     def _answered(
         self,
@@ -265,27 +187,6 @@ class BrokerSender:
                 self._lost(conn)
         entry.done = True
         self._finish()
-
-    async def _await(
-        self, conn: BrokerConnection, request: Any, entry: _InFlight, deadline: float
-    ) -> None:
-        # send() writes before its first await when the connection is usable; a dead one
-        # raises before writing anything: then the broker certainly did not get it.
-        entry.written = conn.usable
-        try:
-            entry.response = await conn.send(request, deadline=deadline)
-        except asyncio.CancelledError:
-            entry.error = BrokerConnectionError(
-                f"broker {self.node_id}: the request was cancelled", node_id=self.node_id
-            )
-            raise
-        except Exception as exc:  # whatever it is, the batches get an outcome from it
-            entry.error = exc
-            if isinstance(exc, PykafError | OSError):
-                self._lost(conn)
-        finally:
-            entry.done = True
-            self._finish()
 
     def _finish(self) -> None:
         # Outcomes strictly in send order: only the head may be handed on.
@@ -341,7 +242,8 @@ class BrokerSender:
     # -- closing --------------------------------------------------------------------------
 
     def abort(self, fail: Callable[[list[Batch]], None]) -> None:
-        """Stop: hand every batch in flight to ``fail`` (in send order), cancel the rest."""
+        """Stop: hand every batch in flight to ``fail`` (in send order); answers that
+        arrive later are dropped."""
         self._closed = True
         entries, self._in_flight = list(self._in_flight), deque()
         for entry in entries:
@@ -349,5 +251,3 @@ class BrokerSender:
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
-        for task in list(self._tasks):
-            task.cancel()

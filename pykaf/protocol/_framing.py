@@ -266,8 +266,8 @@ class ClientConnection:
         self._conn = _Connection()
         # Ids count up from here and wrap from 2**31-1 to 0 (Kafka's are int32).
         self._next_id = first_correlation_id
-        # (correlation id, api key, api version, outcomes only) of each request awaiting
-        # its response.
+        # (correlation id, api key, api version, outcomes) of each request awaiting its
+        # response; outcomes: a send_produce() answer, read by the hand-written decoder.
         self._pending: deque[tuple[int, int, int, bool]] = deque()
 
     @property
@@ -279,14 +279,10 @@ class ClientConnection:
     def next_correlation_id(self) -> int:
         return self._next_id
 
-    def send(
-        self, request: Payload, *, expect_response: bool = True, outcomes: bool = False
-    ) -> bytes:
+    def send(self, request: Payload, *, expect_response: bool = True) -> bytes:
         """Frame ``request`` with the next correlation id; returns the bytes to write.
 
         Produce with acks=0 never gets a response, whatever ``expect_response`` says.
-        ``outcomes`` (Produce only): its response is returned as ``ProduceOutcomes``
-        (``decode_produce_frame``: the producer's hot path), not as a kio entity.
         """
         if self._conn._error is not None:
             self._conn._raise_dead()
@@ -306,9 +302,7 @@ class ClientConnection:
             api_key, api_version = payload_api(request)
         self._next_id = 0 if correlation_id == _MAX_INT32 else correlation_id + 1
         if expect_response and not (api_key == _PRODUCE_KEY and request.acks == 0):
-            self._pending.append(
-                (correlation_id, api_key, api_version, outcomes and api_key == _PRODUCE_KEY)
-            )
+            self._pending.append((correlation_id, api_key, api_version, False))
         return data
 
     def send_produce(

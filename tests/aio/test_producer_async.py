@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pykaf._aio._producer import AsyncProducer
-from pykaf._aio._sender import partition_outcomes, produce_request
 from pykaf._core._delivery import ProducerRecord, RecordMetadata
 from pykaf._errors import (
     BufferFullError,
@@ -22,7 +19,6 @@ from pykaf._errors import (
     RecordTooLargeError,
 )
 from pykaf.broker import Cluster
-from pykaf.protocol import api_spec, build_request, build_response, encode_batch, encode_request
 
 FAST: dict[str, Any] = {
     "request_timeout": 5.0,
@@ -180,68 +176,3 @@ async def test_close_before_use_and_lazy_connection() -> None:
     producer = AsyncProducer("nonexistent.invalid:9092", **FAST)
     assert await producer.close() == 0
     assert await producer.flush() == 0
-
-
-@pytest.mark.parametrize("version", range(3, api_spec("Produce").max_version + 1))
-def test_direct_produce_request_matches_build_request(version: int) -> None:
-    # The sender builds its ProduceRequest from kio's classes directly, for speed: it
-    # must be the very entity build_request makes, on the wire too.
-    topic_id = uuid.UUID(int=42)
-    batch = encode_batch([(None, b"v", None, None)], now_ms=1)
-    topics = {"t": [(0, batch), (3, batch)], "u": [(1, batch)]}
-    ids: dict[str, uuid.UUID | None] = {"t": topic_id, "u": uuid.UUID(int=7)}
-    direct = produce_request(version, -1, datetime.timedelta(milliseconds=1500), topics, ids)
-    built = build_request(
-        "Produce",
-        version,
-        transactional_id=None,
-        acks=-1,
-        timeout=1500,
-        topic_data=[
-            {
-                "name": name,
-                "topic_id": ids[name],
-                "partition_data": [{"index": i, "records": r} for i, r in parts],
-            }
-            for name, parts in topics.items()
-        ],
-    )
-    assert direct == built
-    wire = encode_request(direct, correlation_id=1, client_id="c")
-    assert wire == encode_request(built, correlation_id=1, client_id="c")
-
-
-@pytest.mark.parametrize("version", [3, 9, 13])
-def test_produce_outcomes_by_name_or_id(version: int) -> None:
-    topic_id = uuid.UUID(int=9)
-    response = build_response(
-        "Produce",
-        version,
-        responses=[
-            {
-                "name": "t",
-                "topic_id": topic_id,
-                "partition_responses": [
-                    {
-                        "index": 2,
-                        "error_code": 6,
-                        "base_offset": -1,
-                        "error_message": "moved",
-                        "record_errors": [],
-                    },
-                    {
-                        "index": 0,
-                        "error_code": 0,
-                        "base_offset": 41,
-                        "log_append_time": 1234,
-                        "record_errors": [],
-                    },
-                ],
-            }
-        ],
-        throttle_time=0,
-    )
-    outcomes = partition_outcomes(response)
-    key = topic_id if version >= 13 else "t"
-    assert outcomes[(key, 0)][:3] == (0, 41, 1234 if version >= 2 else -1)
-    assert outcomes[(key, 2)][0] == 6

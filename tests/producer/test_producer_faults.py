@@ -20,7 +20,6 @@ and the "appended but never acknowledged" fault is the embedded broker's alone.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import threading
 import time
@@ -34,7 +33,6 @@ from confluent_kafka.admin import AdminClient
 from test_producer_peers import KEYS, Log, check_log, keyed, read_back
 
 from pykaf import Client
-from pykaf._aio._sender import produce_request
 from pykaf._core._delivery import ProducerRecord, RecordMetadata
 from pykaf._errors import DeliveryError, ProducerClosedError
 from pykaf._sync._producer import Producer
@@ -88,8 +86,13 @@ def checks_sequences(mock: Any) -> bool:
                 base_sequence=sequence,
                 now_ms=0,
             )
-            request = produce_request(
-                version, -1, datetime.timedelta(seconds=10), {topic: [(0, batch)]}, {topic: None}
+            request = build_request(
+                "Produce",
+                version,
+                transactional_id=None,
+                acks=-1,
+                timeout=10_000,
+                topic_data=[{"name": topic, "partition_data": [{"index": 0, "records": batch}]}],
             )
             response = client.request(request, to=leader)
             codes.append(int(response.responses[0].partition_responses[0].error_code))

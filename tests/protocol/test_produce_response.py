@@ -37,8 +37,8 @@ def _ms(value: datetime.datetime | None) -> int:
 
 
 def _kio_outcomes(version: int, frame: bytes) -> tuple[int, ProduceOutcomes]:
-    """kio's decode, mapped as the sender's ``partition_outcomes`` maps it (except that
-    an empty topic name stays "": that mapping turns it into None)."""
+    """kio's decode, mapped to outcomes the way the sender used to map kio's entities
+    (topic name, or topic id from v13)."""
     correlation_id, response = decode_response(0, version, frame)
     out: ProduceOutcomes = {}
     for topic in response.responses or ():  # kio reads a null array as None
@@ -421,9 +421,9 @@ def test_log_append_time_passes_through_exactly() -> None:
         assert decode_produce_frame(9, frame) == (1, {("t", 0): (0, 1, ms, None)})
 
 
-def test_the_client_wire_returns_outcomes_when_asked() -> None:
-    # ClientConnection.send(outcomes=True): the Produce answer comes back decoded by
-    # the hand decoder; other requests (and Produce without the flag) stay kio entities.
+def test_the_client_wire_reads_send_produce_answers_by_hand() -> None:
+    # send_produce(): the answer comes back as outcomes from the hand decoder; a Produce
+    # sent as a kio entity, and every other request, still get kio entities.
     wire = ClientConnection(client_id="t")
     produce = build_request(
         0,
@@ -440,9 +440,9 @@ def test_the_client_wire_returns_outcomes_when_asked() -> None:
         allow_auto_topic_creation=False,
         include_topic_authorized_operations=False,
     )
-    wire.send(produce, outcomes=True)
+    wire.send_produce(9, acks=-1, timeout_ms=1000, topics=[("events", [(0, None)])])
     wire.send(produce)
-    wire.send(metadata, outcomes=True)  # not a Produce: the flag means nothing
+    wire.send(metadata)
     part = {"index": 0, "error_code": 0, "base_offset": 77, "log_append_time": None}
     part |= {"record_errors": [], "error_message": None, "log_start_offset": 0}
     answer = build_response(
