@@ -146,6 +146,8 @@ def split_batch(batch: Batch) -> tuple[Batch, Batch]:
 
 
 def _record_size(record: tuple[Any, Any, Any, Any]) -> int:
+    """The size estimate ``Accumulator.append`` makes for a record (inline there: it is
+    the hot path), recomputed for a record already taken."""
     key, value, headers, _ = record
     size = RECORD_OVERHEAD + (len(value) if value is not None else 0)
     size += len(key) if key is not None else 0
