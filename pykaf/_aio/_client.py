@@ -14,6 +14,7 @@ from pykaf._core._address import parse_bootstrap
 from pykaf._core._client_settings import ClientSettings
 from pykaf._core._metadata import ClusterMetadata
 from pykaf._core._targets import Purpose, Target, check_purpose, check_target
+from pykaf._core._validate import settings_or_options
 from pykaf._core._versions import BrokerApiVersions
 from pykaf._errors import ClientClosedError
 from pykaf.protocol._messages import Payload, payload_api
@@ -41,9 +42,7 @@ class AsyncClient:
         settings: ClientSettings | None = None,
         **options: Any,
     ) -> None:
-        if settings is not None and options:
-            raise TypeError("pass either settings= or keyword options, not both")
-        self.settings = settings if settings is not None else ClientSettings.from_options(options)
+        self.settings = settings_or_options(settings, options, ClientSettings.from_options)
         self.bootstrap = parse_bootstrap(bootstrap)
         self._pool = ConnectionPool(self.settings)
         self._cluster = ClusterView(self.bootstrap, self._pool, self.settings)

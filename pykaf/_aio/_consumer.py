@@ -30,6 +30,7 @@ from pykaf._core._consumer_records import ConsumerRecord, OffsetAndMetadata, Top
 from pykaf._core._consumer_settings import ConsumerSettings
 from pykaf._core._fetch_state import EARLIEST, LATEST, FetchState, PartitionState
 from pykaf._core._hand_out import CHUNK, HandOut
+from pykaf._core._validate import settings_or_options
 from pykaf._errors import (
     ConsumerClosedError,
     ConsumerStateError,
@@ -90,9 +91,7 @@ class AsyncConsumer:
         settings: ConsumerSettings | None = None,
         **options: Any,
     ) -> None:
-        if settings is not None and options:
-            raise TypeError("pass either settings= or keyword options, not both")
-        self.settings = settings if settings is not None else ConsumerSettings.from_options(options)
+        self.settings = settings_or_options(settings, options, ConsumerSettings.from_options)
         if group_id is not None and (not isinstance(group_id, str) or not group_id):
             raise ValueError(f"group_id must be a non-empty str or None, not {group_id!r}")
         self.group_id = group_id

@@ -27,6 +27,7 @@ from pykaf._core._delivery import (
     unpack_item,
 )
 from pykaf._core._producer_settings import ProducerSettings
+from pykaf._core._validate import settings_or_options
 from pykaf._errors import BufferFullError, ProducerClosedError
 
 __all__ = ["AsyncProducer"]
@@ -71,9 +72,7 @@ class AsyncProducer:
         settings: ProducerSettings | None = None,
         **options: Any,
     ) -> None:
-        if settings is not None and options:
-            raise TypeError("pass either settings= or keyword settings, not both")
-        self.settings = settings if settings is not None else ProducerSettings.from_options(options)
+        self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
         self._reporter = Reporter(on_error)
         self._accumulator = Accumulator(self.settings)
         # Never block the loop: a full buffer or an unknown topic raises, and the append

@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
-__all__ = ["MAX_INT32", "boolean", "choice", "count", "seconds", "unknown_setting"]
+__all__ = [
+    "MAX_INT32",
+    "boolean",
+    "choice",
+    "count",
+    "seconds",
+    "settings_or_options",
+    "unknown_setting",
+]
 
 MAX_INT32: Final = 2**31 - 1
 
@@ -56,3 +64,20 @@ def unknown_setting(kind: str, name: str, known: Sequence[str]) -> TypeError:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known)}"
     return TypeError(f"unknown {kind} {name!r}; {hint}")
+
+
+S = TypeVar("S")
+
+
+def settings_or_options(
+    settings: S | None, options: Mapping[str, Any], parse: Callable[[Mapping[str, Any]], S]
+) -> S:
+    """What every client constructor takes: a ready ``settings=`` object or keyword
+    options (``parse``d and checked), never both."""
+    if settings is None:
+        return parse(options)
+    if options:
+        raise TypeError(
+            f"pass either settings= or keyword options, not both (got {', '.join(options)})"
+        )
+    return settings

@@ -28,6 +28,7 @@ from pykaf._core._delivery import (
 )
 from pykaf._core._future import DeliveryFuture
 from pykaf._core._producer_settings import ProducerSettings
+from pykaf._core._validate import settings_or_options
 from pykaf._errors import ClientClosedError, KafkaTimeoutError, ProducerClosedError
 from pykaf._sync._loop import LoopThread
 
@@ -65,10 +66,8 @@ class Producer:
         settings: ProducerSettings | None = None,
         **options: Any,
     ) -> None:
-        if settings is not None and options:
-            raise TypeError("pass either settings= or keyword settings, not both")
         # Validate in the caller's thread, so bad settings raise before a thread starts.
-        self.settings = settings if settings is not None else ProducerSettings.from_options(options)
+        self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
         reporter = Reporter(on_error)
         client = AsyncClient(bootstrap, settings=self.settings.client)
         self._loop = LoopThread("pykaf-producer")

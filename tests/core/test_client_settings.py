@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+import pykaf
 from pykaf._aio._client import AsyncClient
 from pykaf._core._client_settings import ClientSettings
+from pykaf._core._producer_settings import ProducerSettings
 from pykaf._errors import ClientClosedError
 
 
@@ -56,3 +58,12 @@ async def test_client_is_lazy_and_closes_without_brokers() -> None:
 def test_settings_object_or_options_not_both() -> None:
     with pytest.raises(TypeError, match="not both"):
         AsyncClient("a:1", settings=ClientSettings(), request_timeout=1.0)
+
+
+def test_settings_and_keyword_options_together_are_refused() -> None:
+    ready = ProducerSettings.from_options({"linger": 0.01})
+    for make in (pykaf.Producer, pykaf.AsyncProducer, pykaf.AsyncConsumer, pykaf.AsyncClient):
+        with pytest.raises(TypeError, match=r"either settings= or keyword options.*linger"):
+            make("127.0.0.1:9", settings=ready, linger=0.5)  # type: ignore[arg-type]
+    producer = pykaf.AsyncProducer("127.0.0.1:9", settings=ready)
+    assert producer.settings is ready
