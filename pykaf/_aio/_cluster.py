@@ -171,6 +171,9 @@ class ClusterView:
                 except PykafError as exc:
                     errors[address] = exc
                     round_errors.append(exc)
+            self._pool.outages.cluster_failed(
+                [a for a, _ in candidates], self._bootstrap, errors, loop.time()
+            )
             if round_errors and not any(_retriable(e) for e in round_errors):
                 # Retrying cannot help (not Kafka, refused by the broker...): say so now.
                 raise round_errors[0] if len(errors) == 1 else _no_brokers(errors)

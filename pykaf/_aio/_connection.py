@@ -87,6 +87,9 @@ class BrokerConnection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._error: PykafError | None = None
+        # Requests still waiting for an answer when the connection failed (for the pool:
+        # losing an idle connection is no outage, losing requests is).
+        self.unanswered_at_loss = 0
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._on_lost = on_lost
 
@@ -142,7 +145,7 @@ class BrokerConnection(asyncio.Protocol):
         except PykafError as exc:
             conn.abort(exc)
             raise
-        except TimeoutError:
+        except TimeoutError as exc:
             if remaining < settings.connect_timeout:
                 error: PykafError = KafkaTimeoutError(
                     f"{conn.describe()}: not connected within the request timeout",
@@ -156,7 +159,7 @@ class BrokerConnection(asyncio.Protocol):
                     node_id=node_id,
                 )
             conn.abort(error)
-            raise error from None
+            raise error from exc  # the cause says "timeout" to the outage log
         except (OSError, ssl.SSLError) as exc:
             error = map_os_error(exc, address, node_id)
             conn.abort(error)
@@ -444,7 +447,9 @@ class BrokerConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._error is None:
             reason = f"connection lost ({os_reason(exc)})" if exc else "connection closed"
-            self._fail(self._closed_error(reason))
+            error = self._closed_error(reason)
+            error.__cause__ = exc  # the outage log reads the cause (reset, ...) from it
+            self._fail(error)
         if not self._lost.done():
             self._lost.set_result(None)
         self._wake_drain()
@@ -481,6 +486,7 @@ class BrokerConnection(asyncio.Protocol):
             return False
         self._error = error
         waiters, self._waiters = self._waiters, deque()
+        self.unanswered_at_loss = len(waiters)
         for future in waiters:
             if not future.done():
                 future.set_exception(copy.copy(error))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 
 from pykaf._aio._broker_errors import describe_broker
 from pykaf._aio._connection import BrokerConnection
+from pykaf._aio._outages import OutageLog
 from pykaf._core._address import Address
 from pykaf._core._backoff import Backoff, ReconnectState
 from pykaf._core._client_settings import ClientSettings
@@ -54,6 +55,8 @@ class ConnectionPool:
         # Called with (address, error) when a connection attempt fails or an open
         # connection is lost; the cluster view uses it to notice that every broker is down.
         self.on_failure: Callable[[Address, PykafError], None] | None = None
+        # Outages in the log: WARNING once per episode, INFO on recovery.
+        self.outages = OutageLog()
 
     @property
     def closed(self) -> bool:
@@ -126,6 +129,8 @@ class ConnectionPool:
                     raise ClientClosedError("the client is closed")
                 return await self.get(address, node_id=node_id, purpose=purpose, deadline=deadline)
             task = loop.create_task(self._open(key, node_id))
+            # Its failure is the outage log's to report when every caller gave up.
+            task.add_done_callback(_retrieve_outcome)
             self._connecting[key] = task
         try:
             async with asyncio.timeout_at(deadline):
@@ -178,7 +183,9 @@ class ConnectionPool:
                 on_lost=self._lost,
             )
         except PykafError as exc:
-            self._record_failure(address, exc)
+            if not self._closed:
+                self._record_failure(address, exc)
+                self.outages.broker_failed(address, node_id, exc, asyncio.get_running_loop().time())
             raise
         finally:
             if self._connecting.get(key) is asyncio.current_task():
@@ -187,6 +194,7 @@ class ConnectionPool:
             conn.close()
             raise ClientClosedError("the client was closed while connecting")
         self._state(address).succeeded()
+        self.outages.broker_reached(address, conn.node_id, asyncio.get_running_loop().time())
         if conn.versions is not None:
             self._versions[address] = conn.versions
         old = self._conns.get(key)
@@ -209,6 +217,13 @@ class ConnectionPool:
             # Reconnect after a backoff, so a broker that drops every connection is not
             # hammered with reconnects.
             self._record_failure(conn.address, error)
+            if conn.unanswered_at_loss:
+                # Requests were lost with it: the broker failed. An idle connection the
+                # broker closed (connections.max.idle.ms) is no outage: the next attempt
+                # to reconnect tells.
+                self.outages.broker_failed(
+                    conn.address, conn.node_id, error, asyncio.get_running_loop().time()
+                )
 
     # -- following the cluster ----------------------------------------------------------
 
@@ -268,3 +283,8 @@ class ConnectionPool:
                     await asyncio.gather(*tasks, return_exceptions=True)
         remaining = max(0.0, deadline - loop.time())
         await asyncio.gather(*(c.wait_closed(remaining) for c in conns))
+
+
+def _retrieve_outcome(task: asyncio.Task[BrokerConnection]) -> None:
+    if not task.cancelled():
+        task.exception()
