@@ -5,7 +5,9 @@ million 100-byte messages over several partitions with ``pykaf.Producer`` (fire-
 idempotent, acks=all) with a live progress bar and the throughput, reads the end offset
 of every partition back from the broker, then consumes everything from offset 0 with
 ``pykaf.Consumer`` (stopping at the end of the log) and checks it read exactly what was
-written, partition by partition.
+written: every value is unique (it carries its sequence number), and each partition must
+hand back its values in the order written, none missing, repeated or altered (see
+``_read_check``). Any difference is listed and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pykaf._errors import PykafError
 from pykaf._sync._consumer import Consumer
 from pykaf._sync._producer import Producer
 from pykaf.cli._progress import Progress
+from pykaf.cli._read_check import MAX_MESSAGES, ReadCheck, value_format
 from pykaf.errors import raise_for_code
 from pykaf.protocol import build_request
 
@@ -48,6 +51,9 @@ class DemoOptions:
         for name in ("messages", "partitions", "brokers", "value_size", "batch_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.messages >= MAX_MESSAGES:
+            raise ValueError(f"--messages must be below {MAX_MESSAGES:,}")
+        value_format(self.value_size)  # long enough for the sequence number?
 
 
 @contextlib.contextmanager
@@ -108,7 +114,7 @@ def _produce(bootstrap: str, opts: DemoOptions, out: TextIO) -> tuple[float, int
     def failed(_record: object, error: BaseException) -> None:
         failures.append(error)
 
-    value = b"x" * opts.value_size
+    value = value_format(opts.value_size)
     with Producer(
         bootstrap, on_error=failed, batch_size=opts.batch_bytes, client_id="pykaf-demo"
     ) as producer:
@@ -117,9 +123,9 @@ def _produce(bootstrap: str, opts: DemoOptions, out: TextIO) -> tuple[float, int
             started = time.perf_counter()
             for i in range(opts.messages):
                 if i % _SAMPLE == _SAMPLE - 1:
-                    produce(opts.topic, value, on_delivery=acknowledged)
+                    produce(opts.topic, value % i, on_delivery=acknowledged)
                 else:
-                    produce(opts.topic, value)
+                    produce(opts.topic, value % i)
             producer.flush()
             elapsed = time.perf_counter() - started
             progress.advance(opts.messages - progress.done)
@@ -158,12 +164,13 @@ async def _end_offsets(
 
 
 def _consume(
-    bootstrap: str, opts: DemoOptions, out: TextIO
-) -> tuple[float, dict[int, int], ConsumerRecord | None]:
-    """Read every partition from offset 0 to its end: (seconds, records per partition, the
-    first record read)."""
-    counts: dict[int, int] = dict.fromkeys(range(opts.partitions), 0)
+    bootstrap: str, opts: DemoOptions, check: ReadCheck, out: TextIO
+) -> tuple[float, float, ConsumerRecord | None]:
+    """Read every partition from offset 0 to its end, feeding ``check``: (seconds reading,
+    seconds of those spent checking, the first record read)."""
     first: ConsumerRecord | None = None
+    checking = 0.0
+    add = check.add
     progress = Progress(opts.messages, out=out, label="consume")
     with Consumer(bootstrap, stop_at_end=True, client_id="pykaf-demo") as consumer:
         consumer.assign([TopicPartition(opts.topic, p) for p in range(opts.partitions)])
@@ -173,11 +180,12 @@ def _consume(
             while batch := consumer.poll(timeout=5.0, max_records=50_000):
                 if first is None:
                     first = batch[0]
-                for record in batch:
-                    counts[record.partition] += 1
+                checked = time.perf_counter()
+                add(batch)
+                checking += time.perf_counter() - checked
                 progress.advance(len(batch))
             elapsed = time.perf_counter() - started
-    return elapsed, counts, first
+    return elapsed, checking, first
 
 
 async def _prepare(bootstrap: str, opts: DemoOptions) -> None:
@@ -214,11 +222,15 @@ def _run(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
     verdict = "OK" if ok else "MISMATCH"
     print(f"  total {total:,} of {opts.messages:,} produced: {verdict}", file=out)
 
-    elapsed, counts, first = _consume(bootstrap, opts, out)
-    read = sum(counts.values())
-    rate = read / elapsed if elapsed > 0 else float("inf")
+    check = ReadCheck(opts.messages, opts.value_size, opts.partitions)
+    elapsed, checking, first = _consume(bootstrap, opts, check, out)
+    read = sum(check.counts.values())
+    reading = elapsed - checking
+    rate = read / reading if reading > 0 else float("inf")
     print(
-        f"consumed {read:,} messages from offset 0 in {elapsed:.2f} s: {rate:,.0f} msg/s", file=out
+        f"consumed {read:,} messages from offset 0 in {reading:.2f} s: {rate:,.0f} msg/s"
+        f" (and {checking:.2f} s checking them)",
+        file=out,
     )
     if first is not None:
         print(
@@ -226,13 +238,19 @@ def _run(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
             f" timestamp {first.timestamp} value {(first.value or b'')[:16]!r}...",
             file=out,
         )
-    same = counts == offsets
-    print(
-        f"  read per partition {'matches' if same else 'DIFFERS FROM'} the end offsets:"
-        f" {', '.join(f'{p}:{n:,}' for p, n in counts.items())}",
-        file=out,
-    )
-    return 0 if ok and same else 1
+    problems = check.problems(offsets)
+    counts = check.counts
+    read_counts = ", ".join(f"{p}:{counts[p]:,}" for p in sorted(offsets))
+    if problems:
+        print(f"  read back DIFFERS from what was written ({read_counts}):", file=out)
+        for problem in problems:
+            print(f"    {problem}", file=out)
+    else:
+        print(
+            f"  read back exactly what was written, in order per partition ({read_counts})",
+            file=out,
+        )
+    return 0 if ok and not problems else 1
 
 
 def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
