@@ -86,6 +86,36 @@ async def test_broker_down_warns_once_counts_repeats_and_recovery_is_info(
         assert len(messages(caplog, logging.WARNING)) == 2
 
 
+async def test_connection_lost_with_requests_unanswered_begins_an_episode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    async with (
+        asyncio.timeout(_LIMIT),
+        Cluster(brokers=3) as cluster,
+        AsyncClient(cluster.bootstrap, request_timeout=5.0, **FAST) as client,
+    ):
+        node = cluster.state.brokers[2]
+        address = Address(host=node.host, port=node.port)
+        version = (await client.api_versions(2)).version("Metadata")
+        hold = cluster.faults.hold_responses("Metadata", broker=2)
+        waiting = asyncio.ensure_future(client.request(metadata(version, []), to=2))
+        await hold.wait_held()
+        await cluster.faults.broker_down(2)  # the unanswered request is lost with it
+        with pytest.raises(BrokerConnectionError):
+            await waiting
+        warnings = messages(caplog, logging.WARNING)
+        assert len(warnings) == 1, warnings
+        assert warnings[0].startswith(f"broker 2 at {address} is unreachable (connection lost)")
+        assert "1 request(s) unanswered" in warnings[0]
+        hold.release()
+        await cluster.faults.broker_up(2)
+        await client.request(metadata(version, []), to=2)
+        infos = messages(caplog, logging.INFO)
+        assert len(infos) == 1, infos
+        assert "reachable again after" in infos[0]
+
+
 async def test_no_broker_reachable_warns_once_then_info_when_one_comes_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
