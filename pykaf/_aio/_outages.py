@@ -103,15 +103,14 @@ class OutageLog:
             self._cluster.failures += 1
             return
         self._cluster = _Episode(since=now, failures=1)
-        causes = (
-            "; ".join(f"{error} ({unreachable_cause(error)[0]})" for error in errors.values())
-            or "every broker is in reconnect backoff"
-        )
+        tried_now = [
+            f"{a} ({unreachable_cause(errors[a])[0]})" if a in errors else f"{a} (in backoff)"
+            for a in tried
+        ]
         log.warning(
-            "no broker can be reached (tried %s): %s. Check the bootstrap list (%s), that the"
+            "no broker can be reached: tried %s. Check the bootstrap list (%s), that the"
             " brokers run, and that their advertised listeners are reachable from here."
             " Requests wait and retry until their timeout (a producer: max_block).",
-            ", ".join(str(a) for a in tried) or "none",
-            causes,
+            ", ".join(tried_now) or "none",
             ", ".join(str(a) for a in bootstrap),
         )

@@ -129,7 +129,8 @@ class ConnectionPool:
                     raise ClientClosedError("the client is closed")
                 return await self.get(address, node_id=node_id, purpose=purpose, deadline=deadline)
             task = loop.create_task(self._open(key, node_id))
-            # Its failure is the outage log's to report when every caller gave up.
+            # Every caller may have given up on it (timeout, cancel): its failure is
+            # already recorded and logged by _open, so asyncio need not report it lost.
             task.add_done_callback(_retrieve_outcome)
             self._connecting[key] = task
         try:
