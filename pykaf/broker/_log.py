@@ -112,6 +112,15 @@ class PartitionLog:
         else:
             self._epochs.append((epoch, self.log_end_offset))
 
+    @property
+    def latest_epoch(self) -> int:
+        """The newest leader epoch this log knows (from its batches or begin_epoch); -1: none.
+
+        A restart must start leadership above it: a batch written at a lower epoch after
+        a higher one would look like damage to recovery and to clients (KIP-101, KIP-320).
+        """
+        return self._epochs[-1][0] if self._epochs else -1
+
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """``(largest epoch <= epoch, its end offset)``, or ``(-1, -1)`` if none is known."""
         keys = [e for e, _ in self._epochs]

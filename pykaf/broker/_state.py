@@ -189,6 +189,7 @@ class ClusterState:
         self._next_leader = 0
         if self.data_dir is not None:
             self._load()
+            self.save()  # the restart's new epochs are on disk before a client sees them
 
     # -- brokers ------------------------------------------------------------------------
 
@@ -211,19 +212,30 @@ class ClusterState:
     def set_broker_up(self, node_id: int, up: bool) -> None:
         """Take a broker down (its leaderships move to other live replicas) or back up."""
         self.brokers[node_id].up = up
+        moved = False
         if up:
             # Partitions left without any leader get this broker if it is a replica.
             for partition in self.all_partitions():
                 if partition.leader == -1 and node_id in partition.replicas:
-                    self.move_leader(partition, node_id)
-            return
-        for partition in self.all_partitions():
-            if partition.leader == node_id:
-                live = [r for r in partition.replicas if r != node_id and self.brokers[r].up]
-                self.move_leader(partition, live[0] if live else -1)
+                    self._move_leader(partition, node_id)
+                    moved = True
+        else:
+            for partition in self.all_partitions():
+                if partition.leader == node_id:
+                    live = [r for r in partition.replicas if r != node_id and self.brokers[r].up]
+                    self._move_leader(partition, live[0] if live else -1)
+                    moved = True
+        if moved:
+            self.save()  # one write for every partition that moved
 
     def move_leader(self, partition: PartitionState, node_id: int) -> None:
         """Make ``node_id`` (-1: nobody) the leader, starting a new leader epoch."""
+        self._move_leader(partition, node_id)
+        self.save()
+
+    def _move_leader(self, partition: PartitionState, node_id: int) -> None:
+        # The caller saves: the new epoch is on disk before any client can learn it, so a
+        # restart (even after SIGKILL) never hands out a lower one (see _load).
         partition.leader = node_id
         partition.leader_epoch += 1
         partition.log.begin_epoch(partition.leader_epoch)
@@ -459,15 +471,19 @@ class ClusterState:
                 if not replicas:  # restarted with fewer brokers
                     replicas = self._assign(1, index, 1)[0]
                 leader = part["leader"] if part["leader"] in replicas else replicas[0]
+                log = self._new_log(name, index, int(part.get("log_start", 0)))
+                # A restart is a new leadership: a new epoch, as Kafka's would be, above
+                # both the stored one and any the segments hold (a document written by an
+                # older version may lag behind the batches).
+                stored_epoch = int(part.get("leader_epoch", 0))
                 topic.partitions.append(
                     PartitionState(
                         topic,
                         index,
                         leader=leader,
                         replicas=replicas,
-                        log=self._new_log(name, index, int(part.get("log_start", 0))),
-                        # A restart is a new leadership: a new epoch, as Kafka's would be.
-                        leader_epoch=int(part.get("leader_epoch", 0)) + 1,
+                        log=log,
+                        leader_epoch=max(stored_epoch, log.latest_epoch) + 1,
                     )
                 )
             self.topics[name] = topic
