@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["META_FILE", "read_metadata", "write_metadata"]
+__all__ = ["META_FILE", "append_whole", "fsync_directory", "read_metadata", "write_metadata"]
 
 log = logging.getLogger("pykaf.broker")
 
@@ -52,8 +52,32 @@ def write_metadata(data_dir: Path, doc: dict[str, Any]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, final)
-    dir_fd = os.open(data_dir, os.O_RDONLY)
+    fsync_directory(data_dir)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (its entry, not the data)."""
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def append_whole(fd: int, data: bytes | bytearray, *, size_before: int, fsync: bool) -> None:
+    """Append all of ``data`` to the file at ``fd`` (opened O_APPEND), fsynced if asked.
+
+    A failed write (disk full...) is undone (truncated back to ``size_before``) before the
+    error propagates, so an append log never keeps half an entry in front of later ones.
+    """
+    view = memoryview(data)
+    written = 0
+    try:
+        while written < len(view):  # regular files write fully; loop anyway
+            written += os.write(fd, view[written:])
+        if fsync:
+            os.fsync(fd)
+    except OSError:
+        if written:
+            os.ftruncate(fd, size_before)
+        raise

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from pykaf._errors import CorruptRecordError, PykafError, UnsupportedMagicError
+from pykaf.broker._metastore import append_whole, fsync_directory
 from pykaf.protocol._records import BATCH_OVERHEAD, BatchHeader, iter_batch_headers
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "LoadedBatch", "LogCorruptionError", "SegmentStore", "TornTail"]
@@ -234,11 +235,8 @@ class SegmentStore:
         return loaded
 
     def append(self, data: bytes | bytearray, base_offset: int, next_offset: int) -> None:
-        """Write one batch (already holding its offsets) at the end of the log.
-
-        A failed write (disk full...) is undone before the error propagates, so the file
-        never keeps half a batch in front of later ones.
-        """
+        """Write one batch (already holding its offsets) at the end of the log; a failed
+        write leaves no half batch behind (``append_whole``)."""
         active = self._segments[-1] if self._segments else None
         if (
             active is None
@@ -250,18 +248,8 @@ class SegmentStore:
         if fd is None:
             fd = self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if self.fsync and active.size == 0:
-                _fsync_directory(self.directory)  # the new file's name must last too
-        view = memoryview(data)
-        written = 0
-        try:
-            while written < len(view):  # regular files write fully; loop anyway
-                written += os.write(fd, view[written:])
-            if self.fsync:
-                os.fsync(fd)
-        except OSError:
-            if written:
-                os.ftruncate(fd, active.size)
-            raise
+                fsync_directory(self.directory)  # the new file's name must last too
+        append_whole(fd, data, size_before=active.size, fsync=self.fsync)
         active.size += len(data)
         active.next_offset = next_offset
 
@@ -295,11 +283,3 @@ class SegmentStore:
         self._close_fd()
         self._segments.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -160,6 +160,7 @@ class ClusterState:
         default_replication_factor: int | None = None,
         data_dir: str | Path | None = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fsync: bool = False,
     ) -> None:
         if not node_ids:
             raise ValueError("a cluster needs at least one broker")
@@ -175,6 +176,8 @@ class ClusterState:
         self.default_replication_factor = default_replication_factor or min(3, len(node_ids))
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.segment_bytes = segment_bytes
+        # fsync every append (segments, offsets log) before answering; see README.
+        self.fsync = fsync
         self.topics: dict[str, TopicState] = {}
         self.topics_by_id: dict[uuid.UUID, TopicState] = {}
         self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -268,7 +271,9 @@ class ClusterState:
     def _new_log(self, topic: str, index: int, log_start: int = 0) -> PartitionLog:
         if self.data_dir is None:
             return PartitionLog(log_start_offset=log_start)
-        store = SegmentStore(self.data_dir / f"{topic}-{index}", segment_bytes=self.segment_bytes)
+        store = SegmentStore(
+            self.data_dir / f"{topic}-{index}", segment_bytes=self.segment_bytes, fsync=self.fsync
+        )
         return PartitionLog(store=store, log_start_offset=log_start)
 
     def check_new_topic(

@@ -3,6 +3,9 @@ directory, and long-running clients keep working through them (issue 10)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +18,9 @@ import pykaf
 from pykaf import TopicPartition
 from pykaf.broker import ClusterState
 from pykaf.broker._control import control
+from pykaf.broker._group_offsets import CommittedOffset, OffsetStore
+from pykaf.broker.cli import main as cli_main
+from pykaf.protocol._records import encode_batch, iter_batch_headers
 
 pytestmark = pytest.mark.peer
 
@@ -163,3 +169,108 @@ def test_a_restart_after_a_crash_never_lowers_an_epoch(tmp_path: Path) -> None:
     assert again.topics["epochs"].partitions[0].leader_epoch > epoch
     again.close()
     state.close()
+
+
+def test_committed_offsets_survive_sigkill(tmp_path: Path, brokers: list[Standalone]) -> None:
+    brokers.append(start_broker(tmp_path, args=("--partitions", str(PARTITIONS))))
+    produce(brokers[-1].bootstrap, range(30))
+    tps = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
+    for group in range(50):  # many stored groups; the last commits must all survive
+        with pykaf.Consumer(brokers[-1].bootstrap, group_id=f"g{group}") as consumer:
+            consumer.commit({tp: group + tp.partition for tp in tps})
+    brokers[-1].kill()
+    brokers.append(start_broker(tmp_path))
+    for group in range(50):
+        with pykaf.Consumer(brokers[-1].bootstrap, group_id=f"g{group}") as consumer:
+            assert consumer.committed(tps) == {tp: group + tp.partition for tp in tps}
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+def test_fsync_makes_every_append_durable_before_it_returns(
+    tmp_path: Path, fsync: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counted(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    state = ClusterState(node_ids=[1], data_dir=tmp_path, fsync=fsync)
+    partition = state.create_topic("synced", 1).partitions[0]
+    store = OffsetStore(state)
+    monkeypatch.setattr(os, "fsync", counted)
+    data = bytearray(encode_batch([(None, b"v", None, 1)]))
+    header = next(iter_batch_headers(data))[1]
+    for _ in range(3):
+        assert (
+            partition.log.append(
+                bytearray(data), header, leader_epoch=0, log_append_time=None
+            ).error
+            == 0
+        )
+    appends = len(synced)
+    for value in range(3):
+        store.commit(
+            "g",
+            [
+                (
+                    "synced",
+                    0,
+                    CommittedOffset(
+                        offset=value,
+                        leader_epoch=0,
+                        metadata="",
+                        commit_time_ms=1,
+                        topic_id=str(partition.topic.topic_id),
+                    ),
+                )
+            ],
+        )
+    commits = len(synced) - appends
+    state.close()
+    if fsync:
+        assert appends >= 3  # each append (plus the new file's directory once)
+        assert commits == 3
+    else:
+        assert (appends, commits) == (0, 0)
+
+
+def test_cli_fsync_needs_a_data_dir() -> None:
+    assert cli_main(["--fsync", "--port", "0"]) == 2
+
+
+def test_standalone_broker_with_fsync_keeps_records_across_sigkill(
+    tmp_path: Path, brokers: list[Standalone]
+) -> None:
+    args = ("--fsync", "--partitions", str(PARTITIONS))
+    brokers.append(start_broker(tmp_path, brokers=1, args=args))
+    acked = produce(brokers[-1].bootstrap, range(300))
+    brokers[-1].kill()
+    brokers.append(start_broker(tmp_path, brokers=1, args=args))
+    got = read_everything(brokers[-1].bootstrap)
+    assert sorted(v for values in got.values() for v in values) == acked
+
+
+def test_a_damaged_log_refuses_the_start_and_says_where(
+    tmp_path: Path, brokers: list[Standalone]
+) -> None:
+    brokers.append(start_broker(tmp_path, brokers=1, args=("--partitions", str(PARTITIONS))))
+    for _ in range(3):
+        produce(brokers[-1].bootstrap, range(10))
+    assert brokers[-1].stop() == 0
+    (segment,) = (tmp_path / f"{TOPIC}-0").glob("*.log")
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    done = subprocess.run(
+        [sys.executable, "-m", "pykaf.broker", "--port", "0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "refusing to start" in done.stderr
+    assert str(segment) in done.stderr
+    assert segment.read_bytes() == bytes(data)
