@@ -82,11 +82,18 @@ class OffsetStore:
         self._offsets.setdefault(group, {}).setdefault(topic, {})[partition] = value
 
     def _persist(self, group: str, changes: list[OffsetChange] | None) -> None:
-        if self._log is None:
-            return
-        self._log.append(group, changes)
-        if self._log.compaction_due():
-            self._log.compact(self._live())
+        """Append a change already applied in memory."""
+        if self._log is not None:
+            self._log.append(group, changes)
+            self._compact_if_due()
+
+    def _compact_if_due(self) -> None:
+        # After the change is in memory too: compaction writes what memory holds.
+        if self._log is not None and self._log.compaction_due():
+            try:
+                self._log.compact(self._live())
+            except OSError as exc:  # the commit itself is on disk; compaction can wait
+                self._log.health.failed(exc)
 
     def _live(self) -> Iterator[tuple[str, list[OffsetChange]]]:
         for group in self._offsets:
@@ -107,12 +114,15 @@ class OffsetStore:
 
     def commit(self, group: str, entries: Iterable[tuple[str, int, CommittedOffset]]) -> None:
         """Store ``(topic, partition, offset)`` entries and persist them (one append)."""
-        changes: list[OffsetChange] = []
-        for topic, partition, value in entries:
+        values = list(entries)
+        if not values:
+            return
+        # On disk first: a commit that fails to persist (raised) must not be served.
+        if self._log is not None:
+            self._log.append(group, [(t, index, value.to_json()) for t, index, value in values])
+        for topic, partition, value in values:
             self._put(group, topic, partition, value)
-            changes.append((topic, partition, value.to_json()))
-        if changes:
-            self._persist(group, changes)
+        self._compact_if_due()
 
     def get(self, group: str, topic: str, partition: int) -> CommittedOffset | None:
         """The committed offset, or None (also when its topic was deleted or recreated)."""

@@ -1,7 +1,8 @@
 """The broker's small metadata file: topics, configs, log starts, producer ids, group blobs.
 
 One JSON document, rewritten whole on every change (changes are rare: topic admin,
-DeleteRecords, producer id allocation, group commits). Written atomically: a temporary
+DeleteRecords, leader moves, producer id blocks; commits go to ``_offsets_log``). Also the
+small file helpers the append logs share. Written atomically: a temporary
 file in the same directory, fsync, rename over the old one, fsync of the directory; a crash
 leaves either the old document or the new one, never half of one.
 """
@@ -14,7 +15,14 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["META_FILE", "append_whole", "fsync_directory", "read_metadata", "write_metadata"]
+__all__ = [
+    "META_FILE",
+    "DiskHealth",
+    "append_whole",
+    "fsync_directory",
+    "read_metadata",
+    "write_metadata",
+]
 
 log = logging.getLogger("pykaf.broker")
 
@@ -81,3 +89,26 @@ def append_whole(fd: int, data: bytes | bytearray, *, size_before: int, fsync: b
         if written:
             os.ftruncate(fd, size_before)
         raise
+
+
+class DiskHealth:
+    """Whether appends to one file are failing: a WARNING when an episode starts (with its
+    cause) and when it ends, not one per failed write. Mutable: a plain slotted class."""
+
+    __slots__ = ("failing", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failing = False
+
+    def failed(self, exc: OSError) -> None:
+        if not self.failing:
+            self.failing = True
+            log.warning(
+                "%s: cannot write (%s); refusing appends until it works again", self.what, exc
+            )
+
+    def ok(self) -> None:
+        if self.failing:
+            self.failing = False
+            log.warning("%s: writing again", self.what)

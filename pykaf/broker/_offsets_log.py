@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from crc32c import crc32c
 
-from pykaf.broker._metastore import append_whole, fsync_directory
+from pykaf.broker._metastore import DiskHealth, append_whole, fsync_directory
 from pykaf.broker._segments import LogCorruptionError
 
 __all__ = ["OFFSETS_LOG_FILE", "OffsetChange", "OffsetsLog", "Snapshot"]
@@ -125,6 +125,7 @@ class OffsetsLog:
         #: Bytes written since open, compactions included (what a commit really costs).
         self.bytes_written = 0
         self.compactions = 0
+        self.health = DiskHealth(str(self.path))
         self._size = 0
         self._compacted_size = 0
         self._fd: int | None = None
@@ -160,11 +161,17 @@ class OffsetsLog:
         return snapshot
 
     def append(self, group: str, changes: list[OffsetChange] | None) -> None:
-        """Persist one commit (or deletion) of ``group``: one write, one entry."""
+        """Persist one commit (or deletion) of ``group``: one write, one entry. A disk
+        error is raised (and logged once per episode): the commit is not acknowledged."""
         if self._fd is None:
             raise RuntimeError("the offsets log is not open")
         entry = _encode(group, changes)
-        append_whole(self._fd, entry, size_before=self._size, fsync=self.fsync)
+        try:
+            append_whole(self._fd, entry, size_before=self._size, fsync=self.fsync)
+        except OSError as exc:
+            self.health.failed(exc)
+            raise
+        self.health.ok()
         self._size += len(entry)
         self.bytes_written += len(entry)
 

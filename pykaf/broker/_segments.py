@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from pykaf._errors import CorruptRecordError, PykafError, UnsupportedMagicError
-from pykaf.broker._metastore import append_whole, fsync_directory
+from pykaf.broker._metastore import DiskHealth, append_whole, fsync_directory
 from pykaf.protocol._records import BATCH_OVERHEAD, BatchHeader, iter_batch_headers
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "LoadedBatch", "LogCorruptionError", "SegmentStore", "TornTail"]
@@ -175,6 +175,7 @@ class SegmentStore:
         self.segment_bytes = segment_bytes
         self.fsync = fsync
         self.torn_tail: TornTail | None = None
+        self.health = DiskHealth(str(directory))
         self._segments: list[_Segment] = []
         self._fd: int | None = None
 
@@ -249,7 +250,13 @@ class SegmentStore:
             fd = self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if self.fsync and active.size == 0:
                 fsync_directory(self.directory)  # the new file's name must last too
-        append_whole(fd, data, size_before=active.size, fsync=self.fsync)
+        try:
+            append_whole(fd, data, size_before=active.size, fsync=self.fsync)
+        except OSError as exc:
+            self.health.failed(exc)
+            raise
+        if self.health.failing:
+            self.health.ok()
         active.size += len(data)
         active.next_offset = next_offset
 

@@ -6,8 +6,11 @@ node answers for a partition, with which leader epoch), so that clients see a re
 multi-broker cluster: leaders spread round-robin, brokers that can go down, a coordinator
 per group.
 
-With a ``data_dir`` the state is persisted: partition logs in segment files (``_segments``)
-and the rest in one JSON document (``_metastore``), rewritten on every change.
+With a ``data_dir`` the state is persisted: partition logs in segment files (``_segments``),
+committed offsets in an append-only log (``_offsets_log``) and the rest in one JSON
+document (``_metastore``), rewritten on every change of it (rare: topic admin, leader
+moves, producer id blocks). Leader epochs are saved before any client can see them and a
+restart starts above every stored one, so an epoch never goes back.
 """
 
 from __future__ import annotations

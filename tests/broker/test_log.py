@@ -318,10 +318,34 @@ def test_append_after_a_failed_write_leaves_no_half_batch(
 
     with monkeypatch.context() as patched:
         patched.setattr(os, "write", short_then_full_disk)
-        with pytest.raises(OSError):
-            log.append(data, header, leader_epoch=0, log_append_time=None)
+        result = log.append(data, header, leader_epoch=0, log_append_time=None)
+        assert result.error == 56  # KAFKA_STORAGE_ERROR
     append(log, [b"third"])
     log.close()
     again = PartitionLog(store=SegmentStore(tmp_path / "p"))
     assert [v for _, v in records(again.read(0, 1 << 20, True))] == [b"first", b"third"]
     again.close()
+
+
+def test_a_full_disk_fails_appends_with_a_storage_error_and_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = PartitionLog(store=SegmentStore(tmp_path / "p"))
+    append(log, [b"first"])
+
+    def full(fd: int, chunk: bytes | memoryview) -> int:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", full)
+        for _ in range(3):
+            data, header = batch([b"lost"])
+            result = log.append(data, header, leader_epoch=0, log_append_time=None)
+            assert result.error == 56  # KAFKA_STORAGE_ERROR: retriable, nothing stored
+    assert log.high_watermark == 1
+    failures = [r for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(failures) == 1
+    assert "No space left" in failures[0].getMessage()
+    assert append(log, [b"second"]) == 1
+    assert any("writing again" in r.getMessage() for r in caplog.records)
+    log.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -212,3 +213,23 @@ def test_sigkill_mid_commit_loses_nothing_acknowledged(tmp_path: Path, after: in
     values = {entry[0] for entry in stored.values()}
     assert len(values) == 1  # every commit whole, never part of one
     assert values.pop() >= acknowledged
+
+
+def test_a_commit_that_cannot_be_written_is_not_served(
+    state: ClusterState, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = OffsetStore(state)
+    store.commit("g", [("t", 0, offset(1, state))])
+
+    def full(fd: int, chunk: bytes | memoryview) -> int:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", full)
+        for value in (2, 3):
+            with pytest.raises(OSError):
+                store.commit("g", [("t", 0, offset(value, state))])
+    got = store.get("g", "t", 0)
+    assert got is not None
+    assert got.offset == 1
+    assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
