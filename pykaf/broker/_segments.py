@@ -193,7 +193,6 @@ class SegmentStore:
             except ValueError:
                 log.warning("ignoring stray file %s", path)
         loaded: list[LoadedBatch] = []
-        cut: tuple[Path, int] | None = None
         expected = -1
         for index, (path, base) in enumerate(segments):
             if base < expected:
@@ -216,14 +215,13 @@ class SegmentStore:
                     first_offset=next_offset,
                     reason=scan.reason,
                 )
-                cut = (path, scan.good)
             loaded.extend(scan.batches)
             self._segments.append(_Segment(path, base, next_offset, scan.good))
             expected = next_offset
-        if cut is not None and self.torn_tail is not None:
+        tail = self.torn_tail
+        if tail is not None:
             # Checked everything first: a refusal above leaves the files untouched.
-            os.truncate(*cut)
-            tail = self.torn_tail
+            os.truncate(tail.path, tail.position)
             log.warning(
                 "%s: cut a torn tail of %d bytes at byte %d (%s): an append that never"
                 " finished, so never acknowledged; the log now ends at offset %d",
@@ -238,20 +236,9 @@ class SegmentStore:
     def append(self, data: bytes | bytearray, base_offset: int, next_offset: int) -> None:
         """Write one batch (already holding its offsets) at the end of the log; a failed
         write leaves no half batch behind (``append_whole``)."""
-        active = self._segments[-1] if self._segments else None
-        if (
-            active is None
-            or base_offset != active.next_offset  # the log start moved past the end
-            or (active.size and active.size + len(data) > self.segment_bytes)
-        ):
-            active = self._roll(base_offset)
-        fd = self._fd
-        if fd is None:
-            fd = self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            if self.fsync and active.size == 0:
-                fsync_directory(self.directory)  # the new file's name must last too
         try:
-            append_whole(fd, data, size_before=active.size, fsync=self.fsync)
+            active = self._active_for(base_offset, len(data))
+            append_whole(self._open_fd(active), data, size_before=active.size, fsync=self.fsync)
         except OSError as exc:
             self.health.failed(exc)
             raise
@@ -259,6 +246,23 @@ class SegmentStore:
             self.health.ok()
         active.size += len(data)
         active.next_offset = next_offset
+
+    def _active_for(self, base_offset: int, size: int) -> _Segment:
+        active = self._segments[-1] if self._segments else None
+        if (
+            active is None
+            or base_offset != active.next_offset  # the log start moved past the end
+            or (active.size and active.size + size > self.segment_bytes)
+        ):
+            active = self._roll(base_offset)
+        return active
+
+    def _open_fd(self, active: _Segment) -> int:
+        if self._fd is None:
+            self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if self.fsync and active.size == 0:
+                fsync_directory(self.directory)  # the new file's name must last too
+        return self._fd
 
     def _roll(self, base_offset: int) -> _Segment:
         if self._fd is not None:
