@@ -341,6 +341,8 @@ def _unknown_topic(name: str) -> TopicInfo:
 def _keep_newer_epochs(old: TopicInfo, new: TopicInfo) -> tuple[TopicInfo, bool]:
     """``new``, except partitions where ``old`` has the newer leader epoch; True if any
     was kept (the answer came from a broker behind the one we heard from before)."""
+    if old.topic_id is not None and new.topic_id is not None and old.topic_id != new.topic_id:
+        return new, False  # a recreated topic: its epochs start again (as the Java client)
     kept = False
     merged: list[PartitionInfo] = []
     for part in new.partitions:

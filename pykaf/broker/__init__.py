@@ -12,6 +12,7 @@ from pykaf.broker._faults import Faults, HeldResponses
 from pykaf.broker._group_model import GroupSettings
 from pykaf.broker._groups import configure_groups
 from pykaf.broker._registry import CloseConnection, RequestContext, handles
+from pykaf.broker._segments import LogCorruptionError
 from pykaf.broker._server import BrokerServer, CallNext, Interceptor
 from pykaf.broker._state import ClusterState
 
@@ -28,6 +29,7 @@ __all__ = [
     "HeldResponses",
     "ClusterState",
     "Interceptor",
+    "LogCorruptionError",
     "RequestContext",
     "configure_groups",
     "handles",

@@ -38,6 +38,7 @@ _ATTRIBUTES_POS: Final = 21
 _MAX_TIMESTAMP_POS: Final = 35
 _TIMESTAMP_TYPE_BIT: Final = 0x08
 _NO_TIMESTAMP: Final = -1
+KAFKA_STORAGE_ERROR: Final = 56
 
 
 class AppendResult(NamedTuple):
@@ -111,6 +112,15 @@ class PartitionLog:
             self._epochs[-1] = (epoch, self.log_end_offset)  # nothing written in the old one
         else:
             self._epochs.append((epoch, self.log_end_offset))
+
+    @property
+    def latest_epoch(self) -> int:
+        """The newest leader epoch this log knows (from its batches or begin_epoch); -1: none.
+
+        A restart must start leadership above it: a batch written at a lower epoch after
+        a higher one would look like damage to recovery and to clients (KIP-101, KIP-320).
+        """
+        return self._epochs[-1][0] if self._epochs else -1
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """``(largest epoch <= epoch, its end offset)``, or ``(-1, -1)`` if none is known."""
@@ -192,7 +202,10 @@ class PartitionLog:
             _U32.pack_into(batch, _CRC_POS, crc32c(memoryview(batch)[_ATTRIBUTES_POS:]))
         next_offset = base + header.last_offset_delta + 1
         if self.store is not None:
-            self.store.append(batch, base, next_offset)
+            try:
+                self.store.append(batch, base, next_offset)
+            except OSError:  # logged by the store, once per episode
+                return AppendResult(KAFKA_STORAGE_ERROR)  # retriable: clients try again
         max_ts = append_time if log_append_time is not None else header.max_timestamp
         self._index(batch, base, next_offset, max_ts)
         if not self._epochs or leader_epoch > self._epochs[-1][0]:

@@ -1,7 +1,8 @@
 """The broker's small metadata file: topics, configs, log starts, producer ids, group blobs.
 
 One JSON document, rewritten whole on every change (changes are rare: topic admin,
-DeleteRecords, producer id allocation, group commits). Written atomically: a temporary
+DeleteRecords, leader moves, producer id blocks; commits go to ``_offsets_log``). Also the
+small file helpers the append logs share. Written atomically: a temporary
 file in the same directory, fsync, rename over the old one, fsync of the directory; a crash
 leaves either the old document or the new one, never half of one.
 """
@@ -14,7 +15,14 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["META_FILE", "read_metadata", "write_metadata"]
+__all__ = [
+    "META_FILE",
+    "DiskHealth",
+    "append_whole",
+    "fsync_directory",
+    "read_metadata",
+    "write_metadata",
+]
 
 log = logging.getLogger("pykaf.broker")
 
@@ -52,8 +60,55 @@ def write_metadata(data_dir: Path, doc: dict[str, Any]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, final)
-    dir_fd = os.open(data_dir, os.O_RDONLY)
+    fsync_directory(data_dir)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (its entry, not the data)."""
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def append_whole(fd: int, data: bytes | bytearray, *, size_before: int, fsync: bool) -> None:
+    """Append all of ``data`` to the file at ``fd`` (opened O_APPEND), fsynced if asked.
+
+    A failed write (disk full...) is undone (truncated back to ``size_before``) before the
+    error propagates, so an append log never keeps half an entry in front of later ones.
+    """
+    view = memoryview(data)
+    written = 0
+    try:
+        while written < len(view):  # regular files write fully; loop anyway
+            written += os.write(fd, view[written:])
+        if fsync:
+            os.fsync(fd)
+    except OSError:
+        if written:
+            os.ftruncate(fd, size_before)
+        raise
+
+
+class DiskHealth:
+    """Whether appends to one file are failing: a WARNING when an episode starts (with its
+    cause) and when it ends, not one per failed write. Mutable: a plain slotted class."""
+
+    __slots__ = ("failing", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failing = False
+
+    def failed(self, exc: OSError) -> None:
+        if not self.failing:
+            self.failing = True
+            log.warning(
+                "%s: cannot write (%s); refusing appends until it works again", self.what, exc
+            )
+
+    def ok(self) -> None:
+        if self.failing:
+            self.failing = False
+            log.warning("%s: writing again", self.what)

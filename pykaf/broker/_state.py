@@ -6,8 +6,11 @@ node answers for a partition, with which leader epoch), so that clients see a re
 multi-broker cluster: leaders spread round-robin, brokers that can go down, a coordinator
 per group.
 
-With a ``data_dir`` the state is persisted: partition logs in segment files (``_segments``)
-and the rest in one JSON document (``_metastore``), rewritten on every change.
+With a ``data_dir`` the state is persisted: partition logs in segment files (``_segments``),
+committed offsets in an append-only log (``_offsets_log``) and the rest in one JSON
+document (``_metastore``), rewritten on every change of it (rare: topic admin, leader
+moves, producer id blocks). Leader epochs are saved before any client can see them and a
+restart starts above every stored one, so an epoch never goes back.
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ class ClusterState:
         default_replication_factor: int | None = None,
         data_dir: str | Path | None = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fsync: bool = False,
     ) -> None:
         if not node_ids:
             raise ValueError("a cluster needs at least one broker")
@@ -175,6 +179,8 @@ class ClusterState:
         self.default_replication_factor = default_replication_factor or min(3, len(node_ids))
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.segment_bytes = segment_bytes
+        # fsync every append (segments, offsets log) before answering; see README.
+        self.fsync = fsync
         self.topics: dict[str, TopicState] = {}
         self.topics_by_id: dict[uuid.UUID, TopicState] = {}
         self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -189,6 +195,7 @@ class ClusterState:
         self._next_leader = 0
         if self.data_dir is not None:
             self._load()
+            self.save()  # the restart's new epochs are on disk before a client sees them
 
     # -- brokers ------------------------------------------------------------------------
 
@@ -211,19 +218,30 @@ class ClusterState:
     def set_broker_up(self, node_id: int, up: bool) -> None:
         """Take a broker down (its leaderships move to other live replicas) or back up."""
         self.brokers[node_id].up = up
+        moved = False
         if up:
             # Partitions left without any leader get this broker if it is a replica.
             for partition in self.all_partitions():
                 if partition.leader == -1 and node_id in partition.replicas:
-                    self.move_leader(partition, node_id)
-            return
-        for partition in self.all_partitions():
-            if partition.leader == node_id:
-                live = [r for r in partition.replicas if r != node_id and self.brokers[r].up]
-                self.move_leader(partition, live[0] if live else -1)
+                    self._move_leader(partition, node_id)
+                    moved = True
+        else:
+            for partition in self.all_partitions():
+                if partition.leader == node_id:
+                    live = [r for r in partition.replicas if r != node_id and self.brokers[r].up]
+                    self._move_leader(partition, live[0] if live else -1)
+                    moved = True
+        if moved:
+            self.save()  # one write for every partition that moved
 
     def move_leader(self, partition: PartitionState, node_id: int) -> None:
         """Make ``node_id`` (-1: nobody) the leader, starting a new leader epoch."""
+        self._move_leader(partition, node_id)
+        self.save()
+
+    def _move_leader(self, partition: PartitionState, node_id: int) -> None:
+        # The caller saves: the new epoch is on disk before any client can learn it, so a
+        # restart (even after SIGKILL) never hands out a lower one (see _load).
         partition.leader = node_id
         partition.leader_epoch += 1
         partition.log.begin_epoch(partition.leader_epoch)
@@ -256,7 +274,9 @@ class ClusterState:
     def _new_log(self, topic: str, index: int, log_start: int = 0) -> PartitionLog:
         if self.data_dir is None:
             return PartitionLog(log_start_offset=log_start)
-        store = SegmentStore(self.data_dir / f"{topic}-{index}", segment_bytes=self.segment_bytes)
+        store = SegmentStore(
+            self.data_dir / f"{topic}-{index}", segment_bytes=self.segment_bytes, fsync=self.fsync
+        )
         return PartitionLog(store=store, log_start_offset=log_start)
 
     def check_new_topic(
@@ -459,15 +479,19 @@ class ClusterState:
                 if not replicas:  # restarted with fewer brokers
                     replicas = self._assign(1, index, 1)[0]
                 leader = part["leader"] if part["leader"] in replicas else replicas[0]
+                log = self._new_log(name, index, int(part.get("log_start", 0)))
+                # A restart is a new leadership: a new epoch, as Kafka's would be, above
+                # both the stored one and any the segments hold (a document written by an
+                # older version may lag behind the batches).
+                stored_epoch = int(part.get("leader_epoch", 0))
                 topic.partitions.append(
                     PartitionState(
                         topic,
                         index,
                         leader=leader,
                         replicas=replicas,
-                        log=self._new_log(name, index, int(part.get("log_start", 0))),
-                        # A restart is a new leadership: a new epoch, as Kafka's would be.
-                        leader_epoch=int(part.get("leader_epoch", 0)) + 1,
+                        log=log,
+                        leader_epoch=max(stored_epoch, log.latest_epoch) + 1,
                     )
                 )
             self.topics[name] = topic

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from pykaf.broker._cluster import Cluster
 from pykaf.broker._control import ControlServer
+from pykaf.broker._segments import LogCorruptionError
 
 __all__ = ["main"]
 
@@ -35,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--brokers", type=int, default=1, help="number of brokers (default 1)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on and advertise")
     parser.add_argument("--data-dir", default=None, help="keep logs here (default: in memory)")
+    parser.add_argument(
+        "--fsync",
+        action="store_true",
+        help="with --data-dir: fsync every append before acknowledging it (survives an OS"
+        " crash or power loss; without it a crash of the process loses nothing acknowledged)",
+    )
     parser.add_argument(
         "--partitions", type=int, default=1, help="partitions of auto-created topics"
     )
@@ -60,6 +67,7 @@ async def _run(args: argparse.Namespace) -> None:
         port=args.port,
         host=args.host,
         data_dir=args.data_dir,
+        fsync=args.fsync,
         default_partitions=args.partitions,
         auto_create_topics=not args.no_auto_create,
     )
@@ -90,11 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.brokers < 1:
         print("pykaf broker: --brokers must be at least 1", file=sys.stderr)
         return 2
+    if args.fsync and args.data_dir is None:
+        print("pykaf broker: --fsync needs --data-dir (logs are in memory)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         asyncio.run(_run(args))
+    except LogCorruptionError as exc:
+        print(f"pykaf broker: refusing to start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"pykaf broker: cannot listen: {exc}", file=sys.stderr)
+        print(f"pykaf broker: cannot start: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"pykaf broker: {exc}", file=sys.stderr)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pykaf.broker._log import PartitionLog
 from pykaf.broker._producers import ProducerStateTable, last_sequence
-from pykaf.broker._segments import SegmentStore
+from pykaf.broker._segments import LogCorruptionError, SegmentStore, TornTail
 from pykaf.protocol._records import BatchHeader, TimestampType, decode_batches, iter_batch_headers
 from pykaf.protocol._records import encode_batch as _encode
 
@@ -207,31 +208,144 @@ def test_torn_tail_is_cut(tmp_path: Path) -> None:
     third.close()
 
 
-def test_corrupt_batch_ends_the_log(tmp_path: Path) -> None:
-    log = PartitionLog(store=SegmentStore(tmp_path / "p"))
+def three_batches(directory: Path) -> tuple[Path, bytearray]:
+    log = PartitionLog(store=SegmentStore(directory))
     for i in range(3):
         append(log, [b"v%d" % i])
     log.close()
-    (segment,) = (tmp_path / "p").glob("*.log")
-    data = bytearray(segment.read_bytes())
-    size = len(data) // 3  # three batches of the same size
-    data[2 * size - 1] ^= 0x01  # a flipped bit in the last byte of the second batch
-    segment.write_bytes(bytes(data))
-    again = PartitionLog(store=SegmentStore(tmp_path / "p"))
-    assert again.high_watermark == 1
-    again.close()
+    (segment,) = directory.glob("*.log")
+    return segment, bytearray(segment.read_bytes())
 
 
-def test_corrupt_base_offset_ends_the_log(tmp_path: Path) -> None:
-    # The base offset is not covered by the CRC: a gap in the offsets gives it away.
-    log = PartitionLog(store=SegmentStore(tmp_path / "p"))
-    for i in range(3):
-        append(log, [b"v%d" % i])
-    log.close()
-    (segment,) = (tmp_path / "p").glob("*.log")
-    data = bytearray(segment.read_bytes())
-    data[2 * (len(data) // 3)] ^= 0x40  # high byte of the third batch's base offset
+def test_torn_tail_is_reported(tmp_path: Path) -> None:
+    segment, data = three_batches(tmp_path / "p")
+    segment.write_bytes(bytes(data[:-5]))
+    store = SegmentStore(tmp_path / "p")
+    PartitionLog(store=store).close()
+    size = len(data) // 3
+    assert store.torn_tail == TornTail(
+        path=segment,
+        position=2 * size,
+        dropped_bytes=size - 5,
+        first_offset=2,
+        reason="an incomplete batch",
+    )
+
+
+def test_crc_bad_last_batch_is_a_torn_tail(tmp_path: Path) -> None:
+    segment, data = three_batches(tmp_path / "p")
+    data[-1] ^= 0x01
     segment.write_bytes(bytes(data))
     again = PartitionLog(store=SegmentStore(tmp_path / "p"))
     assert again.high_watermark == 2
     again.close()
+
+
+def test_zero_filled_tail_is_a_torn_tail(tmp_path: Path) -> None:
+    # What an OS crash leaves of pages the file size covered but the data never reached.
+    segment, data = three_batches(tmp_path / "p")
+    size = len(data) // 3
+    segment.write_bytes(bytes(data[: 2 * size]) + bytes(3 * size))
+    again = PartitionLog(store=SegmentStore(tmp_path / "p"))
+    assert again.high_watermark == 2
+    assert segment.stat().st_size == 2 * size
+    again.close()
+
+
+def test_corrupt_batch_in_the_middle_is_refused_not_cut(tmp_path: Path) -> None:
+    segment, data = three_batches(tmp_path / "p")
+    size = len(data) // 3  # three batches of the same size
+    data[2 * size - 1] ^= 0x01  # a flipped bit in the last byte of the second batch
+    segment.write_bytes(bytes(data))
+    with pytest.raises(LogCorruptionError) as refused:
+        PartitionLog(store=SegmentStore(tmp_path / "p"))
+    assert refused.value.path == segment
+    assert refused.value.position == size
+    assert str(segment) in str(refused.value)
+    assert segment.read_bytes() == bytes(data)  # nothing was cut
+
+
+def test_corrupt_base_offset_is_refused(tmp_path: Path) -> None:
+    # The base offset is not covered by the CRC: a gap in the offsets gives it away, and
+    # a whole CRC-valid batch is no torn write, even the last one.
+    segment, data = three_batches(tmp_path / "p")
+    data[2 * (len(data) // 3)] ^= 0x40  # high byte of the third batch's base offset
+    segment.write_bytes(bytes(data))
+    with pytest.raises(LogCorruptionError, match="base offset"):
+        PartitionLog(store=SegmentStore(tmp_path / "p"))
+
+
+def test_damage_in_an_older_segment_is_refused(tmp_path: Path) -> None:
+    log = PartitionLog(store=SegmentStore(tmp_path / "p", segment_bytes=200))
+    for i in range(6):
+        append(log, [bytes([i]) * 50])
+    log.close()
+    first, *later = sorted((tmp_path / "p").glob("*.log"))
+    assert later
+    os.truncate(first, first.stat().st_size - 3)
+    with pytest.raises(LogCorruptionError):
+        PartitionLog(store=SegmentStore(tmp_path / "p", segment_bytes=200))
+    assert all(path.exists() for path in later)
+
+
+def test_batches_at_a_lower_epoch_are_kept(tmp_path: Path) -> None:
+    # What brokers before issue 10 wrote after a restart; they are acknowledged records.
+    log = PartitionLog(store=SegmentStore(tmp_path / "p"))
+    for epoch in (5, 1, 2):
+        data, header = batch([b"e%d" % epoch])
+        assert log.append(data, header, leader_epoch=epoch, log_append_time=None).error == 0
+    log.close()
+    again = PartitionLog(store=SegmentStore(tmp_path / "p"))
+    assert again.high_watermark == 3
+    assert again.latest_epoch == 5
+    again.close()
+
+
+def test_append_after_a_failed_write_leaves_no_half_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SegmentStore(tmp_path / "p")
+    log = PartitionLog(store=store)
+    append(log, [b"first"])
+    data, header = batch([b"second"])
+    real_write = os.write
+
+    def short_then_full_disk(fd: int, chunk: bytes | memoryview) -> int:
+        if len(chunk) == len(data):
+            real_write(fd, bytes(chunk[:10]))
+            return 10
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", short_then_full_disk)
+        result = log.append(data, header, leader_epoch=0, log_append_time=None)
+        assert result.error == 56  # KAFKA_STORAGE_ERROR
+    append(log, [b"third"])
+    log.close()
+    again = PartitionLog(store=SegmentStore(tmp_path / "p"))
+    assert [v for _, v in records(again.read(0, 1 << 20, True))] == [b"first", b"third"]
+    again.close()
+
+
+def test_a_full_disk_fails_appends_with_a_storage_error_and_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = PartitionLog(store=SegmentStore(tmp_path / "p"))
+    append(log, [b"first"])
+
+    def full(fd: int, chunk: bytes | memoryview) -> int:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", full)
+        for _ in range(3):
+            data, header = batch([b"lost"])
+            result = log.append(data, header, leader_epoch=0, log_append_time=None)
+            assert result.error == 56  # KAFKA_STORAGE_ERROR: retriable, nothing stored
+    assert log.high_watermark == 1
+    failures = [r for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(failures) == 1
+    assert "No space left" in failures[0].getMessage()
+    assert append(log, [b"second"]) == 1
+    assert any("writing again" in r.getMessage() for r in caplog.records)
+    log.close()

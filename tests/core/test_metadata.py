@@ -138,6 +138,20 @@ def test_older_leader_epoch_does_not_overwrite_newer() -> None:
     assert not state.refresh_due("t", 3.1)
 
 
+def test_a_recreated_topic_starts_its_epochs_afresh() -> None:
+    # Deleted and created again under the same name (a new topic id): its epochs start
+    # at 0 again, and keeping the old topic's "newer" epoch would pin a dead leader.
+    state = cache()
+    state.update(
+        metadata([broker(1), broker(2)], [topic("t", partition(0, 2, epoch=5))]), 1.0, ["t"]
+    )
+    recreated = topic("t", partition(0, 1, epoch=0))
+    recreated["topic_id"] = uuid.UUID(int=7)
+    state.update(metadata([broker(1), broker(2)], [recreated]), 2.0, ["t"])
+    assert state.leader("t", 0).leader == 1
+    assert not state.refresh_due("t", 2.1)
+
+
 def test_newer_epoch_seen_in_a_response_marks_stale() -> None:
     state = cache()
     state.update(metadata([broker(1)], [topic("t", partition(0, 1, epoch=3))]), 1.0, ["t"])
