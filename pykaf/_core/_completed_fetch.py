@@ -177,8 +177,8 @@ class CompletedFetch:
         if isinstance(exc, DecompressionLimitError):
             message = (
                 f"{tp}: the batch at offset {base} decompresses to more than"
-                f" max_decompressed_batch_bytes ({self.max_decompressed} bytes): raise that"
-                " consumer setting to read it"
+                f" {self.max_decompressed} bytes, the consumer's max_decompressed_batch_bytes:"
+                " raise that setting to read it"
             )
             located: RecordBatchError = DecompressionLimitError(message)
             located.__cause__ = exc
