@@ -52,13 +52,6 @@ class UndecodableHeaderKey(str):
         return f"UndecodableHeaderKey({self.raw!r})"
 
 
-def _header_key(raw: bytes) -> str:
-    try:
-        return raw.decode()
-    except UnicodeDecodeError:
-        return UndecodableHeaderKey(raw)
-
-
 def _zigzag_varint(value: int) -> bytes:
     """Kafka's signed varint: zigzag then base-128, least significant group first."""
     if not -(1 << 63) <= value < (1 << 63):
@@ -204,7 +197,11 @@ def decode_records(
             if hkey is None:
                 raise ValueError("null header key")
             hvalue, pos = _read_sized(buf, pos, record_end, "header value")
-            headers.append((_header_key(hkey), hvalue))
+            try:
+                name: str = hkey.decode()
+            except UnicodeDecodeError:
+                name = UndecodableHeaderKey(hkey)
+            headers.append((name, hvalue))
         if pos != record_end:
             raise ValueError("record length does not match its contents")
         timestamp = fixed_timestamp if fixed_timestamp is not None else base_timestamp + ts_delta
