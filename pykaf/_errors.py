@@ -22,6 +22,7 @@ __all__ = [
     "NotKafkaError",
     "ProtocolError",
     "PykafError",
+    "RecordBatchError",
     "RemoteProtocolError",
     "UnexpectedCorrelationIdError",
     "UnknownApiError",
@@ -92,15 +93,31 @@ class UnexpectedCorrelationIdError(RemoteProtocolError):
     """A response answers a correlation id that was never sent (or already answered)."""
 
 
-class CorruptRecordError(RemoteProtocolError):
+class RecordBatchError(RemoteProtocolError):
+    """A record batch that cannot be read (the base of the next four errors).
+
+    Raised by a consumer, it says where, so that ``seek`` can step past it (the records
+    before it were handed out first; other partitions keep flowing): ``topic`` and
+    ``partition``; ``offset``, the first offset it could not hand out; ``next_offset``, the
+    offset after the batch as its header tells (``offset + 1`` when the header cannot be
+    read). All are None when raised outside a consumer (decoding bytes directly).
+    """
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    next_offset: int | None = None
+
+
+class CorruptRecordError(RecordBatchError):
     """A record batch failed its CRC or its own length bookkeeping."""
 
 
-class UnsupportedMagicError(RemoteProtocolError):
+class UnsupportedMagicError(RecordBatchError):
     """A record batch in the pre-v2 message format (magic 0 or 1)."""
 
 
-class DecompressionError(RemoteProtocolError):
+class DecompressionError(RecordBatchError):
     """A compressed batch could not be decompressed (corrupt or truncated)."""
 
 

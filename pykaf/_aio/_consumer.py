@@ -107,6 +107,7 @@ class AsyncConsumer:
             verify_crc=s.check_crcs,
             reset_policy=s.auto_offset_reset,
             retry_backoff=s.client.retry_backoff,
+            max_decompressed_batch_bytes=s.max_decompressed_batch_bytes,
         )
         self._fetcher = Fetcher(self._client, s, self._state, on_data=self._data_arrived)
         self._data: asyncio.Event | None = None

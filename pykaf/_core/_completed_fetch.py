@@ -10,6 +10,11 @@ until its ABORT marker.
 
 The batch walk is our own (not ``decode_batches``): it reads the few header fields it needs
 with one ``struct`` call, so a consumer's per-batch cost stays small next to the records.
+
+A batch that cannot be read (a failed CRC, malformed records, a size over
+``max_decompressed_batch_bytes``) never costs the records before it: they are handed out
+first, and the error is raised on the next take, carrying the partition and offsets
+(``RecordBatchError``) so that the application can ``seek`` past it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,13 @@ from typing import TYPE_CHECKING, Final
 from crc32c import crc32c
 
 from pykaf._core._consumer_records import ConsumerRecord, record_class
-from pykaf._errors import CorruptRecordError, UnsupportedMagicError
+from pykaf._errors import (
+    CorruptRecordError,
+    DecompressionLimitError,
+    PykafError,
+    RecordBatchError,
+    UnsupportedMagicError,
+)
 from pykaf.protocol._compression import DEFAULT_MAX_DECOMPRESSED, Compression, decompress
 from pykaf.protocol._records import ControlType, Record, TimestampType, parse_control_record
 
@@ -56,8 +67,10 @@ class CompletedFetch:
         "aborted_pids",
         "batch_next",
         "data",
+        "error",
         "generation",
         "index",
+        "max_decompressed",
         "next_position",
         "next_position_epoch",
         "pos",
@@ -72,8 +85,12 @@ class CompletedFetch:
         generation: int,
         data: bytes,
         aborted: list[tuple[int, int]] | None,
+        max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
     ) -> None:
         self.state = state
+        self.max_decompressed = max_decompressed
+        # A batch that could not be read after records that could: raised on the next take.
+        self.error: PykafError | None = None
         self.generation = generation
         self.data = data
         self.size = len(data)
@@ -95,7 +112,11 @@ class CompletedFetch:
     def chunk(self, position: int, limit: int, verify_crc: bool) -> list[ConsumerRecord] | None:
         """Up to ``limit`` records at or after ``position``; [] when only skipped batches
         were read; None once the data is used up. Afterwards ``next_position`` is the
-        position past what was returned (and skipped)."""
+        position past what was returned (and skipped). A batch that cannot be read
+        raises (a ``RecordBatchError`` saying where), after the records before it."""
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
         records = self.records
         index = self.index
         if index < len(records):
@@ -111,7 +132,13 @@ class CompletedFetch:
             return out
         out = []
         while len(out) < limit:
-            batch = self._decode(position, verify_crc)
+            try:
+                batch = self._decode(position, verify_crc)
+            except PykafError as exc:
+                if not out:
+                    raise
+                self.error = exc  # hand out what came before it first
+                return out
             if batch is None:
                 return out if out else None
             if not batch:
@@ -132,6 +159,40 @@ class CompletedFetch:
     def _decode(self, position: int, verify_crc: bool) -> list[ConsumerRecord] | None:
         """The next batch's records to hand out (maybe none: below the position, control,
         aborted); None at the end of the data (a truncated last batch included)."""
+        try:
+            return self._decode_batch(position, verify_crc)
+        except RecordBatchError as exc:
+            raise self._located(exc, position) from None
+
+    def _located(self, exc: RecordBatchError, position: int) -> RecordBatchError:
+        """``exc`` with where it happened (the batch at ``self.pos``), and what to do."""
+        data = self.data
+        base, _ = _LENGTH.unpack_from(data, self.pos)
+        (last_delta,) = _LAST_DELTA.unpack_from(data, self.pos + _LAST_DELTA_POS)
+        offset = max(base, position, self.next_position)
+        next_offset = base + last_delta + 1
+        if data[self.pos + 16] != 2 or next_offset <= offset:
+            next_offset = offset + 1  # no v2 header to trust
+        tp = self.state.tp
+        if isinstance(exc, DecompressionLimitError):
+            message = (
+                f"{tp}: the batch at offset {base} decompresses to more than"
+                f" {self.max_decompressed} bytes, the consumer's max_decompressed_batch_bytes:"
+                " raise that setting to read it"
+            )
+            located: RecordBatchError = DecompressionLimitError(message)
+            located.__cause__ = exc
+        else:
+            located = exc
+        located.topic, located.partition = tp.topic, tp.partition
+        located.offset, located.next_offset = offset, next_offset
+        located.args = (
+            f"{located.args[0] if located.args else exc}; seek({tp.topic!r}, {tp.partition},"
+            f" {next_offset}) to skip it",
+        )
+        return located
+
+    def _decode_batch(self, position: int, verify_crc: bool) -> list[ConsumerRecord] | None:
         data = self.data
         total = len(data)
         while True:
@@ -154,7 +215,6 @@ class CompletedFetch:
                 )
             if end > total:
                 return None  # truncated: the next fetch starts at it
-            self.pos = end
             (
                 _,
                 _,
@@ -172,23 +232,24 @@ class CompletedFetch:
             ) = _HEADER.unpack_from(data, pos)
             next_offset = base + last_delta + 1
             if next_offset <= position or next_offset <= self.next_position:
+                self.pos = end
                 continue  # wholly before the position: the broker starts at a batch
             if verify_crc and crc32c(memoryview(data)[pos + _CRC_START : end]) != crc:
                 raise CorruptRecordError(
                     f"{self.state.tp}: the batch at offset {base} failed its CRC32C check"
                 )
-            self.batch_next = next_offset
             if (
                 self.aborted is not None
                 and producer_id >= 0
                 and self._aborted(attributes, producer_id, next_offset - 1, data, pos, end)
-            ):
-                self.next_position = next_offset
+            ) or attributes & _CONTROL_BIT:
+                self.pos = end
+                self.batch_next = self.next_position = next_offset
                 return []
-            if attributes & _CONTROL_BIT:
-                self.next_position = next_offset
-                return []
+            # ``self.pos`` moves past the batch only once it is read: until then it tells
+            # ``_located`` where a failure happened.
             start = pos + BATCH_OVERHEAD
+            batch_end = end
             buf: bytes = data
             codec = attributes & _COMPRESSION_MASK
             if codec:
@@ -197,9 +258,7 @@ class CompletedFetch:
                         f"{self.state.tp}: the batch at offset {base} names unknown codec {codec}"
                     )
                 buf = decompress(
-                    Compression(codec),
-                    memoryview(data)[start:end],
-                    max_size=DEFAULT_MAX_DECOMPRESSED,
+                    Compression(codec), memoryview(data)[start:end], max_size=self.max_decompressed
                 )
                 start, end = 0, len(buf)
             log_append = attributes & _LOG_APPEND_TIME_BIT
@@ -217,6 +276,8 @@ class CompletedFetch:
                 raise CorruptRecordError(
                     f"{self.state.tp}: the batch at offset {base} has malformed records: {exc}"
                 ) from exc
+            self.pos = batch_end
+            self.batch_next = next_offset
             self.next_position_epoch = leader_epoch if leader_epoch >= 0 else None
             if base < position and records:
                 # The batch straddles the position: drop what was handed already.
@@ -247,9 +308,14 @@ class CompletedFetch:
     @staticmethod
     def _control_type(data: bytes, pos: int, end: int) -> ControlType:
         header = _HEADER.unpack_from(data, pos)
-        records = _record_codec.decode_records(
-            data, pos + BATCH_OVERHEAD, end, header[12], header[0], header[7], None, Record
-        )
+        try:
+            records = _record_codec.decode_records(
+                data, pos + BATCH_OVERHEAD, end, header[12], header[0], header[7], None, Record
+            )
+        except ValueError as exc:
+            raise CorruptRecordError(
+                f"control batch at offset {header[0]} has malformed records: {exc}"
+            ) from exc
         if not records:
             raise CorruptRecordError(f"control batch at offset {header[0]} has no record")
         kind: ControlType = parse_control_record(records[0])

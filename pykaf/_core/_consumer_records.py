@@ -11,7 +11,8 @@ allocates instances of it directly, so the per-record cost is the decode alone.
 
 For the user it reads like any record: ``r.topic``, ``r.partition``, ``r.offset``,
 ``r.timestamp``, ``r.timestamp_type``, ``r.key``, ``r.value``, ``r.headers``,
-``r.leader_epoch``; ``isinstance(r, ConsumerRecord)``; equality and hashing cover every
+``r.leader_epoch`` (and ``r.raw_headers``, the header names as bytes);
+``isinstance(r, ConsumerRecord)``; equality and hashing cover every
 field; records pickle and copy. As a tuple it has the five per-record fields only.
 """
 
@@ -22,7 +23,7 @@ import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from pykaf.protocol._records import TimestampType
+from pykaf.protocol._records import TimestampType, UndecodableHeaderKey
 
 __all__ = [
     "ConsumerRecord",
@@ -180,6 +181,19 @@ class ConsumerRecord(_TupleBase):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ConsumerRecord:
         return self
+
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes | None], ...]:
+        """The headers with their names as the bytes on the wire.
+
+        ``headers`` names are ``str``; a name that is not valid UTF-8 (librdkafka, Go and
+        Java byte-array producers can write one) reads there with U+FFFD replacement
+        characters, as Java shows it, and only here as it was written. Built on each call.
+        """
+        return tuple(
+            (name.raw if type(name) is UndecodableHeaderKey else name.encode(), value)
+            for name, value in self.headers
+        )
 
     @property
     def topic_partition(self) -> TopicPartition:

@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 from pykaf._core._client_settings import ClientSettings
 from pykaf._core._validate import boolean, choice, count, seconds, unknown_setting
+from pykaf.protocol._compression import DEFAULT_MAX_DECOMPRESSED
 
 __all__ = ["ASSIGNORS", "AutoOffsetReset", "ConsumerSettings", "IsolationLevel"]
 
@@ -69,6 +70,12 @@ class ConsumerSettings:
     stop_at_end: bool = False
     #: Bound on fetched bytes held before the application takes them (prefetch).
     buffer_max_bytes: int = 64 * 1024 * 1024
+    #: Bound on what one compressed batch may decompress to: a guard against
+    #: decompression bombs (a few KiB on the wire that claim gigabytes). A batch over it
+    #: raises ``DecompressionLimitError`` naming this setting, with the partition and
+    #: offsets to ``seek`` past it. Raise it to read batches of extreme ratio (100 MiB of
+    #: zeros compress to a few KiB); memory grows by up to this much per batch decoded.
+    max_decompressed_batch_bytes: int = DEFAULT_MAX_DECOMPRESSED
     #: Everything about connections and metadata.
     client: ClientSettings = field(default_factory=ClientSettings)
 
@@ -135,6 +142,15 @@ class ConsumerSettings:
             ("check_crcs", boolean("check_crcs", self.check_crcs)),
             ("stop_at_end", boolean("stop_at_end", self.stop_at_end)),
             ("buffer_max_bytes", count("buffer_max_bytes", self.buffer_max_bytes, maximum=2**62)),
+            (
+                "max_decompressed_batch_bytes",
+                count(
+                    "max_decompressed_batch_bytes",
+                    self.max_decompressed_batch_bytes,
+                    maximum=2**62,
+                    unit="bytes",
+                ),
+            ),
         ):
             object.__setattr__(self, name, value)
         if self.fetch_max_wait >= self.client.request_timeout:

@@ -41,6 +41,7 @@ from pykaf._core._consumer_records import ConsumerRecord, TopicPartition
 from pykaf._error_codes import error_for_code
 from pykaf._errors import PykafError
 from pykaf._kafka_errors import MessageTooLargeError, OffsetOutOfRangeError
+from pykaf.protocol._compression import DEFAULT_MAX_DECOMPRESSED
 
 __all__ = [
     "EARLIEST",
@@ -119,6 +120,7 @@ class FetchState:
         verify_crc: bool,
         reset_policy: str,
         retry_backoff: float,
+        max_decompressed_batch_bytes: int = DEFAULT_MAX_DECOMPRESSED,
     ) -> None:
         self.lock = threading.Lock()
         self.partitions: dict[TopicPartition, PartitionState] = {}
@@ -131,6 +133,7 @@ class FetchState:
         self._buffer_max_bytes = buffer_max_bytes
         self._read_committed = read_committed
         self._verify_crc = verify_crc
+        self._max_decompressed = max_decompressed_batch_bytes
         self._reset_policy = reset_policy
         self._retry_backoff = retry_backoff
         # Called (outside the lock) when a partition may have become fetchable again:
@@ -462,7 +465,11 @@ class FetchState:
                 if next_offset > fetch_offset:
                     state.fetch_offset = next_offset
                     cf = CompletedFetch(
-                        state, generation, records, aborted if self._read_committed else None
+                        state,
+                        generation,
+                        records,
+                        aborted if self._read_committed else None,
+                        self._max_decompressed,
                     )
                     if state.paused:
                         state.parked.append(cf)

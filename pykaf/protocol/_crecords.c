@@ -777,6 +777,31 @@ bytes_or_none(const unsigned char *ptr, Py_ssize_t len)
     return PyBytes_FromStringAndSize((const char *)ptr, len);
 }
 
+/* A header key that is not valid UTF-8 (librdkafka, Go and Java byte-array producers can
+ * write one): never a reason to fail the batch, as in Java's reader. The reference's
+ * UndecodableHeaderKey (text with U+FFFD replacements, the wire bytes in .raw) is built by
+ * calling it, so both codecs return the same objects. Looked up on each such key rather
+ * than cached: the module keeps no state, and the path is rare. */
+static PyObject *
+undecodable_header_key(const unsigned char *ptr, Py_ssize_t len)
+{
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        return NULL; /* a MemoryError stays one */
+    }
+    PyErr_Clear();
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)ptr, len);
+    if (raw == NULL) {
+        return NULL;
+    }
+    PyObject *module = PyImport_ImportModule("pykaf.protocol._record_codec");
+    PyObject *type = module ? PyObject_GetAttrString(module, "UndecodableHeaderKey") : NULL;
+    Py_XDECREF(module);
+    PyObject *key = type ? PyObject_CallOneArg(type, raw) : NULL;
+    Py_XDECREF(type);
+    Py_DECREF(raw);
+    return key;
+}
+
 static PyObject *
 read_headers(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t record_end, int64_t limit)
 {
@@ -790,6 +815,10 @@ read_headers(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t record_end, i
     }
     /* n <= the record's length, itself within the buffer: a bounded allocation. */
     PyObject *headers = PyTuple_New((Py_ssize_t)n);
+    /* Whether every key is an exact str: an UndecodableHeaderKey has a __dict__, so the
+     * tuples holding one stay tracked by the cyclic GC (and so does the record, whose
+     * untracking CPython then leaves to the collector). */
+    int plain = 1;
     if (headers == NULL || n == 0) {
         return headers; /* the empty tuple singleton when there are no headers */
     }
@@ -806,10 +835,13 @@ read_headers(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t record_end, i
         if (read_sized(buf, pos, record_end, "header value", &vptr, &vlen) < 0) {
             goto fail;
         }
-        /* Strict UTF-8: a bad key raises UnicodeDecodeError, a ValueError. */
         PyObject *key = PyUnicode_DecodeUTF8((const char *)kptr, klen, NULL);
         if (key == NULL) {
-            goto fail;
+            key = undecodable_header_key(kptr, klen);
+            if (key == NULL) {
+                goto fail;
+            }
+            plain = 0;
         }
         PyObject *value = bytes_or_none(vptr, vlen);
         if (value == NULL) {
@@ -824,10 +856,14 @@ read_headers(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t record_end, i
         }
         PyTuple_SET_ITEM(pair, 0, key);
         PyTuple_SET_ITEM(pair, 1, value);
-        PyObject_GC_UnTrack(pair); /* str and bytes/None: no cycle possible, see untrack */
+        if (plain) {
+            PyObject_GC_UnTrack(pair); /* str and bytes/None: no cycle possible, see untrack */
+        }
         PyTuple_SET_ITEM(headers, i, pair);
     }
-    PyObject_GC_UnTrack(headers);
+    if (plain) {
+        PyObject_GC_UnTrack(headers);
+    }
     return headers;
 fail:
     Py_DECREF(headers); /* unset items are NULL, which tuple dealloc skips */
@@ -934,7 +970,8 @@ decode_one(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end, const Base
         return NULL;
     }
     *pos = record_end;
-    return make_record(record_type, items, untrack);
+    /* Headers holding an UndecodableHeaderKey stay tracked (read_headers): so does the record. */
+    return make_record(record_type, items, untrack && !PyObject_GC_IsTracked(headers));
 }
 
 PyDoc_STRVAR(decode_records_doc,

@@ -14,6 +14,12 @@ built. Both expose the same two functions with the same contract:
   exactly. ``fixed_timestamp`` is the batch max timestamp for log-append-time batches (every
   record takes it) or None. Malformed input raises ``ValueError`` with a message; the
   caller maps it to ``CorruptRecordError``.
+
+Header keys are text in Kafka's API, but only Java's String producers guarantee UTF-8:
+librdkafka, Go and Java byte-array writers can put any bytes there. Like Java's reader we
+never fail a record for it: a key that is not valid UTF-8 decodes with U+FFFD replacement
+characters, as an ``UndecodableHeaderKey`` (a ``str``) that keeps the wire bytes in
+``.raw``. Valid keys stay plain ``str``, so the normal path pays nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +27,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["decode_records", "encode_records"]
+__all__ = ["UndecodableHeaderKey", "decode_records", "encode_records"]
 
 _BytesLike = bytes | bytearray | memoryview | str | None
+
+
+class UndecodableHeaderKey(str):
+    """A header key whose bytes are not valid UTF-8: the text decoded with U+FFFD
+    replacement characters (what Java's reader shows), and ``raw``, the key's bytes as
+    written. The C accelerator builds these too (by calling this class), only for such keys.
+    """
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> UndecodableHeaderKey:
+        key = super().__new__(cls, raw.decode("utf-8", "replace"))
+        key.raw = raw
+        return key
+
+    def __getnewargs__(self) -> tuple[bytes]:  # type: ignore[override]
+        return (self.raw,)
+
+    def __repr__(self) -> str:
+        return f"UndecodableHeaderKey({self.raw!r})"
 
 
 def _zigzag_varint(value: int) -> bytes:
@@ -171,7 +197,11 @@ def decode_records(
             if hkey is None:
                 raise ValueError("null header key")
             hvalue, pos = _read_sized(buf, pos, record_end, "header value")
-            headers.append((hkey.decode(), hvalue))
+            try:
+                name: str = hkey.decode()
+            except UnicodeDecodeError:
+                name = UndecodableHeaderKey(hkey)
+            headers.append((name, hvalue))
         if pos != record_end:
             raise ValueError("record length does not match its contents")
         timestamp = fixed_timestamp if fixed_timestamp is not None else base_timestamp + ts_delta

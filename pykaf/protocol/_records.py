@@ -36,6 +36,7 @@ from pykaf.protocol._compression import (
     compress,
     decompress,
 )
+from pykaf.protocol._record_codec import UndecodableHeaderKey
 
 __all__ = [
     "BATCH_OVERHEAD",
@@ -44,6 +45,7 @@ __all__ = [
     "Record",
     "RecordBatch",
     "TimestampType",
+    "UndecodableHeaderKey",
     "decode_batches",
     "encode_batch",
     "iter_batch_headers",
@@ -87,6 +89,7 @@ class Record(NamedTuple):
     timestamp: int  # ms since the epoch (-1: none)
     key: bytes | None
     value: bytes | None
+    # A key that is not valid UTF-8 is an UndecodableHeaderKey (its bytes in .raw).
     headers: tuple[tuple[str, bytes | None], ...]
 
 

@@ -20,6 +20,7 @@ def test_defaults() -> None:
     assert s.partition_assignment_strategy == ("range", "cooperative-sticky")
     assert (s.fetch_max_bytes, s.max_partition_fetch_bytes) == (50 * 2**20, 2**20)
     assert s.buffer_max_bytes == 64 * 2**20
+    assert s.max_decompressed_batch_bytes == 64 * 2**20
     assert s.max_poll_records == 500
     assert not s.read_committed
     assert s.isolation_code == 0
@@ -41,6 +42,8 @@ def test_options_split_between_consumer_and_client() -> None:
         ConsumerSettings.from_options({"max_pol_records": 3})
     with pytest.raises(TypeError, match="unknown consumer setting"):
         ConsumerSettings.from_options({"zzz": 1})
+    big = ConsumerSettings.from_options({"max_decompressed_batch_bytes": 2**30})
+    assert big.max_decompressed_batch_bytes == 2**30
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,10 @@ def test_options_split_between_consumer_and_client() -> None:
         ({"group_instance_id": ""}, "group_instance_id"),
         ({"check_crcs": 1}, "check_crcs must be True or False"),
         ({"buffer_max_bytes": -1}, "buffer_max_bytes"),
+        ({"max_decompressed_batch_bytes": 0}, r"max_decompressed_batch_bytes must be .*bytes"),
+        ({"max_decompressed_batch_bytes": True}, "max_decompressed_batch_bytes must be"),
+        ({"max_decompressed_batch_bytes": 1e9}, "max_decompressed_batch_bytes must be"),
+        ({"max_decompressed_batch_bytes": 2**63}, "max_decompressed_batch_bytes must be"),
         ({"client": "x"}, "client must be a ClientSettings"),
     ],
 )

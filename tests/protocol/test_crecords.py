@@ -9,6 +9,7 @@ they are encoded.
 from __future__ import annotations
 
 import gc
+import pickle
 import sys
 import weakref
 from collections.abc import Callable
@@ -309,9 +310,8 @@ def test_decode_matches_reference(
     got = _decode_both(buf, start, end, len(records), base_offset, base_ts, fixed)
     view = memoryview(buf)
     assert _decode_both(view, start, end, len(records), base_offset, base_ts, fixed) == got
-    # Binary header keys need not be UTF-8; otherwise every record comes back.
-    if not any(isinstance(h, bytes) for r in records for h, _ in (r[2] or ())):
-        assert len(got) == len(records)
+    # Binary header keys need not be UTF-8: every record comes back all the same.
+    assert len(got) == len(records)
 
 
 def test_decode_empty_headers_is_the_empty_tuple() -> None:
@@ -410,11 +410,31 @@ def test_decode_malformed_messages(record: bytes, message: str) -> None:
         _crecords.decode_records(record, 0, len(record), 1, 0, 0, None, Rec)
 
 
-def test_decode_bad_header_key_utf8() -> None:
-    record = _raw_record(b"\x00\x00\x00\x01\x01\x02", _varint(1), b"\xff", b"\x01")
+def test_decode_bad_header_key_utf8_keeps_the_record_and_the_raw_bytes() -> None:
+    # librdkafka, Go and Java byte-array producers may write any bytes as a header key:
+    # like Java's reader, both codecs decode it with U+FFFD and keep the bytes in .raw.
+    record = _raw_record(
+        b"\x00\x00\x00\x01\x01\x04",
+        *(_varint(2), b"\xff\xfe", _varint(1), b"x"),
+        *(_varint(2), b"ok", _varint(-1)),
+    )
     args = (record, 0, len(record), 1, 0, 0, None, Rec)
-    assert _outcome(_crecords.decode_records, *args) is UnicodeDecodeError  # a ValueError
-    assert _outcome(_record_codec.decode_records, *args) is UnicodeDecodeError
+    for decode in (_crecords.decode_records, _record_codec.decode_records):
+        ((_, _, _, _, headers),) = decode(*args)
+        (bad, value), (good, none) = headers
+        assert type(bad) is _record_codec.UndecodableHeaderKey
+        assert (bad, bad.raw, value) == ("\ufffd\ufffd", b"\xff\xfe", b"x")
+        assert (type(good), good, none) == (str, "ok", None)
+        assert gc.is_tracked(headers)  # a key with a __dict__ may join a cycle
+    assert _decode_both(*args[:4]) == _record_codec.decode_records(*args)
+
+
+def test_undecodable_header_key_pickles_and_compares_as_its_text() -> None:
+    key = _record_codec.UndecodableHeaderKey(b"a\xc3(")
+    again = pickle.loads(pickle.dumps(key))
+    assert (type(again), again.raw, again) == (type(key), b"a\xc3(", "a\ufffd(")
+    assert hash(key) == hash("a\ufffd(")
+    assert repr(key) == "UndecodableHeaderKey(b'a\\xc3(')"
 
 
 @pytest.mark.parametrize("count", [8, 2**31 - 1, 2**63 - 1, 2**64, 2**200])
