@@ -56,6 +56,8 @@ _READ_SIZE: Final = 1024 * 1024
 _STREAM_LIMIT: Final = 4 * 1024 * 1024
 # Above this many unsent bytes, wait for the socket to drain before the next request.
 _WRITE_HIGH_WATER: Final = 8 * 1024 * 1024
+# Response buffers smaller than this are joined before a write (see _write_buffers).
+_COALESCE_BELOW: Final = 64 * 1024
 
 
 def _api_name(api_key: int) -> str:
@@ -254,10 +256,30 @@ async def _write_buffers(writer: asyncio.StreamWriter, parts: list[Buffer]) -> N
     ``_WRITE_HIGH_WATER`` bounds.
     """
     transport = writer.transport
+    small: list[Buffer] = []
+    small_size = 0
     for part in parts:
-        transport.write(memoryview(part))
+        size = len(part)
+        if size < _COALESCE_BELOW:
+            # Many small batches: one send for several (a copy of a few KiB costs less
+            # than a system call each).
+            small.append(part)
+            small_size += size
+            if small_size < _COALESCE_BELOW:
+                continue
+            transport.write(b"".join(small))
+            small.clear()
+            small_size = 0
+        else:
+            if small:
+                transport.write(b"".join(small))
+                small.clear()
+                small_size = 0
+            transport.write(memoryview(part))
         if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
             await writer.drain()
+    if small:
+        transport.write(b"".join(small))
 
 
 async def _call_registered(ctx: RequestContext, request: Payload) -> Payload | None:
