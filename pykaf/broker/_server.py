@@ -57,7 +57,7 @@ _STREAM_LIMIT: Final = 4 * 1024 * 1024
 # Above this many unsent bytes, wait for the socket to drain before the next request.
 _WRITE_HIGH_WATER: Final = 8 * 1024 * 1024
 # Response buffers smaller than this are joined before a write (see _write_buffers).
-_COALESCE_BELOW: Final = 64 * 1024
+_COALESCE_BELOW: Final = 16 * 1024
 
 
 def _api_name(api_key: int) -> str:
@@ -249,37 +249,42 @@ class BrokerServer:
 async def _write_buffers(writer: asyncio.StreamWriter, parts: list[Buffer]) -> None:
     """Write a response given as buffers (stored batches among them) in order.
 
-    One ``write`` per buffer, as a memoryview: while the socket takes it all, nothing is
-    copied (the transport sends straight from our buffer; Python 3.11's ``writelines``
-    would join them all first, and slicing bytes would copy the unsent rest once more).
-    Only what the socket refuses is copied, once, into the transport's buffer, which
-    ``_WRITE_HIGH_WATER`` bounds.
+    Big buffers go one ``write`` each, as memoryviews: while the socket takes them,
+    nothing is copied (the transport sends straight from the stored batch; Python 3.11's
+    ``writelines`` would join them all first, and slicing bytes would copy the unsent rest
+    once more). Small ones are joined first: copying a few KiB costs less than a system
+    call or a Python step each, so a response of many small batches is one join and one
+    write. Only what the socket refuses is copied, once, into the transport's buffer,
+    which ``_WRITE_HIGH_WATER`` bounds.
     """
     transport = writer.transport
-    small: list[Buffer] = []
-    small_size = 0
-    for part in parts:
-        size = len(part)
-        if size < _COALESCE_BELOW:
-            # Many small batches: one send for several (a copy of a few KiB costs less
-            # than a system call each).
-            small.append(part)
-            small_size += size
-            if small_size < _COALESCE_BELOW:
-                continue
-            transport.write(b"".join(small))
-            small.clear()
-            small_size = 0
-        else:
-            if small:
+    if sum(map(len, parts)) < len(parts) * _COALESCE_BELOW:
+        transport.write(memoryview(b"".join(parts)))
+    else:
+        small: list[Buffer] = []
+        small_size = 0
+        for part in parts:
+            size = len(part)
+            if size < _COALESCE_BELOW:
+                small.append(part)
+                small_size += size
+                if small_size < _COALESCE_BELOW:
+                    continue
                 transport.write(b"".join(small))
                 small.clear()
                 small_size = 0
-            transport.write(memoryview(part))
-        if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-            await writer.drain()
-    if small:
-        transport.write(b"".join(small))
+            else:
+                if small:
+                    transport.write(b"".join(small))
+                    small.clear()
+                    small_size = 0
+                transport.write(memoryview(part))
+            if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                await writer.drain()
+        if small:
+            transport.write(b"".join(small))
+    if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+        await writer.drain()
 
 
 async def _call_registered(ctx: RequestContext, request: Payload) -> Payload | None:

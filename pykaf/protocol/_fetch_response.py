@@ -148,7 +148,9 @@ def _compact_string(value: str | None) -> bytes:
 
 
 def _records_size(records: Sequence[Buffer]) -> int:
-    return sum(memoryview(r).nbytes if type(r) is memoryview else len(r) for r in records)
+    # len() is the byte count of bytes, bytearray and the flat byte memoryviews taken
+    # of them (the only memoryviews a log holds); map keeps the loop in C.
+    return sum(map(len, records))
 
 
 def encode_fetch_response(version: int, correlation_id: int, answer: FetchAnswer) -> list[Buffer]:
@@ -180,7 +182,9 @@ def encode_fetch_response(version: int, correlation_id: int, answer: FetchAnswer
     if size > _MAX_INT32:
         raise LocalProtocolError(f"a Fetch response of {size} bytes does not fit a frame")
     _I32.pack_into(head, 0, size)
-    return [p for p in parts if len(p)]
+    if not parts[-1]:  # a classic body ending in records leaves an empty buffer last
+        parts.pop()
+    return parts
 
 
 # The two writers below append header fields to the last buffer of ``parts`` and, for a

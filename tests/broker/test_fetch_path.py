@@ -108,13 +108,21 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(size)
 
 
+# Big batches over the listener's 8 MiB high water (the writer drains between buffers),
+# a small one between them, and many small ones (joined before writing): every byte must
+# arrive, in order.
+SHAPES = {"big": (4 << 20, 100, 5 << 20), "small": (100,) * 300 + (20_000,) + (50,) * 300}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("version", VERSIONS)
-async def test_every_version_reads_back_with_kio(kafka_cluster: Cluster, version: int) -> None:
-    # Three batches over the listener's 8 MiB high water: the writer must drain between
-    # buffers and still deliver every byte in order.
-    batches, server = await stored(kafka_cluster, f"big{version}", 4 << 20, 100, 5 << 20)
-    topic_id = kafka_cluster.state.topics[f"big{version}"].topic_id
-    request = build_request("Fetch", version, **fetch_fields(f"big{version}", topic_id))
+async def test_every_version_reads_back_with_kio(
+    kafka_cluster: Cluster, version: int, shape: str
+) -> None:
+    name = f"{shape}{version}"
+    batches, server = await stored(kafka_cluster, name, *SHAPES[shape])
+    topic_id = kafka_cluster.state.topics[name].topic_id
+    request = build_request("Fetch", version, **fetch_fields(name, topic_id))
     async with asyncio.timeout(LIMIT):
         reader, writer = await asyncio.open_connection(server.node.host, server.node.port)
         try:
@@ -126,5 +134,5 @@ async def test_every_version_reads_back_with_kio(kafka_cluster: Cluster, version
     assert correlation_id == 7
     [partition] = response.responses[0].partitions
     assert partition.error_code == 0
-    assert partition.high_watermark == 3
+    assert partition.high_watermark == len(SHAPES[shape])
     assert partition.records == b"".join(batches)
