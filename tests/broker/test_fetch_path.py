@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from pykaf._errors import LocalProtocolError
 from pykaf.broker import Cluster
 from pykaf.broker._registry import ConnectionInfo, RequestContext
 from pykaf.broker._server import BrokerServer
 from pykaf.protocol._fetch_response import FetchAnswer
+from pykaf.protocol._framing import ClientConnection, Request, Response, ServerConnection
 from pykaf.protocol._messages import build_request, decode_response, encode_request
 from pykaf.protocol._records import encode_batch, iter_batch_headers
 
@@ -136,3 +138,20 @@ async def test_every_version_reads_back_with_kio(
     assert partition.error_code == 0
     assert partition.high_watermark == len(SHAPES[shape])
     assert partition.records == b"".join(batches)
+
+
+def test_the_server_connection_frames_fetch_answers_in_request_order() -> None:
+    client, server = ClientConnection(client_id="c"), ServerConnection()
+    fetch = build_request("Fetch", 12, **fetch_fields("t", None))
+    server.receive_data(client.send(fetch) + client.send(build_request("ApiVersions", 0)))
+    first, second = server.next_event(), server.next_event()
+    assert isinstance(first, Request)
+    assert isinstance(second, Request)
+    with pytest.raises(LocalProtocolError, match="out of order"):
+        server.send_fetch_response(second, FetchAnswer())
+    client.receive_data(b"".join(server.send_fetch_response(first, FetchAnswer(session_id=5))))
+    event = client.next_event()
+    assert isinstance(event, Response)
+    assert event.response.session_id == 5
+    with pytest.raises(LocalProtocolError, match="a Fetch answer given for API key 18"):
+        server.send_fetch_response(second, FetchAnswer())

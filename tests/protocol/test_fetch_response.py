@@ -19,8 +19,7 @@ from pykaf.protocol._fetch_response import (
     encode_fetch_response,
     fetch_response_entity,
 )
-from pykaf.protocol._framing import ClientConnection, Request, Response, ServerConnection
-from pykaf.protocol._messages import build_request, decode_response, encode_response
+from pykaf.protocol._messages import decode_response, encode_response
 from pykaf.protocol._records import decode_batches, encode_batch
 
 VERSIONS = range(MIN_FETCH_VERSION, MAX_FETCH_VERSION + 1)
@@ -194,33 +193,3 @@ def test_bad_values_are_local_errors_naming_the_version() -> None:
     )
     with pytest.raises(LocalProtocolError, match="cannot encode Fetch v12 response"):
         encode_fetch_response(12, 0, too_big)
-
-
-def test_the_server_connection_frames_fetch_answers_in_request_order() -> None:
-    client, server = ClientConnection(client_id="c"), ServerConnection()
-    fetch = build_request(
-        "Fetch",
-        12,
-        replica_id=-1,
-        max_wait=0,
-        min_bytes=1,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        topics=[],
-        forgotten_topics_data=[],
-        rack_id="",
-    )
-    server.receive_data(client.send(fetch) + client.send(build_request("ApiVersions", 0)))
-    first, second = server.next_event(), server.next_event()
-    assert isinstance(first, Request)
-    assert isinstance(second, Request)
-    with pytest.raises(LocalProtocolError, match="out of order"):
-        server.send_fetch_response(second, FetchAnswer())
-    client.receive_data(b"".join(server.send_fetch_response(first, FetchAnswer(session_id=5))))
-    event = client.next_event()
-    assert isinstance(event, Response)
-    assert event.response.session_id == 5
-    with pytest.raises(LocalProtocolError, match="a Fetch answer given for API key 18"):
-        server.send_fetch_response(second, FetchAnswer())
