@@ -76,8 +76,9 @@ class FetchPartitionAnswer:
     """One partition of a fetch answer, as plain values.
 
     ``records`` are stored batches, written one after the other as they are (None: the
-    null marker). The pairs are the flexible versions' tagged fields; a pair of -1s (the
-    default) is not written, as Kafka does.
+    null marker): bytes, bytearrays or flat byte memoryviews (``len`` is their size).
+    The pairs are the flexible versions' tagged fields; a pair of -1s (the default) is
+    not written, as Kafka does.
     """
 
     partition_index: int
