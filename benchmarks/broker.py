@@ -14,9 +14,12 @@ consumed, and said. ``--profile FILE`` runs the embedded broker under cProfile a
 where its time went (the stats are also left in FILE).
 
 The goals (embedded broker): ingest >= 500,000 msgs/s and serve fetches >= 1,000,000
-msgs/s, so that the broker is never what slows a test suite down. Each is reported twice:
-as the client sees it (wall clock; one Python confluent-kafka client on a shared machine
-is itself the limit, whatever the broker) and as the broker's capacity, messages per
+msgs/s, so that the broker is never what slows a test suite down; against tansu in the
+same run, a consume rate (as the client sees it) at least tansu's and broker CPU per
+message served at most twice tansu's (reported, not part of the exit status). Each
+rate is reported twice: as the client sees it (wall clock; one Python confluent-kafka
+client on a shared machine is itself the limit, whatever the broker) and as the
+broker's capacity, messages per
 second of the broker process's own CPU time (from /proc, in clock ticks of 10 ms, so
 roughly). The exit status is 1 when a capacity goal is missed. Compare ratios from one
 run: timings are wall-clock on whatever else the machine does.
@@ -268,6 +271,7 @@ def report(results: list[Result]) -> int:
         )
     if base is None:
         return 0
+    report_against_tansu(base, results)
     missed = 0
     for goal, target, seen, capacity in (
         ("ingest", GOALS["produce"], base.produce_rate, base.produce_capacity),
@@ -281,6 +285,22 @@ def report(results: list[Result]) -> int:
             missed += verdict == "MISS" and what == "broker capacity"
             print(f"{verdict} embedded {goal}, {what}: {rate:,.0f} msgs/s (goal >= {target:,})")
     return 1 if missed else 0
+
+
+def report_against_tansu(base: Result, results: list[Result]) -> None:
+    """The fetch goals relative to tansu (issue 10): the consume rate the client sees at
+    least tansu's, and broker CPU per message served at most twice tansu's."""
+    tansu = next((r for r in results if r.broker == "tansu"), None)
+    if tansu is None or not (tansu.consume_rate and base.consumed and tansu.consumed):
+        return
+    rate = base.consume_rate / tansu.consume_rate
+    cpu = (base.consume_cpu / base.consumed) / max(tansu.consume_cpu / tansu.consumed, 1e-12)
+    for what, value, ok in (
+        ("consume rate seen by the client, embedded / tansu", rate, rate >= 1.0),
+        ("broker CPU per message served, embedded / tansu", cpu, cpu <= 2.0),
+    ):
+        goal = ">= 1.00" if what.startswith("consume") else "<= 2.00"
+        print(f"{'PASS' if ok else 'MISS'} {what}: {value:.2f} (goal {goal})")
 
 
 def show_profile(path: str) -> None:

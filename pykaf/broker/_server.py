@@ -32,6 +32,7 @@ from pykaf.broker._registry import (
 from pykaf.broker._state import BrokerNode, ClusterState
 from pykaf.broker.apis.api_versions import UNSUPPORTED_VERSION, api_versions_entries
 from pykaf.protocol._apis import api_spec
+from pykaf.protocol._fetch_response import FetchAnswer, fetch_response_entity
 from pykaf.protocol._framing import (
     DEFAULT_MAX_FRAME_SIZE,
     KAFKA_SASL_MAX_RECEIVE_SIZE,
@@ -41,7 +42,7 @@ from pykaf.protocol._framing import (
     ServerConnection,
     UnsupportedRequest,
 )
-from pykaf.protocol._messages import API_VERSIONS_KEY, Payload, build_response
+from pykaf.protocol._messages import API_VERSIONS_KEY, Buffer, Payload, build_response
 
 __all__ = ["BrokerServer", "CallNext", "Interceptor"]
 
@@ -55,6 +56,8 @@ _READ_SIZE: Final = 1024 * 1024
 _STREAM_LIMIT: Final = 4 * 1024 * 1024
 # Above this many unsent bytes, wait for the socket to drain before the next request.
 _WRITE_HIGH_WATER: Final = 8 * 1024 * 1024
+# Response buffers smaller than this are joined before a write (see _write_buffers).
+_COALESCE_BELOW: Final = 16 * 1024
 
 
 def _api_name(api_key: int) -> str:
@@ -127,11 +130,16 @@ class BrokerServer:
             await asyncio.wait(tasks, timeout=1.0)
 
     async def dispatch(self, ctx: RequestContext, request: Payload) -> Payload | None:
-        """Answer one request: through the interceptor when one is set, else the handler."""
+        """Answer one request: through the interceptor when one is set, else the handler.
+
+        Without an interceptor a Fetch is answered with a ``FetchAnswer`` (plain values
+        holding the stored batches), which the listener writes without building kio's
+        entity; an interceptor always sees kio entities (``call_handler``).
+        """
         interceptor = self.interceptor
         if interceptor is not None:
             return await interceptor(ctx, request, call_handler)
-        return await call_handler(ctx, request)
+        return await _call_registered(ctx, request)
 
     # -- connections --------------------------------------------------------------------
 
@@ -196,7 +204,10 @@ class BrokerServer:
                     raise CloseConnection(
                         f"no response produced for {_api_name(event.api_key)} v{event.api_version}"
                     )
-                writer.write(conn.send_response(event, response))
+                if isinstance(response, FetchAnswer):
+                    await _write_buffers(writer, conn.send_fetch_response(event, response))
+                else:
+                    writer.write(conn.send_response(event, response))
                 if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
                     await writer.drain()
 
@@ -235,9 +246,58 @@ class BrokerServer:
         return await self.dispatch(ctx, event.request)
 
 
-async def call_handler(ctx: RequestContext, request: Payload) -> Payload | None:
-    """The registered handler for the request (the end of any interceptor chain)."""
+async def _write_buffers(writer: asyncio.StreamWriter, parts: list[Buffer]) -> None:
+    """Write a response given as buffers (stored batches among them) in order.
+
+    Big buffers go one ``write`` each, as memoryviews: while the socket takes them,
+    nothing is copied (the transport sends straight from the stored batch; Python 3.11's
+    ``writelines`` would join them all first, and slicing bytes would copy the unsent rest
+    once more). Small ones are joined first: copying a few KiB costs less than a system
+    call or a Python step each, so a response of many small batches is one join and one
+    write. Only what the socket refuses is copied, once, into the transport's buffer,
+    which ``_WRITE_HIGH_WATER`` bounds.
+    """
+    transport = writer.transport
+    if sum(map(len, parts)) < len(parts) * _COALESCE_BELOW:
+        transport.write(memoryview(b"".join(parts)))
+    else:
+        small: list[Buffer] = []
+        small_size = 0
+        for part in parts:
+            size = len(part)
+            if size < _COALESCE_BELOW:
+                small.append(part)
+                small_size += size
+                if small_size < _COALESCE_BELOW:
+                    continue
+                transport.write(b"".join(small))
+                small.clear()
+                small_size = 0
+            else:
+                if small:
+                    transport.write(b"".join(small))
+                    small.clear()
+                    small_size = 0
+                transport.write(memoryview(part))
+            if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                await writer.drain()
+        if small:
+            transport.write(b"".join(small))
+    if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+        await writer.drain()
+
+
+async def _call_registered(ctx: RequestContext, request: Payload) -> Payload | None:
     handler = handler_for(ctx.api_key, ctx.api_version)
     if handler is None:
         raise CloseConnection(f"{_api_name(ctx.api_key)} v{ctx.api_version} has no handler")
     return await handler.func(ctx, request)
+
+
+async def call_handler(ctx: RequestContext, request: Payload) -> Payload | None:
+    """The registered handler for the request (the end of any interceptor chain): always
+    a kio entity (or None), so interceptors may read and change any answer."""
+    response = await _call_registered(ctx, request)
+    if isinstance(response, FetchAnswer):
+        return fetch_response_entity(ctx.api_version, response)
+    return response

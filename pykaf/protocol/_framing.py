@@ -28,8 +28,10 @@ from pykaf._errors import (
     UnexpectedCorrelationIdError,
 )
 from pykaf.protocol._apis import api_spec
+from pykaf.protocol._fetch_response import FetchAnswer, encode_fetch_response
 from pykaf.protocol._messages import (
     API_VERSIONS_KEY,
+    Buffer,
     Payload,
     decode_request_with,
     decode_response,
@@ -68,6 +70,7 @@ KAFKA_SASL_MAX_RECEIVE_SIZE: Final = 512 * 1024
 
 _MAX_INT32: Final = 2**31 - 1
 _PRODUCE_KEY: Final = 0
+_FETCH_KEY: Final = 1
 _I32: Final = struct.Struct(">i")
 
 
@@ -503,15 +506,8 @@ class ServerConnection:
         ``UnsupportedRequest`` can only be answered for ApiVersions, with a response of any
         version (Kafka sends v0 with UNSUPPORTED_VERSION).
         """
-        if self._conn._error is not None:
-            self._conn._raise_dead()
         correlation_id = request_event.correlation_id
-        if not self._pending or self._pending[0] != correlation_id:
-            oldest = self._pending[0] if self._pending else None
-            raise LocalProtocolError(
-                f"response to correlation id {correlation_id} out of order: the oldest"
-                f" request awaiting a response has {oldest}"
-            )
+        self._check_next_answer(correlation_id)
         if isinstance(request_event, UnsupportedRequest):
             if request_event.api_key != API_VERSIONS_KEY:
                 raise LocalProtocolError(
@@ -527,3 +523,28 @@ class ServerConnection:
             )
         self._pending.popleft()
         return data
+
+    def send_fetch_response(self, request_event: Request, answer: FetchAnswer) -> list[Buffer]:
+        """Frame a Fetch answer given as plain values (``encode_fetch_response``): the
+        broker's hot path. Returns buffers to write in order (``writelines``); the stored
+        batches in ``answer`` are among them, not copied."""
+        correlation_id = request_event.correlation_id
+        self._check_next_answer(correlation_id)
+        if request_event.api_key != _FETCH_KEY:
+            raise LocalProtocolError(
+                f"a Fetch answer given for API key {request_event.api_key}"
+                f" (correlation id {correlation_id})"
+            )
+        parts = encode_fetch_response(request_event.api_version, correlation_id, answer)
+        self._pending.popleft()
+        return parts
+
+    def _check_next_answer(self, correlation_id: int) -> None:
+        if self._conn._error is not None:
+            self._conn._raise_dead()
+        if not self._pending or self._pending[0] != correlation_id:
+            oldest = self._pending[0] if self._pending else None
+            raise LocalProtocolError(
+                f"response to correlation id {correlation_id} out of order: the oldest"
+                f" request awaiting a response has {oldest}"
+            )

@@ -15,6 +15,7 @@ Rules (Kafka's ReplicaManager.fetchMessages / readFromLog):
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -30,6 +31,12 @@ from pykaf.broker.apis._common import (
     leader_error,
     millis,
     node_endpoints,
+)
+from pykaf.protocol._fetch_response import (
+    FetchAnswer,
+    FetchPartitionAnswer,
+    FetchTopicAnswer,
+    NodeEndpoint,
 )
 from pykaf.protocol._messages import Payload
 
@@ -50,20 +57,20 @@ class _Wanted:
     max_bytes: int
     target: PartitionState | None
     error: int
-    chunks: list[bytes | bytearray]
+    chunks: list[bytes | bytearray]  # stored batches, never copied
 
 
-def _resolve(ctx: RequestContext, request: Any) -> tuple[list[dict[str, Any]], list[_Wanted]]:
+def _resolve(
+    ctx: RequestContext, request: Any
+) -> tuple[list[tuple[str, uuid.UUID | None]], list[_Wanted]]:
     state = ctx.state
     by_id = ctx.api_version >= 13
-    topics: list[dict[str, Any]] = []
+    topics: list[tuple[str, uuid.UUID | None]] = []  # (name, id) as the request gave them
     wanted: list[_Wanted] = []
     for topic_index, ft in enumerate(request.topics):
         topic = state.topics_by_id.get(ft.topic_id) if by_id else state.topics.get(ft.topic)
         missing = UNKNOWN_TOPIC_ID if by_id else UNKNOWN_TOPIC_OR_PARTITION
-        topics.append(
-            {"topic": getattr(ft, "topic", None) or "", "topic_id": getattr(ft, "topic_id", None)}
-        )
+        topics.append((getattr(ft, "topic", None) or "", getattr(ft, "topic_id", None)))
         for fp in ft.partitions:
             target = None
             error = missing
@@ -142,39 +149,35 @@ async def _wait_for_data(logs: list[PartitionLog], timeout: float) -> None:
         future.cancel()
 
 
-def _partition_entry(ctx: RequestContext, w: _Wanted, read_committed: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "partition_index": w.partition,
-        "error_code": w.error,
-        "high_watermark": -1,
-        "last_stable_offset": -1,
-        "log_start_offset": -1,
-        "aborted_transactions": [] if read_committed else None,
-        "preferred_read_replica": -1,
-        "records": b"",
-    }
+def _partition_answer(w: _Wanted, read_committed: bool) -> FetchPartitionAnswer:
     target = w.target
-    if target is not None:
-        log = target.log
-        entry["high_watermark"] = log.high_watermark
-        entry["last_stable_offset"] = log.high_watermark  # no open transactions, ever
-        entry["log_start_offset"] = log.log_start_offset
-        if w.error == NOT_LEADER_OR_FOLLOWER:
-            entry["current_leader"] = {
-                "leader_id": target.leader,
-                "leader_epoch": target.leader_epoch,
-            }
-    if w.chunks:
-        entry["records"] = w.chunks[0] if len(w.chunks) == 1 else b"".join(w.chunks)
-    return entry
+    if target is None:
+        return FetchPartitionAnswer(
+            partition_index=w.partition,
+            error_code=w.error,
+            aborted_transactions=() if read_committed else None,
+        )
+    log = target.log
+    moved = w.error == NOT_LEADER_OR_FOLLOWER
+    return FetchPartitionAnswer(
+        partition_index=w.partition,
+        error_code=w.error,
+        high_watermark=log.high_watermark,
+        last_stable_offset=log.high_watermark,  # no open transactions, ever
+        log_start_offset=log.log_start_offset,
+        aborted_transactions=() if read_committed else None,
+        # The stored batches themselves: the encoder hands them to the socket uncopied.
+        records=w.chunks,
+        current_leader=(target.leader, target.leader_epoch) if moved else (-1, -1),
+    )
 
 
 @handles("Fetch")
 async def fetch(ctx: RequestContext, request: Any) -> Payload:
+    """Answers with a ``FetchAnswer`` (plain values, written by the hand-written encoder);
+    the listener turns it into kio's entity for an interceptor (see ``call_handler``)."""
     if ctx.api_version >= 7 and (request.session_id != 0 or request.session_epoch > 0):
-        return ctx.respond(
-            throttle_time=0, error_code=FETCH_SESSION_ID_NOT_FOUND, session_id=0, responses=[]
-        )
+        return FetchAnswer(error_code=FETCH_SESSION_ID_NOT_FOUND)
     topics, wanted = _resolve(ctx, request)
     max_bytes = request.max_bytes
     loop = asyncio.get_running_loop()
@@ -188,17 +191,16 @@ async def fetch(ctx: RequestContext, request: Any) -> Payload:
         await _wait_for_data([w.target.log for w in wanted if w.target is not None], remaining)
         any_error = _recheck(ctx, wanted)
     read_committed = request.isolation_level == _READ_COMMITTED
+    partitions: list[list[FetchPartitionAnswer]] = [[] for _ in topics]
     for w in wanted:
-        topics[w.topic_index].setdefault("partitions", []).append(
-            _partition_entry(ctx, w, read_committed)
-        )
-    for t in topics:
-        t.setdefault("partitions", [])
+        partitions[w.topic_index].append(_partition_answer(w, read_committed))
     leaders = {w.target.leader for w in wanted if w.error == NOT_LEADER_OR_FOLLOWER and w.target}
-    return ctx.respond(
-        throttle_time=0,
-        error_code=NONE,
-        session_id=0,
-        responses=topics,
-        node_endpoints=node_endpoints(ctx.state, leaders) if leaders else [],
+    return FetchAnswer(
+        topics=[
+            FetchTopicAnswer(topic=name, topic_id=topic_id, partitions=parts)
+            for (name, topic_id), parts in zip(topics, partitions, strict=True)
+        ],
+        node_endpoints=[NodeEndpoint(**endpoint) for endpoint in node_endpoints(ctx.state, leaders)]
+        if leaders
+        else (),
     )
