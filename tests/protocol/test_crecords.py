@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pykaf.protocol import _record_codec
@@ -82,7 +82,12 @@ def _outcome(fn: Callable[..., Any], *args: Any, widen: bool = False) -> Any:
 
 
 def _valid_body(records: list[Any], base_ts: int, default_ts: int) -> bytes:
-    body, _ = _record_codec.encode_records(records, base_ts, default_ts)
+    try:
+        body, _ = _record_codec.encode_records(records, base_ts, default_ts)
+    except OverflowError:
+        # A timestamp delta beyond int64 cannot be written (the encoder refuses it, as its
+        # own test shows): there is no valid body to decode for these inputs.
+        assume(False)
     return body
 
 
