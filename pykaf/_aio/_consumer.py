@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._aio._client import AsyncClient
+from pykaf._aio._consumer_health import ConsumerErrorCallback, Health, check_on_error
 from pykaf._aio._fetcher import Fetcher
 from pykaf._aio._offsets import lookup_offsets
 from pykaf._core._consumer_records import ConsumerRecord, OffsetAndMetadata, TopicPartition
@@ -32,8 +33,13 @@ from pykaf._core._fetch_state import EARLIEST, LATEST, FetchState, PartitionStat
 from pykaf._core._hand_out import CHUNK, HandOut
 from pykaf._core._validate import settings_or_options
 from pykaf._errors import (
+    BrokerConnectionError,
+    ClientClosedError,
     ConsumerClosedError,
+    ConsumerStartError,
     ConsumerStateError,
+    FinalCommitError,
+    GroupJoinError,
     InvalidRegexError,
     KafkaTimeoutError,
     NoOffsetError,
@@ -76,10 +82,16 @@ def parse_subscription(topics: object) -> list[str] | re.Pattern[str]:
 class AsyncConsumer:
     """Reads records from Kafka (see the module doc).
 
-    ``AsyncConsumer(bootstrap, group_id=None, topics=None, **settings)``: with ``topics``
-    and no group, every partition of those topics is assigned on first use; with a
-    ``group_id``, ``topics`` (names or a pattern) is subscribed. Settings are
+    ``AsyncConsumer(bootstrap, group_id=None, topics=None, on_error=None, **settings)``:
+    with ``topics`` and no group, every partition of those topics is assigned on first
+    use; with a ``group_id``, ``topics`` (names or a pattern) is subscribed. Settings are
     ``ConsumerSettings`` names plus any ``ClientSettings`` name.
+
+    ``on_error(error)`` hears of what fails in the background while ``poll`` keeps
+    returning within its timeout: ``ConsumerStartError`` (the topics could not be looked
+    up yet), ``GroupJoinError`` (the group could not be joined within its rebalance
+    timeout), ``FinalCommitError`` (``close`` could not commit); called in the loop's
+    thread. Each failing episode is also logged once at WARNING ("pykaf.consumer").
     """
 
     def __init__(
@@ -89,9 +101,11 @@ class AsyncConsumer:
         group_id: str | None = None,
         topics: Iterable[str] | str | re.Pattern[str] | None = None,
         settings: ConsumerSettings | None = None,
+        on_error: ConsumerErrorCallback | None = None,
         **options: Any,
     ) -> None:
         self.settings = settings_or_options(settings, options, ConsumerSettings.from_options)
+        self._health = Health(logger, check_on_error(on_error))
         if group_id is not None and (not isinstance(group_id, str) or not group_id):
             raise ValueError(f"group_id must be a non-empty str or None, not {group_id!r}")
         self.group_id = group_id
@@ -108,7 +122,12 @@ class AsyncConsumer:
             reset_policy=s.auto_offset_reset,
             retry_backoff=s.client.retry_backoff,
         )
-        self._fetcher = Fetcher(self._client, s, self._state, on_data=self._data_arrived)
+        self._fetcher = Fetcher(
+            self._client, s, self._state, on_data=self._data_arrived, health=self._health
+        )
+        # Looks up the topics given to the constructor, in the background: a poll waits
+        # for it only up to its own timeout.
+        self._initial_task: asyncio.Task[None] | None = None
         self._data: asyncio.Event | None = None
         self.data_hooks: list[Callable[[], None]] = []  # the blocking twin's wakeup
         self._membership: Any = None
@@ -161,17 +180,71 @@ class AsyncConsumer:
         self._next_auto_commit = asyncio.get_running_loop().time() + (
             self.settings.auto_commit_interval
         )
-        initial, self._initial = self._initial, None
-        if initial is None:
-            return
+        if self._initial is not None:
+            self._launch_initial(0.0)
+
+    def _launch_initial(self, delay: float) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._apply_initial(delay), name="pykaf-consumer-start"
+        )
+        task.add_done_callback(lambda _: self._data_arrived())  # a waiting poll looks again
+        self._initial_task = task
+
+    async def _apply_initial(self, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        initial = self._initial
+        assert initial is not None
         if self.group_id is not None:
-            await self.subscribe(initial)
+            await self._subscribe(initial)
         else:
             assert isinstance(initial, list)
             meta = await self._topics_metadata(initial)
-            await self.assign(
+            await self._assign(
                 [TopicPartition(t, p.partition) for t in initial for p in meta[t].partitions]
             )
+        self._initial = None
+
+    async def _ready(self, timeout: float | None, *, wait_retries: bool = True) -> bool:
+        """Wait up to ``timeout`` (None: no bound) for the constructor's topics to be
+        assigned or subscribed; False if not yet. A broker out of reach is reported (once
+        per episode) and tried again; anything else (an unknown topic) is raised, and
+        tried again at the next call."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            task = self._initial_task
+            if task is None:
+                return True
+            if not task.done():
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait({task}, timeout=remaining)
+                if not task.done():
+                    return False
+            if task.cancelled():
+                raise ConsumerClosedError("the consumer was closed while starting")
+            error = task.exception()
+            if error is None:
+                self._initial_task = None
+                self._health.recovered("start", "consumer: topics looked up, reading")
+                return True
+            self._launch_initial(self.settings.client.retry_backoff)
+            if not isinstance(error, BrokerConnectionError | KafkaTimeoutError) or isinstance(
+                error, ClientClosedError
+            ):
+                raise error
+            if self._health.failed(
+                "start",
+                f"consumer: the topics to read could not be looked up: {error}",
+                hint="check that the bootstrap brokers are reachable; retrying at every poll",
+            ):
+                self._health.report(
+                    ConsumerStartError(
+                        f"the consumer could not look its topics up yet: {error}", cause=error
+                    )
+                )
+            if not wait_retries:
+                return False
 
     def _data_arrived(self) -> None:
         if self._data is not None:
@@ -198,6 +271,10 @@ class AsyncConsumer:
         """Read exactly ``partitions`` (replacing any earlier assignment). New ones start
         at their committed offset (with a group_id) or per ``auto_offset_reset``."""
         await self._start()
+        await self._ready(None, wait_retries=False)
+        await self._assign(partitions)
+
+    async def _assign(self, partitions: Iterable[TopicPartition]) -> None:
         if self._subscribed:
             raise ConsumerStateError("this consumer subscribed; unsubscribe() before assign()")
         tps = list(partitions)
@@ -267,6 +344,7 @@ class AsyncConsumer:
                 self.settings,
                 group_id=self.group_id,
                 current_positions=lambda: self._as_commit(self.handed_positions()),
+                health=self._health,
             )
         return self._membership
 
@@ -283,6 +361,16 @@ class AsyncConsumer:
         ``on_revoked`` runs before partitions are taken away (commit there)."""
         subscription = parse_subscription(topics)
         await self._start()
+        await self._ready(None, wait_retries=False)
+        await self._subscribe(subscription, on_assigned, on_revoked, on_lost)
+
+    async def _subscribe(
+        self,
+        subscription: list[str] | re.Pattern[str],
+        on_assigned: Callback | None = None,
+        on_revoked: Callback | None = None,
+        on_lost: Callback | None = None,
+    ) -> None:
         membership = self._group()
         if self._assigned_manually:
             raise ConsumerStateError("this consumer has an assign()ment; assign([]) first")
@@ -313,7 +401,7 @@ class AsyncConsumer:
             return
         if self._subscribed:
             membership.poll_happened()
-            change = await membership.ensure_active(timeout)
+            change = await self._ensure_active(membership, timeout)
             if change:
                 gone = set(change.revoked) | set(change.lost)
                 for tp in gone:
@@ -323,6 +411,38 @@ class AsyncConsumer:
                 self._unpositioned |= set(change.added)
         await self._position_new()
         self._auto_commit_if_due()
+
+    async def _ensure_active(self, membership: Any, timeout: float | None) -> Any:
+        """``membership.ensure_active``; a join that ran out of its budget on retriable
+        errors (the coordinator out of reach...) is reported, not raised: the next poll
+        tries again, and the application hears of it through ``on_error``."""
+        try:
+            change = await membership.ensure_active(timeout)
+        except PykafError as exc:
+            if (
+                isinstance(exc, ClientClosedError)
+                or membership.fatal is not None
+                or not getattr(exc, "retriable", False)
+            ):
+                raise
+            budget = membership._rebalance_timeout
+            if self._health.failed(
+                "join budget",
+                f"group {self.group_id!r} could not be joined within its rebalance timeout"
+                f" ({budget:g}s): {exc}",
+                hint="nothing of the group's topics is read meanwhile; check the group"
+                " coordinator; retrying at every poll",
+            ):
+                self._health.report(
+                    GroupJoinError(
+                        f"group {self.group_id!r} could not be joined within {budget:g}s: {exc}",
+                        cause=exc,
+                    )
+                )
+            return None
+        if not membership.rejoin_needed:
+            self._health.recovered("join budget", None)
+        return change
 
     def _auto_commit_if_due(self) -> None:
         if not self._auto_commit:
@@ -415,7 +535,12 @@ class AsyncConsumer:
         assert self._data is not None
         data = self._data
         while True:
-            await self.group_step(None if deadline is None else max(0.0, deadline - loop.time()))
+            data.clear()
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            if await self._ready(remaining):
+                await self.group_step(
+                    None if deadline is None else max(0.0, deadline - loop.time())
+                )
             data.clear()
             records = self._state.take(limit)
             if records:
@@ -466,7 +591,9 @@ class AsyncConsumer:
         chunk: HandOut | None = None
         try:
             while True:
-                await self.group_step()
+                data.clear()
+                if await self._ready(None):
+                    await self.group_step()
                 data.clear()
                 got = state.take_chunk(CHUNK)
                 if got is None:
@@ -674,39 +801,91 @@ class AsyncConsumer:
         found = await self._group().committed(list(tps))
         return {tp: (None if v is None else v.offset) for tp, v in found.items()}
 
-    async def _commit_handed_if_auto(self) -> None:
-        """Assigned by hand with a group_id: the last auto-commit (a subscribed member's
-        is made by its membership when it gives its partitions up)."""
-        if self._auto_commit and self._membership is not None and not self._subscribed:
-            offsets = self._as_commit(self.handed_positions())
-            if offsets:
-                try:
-                    await self._membership.commit(offsets)
-                except PykafError as exc:
-                    logger.warning("the last auto-commit failed: %s", exc)
+    def _final_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """What auto-commit still owes at close: the positions after what was handed out
+        (a subscribed member's, of the partitions it owns)."""
+        if not self._auto_commit or self._membership is None:
+            return {}
+        offsets = self._as_commit(self.handed_positions())
+        if self._subscribed:
+            owned = self._membership.assignment
+            offsets = {tp: o for tp, o in offsets.items() if tp in owned}
+        return offsets
+
+    async def _close_group(self, bound: float) -> None:
+        """The final commit, then leaving the group; each bounded by ``bound`` seconds.
+        A commit that cannot be made is reported (WARNING and ``on_error``), with the
+        offsets it would have committed (the next member reads them again)."""
+        membership = self._membership
+        offsets = self._final_offsets()
+        try:
+            async with asyncio.timeout(bound):
+                if self._commit_tasks:
+                    await asyncio.gather(*self._commit_tasks, return_exceptions=True)
+                if offsets:
+                    await membership.commit(offsets, timeout=bound)
+        except (TimeoutError, PykafError) as exc:
+            reason = f"no answer within {bound:g}s" if type(exc) is TimeoutError else str(exc)
+            error = FinalCommitError(
+                f"the final commit of group {self.group_id!r} could not be made ({reason}):"
+                f" {_offsets_text(offsets)} will be read again by the next member",
+                offsets=offsets,
+                cause=exc,
+            )
+            logger.warning("%s", error)
+            self._health.report(error)
+        try:
+            async with asyncio.timeout(bound):
+                # Leaves the group (not a static member): on_revoked; committed above.
+                await membership.close(commit_first=False)
+        except TimeoutError:
+            logger.warning(
+                "group %r: leaving did not complete within %gs; the coordinator will"
+                " notice when the session expires",
+                self.group_id,
+                bound,
+            )
 
     # -- closing ------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Final auto-commit, leave the group, stop fetching, close connections; bounded
-        by about ``close_timeout`` plus one commit."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Final auto-commit, leave the group, stop fetching, close connections. The
+        commit and the leaving are each bounded by ``timeout`` (default: the client's
+        ``close_timeout``), the connections by ``close_timeout``; a final commit that
+        could not be made is logged at WARNING and given to ``on_error``
+        (``FinalCommitError``)."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValueError(f"close timeout must be > 0 seconds or None, not {timeout!r}")
         if self._closed:
             return
+        bound = self.settings.client.close_timeout if timeout is None else float(timeout)
         try:
             if self._membership is not None:
-                timeout = self.settings.client.request_timeout
-                try:
-                    async with asyncio.timeout(timeout):
-                        if self._commit_tasks:
-                            await asyncio.gather(*self._commit_tasks, return_exceptions=True)
-                        await self._commit_handed_if_auto()
-                except (TimeoutError, PykafError) as exc:
-                    logger.warning("the last commit did not complete: %s", exc)
-                # Leaves the group (not a static member): on_revoked, auto-commit first.
-                await self._membership.close()
+                await self._close_group(bound)
         finally:
             self._closed = True
             self.current = None
+            await self._stop_tasks()
             await self._fetcher.close()
             await self._client.close()
             self._data_arrived()  # wake whoever waits, so they see the close
+
+    async def _stop_tasks(self) -> None:
+        """Cancel what still runs in the background and collect the outcomes: asyncio
+        must not print a pending task or an exception nobody retrieved."""
+        tasks = [*self._commit_tasks, *([self._initial_task] if self._initial_task else [])]
+        self._initial_task = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._membership is not None and not self._membership.closed:
+            await self._membership.close(commit_first=False)
+
+
+def _offsets_text(offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> str:
+    if not offsets:
+        return "nothing"
+    return ", ".join(f"{tp}@{o.offset}" for tp, o in sorted(offsets.items()))
