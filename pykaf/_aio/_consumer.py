@@ -440,8 +440,6 @@ class AsyncConsumer:
                     )
                 )
             return None
-        if not membership.rejoin_needed:
-            self._health.recovered("join budget", None)
         return change
 
     def _auto_commit_if_due(self) -> None:

@@ -286,6 +286,7 @@ class GroupMembership:
             self._state.request_rejoin("the last join failed")
             raise
         self._health.recovered("join", f"group {self.group_id!r}: joined again")
+        self._health.recovered("join budget", None)  # the consumer's report; told above
         if outcome.revoked:
             await self._revoke(outcome.revoked)
         log.info(
