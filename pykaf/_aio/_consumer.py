@@ -24,7 +24,9 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._aio._client import AsyncClient
+from pykaf._aio._consumer_group_health import close_group, ensure_active_reported
 from pykaf._aio._consumer_health import ConsumerErrorCallback, Health, check_on_error
+from pykaf._aio._consumer_start import InitialTopics
 from pykaf._aio._fetcher import Fetcher
 from pykaf._aio._offsets import lookup_offsets
 from pykaf._core._consumer_records import ConsumerRecord, OffsetAndMetadata, TopicPartition
@@ -33,13 +35,8 @@ from pykaf._core._fetch_state import EARLIEST, LATEST, FetchState, PartitionStat
 from pykaf._core._hand_out import CHUNK, HandOut
 from pykaf._core._validate import settings_or_options
 from pykaf._errors import (
-    BrokerConnectionError,
-    ClientClosedError,
     ConsumerClosedError,
-    ConsumerStartError,
     ConsumerStateError,
-    FinalCommitError,
-    GroupJoinError,
     InvalidRegexError,
     KafkaTimeoutError,
     NoOffsetError,
@@ -127,7 +124,12 @@ class AsyncConsumer:
         )
         # Looks up the topics given to the constructor, in the background: a poll waits
         # for it only up to its own timeout.
-        self._initial_task: asyncio.Task[None] | None = None
+        self._startup = InitialTopics(
+            self._apply_initial,
+            health=self._health,
+            retry_backoff=s.client.retry_backoff,
+            on_done=self._data_arrived,
+        )
         self._data: asyncio.Event | None = None
         self.data_hooks: list[Callable[[], None]] = []  # the blocking twin's wakeup
         self._membership: Any = None
@@ -181,18 +183,9 @@ class AsyncConsumer:
             self.settings.auto_commit_interval
         )
         if self._initial is not None:
-            self._launch_initial(0.0)
+            self._startup.launch()
 
-    def _launch_initial(self, delay: float) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._apply_initial(delay), name="pykaf-consumer-start"
-        )
-        task.add_done_callback(lambda _: self._data_arrived())  # a waiting poll looks again
-        self._initial_task = task
-
-    async def _apply_initial(self, delay: float) -> None:
-        if delay:
-            await asyncio.sleep(delay)
+    async def _apply_initial(self) -> None:
         initial = self._initial
         assert initial is not None
         if self.group_id is not None:
@@ -206,45 +199,8 @@ class AsyncConsumer:
         self._initial = None
 
     async def _ready(self, timeout: float | None, *, wait_retries: bool = True) -> bool:
-        """Wait up to ``timeout`` (None: no bound) for the constructor's topics to be
-        assigned or subscribed; False if not yet. A broker out of reach is reported (once
-        per episode) and tried again; anything else (an unknown topic) is raised, and
-        tried again at the next call."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            task = self._initial_task
-            if task is None:
-                return True
-            if not task.done():
-                remaining = None if deadline is None else max(0.0, deadline - loop.time())
-                await asyncio.wait({task}, timeout=remaining)
-                if not task.done():
-                    return False
-            if task.cancelled():
-                raise ConsumerClosedError("the consumer was closed while starting")
-            error = task.exception()
-            if error is None:
-                self._initial_task = None
-                self._health.recovered("start", "consumer: topics looked up, reading")
-                return True
-            self._launch_initial(self.settings.client.retry_backoff)
-            if not isinstance(error, BrokerConnectionError | KafkaTimeoutError) or isinstance(
-                error, ClientClosedError
-            ):
-                raise error
-            if self._health.failed(
-                "start",
-                f"consumer: the topics to read could not be looked up: {error}",
-                hint="check that the bootstrap brokers are reachable; retrying at every poll",
-            ):
-                self._health.report(
-                    ConsumerStartError(
-                        f"the consumer could not look its topics up yet: {error}", cause=error
-                    )
-                )
-            if not wait_retries:
-                return False
+        """Are the constructor's topics assigned or subscribed (waiting up to ``timeout``)?"""
+        return await self._startup.ready(timeout, wait_retries=wait_retries)
 
     def _data_arrived(self) -> None:
         if self._data is not None:
@@ -401,7 +357,7 @@ class AsyncConsumer:
             return
         if self._subscribed:
             membership.poll_happened()
-            change = await self._ensure_active(membership, timeout)
+            change = await ensure_active_reported(membership, self._health, timeout)
             if change:
                 gone = set(change.revoked) | set(change.lost)
                 for tp in gone:
@@ -411,36 +367,6 @@ class AsyncConsumer:
                 self._unpositioned |= set(change.added)
         await self._position_new()
         self._auto_commit_if_due()
-
-    async def _ensure_active(self, membership: Any, timeout: float | None) -> Any:
-        """``membership.ensure_active``; a join that ran out of its budget on retriable
-        errors (the coordinator out of reach...) is reported, not raised: the next poll
-        tries again, and the application hears of it through ``on_error``."""
-        try:
-            change = await membership.ensure_active(timeout)
-        except PykafError as exc:
-            if (
-                isinstance(exc, ClientClosedError)
-                or membership.fatal is not None
-                or not getattr(exc, "retriable", False)
-            ):
-                raise
-            budget = membership._rebalance_timeout
-            if self._health.failed(
-                "join budget",
-                f"group {self.group_id!r} could not be joined within its rebalance timeout"
-                f" ({budget:g}s): {exc}",
-                hint="nothing of the group's topics is read meanwhile; check the group"
-                " coordinator; retrying at every poll",
-            ):
-                self._health.report(
-                    GroupJoinError(
-                        f"group {self.group_id!r} could not be joined within {budget:g}s: {exc}",
-                        cause=exc,
-                    )
-                )
-            return None
-        return change
 
     def _auto_commit_if_due(self) -> None:
         if not self._auto_commit:
@@ -810,40 +736,6 @@ class AsyncConsumer:
             offsets = {tp: o for tp, o in offsets.items() if tp in owned}
         return offsets
 
-    async def _close_group(self, bound: float) -> None:
-        """The final commit, then leaving the group; each bounded by ``bound`` seconds.
-        A commit that cannot be made is reported (WARNING and ``on_error``), with the
-        offsets it would have committed (the next member reads them again)."""
-        membership = self._membership
-        offsets = self._final_offsets()
-        try:
-            async with asyncio.timeout(bound):
-                if self._commit_tasks:
-                    await asyncio.gather(*self._commit_tasks, return_exceptions=True)
-                if offsets:
-                    await membership.commit(offsets, timeout=bound)
-        except (TimeoutError, PykafError) as exc:
-            reason = f"no answer within {bound:g}s" if type(exc) is TimeoutError else str(exc)
-            error = FinalCommitError(
-                f"the final commit of group {self.group_id!r} could not be made ({reason}):"
-                f" {_offsets_text(offsets)} will be read again by the next member",
-                offsets=offsets,
-                cause=exc,
-            )
-            logger.warning("%s", error)
-            self._health.report(error)
-        try:
-            async with asyncio.timeout(bound):
-                # Leaves the group (not a static member): on_revoked; committed above.
-                await membership.close(commit_first=False)
-        except TimeoutError:
-            logger.warning(
-                "group %r: leaving did not complete within %gs; the coordinator will"
-                " notice when the session expires",
-                self.group_id,
-                bound,
-            )
-
     # -- closing ------------------------------------------------------------------------
 
     async def close(self, timeout: float | None = None) -> None:
@@ -861,7 +753,13 @@ class AsyncConsumer:
         bound = self.settings.client.close_timeout if timeout is None else float(timeout)
         try:
             if self._membership is not None:
-                await self._close_group(bound)
+                await close_group(
+                    self._membership,
+                    self._health,
+                    offsets=self._final_offsets(),
+                    commits_in_flight=self._commit_tasks,
+                    bound=bound,
+                )
         finally:
             self._closed = True
             self.current = None
@@ -873,17 +771,11 @@ class AsyncConsumer:
     async def _stop_tasks(self) -> None:
         """Cancel what still runs in the background and collect the outcomes: asyncio
         must not print a pending task or an exception nobody retrieved."""
-        tasks = [*self._commit_tasks, *([self._initial_task] if self._initial_task else [])]
-        self._initial_task = None
+        await self._startup.stop()
+        tasks = list(self._commit_tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._membership is not None and not self._membership.closed:
             await self._membership.close(commit_first=False)
-
-
-def _offsets_text(offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> str:
-    if not offsets:
-        return "nothing"
-    return ", ".join(f"{tp}@{o.offset}" for tp, o in sorted(offsets.items()))

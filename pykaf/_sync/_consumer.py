@@ -208,7 +208,7 @@ class Consumer:
         """Are the constructor's topics assigned or subscribed? Waits for it until
         ``deadline`` (``time.monotonic``), a little at a time (close() may come)."""
         a = self._async
-        if a._initial_task is None:
+        if not a._startup.pending:
             return True
         wait = min(_IDLE_WAKE, max(0.0, deadline - time.monotonic()))
         return self._run(a._ready(wait), wait)
