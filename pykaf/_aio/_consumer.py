@@ -198,6 +198,14 @@ class AsyncConsumer:
             )
         self._initial = None
 
+    async def _settle_startup(self) -> None:
+        """Before an explicit assign/subscribe: let the constructor's topics be applied
+        (an unknown topic raises), or, brokers out of reach, drop them: the call made
+        now supersedes them."""
+        if not await self._ready(None, wait_retries=False):
+            await self._startup.stop()
+            self._initial = None
+
     async def _ready(self, timeout: float | None, *, wait_retries: bool = True) -> bool:
         """Are the constructor's topics assigned or subscribed (waiting up to ``timeout``)?"""
         return await self._startup.ready(timeout, wait_retries=wait_retries)
@@ -227,7 +235,7 @@ class AsyncConsumer:
         """Read exactly ``partitions`` (replacing any earlier assignment). New ones start
         at their committed offset (with a group_id) or per ``auto_offset_reset``."""
         await self._start()
-        await self._ready(None, wait_retries=False)
+        await self._settle_startup()
         await self._assign(partitions)
 
     async def _assign(self, partitions: Iterable[TopicPartition]) -> None:
@@ -317,7 +325,7 @@ class AsyncConsumer:
         ``on_revoked`` runs before partitions are taken away (commit there)."""
         subscription = parse_subscription(topics)
         await self._start()
-        await self._ready(None, wait_retries=False)
+        await self._settle_startup()
         await self._subscribe(subscription, on_assigned, on_revoked, on_lost)
 
     async def _subscribe(
@@ -342,6 +350,8 @@ class AsyncConsumer:
     async def unsubscribe(self) -> None:
         """Give the partitions up (``on_revoked``; auto-commit first) and leave the group."""
         self._check_open()
+        await self._startup.stop()  # the constructor's topics, if not subscribed yet
+        self._initial = None
         self._abandon_current()
         if self._membership is not None and self._subscribed:
             await self._membership.unsubscribe()
