@@ -37,7 +37,7 @@ async def ensure_active_reported(membership: Any, health: Health, timeout: float
             or not getattr(exc, "retriable", False)
         ):
             raise
-        group, budget = membership.group_id, membership._rebalance_timeout
+        group, budget = membership.group_id, membership.rebalance_timeout
         if health.failed(
             "join budget",
             f"group {group!r} could not be joined within its rebalance timeout"

@@ -134,6 +134,11 @@ class GroupMembership:
     # -- what the consumer reads ----------------------------------------------------------
 
     @property
+    def rebalance_timeout(self) -> float:
+        """The budget of one join (seconds), retries included."""
+        return self._rebalance_timeout
+
+    @property
     def fatal(self) -> BaseException | None:
         """The error that ended this membership for good (fenced...), if any."""
         return self._state.fatal
