@@ -8,7 +8,7 @@ per code lives in ``_kafka_errors`` (generated from kio's table).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "BrokerError",
@@ -320,3 +320,53 @@ class RebalancingCommitError(CommitFailedError):
     completes the rejoin), then commit again the offsets of partitions still assigned."""
 
     retriable: ClassVar[bool] = True
+
+
+# -- consumer health errors ----------------------------------------------------------------
+# Appended as one block (issue 10): what a consumer's ``on_error`` receives when something
+# it could not do in the background would otherwise pass unseen.
+
+__all__ += ["ConsumerHealthError", "ConsumerStartError", "FinalCommitError", "GroupJoinError"]
+
+
+class ConsumerHealthError(PykafError):
+    """What a consumer's ``on_error`` receives; ``cause`` is the error underneath."""
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        if cause is not None:
+            self.__cause__ = cause
+
+
+class ConsumerStartError(ConsumerHealthError):
+    """The consumer could not look its topics up (to assign or subscribe them) yet; it
+    tries again at the next poll. ``cause`` is what failed (often no broker reachable)."""
+
+    retriable: ClassVar[bool] = True
+
+
+class GroupJoinError(ConsumerHealthError):
+    """A consumer group could not be joined within its rebalance timeout; the consumer
+    reads nothing of the group's topics meanwhile and keeps trying at every poll.
+    ``cause`` is the last attempt's error."""
+
+    retriable: ClassVar[bool] = True
+
+
+class FinalCommitError(ConsumerHealthError):
+    """``close()`` could not commit the offsets handed out last (within its timeout):
+    they will be read again by the next member. ``offsets`` maps each partition to the
+    ``OffsetAndMetadata`` that was not committed; ``cause`` is what failed."""
+
+    retriable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        offsets: dict[Any, Any] | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause)
+        self.offsets = dict(offsets or {})

@@ -24,6 +24,9 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._aio._client import AsyncClient
+from pykaf._aio._consumer_group_health import close_group, ensure_active_reported
+from pykaf._aio._consumer_health import ConsumerErrorCallback, Health, check_on_error
+from pykaf._aio._consumer_start import InitialTopics
 from pykaf._aio._fetcher import Fetcher
 from pykaf._aio._offsets import lookup_offsets
 from pykaf._core._consumer_records import ConsumerRecord, OffsetAndMetadata, TopicPartition
@@ -76,10 +79,16 @@ def parse_subscription(topics: object) -> list[str] | re.Pattern[str]:
 class AsyncConsumer:
     """Reads records from Kafka (see the module doc).
 
-    ``AsyncConsumer(bootstrap, group_id=None, topics=None, **settings)``: with ``topics``
-    and no group, every partition of those topics is assigned on first use; with a
-    ``group_id``, ``topics`` (names or a pattern) is subscribed. Settings are
+    ``AsyncConsumer(bootstrap, group_id=None, topics=None, on_error=None, **settings)``:
+    with ``topics`` and no group, every partition of those topics is assigned on first
+    use; with a ``group_id``, ``topics`` (names or a pattern) is subscribed. Settings are
     ``ConsumerSettings`` names plus any ``ClientSettings`` name.
+
+    ``on_error(error)`` hears of what fails in the background while ``poll`` keeps
+    returning within its timeout: ``ConsumerStartError`` (the topics could not be looked
+    up yet), ``GroupJoinError`` (the group could not be joined within its rebalance
+    timeout), ``FinalCommitError`` (``close`` could not commit); called in the loop's
+    thread. Each failing episode is also logged once at WARNING ("pykaf.consumer").
     """
 
     def __init__(
@@ -89,9 +98,11 @@ class AsyncConsumer:
         group_id: str | None = None,
         topics: Iterable[str] | str | re.Pattern[str] | None = None,
         settings: ConsumerSettings | None = None,
+        on_error: ConsumerErrorCallback | None = None,
         **options: Any,
     ) -> None:
         self.settings = settings_or_options(settings, options, ConsumerSettings.from_options)
+        self._health = Health(logger, check_on_error(on_error))
         if group_id is not None and (not isinstance(group_id, str) or not group_id):
             raise ValueError(f"group_id must be a non-empty str or None, not {group_id!r}")
         self.group_id = group_id
@@ -109,7 +120,17 @@ class AsyncConsumer:
             retry_backoff=s.client.retry_backoff,
             max_decompressed_batch_bytes=s.max_decompressed_batch_bytes,
         )
-        self._fetcher = Fetcher(self._client, s, self._state, on_data=self._data_arrived)
+        self._fetcher = Fetcher(
+            self._client, s, self._state, on_data=self._data_arrived, health=self._health
+        )
+        # Looks up the topics given to the constructor, in the background: a poll waits
+        # for it only up to its own timeout.
+        self._startup = InitialTopics(
+            self._apply_initial,
+            health=self._health,
+            retry_backoff=s.client.retry_backoff,
+            on_done=self._data_arrived,
+        )
         self._data: asyncio.Event | None = None
         self.data_hooks: list[Callable[[], None]] = []  # the blocking twin's wakeup
         self._membership: Any = None
@@ -162,17 +183,33 @@ class AsyncConsumer:
         self._next_auto_commit = asyncio.get_running_loop().time() + (
             self.settings.auto_commit_interval
         )
-        initial, self._initial = self._initial, None
-        if initial is None:
-            return
+        if self._initial is not None:
+            self._startup.launch()
+
+    async def _apply_initial(self) -> None:
+        initial = self._initial
+        assert initial is not None
         if self.group_id is not None:
-            await self.subscribe(initial)
+            await self._subscribe(initial)
         else:
             assert isinstance(initial, list)
             meta = await self._topics_metadata(initial)
-            await self.assign(
+            await self._assign(
                 [TopicPartition(t, p.partition) for t in initial for p in meta[t].partitions]
             )
+        self._initial = None
+
+    async def _settle_startup(self) -> None:
+        """Before an explicit assign/subscribe: let the constructor's topics be applied
+        (an unknown topic raises), or, brokers out of reach, drop them: the call made
+        now supersedes them."""
+        if not await self._ready(None, wait_retries=False):
+            await self._startup.stop()
+            self._initial = None
+
+    async def _ready(self, timeout: float | None, *, wait_retries: bool = True) -> bool:
+        """Are the constructor's topics assigned or subscribed (waiting up to ``timeout``)?"""
+        return await self._startup.ready(timeout, wait_retries=wait_retries)
 
     def _data_arrived(self) -> None:
         if self._data is not None:
@@ -199,6 +236,10 @@ class AsyncConsumer:
         """Read exactly ``partitions`` (replacing any earlier assignment). New ones start
         at their committed offset (with a group_id) or per ``auto_offset_reset``."""
         await self._start()
+        await self._settle_startup()
+        await self._assign(partitions)
+
+    async def _assign(self, partitions: Iterable[TopicPartition]) -> None:
         if self._subscribed:
             raise ConsumerStateError("this consumer subscribed; unsubscribe() before assign()")
         tps = list(partitions)
@@ -268,6 +309,7 @@ class AsyncConsumer:
                 self.settings,
                 group_id=self.group_id,
                 current_positions=lambda: self._as_commit(self.handed_positions()),
+                health=self._health,
             )
         return self._membership
 
@@ -284,6 +326,16 @@ class AsyncConsumer:
         ``on_revoked`` runs before partitions are taken away (commit there)."""
         subscription = parse_subscription(topics)
         await self._start()
+        await self._settle_startup()
+        await self._subscribe(subscription, on_assigned, on_revoked, on_lost)
+
+    async def _subscribe(
+        self,
+        subscription: list[str] | re.Pattern[str],
+        on_assigned: Callback | None = None,
+        on_revoked: Callback | None = None,
+        on_lost: Callback | None = None,
+    ) -> None:
         membership = self._group()
         if self._assigned_manually:
             raise ConsumerStateError("this consumer has an assign()ment; assign([]) first")
@@ -299,6 +351,8 @@ class AsyncConsumer:
     async def unsubscribe(self) -> None:
         """Give the partitions up (``on_revoked``; auto-commit first) and leave the group."""
         self._check_open()
+        await self._startup.stop()  # the constructor's topics, if not subscribed yet
+        self._initial = None
         self._abandon_current()
         if self._membership is not None and self._subscribed:
             await self._membership.unsubscribe()
@@ -314,7 +368,7 @@ class AsyncConsumer:
             return
         if self._subscribed:
             membership.poll_happened()
-            change = await membership.ensure_active(timeout)
+            change = await ensure_active_reported(membership, self._health, timeout)
             if change:
                 gone = set(change.revoked) | set(change.lost)
                 for tp in gone:
@@ -416,7 +470,12 @@ class AsyncConsumer:
         assert self._data is not None
         data = self._data
         while True:
-            await self.group_step(None if deadline is None else max(0.0, deadline - loop.time()))
+            data.clear()
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            if await self._ready(remaining):
+                await self.group_step(
+                    None if deadline is None else max(0.0, deadline - loop.time())
+                )
             data.clear()
             records = self._state.take(limit)
             if records:
@@ -467,7 +526,9 @@ class AsyncConsumer:
         chunk: HandOut | None = None
         try:
             while True:
-                await self.group_step()
+                data.clear()
+                if await self._ready(None):
+                    await self.group_step()
                 data.clear()
                 got = state.take_chunk(CHUNK)
                 if got is None:
@@ -675,39 +736,57 @@ class AsyncConsumer:
         found = await self._group().committed(list(tps))
         return {tp: (None if v is None else v.offset) for tp, v in found.items()}
 
-    async def _commit_handed_if_auto(self) -> None:
-        """Assigned by hand with a group_id: the last auto-commit (a subscribed member's
-        is made by its membership when it gives its partitions up)."""
-        if self._auto_commit and self._membership is not None and not self._subscribed:
-            offsets = self._as_commit(self.handed_positions())
-            if offsets:
-                try:
-                    await self._membership.commit(offsets)
-                except PykafError as exc:
-                    logger.warning("the last auto-commit failed: %s", exc)
+    def _final_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """What auto-commit still owes at close: the positions after what was handed out
+        (a subscribed member's, of the partitions it owns)."""
+        if not self._auto_commit or self._membership is None:
+            return {}
+        offsets = self._as_commit(self.handed_positions())
+        if self._subscribed:
+            owned = self._membership.assignment
+            offsets = {tp: o for tp, o in offsets.items() if tp in owned}
+        return offsets
 
     # -- closing ------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Final auto-commit, leave the group, stop fetching, close connections; bounded
-        by about ``close_timeout`` plus one commit."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Final auto-commit, leave the group, stop fetching, close connections. The
+        commit and the leaving are each bounded by ``timeout`` (default: the client's
+        ``close_timeout``), the connections by ``close_timeout``; a final commit that
+        could not be made is logged at WARNING and given to ``on_error``
+        (``FinalCommitError``)."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValueError(f"close timeout must be > 0 seconds or None, not {timeout!r}")
         if self._closed:
             return
+        bound = self.settings.client.close_timeout if timeout is None else float(timeout)
         try:
             if self._membership is not None:
-                timeout = self.settings.client.request_timeout
-                try:
-                    async with asyncio.timeout(timeout):
-                        if self._commit_tasks:
-                            await asyncio.gather(*self._commit_tasks, return_exceptions=True)
-                        await self._commit_handed_if_auto()
-                except (TimeoutError, PykafError) as exc:
-                    logger.warning("the last commit did not complete: %s", exc)
-                # Leaves the group (not a static member): on_revoked, auto-commit first.
-                await self._membership.close()
+                await close_group(
+                    self._membership,
+                    self._health,
+                    offsets=self._final_offsets(),
+                    commits_in_flight=self._commit_tasks,
+                    bound=bound,
+                )
         finally:
             self._closed = True
             self.current = None
+            await self._stop_tasks()
             await self._fetcher.close()
             await self._client.close()
             self._data_arrived()  # wake whoever waits, so they see the close
+
+    async def _stop_tasks(self) -> None:
+        """Cancel what still runs in the background and collect the outcomes: asyncio
+        must not print a pending task or an exception nobody retrieved."""
+        await self._startup.stop()
+        tasks = list(self._commit_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._membership is not None and not self._membership.closed:
+            await self._membership.close(commit_first=False)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from pykaf._aio._client import AsyncClient
+from pykaf._aio._consumer_health import Health
 from pykaf._aio._offsets import list_offsets
 from pykaf._core._consumer_records import TopicPartition
 from pykaf._core._consumer_settings import ConsumerSettings
@@ -69,8 +70,10 @@ class Fetcher:
         state: FetchState,
         *,
         on_data: Callable[[], None],
+        health: Health | None = None,
     ) -> None:
         self._client = client
+        self._health = health or Health(logger, None)
         # The cluster view's cache answers "who leads this partition" without I/O.
         self._cache = client._cluster.cache
         self._settings = settings
@@ -149,10 +152,11 @@ class Fetcher:
                             await wakeup.wait()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # a bug: tell the application instead of hanging
+        except Exception as exc:  # a bug: tell the application instead of hanging
+            # Kept here, not raised: poll raises it, and a task exception nobody
+            # retrieves would be printed by asyncio at exit.
             self.failure = exc
             self._on_data()
-            raise
 
     def _spawn(self, coro: Any) -> None:
         assert self._loop is not None
@@ -366,7 +370,17 @@ class Fetcher:
             )
             self._answer(response, sent, by_id, answered)
             self._tune_reads(node)
-        except (BrokerConnectionError, KafkaTimeoutError):
+            self._health.recovered(f"fetch {node}", f"fetches from broker {node} answered again")
+        except (BrokerConnectionError, KafkaTimeoutError) as exc:
+            if isinstance(exc, KafkaTimeoutError) or self._health.failing(f"fetch {node}"):
+                # A fetch never answered would otherwise only show as empty polls. The
+                # connection was closed by the timeout; the next fetch opens a new one.
+                self._health.failed(
+                    f"fetch {node}",
+                    f"fetch from broker {node} failed: {exc}",
+                    hint="the connection is opened again and fetching resumes;"
+                    " check that broker's health and load",
+                )
             self._versions.pop(node, None)
             self._tuned.discard(node)
             for st, _, _, _ in sent:

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Final, TypeAlias
 
 from pykaf._aio._client import AsyncClient
+from pykaf._aio._consumer_health import Health
 from pykaf._aio._group_commit import Retry, commit_offsets, coordinator_versions, read_committed
 from pykaf._aio._group_join import JoinOutcome, JoinRetry, JoinSpec, join_once
 from pykaf._core._assignors import RebalanceProtocol, assignor_for, rebalance_protocol_for
@@ -79,6 +80,7 @@ class GroupMembership:
         on_lost: RebalanceCallback | None = None,
         current_positions: PositionsSource | None = None,
         rand: Callable[[], float] = random.random,
+        health: Health | None = None,
     ) -> None:
         if not isinstance(group_id, str) or not group_id:
             raise ValueError(f"group_id must be a non-empty str, not {group_id!r}")
@@ -92,6 +94,7 @@ class GroupMembership:
         self.on_lost = on_lost
         self._current_positions = current_positions
         self._rand = rand
+        self._health = health or Health(log, None)
         names = list(settings.partition_assignment_strategy)
         self._assignors = [assignor_for(name) for name in names]
         self.protocol = rebalance_protocol_for(names)
@@ -129,6 +132,16 @@ class GroupMembership:
         self._closed = False  # nothing at all any more
 
     # -- what the consumer reads ----------------------------------------------------------
+
+    @property
+    def rebalance_timeout(self) -> float:
+        """The budget of one join (seconds), retries included."""
+        return self._rebalance_timeout
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The error that ended this membership for good (fenced...), if any."""
+        return self._state.fatal
 
     @property
     def assignment(self) -> frozenset[TopicPartition]:
@@ -277,6 +290,8 @@ class GroupMembership:
         except BaseException:
             self._state.request_rejoin("the last join failed")
             raise
+        self._health.recovered("join", f"group {self.group_id!r}: joined again")
+        self._health.recovered("join budget", None)  # the consumer's report; told above
         if outcome.revoked:
             await self._revoke(outcome.revoked)
         log.info(
@@ -314,9 +329,13 @@ class GroupMembership:
             quick = 0
             attempt += 1
             delay = self._backoff.delay(attempt, self._rand())
+            self._health.failed(
+                "join",
+                f"group {self.group_id!r}: joining failed: {error}",
+                hint="retrying; check that the group coordinator is reachable and healthy",
+            )
             if loop.time() + delay >= deadline:
                 raise error
-            log.debug("group %r: join attempt %d failed (%s)", self.group_id, attempt, error)
             await asyncio.sleep(delay)
 
     async def _join_once(self, reason: str) -> JoinOutcome:
@@ -466,7 +485,7 @@ class GroupMembership:
 
     # -- leaving --------------------------------------------------------------------------
 
-    async def leave(self, reason: str = "the consumer is leaving") -> None:
+    async def leave(self, reason: str = "the consumer is leaving", *, commit: bool = True) -> None:
         """Give the partitions up (``on_revoked``, or ``on_lost`` if the generation is
         already over) and leave the group (LeaveGroup; a static member sends none and
         keeps its place until its session expires, as Java). If still subscribed, the
@@ -478,7 +497,9 @@ class GroupMembership:
         self._heartbeat_task = None
         if state.owned:
             if state.generation.valid:
-                await self._revoke(state.revoke_all(), timeout=self._client.settings.close_timeout)
+                await self._revoke(
+                    state.revoke_all(), timeout=self._client.settings.close_timeout, commit=commit
+                )
             else:
                 lost = state.lose_all()
                 await self._call(self.on_lost, "on_lost", lost)
@@ -516,16 +537,21 @@ class GroupMembership:
         if code:
             log.info("group %r: LeaveGroup: %s", self.group_id, error_for_code(code))
 
-    async def close(self) -> None:
-        """Leave the group (see ``leave``) and stop the background tasks; bounded by the
-        client's ``close_timeout`` plus the callbacks' own time."""
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self, *, commit_first: bool = True) -> None:
+        """Leave the group (see ``leave``; ``commit_first=False``: the caller made the
+        final auto-commit itself) and stop the background tasks; bounded by the client's
+        ``close_timeout`` plus the callbacks' own time."""
         if self._closing:
             return
         self._closing = True
         try:
             if not self._client.closed:
                 with contextlib.suppress(PykafError):
-                    await self.leave("the consumer is closing")
+                    await self.leave("the consumer is closing", commit=commit_first)
         finally:
             self._closed = True
             for task in (self._join_task, self._heartbeat_task, self._watch_task):
@@ -540,10 +566,14 @@ class GroupMembership:
             raise ClientClosedError(f"the membership of group {self.group_id!r} was closed")
 
     async def _revoke(
-        self, partitions: frozenset[TopicPartition], *, timeout: float | None = None
+        self,
+        partitions: frozenset[TopicPartition],
+        *,
+        timeout: float | None = None,
+        commit: bool = True,
     ) -> None:
         log.info("group %r: revoking %s", self.group_id, _names(partitions))
-        if self._auto_commit and self._current_positions is not None:
+        if commit and self._auto_commit and self._current_positions is not None:
             positions = self._current_positions()
             offsets = {tp: positions[tp] for tp in partitions if tp in positions}
             if offsets:
@@ -582,7 +612,11 @@ def _names(partitions: Collection[TopicPartition]) -> str:
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:
-    if task is None or task.done():
+    if task is None:
+        return
+    if task.done():
+        if not task.cancelled():
+            task.exception()  # seen: asyncio must not print it as "never retrieved"
         return
     if task is asyncio.current_task():
         return  # the heartbeat task leaving the group itself

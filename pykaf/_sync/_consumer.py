@@ -26,12 +26,14 @@ import queue
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from time import sleep
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 from pykaf._aio._consumer import AsyncConsumer, Callback, Offsets
+from pykaf._aio._consumer_health import ConsumerErrorCallback
 from pykaf._core._consumer_records import ConsumerRecord, TopicPartition
 from pykaf._core._consumer_settings import ConsumerSettings
 from pykaf._core._hand_out import CHUNK, HandOut
@@ -56,7 +58,8 @@ class Consumer:
     method is the blocking twin of ``AsyncConsumer``'s (see there).
 
     Not for concurrent use from several threads (as Kafka's consumers), except
-    ``close()``, which may be called from any thread.
+    ``close()``, which may be called from any thread. ``on_error(error)`` runs in the
+    consumer's loop thread (keep it short; it must not call the consumer).
     """
 
     def __init__(
@@ -66,11 +69,17 @@ class Consumer:
         group_id: str | None = None,
         topics: Iterable[str] | str | re.Pattern[str] | None = None,
         settings: ConsumerSettings | None = None,
+        on_error: ConsumerErrorCallback | None = None,
         **options: Any,
     ) -> None:
         # Validated in the caller's thread, before a thread starts.
         self._async = AsyncConsumer(
-            bootstrap, group_id=group_id, topics=topics, settings=settings, **options
+            bootstrap,
+            group_id=group_id,
+            topics=topics,
+            settings=settings,
+            on_error=on_error,
+            **options,
         )
         self.settings = self._async.settings
         self.group_id = group_id
@@ -80,6 +89,9 @@ class Consumer:
         self._waiting: set[queue.SimpleQueue[object]] = set()
         self._waiting_lock = threading.Lock()
         self._loop = LoopThread(name="pykaf-consumer")
+        # A program that never calls close() (or ends while a poll raised) still stops
+        # the loop at exit, cancelling its tasks: asyncio prints no "Task was destroyed".
+        self._finalizer = weakref.finalize(self, self._loop.stop, _MARGIN)
         self._started = False
         self._next_group_step = 0.0
         self._close_lock = threading.Lock()
@@ -192,6 +204,15 @@ class Consumer:
         s = self.settings
         return max(s.client.request_timeout, s.rebalance_timeout or 0.0) + _MARGIN
 
+    def _ready(self, deadline: float) -> bool:
+        """Are the constructor's topics assigned or subscribed? Waits for it until
+        ``deadline`` (``time.monotonic``), a little at a time (close() may come)."""
+        a = self._async
+        if not a._startup.pending:
+            return True
+        wait = min(_IDLE_WAKE, max(0.0, deadline - time.monotonic()))
+        return self._run(a._ready(wait), wait)
+
     def _group_step(self, force: bool, deadline: float = math.inf) -> None:
         """The group upkeep, on the loop: waits for a join up to ``deadline``
         (``time.monotonic``), serving the callbacks meanwhile."""
@@ -261,8 +282,9 @@ class Consumer:
         stop_at_end = self.settings.stop_at_end
         force = True
         while True:
-            self._group_step(force, deadline)
-            force = False
+            if self._ready(deadline):
+                self._group_step(force, deadline)
+                force = False
             sleep(0)  # hand the GIL to the loop thread if it waits for it (module doc)
             event.clear()
             records = state.take(limit)
@@ -293,7 +315,8 @@ class Consumer:
         chunk: HandOut | None = None
         try:
             while True:
-                self._group_step(False)
+                if self._ready(math.inf):
+                    self._group_step(False)
                 # Hand the GIL to the loop thread if it waits for it (module doc).
                 sleep(0)
                 event.clear()
@@ -386,18 +409,25 @@ class Consumer:
 
     # -- closing ------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Final auto-commit, leave the group, close connections, stop the loop; bounded."""
+    def close(self, timeout: float | None = None) -> None:
+        """Blocking ``AsyncConsumer.close``: final auto-commit, leave the group, close
+        connections, stop the loop; bounded (see there for ``timeout``)."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValueError(f"close timeout must be > 0 seconds or None, not {timeout!r}")
         with self._close_lock:
             if self._closed:
                 return
             try:
-                s = self.settings
-                bound = s.client.request_timeout + s.client.close_timeout + _MARGIN
+                close_timeout = self.settings.client.close_timeout
+                step = close_timeout if timeout is None else timeout
+                # The commit, the leaving, then the connections (see AsyncConsumer.close).
+                bound = 2 * step + close_timeout + _MARGIN
                 # A loop too stuck to close in time is abandoned: close() returns.
                 with contextlib.suppress(KafkaTimeoutError, ConsumerClosedError):
-                    self._run(self._async.close(), bound)
+                    self._run(self._async.close(timeout), bound)
             finally:
                 self._closed = True
                 self._event.set()
-                self._loop.stop(_MARGIN)
+                self._finalizer()  # stops the loop

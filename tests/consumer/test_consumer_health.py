@@ -1,0 +1,145 @@
+"""Nothing a consumer meets in the background passes silently: a failing episode (topics
+that cannot be looked up, a group that cannot be joined, a fetch never answered) is
+logged once at WARNING with its cause, repeats are only counted, the recovery is logged
+at INFO, and ``on_error`` hears of what the application must know. Faults come from the
+embedded broker (``cluster.faults``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+from consumer_helpers import data_batch, produce_raw, values
+
+from pykaf._aio._client import AsyncClient
+from pykaf._aio._consumer import AsyncConsumer
+from pykaf._core._consumer_records import TopicPartition
+from pykaf._errors import ConsumerStartError, GroupJoinError
+from pykaf.broker import Cluster
+
+LIMIT = 30.0
+FAST = {"request_timeout": 1.0, "fetch_max_wait": 0.1, "retry_backoff": 0.05}
+GROUP = {"session_timeout": 6.0, "heartbeat_interval": 0.5, "rebalance_timeout": 1.0}
+COORDINATOR_NOT_AVAILABLE = 15
+LOGGER = "pykaf.consumer"
+
+
+@pytest_asyncio.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    async with Cluster(brokers=1) as running:
+        await running.create_topic("h", 1)
+        async with AsyncClient(running.bootstrap) as client:
+            await produce_raw(client, "h", 0, data_batch(values("h", 5)))
+        yield running
+
+
+def messages(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == LOGGER and r.levelno == level and text in r.getMessage()
+    ]
+
+
+async def poll_until(consumer: AsyncConsumer, done: Callable[[], bool]) -> int:
+    """Poll until ``done()``; the number of records read meanwhile."""
+    read = 0
+    async with asyncio.timeout(LIMIT):
+        while not done():
+            read += len(await consumer.poll(timeout=0.2))
+    return read
+
+
+def failures(consumer: AsyncConsumer, key: str) -> int:
+    return consumer._health._failing.get(key, 0)
+
+
+async def test_unanswered_fetches_warn_once_naming_the_broker_and_fetching_resumes(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    hold = cluster.faults.hold_responses("Fetch")
+    consumer = AsyncConsumer(cluster.bootstrap, auto_offset_reset="earliest", **FAST)
+    try:
+        await consumer.assign([TopicPartition("h", 0)])
+        # Three fetches held: the first two timed out (a new connection each time).
+        assert await poll_until(consumer, lambda: hold.total >= 3) == 0
+        warned = messages(caplog, logging.WARNING, "fetch from broker 1 failed")
+        assert len(warned) == 1, warned
+        assert "no answer within the timeout" in warned[0]
+        assert "fetching resumes" in warned[0]
+        hold.release()
+        read = 0
+
+        def all_read() -> bool:
+            return read >= 5
+
+        async with asyncio.timeout(LIMIT):
+            while not all_read():
+                read += len(await consumer.poll(timeout=0.2))
+        assert messages(caplog, logging.INFO, "fetches from broker 1 answered again")
+        assert len(messages(caplog, logging.WARNING, "fetch from broker")) == 1
+    finally:
+        hold.release()
+        await consumer.close()
+
+
+async def test_topics_not_looked_up_are_reported_once_then_read_when_a_broker_is_back(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    errors: list[BaseException] = []
+    await cluster.faults.broker_down(1)
+    consumer = AsyncConsumer(
+        cluster.bootstrap,
+        topics=["h"],
+        auto_offset_reset="earliest",
+        on_error=errors.append,
+        **FAST,
+    )
+    try:
+        await poll_until(consumer, lambda: failures(consumer, "start") >= 2)
+        assert len(errors) == 1
+        assert isinstance(errors[0], ConsumerStartError)
+        assert len(messages(caplog, logging.WARNING, "could not be looked up")) == 1
+        await cluster.faults.broker_up(1)
+        assert await poll_until(consumer, lambda: failures(consumer, "start") == 0) >= 0
+        assert consumer.assignment() == {TopicPartition("h", 0)}
+        assert messages(caplog, logging.INFO, "topics looked up")
+        assert len(errors) == 1
+    finally:
+        await consumer.close()
+
+
+async def test_a_group_not_joined_within_its_rebalance_timeout_goes_to_on_error(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    errors: list[BaseException] = []
+    cluster.faults.push_errors("JoinGroup", [COORDINATOR_NOT_AVAILABLE] * 1000)
+    consumer = AsyncConsumer(
+        cluster.bootstrap,
+        group_id="health",
+        topics=["h"],
+        auto_offset_reset="earliest",
+        on_error=errors.append,
+        **FAST,
+        **GROUP,
+    )
+    try:
+        # Two budgets ran out: one report, one warning of each kind.
+        await poll_until(consumer, lambda: failures(consumer, "join budget") >= 2)
+        assert [type(e) for e in errors] == [GroupJoinError]
+        assert "COORDINATOR_NOT_AVAILABLE" in str(errors[0])
+        assert len(messages(caplog, logging.WARNING, "joining failed")) == 1
+        assert len(messages(caplog, logging.WARNING, "could not be joined within")) == 1
+        cluster.faults.clear()
+        read = await poll_until(consumer, lambda: bool(consumer.assignment()))
+        read += await poll_until(consumer, lambda: failures(consumer, "join budget") == 0)
+        assert messages(caplog, logging.INFO, "joined again")
+        assert len(errors) == 1
+    finally:
+        await consumer.close()
