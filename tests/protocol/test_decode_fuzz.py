@@ -177,3 +177,64 @@ def test_every_api_version_and_direction_survives_bombs_and_fuzzing() -> None:
         assert cases[name]["bomb refused by count (compact)"] > 0
     for name in ("Metadata v8 request", "Fetch v11 response", "Produce v8 request"):
         assert cases[name]["bomb refused by count (int32)"] > 0
+
+
+# -- end to end: a pykaf client against a server that answers with a bomb ----------------------
+
+
+def test_a_client_given_a_bomb_answer_gets_a_typed_error_and_lives_on() -> None:
+    # A tiny fake broker on 127.0.0.1 answers ApiVersions honestly, then every Metadata
+    # with a topics count of 0xffffffff; the client (in a capped child) must raise a
+    # PykafError for that call, and then work again against the same server.
+    out = run_isolated(
+        """
+        import asyncio, struct
+        from pykaf._aio._client import AsyncClient
+        from pykaf.errors import PykafError
+        from pykaf.protocol._framing import NEED_DATA, Request, ServerConnection
+        from pykaf.protocol._messages import build_response
+
+        async def serve(reader, writer):
+            conn = ServerConnection()
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    data = await reader.read(65536)
+                    if not data:
+                        return
+                    conn.receive_data(data)
+                    continue
+                if not isinstance(event, Request):
+                    return
+                if event.api_key == 18:
+                    answer = build_response(18, event.api_version, error_code=0,
+                        api_keys=[{"api_key": 3, "min_version": 0, "max_version": 12},
+                                  {"api_key": 18, "min_version": 0, "max_version": 3}],
+                        throttle_time=0)
+                    writer.write(conn.send_response(event, answer))
+                else:  # Metadata v12: throttle, then brokers: 4294967294 of them
+                    conn._pending.popleft()
+                    body = struct.pack(">i", event.correlation_id) + b"\\x00"
+                    body += struct.pack(">i", 0) + b"\\xff\\xff\\xff\\xff\\x0f"
+                    writer.write(struct.pack(">i", len(body)) + body)
+                await writer.drain()
+
+        async def main():
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            async with asyncio.timeout(30), AsyncClient(f"127.0.0.1:{port}",
+                    request_timeout=5.0, reconnect_backoff=0.01) as client:
+                for attempt in range(2):
+                    try:
+                        await client.metadata(["t"])
+                    except PykafError as exc:
+                        print(type(exc).__name__, exc)
+                print("alive")
+            server.close()
+
+        asyncio.run(main())
+        """,
+    )
+    assert "claims 4294967294 entries" in out
+    assert out.count("claims 4294967294 entries") == 2  # a new connection, the same answer
+    assert out.rstrip().endswith("alive")
