@@ -168,10 +168,14 @@ def build_request(api: int | str | ApiSpec, version: int, /, **fields: object) -
     durations ints in milliseconds (or timedeltas), timestamps ints in epoch milliseconds,
     error codes ints, UUIDs strings. Fields this version lacks are dropped, so one call
     site can pass a superset and build any version; missing required fields raise
-    ``MissingFieldsError`` naming each one ("topics[0].name").
+    ``MissingFieldsError`` naming each one ("topics[0].name"). So does a topic id left
+    unset where a field given is dropped for it (a ``name`` at OffsetFetch v10): a zero
+    id would reach the broker in place of the name meant.
     """
     codec = _codec(True, api, version)
-    return build_entity(codec.cls, fields, api=codec.spec.name, version=version)
+    return build_entity(
+        codec.cls, fields, api=codec.spec.name, version=version, replacements_required=True
+    )
 
 
 def build_response(api: int | str | ApiSpec, version: int, /, **fields: object) -> Payload:
