@@ -225,11 +225,16 @@ def _walk_entity(plan: _Plan, data: Buffer, pos: int, end: int, strict: bool) ->
                     pos += length - 1
                     if pos > end:
                         raise _past_end(length - 1, "bytes", end - pos + length - 1)
+            elif code == _COMPACT_ARRAY and data[pos] == 1:
+                pos += 1  # empty (aborted_transactions in most Fetch partitions)
             else:
                 pos = _walk_op(op, data, pos, end, strict)
         op = (_FIXED, 0, "", 0, 0, False)
         if plan.flexible:
-            pos = _walk_tags(plan, data, pos, end, strict)
+            if data[pos] == 0:  # no tagged field: the usual case, without a call
+                pos += 1
+            else:
+                pos = _walk_tags(plan, data, pos, end, strict)
     except _Malformed as exc:
         if op[2]:
             exc.path.append("." + op[2])
