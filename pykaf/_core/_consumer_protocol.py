@@ -33,6 +33,7 @@ from kio.serial import entity_reader, entity_writer
 
 from pykaf._core._consumer_records import TopicPartition
 from pykaf._errors import LocalProtocolError, RemoteProtocolError
+from pykaf.protocol._guard import check_bounds
 
 __all__ = [
     "CONSUMER_PROTOCOL_TYPE",
@@ -92,12 +93,17 @@ def _grouped(partitions: Iterable[TopicPartition], nested: type[Any]) -> tuple[A
     return tuple(nested(topic=t, partitions=tuple(p)) for t, p in by_topic.items())
 
 
-def _flat(entries: tuple[Any, ...] | None) -> tuple[TopicPartition, ...]:
-    return tuple(
-        TopicPartition(str(entry.topic), int(p))
-        for entry in entries or ()
-        for p in entry.partitions
-    )
+def _flat(entries: tuple[Any, ...] | None, what: str) -> tuple[TopicPartition, ...]:
+    # Another member wrote these: a null list reads as empty (as ``topics`` does), and a
+    # negative partition is their error, not ours.
+    try:
+        return tuple(
+            TopicPartition(str(entry.topic), int(p))
+            for entry in entries or ()
+            for p in entry.partitions or ()
+        )
+    except ValueError as exc:
+        raise RemoteProtocolError(f"{what}: {exc}") from None
 
 
 # kio builds a codec per class on first use: keep them (a handful of classes in all).
@@ -134,6 +140,8 @@ def _decode(data: bytes, modules: tuple[Any, ...], name: str, what: str) -> tupl
     if version < 0:
         raise RemoteProtocolError(f"{what}: negative version {version}")
     cls = getattr(modules[min(version, LATEST_VERSION)], name)
+    # Another member wrote these bytes: bound their counts before kio allocates by them.
+    check_bounds(cls, raw, 2, what=f"{what} v{version}")
     try:
         entity, _ = _reader(cls)(raw, 2)
     except Exception as exc:  # kio's DecodeError family, ValueError, OverflowError...
@@ -169,7 +177,7 @@ def decode_subscription(data: bytes) -> Subscription:
     return Subscription(
         topics=tuple(str(t) for t in entity.topics or ()),
         user_data=None if entity.user_data is None else bytes(entity.user_data),
-        owned_partitions=_flat(getattr(entity, "owned_partitions", ())),
+        owned_partitions=_flat(getattr(entity, "owned_partitions", ()), "consumer subscription"),
         generation=int(getattr(entity, "generation_id", -1)),
         rack=getattr(entity, "rack_id", None),
         version=version,
@@ -197,7 +205,7 @@ def decode_assignment(data: bytes) -> Assignment:
         data, _ASSIGNMENT_MODULES, "ConsumerProtocolAssignment", "consumer assignment"
     )
     return Assignment(
-        partitions=_flat(entity.assigned_partitions),
+        partitions=_flat(entity.assigned_partitions, "consumer assignment"),
         user_data=None if entity.user_data is None else bytes(entity.user_data),
         version=version,
     )

@@ -131,29 +131,56 @@ def _zero_entity(cls: type) -> Any:
     return cls(**kwargs)
 
 
-def build_entity(cls: type, values: Mapping[str, object], *, api: str, version: int) -> Any:
+def build_entity(
+    cls: type,
+    values: Mapping[str, object],
+    *,
+    api: str,
+    version: int,
+    replacements_required: bool = False,
+) -> Any:
     """Build ``cls`` from plain values (see the module doc). Raises ``MissingFieldsError``
     naming every missing required field, or ``LocalProtocolError`` for a value of the wrong
-    kind."""
+    kind.
+
+    ``replacements_required``: where the caller gave a field this version lacks, a UUID
+    field of the same entity left unset counts as missing. Kafka replaces names by topic
+    ids that way (OffsetFetch v10, Fetch v13...), and a zero id sent in place of the name
+    the caller meant only earns UNKNOWN_TOPIC_ID from the broker.
+    """
     missing: list[str] = []
-    entity = _build(cls, values, "", missing)
+    entity = _build(cls, values, "", missing, replacements_required)
     if missing:
         raise MissingFieldsError(api, version, missing)
     return entity
 
 
-def _build(cls: type, values: Mapping[str, object], path: str, missing: list[str]) -> Any:
+def _build(
+    cls: type, values: Mapping[str, object], path: str, missing: list[str], strict: bool
+) -> Any:
     kwargs: dict[str, object] = {}
-    for plan in _plans(cls):
+    plans = _plans(cls)
+    dropped = strict and _drops_a_field(plans, values)
+    for plan in plans:
         if plan.name in values:
-            kwargs[plan.name] = _convert(plan, values[plan.name], f"{path}{plan.name}", missing)
+            kwargs[plan.name] = _convert(
+                plan, values[plan.name], f"{path}{plan.name}", missing, strict
+            )
         elif plan.required:
             missing.append(f"{path}{plan.name}")
+        elif dropped and plan.kafka_type == "uuid" and plan.implicit is _none:
+            missing.append(f"{path}{plan.name} (this version has it in place of {dropped})")
         elif plan.implicit is not None:
             kwargs[plan.name] = plan.implicit()
     if missing:
         return None  # keep walking siblings to report every missing field at once
     return cls(**kwargs)
+
+
+def _drops_a_field(plans: tuple[_FieldPlan, ...], values: Mapping[str, object]) -> str:
+    """The given fields this version lacks, comma-separated ("" if none)."""
+    names = {plan.name for plan in plans}
+    return ", ".join(name for name in values if name not in names)
 
 
 def _as_mapping(value: object, nested: type, path: str) -> Mapping[str, object]:
@@ -173,7 +200,9 @@ def _as_sequence(value: object, path: str) -> Sequence[object]:
     raise LocalProtocolError(f"{path}: expected a list or tuple, got {type(value).__name__}")
 
 
-def _convert(plan: _FieldPlan, value: object, path: str, missing: list[str]) -> object:
+def _convert(
+    plan: _FieldPlan, value: object, path: str, missing: list[str], strict: bool
+) -> object:
     if value is None:
         if plan.optional:
             return None
@@ -185,7 +214,8 @@ def _convert(plan: _FieldPlan, value: object, path: str, missing: list[str]) -> 
         assert plan.nested is not None
         if type(value) is plan.nested:
             return value
-        return _build(plan.nested, _as_mapping(value, plan.nested, path), f"{path}.", missing)
+        nested_values = _as_mapping(value, plan.nested, path)
+        return _build(plan.nested, nested_values, f"{path}.", missing, strict)
     items = _as_sequence(value, path)
     if kind == "entity_tuple":
         nested = plan.nested
@@ -193,7 +223,9 @@ def _convert(plan: _FieldPlan, value: object, path: str, missing: list[str]) -> 
         return tuple(
             item
             if type(item) is nested
-            else _build(nested, _as_mapping(item, nested, f"{path}[{i}]"), f"{path}[{i}].", missing)
+            else _build(
+                nested, _as_mapping(item, nested, f"{path}[{i}]"), f"{path}[{i}].", missing, strict
+            )
             for i, item in enumerate(items)
         )
     kafka_type = plan.kafka_type

@@ -31,7 +31,7 @@ from kio.static.primitive import i16, i32
 from pykaf._errors import LocalProtocolError, RemoteProtocolError, UnknownApiError
 from pykaf.protocol._apis import ApiSpec, api_spec
 from pykaf.protocol._builder import build_entity, find_bad_field
-from pykaf.protocol._nulls import check_null_arrays
+from pykaf.protocol._guard import check_bounds
 
 __all__ = [
     "API_VERSIONS_KEY",
@@ -168,10 +168,14 @@ def build_request(api: int | str | ApiSpec, version: int, /, **fields: object) -
     durations ints in milliseconds (or timedeltas), timestamps ints in epoch milliseconds,
     error codes ints, UUIDs strings. Fields this version lacks are dropped, so one call
     site can pass a superset and build any version; missing required fields raise
-    ``MissingFieldsError`` naming each one ("topics[0].name").
+    ``MissingFieldsError`` naming each one ("topics[0].name"). So does a topic id left
+    unset where a field given is dropped for it (a ``name`` at OffsetFetch v10): a zero
+    id would reach the broker in place of the name meant.
     """
     codec = _codec(True, api, version)
-    return build_entity(codec.cls, fields, api=codec.spec.name, version=version)
+    return build_entity(
+        codec.cls, fields, api=codec.spec.name, version=version, replacements_required=True
+    )
 
 
 def build_response(api: int | str | ApiSpec, version: int, /, **fields: object) -> Payload:
@@ -364,16 +368,29 @@ def payload_api(payload: Payload) -> tuple[int, int]:
     return codec.spec.key, codec.version
 
 
-def _read_body(codec: _Codec, data: Buffer, offset: int, *, allow_trailing: bool = False) -> Any:
+def _read_body(
+    codec: _Codec,
+    data: Buffer,
+    offset: int,
+    *,
+    allow_trailing: bool = False,
+    refuse_null_arrays: bool = False,
+) -> Any:
+    what = f"{codec.spec.name} v{codec.version} {codec.kind}"
+    # First the bounds walk: kio's reader would abort the process on a count bomb.
+    check_bounds(codec.cls, data, offset, what=what, refuse_null_arrays=refuse_null_arrays)
     try:
         entity, size = codec.read(data, offset)
     except Exception as exc:
         # kio raises its own DecodeError family, but also ValueError (bad varints, unknown
         # enum values), KeyError (unknown tags), OverflowError...: all mean bad bytes.
-        raise RemoteProtocolError(
-            f"malformed {codec.spec.name} v{codec.version} {codec.kind}:"
-            f" {type(exc).__name__}: {exc}"
-        ) from exc
+        raise RemoteProtocolError(f"malformed {what}: {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:
+        # A Rust panic inside kio arrives as pyo3's PanicException, a BaseException that
+        # would otherwise unwind through the event loop: it too means bytes kio choked on.
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise RemoteProtocolError(f"malformed {what}: kio panicked: {exc}") from None
     trailing = len(memoryview(data)) - offset - size
     if trailing and not allow_trailing:
         raise RemoteProtocolError(
@@ -428,8 +445,9 @@ def decode_request_with(
             correlation_id=i32(prefix.correlation_id),
             client_id=prefix.client_id,
         )
-    body = _read_body(codec, data, offset, allow_trailing=lenient)
-    check_null_arrays(body, f"{codec.spec.name} v{codec.version} request")
+    # Null arrays the schema forbids are refused as Kafka's parser does: kio reads any -1
+    # count as None, and a handler would then iterate None.
+    body = _read_body(codec, data, offset, allow_trailing=lenient, refuse_null_arrays=True)
     return header, body
 
 

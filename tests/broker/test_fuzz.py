@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import logging
 import random
+import select
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -379,3 +383,38 @@ def test_max_message_bytes_boundary(target: BlockingCluster) -> None:
 
     assert produce(records) == 0  # exactly at the limit
     assert produce(encode_batch([(None, b"y" * 501, None, 1)])) == MESSAGE_TOO_LARGE
+
+
+# -- a broker process survives the count bomb of issue 10 ------------------------------------
+
+
+def test_a_broker_process_survives_the_24_byte_metadata_bomb() -> None:
+    # Before the bounds check, kio aborted the whole process (every broker in it) on this.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pykaf.broker", "--port", "0", "--brokers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
+        assert ready, "no bootstrap line within 30 s"
+        hosts = proc.stdout.readline().strip().split(",")
+        bomb = raw_frame(3, 12, 1, b"\x00" + b"\xff\xff\xff\xff\x0f")  # header tags, topics
+        for host in hosts:
+            with WireClient(host) as bad:
+                bad.send_raw(bomb)
+                assert bad.is_closed_by_peer()
+        assert proc.poll() is None
+        for host in hosts:
+            with WireClient(host) as good:
+                assert good.request("ApiVersions", 0).error_code == 0
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

@@ -132,6 +132,59 @@ def test_build_drops_what_the_version_lacks(version: int) -> None:
     assert not hasattr(request, "not_a_field_anywhere")
 
 
+_TOPIC_ID = "6f1d2a3b-0000-4000-8000-000000000001"
+
+
+@pytest.mark.parametrize(
+    ("api", "version", "fields", "missing"),
+    [
+        (
+            "OffsetFetch",
+            10,
+            {"groups": [{"group_id": "g", "topics": [{"name": "t", "partition_indexes": [0]}]}]},
+            "groups[0].topics[0].topic_id (this version has it in place of name)",
+        ),
+        (
+            "Fetch",
+            13,
+            {
+                "replica_id": -1,
+                "max_wait": 0,
+                "min_bytes": 1,
+                "topics": [{"topic": "t", "partitions": []}],
+                "forgotten_topics_data": [],
+                "rack_id": "",
+            },
+            "topics[0].topic_id (this version has it in place of topic)",
+        ),
+    ],
+    ids=["offset-fetch-v10", "fetch-v13"],
+)
+def test_a_name_dropped_for_a_topic_id_is_not_sent_as_a_zero_id(
+    api: str, version: int, fields: dict[str, object], missing: str
+) -> None:
+    with pytest.raises(MissingFieldsError) as info:
+        build_request(api, version, **fields)
+    assert info.value.missing == (missing,)
+
+
+def test_a_superset_with_the_topic_id_builds_every_version() -> None:
+    topic = {"name": "t", "topic_id": _TOPIC_ID, "partition_indexes": [0]}
+    for version in api_spec("OffsetFetch").versions:
+        fields = {
+            "group_id": "g",
+            "topics": [topic],
+            "groups": [{"group_id": "g", "topics": [topic]}],
+        }
+        request = build_request("OffsetFetch", version, **fields)
+        assert type(request) is request_class("OffsetFetch", version)
+    # Nothing dropped, nothing demanded: a topic id may stay unset where names remain.
+    metadata = build_request(
+        "Metadata", 12, topics=[{"name": "t"}], include_topic_authorized_operations=False
+    )
+    assert metadata.topics[0].topic_id is None
+
+
 def test_missing_fields_are_named_with_paths() -> None:
     with pytest.raises(MissingFieldsError) as info:
         build_request("Produce", 9, topic_data=[{"partition_data": [{"index": 0}]}, {}])
