@@ -66,7 +66,9 @@ class ReadBudget:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-        if self._spent_reported:
+        # The episode ends when space frees with nobody waiting for it (woken waiters
+        # may spend it again at once: that is still the same episode).
+        if self._spent_reported and not waiters:
             self._spent_reported = False
             log.info("%s: partial requests fit the budget again; reads resumed", self._owner)
 

@@ -5,13 +5,18 @@ the idle timeout, the deadline of a started frame and the cap on partial-request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from _standalone import start_broker
 
 from pykaf.broker import Cluster
+from pykaf.broker._read_budget import ReadBudget
 
 _CONDITION_TIMEOUT = 10.0
 
@@ -45,6 +50,10 @@ async def wait_until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(_CONDITION_TIMEOUT):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def wait_for_waiters(budget: ReadBudget, count: int) -> None:
+    await wait_until(lambda: budget.waiting == count)
 
 
 async def connect(cluster: Cluster) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -149,3 +158,66 @@ def test_bad_read_limits_are_refused(setting: dict[str, object]) -> None:
     name = next(iter(setting))
     with pytest.raises(ValueError, match=name):
         Cluster(1, **setting)  # type: ignore[arg-type]
+
+
+def _rss_mib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    raise AssertionError("no VmRSS line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_many_partial_giant_frames_stay_near_the_cap(tmp_path: Path) -> None:
+    # 20 connections each declare a 100 MiB request and try to send 30 MiB of it: without
+    # a cap the broker held all of it (600+ MiB). The bound here is deliberately generous.
+    broker = start_broker(tmp_path, brokers=1)
+    try:
+        host, port = broker.bootstrap.split(",")[0].rsplit(":", 1)
+        before = _rss_mib(broker.proc.pid)
+        chunk = bytes(1024 * 1024)
+        sockets = []
+        try:
+            for _ in range(20):
+                sock = socket.create_connection((host, int(port)), timeout=5.0)
+                sockets.append(sock)
+                sock.sendall(api_versions_frame(0) + struct.pack(">i", 100 * 1024 * 1024))
+                sock.settimeout(0.2)
+                with contextlib.suppress(TimeoutError):
+                    for _ in range(30):
+                        sock.sendall(chunk)
+            held = _rss_mib(broker.proc.pid) - before
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert held < 350, f"the broker grew by {held} MiB holding partial requests"
+    finally:
+        broker.stop()
+
+
+async def test_one_warning_per_episode_however_many_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    budget = ReadBudget(100, owner="broker 1")
+    assert budget.try_reserve(100)
+    # Four connections queue up; space frees one holder at a time, and each woken waiter
+    # spends it again: all one episode, one warning.
+    waiters = []
+    for _ in range(4):
+        assert not budget.try_reserve(100)
+        waiters.append(asyncio.ensure_future(budget.wait_for_space()))
+    await wait_until(lambda: budget.waiting == 4)
+    for queued in range(3, -1, -1):
+        budget.release(100)
+        await asyncio.sleep(0)
+        assert budget.try_reserve(100)
+        for _ in range(queued):  # the others were woken too; they queue again
+            assert not budget.try_reserve(100)
+            waiters.append(asyncio.ensure_future(budget.wait_for_space()))
+        await wait_for_waiters(budget, queued)
+    budget.release(100)
+    assert budget.reserved == 0
+    await asyncio.wait(waiters, timeout=_CONDITION_TIMEOUT)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
