@@ -203,16 +203,18 @@ class BrokerServer:
             )
         except RemoteProtocolError as exc:
             log.warning("broker %d: closing connection from %s: %s", self.node.node_id, peer, exc)
-        except (ConnectionError, OSError):
-            pass  # the client went away; nothing to tell
+            _forget_traceback(exc)
+        except (ConnectionError, OSError) as exc:
+            _forget_traceback(exc)  # the client went away; nothing to tell
         except asyncio.CancelledError:
             pass  # the broker is stopping (or this connection was dropped on purpose)
-        except Exception:
+        except Exception as exc:
             log.exception(
                 "broker %d: internal error answering %s; closing its connection",
                 self.node.node_id,
                 peer,
             )
+            _forget_traceback(exc)
         finally:
             self._connections.pop(conn_id, None)
             writer.transport.abort()
@@ -356,6 +358,22 @@ class BrokerServer:
             client_id=event.client_id,
         )
         return await self.dispatch(ctx, event.request)
+
+
+def _forget_traceback(exc: BaseException) -> None:
+    """Drop the tracebacks of a connection's last error (and what it chained).
+
+    The framing layer keeps its error on the connection object (and the stream reader
+    its socket error), while the traceback's frames hold that connection: a cycle that
+    kept a partial frame of up to 100 MiB in memory until the cyclic GC happened to run.
+    Without the frames it goes at once.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
 
 
 class _Reading:

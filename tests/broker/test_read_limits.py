@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -192,6 +194,11 @@ def test_many_partial_giant_frames_stay_near_the_cap(tmp_path: Path) -> None:
             for sock in sockets:
                 sock.close()
         assert held < 350, f"the broker grew by {held} MiB holding partial requests"
+        # Memory comes back once they are gone (nothing waits for the cyclic GC).
+        deadline = time.monotonic() + _CONDITION_TIMEOUT
+        while (kept := _rss_mib(broker.proc.pid) - before) >= 40:
+            assert time.monotonic() < deadline, f"{kept} MiB still held after the close"
+            time.sleep(0.05)
     finally:
         broker.stop()
 
@@ -221,3 +228,34 @@ async def test_one_warning_per_episode_however_many_wait(
     await asyncio.wait(waiters, timeout=_CONDITION_TIMEOUT)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
+
+
+def _partial_frame_buffers() -> int:
+    return sum(
+        1
+        for obj in gc.get_objects()
+        if type(obj).__name__ == "_FrameBuffer" and getattr(obj, "buffered", 0) > 0
+    )
+
+
+@pytest.mark.parametrize("how", ["eof", "reset"])
+async def test_a_connection_closed_mid_frame_frees_its_buffer_at_once(how: str) -> None:
+    # The framing error kept on the connection (or the socket error kept by the stream
+    # reader), with its traceback, made a reference cycle: the partial frame stayed in
+    # memory until the cyclic GC happened to run.
+    async with Cluster(1) as cluster:
+        gc.collect()
+        gc.disable()
+        try:
+            _, writer = await connect(cluster)
+            writer.write(api_versions_frame(1, padding=300_000)[:200_000])
+            await wait_until(lambda: cluster.servers[0].read_budget.reserved > 0)
+            assert _partial_frame_buffers() == 1
+            if how == "reset":  # RST instead of FIN: the broker's read fails
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+            await wait_until(lambda: cluster.servers[0].connection_count == 0)
+            assert _partial_frame_buffers() == 0
+        finally:
+            gc.enable()
