@@ -21,7 +21,14 @@ from typing import Any, Self, TypeVar
 from pykaf.broker._faults import Faults, HeldResponses, api_key_of
 from pykaf.broker._groups import group_coordinator
 from pykaf.broker._segments import DEFAULT_SEGMENT_BYTES
-from pykaf.broker._server import BrokerServer, Interceptor
+from pykaf.broker._server import (
+    DEFAULT_CONNECTIONS_MAX_IDLE,
+    DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+    DEFAULT_REQUEST_RECEIVE_TIMEOUT,
+    BrokerServer,
+    Interceptor,
+    check_read_limits,
+)
 from pykaf.broker._state import ClusterState, TopicState
 from pykaf.protocol._framing import DEFAULT_MAX_FRAME_SIZE
 
@@ -49,6 +56,12 @@ class Cluster:
     are 1..N. ``data_dir`` makes the logs and metadata survive a restart (a crash of
     the process loses nothing acknowledged); ``fsync=True`` also makes every append
     durable against an OS crash or power loss, at the cost of an fsync per write.
+
+    Per broker, as Kafka's settings of the same names: ``queued_max_request_bytes`` caps
+    the bytes reserved by partially received requests (connections needing more are not
+    read until space frees), ``connections_max_idle`` closes a connection silent that many
+    seconds, and ``request_receive_timeout`` closes one whose started request frame has not
+    completed in that many seconds.
     """
 
     def __init__(
@@ -64,6 +77,9 @@ class Cluster:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         fsync: bool = False,
+        queued_max_request_bytes: int = DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+        connections_max_idle: float = DEFAULT_CONNECTIONS_MAX_IDLE,
+        request_receive_timeout: float = DEFAULT_REQUEST_RECEIVE_TIMEOUT,
     ) -> None:
         if brokers < 1:
             raise ValueError("a cluster needs at least one broker")
@@ -73,6 +89,12 @@ class Cluster:
         self._port = port
         self._host = host
         self._max_frame_size = max_frame_size
+        check_read_limits(queued_max_request_bytes, connections_max_idle, request_receive_timeout)
+        self._read_limits: dict[str, Any] = {
+            "queued_max_request_bytes": queued_max_request_bytes,
+            "connections_max_idle": connections_max_idle,
+            "request_receive_timeout": request_receive_timeout,
+        }
         self._state_args: dict[str, Any] = {
             "auto_create_topics": auto_create_topics,
             "default_partitions": default_partitions,
@@ -95,7 +117,7 @@ class Cluster:
             node_ids=range(1, self._count + 1), host=self._host, **self._state_args
         )
         servers = [
-            BrokerServer(node, state, max_frame_size=self._max_frame_size)
+            BrokerServer(node, state, max_frame_size=self._max_frame_size, **self._read_limits)
             for node in state.brokers.values()
         ]
         try:

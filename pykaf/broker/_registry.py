@@ -110,12 +110,14 @@ def handles(
     a programming error (two modules claiming one key).
     """
     spec = api_spec(api)
-    low = spec.min_version if min_version is None else min_version
+    # oldest_version: the group and offset APIs reach below the client's floor, for old
+    # clients (see BELOW_FLOOR_FOR_OLD_CLIENTS in pykaf.protocol._apis).
+    low = spec.oldest_version if min_version is None else min_version
     high = spec.max_version if max_version is None else max_version
-    if not spec.min_version <= low <= high <= spec.max_version:
+    if not spec.oldest_version <= low <= high <= spec.max_version:
         raise ValueError(
             f"{spec.name}: v{low}..v{high} is outside what pykaf.protocol speaks"
-            f" (v{spec.min_version}..v{spec.max_version})"
+            f" (v{spec.oldest_version}..v{spec.max_version})"
         )
 
     def register(func: HandlerFunc) -> HandlerFunc:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
 from pykaf._errors import PykafError, RemoteProtocolError
+from pykaf.broker._read_budget import ReadBudget
 from pykaf.broker._registry import (
     CloseConnection,
     ConnectionInfo,
@@ -44,7 +45,15 @@ from pykaf.protocol._framing import (
 )
 from pykaf.protocol._messages import API_VERSIONS_KEY, Buffer, Payload, build_response
 
-__all__ = ["BrokerServer", "CallNext", "Interceptor"]
+__all__ = [
+    "DEFAULT_CONNECTIONS_MAX_IDLE",
+    "DEFAULT_QUEUED_MAX_REQUEST_BYTES",
+    "DEFAULT_REQUEST_RECEIVE_TIMEOUT",
+    "BrokerServer",
+    "CallNext",
+    "Interceptor",
+    "check_read_limits",
+]
 
 log = logging.getLogger("pykaf.broker")
 
@@ -53,11 +62,35 @@ CallNext: TypeAlias = Callable[[RequestContext, Payload], Awaitable[Payload | No
 Interceptor: TypeAlias = Callable[[RequestContext, Payload, CallNext], Awaitable[Payload | None]]
 
 _READ_SIZE: Final = 1024 * 1024
+# Kafka's defaults: connections.max.idle.ms is 10 minutes. queued.max.request.bytes is
+# unlimited in Kafka; an embedded broker shares its process with the tests, so it gets a
+# real cap. A frame that has started must complete within a minute (a peer trickling a
+# 100 MiB frame would otherwise hold its reservation forever).
+DEFAULT_QUEUED_MAX_REQUEST_BYTES: Final = 100 * 1024 * 1024
+DEFAULT_CONNECTIONS_MAX_IDLE: Final = 600.0
+DEFAULT_REQUEST_RECEIVE_TIMEOUT: Final = 60.0
 _STREAM_LIMIT: Final = 4 * 1024 * 1024
 # Above this many unsent bytes, wait for the socket to drain before the next request.
 _WRITE_HIGH_WATER: Final = 8 * 1024 * 1024
 # Response buffers smaller than this are joined before a write (see _write_buffers).
 _COALESCE_BELOW: Final = 16 * 1024
+
+
+def check_read_limits(
+    queued_max_request_bytes: int, connections_max_idle: float, request_receive_timeout: float
+) -> None:
+    """Raise ValueError naming the setting that is not usable."""
+    if type(queued_max_request_bytes) is not int or queued_max_request_bytes < 1:
+        raise ValueError(
+            "queued_max_request_bytes must be a positive int (bytes),"
+            f" not {queued_max_request_bytes!r}"
+        )
+    for name, seconds in (
+        ("connections_max_idle", connections_max_idle),
+        ("request_receive_timeout", request_receive_timeout),
+    ):
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
 
 
 def _api_name(api_key: int) -> str:
@@ -77,11 +110,18 @@ class BrokerServer:
         *,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_pre_auth_frame_size: int = KAFKA_SASL_MAX_RECEIVE_SIZE,
+        queued_max_request_bytes: int = DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+        connections_max_idle: float = DEFAULT_CONNECTIONS_MAX_IDLE,
+        request_receive_timeout: float = DEFAULT_REQUEST_RECEIVE_TIMEOUT,
     ) -> None:
+        check_read_limits(queued_max_request_bytes, connections_max_idle, request_receive_timeout)
         self._node = node
         self.state = state
         self.max_frame_size = max_frame_size
         self.max_pre_auth_frame_size = max_pre_auth_frame_size
+        self.connections_max_idle = float(connections_max_idle)
+        self.request_receive_timeout = float(request_receive_timeout)
+        self.read_budget = ReadBudget(queued_max_request_bytes, owner=f"broker {node.node_id}")
         self.interceptor: Interceptor | None = None
         self._server: asyncio.Server | None = None
         self._connections: dict[int, tuple[asyncio.Task[None], asyncio.StreamWriter]] = {}
@@ -151,8 +191,9 @@ class BrokerServer:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
         info = ConnectionInfo(connection_id=conn_id, peer=peer)
+        reading = _Reading(writer.transport)
         try:
-            await self._run_connection(reader, writer, info)
+            await self._run_connection(reader, writer, info, reading)
         except CloseConnection as exc:
             log.info(
                 "broker %d: closing connection from %s: %s",
@@ -162,22 +203,30 @@ class BrokerServer:
             )
         except RemoteProtocolError as exc:
             log.warning("broker %d: closing connection from %s: %s", self.node.node_id, peer, exc)
-        except (ConnectionError, OSError):
-            pass  # the client went away; nothing to tell
+            _forget_traceback(exc)
+        except (ConnectionError, OSError) as exc:
+            _forget_traceback(exc)  # the client went away; nothing to tell
         except asyncio.CancelledError:
             pass  # the broker is stopping (or this connection was dropped on purpose)
-        except Exception:
+        except Exception as exc:
             log.exception(
                 "broker %d: internal error answering %s; closing its connection",
                 self.node.node_id,
                 peer,
             )
+            _forget_traceback(exc)
         finally:
             self._connections.pop(conn_id, None)
             writer.transport.abort()
+            if reading.reserved:
+                self.read_budget.release(reading.reserved)
 
     async def _run_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnectionInfo
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        info: ConnectionInfo,
+        reading: _Reading,
     ) -> None:
         # The pre-authentication limit guards the first frame only: a peer that starts with
         # garbage cannot make the broker buffer 100 MiB, while clients that skip ApiVersions
@@ -191,7 +240,7 @@ class BrokerServer:
         while True:
             event = conn.next_event()
             if event is NEED_DATA:
-                conn.receive_data(await reader.read(_READ_SIZE))
+                conn.receive_data(await self._read(reader, conn, reading))
                 continue
             if isinstance(event, ConnectionClosed):
                 return
@@ -210,6 +259,71 @@ class BrokerServer:
                     writer.write(conn.send_response(event, response))
                 if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
                     await writer.drain()
+
+    async def _read(
+        self, reader: asyncio.StreamReader, conn: ServerConnection, reading: _Reading
+    ) -> bytes:
+        """The next bytes from the peer, within the idle timeout (nothing buffered) or the
+        deadline of the frame that has started; a partial frame reserves its declared size
+        from ``read_budget`` first (see ``_read_budget``)."""
+        loop = asyncio.get_running_loop()
+        consumed = reading.received - conn.buffered  # stream offset of the partial frame
+        if reading.reserved and consumed >= reading.frame_end:
+            self.read_budget.release(reading.reserved)
+            reading.reserved = 0
+        if not conn.buffered:
+            deadline = loop.time() + self.connections_max_idle
+        else:
+            if consumed != reading.frame_start:  # a new frame; its size follows its prefix
+                reading.frame_start = consumed
+                reading.frame_end = -1
+                reading.frame_started = loop.time()
+            deadline = reading.frame_started + self.request_receive_timeout
+            size = conn.next_frame_size
+            if size is not None and not reading.reserved:
+                reading.frame_end = consumed + size
+                await self._reserve(size, reading.transport, deadline, conn)
+                reading.reserved = size
+        try:
+            async with asyncio.timeout_at(deadline):
+                data = await reader.read(_READ_SIZE)
+        except TimeoutError:
+            raise CloseConnection(self._timeout_reason(conn)) from None
+        reading.received += len(data)
+        return data
+
+    def _timeout_reason(self, conn: ServerConnection) -> str:
+        if not conn.buffered:
+            return f"idle for {self.connections_max_idle:g} s (connections_max_idle)"
+        return (
+            f"a request frame did not complete within {self.request_receive_timeout:g} s"
+            f" (request_receive_timeout; {conn.buffered} bytes of it arrived)"
+        )
+
+    async def _reserve(
+        self,
+        size: int,
+        transport: asyncio.WriteTransport,
+        deadline: float,
+        conn: ServerConnection,
+    ) -> None:
+        """Reserve ``size`` bytes; while the budget is spent, stop reading the connection
+        (what arrived stays buffered; the peer's sends back up in TCP)."""
+        budget = self.read_budget
+        if budget.try_reserve(size):
+            return
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
+        try:
+            while not budget.try_reserve(size):
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await budget.wait_for_space()
+                except TimeoutError:
+                    raise CloseConnection(self._timeout_reason(conn)) from None
+        finally:
+            if not transport.is_closing():
+                transport.resume_reading()
 
     def _refuse(self, conn: ServerConnection, event: UnsupportedRequest) -> bytes:
         if event.api_key != API_VERSIONS_KEY:
@@ -244,6 +358,38 @@ class BrokerServer:
             client_id=event.client_id,
         )
         return await self.dispatch(ctx, event.request)
+
+
+def _forget_traceback(exc: BaseException) -> None:
+    """Drop the tracebacks of a connection's last error (and what it chained).
+
+    The framing layer keeps its error on the connection object (and the stream reader
+    its socket error), while the traceback's frames hold that connection: a cycle that
+    kept a partial frame of up to 100 MiB in memory until the cyclic GC happened to run.
+    Without the frames it goes at once.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
+class _Reading:
+    """Where one connection's reading stands: bytes received so far, the stream offsets
+    where the partial frame starts and ends (-1: not known), when it started, what it
+    reserved."""
+
+    __slots__ = ("frame_end", "frame_start", "frame_started", "received", "reserved", "transport")
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self.transport = transport
+        self.received = 0
+        self.frame_start = -1
+        self.frame_end = -1
+        self.frame_started = 0.0
+        self.reserved = 0
 
 
 async def _write_buffers(writer: asyncio.StreamWriter, parts: list[Buffer]) -> None:

@@ -18,6 +18,11 @@ from collections.abc import Sequence
 from pykaf.broker._cluster import Cluster
 from pykaf.broker._control import ControlServer
 from pykaf.broker._segments import LogCorruptionError
+from pykaf.broker._server import (
+    DEFAULT_CONNECTIONS_MAX_IDLE,
+    DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+    DEFAULT_REQUEST_RECEIVE_TIMEOUT,
+)
 
 __all__ = ["main"]
 
@@ -56,6 +61,28 @@ def _parser() -> argparse.ArgumentParser:
         " one); its address is the second line of output, control=127.0.0.1:PORT",
     )
     parser.add_argument(
+        "--queued-max-request-bytes",
+        type=int,
+        default=DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+        help="bytes partially received requests may hold per broker; connections needing"
+        " more are paused until space frees (Kafka's queued.max.request.bytes;"
+        " default %(default)s)",
+    )
+    parser.add_argument(
+        "--connections-max-idle",
+        type=float,
+        default=DEFAULT_CONNECTIONS_MAX_IDLE,
+        help="close connections idle this many seconds (Kafka's connections.max.idle.ms;"
+        " default %(default)s)",
+    )
+    parser.add_argument(
+        "--request-receive-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_RECEIVE_TIMEOUT,
+        help="close a connection whose started request has not fully arrived within this"
+        " many seconds (default %(default)s)",
+    )
+    parser.add_argument(
         "--log-level", default="WARNING", help="logging level (DEBUG, INFO, WARNING, ...)"
     )
     return parser
@@ -70,6 +97,9 @@ async def _run(args: argparse.Namespace) -> None:
         fsync=args.fsync,
         default_partitions=args.partitions,
         auto_create_topics=not args.no_auto_create,
+        queued_max_request_bytes=args.queued_max_request_bytes,
+        connections_max_idle=args.connections_max_idle,
+        request_receive_timeout=args.request_receive_timeout,
     )
     await cluster.start()
     control: ControlServer | None = None

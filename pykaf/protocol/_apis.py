@@ -19,8 +19,9 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.static.constants import EntityType
 
 from pykaf._errors import UnknownApiError
+from pykaf.protocol._legacy_schemas import LEGACY_OLDEST
 
-__all__ = ["ApiSpec", "all_apis", "api_spec", "KIP_896_FLOORS"]
+__all__ = ["ApiSpec", "all_apis", "api_spec", "BELOW_FLOOR_FOR_OLD_CLIENTS", "KIP_896_FLOORS"]
 
 # The oldest version each API keeps after KIP-896 (Kafka 4.0), as listed in the KIP's
 # "Public Interfaces" and applied to Kafka's JSON schemas by KAFKA-18269. Only APIs whose
@@ -53,6 +54,28 @@ KIP_896_FLOORS: Final[Mapping[str, int]] = MappingProxyType(
 )
 
 
+# The group and offset APIs whose versions below the floor Kafka 3.x still answered and old
+# clients still send (Debian's sarama 1.22: JoinGroup v1, OffsetCommit v1): pykaf decodes
+# every version kio knows for them (and OffsetCommit v0-v1, which kio lacks, from
+# _legacy_schemas), so the embedded broker can serve those clients.
+BELOW_FLOOR_FOR_OLD_CLIENTS: Final = frozenset(
+    {
+        "FindCoordinator",
+        "JoinGroup",
+        "SyncGroup",
+        "Heartbeat",
+        "LeaveGroup",
+        "OffsetCommit",
+        "OffsetFetch",
+        "ListGroups",
+        "DescribeGroups",
+        "DeleteGroups",
+        "ListOffsets",
+        "OffsetDelete",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiSpec:
     """One Kafka API as pykaf speaks it: ``key``, Kafka's CamelCase ``name``, versions."""
@@ -61,6 +84,10 @@ class ApiSpec:
     name: str
     min_version: int
     max_version: int
+    # The oldest version pykaf decodes and encodes: the floor, except for the group and
+    # offset APIs, whose older versions a broker still answers for old clients (see
+    # BELOW_FLOOR_FOR_OLD_CLIENTS). The client negotiates from min_version only.
+    oldest_version: int
 
     @property
     def snake_name(self) -> str:
@@ -100,7 +127,12 @@ def _build_registry() -> dict[int, ApiSpec]:
         kio_min, kio_max = versions[0], versions[-1]
         name = _kafka_name(key, snake, kio_max)
         floor = max(kio_min, KIP_896_FLOORS.get(name, 0))
-        registry[key] = ApiSpec(key=key, name=name, min_version=floor, max_version=kio_max)
+        oldest = floor
+        if name in BELOW_FLOOR_FOR_OLD_CLIENTS:
+            oldest = min(kio_min, LEGACY_OLDEST.get(name, kio_min))
+        registry[key] = ApiSpec(
+            key=key, name=name, min_version=floor, max_version=kio_max, oldest_version=oldest
+        )
     return registry
 
 

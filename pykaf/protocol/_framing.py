@@ -199,6 +199,13 @@ class _FrameBuffer:
             return None
         return length
 
+    def declared_size(self) -> int | None:
+        """Size (prefix included) the next frame declares, once its prefix has arrived."""
+        if len(self._buf) < 4:
+            return None
+        length: int = _I32.unpack_from(self._buf, 0)[0]
+        return 4 + max(0, length)
+
     def view(self, length: int) -> memoryview:
         """A read-only view of the next frame's payload; release() it before ``consume``."""
         return memoryview(self._buf)[4 : 4 + length].toreadonly()
@@ -446,6 +453,16 @@ class ServerConnection:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         self._conn.receive_data(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned as events (a partial frame, at NEED_DATA)."""
+        return self._conn._frames.buffered
+
+    @property
+    def next_frame_size(self) -> int | None:
+        """What the next (partial) frame declares, prefix included; None before 4 bytes."""
+        return self._conn._frames.declared_size()
 
     def next_event(self) -> Request | UnsupportedRequest | ConnectionClosed | NeedData:
         conn = self._conn

@@ -32,6 +32,7 @@ from pykaf._errors import LocalProtocolError, RemoteProtocolError, UnknownApiErr
 from pykaf.protocol._apis import ApiSpec, api_spec
 from pykaf.protocol._builder import build_entity, find_bad_field
 from pykaf.protocol._guard import check_bounds
+from pykaf.protocol._legacy_schemas import legacy_schema
 
 __all__ = [
     "API_VERSIONS_KEY",
@@ -100,13 +101,15 @@ def _codec(is_request: bool, api: int | str | ApiSpec, version: int) -> _Codec:
     codec = _CODECS.get((is_request, spec.key, version))
     if codec is not None:
         return codec
-    if type(version) is not int or not spec.supports(version):
+    if type(version) is not int or not spec.oldest_version <= version <= spec.max_version:
         raise UnknownApiError(
             f"{spec.name} v{version} is not supported: pykaf speaks"
-            f" {spec.name} v{spec.min_version}..v{spec.max_version}"
+            f" {spec.name} v{spec.oldest_version}..v{spec.max_version}"
         )
-    load = load_request_schema if is_request else load_response_schema
-    cls = load(spec.key, version)
+    cls = legacy_schema(is_request, spec.key, version)
+    if cls is None:
+        load = load_request_schema if is_request else load_response_schema
+        cls = load(spec.key, version)
     codec = _Codec(
         spec=spec,
         version=version,

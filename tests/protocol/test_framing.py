@@ -310,14 +310,12 @@ def test_server_acks_zero_produce_needs_no_response() -> None:
 
 def test_server_unsupported_api_and_version() -> None:
     server = ServerConnection()
-    # LeaderAndIsr (key 4, gone with ZooKeeper) and JoinGroup v1 (below the KIP-896 floor).
+    # LeaderAndIsr (key 4, gone with ZooKeeper) and Fetch v3 (below the KIP-896 floor).
     server.receive_data(struct.pack(">ihhih", 12, 4, 0, 5, -1) + b"\x00\x00")
-    server.receive_data(struct.pack(">ihhih", 14, 11, 1, 6, 3) + b"app" + b"\x00")
+    server.receive_data(struct.pack(">ihhih", 14, 1, 3, 6, 3) + b"app" + b"\x00")
     first, second = _drain(server)
     assert first == UnsupportedRequest(correlation_id=5, api_key=4, api_version=0, client_id=None)
-    assert second == UnsupportedRequest(
-        correlation_id=6, api_key=11, api_version=1, client_id="app"
-    )
+    assert second == UnsupportedRequest(correlation_id=6, api_key=1, api_version=3, client_id="app")
     with pytest.raises(LocalProtocolError, match="only ApiVersions"):
         server.send_response(first, _heartbeat_response())
 

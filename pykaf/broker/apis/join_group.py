@@ -2,7 +2,8 @@
 
 The state machine is ``pykaf.broker._groups``; this module maps the request onto it.
 v4+ clients without a group instance id get MEMBER_ID_REQUIRED first (KIP-394); v9+
-leaders may be told to skip the assignment (KIP-814).
+leaders may be told to skip the assignment (KIP-814). v0 (below Kafka 4's floor, served for
+old clients) has no rebalance timeout: as Kafka did, the session timeout stands in.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ async def join_group(ctx: RequestContext, request: Any) -> Payload:
         client_id=ctx.client_id or "",
         client_host=client_host(ctx),
         session_timeout_ms=millis(request.session_timeout),
-        rebalance_timeout_ms=millis(request.rebalance_timeout),
+        rebalance_timeout_ms=millis(
+            request.rebalance_timeout if ctx.api_version >= 1 else request.session_timeout
+        ),
         protocol_type=request.protocol_type,
         protocols=tuple((p.name, bytes(p.metadata)) for p in request.protocols),
     )

@@ -3,6 +3,10 @@
 Unknown topics or partitions are answered per partition before the group is asked (as
 Kafka's request handler does); the group check (coordinator, member, generation,
 rebalance) then applies to the rest. v10 names topics by id (KIP-848 era).
+
+v0 and v1 (below Kafka 4's floor, served for old clients): v0 carries no generation or
+member id, so it commits as a simple consumer would (generation -1); v1 gives each
+partition a commit timestamp, -1 meaning the broker's time, as Kafka 3.x stored it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ from pykaf.protocol._messages import Payload
 __all__: list[str] = []
 
 OFFSET_METADATA_TOO_LARGE: Final = 12
+
+
+def _commit_time(part: Any, now: int) -> int:
+    stamp = getattr(part, "commit_timestamp", -1)  # v1 only
+    return int(stamp) if stamp >= 0 else now
 
 
 @handles("OffsetCommit")
@@ -59,8 +68,8 @@ async def offset_commit(ctx: RequestContext, request: Any) -> Payload:
         if error == NONE:
             error = coordinator.validate_commit(
                 group_id=group_id,
-                generation=request.generation_id_or_member_epoch,
-                member_id=request.member_id,
+                generation=getattr(request, "generation_id_or_member_epoch", -1),
+                member_id=getattr(request, "member_id", ""),
                 instance_id=getattr(request, "group_instance_id", None),
                 version=ctx.api_version,
             )
@@ -78,7 +87,7 @@ async def offset_commit(ctx: RequestContext, request: Any) -> Payload:
                     offset=part.committed_offset,
                     leader_epoch=getattr(part, "committed_leader_epoch", -1),
                     metadata=metadata,
-                    commit_time_ms=now,
+                    commit_time_ms=_commit_time(part, now),
                     topic_id=str(topic.topic_id),
                 )
                 commits.append((topic.name, part.partition_index, value))
