@@ -10,8 +10,10 @@ callbacks short, and do not block in them.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
@@ -32,11 +34,17 @@ from pykaf._core._validate import settings_or_options
 from pykaf._errors import ClientClosedError, KafkaTimeoutError, ProducerClosedError
 from pykaf._sync._loop import LoopThread
 
-__all__ = ["Producer"]
+__all__ = ["EXIT_FLUSH", "INTERRUPTED_FLUSH", "Producer"]
+
+log = logging.getLogger("pykaf.producer")
 
 # Extra wait on top of an operation's own bound before the blocking side gives up: the
 # loop side raises its own typed error first; this only guards against a stuck loop.
 _MARGIN: Final = 1.0
+#: Seconds an open producer flushes at interpreter exit, and after Ctrl-C in ``with``,
+#: before failing what is left: short, the user is leaving.
+EXIT_FLUSH: Final = 5.0
+INTERRUPTED_FLUSH: Final = 3.0
 
 
 class Producer:
@@ -100,6 +108,7 @@ class Producer:
         self._close_lock = threading.Lock()
         self._closed = False
         self._failed_by_close = 0
+        _OPEN.add(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -114,7 +123,12 @@ class Producer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C: the user wants out, not a wait of delivery_timeout. A short flush,
+            # then every record left gets its report (a second Ctrl-C cuts the flush).
+            self.close(INTERRUPTED_FLUSH)
+        else:
+            self.close()
 
     @property
     def closed(self) -> bool:
@@ -248,13 +262,60 @@ class Producer:
         self._accumulator.close()
         flush_bound = self.settings.delivery_timeout if timeout is None else max(0.0, timeout)
         bound = flush_bound + self.settings.client.close_timeout + _MARGIN
+        _OPEN.discard(self)
         try:
             # A loop too stuck to close in time is abandoned: close() must return.
             with contextlib.suppress(KafkaTimeoutError, ClientClosedError):
-                self._failed_by_close = self._loop.run(self._engine.close(flush_bound), bound)
+                self._failed_by_close = self._wait_for_close(flush_bound, bound)
         finally:
             self._loop.stop(_MARGIN)
         return self._failed_by_close
+
+    def _wait_for_close(self, flush_bound: float, bound: float) -> int:
+        closing: concurrent.futures.Future[int] | None = None
+        try:
+            closing = self._loop.submit(self._engine.close(flush_bound))
+            return self._loop.wait(closing, bound)
+        except KeyboardInterrupt:
+            # Ctrl-C during the flush: stop it; every record left fails at once (its
+            # report runs), then the interrupt goes on.
+            self._loop.loop.call_soon_threadsafe(self._engine.cut_flush)
+            if closing is None:  # interrupted while handing the close over: again, no flush
+                closing = self._loop.submit(self._engine.close(0.0))
+            with contextlib.suppress(KafkaTimeoutError, ClientClosedError):
+                self._failed_by_close = self._loop.wait(
+                    closing, self.settings.client.close_timeout + _MARGIN
+                )
+            raise
+
+    def _close_at_exit(self) -> None:
+        """The interpreter exits with this producer open: flush briefly, report the rest
+        (callbacks, on_error) and say so, rather than lose the buffer in silence."""
+        pending = self._accumulator.pending()
+        failed = self.close(EXIT_FLUSH)
+        if pending:
+            log.warning(
+                "producer %r was not closed before interpreter exit: %d record(s) were"
+                " still buffered; after a flush of up to %gs, %d failed with"
+                " ProducerClosedError (reported to their callbacks or on_error); call"
+                " close() or use 'with Producer(...)'",
+                self,
+                pending,
+                EXIT_FLUSH,
+                failed,
+            )
+
+
+# Open producers, closed by ``_close_open_producers`` at interpreter exit. Strong
+# references on purpose: a producer dropped without close() still owes reports.
+_OPEN: set[Producer] = set()
+
+
+@atexit.register
+def _close_open_producers() -> None:
+    for producer in list(_OPEN):
+        with contextlib.suppress(Exception):
+            producer._close_at_exit()
 
 
 def _releaser(lock: threading.Lock) -> Callable[[], None]:
