@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
-import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
@@ -21,6 +20,7 @@ from typing import Any, Final, Self
 
 from pykaf._aio._client import AsyncClient
 from pykaf._aio._engine import ProducerEngine
+from pykaf._aio._producer import EXIT_FLUSH, INTERRUPTED_FLUSH, warn_unclosed
 from pykaf._core._accumulator import Accumulator, BlockWhenFull
 from pykaf._core._delivery import (
     DeliveryCallback,
@@ -34,17 +34,11 @@ from pykaf._core._validate import settings_or_options
 from pykaf._errors import ClientClosedError, KafkaTimeoutError, ProducerClosedError
 from pykaf._sync._loop import LoopThread
 
-__all__ = ["EXIT_FLUSH", "INTERRUPTED_FLUSH", "Producer"]
-
-log = logging.getLogger("pykaf.producer")
+__all__ = ["Producer"]
 
 # Extra wait on top of an operation's own bound before the blocking side gives up: the
 # loop side raises its own typed error first; this only guards against a stuck loop.
 _MARGIN: Final = 1.0
-#: Seconds an open producer flushes at interpreter exit, and after Ctrl-C in ``with``,
-#: before failing what is left: short, the user is leaving.
-EXIT_FLUSH: Final = 5.0
-INTERRUPTED_FLUSH: Final = 3.0
 
 
 class Producer:
@@ -293,17 +287,7 @@ class Producer:
         (callbacks, on_error) and say so, rather than lose the buffer in silence."""
         pending = self._accumulator.pending()
         failed = self.close(EXIT_FLUSH)
-        if pending:
-            log.warning(
-                "producer %r was not closed before interpreter exit: %d record(s) were"
-                " still buffered; after a flush of up to %gs, %d failed with"
-                " ProducerClosedError (reported to their callbacks or on_error); call"
-                " close() or use 'with Producer(...)'",
-                self,
-                pending,
-                EXIT_FLUSH,
-                failed,
-            )
+        warn_unclosed(self, pending, failed, "interpreter exit")
 
 
 # Open producers, closed by ``_close_open_producers`` at interpreter exit. Strong

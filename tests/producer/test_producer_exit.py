@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,17 +27,22 @@ RECORDS = 50
 ROOT = Path(__file__).parents[2]
 
 # The script's reports: "report <value> ok|failed <error type>", one line each.
-COMMON = """
-import sys, time, logging
-logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-import pykaf._sync._producer as producer_module
-from pykaf._sync._producer import Producer
-
+REPORT = """
 def report(value):
     def on_delivery(metadata, error):
         kind = "ok" if error is None else "failed " + type(error).__name__
         print("report", value.decode(), kind, flush=True)
     return on_delivery
+"""
+
+COMMON = (
+    REPORT
+    + """
+import sys, time, logging
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+import pykaf._sync._producer as producer_module
+from pykaf._sync._producer import Producer
+
 
 p = Producer(sys.argv[1], linger=0.002)
 p.send("exit", b"warm-up").result(30)  # metadata and connections are up
@@ -47,6 +52,7 @@ for i in range(int(sys.argv[2])):
     value = b"v%d" % i
     p.produce("exit", value, on_delivery=report(value))
 """
+)
 
 
 HOLDS: list[BlockingHeldResponses] = []
@@ -64,12 +70,14 @@ def held() -> Iterator[BlockingCluster]:
                 HOLDS.pop().release()
 
 
-def start(cluster: BlockingCluster, body: str) -> subprocess.Popen[str]:
+def start(
+    cluster: BlockingCluster, body: str, *, script: str = COMMON, extra: Sequence[str] = ()
+) -> subprocess.Popen[str]:
     """The script, warmed up (it delivered one record), with Produce answers held."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    script = COMMON + body
+    script += body
     process = subprocess.Popen(
-        [sys.executable, "-c", script, cluster.bootstrap, str(RECORDS)],
+        [sys.executable, "-c", script, cluster.bootstrap, str(RECORDS), *extra],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -170,3 +178,56 @@ async def close(timeout):
 p._engine.close = close
 """
     assert "KeyboardInterrupt" in interrupted(held, body, twice=True)
+
+
+ASYNC_SCRIPT = (
+    REPORT
+    + """
+import asyncio, sys, logging
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+from pykaf._aio._producer import AsyncProducer
+
+
+async def main():
+    p = AsyncProducer(sys.argv[1], linger=0.002)
+    await p.send("exit", b"warm-up")
+    print("warm", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # answers are held from here
+    for i in range(int(sys.argv[2])):
+        value = b"v%d" % i
+        await p.produce("exit", value, on_delivery=report(value))
+    if sys.argv[3] == "with":
+        async with p:
+            print("ready", flush=True)
+            await asyncio.sleep(600)
+    # else: return with the producer open
+
+asyncio.run(main())
+"""
+)
+
+
+def start_async(cluster: BlockingCluster, mode: str) -> subprocess.Popen[str]:
+    return start(cluster, "", script=ASYNC_SCRIPT, extra=[mode])
+
+
+def test_asyncio_run_ending_with_an_open_producer_reports_every_record(
+    held: BlockingCluster,
+) -> None:
+    process = start_async(held, "open")
+    _, err = finish(process, [])
+    assert process.returncode == 0, err
+    warnings = [line for line in err.splitlines() if "was not closed before" in line]
+    assert len(warnings) == 1, err
+    assert "its event loop ended" in warnings[0]
+    assert f"{RECORDS} record(s) were still buffered" in warnings[0]
+
+
+def test_ctrl_c_in_asyncio_run_inside_async_with_reports_every_record(
+    held: BlockingCluster,
+) -> None:
+    process = start_async(held, "with")
+    before = wait_for_line(process, "ready")
+    process.send_signal(signal.SIGINT)
+    _, err = finish(process, before)
+    assert "KeyboardInterrupt" in err
