@@ -438,7 +438,11 @@ class BrokerConnection(asyncio.Protocol):
             self._wire.receive_data(b"")
             self._wire.next_event()
         except PykafError as exc:
-            self.abort(name_address(exc, self.describe()))
+            # Cut off in the middle of an answer: a lost connection like any other, so
+            # its requests are retried (a Produce safely, with idempotence), not failed.
+            lost = self._closed_error(f"the broker closed the connection mid-answer ({exc})")
+            lost.__cause__ = exc
+            self.abort(lost)
             return False
         tail = f" with {unanswered} request(s) unanswered" if unanswered else ""
         self._fail(self._closed_error(f"the broker closed the connection{tail}"))

@@ -100,6 +100,8 @@ class ProducerEngine:
         self._closing = False
         self._closed = False
         self.failed_by_close = 0
+        self._close_flush: asyncio.Task[int] | None = None
+        self._flush_cut = False
         self._finished: list[Batch] = []
         self._batches_in_flight = 0  # sent, not answered yet (all senders)
         self._splits_open = 0  # batches split in halves, not finished yet
@@ -546,6 +548,12 @@ class ProducerEngine:
             accumulator.end_flush()
         return accumulator.pending(target)
 
+    def cut_flush(self) -> None:
+        """Stop the flush of a close in progress: the close fails the rest at once."""
+        self._flush_cut = True
+        if self._close_flush is not None:
+            self._close_flush.cancel()
+
     async def close(self, timeout: float | None) -> int:
         """Flush within ``timeout`` (None: ``delivery_timeout``), then fail whatever is
         left with ``ProducerClosedError`` and close the connections. Returns the number
@@ -553,8 +561,10 @@ class ProducerEngine:
         self.accumulator.close()
         if timeout is None:
             timeout = self.settings.delivery_timeout
-        if timeout > 0 and not self._closed:
-            await self.flush(timeout)
+        if timeout > 0 and not self._closed and not self._flush_cut:
+            # A task of its own, so ``cut_flush`` (a second Ctrl-C) can end it early.
+            self._close_flush = self.loop.create_task(self.flush(timeout))
+            await asyncio.wait({self._close_flush})
         self._closing = True
         self.metadata.closing = True  # no new metadata requests from here
         for sender in self._senders.values():

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from pykaf._aio._client import AsyncClient
 from pykaf._aio._engine import ProducerEngine
@@ -45,6 +46,47 @@ class _Waiting:
         self.report = report
         self.done = done
         self.started = started
+
+
+log = logging.getLogger("pykaf.producer")
+
+#: Seconds an open producer flushes when its program ends (interpreter exit, the end of
+#: ``asyncio.run``), and after Ctrl-C or a cancellation in ``with``, before failing what
+#: is left: short, the user is leaving.
+EXIT_FLUSH: Final = 5.0
+INTERRUPTED_FLUSH: Final = 3.0
+
+
+def warn_unclosed(producer: object, pending: int, failed: int, ending: str) -> None:
+    """The one line that says a producer was left open with records buffered."""
+    if pending:
+        log.warning(
+            "%r was not closed before %s: %d record(s) were still buffered; after a flush"
+            " of up to %gs, %d failed with ProducerClosedError (reported to their callbacks"
+            " or on_error); call close() or use 'with'",
+            producer,
+            ending,
+            pending,
+            EXIT_FLUSH,
+            failed,
+        )
+
+
+async def _close_when_loop_ends(producer: AsyncProducer) -> AsyncGenerator[None]:
+    """An async generator the loop knows: ``asyncio.run`` closes it as it ends (after
+    cancelling the tasks), which closes a producer the program left open."""
+    try:
+        yield
+    finally:
+        if producer._closing is None:
+            pending = producer._accumulator.pending() + len(producer._backlog)
+            failed = await producer.close(EXIT_FLUSH)
+            warn_unclosed(producer, pending, failed, "its event loop ended")
+
+
+# The guards of open producers. Strong references on purpose (the loop keeps only weak
+# ones): a producer the program dropped without close() still owes reports.
+_OPEN_GUARDS: set[AsyncGenerator[None]] = set()
 
 
 class AsyncProducer:
@@ -86,6 +128,7 @@ class AsyncProducer:
         self._backlog_task: asyncio.Task[None] | None = None
         self._closed = False
         self._closing: asyncio.Future[int] | None = None
+        self._exit_guard: AsyncGenerator[None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -100,7 +143,14 @@ class AsyncProducer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        if exc_type is not None and issubclass(
+            exc_type, asyncio.CancelledError | KeyboardInterrupt
+        ):
+            # Cancelled (asyncio.run's Ctrl-C): a short flush, then every record left
+            # gets its report; not a wait of delivery_timeout.
+            await self.close(INTERRUPTED_FLUSH)
+        else:
+            await self.close()
 
     @property
     def closed(self) -> bool:
@@ -117,6 +167,11 @@ class AsyncProducer:
                 asyncio.get_running_loop(),
             )
             self._accumulator.wake = engine.schedule_pump
+            # Started by hand up to its yield: from here the loop tracks it.
+            self._exit_guard = _close_when_loop_ends(self)
+            _OPEN_GUARDS.add(self._exit_guard)
+            with contextlib.suppress(StopIteration):
+                self._exit_guard.asend(None).send(None)
         return engine
 
     # -- sending --------------------------------------------------------------------------
@@ -308,6 +363,8 @@ class AsyncProducer:
             return await asyncio.shield(self._closing)
         loop = asyncio.get_running_loop()
         self._closing = loop.create_future()
+        if self._exit_guard is not None:
+            _OPEN_GUARDS.discard(self._exit_guard)
         try:
             count = await self._close(timeout)
         except BaseException as exc:

@@ -6,13 +6,20 @@ new topic (``ensure_topic``, bounded by ``max_block``), or batches queued for le
 partitions. Answers go into the accumulator (``set_topic``: partitions, leaders, topic
 id); ``on_change`` (the engine's pump) runs after each. The last error per topic is kept
 (``errors``): a batch that expires for want of a leader reports it.
+
+A caller waiting for a topic fails at once when waiting cannot help: a name Kafka's rules
+refuse (checked here, before any request), or a non-retriable answer (INVALID_TOPIC,
+TOPIC_AUTHORIZATION_FAILED). A wait that cannot reach the cluster goes on up to
+``max_block`` (a broker may come back), and says so at WARNING once per episode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,9 +27,56 @@ from pykaf._aio._client import AsyncClient
 from pykaf._core._accumulator import Accumulator
 from pykaf._core._backoff import Backoff
 from pykaf._core._producer_settings import ProducerSettings
-from pykaf._errors import KafkaTimeoutError, ProducerClosedError, PykafError
+from pykaf._errors import (
+    BrokerError,
+    KafkaTimeoutError,
+    ProducerClosedError,
+    PykafError,
+    UnknownBrokerError,
+)
+from pykaf._kafka_errors import InvalidTopicError, TopicAuthorizationFailedError
 
-__all__ = ["ProducerMetadata"]
+__all__ = ["ProducerMetadata", "check_topic_name"]
+
+log = logging.getLogger("pykaf.producer")
+
+_WARN_AFTER = 5.0  # s a caller waits for a topic's metadata before a WARNING says why
+
+# Kafka's own rule (org.apache.kafka.common.internals.Topic): legal characters, length.
+_LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+_TOPIC_RULES = (
+    "a topic name may use only ASCII letters, digits, '.', '_' and '-', at most 249"
+    " characters, and may not be '.' or '..'"
+)
+_WHAT_TO_FIX: dict[type[BaseException], str] = {
+    InvalidTopicError: _TOPIC_RULES,
+    TopicAuthorizationFailedError: (
+        "this client may not use it: grant its principal Describe and Write on the topic"
+    ),
+}
+
+
+def check_topic_name(topic: object) -> str:
+    """``topic`` if Kafka could accept it as a topic name; else a typed error at once
+    (``TypeError`` for a non-str, ``InvalidTopicError`` for a name the broker refuses)."""
+    if not isinstance(topic, str) or not topic:
+        raise TypeError(f"topic must be a non-empty str, not {topic!r}")
+    if _LEGAL_TOPIC.fullmatch(topic) is None or topic in (".", ".."):
+        raise InvalidTopicError(f"topic {topic!r} is not a valid name: {_TOPIC_RULES}")
+    return topic
+
+
+def _final(topic: str, error: BaseException) -> BaseException | None:
+    """The error to fail a caller waiting for ``topic`` with at once, when waiting
+    cannot help (a non-retriable answer about the topic); None: keep waiting."""
+    if not isinstance(error, BrokerError) or error.retriable:
+        return None
+    if isinstance(error, UnknownBrokerError):
+        return error  # its code is all there is to say
+    fix = _WHAT_TO_FIX.get(type(error), "waiting will not change the broker's answer")
+    named = type(error)(f"topic {topic!r}: {fix}")
+    named.__cause__ = error
+    return named
 
 
 class ProducerMetadata:
@@ -49,6 +103,7 @@ class ProducerMetadata:
         self.errors: dict[str, BaseException] = {}
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
+        self._unreachable = False  # a WARNING for the current episode was logged
         self.closing = False
 
     def refresh(self, topics: Iterable[str]) -> None:
@@ -72,7 +127,9 @@ class ProducerMetadata:
                     for topic in wanted:
                         self.errors[topic] = exc
                     missing = set(wanted)
+                    self._warn_waiting(exc)
                 else:
+                    self._unreachable = False
                     missing = self._apply(wanted, view)
                 # Ask again for what is still missing, if someone still needs it: a
                 # caller waiting for the topic, or batches for leaderless partitions.
@@ -91,6 +148,19 @@ class ProducerMetadata:
         finally:
             self._task = None
 
+    def _warn_waiting(self, error: BaseException | str) -> None:
+        """Once per episode: callers block in send()/produce() because no metadata comes."""
+        if self._unreachable or not self._waiters:
+            return
+        self._unreachable = True
+        log.warning(
+            "producer: no metadata for %s (%s); send()/produce() wait up to max_block"
+            " (%gs) for a broker to answer",
+            ", ".join(repr(t) for t in sorted(self._waiters)),
+            error,
+            self._settings.max_block,
+        )
+
     def _apply(self, topics: Iterable[str], view: Any) -> set[str]:
         """Take a metadata answer in; returns the topics still without a usable answer."""
         missing: set[str] = set()
@@ -105,6 +175,11 @@ class ProducerMetadata:
                     else KafkaTimeoutError(f"topic {name!r} has no partitions in the metadata")
                 )
                 self.errors[name] = error
+                final = _final(name, error)
+                if final is not None:
+                    for waiter in self._waiters.pop(name, []):
+                        if not waiter.done():
+                            waiter.set_exception(final)
                 missing.add(name)
                 continue
             leaders = [p.leader if p.leader in brokers else -1 for p in info.partitions]
@@ -121,8 +196,7 @@ class ProducerMetadata:
 
     async def ensure_topic(self, topic: str, timeout: float) -> None:
         """Wait (up to ``timeout`` s) until ``topic``'s partitions are known."""
-        if not isinstance(topic, str) or not topic:
-            raise TypeError(f"topic must be a non-empty str, not {topic!r}")
+        check_topic_name(topic)
         deadline = self._loop.time() + timeout
         while not self._accumulator.knows(topic):
             if self.closing:
@@ -133,8 +207,7 @@ class ProducerMetadata:
             self.refresh((topic,))
             remaining = deadline - self._loop.time()
             try:
-                async with asyncio.timeout(max(0.0, remaining)):
-                    await waiter
+                await self._wait_warning_once(topic, waiter, remaining)
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if self.closing and (current is None or not current.cancelling()):
@@ -151,6 +224,26 @@ class ProducerMetadata:
                     f"topic {topic!r} is not in the cluster metadata after {timeout:g}s"
                     f" (max_block){f': {last}' if last else ''}; does it exist?"
                 ) from None
+
+    async def _wait_warning_once(
+        self, topic: str, waiter: asyncio.Future[None], remaining: float
+    ) -> None:
+        """Wait for ``waiter`` up to ``remaining`` s; past half of max_block (at most
+        _WARN_AFTER s) without an answer, say so once per episode: the caller is blocked
+        in send()/produce(), and may not know why (no broker answers, say)."""
+        remaining = max(0.0, remaining)
+        quiet = min(remaining, _WARN_AFTER, self._settings.max_block / 2)
+        try:
+            async with asyncio.timeout(quiet):
+                await asyncio.shield(waiter)
+            return
+        except TimeoutError:
+            if waiter.done() or remaining <= quiet:
+                raise
+        last = self.errors.get(topic)
+        self._warn_waiting(last if last is not None else "no metadata answer yet")
+        async with asyncio.timeout(remaining - quiet):
+            await waiter
 
     def waiting_for(self, topic: str) -> bool:
         """Is a caller waiting in ``ensure_topic`` for ``topic``?"""

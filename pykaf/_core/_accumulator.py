@@ -403,9 +403,12 @@ class Accumulator:
             batch.sealed = True  # full: ready to go
             part.open = None
             wake = True
-        if chosen:
+        if chosen and t.can_stick and record[0] is None:
             # KIP-480: the sticky partition's batch is done; let the strategy move on,
-            # then place the record again (it may fit an open batch elsewhere).
+            # then place the record again (it may fit an open batch elsewhere). Only a
+            # sticky strategy's keyless choice is asked again: any other strategy (round
+            # robin, random, a custom function) already chose this record's partition,
+            # and asking it twice would skip a turn or call the user's function twice.
             t.partitioner.on_new_batch(t.name, t.count, t.available, part.index)
             t.sticky = None
             moved = t.parts[t.partitioner.partition(t.name, record[0], t.count, t.available)]

@@ -46,6 +46,8 @@ def _count(name: str, value: object, *, minimum: int = 1, maximum: int = MAX_INT
 
 
 def _compression(name: str, value: object) -> str:
+    if value is None:
+        return "none"  # what Python users (aiokafka, kafka-python) mean by None
     if isinstance(value, str) and value.lower() in _COMPRESSIONS:
         return value.lower()
     if isinstance(value, Compression):
@@ -97,7 +99,8 @@ class ProducerSettings:
     linger: float = 0.005
     #: Target size of a batch (bytes); a single larger record gets a batch of its own.
     batch_size: int = 16384
-    compression: str = "none"
+    #: "none" (or None), "gzip", "snappy", "lz4" or "zstd".
+    compression: str | None = "none"
     compression_level: int | None = None
     #: Bytes of records the producer may hold (queued or in flight).
     buffer_memory: int = 32 * 1024 * 1024
@@ -252,7 +255,7 @@ class ProducerSettings:
     def for_topic(self, topic: str) -> TopicSettings:
         """The settings ``topic`` is produced with (its overrides over the defaults)."""
         over = self.topic_settings.get(topic, {})
-        compression = over.get("compression", self.compression)
+        compression = over.get("compression", self.compression or "none")
         if "compression" in over or "compression_level" in over:
             level = over.get("compression_level")
         else:

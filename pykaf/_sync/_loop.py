@@ -71,9 +71,17 @@ class LoopThread:
                 "a blocking pykaf Client was called from its own event loop thread;"
                 " use AsyncClient in async code"
             )
+        return self.wait(self.submit(coro), timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        """Start ``coro`` on the loop; ``wait`` for its future (``run`` does both)."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
+        return future
+
+    def wait(self, future: concurrent.futures.Future[_T], timeout: float | None) -> _T:
+        """``run``'s wait: at most ``timeout`` s, then cancel and ``KafkaTimeoutError``."""
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:

@@ -10,6 +10,7 @@ callbacks short, and do not block in them.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import threading
@@ -19,6 +20,7 @@ from typing import Any, Final, Self
 
 from pykaf._aio._client import AsyncClient
 from pykaf._aio._engine import ProducerEngine
+from pykaf._aio._producer import EXIT_FLUSH, INTERRUPTED_FLUSH, warn_unclosed
 from pykaf._core._accumulator import Accumulator, BlockWhenFull
 from pykaf._core._delivery import (
     DeliveryCallback,
@@ -100,6 +102,7 @@ class Producer:
         self._close_lock = threading.Lock()
         self._closed = False
         self._failed_by_close = 0
+        _OPEN.add(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -114,7 +117,12 @@ class Producer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C: the user wants out, not a wait of delivery_timeout. A short flush,
+            # then every record left gets its report (a second Ctrl-C cuts the flush).
+            self.close(INTERRUPTED_FLUSH)
+        else:
+            self.close()
 
     @property
     def closed(self) -> bool:
@@ -248,13 +256,50 @@ class Producer:
         self._accumulator.close()
         flush_bound = self.settings.delivery_timeout if timeout is None else max(0.0, timeout)
         bound = flush_bound + self.settings.client.close_timeout + _MARGIN
+        _OPEN.discard(self)
         try:
             # A loop too stuck to close in time is abandoned: close() must return.
             with contextlib.suppress(KafkaTimeoutError, ClientClosedError):
-                self._failed_by_close = self._loop.run(self._engine.close(flush_bound), bound)
+                self._failed_by_close = self._wait_for_close(flush_bound, bound)
         finally:
             self._loop.stop(_MARGIN)
         return self._failed_by_close
+
+    def _wait_for_close(self, flush_bound: float, bound: float) -> int:
+        closing: concurrent.futures.Future[int] | None = None
+        try:
+            closing = self._loop.submit(self._engine.close(flush_bound))
+            return self._loop.wait(closing, bound)
+        except KeyboardInterrupt:
+            # Ctrl-C during the flush: stop it; every record left fails at once (its
+            # report runs), then the interrupt goes on.
+            self._loop.loop.call_soon_threadsafe(self._engine.cut_flush)
+            if closing is None:  # interrupted while handing the close over: again, no flush
+                closing = self._loop.submit(self._engine.close(0.0))
+            with contextlib.suppress(KafkaTimeoutError, ClientClosedError):
+                self._failed_by_close = self._loop.wait(
+                    closing, self.settings.client.close_timeout + _MARGIN
+                )
+            raise
+
+    def _close_at_exit(self) -> None:
+        """The interpreter exits with this producer open: flush briefly, report the rest
+        (callbacks, on_error) and say so, rather than lose the buffer in silence."""
+        pending = self._accumulator.pending()
+        failed = self.close(EXIT_FLUSH)
+        warn_unclosed(self, pending, failed, "interpreter exit")
+
+
+# Open producers, closed by ``_close_open_producers`` at interpreter exit. Strong
+# references on purpose: a producer dropped without close() still owes reports.
+_OPEN: set[Producer] = set()
+
+
+@atexit.register
+def _close_open_producers() -> None:
+    for producer in list(_OPEN):
+        with contextlib.suppress(Exception):
+            producer._close_at_exit()
 
 
 def _releaser(lock: threading.Lock) -> Callable[[], None]:

@@ -137,5 +137,13 @@ def test_topic_overrides() -> None:
     assert (other.linger, other.compression) == (0.01, "gzip")
 
 
+def test_compression_none_means_no_compression() -> None:
+    # Python users (aiokafka, kafka-python) write None for "none".
+    s = ProducerSettings(compression=None, topic_settings={"t": {"compression": None}})
+    assert s.compression == "none"
+    assert s.for_topic("t").compression == "none"
+    assert s.for_topic("other").compression == "none"
+
+
 def test_compression_names_are_normalised() -> None:
     assert ProducerSettings(compression="GZIP").compression == "gzip"

@@ -454,8 +454,12 @@ def test_close_with_every_broker_down(peer: FaultyPeer) -> None:
     said_unwritten = {b"%d" % i for i, [(_m, e)] in reports.got.items() if not e.maybe_persisted}
     assert not (said_unwritten & written), sorted(said_unwritten & written)[:10]
     # And here none was ever written to a broker (all were down before the records came),
-    # so each one says so.
-    assert len(said_unwritten) == count
+    # so each one says so. Not against the mock cluster: there a connection cut in the
+    # middle of an answer is now retried like any lost connection (issue 10), and a
+    # request written on the retried connection may have been read: "maybe" is then
+    # the truthful answer. The check above (no "unwritten" record in the log) still holds.
+    if peer.name != "mock":
+        assert len(said_unwritten) == count
     assert written == {b"warm-up"}
 
 

@@ -1,0 +1,233 @@
+"""Records still buffered when a program ends get their reports: real subprocesses.
+
+A script that exits without close(), one stopped by Ctrl-C (SIGINT) inside ``with``, and
+one that gets a second Ctrl-C while the first one's close flushes. The broker holds every
+Produce answer back, so nothing is delivered and ``delivery_timeout`` (120 s, the
+default) would be the wait: the failure condition is a process still running after a
+generous bound (the subprocess timeout), never a measured time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from pykaf.broker import BlockingCluster
+from pykaf.broker._cluster import BlockingHeldResponses
+
+BOUND = 30.0  # s: well below delivery_timeout (120 s)
+RECORDS = 50
+ROOT = Path(__file__).parents[2]
+
+# The script's reports: "report <value> ok|failed <error type>", one line each.
+REPORT = """
+def report(value):
+    def on_delivery(metadata, error):
+        kind = "ok" if error is None else "failed " + type(error).__name__
+        print("report", value.decode(), kind, flush=True)
+    return on_delivery
+"""
+
+COMMON = (
+    REPORT
+    + """
+import sys, time, logging
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+import pykaf._sync._producer as producer_module
+from pykaf._sync._producer import Producer
+
+
+p = Producer(sys.argv[1], linger=0.002)
+p.send("exit", b"warm-up").result(30)  # metadata and connections are up
+print("warm", flush=True)
+sys.stdin.readline()  # the test holds the broker's answers from here
+for i in range(int(sys.argv[2])):
+    value = b"v%d" % i
+    p.produce("exit", value, on_delivery=report(value))
+"""
+)
+
+
+HOLDS: list[BlockingHeldResponses] = []
+
+
+@pytest.fixture
+def held() -> Iterator[BlockingCluster]:
+    """A broker that takes Produce requests and never answers them once ``start`` says."""
+    with BlockingCluster(brokers=1) as cluster:
+        cluster.create_topic("exit", 2)
+        try:
+            yield cluster
+        finally:
+            while HOLDS:
+                HOLDS.pop().release()
+
+
+def start(
+    cluster: BlockingCluster, body: str, *, script: str = COMMON, extra: Sequence[str] = ()
+) -> subprocess.Popen[str]:
+    """The script, warmed up (it delivered one record), with Produce answers held."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    script += body
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, cluster.bootstrap, str(RECORDS), *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    wait_for_line(process, "warm")
+    assert process.stdin is not None
+    hold = cluster.faults.hold_responses("Produce")
+    HOLDS.append(hold)
+    process.stdin.write("go\n")
+    process.stdin.flush()
+    return process
+
+
+def wait_for_line(process: subprocess.Popen[str], wanted: str) -> list[str]:
+    """Lines of stdout up to the one starting with ``wanted`` (bounded by BOUND)."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    for _ in range(10_000):
+        line = process.stdout.readline()
+        assert line, f"the script ended before {wanted!r}: {process.communicate(timeout=BOUND)}"
+        if line.startswith(wanted):
+            return lines
+        lines.append(line)
+    raise AssertionError(f"no {wanted!r} line")
+
+
+def finish(process: subprocess.Popen[str], before: list[str]) -> tuple[Counter[str], str]:
+    """Wait (bounded) for the end; every record's reports, and stderr."""
+    try:
+        out, err = process.communicate(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError(f"the script did not exit within {BOUND:g}s") from None
+    reports: Counter[str] = Counter()
+    outcomes: dict[str, str] = {}
+    for line in [*before, *out.splitlines()]:
+        if line.startswith("report "):
+            _, value, kind = line.rstrip("\n").split(" ", 2)
+            reports[value] += 1
+            outcomes[value] = kind
+    assert set(reports) == {f"v{i}" for i in range(RECORDS)}, (out, err)
+    assert set(reports.values()) == {1}, reports  # exactly one report each
+    assert set(outcomes.values()) == {"failed ProducerClosedError"}, outcomes
+    return reports, err
+
+
+def test_a_script_that_exits_without_close_reports_every_record(
+    held: BlockingCluster,
+) -> None:
+    process = start(held, 'print("done", flush=True)\n')  # ... and no close()
+    _, err = finish(process, [])
+    assert process.returncode == 0
+    warnings = [line for line in err.splitlines() if "was not closed before" in line]
+    assert len(warnings) == 1, err
+    assert "WARNING" in warnings[0]
+    assert f"{RECORDS} record(s) were still buffered" in warnings[0]
+
+
+WAIT_IN_WITH = """
+with p:
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+def interrupted(cluster: BlockingCluster, body: str, *, twice: bool) -> str:
+    """Run the script, Ctrl-C it once it waits inside ``with`` (and again once its close
+    began, if ``twice``); every record reported once, in bound. Returns stderr."""
+    process = start(cluster, body + WAIT_IN_WITH)
+    before = wait_for_line(process, "ready")
+    process.send_signal(signal.SIGINT)
+    if twice:
+        before += wait_for_line(process, "closing")
+        process.send_signal(signal.SIGINT)
+    _, err = finish(process, before)
+    return err
+
+
+def test_ctrl_c_inside_with_closes_in_bound_and_reports_every_record(
+    held: BlockingCluster,
+) -> None:
+    assert "KeyboardInterrupt" in interrupted(held, "", twice=False)
+
+
+def test_a_second_ctrl_c_cuts_the_close_short(held: BlockingCluster) -> None:
+    # The first Ctrl-C's flush is made long (60 s): only the second can end it in bound.
+    body = """
+producer_module.INTERRUPTED_FLUSH = 60.0
+real_close = p._engine.close
+
+async def close(timeout):
+    print("closing", flush=True)
+    return await real_close(timeout)
+
+p._engine.close = close
+"""
+    assert "KeyboardInterrupt" in interrupted(held, body, twice=True)
+
+
+ASYNC_SCRIPT = (
+    REPORT
+    + """
+import asyncio, sys, logging
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+from pykaf._aio._producer import AsyncProducer
+
+
+async def main():
+    p = AsyncProducer(sys.argv[1], linger=0.002)
+    await p.send("exit", b"warm-up")
+    print("warm", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # answers are held from here
+    for i in range(int(sys.argv[2])):
+        value = b"v%d" % i
+        await p.produce("exit", value, on_delivery=report(value))
+    if sys.argv[3] == "with":
+        async with p:
+            print("ready", flush=True)
+            await asyncio.sleep(600)
+    # else: return with the producer open
+
+asyncio.run(main())
+"""
+)
+
+
+def start_async(cluster: BlockingCluster, mode: str) -> subprocess.Popen[str]:
+    return start(cluster, "", script=ASYNC_SCRIPT, extra=[mode])
+
+
+def test_asyncio_run_ending_with_an_open_producer_reports_every_record(
+    held: BlockingCluster,
+) -> None:
+    process = start_async(held, "open")
+    _, err = finish(process, [])
+    assert process.returncode == 0, err
+    warnings = [line for line in err.splitlines() if "was not closed before" in line]
+    assert len(warnings) == 1, err
+    assert "its event loop ended" in warnings[0]
+    assert f"{RECORDS} record(s) were still buffered" in warnings[0]
+
+
+def test_ctrl_c_in_asyncio_run_inside_async_with_reports_every_record(
+    held: BlockingCluster,
+) -> None:
+    process = start_async(held, "with")
+    before = wait_for_line(process, "ready")
+    process.send_signal(signal.SIGINT)
+    _, err = finish(process, before)
+    assert "KeyboardInterrupt" in err
