@@ -123,9 +123,13 @@ class BrokerSender:
         version = self._version
         topics: dict[str, list[tuple[int, bytes]]] = {}
         ids: dict[str, uuid.UUID | None] = {}
+        encoded_now: list[tuple[Batch, int]] = []
         try:
             for batch in batches:
+                fresh = batch.encoded is None
                 records = encode_for_send(batch)
+                if fresh:
+                    encoded_now.append((batch, len(records)))
                 entry = topics.get(batch.topic)
                 if entry is None:
                     entry = topics[batch.topic] = []
@@ -134,9 +138,13 @@ class BrokerSender:
             if version >= _TOPIC_ID_VERSION and any(ids[name] is None for name in topics):
                 version = _TOPIC_ID_VERSION - 1  # a topic without an id: name it instead
         except Exception as exc:  # an encoder bug: fail these batches, never hang
+            engine.accumulator.charge(encoded_now)
             engine.sent(batches, self.node_id)
             engine.request_failed(batches, exc, node_id=self.node_id, written=False)
             return
+        # The encoded copies stay (a retry re-sends the same bytes): they hold memory
+        # too. (A re-encode for a new producer epoch, rare, counts again: the safe side.)
+        engine.accumulator.charge(encoded_now)
         engine.sent(batches, self.node_id)
         entry_ = _InFlight(batches)
         self._in_flight.append(entry_)

@@ -31,6 +31,8 @@ from typing import Any, Final, Protocol
 
 from pykaf._core._batches import (
     FUTURES,
+    PYTHON_RECORD_COST,
+    PYTHON_REPORT_COST,
     RECORD_OVERHEAD,
     Batch,
     PartitionQueue,
@@ -400,7 +402,7 @@ class Accumulator:
             if self._room(batch, t, size):
                 self._add(batch, record, size, report)
                 return False
-            batch.sealed = True  # full: ready to go
+            self._seal(batch)  # full: ready to go
             part.open = None
             wake = True
         if chosen and t.can_stick and record[0] is None:
@@ -419,7 +421,7 @@ class Accumulator:
                     if self._room(batch, t, size):
                         self._add(batch, record, size, report)
                         return self._wake(wake)
-                    batch.sealed = True
+                    self._seal(batch)
                     part.open = None
                     wake = True
         need = max(t.reserve, size + BATCH_OVERHEAD)
@@ -435,7 +437,7 @@ class Accumulator:
                 if self._room(batch, t, size):
                     self._add(batch, record, size, report)
                     return self._wake(wake)
-                batch.sealed = True
+                self._seal(batch)
                 part.open = None
                 wake = True
         self._used += need
@@ -482,6 +484,30 @@ class Accumulator:
                 batch.reports = [(index, report)]
             else:
                 batch.reports.append((index, report))
+
+    def _seal(self, batch: Batch) -> None:
+        """Lock held: ``batch`` takes no more records. Its reservation counted wire bytes
+        only; now it also holds what its records cost as Python objects (reservations
+        grow per batch, not per record: the append path stays as it was)."""
+        if batch.sealed:
+            return
+        batch.sealed = True
+        held = len(batch.records) * PYTHON_RECORD_COST
+        if batch.reports is not None:
+            held += len(batch.reports) * PYTHON_REPORT_COST
+        batch.reserved += held
+        self._used += held
+
+    def charge(self, held: Iterable[tuple[Batch, int]]) -> None:
+        """More bytes held for each batch until it completes (its encoded copy, kept
+        for retries), in one lock round. Any thread."""
+        with self._lock:
+            for batch, extra in held:
+                whole = batch
+                while whole.parent is not None:  # a split half: its whole is the unit
+                    whole = whole.parent
+                whole.reserved += extra
+                self._used += extra
 
     def _wake(self, wake: bool) -> bool:
         if not wake or self._wake_pending:
@@ -560,6 +586,7 @@ class Accumulator:
                     while batches and batches[0].deadline <= now:
                         expired = batches.popleft()
                         if expired is part.open:
+                            self._seal(expired)
                             part.open = None
                         state.expired.append(expired)
                     if not batches:
@@ -583,7 +610,7 @@ class Accumulator:
                             else:
                                 state.unled.add(t.name)
                             if due + _MAX_OPEN_AFTER_READY <= now and head is part.open:
-                                head.sealed = True
+                                self._seal(head)
                                 part.open = None
                         else:
                             when = min(when, due)
@@ -642,7 +669,7 @@ class Accumulator:
                 batches.popleft()
                 if head is part.open:
                     part.open = None
-                head.sealed = True
+                self._seal(head)
                 total += head.size
                 out.append(head)
             self._drain_from[node] = start + 1

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pykaf._aio._producer import AsyncProducer
+from pykaf._core._batches import PYTHON_RECORD_COST, PYTHON_REPORT_COST
 from pykaf._core._delivery import ProducerRecord, RecordMetadata
 from pykaf._errors import (
     BufferFullError,
@@ -19,6 +20,10 @@ from pykaf._errors import (
     RecordTooLargeError,
 )
 from pykaf.broker import Cluster
+
+# What a sent 300-byte record with a future holds, at least (its 500-byte batch, its
+# Python objects and report, its encoded copy).
+HELD_300 = 500 + PYTHON_RECORD_COST + PYTHON_REPORT_COST + 300
 
 FAST: dict[str, Any] = {
     "request_timeout": 5.0,
@@ -94,12 +99,17 @@ async def test_unknown_topic_waits_for_metadata_then_times_out() -> None:
 
 async def test_full_buffer_waits_then_raises(cluster: Cluster) -> None:
     await cluster.create_topic("full", 1)
-    options = dict(FAST, buffer_memory=1000, batch_size=500, max_block=0.3, linger=0)
+    # Each 300-byte record held costs ~1.2 KB of buffer_memory: its batch's 500 bytes,
+    # its Python objects and future, and its encoded copy once sent.
+    options = dict(FAST, buffer_memory=2500, batch_size=500, max_block=0.3, linger=0)
     async with AsyncProducer(cluster.bootstrap, **options) as producer:
         await producer.send("full", b"warm")
         hold = cluster.faults.hold_responses("Produce")
         first = producer.send("full", b"x" * 300)
-        second = producer.send("full", b"y" * 300)  # fills the buffer
+        second = producer.send("full", b"y" * 300)  # fills the buffer once both are sent
+        async with asyncio.timeout(10):
+            while producer._accumulator.used < 2 * HELD_300:
+                await asyncio.sleep(0.002)
         with pytest.raises(BufferFullError):
             await producer.produce("full", b"z" * 300)
         third = producer.send("full", b"w" * 300)  # waits in the background...

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pykaf._core._batches import PYTHON_RECORD_COST, PYTHON_REPORT_COST
 from pykaf._core._delivery import RecordMetadata
 from pykaf._errors import (
     BufferFullError,
@@ -19,6 +20,10 @@ from pykaf._errors import (
 )
 from pykaf._sync._producer import Producer
 from pykaf.broker import BlockingCluster
+
+# What a sent 300-byte record with a future holds, at least (its 500-byte batch, its
+# Python objects and report, its encoded copy).
+HELD_300 = 500 + PYTHON_RECORD_COST + PYTHON_REPORT_COST + 300
 
 FAST: dict[str, Any] = {
     "request_timeout": 5.0,
@@ -113,11 +118,17 @@ def test_a_new_topic_from_a_callback_is_refused(cluster: BlockingCluster) -> Non
 
 def test_full_buffer_blocks_then_raises(cluster: BlockingCluster) -> None:
     cluster.create_topic("full", 1)
-    options = dict(FAST, buffer_memory=1000, batch_size=500, max_block=0.2, linger=0)
+    # Each 300-byte record held costs ~1.2 KB of buffer_memory: its batch's 500 bytes,
+    # its Python objects and future, and its encoded copy once sent.
+    options = dict(FAST, buffer_memory=2500, batch_size=500, max_block=0.2, linger=0)
     with Producer(cluster.bootstrap, **options) as producer:
         producer.send("full", b"warm").result(10)
         hold = cluster.faults.hold_responses("Produce")
         futures = [producer.send("full", b"x" * 300), producer.send("full", b"y" * 300)]
+        # Both sent (held): each counts its Python objects and encoded copy now.
+        deadline = time.monotonic() + 10
+        while producer._accumulator.used < 2 * HELD_300 and time.monotonic() < deadline:
+            time.sleep(0.002)
         with pytest.raises(BufferFullError, match="max_block"):
             producer.produce("full", b"z" * 300)
         hold.release()
