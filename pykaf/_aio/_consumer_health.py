@@ -10,8 +10,11 @@ callback too (in the loop's thread; a callback that raises is logged, never prop
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
+
+from pykaf._core._episodes import Episodes
 
 __all__ = ["ConsumerErrorCallback", "Health", "check_on_error"]
 
@@ -30,16 +33,18 @@ class Health:
     def __init__(self, logger: logging.Logger, on_error: ConsumerErrorCallback | None) -> None:
         self._logger = logger
         self.on_error = on_error
-        # key -> failures seen in the current episode
-        self._failing: dict[str, int] = {}
+        self._failing: Episodes[str] = Episodes()
 
     def failing(self, key: str) -> bool:
         return key in self._failing
 
+    def failures(self, key: str) -> int:
+        """Failures of ``key`` in its current episode (0 when none is going on)."""
+        return self._failing.failures(key)
+
     def failed(self, key: str, message: str, *, hint: str = "") -> bool:
         """One failure of ``key``; True when it starts an episode (logged at WARNING)."""
-        count = self._failing.get(key, 0) + 1
-        self._failing[key] = count
+        count = self._failing.failed(key, time.monotonic()).failures
         if count == 1:
             self._logger.warning("%s%s", message, f" ({hint})" if hint else "")
             return True
@@ -49,9 +54,9 @@ class Health:
     def recovered(self, key: str, message: str | None) -> None:
         """``key`` works again: ends its episode (logged at INFO unless ``message`` is
         None, for an episode another key already tells of)."""
-        count = self._failing.pop(key, 0)
-        if count and message is not None:
-            self._logger.info("%s (after %d failure(s))", message, count)
+        episode = self._failing.ended(key)
+        if episode is not None and message is not None:
+            self._logger.info("%s (after %d failure(s))", message, episode.failures)
 
     def report(self, error: BaseException) -> None:
         """Hand ``error`` to ``on_error`` (if any)."""

@@ -16,26 +16,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import Final
 
 from pykaf._aio._broker_errors import describe_broker, unreachable_cause
 from pykaf._core._address import Address
+from pykaf._core._episodes import Episodes
 
 __all__ = ["OutageLog", "log"]
 
 log = logging.getLogger("pykaf.client")
 
 
-@dataclass(slots=True)
-class _Episode:
-    since: float
-    failures: int
+_CLUSTER: Final = "cluster"  # the key of "no broker at all can be reached"
 
 
 class OutageLog:
     def __init__(self) -> None:
-        self._brokers: dict[Address, _Episode] = {}
-        self._cluster: _Episode | None = None
+        self._brokers: Episodes[Address] = Episodes()
+        self._cluster: Episodes[str] = Episodes()
 
     def down(self, address: Address) -> bool:
         """Is an episode of ``address`` going on?"""
@@ -43,18 +41,15 @@ class OutageLog:
 
     @property
     def cluster_down(self) -> bool:
-        return self._cluster is not None
+        return _CLUSTER in self._cluster
 
     def broker_failed(
         self, address: Address, node_id: int | None, error: BaseException, now: float
     ) -> None:
         """An attempt to reach ``address`` failed, or a connection to it broke with
         requests unanswered: WARNING if this begins an episode, else counted."""
-        episode = self._brokers.get(address)
-        if episode is not None:
-            episode.failures += 1
+        if self._brokers.failed(address, now).failures > 1:
             return
-        self._brokers[address] = _Episode(since=now, failures=1)
         cause, check = unreachable_cause(error)
         broker = describe_broker(address, node_id)
         detail = str(error).removeprefix(f"{broker}: ").removeprefix(f"broker at {address}: ")
@@ -69,7 +64,7 @@ class OutageLog:
 
     def broker_reached(self, address: Address, node_id: int | None, now: float) -> None:
         """A connection to ``address`` opened: ends its episode and the cluster's."""
-        episode = self._brokers.pop(address, None)
+        episode = self._brokers.ended(address)
         if episode is not None:
             log.info(
                 "%s reachable again after %.1f s, %d failed attempt%s",
@@ -78,9 +73,8 @@ class OutageLog:
                 episode.failures,
                 "" if episode.failures == 1 else "s",
             )
-        cluster = self._cluster
+        cluster = self._cluster.ended(_CLUSTER)
         if cluster is not None:
-            self._cluster = None
             log.info(
                 "the cluster is reachable again (through %s) after %.1f s, %d failed round%s"
                 " over every known broker",
@@ -99,10 +93,8 @@ class OutageLog:
     ) -> None:
         """A round over every candidate broker (the bootstrap list included) reached
         none: WARNING if this begins an episode, else counted."""
-        if self._cluster is not None:
-            self._cluster.failures += 1
+        if self._cluster.failed(_CLUSTER, now).failures > 1:
             return
-        self._cluster = _Episode(since=now, failures=1)
         tried_now = [
             f"{a} ({unreachable_cause(errors[a])[0]})" if a in errors else f"{a} (in backoff)"
             for a in tried

@@ -54,7 +54,7 @@ async def poll_until(consumer: AsyncConsumer, done: Callable[[], bool]) -> int:
 
 
 def failures(consumer: AsyncConsumer, key: str) -> int:
-    return consumer._health._failing.get(key, 0)
+    return consumer._health.failures(key)
 
 
 async def test_unanswered_fetches_warn_once_naming_the_broker_and_fetching_resumes(
