@@ -147,8 +147,8 @@ def fill(bootstrap: str, topic: str, count: int, size: int, partitions: int) -> 
 
 
 def run_pykaf_iter(bootstrap: str, topic: str, partitions: int, expected: int) -> int:
-    from pykaf._core._consumer_records import TopicPartition  # noqa: PLC0415
-    from pykaf._sync._consumer import Consumer  # noqa: PLC0415
+    from pykaf._consumer._consumer import Consumer  # noqa: PLC0415
+    from pykaf._consumer._records import TopicPartition  # noqa: PLC0415
 
     seen = 0
     with Consumer(bootstrap, auto_offset_reset="earliest") as consumer:
@@ -165,8 +165,8 @@ def run_pykaf_iter(bootstrap: str, topic: str, partitions: int, expected: int) -
 
 
 def run_pykaf_poll(bootstrap: str, topic: str, partitions: int, expected: int) -> int:
-    from pykaf._core._consumer_records import TopicPartition  # noqa: PLC0415
-    from pykaf._sync._consumer import Consumer  # noqa: PLC0415
+    from pykaf._consumer._consumer import Consumer  # noqa: PLC0415
+    from pykaf._consumer._records import TopicPartition  # noqa: PLC0415
 
     seen = 0
     with Consumer(bootstrap, auto_offset_reset="earliest") as consumer:
@@ -186,8 +186,8 @@ def run_pykaf_poll(bootstrap: str, topic: str, partitions: int, expected: int) -
 
 
 def run_pykaf_async_iter(bootstrap: str, topic: str, partitions: int, expected: int) -> int:
-    from pykaf._aio._consumer import AsyncConsumer  # noqa: PLC0415
-    from pykaf._core._consumer_records import TopicPartition  # noqa: PLC0415
+    from pykaf._consumer._async_consumer import AsyncConsumer  # noqa: PLC0415
+    from pykaf._consumer._records import TopicPartition  # noqa: PLC0415
 
     async def main() -> int:
         seen = 0
@@ -207,8 +207,8 @@ def run_pykaf_async_iter(bootstrap: str, topic: str, partitions: int, expected: 
 
 
 def run_pykaf_async_poll(bootstrap: str, topic: str, partitions: int, expected: int) -> int:
-    from pykaf._aio._consumer import AsyncConsumer  # noqa: PLC0415
-    from pykaf._core._consumer_records import TopicPartition  # noqa: PLC0415
+    from pykaf._consumer._async_consumer import AsyncConsumer  # noqa: PLC0415
+    from pykaf._consumer._records import TopicPartition  # noqa: PLC0415
 
     async def main() -> int:
         seen = 0
@@ -354,10 +354,10 @@ def peak_rss_kib() -> int:
 
 
 IMPORTS = {
-    "pykaf-iter": "pykaf._sync._consumer",
-    "pykaf-async-iter": "pykaf._aio._consumer",
-    "pykaf-poll": "pykaf._sync._consumer",
-    "pykaf-async-poll": "pykaf._aio._consumer",
+    "pykaf-iter": "pykaf._consumer._consumer",
+    "pykaf-async-iter": "pykaf._consumer._async_consumer",
+    "pykaf-poll": "pykaf._consumer._consumer",
+    "pykaf-async-poll": "pykaf._consumer._async_consumer",
     "confluent": "confluent_kafka",
     "aiokafka": "aiokafka",
     "kafka-python": "kafka",

@@ -55,8 +55,8 @@ def main() -> None:
     from peers.mock_cluster import MockCluster  # noqa: PLC0415
 
     import pykaf  # noqa: PLC0415
-    from pykaf._aio import _connection, _engine, _sender  # noqa: PLC0415
-    from pykaf._sync import _producer  # noqa: PLC0415
+    from pykaf._client import _connection  # noqa: PLC0415
+    from pykaf._producer import _engine, _producer, _sender  # noqa: PLC0415
 
     _wrap(_engine.ProducerEngine, "pump", "3 loop: pump starts")
     _wrap(_sender.BrokerSender, "_send", "4 loop: encoding starts", "5 loop: request written")

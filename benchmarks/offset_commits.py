@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 import pykaf
-from pykaf._aio._client import AsyncClient
+from pykaf._client._async_client import AsyncClient
 from pykaf.protocol._messages import build_request
 
 COMMIT_VERSION = 8

@@ -99,7 +99,7 @@ CONFIGS = {"acks1": ("acks=1", 1, False), "idem": ("acks=all+idempotence", "all"
 BATCH = 10_000  # values per produce_batch call
 WARMUP_LATENCY = 100
 IMPORTS = {
-    "pykaf": "pykaf._sync._producer",
+    "pykaf": "pykaf._producer._producer",
     "confluent": "confluent_kafka",
     "aiokafka": "aiokafka",
     "kafka-python": "kafka",
@@ -141,7 +141,7 @@ def pykaf_options(job: Job) -> dict[str, Any]:
 
 
 def run_pykaf_sync(job: Job) -> Result:
-    from pykaf._sync._producer import Producer  # noqa: PLC0415
+    from pykaf._producer._producer import Producer  # noqa: PLC0415
 
     result = Result()
 
@@ -191,7 +191,7 @@ def run_pykaf_sync(job: Job) -> Result:
 
 
 def run_pykaf_async(job: Job) -> Result:
-    from pykaf._aio._producer import AsyncProducer  # noqa: PLC0415
+    from pykaf._producer._async_producer import AsyncProducer  # noqa: PLC0415
 
     result = Result()
 
@@ -355,7 +355,7 @@ def run_floor(job: Job) -> Result:
     """The reference rows (see the module doc): no producer, just the round trip."""
     import socket  # noqa: PLC0415
 
-    from pykaf._core._address import parse_bootstrap  # noqa: PLC0415
+    from pykaf._client._address import parse_bootstrap  # noqa: PLC0415
     from pykaf.protocol._produce_request import encode_produce_request  # noqa: PLC0415
     from pykaf.protocol._records import encode_batch  # noqa: PLC0415
 

@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from peers.mock_cluster import MockCluster
 
 import pykaf
-from pykaf._aio._client import AsyncClient
-from pykaf._sync._client import Client
+from pykaf._client._async_client import AsyncClient
+from pykaf._client._client import Client
 from pykaf.protocol._messages import build_request
 
 try:

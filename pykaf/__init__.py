@@ -11,17 +11,16 @@
 - ``pykaf.errors``: every exception, rooted at ``PykafError``.
 """
 
-from pykaf._aio._client import AsyncClient
-from pykaf._aio._consumer import AsyncConsumer
-from pykaf._aio._producer import AsyncProducer
-from pykaf._core._client_settings import ClientSettings
-from pykaf._core._consumer_records import ConsumerRecord, OffsetAndMetadata, TopicPartition
-from pykaf._core._consumer_settings import ConsumerSettings
-from pykaf._core._delivery import ProducerRecord, RecordMetadata
-from pykaf._core._metadata import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
-from pykaf._core._producer_settings import ProducerSettings
-from pykaf._core._targets import Coordinator, CoordinatorType, Leader, Purpose, Target
-from pykaf._core._versions import BrokerApiVersions
+from pykaf._client._async_client import AsyncClient
+from pykaf._client._client import Client
+from pykaf._client._metadata import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
+from pykaf._client._settings import ClientSettings
+from pykaf._client._targets import Coordinator, CoordinatorType, Leader, Purpose, Target
+from pykaf._client._versions import BrokerApiVersions
+from pykaf._consumer._async_consumer import AsyncConsumer
+from pykaf._consumer._consumer import Consumer
+from pykaf._consumer._records import ConsumerRecord, OffsetAndMetadata, TopicPartition
+from pykaf._consumer._settings import ConsumerSettings
 from pykaf._errors import (
     BrokerConnectionError,
     BrokerError,
@@ -45,9 +44,10 @@ from pykaf._errors import (
     RecordTooLargeError,
     RemoteProtocolError,
 )
-from pykaf._sync._client import Client
-from pykaf._sync._consumer import Consumer
-from pykaf._sync._producer import Producer
+from pykaf._producer._async_producer import AsyncProducer
+from pykaf._producer._delivery import ProducerRecord, RecordMetadata
+from pykaf._producer._producer import Producer
+from pykaf._producer._settings import ProducerSettings
 from pykaf._version import __version__
 
 __all__ = [

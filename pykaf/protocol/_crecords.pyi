@@ -1,6 +1,6 @@
 """Typed stub of the C accelerator ``_crecords.c``: same contract as ``_record_codec``.
 
-``murmur2`` is the C twin of ``pykaf._core._partitioner.murmur2_python``.
+``murmur2`` is the C twin of ``pykaf._producer._partitioner.murmur2_python``.
 """
 
 from collections.abc import Sequence

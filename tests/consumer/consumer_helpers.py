@@ -6,8 +6,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pykaf._aio._client import AsyncClient
-from pykaf._core._targets import Leader
+from pykaf._client._async_client import AsyncClient
+from pykaf._client._targets import Leader
 from pykaf.protocol import ControlType, encode_batch
 from pykaf.protocol._messages import build_request
 

@@ -12,9 +12,10 @@ import pytest
 import pytest_asyncio
 from consumer_helpers import data_batch, produce_raw, values
 
-from pykaf._aio._client import AsyncClient
-from pykaf._aio._consumer import AsyncConsumer
-from pykaf._core._consumer_records import TopicPartition
+from pykaf._client._async_client import AsyncClient
+from pykaf._consumer._async_consumer import AsyncConsumer
+from pykaf._consumer._consumer import Consumer
+from pykaf._consumer._records import TopicPartition
 from pykaf._errors import (
     ConsumerClosedError,
     ConsumerStateError,
@@ -23,7 +24,6 @@ from pykaf._errors import (
     NotAssignedError,
 )
 from pykaf._kafka_errors import OffsetOutOfRangeError, UnknownTopicOrPartitionError
-from pykaf._sync._consumer import Consumer
 from pykaf.broker import Cluster
 
 LIMIT = 20.0

@@ -16,10 +16,10 @@ from typing import Any
 import pytest_asyncio
 from consumer_helpers import TS, by_partition, control_batch, data_batch, produce_raw, values
 
-from pykaf._aio._client import AsyncClient
-from pykaf._aio._consumer import AsyncConsumer
-from pykaf._core._consumer_records import ConsumerRecord, TopicPartition
-from pykaf._sync._consumer import Consumer
+from pykaf._client._async_client import AsyncClient
+from pykaf._consumer._async_consumer import AsyncConsumer
+from pykaf._consumer._consumer import Consumer
+from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf.broker import Cluster
 from pykaf.protocol import ControlType
 from pykaf.protocol._records import iter_batch_headers

@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 from consumer_helpers import data_batch, produce_raw, values
 
-from pykaf._aio._client import AsyncClient
-from pykaf._aio._consumer import AsyncConsumer
-from pykaf._core._consumer_records import TopicPartition
+from pykaf._client._async_client import AsyncClient
+from pykaf._consumer._async_consumer import AsyncConsumer
+from pykaf._consumer._records import TopicPartition
 from pykaf._errors import ConsumerStartError, GroupJoinError
 from pykaf.broker import Cluster
 

@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from pykaf._aio._consumer import AsyncConsumer
-from pykaf._aio._consumer_health import Health
-from pykaf._sync._consumer import Consumer
+from pykaf._consumer._async_consumer import AsyncConsumer
+from pykaf._consumer._consumer import Consumer
+from pykaf._consumer._health import Health
 
 LOGGER = "pykaf.consumer"
 

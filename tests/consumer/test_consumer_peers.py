@@ -16,9 +16,9 @@ from confluent_kafka import Producer
 from consumer_helpers import by_partition
 from peers import MockCluster, Tansu
 
-from pykaf._aio._consumer import AsyncConsumer
-from pykaf._core._consumer_records import ConsumerRecord, TopicPartition
-from pykaf._sync._consumer import Consumer
+from pykaf._consumer._async_consumer import AsyncConsumer
+from pykaf._consumer._consumer import Consumer
+from pykaf._consumer._records import ConsumerRecord, TopicPartition
 
 pytestmark = pytest.mark.peer
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from pykaf._core._client_settings import ClientSettings
-from pykaf._core._consumer_settings import ConsumerSettings
+from pykaf._client._settings import ClientSettings
+from pykaf._consumer._settings import ConsumerSettings
 
 
 def test_defaults() -> None:

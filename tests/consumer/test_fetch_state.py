@@ -10,9 +10,9 @@ from consumer_helpers import TS, control_batch, data_batch, values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pykaf._core._completed_fetch import next_fetch_offset
-from pykaf._core._consumer_records import ConsumerRecord, TopicPartition
-from pykaf._core._fetch_state import EARLIEST, LATEST, FetchState
+from pykaf._consumer._completed_fetch import next_fetch_offset
+from pykaf._consumer._fetch_state import EARLIEST, LATEST, FetchState
+from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._errors import CorruptRecordError, NoOffsetError, PykafError
 from pykaf._kafka_errors import MessageTooLargeError, OffsetOutOfRangeError
 from pykaf.protocol import ControlType, TimestampType

@@ -427,7 +427,7 @@ MOCK_TOTAL, MOCK_PARTITIONS = 2_000, 4
 
 
 def mock_with_records(mock: MockCluster) -> list[TopicPartition]:
-    # See tests/group/test_group_peers.py: the mock misreads the newest group versions.
+    # See tests/consumer/group/test_group_peers.py: the mock misreads the newest group versions.
     mock.set_apiversion(JOIN_GROUP, 0, 5)
     mock.set_apiversion(SYNC_GROUP, 0, 3)
     mock.set_apiversion(LEAVE_GROUP, 0, 2)

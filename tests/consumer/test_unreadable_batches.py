@@ -13,8 +13,8 @@ from consumer_helpers import TS, data_batch, values
 from crc32c import crc32c
 from test_fetch_state import answer, new_state, positioned
 
-from pykaf._core._consumer_records import ConsumerRecord, TopicPartition
-from pykaf._core._fetch_state import FetchState
+from pykaf._consumer._fetch_state import FetchState
+from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._errors import CorruptRecordError, DecompressionLimitError, RecordBatchError
 from pykaf.protocol import encode_batch
 from pykaf.protocol._records import UndecodableHeaderKey

@@ -14,11 +14,11 @@ import pytest_asyncio
 from consumer_helpers import TS, data_batch, produce_raw, values
 from test_unreadable_batches import malformed
 
-from pykaf._aio._client import AsyncClient
-from pykaf._core._consumer_records import ConsumerRecord, TopicPartition
+from pykaf._client._async_client import AsyncClient
+from pykaf._consumer._consumer import Consumer
+from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._errors import CorruptRecordError, DecompressionLimitError
-from pykaf._sync._consumer import Consumer
-from pykaf._sync._producer import Producer
+from pykaf._producer._producer import Producer
 from pykaf.broker import Cluster
 from pykaf.protocol import encode_batch
 

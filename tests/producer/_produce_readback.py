@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pykaf import Client
-from pykaf._core._partitioner import murmur2_partition
+from pykaf._producer._partitioner import murmur2_partition
 from pykaf.errors import raise_for_code
 from pykaf.protocol import Record, build_request, decode_batches
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from pykaf._core._accumulator import Accumulator
-from pykaf._core._future import DeliveryFuture
-from pykaf._core._producer_settings import ProducerSettings
 from pykaf._errors import BufferFullError
-from pykaf._sync._producer import Producer
+from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._future import DeliveryFuture
+from pykaf._producer._producer import Producer
+from pykaf._producer._settings import ProducerSettings
 from pykaf.broker import BlockingCluster
 
 RECORDS = 20_000

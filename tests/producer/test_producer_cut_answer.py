@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from _produce_readback import Check, read_topic
 
-from pykaf._aio._connection import BrokerConnection
-from pykaf._sync._producer import Producer
+from pykaf._client._connection import BrokerConnection
+from pykaf._producer._producer import Producer
 from pykaf.broker import BlockingCluster
 
 FAST = {"request_timeout": 5.0, "delivery_timeout": 20.0, "max_block": 10.0, "linger": 0.002}

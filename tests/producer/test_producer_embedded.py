@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from _produce_readback import Check, read_topic
 
-from pykaf._core._delivery import ProducerRecord, RecordMetadata
 from pykaf._errors import (
     DeliveryError,
     DeliveryTimeoutError,
@@ -24,7 +23,8 @@ from pykaf._errors import (
     RecordTooLargeError,
 )
 from pykaf._kafka_errors import InvalidRecordError
-from pykaf._sync._producer import Producer
+from pykaf._producer._delivery import ProducerRecord, RecordMetadata
+from pykaf._producer._producer import Producer
 from pykaf.broker import BlockingCluster
 from pykaf.protocol import Compression, iter_batch_headers
 

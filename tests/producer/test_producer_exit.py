@@ -40,8 +40,8 @@ COMMON = (
     + """
 import sys, time, logging
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-import pykaf._sync._producer as producer_module
-from pykaf._sync._producer import Producer
+import pykaf._producer._producer as producer_module
+from pykaf._producer._producer import Producer
 
 
 p = Producer(sys.argv[1], linger=0.002)
@@ -185,7 +185,7 @@ ASYNC_SCRIPT = (
     + """
 import asyncio, sys, logging
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-from pykaf._aio._producer import AsyncProducer
+from pykaf._producer._async_producer import AsyncProducer
 
 
 async def main():

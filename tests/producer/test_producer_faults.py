@@ -33,9 +33,9 @@ from confluent_kafka.admin import AdminClient
 from test_producer_peers import KEYS, Log, check_log, keyed, read_back
 
 from pykaf import Client
-from pykaf._core._delivery import ProducerRecord, RecordMetadata
 from pykaf._errors import DeliveryError, ProducerClosedError
-from pykaf._sync._producer import Producer
+from pykaf._producer._delivery import ProducerRecord, RecordMetadata
+from pykaf._producer._producer import Producer
 from pykaf.broker import BlockingCluster
 from pykaf.protocol import build_request
 from pykaf.protocol._records import encode_batch

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from _produce_readback import read_topic
 
-from pykaf._core._partitioner import PARTITIONER_NAMES
-from pykaf._sync._producer import Producer
+from pykaf._producer._partitioner import PARTITIONER_NAMES
+from pykaf._producer._producer import Producer
 from pykaf.broker import BlockingCluster
 
 PARTITIONS = 8

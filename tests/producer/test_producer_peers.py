@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from pykaf._aio._producer import AsyncProducer
-from pykaf._core._delivery import ProducerRecord
-from pykaf._core._partitioner import murmur2_partition
-from pykaf._sync._producer import Producer
+from pykaf._producer._async_producer import AsyncProducer
+from pykaf._producer._delivery import ProducerRecord
+from pykaf._producer._partitioner import murmur2_partition
+from pykaf._producer._producer import Producer
 from pykaf.broker import BlockingCluster
 
 __all__ = ["Log", "check_log", "keyed", "read_back"]

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 
-from pykaf._aio._producer import AsyncProducer
 from pykaf._errors import KafkaTimeoutError
 from pykaf._kafka_errors import InvalidTopicError, TopicAuthorizationFailedError
-from pykaf._sync._producer import Producer
+from pykaf._producer._async_producer import AsyncProducer
+from pykaf._producer._producer import Producer
 from pykaf.broker import BlockingCluster, Cluster
 
 BOUND = 30.0  # far below max_block (60 s): a call still blocked by then waited for it

@@ -51,7 +51,7 @@ from kio.serial._introspect import (
 from kio.static.constants import EntityType
 from kio.static.primitive import Records, i64Timedelta
 
-from pykaf._core._consumer_protocol import decode_assignment, decode_subscription
+from pykaf._consumer.group._protocol import decode_assignment, decode_subscription
 from pykaf._errors import PykafError
 from pykaf.protocol._apis import all_apis
 from pykaf.protocol._framing import ClientConnection, ServerConnection

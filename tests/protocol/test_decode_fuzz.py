@@ -136,7 +136,7 @@ def test_a_bomb_in_a_group_members_subscription_is_a_typed_error() -> None:
         except RemoteProtocolError as exc:
             print(exc)
         """,
-        "from pykaf._core._consumer_protocol import decode_subscription",
+        "from pykaf._consumer.group._protocol import decode_subscription",
     )
     assert "consumer subscription v0: topics: claims 2147483647 entries" in out
 
@@ -189,7 +189,7 @@ def test_a_client_given_a_bomb_answer_gets_a_typed_error_and_lives_on() -> None:
     out = run_isolated(
         """
         import asyncio, struct
-        from pykaf._aio._client import AsyncClient
+        from pykaf._client._async_client import AsyncClient
         from pykaf.errors import PykafError
         from pykaf.protocol._framing import NEED_DATA, Request, ServerConnection
         from pykaf.protocol._messages import build_response

@@ -1,3 +1,0 @@
-"""The asyncio client core: connections, the cluster view, ``AsyncClient``."""
-
-__all__: list[str] = []

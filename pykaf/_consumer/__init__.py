@@ -1,0 +1,3 @@
+"""The consumer: fetch state, fetcher, records, offsets, Consumer / AsyncConsumer."""
+
+__all__: list[str] = []

@@ -1,0 +1,630 @@
+"""``GroupMembership``: one consumer's membership of a classic consumer group, in asyncio.
+
+Kafka's Java ``ConsumerCoordinator`` in shape. The coordinator is found through the
+client (``to=Coordinator(group_id)``: FindCoordinator, cached, forgotten on
+NOT_COORDINATOR or a broken connection). A join (JoinGroup, MEMBER_ID_REQUIRED answered
+with the given id, the assignment when this member leads, SyncGroup) runs in a background
+task, retried with bounded backoff; heartbeats run in another once the member is stable,
+so slow processing does not cost the membership -- up to ``max_poll_interval`` without
+``poll_happened()``, after which the member leaves (LeaveGroup, unless static) and
+rejoins once the application polls again.
+
+The rebalance callbacks run in the caller's task, inside ``ensure_active`` (and
+``leave``/``close``/``unsubscribe``): ``on_revoked`` before partitions are given up (the
+application may commit there; with auto-commit on, the positions are committed first),
+``on_lost`` when they were taken without that chance, ``on_assigned`` after every
+completed join. Each is a function or a coroutine function of a ``frozenset`` of
+``TopicPartition``; an exception in one is logged and the rebalance goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any, Final, TypeAlias
+
+from pykaf._client._async_client import AsyncClient
+from pykaf._client._backoff import Backoff
+from pykaf._client._targets import Coordinator
+from pykaf._client._versions import BrokerApiVersions
+from pykaf._consumer._health import Health
+from pykaf._consumer._records import OffsetAndMetadata, TopicPartition
+from pykaf._consumer._settings import ConsumerSettings
+from pykaf._consumer.group._assignors import RebalanceProtocol, assignor_for, rebalance_protocol_for
+from pykaf._consumer.group._commit import (
+    Retry,
+    commit_offsets,
+    coordinator_versions,
+    read_committed,
+)
+from pykaf._consumer.group._join import JoinOutcome, JoinRetry, JoinSpec, join_once
+from pykaf._consumer.group._membership import AssignmentChange, ErrorAction, Generation, Membership
+from pykaf._error_codes import error_for_code
+from pykaf._errors import ClientClosedError, PykafError, RemoteProtocolError
+from pykaf.protocol._messages import build_request
+
+__all__ = ["GroupMembership", "RebalanceCallback"]
+
+log = logging.getLogger("pykaf.consumer")
+
+#: A rebalance callback: called with the partitions concerned; may be a coroutine.
+RebalanceCallback: TypeAlias = Callable[[frozenset[TopicPartition]], Awaitable[None] | None]
+PositionsSource: TypeAlias = Callable[[], Mapping[TopicPartition, int | OffsetAndMetadata]]
+
+_COORDINATOR_RETRY: Final = frozenset({14, 15, 16})
+# Joins retried at once (MEMBER_ID_REQUIRED, a reset member id) before backing off.
+_MAX_QUICK_REJOINS: Final = 3
+_BACKOFF_MIN: Final = 0.01
+_BACKOFF_MAX: Final = 1.0  # Java's retry.backoff.max.ms
+
+
+class GroupMembership:
+    """Membership of ``group_id`` for one consumer (see the module doc).
+
+    The consumer calls ``poll_happened()`` whenever the application polls,
+    ``ensure_active()`` before handing out records (it returns what changed in the
+    assignment), ``commit()`` / ``committed()`` for offsets, and ``close()`` at the end.
+    ``current_positions`` (optional) gives the positions handed to the application,
+    committed before partitions are revoked when auto-commit is on.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        settings: ConsumerSettings,
+        *,
+        group_id: str,
+        on_assigned: RebalanceCallback | None = None,
+        on_revoked: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+        current_positions: PositionsSource | None = None,
+        rand: Callable[[], float] = random.random,
+        health: Health | None = None,
+    ) -> None:
+        if not isinstance(group_id, str) or not group_id:
+            raise ValueError(f"group_id must be a non-empty str, not {group_id!r}")
+        self._client = client
+        self._settings = settings
+        self.group_id = group_id
+        self._coordinator = Coordinator(group_id)
+        # Public: the consumer may set them again when the application subscribes.
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
+        self.on_lost = on_lost
+        self._current_positions = current_positions
+        self._rand = rand
+        self._health = health or Health(log, None)
+        names = list(settings.partition_assignment_strategy)
+        self._assignors = [assignor_for(name) for name in names]
+        self.protocol = rebalance_protocol_for(names)
+        self._rebalance_timeout = settings.rebalance_timeout or settings.max_poll_interval
+        self._auto_commit = settings.auto_commit(group_id)
+        self._state = Membership(
+            protocol=self.protocol,
+            group_instance_id=settings.group_instance_id,
+            max_poll_interval=settings.max_poll_interval,
+            now=time.monotonic(),
+        )
+        # A floor under the client's retry_backoff (which may be 0): a coordinator that
+        # answers LOAD_IN_PROGRESS must not be asked again in a tight loop.
+        retry = max(client.settings.retry_backoff, _BACKOFF_MIN)
+        self._backoff = Backoff(initial=retry, maximum=max(retry, _BACKOFF_MAX))
+        self._retry = Retry(backoff=self._backoff, rand=rand)
+        self._spec = JoinSpec(
+            group_id=group_id,
+            group_instance_id=settings.group_instance_id,
+            session_timeout=settings.session_timeout,
+            rebalance_timeout=self._rebalance_timeout,
+            assignors=self._assignors,
+        )
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = asyncio.Lock()
+        self._join_task: asyncio.Task[JoinOutcome] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._versions: BrokerApiVersions | None = None
+        self._leader = False
+        # The leader's partition counts of the group's topics, as its last assignment
+        # saw them: a change asks for a rebalance (new partitions get consumers).
+        self._snapshot: dict[str, int] = {}
+        self._closing = False  # no more joins (close() is under way)
+        self._closed = False  # nothing at all any more
+
+    # -- what the consumer reads ----------------------------------------------------------
+
+    @property
+    def rebalance_timeout(self) -> float:
+        """The budget of one join (seconds), retries included."""
+        return self._rebalance_timeout
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The error that ended this membership for good (fenced...), if any."""
+        return self._state.fatal
+
+    @property
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this member owns now."""
+        return self._state.owned
+
+    @property
+    def generation(self) -> Generation:
+        return self._state.generation
+
+    @property
+    def member_id(self) -> str:
+        return self._state.generation.member_id
+
+    @property
+    def is_leader(self) -> bool:
+        """Did this member compute the assignment of the current generation?"""
+        return self._leader and self._state.stable
+
+    @property
+    def rejoin_needed(self) -> bool:
+        """True when the next ``ensure_active`` will (re)join the group."""
+        return self._state.rejoin_needed
+
+    @property
+    def subscription(self) -> frozenset[str]:
+        """The topics subscribed to (for a pattern: those it matched last time)."""
+        return self._state.subscription
+
+    def poll_happened(self) -> None:
+        """The application polled: resets the ``max_poll_interval`` clock."""
+        self._state.poll(time.monotonic())
+
+    # -- subscribing ----------------------------------------------------------------------
+
+    async def subscribe(self, topics: Collection[str] | re.Pattern[str]) -> None:
+        """Subscribe to ``topics`` or to every topic a pattern matches in full (internal
+        topics excluded, as Java); the join happens at the next ``ensure_active``. A
+        pattern that matches nothing is no error: the member joins with no topics (and
+        follows new topics as metadata ages). An empty list unsubscribes."""
+        self._check_usable()
+        if isinstance(topics, re.Pattern):
+            self._pattern = topics
+            matched = await self._matching_topics()
+            if not matched:
+                log.warning(
+                    "group %r: the pattern %r matches no topic (yet); joining with none",
+                    self.group_id,
+                    topics.pattern,
+                )
+            self._state.subscribe(matched)
+        else:
+            if isinstance(topics, str):
+                raise TypeError("topics is a list of names; wrap a single name in a list")
+            names = frozenset(topics)
+            for name in names:
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"a topic name is a non-empty str, not {name!r}")
+            if not names:
+                await self.unsubscribe()
+                return
+            self._pattern = None
+            self._state.subscribe(names)
+        if self._watch_task is None:
+            self._watch_task = asyncio.create_task(
+                self._watch_metadata(), name=f"pykaf group {self.group_id} metadata"
+            )
+
+    async def unsubscribe(self) -> None:
+        """Give everything up (``on_revoked``) and leave the group."""
+        self._check_usable()
+        await self.leave("the consumer unsubscribed")
+        self._state.unsubscribe()
+        self._pattern = None
+        await _cancel(self._watch_task)
+        self._watch_task = None
+
+    async def _matching_topics(self) -> frozenset[str]:
+        assert self._pattern is not None
+        view = await self._client.metadata(None)
+        return frozenset(
+            name
+            for name, info in view.topics.items()
+            if not info.internal and info.error_code == 0 and self._pattern.fullmatch(name)
+        )
+
+    # -- joining --------------------------------------------------------------------------
+
+    async def ensure_active(self, timeout: float | None = None) -> AssignmentChange | None:
+        """Join or rejoin if needed; return what changed in the assignment since the last
+        call (None: nothing). Waits for a join up to ``timeout`` seconds (None: until it
+        completes or fails) -- except while this member still owns partitions
+        (cooperative), when the join goes on in the background and this returns at once.
+        Raises what made the last join fail (then the next call tries again), and for
+        ever once the member is fenced."""
+        self._check_usable()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + max(0.0, timeout)
+        state = self._state
+        async with self._lock:
+            while True:
+                self._check_usable(joining=True)
+                if self._join_task is not None and self._join_task.done():
+                    await self._finish_join()
+                if state.fatal is not None:
+                    raise state.fatal
+                if self._join_task is None:
+                    if not state.rejoin_needed or state.poll_expired(time.monotonic()):
+                        break  # (after a poll timeout: rejoin once the application polls)
+                    await self._start_join()
+                    continue
+                if state.owned and self.protocol is RebalanceProtocol.COOPERATIVE:
+                    break
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    break
+                await asyncio.wait({self._join_task}, timeout=remaining)
+                if not self._join_task.done():
+                    break
+        return state.take_change()
+
+    async def _start_join(self) -> None:
+        state = self._state
+        revocation = state.prepare_join()
+        if revocation.lost:
+            log.info("group %r: partitions lost: %s", self.group_id, _names(revocation.lost))
+            await self._call(self.on_lost, "on_lost", revocation.lost)
+        if revocation.revoked:
+            await self._revoke(revocation.revoked)
+        reason = state.rejoin_reason or "rejoining"
+        state.join_started()
+        await _cancel(self._heartbeat_task)
+        self._heartbeat_task = None
+        self._join_task = asyncio.create_task(
+            self._join(reason), name=f"pykaf group {self.group_id} join"
+        )
+
+    async def _finish_join(self) -> None:
+        task, self._join_task = self._join_task, None
+        assert task is not None
+        try:
+            outcome = task.result()
+        except asyncio.CancelledError:
+            self._state.request_rejoin("the join was cancelled")
+            return
+        except BaseException:
+            self._state.request_rejoin("the last join failed")
+            raise
+        self._health.recovered("join", f"group {self.group_id!r}: joined again")
+        self._health.recovered("join budget", None)  # the consumer's report; told above
+        if outcome.revoked:
+            await self._revoke(outcome.revoked)
+        log.info(
+            "group %r: generation %d, member %r, assigned %s",
+            self.group_id,
+            self._state.generation.generation_id,
+            self._state.generation.member_id,
+            _names(self._state.owned),
+        )
+        await self._call(self.on_assigned, "on_assigned", outcome.added)
+
+    async def _join(self, reason: str) -> JoinOutcome:
+        """The join task: attempts until one completes, a fatal error, or the retry
+        budget (the rebalance timeout) runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._rebalance_timeout
+        attempt = quick = 0
+        while True:
+            try:
+                return await self._join_once(reason)
+            except JoinRetry as again:
+                error = again.error
+                if again.now and quick < _MAX_QUICK_REJOINS:
+                    quick += 1
+                    continue
+            except RemoteProtocolError as exc:
+                # A garbled answer (librdkafka's mock cluster writes nulls where JoinGroup
+                # v5 forbids them when it injects errors): the next attempt may do better.
+                log.warning("group %r: join answer unreadable: %s", self.group_id, exc)
+                error = exc
+            except PykafError as exc:
+                if isinstance(exc, ClientClosedError) or not getattr(exc, "retriable", False):
+                    raise
+                error = exc
+            quick = 0
+            attempt += 1
+            delay = self._backoff.delay(attempt, self._rand())
+            self._health.failed(
+                "join",
+                f"group {self.group_id!r}: joining failed: {error}",
+                hint="retrying; check that the group coordinator is reachable and healthy",
+            )
+            if loop.time() + delay >= deadline:
+                raise error
+            await asyncio.sleep(delay)
+
+    async def _join_once(self, reason: str) -> JoinOutcome:
+        outcome = await join_once(self._client, self._state, self._spec, reason)
+        self._versions = outcome.versions
+        self._leader = outcome.leader
+        self._snapshot = outcome.snapshot
+        self._heartbeat_task = asyncio.create_task(
+            self._heartbeats(self._state.generation), name=f"pykaf group {self.group_id} heartbeat"
+        )
+        return outcome
+
+    # -- heartbeats, max_poll_interval and metadata -------------------------------------
+
+    async def _heartbeats(self, generation: Generation) -> None:
+        """Beat every ``heartbeat_interval`` while ``generation`` lasts; leave the group
+        when the application has not polled for ``max_poll_interval``."""
+        state = self._state
+        settings = self._settings
+        timeout = min(self._client.settings.request_timeout, settings.session_timeout)
+        next_beat = time.monotonic() + settings.heartbeat_interval
+        while state.stable and state.generation == generation:
+            now = time.monotonic()
+            if state.poll_expired(now):
+                await self._poll_timeout()
+                return
+            wait = min(next_beat, state.poll_deadline()) - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            versions = self._versions
+            assert versions is not None
+            request = build_request(
+                "Heartbeat",
+                versions.version("Heartbeat"),
+                group_id=self.group_id,
+                generation_id=generation.generation_id,
+                member_id=generation.member_id,
+                group_instance_id=settings.group_instance_id,
+            )
+            try:
+                answer = await self._client.request(
+                    request, to=self._coordinator, purpose="group", timeout=timeout
+                )
+            except ClientClosedError:
+                return
+            except PykafError as exc:
+                # Broken connection, no coordinator...: the client forgot the coordinator;
+                # try again soon (the session is what bounds this).
+                log.debug("group %r: heartbeat failed: %s", self.group_id, exc)
+                next_beat = time.monotonic() + self._backoff.delay(1, self._rand())
+                continue
+            code = int(answer.error_code)
+            next_beat = time.monotonic() + settings.heartbeat_interval
+            if code == 0:
+                continue
+            action = state.heartbeat_error(code, generation)
+            if code in _COORDINATOR_RETRY:
+                next_beat = time.monotonic() + self._backoff.delay(1, self._rand())
+            if action in (ErrorAction.REJOIN, ErrorAction.FATAL):
+                log.info(
+                    "group %r: heartbeat answered %s", self.group_id, error_for_code(code).name
+                )
+                return
+            if action is ErrorAction.FAIL:
+                log.warning("group %r: heartbeat: %s", self.group_id, error_for_code(code))
+
+    async def _poll_timeout(self) -> None:
+        log.warning(
+            "group %r: no poll for max_poll_interval (%gs): leaving the group; the next poll"
+            " rejoins (process records faster, poll fewer at a time, or raise"
+            " max_poll_interval)",
+            self.group_id,
+            self._settings.max_poll_interval,
+        )
+        await self._send_leave("consumer poll timeout has expired")
+        self._state.reset_generation("max_poll_interval expired")
+
+    async def _watch_metadata(self) -> None:
+        """Every ``metadata_max_age``: topics newly matching the pattern, and partitions
+        added to the group's topics (the leader's job), ask for a rebalance."""
+        period = self._client.settings.metadata_max_age
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self._check_metadata()
+            except PykafError as exc:
+                if isinstance(exc, ClientClosedError):
+                    return
+                log.debug("group %r: metadata check failed: %s", self.group_id, exc)
+
+    async def _check_metadata(self) -> None:
+        state = self._state
+        if self._pattern is not None:
+            matched = await self._matching_topics()
+            if state.subscribed and matched != state.subscription:
+                log.info("group %r: the pattern now matches %s", self.group_id, sorted(matched))
+                state.subscribe(matched)
+        if self.is_leader and self._snapshot:
+            view = await self._client.metadata(sorted(self._snapshot))
+            counts = {n: len(i.partitions) for n, i in view.topics.items() if i.error_code == 0}
+            changed = sorted(t for t in self._snapshot if counts.get(t) != self._snapshot[t])
+            if changed:
+                state.request_rejoin(f"partitions changed in {', '.join(changed)}")
+
+    # -- offsets --------------------------------------------------------------------------
+
+    async def commit(
+        self,
+        offsets: Mapping[TopicPartition, OffsetAndMetadata | int],
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Commit ``offsets`` (the next offset to read, per partition) in this member's
+        generation, retrying retriable errors until ``timeout`` (default: the client's
+        ``request_timeout``; then ``KafkaTimeoutError``). ``RebalancingCommitError``
+        (retriable) while the group rebalances: poll, then commit what is still assigned;
+        ``CommitFailedError`` when the generation is over (the partitions may be another
+        member's now). Not subscribed (partitions assigned by hand): a commit outside
+        any generation, as Java's."""
+        self._check_usable()
+        pending = {tp: _offset(value) for tp, value in offsets.items()}
+        if pending:
+            await commit_offsets(
+                self._client,
+                self._state,
+                group_id=self.group_id,
+                group_instance_id=self._settings.group_instance_id,
+                offsets=pending,
+                timeout=self._client.settings.request_timeout if timeout is None else timeout,
+                retry=self._retry,
+            )
+
+    async def committed(
+        self, partitions: Collection[TopicPartition], *, timeout: float | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """The group's committed offsets (None: nothing committed), waiting for pending
+        transactional commits (KIP-447) and retrying retriable errors until ``timeout``."""
+        self._check_usable()
+        return await read_committed(
+            self._client,
+            group_id=self.group_id,
+            partitions=partitions,
+            timeout=self._client.settings.request_timeout if timeout is None else timeout,
+            retry=self._retry,
+        )
+
+    # -- leaving --------------------------------------------------------------------------
+
+    async def leave(self, reason: str = "the consumer is leaving", *, commit: bool = True) -> None:
+        """Give the partitions up (``on_revoked``, or ``on_lost`` if the generation is
+        already over) and leave the group (LeaveGroup; a static member sends none and
+        keeps its place until its session expires, as Java). If still subscribed, the
+        next ``ensure_active`` joins again."""
+        state = self._state
+        await _cancel(self._join_task)
+        self._join_task = None
+        await _cancel(self._heartbeat_task)
+        self._heartbeat_task = None
+        if state.owned:
+            if state.generation.valid:
+                await self._revoke(
+                    state.revoke_all(), timeout=self._client.settings.close_timeout, commit=commit
+                )
+            else:
+                lost = state.lose_all()
+                await self._call(self.on_lost, "on_lost", lost)
+        await self._send_leave(reason)
+        state.left()
+        state.request_rejoin("left the group")
+
+    async def _send_leave(self, reason: str) -> None:
+        generation = self._state.generation
+        if not self._state.dynamic or not generation.member_id:
+            return
+        timeout = min(self._client.settings.request_timeout, self._client.settings.close_timeout)
+        try:
+            versions = self._versions or await coordinator_versions(
+                self._client, self.group_id, timeout
+            )
+            version = versions.version("LeaveGroup")
+            request = build_request(
+                "LeaveGroup",
+                version,
+                group_id=self.group_id,
+                member_id=generation.member_id,
+                members=[
+                    {"member_id": generation.member_id, "group_instance_id": None, "reason": reason}
+                ],
+            )
+            # Not on the "group" connection: a JoinGroup held there would delay it.
+            answer = await self._client.request(
+                request, to=self._coordinator, purpose="other", timeout=timeout
+            )
+        except PykafError as exc:
+            log.info("group %r: LeaveGroup not answered: %s", self.group_id, exc)
+            return
+        code = int(answer.error_code)
+        if code:
+            log.info("group %r: LeaveGroup: %s", self.group_id, error_for_code(code))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self, *, commit_first: bool = True) -> None:
+        """Leave the group (see ``leave``; ``commit_first=False``: the caller made the
+        final auto-commit itself) and stop the background tasks; bounded by the client's
+        ``close_timeout`` plus the callbacks' own time."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            if not self._client.closed:
+                with contextlib.suppress(PykafError):
+                    await self.leave("the consumer is closing", commit=commit_first)
+        finally:
+            self._closed = True
+            for task in (self._join_task, self._heartbeat_task, self._watch_task):
+                await _cancel(task)
+            self._join_task = self._heartbeat_task = self._watch_task = None
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _check_usable(self, *, joining: bool = False) -> None:
+        # While closing, the callbacks may still commit; nothing may join any more.
+        if self._closed or (joining and self._closing):
+            raise ClientClosedError(f"the membership of group {self.group_id!r} was closed")
+
+    async def _revoke(
+        self,
+        partitions: frozenset[TopicPartition],
+        *,
+        timeout: float | None = None,
+        commit: bool = True,
+    ) -> None:
+        log.info("group %r: revoking %s", self.group_id, _names(partitions))
+        if commit and self._auto_commit and self._current_positions is not None:
+            positions = self._current_positions()
+            offsets = {tp: positions[tp] for tp in partitions if tp in positions}
+            if offsets:
+                try:
+                    await self.commit(offsets, timeout=timeout)
+                except PykafError as exc:
+                    log.warning(
+                        "group %r: auto-commit before revoking failed: %s", self.group_id, exc
+                    )
+        await self._call(self.on_revoked, "on_revoked", partitions)
+
+    async def _call(
+        self,
+        callback: RebalanceCallback | None,
+        what: str,
+        partitions: frozenset[TopicPartition],
+    ) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback(partitions)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("group %r: the %s callback raised", self.group_id, what)
+
+
+def _offset(value: OffsetAndMetadata | int) -> OffsetAndMetadata:
+    if isinstance(value, OffsetAndMetadata):
+        return value
+    return OffsetAndMetadata(value)
+
+
+def _names(partitions: Collection[TopicPartition]) -> str:
+    return ", ".join(str(tp) for tp in sorted(partitions)) or "nothing"
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is None:
+        return
+    if task.done():
+        if not task.cancelled():
+            task.exception()  # seen: asyncio must not print it as "never retrieved"
+        return
+    if task is asyncio.current_task():
+        return  # the heartbeat task leaving the group itself
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

@@ -1,0 +1,401 @@
+"""``AsyncProducer``: the asyncio producer.
+
+Records are appended into the accumulator in the caller's task, synchronously; the
+engine (``_engine.ProducerEngine``) runs on the same loop and is woken only when a batch
+becomes ready or a linger timer must start. ``await produce(...)`` therefore returns at
+once unless the buffer is full or the topic's metadata is not known yet: those appends
+wait in a backlog, in call order, so a later record never overtakes an earlier one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, Iterable
+from types import TracebackType
+from typing import Any, Final, Self
+
+from pykaf._client._async_client import AsyncClient
+from pykaf._client._validate import settings_or_options
+from pykaf._errors import BufferFullError, ProducerClosedError
+from pykaf._producer._accumulator import Accumulator, TopicUnknownError, check_report
+from pykaf._producer._delivery import (
+    DeliveryCallback,
+    ErrorCallback,
+    RecordMetadata,
+    Reporter,
+    unpack_item,
+)
+from pykaf._producer._engine import ProducerEngine
+from pykaf._producer._settings import ProducerSettings
+
+__all__ = ["AsyncProducer"]
+
+
+class _Waiting:
+    """An append that waits (for metadata or memory) in the backlog."""
+
+    __slots__ = ("args", "done", "report", "started")
+
+    def __init__(
+        self, args: tuple[Any, ...], report: Any, done: asyncio.Future[None] | None, started: float
+    ) -> None:
+        self.args = args  # (topic, value, key, partition, headers, timestamp)
+        self.report = report
+        self.done = done
+        self.started = started
+
+
+log = logging.getLogger("pykaf.producer")
+
+#: Seconds an open producer flushes when its program ends (interpreter exit, the end of
+#: ``asyncio.run``), and after Ctrl-C or a cancellation in ``with``, before failing what
+#: is left: short, the user is leaving.
+EXIT_FLUSH: Final = 5.0
+INTERRUPTED_FLUSH: Final = 3.0
+
+
+def warn_unclosed(producer: object, pending: int, failed: int, ending: str) -> None:
+    """The one line that says a producer was left open with records buffered."""
+    if pending:
+        log.warning(
+            "%r was not closed before %s: %d record(s) were still buffered; after a flush"
+            " of up to %gs, %d failed with ProducerClosedError (reported to their callbacks"
+            " or on_error); call close() or use 'with'",
+            producer,
+            ending,
+            pending,
+            EXIT_FLUSH,
+            failed,
+        )
+
+
+async def _close_when_loop_ends(producer: AsyncProducer) -> AsyncGenerator[None]:
+    """An async generator the loop knows: ``asyncio.run`` closes it as it ends (after
+    cancelling the tasks), which closes a producer the program left open."""
+    try:
+        yield
+    finally:
+        if producer._closing is None:
+            pending = producer._accumulator.pending() + len(producer._backlog)
+            failed = await producer.close(EXIT_FLUSH)
+            warn_unclosed(producer, pending, failed, "its event loop ended")
+
+
+# The guards of open producers. Strong references on purpose (the loop keeps only weak
+# ones): a producer the program dropped without close() still owes reports.
+_OPEN_GUARDS: set[AsyncGenerator[None]] = set()
+
+
+class AsyncProducer:
+    """Produce records to Kafka from asyncio code.
+
+    ``AsyncProducer(bootstrap, *, on_error=None, **settings)``: settings are
+    ``ProducerSettings`` names plus every client setting, or ``settings=``. Nothing
+    connects before the first record. ``async with`` closes it (flushing first).
+
+    - ``await produce(topic, value, key=None, *, partition=None, headers=None,
+      timestamp=None, on_delivery=None)``: fire-and-forget (the fastest path);
+    - ``send(...)``: an ``asyncio.Future`` of ``RecordMetadata`` (``await`` it for the ack);
+    - ``await produce_batch(topic, items)``: many records in one call;
+    - ``await flush(timeout=None)``, ``await close(timeout=None)``.
+
+    Failures of records with no ``on_delivery`` and no future go to ``on_error(record,
+    error)``, else to the "pykaf.producer" log at ERROR: never silent.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str | Iterable[str | tuple[str, int]],
+        *,
+        on_error: ErrorCallback | None = None,
+        settings: ProducerSettings | None = None,
+        **options: Any,
+    ) -> None:
+        self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
+        self._reporter = Reporter(on_error)
+        self._accumulator = Accumulator(self.settings)
+        # Never block the loop: a full buffer or an unknown topic raises, and the append
+        # waits in the backlog instead.
+        self._accumulator.max_block = 0.0
+        self._accumulator.fetch_topic = None
+        self._append = self._accumulator.append
+        self._client = AsyncClient(bootstrap, settings=self.settings.client)
+        self._engine: ProducerEngine | None = None
+        self._backlog: deque[_Waiting] = deque()
+        self._backlog_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._closing: asyncio.Future[int] | None = None
+        self._exit_guard: AsyncGenerator[None] | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<AsyncProducer {','.join(map(str, self._client.bootstrap))} {state}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and issubclass(
+            exc_type, asyncio.CancelledError | KeyboardInterrupt
+        ):
+            # Cancelled (asyncio.run's Ctrl-C): a short flush, then every record left
+            # gets its report; not a wait of delivery_timeout.
+            await self.close(INTERRUPTED_FLUSH)
+        else:
+            await self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _start(self) -> ProducerEngine:
+        engine = self._engine
+        if engine is None:
+            engine = self._engine = ProducerEngine(
+                self.settings,
+                self._client,
+                self._accumulator,
+                self._reporter,
+                asyncio.get_running_loop(),
+            )
+            self._accumulator.wake = engine.schedule_pump
+            # Started by hand up to its yield: from here the loop tracks it.
+            self._exit_guard = _close_when_loop_ends(self)
+            _OPEN_GUARDS.add(self._exit_guard)
+            with contextlib.suppress(StopIteration):
+                self._exit_guard.asend(None).send(None)
+        return engine
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def produce(
+        self,
+        topic: str,
+        value: Any,
+        key: Any = None,
+        *,
+        partition: int | None = None,
+        headers: Any = None,
+        timestamp: int | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue one record; ``on_delivery(metadata, error)`` gets its outcome. Waits
+        only when the buffer is full or the topic is new (up to ``max_block``)."""
+        engine = self._engine or self._start()
+        if not self._backlog:
+            try:
+                self._append(
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
+                    headers=headers,
+                    timestamp=timestamp,
+                    on_delivery=on_delivery,
+                )
+                return
+            except (TopicUnknownError, BufferFullError):
+                pass
+        check_report(on_delivery)
+        done: asyncio.Future[None] = engine.loop.create_future()
+        self._wait((topic, value, key, partition, headers, timestamp), on_delivery, done)
+        await done
+
+    def send(
+        self,
+        topic: str,
+        value: Any,
+        key: Any = None,
+        *,
+        partition: int | None = None,
+        headers: Any = None,
+        timestamp: int | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue one record; the returned future resolves to its ``RecordMetadata``
+        (or fails with a ``DeliveryError``). If the buffer is full the append waits in
+        the background and the future fails with ``BufferFullError`` after
+        ``max_block``. Bad arguments raise here."""
+        engine = self._engine or self._start()
+        future: asyncio.Future[RecordMetadata] = engine.loop.create_future()
+        # The same try-now-else-wait as produce(), written out in each: one call fewer
+        # per record on the async hot path.
+        if not self._backlog:
+            try:
+                self._append(
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
+                    headers=headers,
+                    timestamp=timestamp,
+                    on_delivery=future,
+                )
+                return future
+            except (TopicUnknownError, BufferFullError):
+                pass
+        self._wait((topic, value, key, partition, headers, timestamp), future, None)
+        return future
+
+    async def produce_batch(
+        self,
+        topic: str,
+        items: Iterable[Any],
+        *,
+        partition: int | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue many records for ``topic`` in one call: values, ``(key, value)``
+        pairs, dicts or ``ProducerRecord``s. ``on_delivery`` is called once per record."""
+        engine = self._engine or self._start()
+        check_report(on_delivery)
+        items = items if isinstance(items, list | tuple) else list(items)
+        taken = [0]
+        if not self._backlog:
+            try:
+                self._accumulator.append_many(
+                    topic, items, partition=partition, on_delivery=on_delivery, taken=taken
+                )
+                return
+            except (TopicUnknownError, BufferFullError):
+                pass
+        # The slow path, one item at a time, behind the backlog: an item that cannot be
+        # taken raises here (the ones before it are taken, the ones after are not).
+        for item in items[taken[0] :]:
+            key, value, headers, timestamp, part = unpack_item(item, topic, partition)
+            done: asyncio.Future[None] = engine.loop.create_future()
+            self._wait((topic, value, key, part, headers, timestamp), on_delivery, done)
+            await done
+
+    # -- the backlog ----------------------------------------------------------------------
+
+    def _wait(self, args: tuple[Any, ...], report: Any, done: asyncio.Future[None] | None) -> None:
+        if self._closed:
+            raise ProducerClosedError("the producer is closed")
+        engine = self._start()
+        self._backlog.append(_Waiting(args, report, done, engine.loop.time()))
+        if self._backlog_task is None:
+            self._backlog_task = engine.loop.create_task(self._run_backlog())
+
+    async def _run_backlog(self) -> None:
+        engine = self._start()
+        backlog = self._backlog
+        try:
+            while backlog:
+                item = backlog[0]
+                if item.done is not None and item.done.cancelled():
+                    backlog.popleft()  # its caller gave up before it was taken
+                    continue
+                try:
+                    await self._append_waiting(engine, item)
+                except Exception as exc:
+                    self._fail_waiting(item, exc)
+                else:
+                    if item.done is not None and not item.done.done():
+                        item.done.set_result(None)
+                backlog.popleft()
+        finally:
+            self._backlog_task = None
+
+    async def _append_waiting(self, engine: ProducerEngine, item: _Waiting) -> None:
+        deadline = item.started + self.settings.max_block
+        topic, value, key, partition, headers, timestamp = item.args
+        while True:
+            remaining = deadline - engine.loop.time()
+            try:
+                self._append(
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
+                    headers=headers,
+                    timestamp=timestamp,
+                    on_delivery=item.report,
+                )
+                return
+            except TopicUnknownError:
+                await engine.ensure_topic(topic, max(remaining, 0.001))
+            except BufferFullError:
+                if remaining <= 0:
+                    raise
+                await engine.wait_for_space(remaining)
+
+    @staticmethod
+    def _fail_waiting(item: _Waiting, exc: BaseException) -> None:
+        report = item.report
+        if item.done is not None:
+            if not item.done.done():
+                item.done.set_exception(exc)
+        elif isinstance(report, asyncio.Future) and not report.done():
+            report.set_exception(exc)
+
+    # -- flush and close ------------------------------------------------------------------
+
+    async def flush(self, timeout: float | None = None) -> int:
+        """Send everything buffered now and wait for the reports of the records
+        produced before this call, at most ``timeout`` seconds (None: no bound but
+        ``delivery_timeout``). Returns how many are still pending (0: all reported)."""
+        engine = self._engine
+        if engine is None:
+            return 0
+        loop = engine.loop
+        deadline = None if timeout is None else loop.time() + timeout
+        task = self._backlog_task
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await asyncio.shield(task)
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        return await engine.flush(remaining) + len(self._backlog)
+
+    async def close(self, timeout: float | None = None) -> int:
+        """Flush (within ``timeout``; None: ``delivery_timeout``), then fail whatever is
+        still pending with ``ProducerClosedError`` and close the connections. Returns the
+        number of records that failed because of the close. Never hangs."""
+        if self._closing is not None:
+            return await asyncio.shield(self._closing)
+        loop = asyncio.get_running_loop()
+        self._closing = loop.create_future()
+        if self._exit_guard is not None:
+            _OPEN_GUARDS.discard(self._exit_guard)
+        try:
+            count = await self._close(timeout)
+        except BaseException as exc:
+            self._closing.set_exception(exc)
+            raise
+        self._closing.set_result(count)
+        return count
+
+    async def _close(self, timeout: float | None) -> int:
+        engine = self._engine
+        if engine is None:
+            self._closed = True
+            self._accumulator.close()
+            await self._client.close()
+            return 0
+        loop = engine.loop
+        bound = self.settings.delivery_timeout if timeout is None else timeout
+        deadline = loop.time() + bound
+        task = self._backlog_task
+        if task is not None and bound > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await asyncio.shield(task)
+        self._closed = True
+        failed = 0
+        if self._backlog_task is not None:
+            self._backlog_task.cancel()
+        while self._backlog:
+            # Not taken: the produce()/produce_batch() call waiting on it raises, a
+            # send() future fails.
+            item = self._backlog.popleft()
+            failed += 1
+            self._fail_waiting(item, ProducerClosedError("the producer was closed"))
+        return failed + await engine.close(max(0.0, deadline - loop.time()))

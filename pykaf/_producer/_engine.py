@@ -1,0 +1,610 @@
+"""The event-loop half of a producer: metadata, producer id, senders, timers, outcomes.
+
+Both producers share it: ``AsyncProducer`` runs it on the caller's loop, ``Producer`` on
+its private loop thread. Callers never call into it per record: they append into the
+accumulator and, when the append says so, ``wake()`` it (a coalesced ``pump``).
+
+``pump`` looks at the accumulator once: fails queued batches past ``delivery_timeout``,
+starts the sender of every broker with a ready batch, asks for metadata where a partition
+has no leader, and arms one timer for the next linger, backoff or deadline. Responses come
+back through ``response`` / ``request_failed`` in send order, per broker.
+
+Outcomes of a batch:
+- success (or a duplicate the broker already has): reports resolved, memory freed;
+- retriable (a broker error marked retriable, a lost connection, a timeout, a sequence
+  that is out of order behind a failed one): held in its partition until every batch of
+  that partition in flight is back, then put back in front, in order, after a backoff;
+  a leader change (a stale-metadata code) also refreshes the metadata first;
+- anything else, or past ``delivery_timeout``: failed with a ``DeliveryError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from pykaf._client._async_client import AsyncClient
+from pykaf._client._backoff import Backoff
+from pykaf._client._connection import BrokerConnection
+from pykaf._client._stale import METADATA_STALE_CODES
+from pykaf._error_codes import error_for_code
+from pykaf._errors import (
+    BrokerError,
+    ClientClosedError,
+    DeliveryError,
+    DeliveryTimeoutError,
+    KafkaTimeoutError,
+    ProducerClosedError,
+    PykafError,
+)
+from pykaf._producer._accumulator import Accumulator, Batch, PartitionQueue
+from pykaf._producer._batches import split_batch
+from pykaf._producer._delivery import Reporter
+from pykaf._producer._idempotence import Idempotence, Verdict
+from pykaf._producer._metadata import ProducerMetadata
+from pykaf._producer._sender import BrokerSender
+from pykaf._producer._settings import ProducerSettings
+from pykaf.protocol._messages import build_request
+from pykaf.protocol._produce_response import ProduceOutcomes
+
+__all__ = ["ProducerEngine"]
+
+log = logging.getLogger("pykaf.producer")
+
+_INIT_PRODUCER_ID: Final = 22
+# Codes after which the leader may have written the batch (the answer is not "no").
+_MESSAGE_TOO_LARGE: Final = 10
+_MAYBE_WRITTEN_CODES: Final = frozenset({7, 20})  # REQUEST_TIMED_OUT, NOT_ENOUGH_..._AFTER_APPEND
+
+
+class ProducerEngine:
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        client: AsyncClient,
+        accumulator: Accumulator,
+        reporter: Reporter,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.accumulator = accumulator
+        self.reporter = reporter
+        self.loop = loop
+        self._clock = clock
+        self.idempotence = Idempotence() if settings.idempotent else None
+        self.gate: Callable[[PartitionQueue, Batch], bool] = (
+            self.idempotence.gate if self.idempotence is not None else _always
+        )
+        self._backoff = Backoff(initial=settings.retry_backoff, maximum=settings.retry_backoff_max)
+        self._senders: dict[int, BrokerSender] = {}
+        self._pump_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.metadata = ProducerMetadata(
+            client, accumulator, settings, loop, self._backoff, on_change=self.schedule_pump
+        )
+        self._identity_task: asyncio.Task[None] | None = None
+        # (serial, callback): called once every batch with serial <= it is finished.
+        self._flushes: list[tuple[int, Callable[[], object]]] = []
+        self._space: asyncio.Event | None = None
+        self._next_age_check = clock() + settings.client.metadata_max_age
+        self._fatal: BaseException | None = None
+        self._closing = False
+        self._closed = False
+        self.failed_by_close = 0
+        self._close_flush: asyncio.Task[int] | None = None
+        self._flush_cut = False
+        self._finished: list[Batch] = []
+        self._batches_in_flight = 0  # sent, not answered yet (all senders)
+        self._splits_open = 0  # batches split in halves, not finished yet
+        accumulator.on_space = self._on_space
+
+    # -- waking -------------------------------------------------------------------------
+
+    def schedule_pump(self) -> None:
+        """Pump once, soon (coalesced); call on the loop."""
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self.pump)
+
+    def pump(self) -> None:
+        self._pump_scheduled = False
+        self._release()
+        if self._closed:
+            return
+        now = self._clock()
+        state = self.accumulator.ready(now)
+        if state.flush_watchers:  # left by a blocking flush()
+            self._flushes.extend(state.flush_watchers)
+        if state.expired:
+            self._expire(state.expired)
+            self._release()
+        if self._fatal is not None:
+            self._fail_all_queued(self._fatal)
+            return
+        idem = self.idempotence
+        if idem is not None and idem.wants_new and (state.nodes or state.unled):
+            self._start_identity()
+        for node in state.nodes:
+            sender = self._senders.get(node)
+            if sender is None:
+                sender = self._senders[node] = BrokerSender(self, node)
+            sender.pump(now)
+        if state.unled:
+            self.refresh(state.unled)
+        if now >= self._next_age_check:
+            self._next_age_check = now + self.settings.client.metadata_max_age
+            self.refresh(self.accumulator.topics())
+        self._arm(state.next_at)
+        if self._flushes:
+            self._check_flushes()
+
+    def _arm(self, when: float | None) -> None:
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            delay = max(0.0, when - self._clock())
+            self._timer = self.loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.pump()
+
+    # -- sending outcomes -----------------------------------------------------------------
+
+    def sent(self, batches: list[Batch], node_id: int) -> None:
+        self._batches_in_flight += len(batches)
+        for batch in batches:
+            part = batch.part
+            part.in_flight += 1
+            part.in_flight_node = node_id
+            batch.attempts += 1
+
+    def response(
+        self, batches: list[Batch], response: ProduceOutcomes | None, *, node_id: int
+    ) -> None:
+        try:
+            self._response(batches, response, node_id)
+        finally:
+            self._release()
+            if self._flushes:  # now, not at the next pump: a flush waits on this turn
+                self._check_flushes()
+
+    def answered(self) -> None:
+        """A sender handed on its answered requests: pump again only if a batch waits
+        (one the in-flight limit or a gate held back). Every unfinished batch in flight
+        means nothing is queued, and an append wakes the loop itself: skipping the pump
+        then keeps the loop turn after a one-at-a-time answer empty, which is the turn
+        the caller's thread waits behind for the GIL."""
+        # (Halves of a split batch are not counted by the accumulator: pump for them.)
+        if (
+            self.accumulator.incomplete > self._batches_in_flight
+            or self._splits_open
+            or self._closing
+        ):
+            self.schedule_pump()
+
+    def _response(
+        self, batches: list[Batch], outcomes: ProduceOutcomes | None, node_id: int
+    ) -> None:
+        if outcomes is None:
+            if self.settings.acks_code == 0:  # written, never answered: that is success
+                for batch in batches:
+                    self._succeeded(batch, -1, -1)
+                return
+            error = PykafError(f"broker {node_id} gave no answer to a Produce")
+            for batch in batches:
+                self._failed(batch, error, retriable=True, maybe_written=True)
+            return
+        for batch in batches:
+            outcome = outcomes.get((batch.topic, batch.partition))
+            if outcome is None:
+                outcome = outcomes.get((batch.part.topic.topic_id, batch.partition))
+            if outcome is None:
+                error = PykafError(
+                    f"broker {node_id} answered a Produce without {batch.topic}-{batch.partition}"
+                )
+                self._failed(batch, error, retriable=True, maybe_written=True)
+                continue
+            code, base_offset, append_time, message = outcome
+            if code == 0:
+                self._succeeded(batch, base_offset, append_time)
+            else:
+                self._error_code(batch, code, message, base_offset, append_time, node_id)
+
+    def _error_code(
+        self,
+        batch: Batch,
+        code: int,
+        message: str | None,
+        base_offset: int,
+        append_time: int,
+        node_id: int,
+    ) -> None:
+        error = error_for_code(
+            code,
+            f"(Produce to {batch.topic}-{batch.partition}"
+            + (f" on broker {node_id}: {message})" if message else f" on broker {node_id})"),
+        )
+        idem = self.idempotence
+        verdict = Verdict.OTHER if idem is None else idem.classify(batch.part, batch, code)
+        if verdict is Verdict.SUCCESS:
+            self._succeeded(batch, base_offset, append_time)
+            return
+        if verdict is Verdict.FAIL:
+            self._failed(batch, error, retriable=False, maybe_written=False)
+            return
+        if (
+            code == _MESSAGE_TOO_LARGE
+            and len(batch.records) > 1
+            and not self._closing
+            and self._clock() < batch.deadline
+        ):
+            self._split(batch)
+            return
+        if code in METADATA_STALE_CODES:
+            self.client._cluster.cache.mark_stale(batch.topic)
+            self.refresh((batch.topic,))
+        retriable = verdict is not Verdict.OTHER or error.retriable
+        self._failed(batch, error, retriable=retriable, maybe_written=code in _MAYBE_WRITTEN_CODES)
+
+    def _split(self, batch: Batch) -> None:
+        """The broker refused ``batch`` as too large (its topic's max.message.bytes is
+        below our batch size): send its halves instead, in its place and order, as the
+        Java client does. Not a retry (no backoff growth); a single record still too
+        large fails with MESSAGE_TOO_LARGE."""
+        part = batch.part
+        part.in_flight -= 1
+        self._batches_in_flight -= 1
+        self._splits_open += 1
+        part.returned.extend(split_batch(batch))
+        log.debug("split %r: the broker refused it as too large", batch)
+        if part.in_flight == 0:
+            batches, part.returned = part.returned, []
+            self.accumulator.put_back(part, batches)
+            self.schedule_pump()
+
+    def request_failed(
+        self, batches: list[Batch], error: BaseException, *, node_id: int, written: bool
+    ) -> None:
+        """The request of ``batches`` got no answer (connection lost, timeout...)."""
+        closed = isinstance(error, ClientClosedError)
+        retriable = not closed and bool(
+            getattr(error, "retriable", False) or isinstance(error, OSError)
+        )
+        topics = {b.topic for b in batches}
+        for batch in batches:
+            self._failed(batch, error, retriable=retriable, maybe_written=written)
+        self._release()
+        if self._flushes:
+            self._check_flushes()
+        if retriable:
+            for topic in topics:
+                self.client._cluster.cache.mark_stale(topic)
+            self.refresh(topics)
+
+    def _succeeded(self, batch: Batch, base_offset: int, append_time: int) -> None:
+        part = batch.part
+        part.in_flight -= 1
+        self._batches_in_flight -= 1
+        part.retries = 0
+        part.last_error = None
+        if self.idempotence is not None:
+            self.idempotence.succeeded(part, batch)
+        self._finish(batch, None, base_offset, append_time)
+        if part.in_flight == 0 and part.returned:
+            self._put_back(part)
+
+    def _failed(
+        self, batch: Batch, error: BaseException, *, retriable: bool, maybe_written: bool
+    ) -> None:
+        part = batch.part
+        part.in_flight -= 1
+        self._batches_in_flight -= 1
+        if maybe_written:
+            batch.maybe_persisted = True
+        if retriable and not self._closing and self._clock() < batch.deadline:
+            batch.last_error = error
+            part.returned.append(batch)
+        else:
+            self._finish(batch, self._delivery_error(batch, error, retriable))
+        if part.in_flight == 0 and part.returned:
+            self._put_back(part)
+
+    def _delivery_error(self, batch: Batch, error: BaseException, retriable: bool) -> DeliveryError:
+        persisted = batch.maybe_persisted or self.settings.acks_code == 0
+        where = f"{len(batch.records)} record(s) to {batch.topic}-{batch.partition}"
+        if self._closing:
+            return ProducerClosedError(
+                f"{where}: the producer closed before delivery ({error})",
+                maybe_persisted=persisted,
+                cause=error,
+            )
+        if retriable:
+            return DeliveryTimeoutError(
+                f"{where}: not delivered within delivery_timeout"
+                f" ({self.settings.delivery_timeout:g}s); last error: {error}",
+                maybe_persisted=persisted,
+                cause=error,
+            )
+        return DeliveryError(f"{where}: {error}", maybe_persisted=persisted, cause=error)
+
+    def _put_back(self, part: PartitionQueue) -> None:
+        batches, part.returned = part.returned, []
+        part.retries += 1
+        part.retry_at = self._clock() + self._backoff.delay(part.retries, random.random())
+        self.accumulator.put_back(part, batches)
+        self.schedule_pump()
+
+    def _finish(
+        self,
+        batch: Batch,
+        error: DeliveryError | None,
+        base_offset: int = -1,
+        append_time: int = -1,
+    ) -> None:
+        """The one place a batch gets its reports: exactly once."""
+        if batch.done:
+            return
+        batch.done = True
+        if error is None:
+            self.reporter.succeeded(batch, base_offset, append_time)
+        else:
+            if self.idempotence is not None:
+                self.idempotence.failed(batch.part, batch)
+            if isinstance(error, ProducerClosedError):
+                self.failed_by_close += len(batch.records)
+            self.reporter.failed(batch, error)
+        # Memory is freed in one go per response (one lock round trip): see _release.
+        parent = batch.parent
+        while parent is not None:  # a half of a split batch: the whole is the unit
+            parent.children_left -= 1
+            if parent.children_left:
+                return
+            parent.done = True
+            self._splits_open -= 1
+            batch, parent = parent, parent.parent
+        self._finished.append(batch)
+
+    def _release(self) -> None:
+        finished = self._finished
+        if finished:
+            self._finished = []
+            self.accumulator.complete(finished)
+
+    def _expire(self, batches: Iterable[Batch]) -> None:
+        for batch in batches:
+            cause = (
+                batch.last_error or batch.part.last_error or self.metadata.errors.get(batch.topic)
+            )
+            if cause is None:
+                cause = KafkaTimeoutError("no broker took the batch in time")
+            self._finish(batch, self._delivery_error(batch, cause, True))
+
+    def _fail_all_queued(self, error: BaseException) -> None:
+        batches = self.accumulator.take_all()
+        for part in self.accumulator.partitions():
+            if part.in_flight == 0 and part.returned:
+                batches.extend(part.returned)
+                part.returned = []
+        for batch in batches:
+            self._finish(batch, self._delivery_error(batch, error, False))
+        self._release()
+
+    # -- connections and metadata -----------------------------------------------------------
+
+    async def connection(self, node_id: int) -> BrokerConnection:
+        cluster = self.client._cluster
+        conn = cluster.ready_connection(node_id, "produce")
+        if conn is not None:
+            return conn
+        deadline = self.loop.time() + self.settings.request_timeout
+        return await cluster.connection(node_id, "produce", deadline)
+
+    def node_failed(self, node_id: int, error: BaseException) -> None:
+        """Connecting to ``node_id`` failed: its partitions may have a new leader."""
+        topics: set[str] = set()
+        for part in self.accumulator.partitions():
+            if part.leader == node_id and part.batches:
+                topics.add(part.topic.name)
+                part.last_error = error
+        for topic in topics:
+            self.client._cluster.cache.mark_stale(topic)
+        if topics:
+            self.refresh(topics)
+        # Try again after the pool's reconnect backoff (or the next response, or refresh).
+        pool = self.client._pool
+        broker = self.client._cluster.cache.brokers.get(node_id)
+        wait = self.settings.retry_backoff
+        if broker is not None:
+            wait = max(wait, pool.wait_before_connect(broker.address, self.loop.time()))
+        self.loop.call_later(wait, self.schedule_pump)
+
+    def refresh(self, topics: Iterable[str]) -> None:
+        """Fetch metadata for ``topics`` soon (see ``ProducerMetadata``)."""
+        self.metadata.refresh(topics)
+
+    async def ensure_topic(self, topic: str, timeout: float) -> None:
+        """Wait (up to ``timeout`` s) until ``topic``'s partitions are known."""
+        await self.metadata.ensure_topic(topic, timeout)
+
+    # -- producer id ------------------------------------------------------------------------
+
+    def _start_identity(self) -> None:
+        if self._identity_task is None and not self._closing:
+            self._identity_task = self.loop.create_task(self._init_producer_id())
+
+    async def _init_producer_id(self) -> None:
+        idem = self.idempotence
+        assert idem is not None
+        attempt = 0
+        try:
+            while idem.wants_new and not self._closing:
+                try:
+                    await self._ask_producer_id(idem)
+                except (BrokerError, PykafError, OSError) as exc:
+                    if isinstance(exc, ClientClosedError):
+                        return
+                    if not getattr(exc, "retriable", False) and not isinstance(exc, OSError):
+                        log.error("InitProducerId failed for good: %s", exc)
+                        self._fatal = exc
+                        self.schedule_pump()
+                        return
+                    attempt += 1
+                    await asyncio.sleep(self._backoff.delay(attempt, random.random()))
+        finally:
+            self._identity_task = None
+        self.schedule_pump()
+
+    async def _ask_producer_id(self, idem: Idempotence) -> None:
+        versions = await self.client.api_versions()
+        version = versions.version(_INIT_PRODUCER_ID)
+        current = idem.identity
+        bump = current is not None and version >= 3
+        request = build_request(
+            _INIT_PRODUCER_ID,
+            version,
+            transactional_id=None,
+            transaction_timeout=60000,
+            producer_id=current.producer_id if bump and current else -1,
+            producer_epoch=current.epoch if bump and current else -1,
+        )
+        response = await self.client.request(request, to="any")
+        code = int(response.error_code)
+        if code:
+            raise error_for_code(code, "(InitProducerId)")
+        identity = idem.set_identity(int(response.producer_id), int(response.producer_epoch))
+        log.debug("producer id %s", identity)
+
+    # -- memory, flush, close ---------------------------------------------------------------
+
+    def _on_space(self) -> None:
+        # Called by the accumulator (lock held) when memory was freed, on this loop.
+        if self._space is not None:
+            self._space.set()
+
+    async def wait_for_space(self, timeout: float) -> bool:
+        if self._space is None:
+            self._space = asyncio.Event()
+        self._space.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._space.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _check_flushes(self) -> None:
+        waiting = []
+        done_up_to = self.accumulator.done_up_to
+        for target, callback in self._flushes:
+            if done_up_to(target):
+                callback()
+            else:
+                waiting.append((target, callback))
+        self._flushes = waiting
+
+    def watch_flush(self, target: int, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (on the loop) once the batches up to serial ``target`` are
+        finished, or at close; sends what is buffered now. The blocking producer's flush
+        uses it through one ``call_soon_threadsafe``: no task, no coroutine."""
+        if self.accumulator.done_up_to(target):
+            callback()
+            return
+        self._flushes.append((target, callback))
+        self.pump()
+
+    async def flush(self, timeout: float | None) -> int:
+        """Send everything now; wait until the records produced before the call are
+        reported (at most ``timeout`` s). Returns how many of those are still pending."""
+        accumulator = self.accumulator
+        target = accumulator.begin_flush()
+        try:
+            if not accumulator.done_up_to(target):
+                future: asyncio.Future[None] = self.loop.create_future()
+
+                def resolve() -> None:
+                    if not future.done():
+                        future.set_result(None)
+
+                self.watch_flush(target, resolve)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await future
+        finally:
+            accumulator.end_flush()
+        return accumulator.pending(target)
+
+    def cut_flush(self) -> None:
+        """Stop the flush of a close in progress: the close fails the rest at once."""
+        self._flush_cut = True
+        if self._close_flush is not None:
+            self._close_flush.cancel()
+
+    async def close(self, timeout: float | None) -> int:
+        """Flush within ``timeout`` (None: ``delivery_timeout``), then fail whatever is
+        left with ``ProducerClosedError`` and close the connections. Returns the number
+        of records that failed because of the close."""
+        self.accumulator.close()
+        if timeout is None:
+            timeout = self.settings.delivery_timeout
+        if timeout > 0 and not self._closed and not self._flush_cut:
+            # A task of its own, so ``cut_flush`` (a second Ctrl-C) can end it early.
+            self._close_flush = self.loop.create_task(self.flush(timeout))
+            await asyncio.wait({self._close_flush})
+        self._closing = True
+        self.metadata.closing = True  # no new metadata requests from here
+        for sender in self._senders.values():
+            sender.abort(self._fail_in_flight)
+        self._fail_all_queued(ProducerClosedError("the producer was closed"))
+        for part in self.accumulator.partitions():
+            if part.returned:
+                returned, part.returned = part.returned, []
+                for batch in returned:
+                    self._finish(
+                        batch, self._delivery_error(batch, ProducerClosedError("closed"), False)
+                    )
+        self.metadata.close()
+        self._release()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._identity_task is not None:
+            self._identity_task.cancel()
+        self._flushes.extend(self.accumulator.take_flush_watchers())
+        self._check_flushes()
+        flushes, self._flushes = self._flushes, []
+        for _, callback in flushes:
+            callback()
+        with contextlib.suppress(PykafError):
+            await self.client.close()
+        return self.failed_by_close
+
+    def _fail_in_flight(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            batch.part.in_flight -= 1
+            self._batches_in_flight -= 1
+            batch.maybe_persisted = True
+            self._finish(
+                batch,
+                self._delivery_error(
+                    batch, ProducerClosedError("closed with the request in flight"), False
+                ),
+            )
+
+
+def _always(part: PartitionQueue, batch: Batch) -> bool:
+    return True

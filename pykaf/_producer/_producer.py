@@ -1,0 +1,322 @@
+"""``Producer``: the blocking producer.
+
+``produce()`` appends into the accumulator from the caller's thread, under its lock: no
+thread hop per record. The event-loop half (``_producer._engine.ProducerEngine``) runs on a
+private loop thread; the caller's thread wakes it (``call_soon_threadsafe``) only when an
+append says a batch became ready or a linger timer must start, and at most once until
+the loop has looked. Reports (callbacks, futures) are resolved on the loop thread: keep
+callbacks short, and do not block in them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Callable, Coroutine, Iterable
+from types import TracebackType
+from typing import Any, Final, Self
+
+from pykaf._client._async_client import AsyncClient
+from pykaf._client._loop_thread import LoopThread
+from pykaf._client._validate import settings_or_options
+from pykaf._errors import ClientClosedError, KafkaTimeoutError, ProducerClosedError
+from pykaf._producer._accumulator import Accumulator, BlockWhenFull
+from pykaf._producer._async_producer import EXIT_FLUSH, INTERRUPTED_FLUSH, warn_unclosed
+from pykaf._producer._delivery import (
+    DeliveryCallback,
+    ErrorCallback,
+    RecordMetadata,
+    Reporter,
+)
+from pykaf._producer._engine import ProducerEngine
+from pykaf._producer._future import DeliveryFuture
+from pykaf._producer._settings import ProducerSettings
+
+__all__ = ["Producer"]
+
+# Extra wait on top of an operation's own bound before the blocking side gives up: the
+# loop side raises its own typed error first; this only guards against a stuck loop.
+_MARGIN: Final = 1.0
+
+
+class Producer:
+    """Produce records to Kafka from blocking code; thread-safe.
+
+    ``Producer(bootstrap, *, on_error=None, **settings)``: settings are
+    ``ProducerSettings`` names plus every client setting, or ``settings=``. Nothing
+    connects before the first record. ``with Producer(...) as p:`` closes it on exit
+    (flushing first).
+
+    - ``produce(topic, value, key=None, *, partition=None, headers=None, timestamp=None,
+      on_delivery=None)``: fire-and-forget, the fastest path;
+    - ``send(...)``: a ``concurrent.futures.Future`` of ``RecordMetadata``;
+    - ``produce_batch(topic, items)``: many records in one call;
+    - ``flush(timeout=None) -> int``, ``close(timeout=None) -> int``.
+
+    Appends block (up to ``max_block``) only when the buffer is full or the topic is new
+    (its metadata is fetched once). Failures of records with no ``on_delivery`` and no
+    future go to ``on_error(record, error)``, else to the "pykaf.producer" log at ERROR.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str | Iterable[str | tuple[str, int]],
+        *,
+        on_error: ErrorCallback | None = None,
+        settings: ProducerSettings | None = None,
+        **options: Any,
+    ) -> None:
+        # Validate in the caller's thread, so bad settings raise before a thread starts.
+        self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
+        reporter = Reporter(on_error)
+        client = AsyncClient(bootstrap, settings=self.settings.client)
+        self._loop = LoopThread("pykaf-producer")
+        loop_thread = self._loop
+
+        def can_block() -> bool:
+            # The loop thread frees memory: blocking it (from a delivery callback that
+            # produces) would wait forever.
+            return not loop_thread.in_loop_thread
+
+        accumulator = Accumulator(self.settings, when_full=BlockWhenFull(can_block=can_block))
+        self._accumulator = accumulator
+        self._engine = ProducerEngine(self.settings, client, accumulator, reporter, self._loop.loop)
+        pump = self._engine.pump
+        call_soon_threadsafe = self._loop.loop.call_soon_threadsafe
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop already stopped (closed)
+                call_soon_threadsafe(pump)
+
+        accumulator.wake = wake
+        self._wake_loop = wake
+        accumulator.fetch_topic = self._ensure_topic
+        accumulator.max_block = self.settings.max_block
+        # The hot path: produce() is the accumulator's append itself, no wrapper call
+        # per record (same signature; the method below documents it).
+        self.produce = accumulator.append  # type: ignore[method-assign]
+        self._append = accumulator.append
+        self._bootstrap = client.bootstrap
+        self._close_lock = threading.Lock()
+        self._closed = False
+        self._failed_by_close = 0
+        _OPEN.add(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Producer {','.join(map(str, self._bootstrap))} {state}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C: the user wants out, not a wait of delivery_timeout. A short flush,
+            # then every record left gets its report (a second Ctrl-C cuts the flush).
+            self.close(INTERRUPTED_FLUSH)
+        else:
+            self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- sending --------------------------------------------------------------------------
+
+    def produce(
+        self,
+        topic: str,
+        value: Any,
+        key: Any = None,
+        *,
+        partition: int | None = None,
+        headers: Any = None,
+        timestamp: int | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue one record; ``on_delivery(metadata, error)`` (on the producer's thread)
+        gets its outcome. Raises ``BufferFullError`` after ``max_block`` when the buffer
+        stays full, ``RecordTooLargeError``, ``ProducerClosedError``, ``TypeError`` /
+        ``ValueError`` for bad arguments: the record was not taken then."""
+        self._append(
+            topic,
+            value,
+            key,
+            partition=partition,
+            headers=headers,
+            timestamp=timestamp,
+            on_delivery=on_delivery,
+        )
+
+    def send(
+        self,
+        topic: str,
+        value: Any,
+        key: Any = None,
+        *,
+        partition: int | None = None,
+        headers: Any = None,
+        timestamp: int | None = None,
+    ) -> concurrent.futures.Future[RecordMetadata]:
+        """Queue one record; the future resolves to its ``RecordMetadata`` or fails with a
+        ``DeliveryError``. Blocks (up to ``max_block``) only when the buffer is full."""
+        # A concurrent.futures.Future subclass that builds its lock only when waited on.
+        future: DeliveryFuture[RecordMetadata] = DeliveryFuture()
+        self._append(
+            topic,
+            value,
+            key,
+            partition=partition,
+            headers=headers,
+            timestamp=timestamp,
+            on_delivery=future,
+        )
+        return future
+
+    def produce_batch(
+        self,
+        topic: str,
+        items: Iterable[Any],
+        *,
+        partition: int | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue many records for ``topic`` in one call: values, ``(key, value)`` pairs,
+        dicts or ``ProducerRecord``s. ``on_delivery`` is called once per record. If an
+        item cannot be taken the call raises; the items before it were taken."""
+        self._accumulator.append_many(topic, items, partition=partition, on_delivery=on_delivery)
+
+    def _ensure_topic(self, topic: str) -> None:
+        if self._closed:
+            raise ProducerClosedError("the producer is closed")
+        if self._loop.in_loop_thread:
+            raise KafkaTimeoutError(
+                f"topic {topic!r} is new, and its metadata cannot be fetched from a delivery"
+                " callback (the producer's own thread); produce to it once from elsewhere"
+            )
+        try:
+            outcome = self._loop.run(
+                _returning_errors(self._engine.ensure_topic(topic, self.settings.max_block)),
+                self.settings.max_block + _MARGIN,
+            )
+        except ClientClosedError:
+            raise ProducerClosedError("the producer was closed") from None
+        if outcome is not None:
+            raise outcome
+
+    # -- flush and close ------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Send everything buffered now and wait for the reports of the records produced
+        before this call, at most ``timeout`` seconds (None: until each is delivered or
+        failed, so at most ``delivery_timeout``). Returns how many are still pending."""
+        if self._closed:
+            return 0
+        bound = (self.settings.delivery_timeout if timeout is None else timeout) + _MARGIN
+        if self._loop.in_loop_thread:  # from a delivery callback: the loop cannot wait
+            raise RuntimeError("flush() was called from the producer's own thread")
+        accumulator = self._accumulator
+        # The hot one-at-a-time path: the flush registers with the accumulator (under its
+        # lock) and the loop picks it up at its next look; the loop is woken only if no
+        # wake is pending already (the append just before usually woke it). The loop
+        # releases a held lock: no task, no coroutine, no run_coroutine_threadsafe, and
+        # not a threading.Event either, whose Condition costs the loop thread a second
+        # lock round trip while this thread, just woken, waits for the GIL behind it.
+        done = threading.Lock()
+        done.acquire()
+        # Every batch is ready from here to end_flush: linger is not waited out.
+        target, registered, wake = accumulator.watch_flush(_releaser(done))
+        try:
+            if not registered:
+                return accumulator.pending(target)
+            if wake:
+                self._wake_loop()
+            done.acquire(timeout=bound if timeout is None else timeout)
+        finally:
+            accumulator.end_flush()
+        return accumulator.pending(target)
+
+    def close(self, timeout: float | None = None) -> int:
+        """Flush within ``timeout`` (None: ``delivery_timeout``), then fail every record
+        still pending with ``ProducerClosedError`` (its report says whether it may have
+        been written), close the connections and stop the producer's thread. Returns the
+        number of records that failed because of the close. Never hangs: bounded by
+        ``timeout`` plus the client's ``close_timeout`` and a small margin."""
+        with self._close_lock:
+            if self._closed:
+                return self._failed_by_close
+            self._closed = True
+        self._accumulator.close()
+        flush_bound = self.settings.delivery_timeout if timeout is None else max(0.0, timeout)
+        bound = flush_bound + self.settings.client.close_timeout + _MARGIN
+        _OPEN.discard(self)
+        try:
+            # A loop too stuck to close in time is abandoned: close() must return.
+            with contextlib.suppress(KafkaTimeoutError, ClientClosedError):
+                self._failed_by_close = self._wait_for_close(flush_bound, bound)
+        finally:
+            self._loop.stop(_MARGIN)
+        return self._failed_by_close
+
+    def _wait_for_close(self, flush_bound: float, bound: float) -> int:
+        closing: concurrent.futures.Future[int] | None = None
+        try:
+            closing = self._loop.submit(self._engine.close(flush_bound))
+            return self._loop.wait(closing, bound)
+        except KeyboardInterrupt:
+            # Ctrl-C during the flush: stop it; every record left fails at once (its
+            # report runs), then the interrupt goes on.
+            self._loop.loop.call_soon_threadsafe(self._engine.cut_flush)
+            if closing is None:  # interrupted while handing the close over: again, no flush
+                closing = self._loop.submit(self._engine.close(0.0))
+            with contextlib.suppress(KafkaTimeoutError, ClientClosedError):
+                self._failed_by_close = self._loop.wait(
+                    closing, self.settings.client.close_timeout + _MARGIN
+                )
+            raise
+
+    def _close_at_exit(self) -> None:
+        """The interpreter exits with this producer open: flush briefly, report the rest
+        (callbacks, on_error) and say so, rather than lose the buffer in silence."""
+        pending = self._accumulator.pending()
+        failed = self.close(EXIT_FLUSH)
+        warn_unclosed(self, pending, failed, "interpreter exit")
+
+
+# Open producers, closed by ``_close_open_producers`` at interpreter exit. Strong
+# references on purpose: a producer dropped without close() still owes reports.
+_OPEN: set[Producer] = set()
+
+
+@atexit.register
+def _close_open_producers() -> None:
+    for producer in list(_OPEN):
+        with contextlib.suppress(Exception):
+            producer._close_at_exit()
+
+
+def _releaser(lock: threading.Lock) -> Callable[[], None]:
+    def release() -> None:
+        with contextlib.suppress(RuntimeError):  # released already (close raced the flush)
+            lock.release()
+
+    return release
+
+
+async def _returning_errors(coro: Coroutine[Any, Any, None]) -> BaseException | None:
+    """The coroutine's error as a value: ``LoopThread.run`` would take a
+    ``KafkaTimeoutError`` (a ``TimeoutError``) for its own timeout and reword it."""
+    try:
+        await coro
+    except ClientClosedError:
+        return ProducerClosedError("the producer was closed")
+    except Exception as exc:
+        return exc
+    return None

@@ -1,3 +1,0 @@
-"""The blocking facade: ``Client``, over ``AsyncClient`` on a private event loop."""
-
-__all__: list[str] = []
