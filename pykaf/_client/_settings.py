@@ -9,19 +9,28 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from pykaf._version import __version__
 from pykaf.protocol._framing import DEFAULT_MAX_FRAME_SIZE
+from pykaf.protocol._messages import Payload
 
-if TYPE_CHECKING:
-    from pykaf._client._connection import BrokerConnection  # a type only: _core imports no I/O
+__all__ = ["Authenticate", "ClientSettings", "Handshake"]
 
-__all__ = ["Authenticate", "ClientSettings"]
+
+class Handshake(Protocol):
+    """What an ``authenticate`` hook sees of a fresh connection: it sends requests and
+    awaits their answers (the SASL steps). ``BrokerConnection`` is one; naming only this
+    keeps the settings free of the connection module (and of asyncio)."""
+
+    async def send(
+        self, request: Payload, *, deadline: float | None = None, check_version: bool = True
+    ) -> Any: ...
+
 
 # Called once per connection after ApiVersions and before any other request: the seam
 # for SASL (a later issue). It may send requests on the connection it is given.
-Authenticate = Callable[["BrokerConnection"], Awaitable[None]]
+Authenticate = Callable[[Handshake], Awaitable[None]]
 
 # KIP-511: what a broker accepts as client software name and version.
 _SOFTWARE_RE: Final = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")

@@ -139,7 +139,7 @@ class AsyncConsumer:
         self._auto_commit = s.auto_commit(group_id)
         self._next_auto_commit = 0.0
         self._commit_tasks: set[asyncio.Task[None]] = set()
-        self.current: HandOut | None = None
+        self.current: HandOut[PartitionState] | None = None
         # Assigned, not positioned yet (committed offsets to read).
         self._unpositioned: set[TopicPartition] = set()
         self._started = False
@@ -523,7 +523,7 @@ class AsyncConsumer:
             self._fetcher.wake()
         assert self._data is not None
         data = self._data
-        chunk: HandOut | None = None
+        chunk: HandOut[PartitionState] | None = None
         try:
             while True:
                 data.clear()

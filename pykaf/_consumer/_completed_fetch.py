@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import heapq
 import struct
-from typing import TYPE_CHECKING, Final
+from typing import Final, Generic, Protocol, TypeVar
 
 from crc32c import crc32c
 
-from pykaf._consumer._records import ConsumerRecord, record_class
+from pykaf._consumer._records import ConsumerRecord, TopicPartition, record_class
 from pykaf._errors import (
     CorruptRecordError,
     DecompressionLimitError,
@@ -40,10 +40,26 @@ from pykaf.protocol._records import ControlType, Record, TimestampType, parse_co
 # the consumer's hot path.
 from pykaf.protocol._records import _codec as _record_codec
 
-if TYPE_CHECKING:
-    from pykaf._consumer._fetch_state import PartitionState
+__all__ = [
+    "BATCH_OVERHEAD",
+    "LOG_OVERHEAD",
+    "CompletedFetch",
+    "FetchedPartition",
+    "StateT",
+    "next_fetch_offset",
+]
 
-__all__ = ["BATCH_OVERHEAD", "LOG_OVERHEAD", "CompletedFetch", "next_fetch_offset"]
+
+class FetchedPartition(Protocol):
+    """What decoding needs of a partition's fetch state: which partition it is. The state
+    itself (``_fetch_state.PartitionState``) is a type parameter, so this module does not
+    import the one that holds it (which imports this one)."""
+
+    @property
+    def tp(self) -> TopicPartition: ...
+
+
+StateT = TypeVar("StateT", bound=FetchedPartition)
 
 _HEADER: Final = struct.Struct(">qiibIhiqqqhii")
 _LENGTH: Final = struct.Struct(">qi")  # base offset, batch length
@@ -59,7 +75,7 @@ _TRANSACTIONAL_BIT: Final = 0x10
 _CONTROL_BIT: Final = 0x20
 
 
-class CompletedFetch:
+class CompletedFetch(Generic[StateT]):
     """One partition's records from one fetch answer, decoded as they are handed out."""
 
     __slots__ = (
@@ -81,7 +97,7 @@ class CompletedFetch:
 
     def __init__(
         self,
-        state: PartitionState,
+        state: StateT,
         generation: int,
         data: bytes,
         aborted: list[tuple[int, int]] | None,

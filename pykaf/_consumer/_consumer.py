@@ -34,6 +34,7 @@ from typing import Any, Final, Self, TypeVar
 
 from pykaf._client._loop_thread import LoopThread
 from pykaf._consumer._async_consumer import AsyncConsumer, Callback, Offsets
+from pykaf._consumer._fetch_state import PartitionState
 from pykaf._consumer._hand_out import CHUNK, HandOut
 from pykaf._consumer._health import ConsumerErrorCallback
 from pykaf._consumer._records import ConsumerRecord, TopicPartition
@@ -312,7 +313,7 @@ class Consumer:
             state.restart_end_detection()
             a._fetcher.wake()
         take_chunk = state.take_chunk
-        chunk: HandOut | None = None
+        chunk: HandOut[PartitionState] | None = None
         try:
             while True:
                 if self._ready(math.inf):

@@ -95,7 +95,7 @@ class PartitionState:
         self.end_offset: int | None = None
         self.error: PykafError | None = None
         # Answers held back while the partition is paused.
-        self.parked: list[CompletedFetch] = []
+        self.parked: list[CompletedFetch[PartitionState]] = []
 
     def __repr__(self) -> str:
         return (
@@ -124,7 +124,7 @@ class FetchState:
     ) -> None:
         self.lock = threading.Lock()
         self.partitions: dict[TopicPartition, PartitionState] = {}
-        self._completed: deque[CompletedFetch] = deque()
+        self._completed: deque[CompletedFetch[PartitionState]] = deque()
         self.buffered = 0
         # A partition is fetched again while less than two answers' worth is buffered:
         # one answer being handed out, the next on its way (measured: one alone leaves
@@ -321,7 +321,7 @@ class FetchState:
         if state.position is not None:
             state.fetch_offset = state.position
 
-    def _finish(self, cf: CompletedFetch) -> None:
+    def _finish(self, cf: CompletedFetch[PartitionState]) -> None:
         state = cf.state
         if cf.generation == state.generation:
             state.buffered -= cf.size

@@ -10,12 +10,10 @@ costs the generator's ``yield`` alone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final, Generic
 
+from pykaf._consumer._completed_fetch import StateT
 from pykaf._consumer._records import ConsumerRecord
-
-if TYPE_CHECKING:
-    from pykaf._consumer._fetch_state import PartitionState
 
 __all__ = ["CHUNK", "HandOut"]
 
@@ -23,12 +21,12 @@ __all__ = ["CHUNK", "HandOut"]
 CHUNK: Final = 4096
 
 
-class HandOut:
+class HandOut(Generic[StateT]):
     """The iteration chunk being handed out, and what was handed of it (module doc)."""
 
     __slots__ = ("before", "iterator", "records", "state")
 
-    def __init__(self, state: PartitionState, records: list[ConsumerRecord], before: int) -> None:
+    def __init__(self, state: StateT, records: list[ConsumerRecord], before: int) -> None:
         self.state = state
         self.records = records
         self.before = before

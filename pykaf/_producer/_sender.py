@@ -20,20 +20,19 @@ import asyncio
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from pykaf._client._connection import BrokerConnection
 from pykaf._errors import BrokerConnectionError, PykafError
-from pykaf._producer._accumulator import Batch
+from pykaf._producer._accumulator import Accumulator, Batch, PartitionQueue
+from pykaf._producer._settings import ProducerSettings
 from pykaf.protocol._compression import Compression
 from pykaf.protocol._produce_response import ProduceOutcomes
 from pykaf.protocol._records import encode_batch
 
-if TYPE_CHECKING:
-    from pykaf._producer._engine import ProducerEngine
-
 __all__ = [
     "BrokerSender",
+    "SenderHost",
     "encode_for_send",
 ]
 
@@ -72,10 +71,36 @@ class _InFlight:
         self.written = False
 
 
+class SenderHost(Protocol):
+    """What a sender uses of the engine that owns it (``ProducerEngine`` is the one).
+    Naming only this keeps the sender from importing the engine, which creates senders."""
+
+    @property
+    def settings(self) -> ProducerSettings: ...
+    @property
+    def accumulator(self) -> Accumulator: ...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def gate(self) -> Callable[[PartitionQueue, Batch], bool]: ...
+
+    async def connection(self, node_id: int) -> BrokerConnection: ...
+    def node_failed(self, node_id: int, error: BaseException) -> None: ...
+    def schedule_pump(self) -> None: ...
+    def sent(self, batches: list[Batch], node_id: int) -> None: ...
+    def response(
+        self, batches: list[Batch], response: ProduceOutcomes | None, *, node_id: int
+    ) -> None: ...
+    def answered(self) -> None: ...
+    def request_failed(
+        self, batches: list[Batch], error: BaseException, *, node_id: int, written: bool
+    ) -> None: ...
+
+
 class BrokerSender:
     """The sender of one broker (see the module doc); lives on the engine's loop."""
 
-    def __init__(self, engine: ProducerEngine, node_id: int) -> None:
+    def __init__(self, engine: SenderHost, node_id: int) -> None:
         self.node_id = node_id
         self._engine = engine
         self._loop = engine.loop

@@ -21,12 +21,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from pykaf._client._async_client import AsyncClient
-from pykaf._client._versions import BrokerApiVersions
-from pykaf._consumer._consumer import Consumer
-from pykaf._consumer._records import ConsumerRecord, TopicPartition
-from pykaf._errors import PykafError
-from pykaf._producer._producer import Producer
+from pykaf import (
+    AsyncClient,
+    BrokerApiVersions,
+    Consumer,
+    ConsumerRecord,
+    Producer,
+    PykafError,
+    TopicPartition,
+)
 from pykaf.cli._progress import Progress
 from pykaf.cli._read_check import MAX_MESSAGES, ReadCheck, value_format
 from pykaf.errors import raise_for_code

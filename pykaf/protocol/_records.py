@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
 import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
@@ -156,10 +157,10 @@ def _load_accelerator() -> Any:
     if os.environ.get("PYKAF_NO_EXTENSIONS"):
         return _record_codec
     try:
-        from pykaf.protocol import _crecords  # noqa: PLC0415
+        # By its full name: the package's __init__ imports this module.
+        return importlib.import_module("pykaf.protocol._crecords")
     except ImportError:
         return _record_codec
-    return _crecords
 
 
 _codec: Any = _load_accelerator()
