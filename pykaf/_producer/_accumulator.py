@@ -775,3 +775,8 @@ class Accumulator:
     def incomplete(self) -> int:
         """Batches not finished yet."""
         return len(self._incomplete)
+
+    def unfinished(self) -> list[Batch]:
+        """The batches not finished yet, wherever they are (for the close's last sweep)."""
+        with self._lock:
+            return list(self._incomplete.values())

@@ -78,10 +78,20 @@ async def _close_when_loop_ends(producer: AsyncProducer) -> AsyncGenerator[None]
     try:
         yield
     finally:
+        pending = producer._accumulator.pending() + len(producer._backlog)
         if producer._closing is None:
-            pending = producer._accumulator.pending() + len(producer._backlog)
             failed = await producer.close(EXIT_FLUSH)
             warn_unclosed(producer, pending, failed, "its event loop ended")
+        elif not producer._closing.done() or producer._closing.cancelled():
+            # A close that was cut short (a second Ctrl-C): no more waiting.
+            failed = await producer._close(0.0)
+            if pending:
+                log.warning(
+                    "%r: its close was interrupted; %d record(s) still buffered failed with"
+                    " ProducerClosedError (reported to their callbacks or on_error)",
+                    producer,
+                    failed,
+                )
 
 
 # The guards of open producers. Strong references on purpose (the loop keeps only weak
@@ -363,13 +373,20 @@ class AsyncProducer:
             return await asyncio.shield(self._closing)
         loop = asyncio.get_running_loop()
         self._closing = loop.create_future()
-        if self._exit_guard is not None:
-            _OPEN_GUARDS.discard(self._exit_guard)
         try:
             count = await self._close(timeout)
-        except BaseException as exc:
+        except Exception as exc:
             self._closing.set_exception(exc)
+            self._closing.exception()  # a later close() sees it; nobody else must
             raise
+        except BaseException:
+            # Cut short (asyncio.run's second Ctrl-C raises KeyboardInterrupt, then
+            # cancels every task): the exit guard stays, and when the loop ends it fails
+            # what is left at once, so every record still gets its report.
+            self._closing.cancel()
+            raise
+        if self._exit_guard is not None:
+            _OPEN_GUARDS.discard(self._exit_guard)
         self._closing.set_result(count)
         return count
 
@@ -384,10 +401,17 @@ class AsyncProducer:
         bound = self.settings.delivery_timeout if timeout is None else timeout
         deadline = loop.time() + bound
         task = self._backlog_task
+        cancelled = False
         if task is not None and bound > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    await asyncio.shield(task)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # Cancelled while waiting (asyncio.run's second Ctrl-C): wait no more,
+                # report every record, then let the cancellation go on.
+                cancelled = True
+                deadline = loop.time()
         self._closed = True
         failed = 0
         if self._backlog_task is not None:
@@ -398,4 +422,7 @@ class AsyncProducer:
             item = self._backlog.popleft()
             failed += 1
             self._fail_waiting(item, ProducerClosedError("the producer was closed"))
-        return failed + await engine.close(max(0.0, deadline - loop.time()))
+        failed += await engine.close(max(0.0, deadline - loop.time()))
+        if cancelled:
+            raise asyncio.CancelledError
+        return failed

@@ -564,12 +564,25 @@ class ProducerEngine:
         if timeout > 0 and not self._closed and not self._flush_cut:
             # A task of its own, so ``cut_flush`` (a second Ctrl-C) can end it early.
             self._close_flush = self.loop.create_task(self.flush(timeout))
-            await asyncio.wait({self._close_flush})
+            try:
+                await asyncio.wait({self._close_flush})
+            except asyncio.CancelledError:
+                # asyncio.run's second Ctrl-C cancels every task left: no more waiting,
+                # but every record still gets its report before the cancellation goes on.
+                self._close_flush.cancel()
+                await self._end(ProducerClosedError("the producer was closed"))
+                raise
+        return await self._end(ProducerClosedError("the producer was closed"))
+
+    async def _end(self, error: ProducerClosedError) -> int:
+        """Fail whatever is left with ``error`` and close the connections (once)."""
+        if self._closed:
+            return self.failed_by_close
         self._closing = True
         self.metadata.closing = True  # no new metadata requests from here
         for sender in self._senders.values():
             sender.abort(self._fail_in_flight)
-        self._fail_all_queued(ProducerClosedError("the producer was closed"))
+        self._fail_all_queued(error)
         for part in self.accumulator.partitions():
             if part.returned:
                 returned, part.returned = part.returned, []
@@ -577,6 +590,13 @@ class ProducerEngine:
                     self._finish(
                         batch, self._delivery_error(batch, ProducerClosedError("closed"), False)
                     )
+        # Last, a batch in no queue and no request: a KeyboardInterrupt (asyncio.run's
+        # second Ctrl-C) can land in the code that moves a batch between them. It still
+        # owes its reports; whether it was written is unknown, so it says "maybe".
+        for batch in self.accumulator.unfinished():
+            if not batch.done and not batch.children_left:
+                batch.maybe_persisted = True
+                self._finish(batch, self._delivery_error(batch, error, False))
         self.metadata.close()
         self._release()
         self._closed = True

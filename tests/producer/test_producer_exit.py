@@ -185,6 +185,7 @@ ASYNC_SCRIPT = (
     + """
 import asyncio, sys, logging
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+import pykaf._producer._async_producer as async_producer_module
 from pykaf._producer._async_producer import AsyncProducer
 
 
@@ -196,7 +197,22 @@ async def main():
     for i in range(int(sys.argv[2])):
         value = b"v%d" % i
         await p.produce("exit", value, on_delivery=report(value))
-    if sys.argv[3] == "with":
+    if sys.argv[3].startswith("with-slow-close"):
+        # The first Ctrl-C's flush is made long (60 s): only the second can end it.
+        async_producer_module.INTERRUPTED_FLUSH = 60.0
+        real_close = p._engine.close
+
+        async def close(timeout):
+            if sys.argv[3].endswith("idle"):
+                # Said once the close waits: the second Ctrl-C comes to an idle loop.
+                asyncio.get_running_loop().call_soon(lambda: print("closing", flush=True))
+            else:
+                # Said from inside the close: the second Ctrl-C lands in its code.
+                print("closing", flush=True)
+            return await real_close(timeout)
+
+        p._engine.close = close
+    if sys.argv[3].startswith("with"):
         async with p:
             print("ready", flush=True)
             await asyncio.sleep(600)
@@ -228,6 +244,22 @@ def test_ctrl_c_in_asyncio_run_inside_async_with_reports_every_record(
 ) -> None:
     process = start_async(held, "with")
     before = wait_for_line(process, "ready")
+    process.send_signal(signal.SIGINT)
+    _, err = finish(process, before)
+    assert "KeyboardInterrupt" in err
+
+
+@pytest.mark.parametrize("where", ["with-slow-close", "with-slow-close-idle"])
+def test_a_second_ctrl_c_in_asyncio_run_cuts_the_close_short(
+    held: BlockingCluster, where: str
+) -> None:
+    # asyncio.run cancels the main task at the first Ctrl-C and raises KeyboardInterrupt
+    # at the second (inside the close's code, or in the idle loop, which then cancels
+    # every task left): either way every record gets its report, at once.
+    process = start_async(held, where)
+    before = wait_for_line(process, "ready")
+    process.send_signal(signal.SIGINT)
+    before += wait_for_line(process, "closing")
     process.send_signal(signal.SIGINT)
     _, err = finish(process, before)
     assert "KeyboardInterrupt" in err
