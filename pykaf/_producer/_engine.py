@@ -42,8 +42,8 @@ from pykaf._errors import (
     ProducerClosedError,
     PykafError,
 )
-from pykaf._producer._accumulator import Accumulator, Batch, PartitionQueue
-from pykaf._producer._batches import split_batch
+from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._batches import Batch, PartitionQueue, split_batch
 from pykaf._producer._delivery import Reporter
 from pykaf._producer._idempotence import Idempotence, Verdict
 from pykaf._producer._metadata import ProducerMetadata
