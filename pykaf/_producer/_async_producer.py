@@ -20,7 +20,8 @@ from typing import Any, Final, Self
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import BufferFullError, ProducerClosedError
-from pykaf._producer._accumulator import Accumulator, TopicUnknownError, check_report
+from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._batches import TopicUnknownError, check_report
 from pykaf._producer._delivery import (
     DeliveryCallback,
     ErrorCallback,

@@ -1,4 +1,4 @@
-"""The event-loop half of a producer: metadata, producer id, senders, timers, outcomes.
+"""The event-loop half of a producer: pumping, timers, senders, metadata, producer id.
 
 Both producers share it: ``AsyncProducer`` runs it on the caller's loop, ``Producer`` on
 its private loop thread. Callers never call into it per record: they append into the
@@ -7,15 +7,9 @@ accumulator and, when the append says so, ``wake()`` it (a coalesced ``pump``).
 ``pump`` looks at the accumulator once: fails queued batches past ``delivery_timeout``,
 starts the sender of every broker with a ready batch, asks for metadata where a partition
 has no leader, and arms one timer for the next linger, backoff or deadline. Responses come
-back through ``response`` / ``request_failed`` in send order, per broker.
-
-Outcomes of a batch:
-- success (or a duplicate the broker already has): reports resolved, memory freed;
-- retriable (a broker error marked retriable, a lost connection, a timeout, a sequence
-  that is out of order behind a failed one): held in its partition until every batch of
-  that partition in flight is back, then put back in front, in order, after a backoff;
-  a leader change (a stale-metadata code) also refreshes the metadata first;
-- anything else, or past ``delivery_timeout``: failed with a ``DeliveryError``.
+back through ``response`` / ``request_failed`` in send order, per broker: what they mean
+for each batch (success, retry, split, failure) is ``_outcomes.BatchOutcomes``, a mixin of
+the engine.
 """
 
 from __future__ import annotations
@@ -31,38 +25,26 @@ from typing import Final
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._backoff import Backoff
 from pykaf._client._connection import BrokerConnection
-from pykaf._client._stale import METADATA_STALE_CODES
 from pykaf._error_codes import error_for_code
-from pykaf._errors import (
-    BrokerError,
-    ClientClosedError,
-    DeliveryError,
-    DeliveryTimeoutError,
-    KafkaTimeoutError,
-    ProducerClosedError,
-    PykafError,
-)
-from pykaf._producer._accumulator import Accumulator, Batch, PartitionQueue
-from pykaf._producer._batches import split_batch
+from pykaf._errors import BrokerError, ClientClosedError, ProducerClosedError, PykafError
+from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._batches import Batch, PartitionQueue
 from pykaf._producer._delivery import Reporter
-from pykaf._producer._idempotence import Idempotence, Verdict
+from pykaf._producer._idempotence import Idempotence
 from pykaf._producer._metadata import ProducerMetadata
+from pykaf._producer._outcomes import BatchOutcomes
 from pykaf._producer._sender import BrokerSender
 from pykaf._producer._settings import ProducerSettings
 from pykaf.protocol._messages import build_request
-from pykaf.protocol._produce_response import ProduceOutcomes
 
 __all__ = ["ProducerEngine"]
 
 log = logging.getLogger("pykaf.producer")
 
 _INIT_PRODUCER_ID: Final = 22
-# Codes after which the leader may have written the batch (the answer is not "no").
-_MESSAGE_TOO_LARGE: Final = 10
-_MAYBE_WRITTEN_CODES: Final = frozenset({7, 20})  # REQUEST_TIMED_OUT, NOT_ENOUGH_..._AFTER_APPEND
 
 
-class ProducerEngine:
+class ProducerEngine(BatchOutcomes):
     def __init__(
         self,
         settings: ProducerSettings,
@@ -73,6 +55,7 @@ class ProducerEngine:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.client = client
         self.accumulator = accumulator
@@ -99,12 +82,8 @@ class ProducerEngine:
         self._fatal: BaseException | None = None
         self._closing = False
         self._closed = False
-        self.failed_by_close = 0
         self._close_flush: asyncio.Task[int] | None = None
         self._flush_cut = False
-        self._finished: list[Batch] = []
-        self._batches_in_flight = 0  # sent, not answered yet (all senders)
-        self._splits_open = 0  # batches split in halves, not finished yet
         accumulator.on_space = self._on_space
 
     # -- waking -------------------------------------------------------------------------
@@ -163,25 +142,7 @@ class ProducerEngine:
         self._timer_at = None
         self.pump()
 
-    # -- sending outcomes -----------------------------------------------------------------
-
-    def sent(self, batches: list[Batch], node_id: int) -> None:
-        self._batches_in_flight += len(batches)
-        for batch in batches:
-            part = batch.part
-            part.in_flight += 1
-            part.in_flight_node = node_id
-            batch.attempts += 1
-
-    def response(
-        self, batches: list[Batch], response: ProduceOutcomes | None, *, node_id: int
-    ) -> None:
-        try:
-            self._response(batches, response, node_id)
-        finally:
-            self._release()
-            if self._flushes:  # now, not at the next pump: a flush waits on this turn
-                self._check_flushes()
+    # -- after answers (what they mean per batch: _outcomes) -----------------------------
 
     def answered(self) -> None:
         """A sender handed on its answered requests: pump again only if a batch waits
@@ -196,213 +157,6 @@ class ProducerEngine:
             or self._closing
         ):
             self.schedule_pump()
-
-    def _response(
-        self, batches: list[Batch], outcomes: ProduceOutcomes | None, node_id: int
-    ) -> None:
-        if outcomes is None:
-            if self.settings.acks_code == 0:  # written, never answered: that is success
-                for batch in batches:
-                    self._succeeded(batch, -1, -1)
-                return
-            error = PykafError(f"broker {node_id} gave no answer to a Produce")
-            for batch in batches:
-                self._failed(batch, error, retriable=True, maybe_written=True)
-            return
-        for batch in batches:
-            outcome = outcomes.get((batch.topic, batch.partition))
-            if outcome is None:
-                outcome = outcomes.get((batch.part.topic.topic_id, batch.partition))
-            if outcome is None:
-                error = PykafError(
-                    f"broker {node_id} answered a Produce without {batch.topic}-{batch.partition}"
-                )
-                self._failed(batch, error, retriable=True, maybe_written=True)
-                continue
-            code, base_offset, append_time, message = outcome
-            if code == 0:
-                self._succeeded(batch, base_offset, append_time)
-            else:
-                self._error_code(batch, code, message, base_offset, append_time, node_id)
-
-    def _error_code(
-        self,
-        batch: Batch,
-        code: int,
-        message: str | None,
-        base_offset: int,
-        append_time: int,
-        node_id: int,
-    ) -> None:
-        error = error_for_code(
-            code,
-            f"(Produce to {batch.topic}-{batch.partition}"
-            + (f" on broker {node_id}: {message})" if message else f" on broker {node_id})"),
-        )
-        idem = self.idempotence
-        verdict = Verdict.OTHER if idem is None else idem.classify(batch.part, batch, code)
-        if verdict is Verdict.SUCCESS:
-            self._succeeded(batch, base_offset, append_time)
-            return
-        if verdict is Verdict.FAIL:
-            self._failed(batch, error, retriable=False, maybe_written=False)
-            return
-        if (
-            code == _MESSAGE_TOO_LARGE
-            and len(batch.records) > 1
-            and not self._closing
-            and self._clock() < batch.deadline
-        ):
-            self._split(batch)
-            return
-        if code in METADATA_STALE_CODES:
-            self.client._cluster.cache.mark_stale(batch.topic)
-            self.refresh((batch.topic,))
-        retriable = verdict is not Verdict.OTHER or error.retriable
-        self._failed(batch, error, retriable=retriable, maybe_written=code in _MAYBE_WRITTEN_CODES)
-
-    def _split(self, batch: Batch) -> None:
-        """The broker refused ``batch`` as too large (its topic's max.message.bytes is
-        below our batch size): send its halves instead, in its place and order, as the
-        Java client does. Not a retry (no backoff growth); a single record still too
-        large fails with MESSAGE_TOO_LARGE."""
-        part = batch.part
-        part.in_flight -= 1
-        self._batches_in_flight -= 1
-        self._splits_open += 1
-        part.returned.extend(split_batch(batch))
-        log.debug("split %r: the broker refused it as too large", batch)
-        if part.in_flight == 0:
-            batches, part.returned = part.returned, []
-            self.accumulator.put_back(part, batches)
-            self.schedule_pump()
-
-    def request_failed(
-        self, batches: list[Batch], error: BaseException, *, node_id: int, written: bool
-    ) -> None:
-        """The request of ``batches`` got no answer (connection lost, timeout...)."""
-        closed = isinstance(error, ClientClosedError)
-        retriable = not closed and bool(
-            getattr(error, "retriable", False) or isinstance(error, OSError)
-        )
-        topics = {b.topic for b in batches}
-        for batch in batches:
-            self._failed(batch, error, retriable=retriable, maybe_written=written)
-        self._release()
-        if self._flushes:
-            self._check_flushes()
-        if retriable:
-            for topic in topics:
-                self.client._cluster.cache.mark_stale(topic)
-            self.refresh(topics)
-
-    def _succeeded(self, batch: Batch, base_offset: int, append_time: int) -> None:
-        part = batch.part
-        part.in_flight -= 1
-        self._batches_in_flight -= 1
-        part.retries = 0
-        part.last_error = None
-        if self.idempotence is not None:
-            self.idempotence.succeeded(part, batch)
-        self._finish(batch, None, base_offset, append_time)
-        if part.in_flight == 0 and part.returned:
-            self._put_back(part)
-
-    def _failed(
-        self, batch: Batch, error: BaseException, *, retriable: bool, maybe_written: bool
-    ) -> None:
-        part = batch.part
-        part.in_flight -= 1
-        self._batches_in_flight -= 1
-        if maybe_written:
-            batch.maybe_persisted = True
-        if retriable and not self._closing and self._clock() < batch.deadline:
-            batch.last_error = error
-            part.returned.append(batch)
-        else:
-            self._finish(batch, self._delivery_error(batch, error, retriable))
-        if part.in_flight == 0 and part.returned:
-            self._put_back(part)
-
-    def _delivery_error(self, batch: Batch, error: BaseException, retriable: bool) -> DeliveryError:
-        persisted = batch.maybe_persisted or self.settings.acks_code == 0
-        where = f"{len(batch.records)} record(s) to {batch.topic}-{batch.partition}"
-        if self._closing:
-            return ProducerClosedError(
-                f"{where}: the producer closed before delivery ({error})",
-                maybe_persisted=persisted,
-                cause=error,
-            )
-        if retriable:
-            return DeliveryTimeoutError(
-                f"{where}: not delivered within delivery_timeout"
-                f" ({self.settings.delivery_timeout:g}s); last error: {error}",
-                maybe_persisted=persisted,
-                cause=error,
-            )
-        return DeliveryError(f"{where}: {error}", maybe_persisted=persisted, cause=error)
-
-    def _put_back(self, part: PartitionQueue) -> None:
-        batches, part.returned = part.returned, []
-        part.retries += 1
-        part.retry_at = self._clock() + self._backoff.delay(part.retries, random.random())
-        self.accumulator.put_back(part, batches)
-        self.schedule_pump()
-
-    def _finish(
-        self,
-        batch: Batch,
-        error: DeliveryError | None,
-        base_offset: int = -1,
-        append_time: int = -1,
-    ) -> None:
-        """The one place a batch gets its reports: exactly once."""
-        if batch.done:
-            return
-        batch.done = True
-        if error is None:
-            self.reporter.succeeded(batch, base_offset, append_time)
-        else:
-            if self.idempotence is not None:
-                self.idempotence.failed(batch.part, batch)
-            if isinstance(error, ProducerClosedError):
-                self.failed_by_close += len(batch.records)
-            self.reporter.failed(batch, error)
-        # Memory is freed in one go per response (one lock round trip): see _release.
-        parent = batch.parent
-        while parent is not None:  # a half of a split batch: the whole is the unit
-            parent.children_left -= 1
-            if parent.children_left:
-                return
-            parent.done = True
-            self._splits_open -= 1
-            batch, parent = parent, parent.parent
-        self._finished.append(batch)
-
-    def _release(self) -> None:
-        finished = self._finished
-        if finished:
-            self._finished = []
-            self.accumulator.complete(finished)
-
-    def _expire(self, batches: Iterable[Batch]) -> None:
-        for batch in batches:
-            cause = (
-                batch.last_error or batch.part.last_error or self.metadata.errors.get(batch.topic)
-            )
-            if cause is None:
-                cause = KafkaTimeoutError("no broker took the batch in time")
-            self._finish(batch, self._delivery_error(batch, cause, True))
-
-    def _fail_all_queued(self, error: BaseException) -> None:
-        batches = self.accumulator.take_all()
-        for part in self.accumulator.partitions():
-            if part.in_flight == 0 and part.returned:
-                batches.extend(part.returned)
-                part.returned = []
-        for batch in batches:
-            self._finish(batch, self._delivery_error(batch, error, False))
-        self._release()
 
     # -- connections and metadata -----------------------------------------------------------
 
@@ -612,18 +366,6 @@ class ProducerEngine:
         with contextlib.suppress(PykafError):
             await self.client.close()
         return self.failed_by_close
-
-    def _fail_in_flight(self, batches: list[Batch]) -> None:
-        for batch in batches:
-            batch.part.in_flight -= 1
-            self._batches_in_flight -= 1
-            batch.maybe_persisted = True
-            self._finish(
-                batch,
-                self._delivery_error(
-                    batch, ProducerClosedError("closed with the request in flight"), False
-                ),
-            )
 
 
 def _always(part: PartitionQueue, batch: Batch) -> bool:

@@ -22,7 +22,7 @@ from pykaf._client._async_client import AsyncClient
 from pykaf._client._loop_thread import LoopThread
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import ClientClosedError, KafkaTimeoutError, ProducerClosedError
-from pykaf._producer._accumulator import Accumulator, BlockWhenFull
+from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._async_producer import EXIT_FLUSH, INTERRUPTED_FLUSH, warn_unclosed
 from pykaf._producer._delivery import (
     DeliveryCallback,
@@ -33,6 +33,7 @@ from pykaf._producer._delivery import (
 from pykaf._producer._engine import ProducerEngine
 from pykaf._producer._future import DeliveryFuture
 from pykaf._producer._settings import ProducerSettings
+from pykaf._producer._when_full import BlockWhenFull
 
 __all__ = ["Producer"]
 

@@ -24,7 +24,8 @@ from typing import Any, Final, Protocol
 
 from pykaf._client._connection import BrokerConnection
 from pykaf._errors import BrokerConnectionError, PykafError
-from pykaf._producer._accumulator import Accumulator, Batch, PartitionQueue
+from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._batches import Batch, PartitionQueue
 from pykaf._producer._settings import ProducerSettings
 from pykaf.protocol._compression import Compression
 from pykaf.protocol._produce_response import ProduceOutcomes

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from pykaf._errors import BufferFullError, ProducerClosedError, RecordTooLargeError
-from pykaf._producer._accumulator import (
+from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._batches import (
     RECORD_OVERHEAD,
-    Accumulator,
     Batch,
     PartitionQueue,
     TopicUnknownError,
+    split_batch,
 )
-from pykaf._producer._batches import split_batch
 from pykaf._producer._delivery import ProducerRecord
 from pykaf._producer._settings import ProducerSettings
 from pykaf.protocol import BATCH_OVERHEAD, decode_batches

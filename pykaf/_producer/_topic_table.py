@@ -1,0 +1,68 @@
+"""The accumulator's topic table: which topics it knows, their partitions, their leaders.
+
+Metadata (the event loop) writes it; appends only read it. Kept apart from the append
+path because it changes on another rhythm (a metadata answer, not a record) and owns
+the per-broker index the drain walks (``_by_node``), rebuilt only when a leader moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pykaf._producer._accumulator_state import AccumulatorState
+from pykaf._producer._batches import PartitionQueue, TopicQueues
+
+__all__ = ["TopicTable"]
+
+
+class TopicTable(AccumulatorState):
+    """The topics side of ``Accumulator`` (a mixin over its shared state)."""
+
+    def knows(self, topic: str) -> bool:
+        t = self._topics.get(topic)
+        return t is not None and t.count > 0
+
+    def topic(self, topic: str) -> TopicQueues | None:
+        return self._topics.get(topic)
+
+    def topics(self) -> list[str]:
+        with self._lock:
+            return list(self._topics)
+
+    def set_topic(self, name: str, leaders: Sequence[int], topic_id: Any = None) -> bool:
+        """The partitions of ``name`` and their leaders (-1: none), from metadata. True if
+        a leader changed (batches may now go to another broker)."""
+        with self._lock:
+            t = self._topics.get(name)
+            if t is None:
+                t = self._topics[name] = TopicQueues(name, self._settings, self._rng)
+            t.topic_id = topic_id
+            changed = False
+            for index in range(len(t.parts), len(leaders)):
+                t.parts.append(PartitionQueue(t, index))
+            for index, part in enumerate(t.parts):
+                leader = leaders[index] if index < len(leaders) else -1
+                if part.leader != leader:
+                    part.leader = leader
+                    changed = True
+            available = tuple(i for i, leader in enumerate(leaders) if leader >= 0)
+            if available != t.available:
+                t.available = available  # a new object: sticky strategies re-check it
+            t.count = len(leaders)
+            t.sticky = None
+            if changed:
+                self._reindex()
+            return changed
+
+    def _reindex(self) -> None:
+        by_node: dict[int, list[PartitionQueue]] = {}
+        for t in self._topics.values():
+            for part in t.parts:
+                if part.leader >= 0:
+                    by_node.setdefault(part.leader, []).append(part)
+        self._by_node = by_node
+
+    def partitions(self) -> list[PartitionQueue]:
+        with self._lock:
+            return [p for t in self._topics.values() for p in t.parts]
