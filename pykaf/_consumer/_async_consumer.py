@@ -25,11 +25,12 @@ from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._validate import settings_or_options
-from pykaf._consumer._fetch_state import EARLIEST, LATEST, FetchState, PartitionState
+from pykaf._consumer._fetch_state import EARLIEST, LATEST, FetchState
 from pykaf._consumer._fetcher import Fetcher
 from pykaf._consumer._hand_out import CHUNK, HandOut
 from pykaf._consumer._health import ConsumerErrorCallback, Health, check_on_error
 from pykaf._consumer._offsets import lookup_offsets
+from pykaf._consumer._partition_state import PartitionState
 from pykaf._consumer._records import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
 from pykaf._consumer._start import InitialTopics

@@ -34,9 +34,9 @@ from typing import Any, Final, Self, TypeVar
 
 from pykaf._client._loop_thread import LoopThread
 from pykaf._consumer._async_consumer import AsyncConsumer, Callback, Offsets
-from pykaf._consumer._fetch_state import PartitionState
 from pykaf._consumer._hand_out import CHUNK, HandOut
 from pykaf._consumer._health import ConsumerErrorCallback
+from pykaf._consumer._partition_state import PartitionState
 from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
 from pykaf._errors import ConsumerClosedError, KafkaTimeoutError
