@@ -52,7 +52,7 @@ __all__ = [
 
 class FetchedPartition(Protocol):
     """What decoding needs of a partition's fetch state: which partition it is. The state
-    itself (``_fetch_state.PartitionState``) is a type parameter, so this module does not
+    itself (``_partition_state.PartitionState``) is a type parameter, so this module does not
     import the one that holds it (which imports this one)."""
 
     @property

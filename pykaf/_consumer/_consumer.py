@@ -33,10 +33,12 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 from pykaf._client._loop_thread import LoopThread
-from pykaf._consumer._async_consumer import AsyncConsumer, Callback, Offsets
-from pykaf._consumer._fetch_state import PartitionState
+from pykaf._consumer._assignment import Callback
+from pykaf._consumer._async_consumer import AsyncConsumer
 from pykaf._consumer._hand_out import CHUNK, HandOut
 from pykaf._consumer._health import ConsumerErrorCallback
+from pykaf._consumer._offset_commits import Offsets
+from pykaf._consumer._partition_state import PartitionState
 from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
 from pykaf._errors import ConsumerClosedError, KafkaTimeoutError
@@ -218,7 +220,7 @@ class Consumer:
         """The group upkeep, on the loop: waits for a join up to ``deadline``
         (``time.monotonic``), serving the callbacks meanwhile."""
         a = self._async
-        if a.group_id is None or a._membership is None:
+        if a.group_id is None or not a.has_membership:
             return
         now = time.monotonic()
         if force or now >= self._next_group_step:
@@ -276,7 +278,7 @@ class Consumer:
             raise ValueError(f"max_records must be an int >= 1, not {max_records!r}")
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be >= 0 seconds or None, not {timeout!r}")
-        a._abandon_current()
+        a.handed.abandon()
         a.look_for_end_again()
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         state, event = a._state, self._event
@@ -306,7 +308,8 @@ class Consumer:
         self._check_open()
         self._start()
         a = self._async
-        a._abandon_current()
+        handed = a.handed
+        handed.abandon()
         state, event = a._state, self._event
         stop_at_end = self.settings.stop_at_end
         if stop_at_end:
@@ -328,14 +331,14 @@ class Consumer:
                         return
                     event.wait(_IDLE_WAKE)
                     continue
-                chunk = a.current = HandOut(*got)
+                chunk = handed.current = HandOut(*got)
                 yield from chunk.iterator
-                if a.current is chunk:
-                    a.current = None
+                if handed.current is chunk:
+                    handed.current = None
         finally:
             # Left mid-chunk (break, error): what was not handed is fetched again.
-            if not a.closed and chunk is not None and a.current is chunk:
-                a._abandon_current()
+            if not a.closed and chunk is not None and handed.current is chunk:
+                handed.abandon()
 
     # -- positions ----------------------------------------------------------------------
 

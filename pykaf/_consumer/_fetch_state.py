@@ -4,20 +4,9 @@ Pure state (no I/O, no clock: ``now`` is passed in), shared by the event loop's 
 the application's thread (the blocking consumer drains in the caller's thread, so a poll
 costs no thread hop): every method takes ``lock``, briefly.
 
-Per partition (``PartitionState``):
-
-- ``position``: the next offset to hand to the application; ``fetch_offset``: the next
-  offset to ask the broker for (ahead of ``position`` by what is buffered). Only answers
-  at the current ``generation`` count: ``seek`` and resets bump it, so an answer to a
-  fetch sent before a seek is dropped, never merged. Offsets advance only through data
-  answers and handed records, so leader moves and broker outages neither skip nor repeat.
-- ``reset``: a ListOffsets target (earliest, latest, a timestamp) the fetcher must
-  resolve before the partition is fetched again.
-- ``buffered``: bytes of answers not yet handed out; prefetch stops per partition at
-  ``max_partition_fetch_bytes`` and in total at ``buffer_max_bytes``.
-- ``end_offset``: an offset where a fetch found nothing more (with the high watermark, or
-  the last stable offset for read_committed, at or below it): the end of the log as of
-  then, for the stream mode that stops at the end.
+Each partition's cursor is a ``_partition_state.PartitionState`` (what its fields mean
+is said there); this module owns the set of them and the answers buffered for them, and
+every move of a cursor (seek, reset, answers, hand-outs) goes through it, under the lock.
 
 Answers are kept as the broker's bytes and decoded when handed out
 (``_completed_fetch.CompletedFetch``).
@@ -37,75 +26,18 @@ from pykaf._consumer._completed_fetch import (
     CompletedFetch,
     next_fetch_offset,
 )
+from pykaf._consumer._partition_state import PartitionState
 from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._error_codes import error_for_code
 from pykaf._errors import PykafError
 from pykaf._kafka_errors import MessageTooLargeError, OffsetOutOfRangeError
 from pykaf.protocol._compression import DEFAULT_MAX_DECOMPRESSED
 
-__all__ = [
-    "EARLIEST",
-    "LATEST",
-    "FetchState",
-    "PartitionState",
-]
+__all__ = ["EARLIEST", "LATEST", "FetchState"]
 
 EARLIEST: Final = -2  # ListOffsets timestamps
 LATEST: Final = -1
 _OFFSET_OUT_OF_RANGE: Final = 1
-
-
-class PartitionState:
-    """One assigned partition (see the module doc). Mutable and slotted: updated on
-    every answer and every poll, under ``FetchState.lock``."""
-
-    __slots__ = (
-        "buffered",
-        "end_offset",
-        "error",
-        "fetch_offset",
-        "generation",
-        "high_watermark",
-        "in_flight",
-        "last_stable_offset",
-        "log_start_offset",
-        "parked",
-        "paused",
-        "position",
-        "position_epoch",
-        "reset",
-        "retry_at",
-        "tp",
-    )
-
-    def __init__(self, tp: TopicPartition) -> None:
-        self.tp = tp
-        self.position: int | None = None
-        self.position_epoch: int | None = None
-        self.fetch_offset = 0
-        self.generation = 0
-        self.reset: int | None = None
-        self.paused = False
-        self.in_flight = False
-        self.buffered = 0
-        self.retry_at = 0.0
-        self.high_watermark = -1
-        self.last_stable_offset = -1
-        self.log_start_offset = -1
-        self.end_offset: int | None = None
-        self.error: PykafError | None = None
-        # Answers held back while the partition is paused.
-        self.parked: list[CompletedFetch[PartitionState]] = []
-
-    def __repr__(self) -> str:
-        return (
-            f"<PartitionState {self.tp} position={self.position} fetch={self.fetch_offset}"
-            f" reset={self.reset} buffered={self.buffered}>"
-        )
-
-    @property
-    def has_position(self) -> bool:
-        return self.position is not None and self.reset is None
 
 
 class FetchState:

@@ -26,9 +26,10 @@ from typing import Any, Final
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._stale import METADATA_STALE_CODES
 from pykaf._client._versions import BrokerApiVersions
-from pykaf._consumer._fetch_state import LATEST, FetchState, PartitionState
+from pykaf._consumer._fetch_state import LATEST, FetchState
 from pykaf._consumer._health import Health
 from pykaf._consumer._offsets import list_offsets
+from pykaf._consumer._partition_state import PartitionState
 from pykaf._consumer._records import TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
 from pykaf._error_codes import error_for_code

@@ -5,12 +5,15 @@ needs a broker. Done inline, a first ``poll(timeout=2)`` with no broker reachabl
 for the whole ``request_timeout``. Here the lookup is a task: a poll waits for it only up
 to its own timeout; a broker out of reach is reported once per episode (WARNING, and
 ``ConsumerStartError`` to ``on_error``) and the lookup tried again; any other failure (an
-unknown topic) is raised to the caller, and tried again at the next call.
+unknown topic) is raised to the caller, and tried again at the next call. The topics are
+kept here until they are applied, or until an explicit ``assign``/``subscribe``/
+``unsubscribe`` supersedes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 
 from pykaf._consumer._health import Health
@@ -26,16 +29,18 @@ __all__ = ["InitialTopics"]
 
 
 class InitialTopics:
-    """Runs ``apply()`` (assign or subscribe the constructor's topics) until it works."""
+    """Runs ``apply(topics)`` (assign or subscribe the constructor's topics) until it works."""
 
     def __init__(
         self,
-        apply: Callable[[], Awaitable[None]],
+        topics: list[str] | re.Pattern[str] | None,
+        apply: Callable[[list[str] | re.Pattern[str]], Awaitable[None]],
         *,
         health: Health,
         retry_backoff: float,
         on_done: Callable[[], None],
     ) -> None:
+        self._topics = topics  # None: none given, applied, or superseded
         self._apply = apply
         self._health = health
         self._retry_backoff = retry_backoff
@@ -46,6 +51,11 @@ class InitialTopics:
     def pending(self) -> bool:
         return self._task is not None
 
+    def begin(self) -> None:
+        """The consumer started: look the topics up, if there are any."""
+        if self._topics is not None:
+            self.launch()
+
     def launch(self, delay: float = 0.0) -> None:
         task = asyncio.get_running_loop().create_task(self._run(delay), name="pykaf-consumer-start")
         task.add_done_callback(lambda _: self._on_done())
@@ -54,7 +64,10 @@ class InitialTopics:
     async def _run(self, delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
-        await self._apply()
+        topics = self._topics
+        assert topics is not None
+        await self._apply(topics)
+        self._topics = None
 
     async def ready(self, timeout: float | None, *, wait_retries: bool = True) -> bool:
         """Wait up to ``timeout`` (None: no bound) for the topics to be assigned or
@@ -94,6 +107,18 @@ class InitialTopics:
                 )
             if not wait_retries:
                 return False
+
+    async def settle(self) -> None:
+        """Before an explicit assign/subscribe: let the topics be applied (an unknown
+        topic raises), or, brokers out of reach, drop them: the call made now supersedes
+        them."""
+        if not await self.ready(None, wait_retries=False):
+            await self.drop()
+
+    async def drop(self) -> None:
+        """Stop looking the topics up and forget them (superseded)."""
+        await self.stop()
+        self._topics = None
 
     async def stop(self) -> None:
         """Cancel the lookup and collect its outcome (asyncio prints none at exit)."""

@@ -4,62 +4,54 @@ Kafka's Java ``ConsumerCoordinator`` in shape. The coordinator is found through 
 client (``to=Coordinator(group_id)``: FindCoordinator, cached, forgotten on
 NOT_COORDINATOR or a broken connection). A join (JoinGroup, MEMBER_ID_REQUIRED answered
 with the given id, the assignment when this member leads, SyncGroup) runs in a background
-task, retried with bounded backoff; heartbeats run in another once the member is stable,
-so slow processing does not cost the membership -- up to ``max_poll_interval`` without
-``poll_happened()``, after which the member leaves (LeaveGroup, unless static) and
-rejoins once the application polls again.
+task, retried with bounded backoff; once the member is stable its session
+(``_session.Session``: heartbeats, ``max_poll_interval``, LeaveGroup) runs in another, so
+slow processing does not cost the membership -- up to ``max_poll_interval`` without
+``poll_happened()``, after which the member leaves and rejoins once the application polls
+again. A third task (``_topic_watch.TopicWatch``) follows the metadata: new topics matching
+a pattern, partitions added to the group's topics.
 
-The rebalance callbacks run in the caller's task, inside ``ensure_active`` (and
-``leave``/``close``/``unsubscribe``): ``on_revoked`` before partitions are given up (the
-application may commit there; with auto-commit on, the positions are committed first),
-``on_lost`` when they were taken without that chance, ``on_assigned`` after every
-completed join. Each is a function or a coroutine function of a ``frozenset`` of
-``TopicPartition``; an exception in one is logged and the rebalance goes on.
+The rebalance callbacks (``on_assigned``, ``on_revoked``, ``on_lost``) run in the caller's
+task, inside ``ensure_active`` (and ``leave``/``close``/``unsubscribe``); what they get and
+how a failing one is handled is ``_rebalance_callbacks``'.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final, TypeAlias
 
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._backoff import Backoff
 from pykaf._client._targets import Coordinator
-from pykaf._client._versions import BrokerApiVersions
 from pykaf._consumer._health import Health
 from pykaf._consumer._records import OffsetAndMetadata, TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
 from pykaf._consumer.group._assignors import RebalanceProtocol, assignor_for, rebalance_protocol_for
-from pykaf._consumer.group._commit import (
-    Retry,
-    commit_offsets,
-    coordinator_versions,
-    read_committed,
+from pykaf._consumer.group._commit import Retry, commit_offsets, read_committed
+from pykaf._consumer.group._join import JoinOutcome, JoinSpec, join_with_retries
+from pykaf._consumer.group._membership import AssignmentChange, Generation, Membership
+from pykaf._consumer.group._rebalance_callbacks import (
+    RebalanceCallback,
+    call_rebalance_callback,
+    partition_names,
 )
-from pykaf._consumer.group._join import JoinOutcome, JoinRetry, JoinSpec, join_once
-from pykaf._consumer.group._membership import AssignmentChange, ErrorAction, Generation, Membership
-from pykaf._error_codes import error_for_code
-from pykaf._errors import ClientClosedError, PykafError, RemoteProtocolError
-from pykaf.protocol._messages import build_request
+from pykaf._consumer.group._session import Session
+from pykaf._consumer.group._topic_watch import TopicWatch
+from pykaf._errors import ClientClosedError, PykafError
 
-__all__ = ["GroupMembership", "RebalanceCallback"]
+__all__ = ["GroupMembership"]
 
 log = logging.getLogger("pykaf.consumer")
 
-#: A rebalance callback: called with the partitions concerned; may be a coroutine.
-RebalanceCallback: TypeAlias = Callable[[frozenset[TopicPartition]], Awaitable[None] | None]
 PositionsSource: TypeAlias = Callable[[], Mapping[TopicPartition, int | OffsetAndMetadata]]
 
-_COORDINATOR_RETRY: Final = frozenset({14, 15, 16})
-# Joins retried at once (MEMBER_ID_REQUIRED, a reset member id) before backing off.
-_MAX_QUICK_REJOINS: Final = 3
 _BACKOFF_MIN: Final = 0.01
 _BACKOFF_MAX: Final = 1.0  # Java's retry.backoff.max.ms
 
@@ -123,16 +115,23 @@ class GroupMembership:
             rebalance_timeout=self._rebalance_timeout,
             assignors=self._assignors,
         )
-        self._pattern: re.Pattern[str] | None = None
+        self._session = Session(
+            client,
+            settings,
+            self._state,
+            group_id=group_id,
+            coordinator=self._coordinator,
+            backoff=self._backoff,
+            rand=rand,
+        )
+        self._topics = TopicWatch(
+            client, self._state, group_id=group_id, is_leader=lambda: self.is_leader
+        )
         self._lock = asyncio.Lock()
         self._join_task: asyncio.Task[JoinOutcome] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
-        self._versions: BrokerApiVersions | None = None
         self._leader = False
-        # The leader's partition counts of the group's topics, as its last assignment
-        # saw them: a change asks for a rebalance (new partitions get consumers).
-        self._snapshot: dict[str, int] = {}
         self._closing = False  # no more joins (close() is under way)
         self._closed = False  # nothing at all any more
 
@@ -189,8 +188,8 @@ class GroupMembership:
         follows new topics as metadata ages). An empty list unsubscribes."""
         self._check_usable()
         if isinstance(topics, re.Pattern):
-            self._pattern = topics
-            matched = await self._matching_topics()
+            self._topics.pattern = topics
+            matched = await self._topics.matching_topics()
             if not matched:
                 log.warning(
                     "group %r: the pattern %r matches no topic (yet); joining with none",
@@ -208,11 +207,11 @@ class GroupMembership:
             if not names:
                 await self.unsubscribe()
                 return
-            self._pattern = None
+            self._topics.pattern = None
             self._state.subscribe(names)
         if self._watch_task is None:
             self._watch_task = asyncio.create_task(
-                self._watch_metadata(), name=f"pykaf group {self.group_id} metadata"
+                self._topics.run(), name=f"pykaf group {self.group_id} metadata"
             )
 
     async def unsubscribe(self) -> None:
@@ -220,18 +219,9 @@ class GroupMembership:
         self._check_usable()
         await self.leave("the consumer unsubscribed")
         self._state.unsubscribe()
-        self._pattern = None
+        self._topics.pattern = None
         await _cancel(self._watch_task)
         self._watch_task = None
-
-    async def _matching_topics(self) -> frozenset[str]:
-        assert self._pattern is not None
-        view = await self._client.metadata(None)
-        return frozenset(
-            name
-            for name, info in view.topics.items()
-            if not info.internal and info.error_code == 0 and self._pattern.fullmatch(name)
-        )
 
     # -- joining --------------------------------------------------------------------------
 
@@ -272,8 +262,12 @@ class GroupMembership:
         state = self._state
         revocation = state.prepare_join()
         if revocation.lost:
-            log.info("group %r: partitions lost: %s", self.group_id, _names(revocation.lost))
-            await self._call(self.on_lost, "on_lost", revocation.lost)
+            log.info(
+                "group %r: partitions lost: %s", self.group_id, partition_names(revocation.lost)
+            )
+            await call_rebalance_callback(
+                self.on_lost, "on_lost", revocation.lost, group_id=self.group_id
+            )
         if revocation.revoked:
             await self._revoke(revocation.revoked)
         reason = state.rejoin_reason or "rejoining"
@@ -304,147 +298,33 @@ class GroupMembership:
             self.group_id,
             self._state.generation.generation_id,
             self._state.generation.member_id,
-            _names(self._state.owned),
+            partition_names(self._state.owned),
         )
-        await self._call(self.on_assigned, "on_assigned", outcome.added)
+        await call_rebalance_callback(
+            self.on_assigned, "on_assigned", outcome.added, group_id=self.group_id
+        )
 
     async def _join(self, reason: str) -> JoinOutcome:
-        """The join task: attempts until one completes, a fatal error, or the retry
-        budget (the rebalance timeout) runs out."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._rebalance_timeout
-        attempt = quick = 0
-        while True:
-            try:
-                return await self._join_once(reason)
-            except JoinRetry as again:
-                error = again.error
-                if again.now and quick < _MAX_QUICK_REJOINS:
-                    quick += 1
-                    continue
-            except RemoteProtocolError as exc:
-                # A garbled answer (librdkafka's mock cluster writes nulls where JoinGroup
-                # v5 forbids them when it injects errors): the next attempt may do better.
-                log.warning("group %r: join answer unreadable: %s", self.group_id, exc)
-                error = exc
-            except PykafError as exc:
-                if isinstance(exc, ClientClosedError) or not getattr(exc, "retriable", False):
-                    raise
-                error = exc
-            quick = 0
-            attempt += 1
-            delay = self._backoff.delay(attempt, self._rand())
-            self._health.failed(
-                "join",
-                f"group {self.group_id!r}: joining failed: {error}",
-                hint="retrying; check that the group coordinator is reachable and healthy",
-            )
-            if loop.time() + delay >= deadline:
-                raise error
-            await asyncio.sleep(delay)
-
-    async def _join_once(self, reason: str) -> JoinOutcome:
-        outcome = await join_once(self._client, self._state, self._spec, reason)
-        self._versions = outcome.versions
+        """The join task: attempts until one completes (then the session starts), a fatal
+        error, or the retry budget (the rebalance timeout) runs out."""
+        outcome = await join_with_retries(
+            self._client,
+            self._state,
+            self._spec,
+            reason,
+            budget=self._rebalance_timeout,
+            backoff=self._backoff,
+            rand=self._rand,
+            health=self._health,
+        )
+        self._session.versions = outcome.versions
         self._leader = outcome.leader
-        self._snapshot = outcome.snapshot
+        self._topics.snapshot = outcome.snapshot
         self._heartbeat_task = asyncio.create_task(
-            self._heartbeats(self._state.generation), name=f"pykaf group {self.group_id} heartbeat"
+            self._session.heartbeats(self._state.generation),
+            name=f"pykaf group {self.group_id} heartbeat",
         )
         return outcome
-
-    # -- heartbeats, max_poll_interval and metadata -------------------------------------
-
-    async def _heartbeats(self, generation: Generation) -> None:
-        """Beat every ``heartbeat_interval`` while ``generation`` lasts; leave the group
-        when the application has not polled for ``max_poll_interval``."""
-        state = self._state
-        settings = self._settings
-        timeout = min(self._client.settings.request_timeout, settings.session_timeout)
-        next_beat = time.monotonic() + settings.heartbeat_interval
-        while state.stable and state.generation == generation:
-            now = time.monotonic()
-            if state.poll_expired(now):
-                await self._poll_timeout()
-                return
-            wait = min(next_beat, state.poll_deadline()) - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            versions = self._versions
-            assert versions is not None
-            request = build_request(
-                "Heartbeat",
-                versions.version("Heartbeat"),
-                group_id=self.group_id,
-                generation_id=generation.generation_id,
-                member_id=generation.member_id,
-                group_instance_id=settings.group_instance_id,
-            )
-            try:
-                answer = await self._client.request(
-                    request, to=self._coordinator, purpose="group", timeout=timeout
-                )
-            except ClientClosedError:
-                return
-            except PykafError as exc:
-                # Broken connection, no coordinator...: the client forgot the coordinator;
-                # try again soon (the session is what bounds this).
-                log.debug("group %r: heartbeat failed: %s", self.group_id, exc)
-                next_beat = time.monotonic() + self._backoff.delay(1, self._rand())
-                continue
-            code = int(answer.error_code)
-            next_beat = time.monotonic() + settings.heartbeat_interval
-            if code == 0:
-                continue
-            action = state.heartbeat_error(code, generation)
-            if code in _COORDINATOR_RETRY:
-                next_beat = time.monotonic() + self._backoff.delay(1, self._rand())
-            if action in (ErrorAction.REJOIN, ErrorAction.FATAL):
-                log.info(
-                    "group %r: heartbeat answered %s", self.group_id, error_for_code(code).name
-                )
-                return
-            if action is ErrorAction.FAIL:
-                log.warning("group %r: heartbeat: %s", self.group_id, error_for_code(code))
-
-    async def _poll_timeout(self) -> None:
-        log.warning(
-            "group %r: no poll for max_poll_interval (%gs): leaving the group; the next poll"
-            " rejoins (process records faster, poll fewer at a time, or raise"
-            " max_poll_interval)",
-            self.group_id,
-            self._settings.max_poll_interval,
-        )
-        await self._send_leave("consumer poll timeout has expired")
-        self._state.reset_generation("max_poll_interval expired")
-
-    async def _watch_metadata(self) -> None:
-        """Every ``metadata_max_age``: topics newly matching the pattern, and partitions
-        added to the group's topics (the leader's job), ask for a rebalance."""
-        period = self._client.settings.metadata_max_age
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self._check_metadata()
-            except PykafError as exc:
-                if isinstance(exc, ClientClosedError):
-                    return
-                log.debug("group %r: metadata check failed: %s", self.group_id, exc)
-
-    async def _check_metadata(self) -> None:
-        state = self._state
-        if self._pattern is not None:
-            matched = await self._matching_topics()
-            if state.subscribed and matched != state.subscription:
-                log.info("group %r: the pattern now matches %s", self.group_id, sorted(matched))
-                state.subscribe(matched)
-        if self.is_leader and self._snapshot:
-            view = await self._client.metadata(sorted(self._snapshot))
-            counts = {n: len(i.partitions) for n, i in view.topics.items() if i.error_code == 0}
-            changed = sorted(t for t in self._snapshot if counts.get(t) != self._snapshot[t])
-            if changed:
-                state.request_rejoin(f"partitions changed in {', '.join(changed)}")
 
     # -- offsets --------------------------------------------------------------------------
 
@@ -507,40 +387,10 @@ class GroupMembership:
                 )
             else:
                 lost = state.lose_all()
-                await self._call(self.on_lost, "on_lost", lost)
-        await self._send_leave(reason)
+                await call_rebalance_callback(self.on_lost, "on_lost", lost, group_id=self.group_id)
+        await self._session.send_leave(reason)
         state.left()
         state.request_rejoin("left the group")
-
-    async def _send_leave(self, reason: str) -> None:
-        generation = self._state.generation
-        if not self._state.dynamic or not generation.member_id:
-            return
-        timeout = min(self._client.settings.request_timeout, self._client.settings.close_timeout)
-        try:
-            versions = self._versions or await coordinator_versions(
-                self._client, self.group_id, timeout
-            )
-            version = versions.version("LeaveGroup")
-            request = build_request(
-                "LeaveGroup",
-                version,
-                group_id=self.group_id,
-                member_id=generation.member_id,
-                members=[
-                    {"member_id": generation.member_id, "group_instance_id": None, "reason": reason}
-                ],
-            )
-            # Not on the "group" connection: a JoinGroup held there would delay it.
-            answer = await self._client.request(
-                request, to=self._coordinator, purpose="other", timeout=timeout
-            )
-        except PykafError as exc:
-            log.info("group %r: LeaveGroup not answered: %s", self.group_id, exc)
-            return
-        code = int(answer.error_code)
-        if code:
-            log.info("group %r: LeaveGroup: %s", self.group_id, error_for_code(code))
 
     @property
     def closed(self) -> bool:
@@ -577,7 +427,7 @@ class GroupMembership:
         timeout: float | None = None,
         commit: bool = True,
     ) -> None:
-        log.info("group %r: revoking %s", self.group_id, _names(partitions))
+        log.info("group %r: revoking %s", self.group_id, partition_names(partitions))
         if commit and self._auto_commit and self._current_positions is not None:
             positions = self._current_positions()
             offsets = {tp: positions[tp] for tp in partitions if tp in positions}
@@ -588,32 +438,15 @@ class GroupMembership:
                     log.warning(
                         "group %r: auto-commit before revoking failed: %s", self.group_id, exc
                     )
-        await self._call(self.on_revoked, "on_revoked", partitions)
-
-    async def _call(
-        self,
-        callback: RebalanceCallback | None,
-        what: str,
-        partitions: frozenset[TopicPartition],
-    ) -> None:
-        if callback is None:
-            return
-        try:
-            result = callback(partitions)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("group %r: the %s callback raised", self.group_id, what)
+        await call_rebalance_callback(
+            self.on_revoked, "on_revoked", partitions, group_id=self.group_id
+        )
 
 
 def _offset(value: OffsetAndMetadata | int) -> OffsetAndMetadata:
     if isinstance(value, OffsetAndMetadata):
         return value
     return OffsetAndMetadata(value)
-
-
-def _names(partitions: Collection[TopicPartition]) -> str:
-    return ", ".join(str(tp) for tp in sorted(partitions)) or "nothing"
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:

@@ -1,18 +1,22 @@
-"""One attempt to join a classic consumer group: JoinGroup, the leader's assignment,
-SyncGroup. The state it reads and changes is ``_consumer.group._membership.Membership``; retrying,
-callbacks and heartbeats are ``_consumer.group._driver``'s.
+"""Joining a classic consumer group: one attempt (JoinGroup, the leader's assignment,
+SyncGroup), and the retries around it within the rebalance timeout. The state it reads and
+changes is ``_consumer.group._membership.Membership``; when to join, the callbacks and the
+task that runs this are ``_consumer.group._driver``'s, heartbeats ``_session``'s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pykaf._client._async_client import AsyncClient
+from pykaf._client._backoff import Backoff
 from pykaf._client._targets import Coordinator
 from pykaf._client._versions import BrokerApiVersions
+from pykaf._consumer._health import Health
 from pykaf._consumer._records import TopicPartition
 from pykaf._consumer.group._assignors import Assignor, MemberSubscription, assignor_for
 from pykaf._consumer.group._commit import coordinator_versions
@@ -28,16 +32,18 @@ from pykaf._consumer.group._protocol import (
     encode_subscription,
 )
 from pykaf._error_codes import error_for_code
-from pykaf._errors import RemoteProtocolError
+from pykaf._errors import ClientClosedError, PykafError, RemoteProtocolError
 from pykaf.protocol._messages import build_request
 
-__all__ = ["JoinOutcome", "JoinRetry", "JoinSpec", "join_once"]
+__all__ = ["JoinOutcome", "JoinRetry", "JoinSpec", "join_once", "join_with_retries"]
 
 log = logging.getLogger("pykaf.consumer")
 
 # Java's JOIN_GROUP_TIMEOUT_LAPSE: the coordinator may answer a join a little after the
 # rebalance timeout; the request must not give up before.
 _JOIN_LAPSE: Final = 5.0
+# Joins retried at once (MEMBER_ID_REQUIRED, a reset member id) before backing off.
+_MAX_QUICK_REJOINS: Final = 3
 
 
 class JoinRetry(Exception):
@@ -153,6 +159,52 @@ async def join_once(
     return JoinOutcome(
         added=added, revoked=revoked, leader=leader, versions=versions, snapshot=snapshot
     )
+
+
+async def join_with_retries(
+    client: AsyncClient,
+    state: Membership,
+    spec: JoinSpec,
+    reason: str,
+    *,
+    budget: float,
+    backoff: Backoff,
+    rand: Callable[[], float],
+    health: Health,
+) -> JoinOutcome:
+    """Attempts until one completes, a fatal error, or the retry ``budget`` (seconds: the
+    rebalance timeout) runs out; a failing episode is reported once through ``health``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    attempt = quick = 0
+    while True:
+        try:
+            return await join_once(client, state, spec, reason)
+        except JoinRetry as again:
+            error = again.error
+            if again.now and quick < _MAX_QUICK_REJOINS:
+                quick += 1
+                continue
+        except RemoteProtocolError as exc:
+            # A garbled answer (librdkafka's mock cluster writes nulls where JoinGroup
+            # v5 forbids them when it injects errors): the next attempt may do better.
+            log.warning("group %r: join answer unreadable: %s", spec.group_id, exc)
+            error = exc
+        except PykafError as exc:
+            if isinstance(exc, ClientClosedError) or not getattr(exc, "retriable", False):
+                raise
+            error = exc
+        quick = 0
+        attempt += 1
+        delay = backoff.delay(attempt, rand())
+        health.failed(
+            "join",
+            f"group {spec.group_id!r}: joining failed: {error}",
+            hint="retrying; check that the group coordinator is reachable and healthy",
+        )
+        if loop.time() + delay >= deadline:
+            raise error
+        await asyncio.sleep(delay)
 
 
 def _raise_for(
