@@ -1,8 +1,9 @@
 """Fetch cursors: where each assigned partition stands, and the fetched bytes waiting.
 
-Pure state (no I/O, no clock: ``now`` is passed in), shared by the event loop's fetcher and
-the application's thread (the blocking consumer drains in the caller's thread, so a poll
-costs no thread hop): every method takes ``lock``, briefly.
+State with no I/O and no clock (``now`` is passed in), shared by the event loop's fetcher
+and the application's thread (the blocking consumer drains in the caller's thread, so a
+poll costs no thread hop): every method takes ``lock``, briefly. That lock is why this
+module is not in the purity contract; its cursors (``_partition_state``) are.
 
 Each partition's cursor is a ``_partition_state.PartitionState`` (what its fields mean
 is said there); this module owns the set of them and the answers buffered for them, and
