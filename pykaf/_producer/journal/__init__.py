@@ -1,0 +1,11 @@
+"""Custody on disk (issue 12): the producer's write-ahead journal.
+
+``_format`` is the entry format (pure), ``_pending`` which records still await a report,
+``_lock`` the one-writer lock, ``_segments`` the files: recovery, appends, syncs, reclaim.
+The producer does not use it yet; this package is the storage layer it will build on.
+"""
+
+from pykaf._producer.journal._format import Done, Identity, JournalRecord
+from pykaf._producer.journal._segments import JournalStore, Recovery, TornTail
+
+__all__ = ["Done", "Identity", "JournalRecord", "JournalStore", "Recovery", "TornTail"]
