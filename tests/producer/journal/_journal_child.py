@@ -3,8 +3,9 @@
 ``hold DIR``: open the store, print ``locked``, wait for stdin to close.
 ``append DIR SEED COUNT``: open the store, then per step append one to three records (one
 partition of three, chosen by the seed) and now and then a DONE of the oldest pending
-records of a partition, sync, and only then print what became durable: ``R serial`` or
-``D partition first last``. The parent SIGKILLs it at a random moment; a printed line is
+records of a partition, sync, and only then print what became durable: ``R serial partition`` or
+``D partition first last`` (``T ...`` first: a DONE about to be appended, which a
+kill may leave on disk unacknowledged). The parent SIGKILLs it at a random moment; a printed line is
 the "acknowledged to the caller" the recovery must keep.
 """
 
@@ -50,11 +51,13 @@ def append(directory: str, seed: int, count: int) -> None:
             upto = pending[other][: rng.randint(1, len(pending[other]))]
             done = Done("t", other, upto[0], upto[-1])
             entries.append(done)
+            # Said before the append: a kill after it may leave this DONE on disk.
+            print(f"T {other} {upto[0]} {upto[-1]}", flush=True)
         store.append(entries)
         store.sync()
         if rng.random() < 0.1:
             store.reclaim()
-        lines = [f"R {r.serial}" for r in batch]
+        lines = [f"R {r.serial} {r.partition}" for r in batch]
         pending[partition].extend(r.serial for r in batch)
         if done is not None:
             lines.append(f"D {done.partition} {done.first_serial} {done.last_serial}")

@@ -190,7 +190,8 @@ def test_full_raises_and_names_the_setting_and_writes_nothing(tmp_path: Path) ->
     store = JournalStore(tmp_path, max_bytes=16 * 1024, segment_bytes=SEGMENT)
     store.open()
     serial = 0
-    while store.used_bytes + 700 < 16 * 1024:
+    entry_bytes = len(encode(_record(0, size=500)))
+    while store.used_bytes + entry_bytes <= 16 * 1024:
         store.append([_record(serial, size=500)])
         serial += 1
     with pytest.raises(JournalFullError) as caught:
