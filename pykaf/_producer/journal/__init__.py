@@ -1,11 +1,13 @@
 """Custody on disk (issue 12): the producer's write-ahead journal.
 
 ``_format`` is the entry format (pure), ``_pending`` which records still await a report,
-``_lock`` the one-writer lock, ``_segments`` the files: recovery, appends, syncs, reclaim.
+``_lock`` the one-writer lock, ``_recovery`` reading a directory back, ``_segments``
+the store: appends, syncs, reclaim.
 The producer does not use it yet; this package is the storage layer it will build on.
 """
 
 from pykaf._producer.journal._format import Done, Identity, JournalRecord
-from pykaf._producer.journal._segments import JournalStore, Recovery, TornTail
+from pykaf._producer.journal._recovery import Recovery, TornTail
+from pykaf._producer.journal._segments import JournalStore
 
 __all__ = ["Done", "Identity", "JournalRecord", "JournalStore", "Recovery", "TornTail"]

@@ -37,20 +37,17 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from pykaf._client._episodes import Episodes
 from pykaf._errors import (
-    JournalCorruptError,
     JournalDiskError,
     JournalFailedError,
     JournalFullError,
     JournalSyncError,
 )
 from pykaf._producer.journal._format import (
-    IDENTITY,
     RECORD,
     Done,
     Entry,
@@ -64,52 +61,21 @@ from pykaf._producer.journal._format import (
 )
 from pykaf._producer.journal._lock import DirectoryLock
 from pykaf._producer.journal._pending import PendingIndex
+from pykaf._producer.journal._recovery import (
+    Recovery,
+    Segment,
+    cut_torn_tail,
+    read_segment,
+    recover_segments,
+    segment_name,
+)
 
-__all__ = ["SUFFIX", "JournalStore", "Recovery", "TornTail", "segment_name"]
+__all__ = ["JournalStore"]
 
 log = logging.getLogger("pykaf.producer.journal")
 
-SUFFIX: Final = ".journal"
 _IOV_MAX: Final = 1024  # entries per writev; more are joined first
 _RECOVERABLE_WRITE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
-
-
-def segment_name(first_serial: int) -> str:
-    return f"{first_serial:020d}{SUFFIX}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TornTail:
-    """What recovery cut from the newest segment: an append that never finished."""
-
-    path: Path
-    position: int
-    dropped_bytes: int
-    dropped_entries: int  # entry headers seen in the cut bytes (best effort, at least 1)
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Recovery:
-    """What ``open`` found. The pending records themselves are read lazily, segment by
-    segment, with ``JournalStore.iter_pending`` (a journal may be larger than memory)."""
-
-    next_serial: int
-    pending_records: int
-    pending_by_partition: dict[tuple[str, int], int]
-    identities: dict[tuple[str, int], Identity]  # the latest per partition
-    segments: int
-    torn_tail: TornTail | None
-
-
-class _Segment:
-    # Mutable bookkeeping (grows with every append): a plain slotted class.
-    __slots__ = ("name", "path", "size")
-
-    def __init__(self, path: Path, name: int, size: int) -> None:
-        self.path = path
-        self.name = name
-        self.size = size
 
 
 class JournalStore:
@@ -131,7 +97,7 @@ class JournalStore:
         # Room above max_bytes for IDENTITY and DONE entries (see the module doc).
         self.headroom = max(64 * 1024, max_bytes // 64)
         self._lock: DirectoryLock | None = None
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._fd: int | None = None
         self._index = PendingIndex()
         self._identities: dict[tuple[str, int], Identity] = {}
@@ -187,95 +153,29 @@ class JournalStore:
             self.close()
             raise
 
-    def _segment_files(self) -> list[tuple[Path, int]]:
-        found: list[tuple[Path, int]] = []
-        for path in self.directory.glob(f"*{SUFFIX}"):
-            if path.stem.isdigit() and len(path.stem) == 20:
-                found.append((path, int(path.stem)))
-            else:
-                log.warning("ignoring a stray file in the journal: %s", path)
-        return sorted(found, key=lambda item: item[1])
-
-    def _read(self, path: Path, size: int | None = None) -> bytes:
-        try:
-            with path.open("rb") as handle:
-                return handle.read() if size is None else handle.read(size)
-        except OSError as exc:
-            raise self._disk_error(exc, "read", path, usable=True) from exc
-
     def _recover(self) -> Recovery:
-        files = self._segment_files()
-        torn: TornTail | None = None
-        next_serial = 0
-        for index, (path, name) in enumerate(files):
-            newest = index == len(files) - 1
-            limit = None if newest else files[index + 1][1]
-            data = self._read(path)
-            found = walk(data, path=str(path), newest=newest)
-            self._index.add_segment(name)
-            for frame in found.frames:
-                if frame.kind == RECORD:
-                    serial, topic, partition = peek_record(data, frame, path=str(path))
-                    if serial < max(next_serial, name) or (limit is not None and serial >= limit):
-                        raise JournalCorruptError(
-                            path, frame.position, f"record serial {serial} out of order"
-                        )
-                    self._index.add(serial, topic, partition)
-                    next_serial = serial + 1
-                    continue
-                entry = decode_frame(data, frame, path=str(path))
-                if frame.kind == IDENTITY:
-                    assert isinstance(entry, Identity)
-                    self._identities[entry.topic, entry.partition] = entry
-                else:
-                    assert isinstance(entry, Done)
-                    self._index.done(*entry)
-            if found.torn_tail_bytes:
-                torn = TornTail(
-                    path=path,
-                    position=found.valid_bytes,
-                    dropped_bytes=found.torn_tail_bytes,
-                    dropped_entries=found.torn_entries,
-                    reason=found.reason,
-                )
-            self._segments.append(_Segment(path, name, found.valid_bytes))
-            next_serial = max(next_serial, name)
-        if torn is not None:
-            self._cut(torn)  # only now: a refusal above leaves every file as it was
+        try:
+            segments, next_serial, torn = recover_segments(
+                self.directory, self._index, self._identities
+            )
+            if torn is not None:
+                cut_torn_tail(torn)  # only now: a refusal above leaves every file as it was
+        except OSError as exc:
+            where = Path(exc.filename) if exc.filename else self.directory
+            raise self._disk_error(exc, "recovery", where, usable=True) from exc
+        self._segments = segments
         self._next_serial = self._synced_serial = next_serial
-        self._used = sum(segment.size for segment in self._segments)
-        if self._segments:
-            newest_segment = self._segments[-1]
-            self._fd = self._open_segment(newest_segment.path)
-            self._synced_size = newest_segment.size
+        self._used = sum(segment.size for segment in segments)
+        if segments:
+            self._fd = self._open_segment(segments[-1].path)
+            self._synced_size = segments[-1].size
         return Recovery(
             next_serial=next_serial,
             pending_records=self._index.pending,
             pending_by_partition=self._index.by_partition(),
             identities=dict(self._identities),
-            segments=len(self._segments),
+            segments=len(segments),
             torn_tail=torn,
-        )
-
-    def _cut(self, torn: TornTail) -> None:
-        try:
-            fd = os.open(torn.path, os.O_WRONLY)
-            try:
-                os.ftruncate(fd, torn.position)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise self._disk_error(exc, "truncate", torn.path, usable=False) from exc
-        log.warning(
-            "%s: cut a torn tail of %d bytes (%d entr%s) at byte %d (%s): an append that"
-            " never finished, so never synced",
-            torn.path,
-            torn.dropped_bytes,
-            torn.dropped_entries,
-            "y" if torn.dropped_entries == 1 else "ies",
-            torn.position,
-            torn.reason,
         )
 
     def _open_segment(self, path: Path) -> int:
@@ -341,7 +241,7 @@ class JournalStore:
         # A segment holding no record shares its name with the next one: keep it.
         return bool(self._segments) and self._segments[-1].name < self._next_serial
 
-    def _active(self, size: int) -> _Segment:
+    def _active(self, size: int) -> Segment:
         if not self._segments:
             return self._roll()
         segment = self._segments[-1]
@@ -349,7 +249,7 @@ class JournalStore:
             return self._roll()
         return segment
 
-    def _roll(self) -> _Segment:
+    def _roll(self) -> Segment:
         path = self.directory / segment_name(self._next_serial)
         if self._fd is not None:
             # Sync the finished segment: only the newest may ever end in a torn tail.
@@ -358,14 +258,14 @@ class JournalStore:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd
-        segment = _Segment(path, self._next_serial, 0)
+        segment = Segment(path, self._next_serial, 0)
         self._segments.append(segment)
         self._index.add_segment(segment.name)
         self._synced_size = 0
         self._directory_unsynced = True
         return segment
 
-    def _write(self, segment: _Segment, chunks: list[bytes], size: int) -> None:
+    def _write(self, segment: Segment, chunks: list[bytes], size: int) -> None:
         assert self._fd is not None
         try:
             if len(chunks) <= _IOV_MAX:
@@ -382,7 +282,7 @@ class JournalStore:
         if self._disk.ended("disk") is not None:
             log.warning("journal %s: writing again", self.directory)
 
-    def _undo_write(self, segment: _Segment, exc: OSError) -> None:
+    def _undo_write(self, segment: Segment, exc: OSError) -> None:
         assert self._fd is not None
         try:
             os.ftruncate(self._fd, segment.size)
@@ -465,7 +365,10 @@ class JournalStore:
         """The records not done yet, in serial order (so in order per partition), read
         one segment at a time from disk."""
         for segment in list(self._segments):
-            data = self._read(segment.path, segment.size)
+            try:
+                data = read_segment(segment.path, segment.size)
+            except OSError as exc:
+                raise self._disk_error(exc, "read", segment.path, usable=True) from exc
             path = str(segment.path)
             for frame in walk(data, path=path, newest=False).frames:
                 if frame.kind != RECORD:

@@ -101,14 +101,6 @@ def _remount_read_only(target: Path) -> bool:
     return done.returncode == 0
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[JournalStore]:
-    journal = JournalStore(tmp_path / "j", max_bytes=1 << 20, segment_bytes=SEGMENT)
-    journal.open()
-    yield journal
-    journal.close()
-
-
 def _failing(code: int) -> object:
     def fail(*args: object) -> int:
         raise OSError(code, os.strerror(code))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ SEGMENT = 4096
 
 def _record(serial: int, partition: int = 0, size: int = 100) -> JournalRecord:
     return JournalRecord(serial, "t", partition, serial, b"k", bytes([serial % 251]) * size, [])
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[JournalStore]:
-    journal = JournalStore(tmp_path / "j", max_bytes=1 << 20, segment_bytes=SEGMENT)
-    journal.open()
-    yield journal
-    journal.close()
 
 
 def _reopen(store: JournalStore) -> JournalStore:
