@@ -1,6 +1,12 @@
 """The journal on disk: segment files, recovery, appends, group-commit syncs, reclaim.
 
-Blocking file I/O, no event loop: the producer runs it where blocking is allowed.
+Blocking file I/O, no event loop: the producer runs it where blocking is allowed. Its
+methods may be called from several threads (one lock guards the state), and ``sync`` runs
+its fsync outside that lock: a group-commit thread can sync while appends go on, and
+concurrent ``sync`` callers share one fsync (the later ones find nothing new). Fsyncs
+never overlap (a roll or a reclaim waits for the one in flight), so a failure cannot be
+consumed by one fsync while another reports success for the same file. Threads that
+append RECORDs must agree on serials (take them under one lock of their own).
 
 A journal directory holds ``LOCK`` (see ``_lock``) and ``<first serial, 20 digits>.journal``
 segments of entries (``_format``). A segment is named after the next serial when it was
@@ -11,16 +17,18 @@ Durability rules, and why:
 - ``append`` hands the bytes to the kernel with one ``os.writev`` per call: a killed
   process loses nothing appended; only an OS crash loses what ``sync`` did not cover.
 - ``sync`` is ``fdatasync`` (plus the directory, when a segment was created since the last
-  one) and returns at once when nothing is new: the caller groups commits.
+  one) and returns at once when nothing is new: the caller groups commits. Records with a
+  serial below ``synced_serial`` are durable.
 - Rolling syncs the finished segment, so only the newest can end in a torn tail.
 - A failed write is undone (truncated back): no half entry is ever counted as written.
   ENOSPC and EDQUOT leave the store usable (the caller backs off and retries); any other
   write error, or a failed undo, stops the store.
 - A failed fsync stops the store for good (Postgres' "fsyncgate": after a failed fsync the
   kernel may have dropped the dirty pages, and a later fsync would succeed without them).
-  What was appended since the last good sync is cut from the file, so that a reopen reads
-  only what the disk holds, and ``JournalSyncError.first_unsynced_serial`` tells the caller
-  which records are not in custody. Close and open again to go on.
+  What was appended since the last good sync is cut from the files, so that a reopen
+  reads only what the disk holds (not what the page cache still shows), and
+  ``JournalSyncError.first_unsynced_serial`` tells the caller which records are not in
+  custody. Close and open again to go on.
 - ``reclaim`` deletes the oldest segments whose records are all done (never the newest),
   after syncing the DONE entries that justify it; a segment is never deleted out of order,
   because its IDENTITY and DONE entries may speak for records in older ones.
@@ -33,31 +41,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
-import time
+import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from pykaf._client._episodes import Episodes
-from pykaf._errors import (
-    JournalDiskError,
-    JournalFailedError,
-    JournalFullError,
-    JournalSyncError,
-)
+from pykaf._errors import JournalDiskError, JournalFullError
+from pykaf._producer.journal._disk import DiskHealth
 from pykaf._producer.journal._format import (
-    RECORD,
     Done,
     Entry,
     Identity,
     JournalRecord,
-    decode_frame,
     encode,
     encode_record,
-    peek_record,
-    walk,
 )
 from pykaf._producer.journal._lock import DirectoryLock
 from pykaf._producer.journal._pending import PendingIndex
@@ -65,21 +64,32 @@ from pykaf._producer.journal._recovery import (
     Recovery,
     Segment,
     cut_torn_tail,
-    read_segment,
+    read_pending,
     recover_segments,
     segment_name,
 )
 
 __all__ = ["JournalStore"]
 
-log = logging.getLogger("pykaf.producer.journal")
-
 _IOV_MAX: Final = 1024  # entries per writev; more are joined first
 _RECOVERABLE_WRITE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
 
 
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    """What one sync covers, taken under the lock; the fsync itself runs outside it."""
+
+    fd: int  # a dup of the newest segment's descriptor (a roll may close the original), or -1
+    segment: Segment
+    size: int
+    serial: int  # the next serial when taken: records below it are covered
+    synced_size: int  # the segment's last good sync, and the serial then (for a failure)
+    synced_serial: int
+    directory: int  # segments created when taken (-1: the directory needs no sync)
+
+
 class JournalStore:
-    """The segment files of one journal directory. Not thread-safe: one owner calls it."""
+    """The segment files of one journal directory (see the module doc)."""
 
     def __init__(
         self, directory: str | os.PathLike[str], *, max_bytes: int, segment_bytes: int
@@ -96,19 +106,26 @@ class JournalStore:
         self.segment_bytes = segment_bytes
         # Room above max_bytes for IDENTITY and DONE entries (see the module doc).
         self.headroom = max(64 * 1024, max_bytes // 64)
+        self._mutex = threading.Lock()  # guards everything below
+        self._sync_mutex = threading.Lock()  # one sync at a time; taken before _mutex
+        self._idle = threading.Condition(self._mutex)  # notified when an fsync settles
+        self._in_flight = False  # an fsync runs outside the lock
         self._lock: DirectoryLock | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        # Everything open() rebuilds: a store closed (or stopped) may be opened again.
         self._segments: list[Segment] = []
         self._fd: int | None = None
         self._index = PendingIndex()
         self._identities: dict[tuple[str, int], Identity] = {}
         self._next_serial = 0
         self._used = 0
-        self._unsynced = False  # bytes written since the last good sync
-        self._directory_unsynced = False  # a segment created since the last good sync
         self._synced_size = 0  # of the newest segment
-        self._synced_serial = 0  # next serial at the last good sync
-        self._failure: JournalDiskError | None = None
-        self._disk = Episodes[str]()
+        self._synced_serial = 0  # records below it are durable
+        self._created = 0  # segments created since open, and how many the directory sync saw
+        self._directory_synced = 0
+        self._health = DiskHealth(self.directory)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -116,6 +133,11 @@ class JournalStore:
     def next_serial(self) -> int:
         """The serial the next RECORD must have (at least)."""
         return self._next_serial
+
+    @property
+    def synced_serial(self) -> int:
+        """Records with a serial below this are on disk (their last sync succeeded)."""
+        return self._synced_serial
 
     @property
     def used_bytes(self) -> int:
@@ -128,10 +150,11 @@ class JournalStore:
     @property
     def failed(self) -> JournalDiskError | None:
         """The failure that stopped the store, or None while it works."""
-        return self._failure
+        return self._health.failure
 
     def identities(self) -> dict[tuple[str, int], Identity]:
-        return dict(self._identities)
+        with self._mutex:
+            return dict(self._identities)
 
     # -- open and recovery ---------------------------------------------------------------
 
@@ -140,18 +163,20 @@ class JournalStore:
 
         A torn tail of the newest segment is cut (logged at WARNING, returned); any other
         damage raises ``JournalCorruptError`` with every file left as it was."""
-        if self._lock is not None:
-            raise RuntimeError("this journal store is open already")
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise self._disk_error(exc, "mkdir", self.directory, usable=True) from exc
-        self._lock = DirectoryLock.acquire(self.directory)
-        try:
-            return self._recover()
-        except BaseException:
-            self.close()
-            raise
+        with self._mutex:
+            if self._lock is not None:
+                raise RuntimeError("this journal store is open already")
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._health.error(exc, "mkdir", self.directory, usable=True) from exc
+            self._lock = DirectoryLock.acquire(self.directory)
+            self._reset()
+            try:
+                return self._recover()
+            except BaseException:
+                self._close()
+                raise
 
     def _recover(self) -> Recovery:
         try:
@@ -162,7 +187,7 @@ class JournalStore:
                 cut_torn_tail(torn)  # only now: a refusal above leaves every file as it was
         except OSError as exc:
             where = Path(exc.filename) if exc.filename else self.directory
-            raise self._disk_error(exc, "recovery", where, usable=True) from exc
+            raise self._health.error(exc, "recovery", where, usable=True) from exc
         self._segments = segments
         self._next_serial = self._synced_serial = next_serial
         self._used = sum(segment.size for segment in segments)
@@ -182,7 +207,7 @@ class JournalStore:
         try:
             return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise self._disk_error(exc, "open", path, usable=True) from exc
+            raise self._health.error(exc, "open", path, usable=True) from exc
 
     # -- appends -------------------------------------------------------------------------
 
@@ -190,50 +215,52 @@ class JournalStore:
         """Write ``entries`` in order (one ``writev``, no sync) and return the newest
         segment's size after them. RECORD serials must increase from ``next_serial`` on
         (gaps are allowed); a bad serial raises ``ValueError`` before anything is written."""
-        self._check_usable()
         chunks: list[bytes] = []
-        serial = self._next_serial
-        has_records = False
-        for entry in entries:
+        first = -1  # the first RECORD serial
+        serial = -1
+        for entry in entries:  # encoded outside the lock
             if isinstance(entry, JournalRecord):
-                if entry.serial < serial:
-                    raise ValueError(
-                        f"record serial {entry.serial} is below the next serial {serial}:"
-                        " serials must increase"
-                    )
-                serial = entry.serial + 1
-                has_records = True
+                if entry.serial <= serial:
+                    raise ValueError(f"record serials must increase: {entry.serial} after {serial}")
+                serial = entry.serial
+                first = serial if first < 0 else first
                 chunks.append(encode_record(*entry))
             else:
                 chunks.append(encode(entry))
-        if not chunks:
-            return self._segments[-1].size if self._segments else 0
         size = sum(map(len, chunks))
-        self._make_room(size, has_records)
-        segment = self._active(size)
-        self._write(segment, chunks, size)
-        segment.size += size
-        self._used += size
-        self._unsynced = True
-        self._next_serial = serial
-        index = self._index
-        for entry in entries:
-            if isinstance(entry, JournalRecord):
-                index.add(entry.serial, entry.topic, entry.partition)
-            elif isinstance(entry, Done):
-                index.done(*entry)
-            else:
-                self._identities[entry.topic, entry.partition] = entry
-        return segment.size
+        with self._mutex:
+            self._check_usable()
+            if not chunks:
+                return self._segments[-1].size if self._segments else 0
+            self._make_room(size, first >= 0)
+            segment = self._active(size)  # after the waits either may have made
+            if 0 <= first < self._next_serial:
+                raise ValueError(
+                    f"record serial {first} is below the next serial {self._next_serial}:"
+                    " serials must increase"
+                )
+            self._write(segment, chunks, size)
+            segment.size += size
+            self._used += size
+            self._next_serial = max(self._next_serial, serial + 1)
+            index = self._index
+            for entry in entries:
+                if isinstance(entry, JournalRecord):
+                    index.add(entry.serial, entry.topic, entry.partition)
+                elif isinstance(entry, Done):
+                    index.done(*entry)
+                else:
+                    self._identities[entry.topic, entry.partition] = entry
+            return segment.size
 
     def _make_room(self, size: int, has_records: bool) -> None:
         limit = self.max_bytes if has_records else self.max_bytes + self.headroom
         if self._used + size <= limit:
             return
-        self.reclaim()
+        self._reclaim()
         if self._used + size > limit and self._index.pending == 0 and self._rollable():
             self._roll()  # the newest segment is all done: start another, free it
-            self.reclaim()
+            self._reclaim()
         if self._used + size > limit:
             raise JournalFullError(self.directory, self._used, self.max_bytes, size)
 
@@ -253,7 +280,7 @@ class JournalStore:
         path = self.directory / segment_name(self._next_serial)
         if self._fd is not None:
             # Sync the finished segment: only the newest may ever end in a torn tail.
-            self._sync_file()
+            self._sync_locked()
         fd = self._open_segment(path)
         if self._fd is not None:
             os.close(self._fd)
@@ -262,7 +289,7 @@ class JournalStore:
         self._segments.append(segment)
         self._index.add_segment(segment.name)
         self._synced_size = 0
-        self._directory_unsynced = True
+        self._created += 1
         return segment
 
     def _write(self, segment: Segment, chunks: list[bytes], size: int) -> None:
@@ -275,156 +302,180 @@ class JournalStore:
             if written < size:  # regular files write fully; finish anyway
                 rest = memoryview(b"".join(chunks))[written:]
                 while rest:
-                    done = os.write(self._fd, rest)
-                    rest = rest[done:]
+                    rest = rest[os.write(self._fd, rest) :]
         except OSError as exc:
             self._undo_write(segment, exc)
-        if self._disk.ended("disk") is not None:
-            log.warning("journal %s: writing again", self.directory)
+        self._health.ok()
 
     def _undo_write(self, segment: Segment, exc: OSError) -> None:
         assert self._fd is not None
         try:
             os.ftruncate(self._fd, segment.size)
         except OSError:
-            raise self._stop(exc, "write", segment.path) from exc
-        if exc.errno in _RECOVERABLE_WRITE:
-            raise self._disk_error(exc, "write", segment.path, usable=True) from exc
-        raise self._stop(exc, "write", segment.path) from exc
+            raise self._health.error(exc, "write", segment.path, usable=False) from exc
+        usable = exc.errno in _RECOVERABLE_WRITE
+        raise self._health.error(exc, "write", segment.path, usable=usable) from exc
 
     # -- sync ----------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Make everything appended so far durable; returns at once when nothing is new."""
-        self._check_usable()
-        if self._unsynced:
-            self._sync_file()
-        if self._directory_unsynced:
-            self._sync_directory()
-
-    def _sync_file(self) -> None:
-        assert self._fd is not None
-        segment = self._segments[-1]
-        try:
-            os.fdatasync(self._fd)
-        except OSError as exc:
-            first = self._synced_serial
-            with contextlib.suppress(OSError):  # see the module doc (fsyncgate)
-                os.ftruncate(self._fd, self._synced_size)
-            error = JournalSyncError(
-                f"journal fsync of {segment.path} failed: {exc.strerror} (errno {exc.errno});"
-                f" records from serial {first} on may not be on disk. The journal store has"
-                " stopped: close it and open it again",
-                errno=exc.errno,
-                path=segment.path,
-                first_unsynced_serial=first,
-            )
-            error.__cause__ = exc
-            raise self._stop_with(error) from exc
-        self._unsynced = False
-        self._synced_size = segment.size
-        self._synced_serial = self._next_serial
-
-    def _sync_directory(self) -> None:
-        try:
-            fd = os.open(self.directory, os.O_RDONLY)
+        """Make everything appended so far durable; returns at once when nothing is new.
+        The fsync runs outside the store's lock: appends from other threads go on."""
+        with self._sync_mutex:
+            with self._mutex:
+                ticket = self._ticket()
+                if ticket is None:
+                    return
+                self._in_flight = True
+            failure: tuple[OSError, Path] | None = None
+            completed = False
             try:
-                os.fsync(fd)
+                failure = self._fsync(ticket)
+                completed = True
             finally:
-                os.close(fd)
+                if ticket.fd >= 0:
+                    os.close(ticket.fd)
+                with self._mutex:
+                    # Settled before anyone waiting may sync: a failure must stop the
+                    # store before another fsync could report the same pages clean.
+                    try:
+                        if completed:
+                            self._settle(ticket, failure)
+                    finally:
+                        self._in_flight = False
+                        self._idle.notify_all()
+
+    def _wait_idle(self) -> None:
+        # With the lock held: let an fsync in flight settle first (the wait releases it).
+        while self._in_flight:
+            self._idle.wait()
+
+    def _sync_locked(self) -> None:
+        # The same sync, with the lock held throughout (a roll, a reclaim).
+        self._wait_idle()
+        ticket = self._ticket()
+        if ticket is not None:
+            try:
+                self._settle(ticket, self._fsync(ticket))
+            finally:
+                if ticket.fd >= 0:
+                    os.close(ticket.fd)
+
+    def _ticket(self) -> _Ticket | None:
+        self._check_usable()
+        if not self._segments:
+            return None
+        segment = self._segments[-1]
+        file_needed = segment.size > self._synced_size
+        directory = self._created if self._created > self._directory_synced else -1
+        if not file_needed and directory < 0:
+            return None
+        assert self._fd is not None
+        return _Ticket(
+            fd=os.dup(self._fd) if file_needed else -1,
+            segment=segment,
+            size=segment.size,
+            serial=self._next_serial,
+            synced_size=self._synced_size,
+            synced_serial=self._synced_serial,
+            directory=directory,
+        )
+
+    def _fsync(self, ticket: _Ticket) -> tuple[OSError, Path] | None:
+        try:
+            if ticket.fd >= 0:
+                os.fdatasync(ticket.fd)
         except OSError as exc:
-            raise self._stop(exc, "fsync", self.directory) from exc
-        self._directory_unsynced = False
+            return exc, ticket.segment.path
+        if ticket.directory >= 0:
+            try:
+                fd = os.open(self.directory, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                return exc, self.directory
+        return None
+
+    def _settle(self, ticket: _Ticket, failure: tuple[OSError, Path] | None) -> None:
+        if failure is not None:
+            self._sync_failed(ticket, *failure)
+        self._synced_serial = max(self._synced_serial, ticket.serial)
+        if ticket.segment is self._segments[-1]:
+            self._synced_size = max(self._synced_size, ticket.size)
+        self._directory_synced = max(self._directory_synced, ticket.directory)
+
+    def _sync_failed(self, ticket: _Ticket, exc: OSError, path: Path) -> None:
+        # fsyncgate: what this sync covered may be lost while the page cache still shows
+        # it, and a later fsync would not say so. Cut it, and everything after it, so that
+        # a reopen reads only what an earlier sync made durable; then stop.
+        if self._health.failure is None:
+            with contextlib.suppress(OSError):
+                os.truncate(ticket.segment.path, ticket.synced_size)
+                later = self._segments[self._segments.index(ticket.segment) + 1 :]
+                for segment in later:
+                    os.truncate(segment.path, 0)
+        raise self._health.sync_error(exc, path, ticket.synced_serial) from exc
 
     # -- reclaim -------------------------------------------------------------------------
 
     def reclaim(self) -> int:
         """Delete the oldest segments whose records are all done (never the newest);
         returns how many. Syncs first: the DONE entries must outlive the deletion."""
-        self._check_usable()
-        self.sync()
+        with self._mutex:
+            return self._reclaim()
+
+    def _reclaim(self) -> int:
+        self._sync_locked()
         removed = 0
         while len(self._segments) > 1 and self._index.pending_in(self._segments[0].name) == 0:
             segment = self._segments[0]
             try:
                 segment.path.unlink(missing_ok=True)
             except OSError as exc:
-                raise self._disk_error(exc, "unlink", segment.path, usable=True) from exc
+                raise self._health.error(exc, "unlink", segment.path, usable=True) from exc
             self._segments.pop(0)
             self._index.drop_segment(segment.name)
             self._used -= segment.size
             removed += 1
         if removed:
-            self._directory_unsynced = True
-            self._sync_directory()
+            self._created += 1  # the directory changed: the next sync covers it
+            self._sync_locked()
         return removed
 
     # -- reading back --------------------------------------------------------------------
 
     def iter_pending(self) -> Iterator[JournalRecord]:
         """The records not done yet, in serial order (so in order per partition), read
-        one segment at a time from disk."""
-        for segment in list(self._segments):
-            try:
-                data = read_segment(segment.path, segment.size)
-            except OSError as exc:
-                raise self._disk_error(exc, "read", segment.path, usable=True) from exc
-            path = str(segment.path)
-            for frame in walk(data, path=path, newest=False).frames:
-                if frame.kind != RECORD:
-                    continue
-                serial, topic, partition = peek_record(data, frame, path=path)
-                if self._index.is_pending(serial, topic, partition):
-                    record = decode_frame(data, frame, path=path)
-                    assert isinstance(record, JournalRecord)
-                    yield record
+        one segment at a time from disk. Not to be mixed with ``reclaim`` in another
+        thread (a segment could go while it is read)."""
+        with self._mutex:
+            segments = [(segment.path, segment.size) for segment in self._segments]
+        try:
+            yield from read_pending(segments, self._is_pending)
+        except OSError as exc:
+            where = Path(exc.filename) if exc.filename else self.directory
+            raise self._health.error(exc, "read", where, usable=True) from exc
 
-    # -- failures and close --------------------------------------------------------------
+    def _is_pending(self, serial: int, topic: str, partition: int) -> bool:
+        with self._mutex:
+            return self._index.is_pending(serial, topic, partition)
+
+    # -- close ---------------------------------------------------------------------------
 
     def _check_usable(self) -> None:
         if self._lock is None:
             raise RuntimeError("the journal store is not open")
-        if self._failure is not None:
-            error = JournalFailedError(
-                f"the journal store stopped after an earlier failure ({self._failure});"
-                " close it and open it again",
-                errno=self._failure.errno,
-                path=self._failure.path,
-                operation=self._failure.operation,
-            )
-            raise error from self._failure
-
-    def _disk_error(
-        self, exc: OSError, operation: str, path: Path, *, usable: bool
-    ) -> JournalDiskError:
-        if self._disk.failures("disk") == 0:
-            log.warning("journal %s: %s of %s failed: %s", self.directory, operation, path, exc)
-        self._disk.failed("disk", time.monotonic())
-        what = (
-            "nothing of this call was kept and the journal is still usable: retry later"
-            if usable
-            else "the journal store has stopped: close it and open it again"
-        )
-        error = JournalDiskError(
-            f"journal {operation} of {path} failed: {exc.strerror} (errno {exc.errno}); {what}",
-            errno=exc.errno,
-            path=path,
-            operation=operation,
-        )
-        error.__cause__ = exc
-        return error
-
-    def _stop(self, exc: OSError, operation: str, path: Path) -> JournalDiskError:
-        return self._stop_with(self._disk_error(exc, operation, path, usable=False))
-
-    def _stop_with(self, error: JournalDiskError) -> JournalDiskError:
-        if self._failure is None:
-            log.warning("journal %s stopped: %s", self.directory, error)
-            self._failure = error
-        return error
+        self._health.check()
 
     def close(self) -> None:
         """Close the files and release the lock. Does not sync: call ``sync`` first."""
+        with self._mutex:
+            self._close()
+
+    def _close(self) -> None:
+        self._wait_idle()
         if self._fd is not None:
             with contextlib.suppress(OSError):  # the descriptor is gone either way
                 os.close(self._fd)
