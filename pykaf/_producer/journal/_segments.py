@@ -232,8 +232,11 @@ class JournalStore:
             self._check_usable()
             if not chunks:
                 return self._segments[-1].size if self._segments else 0
+            self._active(size)
             self._make_room(size, first >= 0)
-            segment = self._active(size)  # after the waits either may have made
+            # Both may have waited for an fsync in flight (releasing the lock): look again.
+            self._check_usable()
+            segment = self._segments[-1]
             if 0 <= first < self._next_serial:
                 raise ValueError(
                     f"record serial {first} is below the next serial {self._next_serial}:"
@@ -269,12 +272,19 @@ class JournalStore:
         return bool(self._segments) and self._segments[-1].name < self._next_serial
 
     def _active(self, size: int) -> Segment:
-        if not self._segments:
-            return self._roll()
+        if self._segments and not self._must_roll(size):
+            return self._segments[-1]
+        # A roll syncs: let an fsync in flight settle first (the wait releases the lock,
+        # so another append may roll meanwhile), then decide again; nothing after the wait
+        # releases the lock, so two rolls can never pick the same name.
+        self._wait_idle()
+        if self._segments and not self._must_roll(size):
+            return self._segments[-1]
+        return self._roll()
+
+    def _must_roll(self, size: int) -> bool:
         segment = self._segments[-1]
-        if segment.size and segment.size + size > self.segment_bytes and self._rollable():
-            return self._roll()
-        return segment
+        return bool(segment.size) and segment.size + size > self.segment_bytes and self._rollable()
 
     def _roll(self) -> Segment:
         path = self.directory / segment_name(self._next_serial)

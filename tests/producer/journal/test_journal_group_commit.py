@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pykaf._errors import JournalDiskError, JournalFailedError, JournalSyncError
-from pykaf._producer.journal import JournalRecord, JournalStore
+from pykaf._producer.journal import Done, JournalRecord, JournalStore
 
 SEGMENT = 8192
 
@@ -158,3 +158,75 @@ def _try(call: object, errors: list[BaseException]) -> None:
         call()  # type: ignore[operator]
     except BaseException as exc:
         errors.append(exc)
+
+
+def test_records_dones_syncs_and_reclaims_from_three_threads(tmp_path: Path) -> None:
+    # The producer's shape: callers append records, the I/O side appends DONE entries as
+    # answers come, a group-commit thread syncs and reclaims. Small segments: many rolls.
+    store = JournalStore(tmp_path, max_bytes=64 << 20, segment_bytes=SEGMENT)
+    store.open()
+    acknowledged: list[int] = []
+    ready = threading.Condition()
+    finished = threading.Event()
+    errors: list[BaseException] = []
+
+    def answer() -> None:
+        done = 0
+        try:
+            for _ in range(100_000):  # bounded
+                with ready:
+                    ready.wait_for(
+                        lambda seen=done: len(acknowledged) > seen or finished.is_set(), 5
+                    )
+                    upto = len(acknowledged)
+                if upto == done and finished.is_set():
+                    return
+                for serial in acknowledged[done:upto]:
+                    if serial % 7 or serial < 1900:  # some late ones never get an answer
+                        store.append([_done(serial)])
+                done = upto
+        except BaseException as exc:
+            errors.append(exc)
+
+    def commit() -> None:
+        try:
+            for turn in range(100_000):  # bounded
+                if finished.wait(0.001):
+                    return
+                store.sync()
+                if turn % 10 == 0:
+                    store.reclaim()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=answer), threading.Thread(target=commit)]
+    for thread in threads:
+        thread.start()
+    try:
+        for serial in range(2000):
+            store.append([_record(serial)])
+            with ready:
+                acknowledged.append(serial)
+                ready.notify()
+    finally:
+        finished.set()
+        with ready:
+            ready.notify()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []
+    store.reclaim()
+    store.close()
+    # Only whole prefixes are reclaimed: the oldest segment left holds a pending record.
+    oldest = min(int(p.stem) for p in tmp_path.glob("*.journal"))
+    assert 1850 < oldest <= 1904
+    again = JournalStore(tmp_path, max_bytes=64 << 20, segment_bytes=SEGMENT)
+    again.open()
+    try:
+        assert [r.serial for r in again.iter_pending()] == list(range(1904, 2000, 7))
+    finally:
+        again.close()
+
+
+def _done(serial: int) -> Done:
+    return Done("t", serial % 4, serial, serial)
