@@ -14,6 +14,7 @@ from pykaf._errors import JournalCorruptError
 from pykaf._producer.journal._format import (
     PREFIX_BYTES,
     Done,
+    Entry,
     Identity,
     JournalRecord,
     ScanResult,
@@ -21,7 +22,7 @@ from pykaf._producer.journal._format import (
     scan,
 )
 
-SAMPLE = [
+SAMPLE: list[Entry] = [
     JournalRecord(0, "orders", 3, 1_700_000_000_000, b"key", b"v" * 200, [("h", b"x")]),
     Identity("orders", 3, 42, 1, 0, 0, 0, 1),
     JournalRecord(1, "orders", 1, 1_700_000_000_001, None, b"w" * 100, []),
@@ -46,9 +47,10 @@ def _scan_bounded(data: bytes, *, newest: bool) -> ScanResult | JournalCorruptEr
     return outcome
 
 
-def _prefix_entries(upto: int) -> list[object]:
+def _prefix_entries(upto: int) -> list[Entry]:
     """The sample entries that end at or before byte ``upto``."""
-    kept, end = [], 0
+    kept: list[Entry] = []
+    end = 0
     for entry in SAMPLE:
         end += len(encode(entry))
         if end > upto:
@@ -126,10 +128,10 @@ def _reframed(body: bytes) -> bytes:
     cut=st.integers(0, 400),
 )
 def test_payload_damage_behind_a_valid_crc(
-    entry: object, noise: list[tuple[int, int]], cut: int
+    entry: Entry, noise: list[tuple[int, int]], cut: int
 ) -> None:
     # The CRC is recomputed, so the payload decoder's own length checks are what stands.
-    body = bytearray(encode(entry)[PREFIX_BYTES:])  # type: ignore[arg-type]
+    body = bytearray(encode(entry)[PREFIX_BYTES:])
     for at, value in noise:
         if 1 <= at < len(body):  # keep the kind byte: an unknown kind is tested elsewhere
             body[at] = value

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -175,9 +176,7 @@ def test_records_dones_syncs_and_reclaims_from_three_threads(tmp_path: Path) -> 
         try:
             for _ in range(100_000):  # bounded
                 with ready:
-                    ready.wait_for(
-                        lambda seen=done: len(acknowledged) > seen or finished.is_set(), 5
-                    )
+                    ready.wait_for(partial(_moved, acknowledged, done, finished), 5)
                     upto = len(acknowledged)
                 if upto == done and finished.is_set():
                     return
@@ -226,6 +225,10 @@ def test_records_dones_syncs_and_reclaims_from_three_threads(tmp_path: Path) -> 
         assert [r.serial for r in again.iter_pending()] == list(range(1904, 2000, 7))
     finally:
         again.close()
+
+
+def _moved(acknowledged: list[int], seen: int, finished: threading.Event) -> bool:
+    return len(acknowledged) > seen or finished.is_set()
 
 
 def _done(serial: int) -> Done:

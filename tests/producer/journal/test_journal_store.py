@@ -201,7 +201,12 @@ def test_sync_is_free_when_nothing_is_new(
 ) -> None:
     calls: list[int] = []
     real = os.fdatasync
-    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append(fd) or real(fd))
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
     store.append([_record(0)])
     store.sync()
     store.sync()
