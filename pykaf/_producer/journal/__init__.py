@@ -1,8 +1,9 @@
 """Custody on disk (issue 12): the producer's write-ahead journal.
 
-``_format`` is the entry format (pure), ``_pending`` which records still await a report,
-``_lock`` the one-writer lock, ``_recovery`` reading a directory back, ``_segments``
-the store: appends, syncs, reclaim.
+``_format`` is the entry format (pure), ``_pending`` which records still await a report
+(pure), ``_lock`` the one-writer lock, ``_recovery`` reading a directory back,
+``_durability`` one sync and what a failed one cuts, ``_disk`` disk errors mapped and
+logged, ``_segments`` the store (``JournalStore``): appends, syncs, reclaim.
 The producer does not use it yet; this package is the storage layer it will build on.
 """
 

@@ -23,12 +23,9 @@ Durability rules, and why:
 - A failed write is undone (truncated back): no half entry is ever counted as written.
   ENOSPC and EDQUOT leave the store usable (the caller backs off and retries); any other
   write error, or a failed undo, stops the store.
-- A failed fsync stops the store for good (Postgres' "fsyncgate": after a failed fsync the
-  kernel may have dropped the dirty pages, and a later fsync would succeed without them).
-  What was appended since the last good sync is cut from the files, so that a reopen
-  reads only what the disk holds (not what the page cache still shows), and
-  ``JournalSyncError.first_unsynced_serial`` tells the caller which records are not in
-  custody. Close and open again to go on.
+- A failed fsync stops the store for good ("fsyncgate", see ``_durability``): what it
+  did not cover is cut from the files, ``JournalSyncError.first_unsynced_serial`` says
+  which records are not in custody; close and open again to go on.
 - ``reclaim`` deletes the oldest segments whose records are all done (never the newest),
   after syncing the DONE entries that justify it; a segment is never deleted out of order,
   because its IDENTITY and DONE entries may speak for records in older ones.
@@ -44,12 +41,12 @@ import errno
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from pykaf._errors import JournalDiskError, JournalFullError
 from pykaf._producer.journal._disk import DiskHealth
+from pykaf._producer.journal._durability import SyncTicket, cut_unsynced, fsync_ticket
 from pykaf._producer.journal._format import (
     Done,
     Entry,
@@ -73,19 +70,6 @@ __all__ = ["JournalStore"]
 
 _IOV_MAX: Final = 1024  # entries per writev; more are joined first
 _RECOVERABLE_WRITE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
-
-
-@dataclass(frozen=True, slots=True)
-class _Ticket:
-    """What one sync covers, taken under the lock; the fsync itself runs outside it."""
-
-    fd: int  # a dup of the newest segment's descriptor (a roll may close the original), or -1
-    segment: Segment
-    size: int
-    serial: int  # the next serial when taken: records below it are covered
-    synced_size: int  # the segment's last good sync, and the serial then (for a failure)
-    synced_serial: int
-    directory: int  # segments created when taken (-1: the directory needs no sync)
 
 
 class JournalStore:
@@ -340,11 +324,10 @@ class JournalStore:
             failure: tuple[OSError, Path] | None = None
             completed = False
             try:
-                failure = self._fsync(ticket)
+                failure = fsync_ticket(ticket, self.directory)
                 completed = True
             finally:
-                if ticket.fd >= 0:
-                    os.close(ticket.fd)
+                ticket.close()
                 with self._mutex:
                     # Settled before anyone waiting may sync: a failure must stop the
                     # store before another fsync could report the same pages clean.
@@ -366,12 +349,11 @@ class JournalStore:
         ticket = self._ticket()
         if ticket is not None:
             try:
-                self._settle(ticket, self._fsync(ticket))
+                self._settle(ticket, fsync_ticket(ticket, self.directory))
             finally:
-                if ticket.fd >= 0:
-                    os.close(ticket.fd)
+                ticket.close()
 
-    def _ticket(self) -> _Ticket | None:
+    def _ticket(self) -> SyncTicket | None:
         self._check_usable()
         if not self._segments:
             return None
@@ -381,8 +363,12 @@ class JournalStore:
         if not file_needed and directory < 0:
             return None
         assert self._fd is not None
-        return _Ticket(
-            fd=os.dup(self._fd) if file_needed else -1,
+        try:
+            fd = os.dup(self._fd) if file_needed else -1
+        except OSError as exc:
+            raise self._health.error(exc, "dup", segment.path, usable=True) from exc
+        return SyncTicket(
+            fd=fd,
             segment=segment,
             size=segment.size,
             serial=self._next_serial,
@@ -391,24 +377,7 @@ class JournalStore:
             directory=directory,
         )
 
-    def _fsync(self, ticket: _Ticket) -> tuple[OSError, Path] | None:
-        try:
-            if ticket.fd >= 0:
-                os.fdatasync(ticket.fd)
-        except OSError as exc:
-            return exc, ticket.segment.path
-        if ticket.directory >= 0:
-            try:
-                fd = os.open(self.directory, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                return exc, self.directory
-        return None
-
-    def _settle(self, ticket: _Ticket, failure: tuple[OSError, Path] | None) -> None:
+    def _settle(self, ticket: SyncTicket, failure: tuple[OSError, Path] | None) -> None:
         if failure is not None:
             self._sync_failed(ticket, *failure)
         self._synced_serial = max(self._synced_serial, ticket.serial)
@@ -416,16 +385,12 @@ class JournalStore:
             self._synced_size = max(self._synced_size, ticket.size)
         self._directory_synced = max(self._directory_synced, ticket.directory)
 
-    def _sync_failed(self, ticket: _Ticket, exc: OSError, path: Path) -> None:
+    def _sync_failed(self, ticket: SyncTicket, exc: OSError, path: Path) -> None:
         # fsyncgate: what this sync covered may be lost while the page cache still shows
         # it, and a later fsync would not say so. Cut it, and everything after it, so that
         # a reopen reads only what an earlier sync made durable; then stop.
         if self._health.failure is None:
-            with contextlib.suppress(OSError):
-                os.truncate(ticket.segment.path, ticket.synced_size)
-                later = self._segments[self._segments.index(ticket.segment) + 1 :]
-                for segment in later:
-                    os.truncate(segment.path, 0)
+            cut_unsynced(ticket, self._segments[self._segments.index(ticket.segment) + 1 :])
         raise self._health.sync_error(exc, path, ticket.synced_serial) from exc
 
     # -- reclaim -------------------------------------------------------------------------
