@@ -390,6 +390,21 @@ __all__ += [
 class JournalError(PykafError):
     """The producer's journal (``journal_dir``) cannot do what was asked: see the subclasses."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its message and attributes, not through __init__ (whose arguments
+        # are the parts of the message): pickle and copy keep str() and every attribute.
+        return (_restore_journal_error, (type(self), self.args, self.__dict__))
+
+
+def _restore_journal_error(
+    cls: type[JournalError], args: tuple[Any, ...], state: dict[str, Any]
+) -> JournalError:
+    """The inverse of ``JournalError.__reduce__``."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class JournalCorruptError(JournalError):
     """A journal file is damaged somewhere other than a torn tail; nothing was cut or deleted.
