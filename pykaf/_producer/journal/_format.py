@@ -257,12 +257,12 @@ def _frame_at(view: memoryview, pos: int, size: int) -> tuple[int, str]:
     return end, ""
 
 
-def _valid_frame_after(view: memoryview, start: int, size: int) -> int | None:
-    """The position of a CRC-valid entry at or after ``start``, or None: finding one means
-    the damage before it is not a torn tail. Only positions whose kind byte is valid are
-    tried, so zero-filled pages (what an OS crash leaves of unwritten data) cost nothing;
-    the CRC work is bounded, and when the bound is hit the damage is treated as corruption
-    (refusing keeps the data; cutting could not be undone)."""
+def _valid_frame_after(view: memoryview, start: int, size: int) -> str:
+    """Why the damage before ``start`` is not a torn tail ("" when it is): a CRC-valid
+    entry follows it. Only positions whose kind byte is valid are tried, so zero-filled
+    pages (what an OS crash leaves of unwritten data) cost nothing; the CRC work is
+    bounded, and past the bound the damage counts as corruption (refusing keeps the data;
+    a cut could not be undone)."""
     budget = 4 * (size - start) + (1 << 20)
     for match in _KIND_BYTE.finditer(view, start + PREFIX_BYTES):
         pos = match.start() - PREFIX_BYTES
@@ -270,9 +270,11 @@ def _valid_frame_after(view: memoryview, start: int, size: int) -> int | None:
         if length < 1 or pos + PREFIX_BYTES + length > size:
             continue
         budget -= length
-        if budget < 0 or _frame_at(view, pos, size)[0] != -1:
-            return pos
-    return None
+        if budget < 0:
+            return f"no proof within {size - start} bytes that no valid entry follows"
+        if _frame_at(view, pos, size)[0] != -1:
+            return f"with an entry at byte {pos} after it"
+    return ""
 
 
 def _count_torn(view: memoryview, pos: int, size: int) -> int:
@@ -319,9 +321,9 @@ def walk(buffer: bytes | bytearray | memoryview, *, path: str = "<buffer>", newe
     reason = _frame_at(view, pos, size)[1]
     if not newest:
         raise JournalCorruptError(path, pos, f"{reason} in a segment that was complete")
-    later = _valid_frame_after(view, pos + 1, size)
-    if later is not None:
-        raise JournalCorruptError(path, pos, f"{reason}, with an entry at byte {later} after it")
+    not_torn = _valid_frame_after(view, pos + 1, size)
+    if not_torn:
+        raise JournalCorruptError(path, pos, f"{reason}, {not_torn}")
     return Walk(
         frames=frames,
         valid_bytes=pos,

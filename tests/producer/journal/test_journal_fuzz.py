@@ -137,3 +137,16 @@ def test_payload_damage_behind_a_valid_crc(
             body[at] = value
     del body[max(cut, 1) :]
     _scan_bounded(_reframed(bytes(body)) + DATA, newest=True)
+
+
+def test_the_search_for_an_entry_after_damage_is_bounded() -> None:
+    # Adversarial bytes after a damaged entry: a candidate entry header every 9 bytes,
+    # each claiming all the bytes to the end (a CRC over megabytes each, unbounded).
+    size = 1 << 20
+    tail = bytearray(size)
+    for pos in range(0, size - 9, 9):
+        struct.pack_into("<IIB", tail, pos, size - pos - PREFIX_BYTES, 0, 1)
+    data = DATA[:-3] + b"\x00\x00\x00" + bytes(tail)  # the last sample entry damaged
+    outcome = _scan_bounded(data, newest=True)
+    assert isinstance(outcome, JournalCorruptError)
+    assert "no proof" in outcome.reason
