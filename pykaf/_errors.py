@@ -370,3 +370,136 @@ class FinalCommitError(ConsumerHealthError):
     ) -> None:
         super().__init__(message, cause=cause)
         self.offsets = dict(offsets or {})
+
+
+# -- journal errors ----------------------------------------------------------------------
+# Appended as one block (issue 12, custody on disk). The journal's store raises them; the
+# producer turns them into back-pressure or a failed report, never a silent drop.
+
+__all__ += [
+    "JournalCorruptError",
+    "JournalDiskError",
+    "JournalError",
+    "JournalFailedError",
+    "JournalFullError",
+    "JournalLockedError",
+    "JournalSyncError",
+]
+
+
+class JournalError(PykafError):
+    """The producer's journal (``journal_dir``) cannot do what was asked: see the subclasses."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its message and attributes, not through __init__ (whose arguments
+        # are the parts of the message): pickle and copy keep str() and every attribute.
+        return (_restore_journal_error, (type(self), self.args, self.__dict__))
+
+
+def _restore_journal_error(
+    cls: type[JournalError], args: tuple[Any, ...], state: dict[str, Any]
+) -> JournalError:
+    """The inverse of ``JournalError.__reduce__``."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class JournalCorruptError(JournalError):
+    """A journal file is damaged somewhere other than a torn tail; nothing was cut or deleted.
+
+    ``path`` and ``position`` (a byte offset in that file) name the damage, ``reason`` what
+    is wrong there."""
+
+    # Keywords have defaults so that copy and pickle (which call cls(message)) work.
+    def __init__(self, path: object = "", position: int = 0, reason: str = "") -> None:
+        self.path = str(path)
+        self.position = position
+        self.reason = reason
+        super().__init__(
+            f"journal file {self.path} is damaged at byte {position} ({reason}); this is not"
+            " a torn tail, so nothing was cut and the file was kept. Move the journal"
+            " directory aside to start empty, or truncate the file to"
+            f" {position} bytes (and move later segments away) to keep what precedes it"
+        )
+
+
+class JournalLockedError(JournalError):
+    """Another journal store (in this process or another) holds the directory's lock.
+
+    ``directory`` is the journal directory, ``holder_pid`` the pid written by the holder
+    (None when it could not be read)."""
+
+    def __init__(self, directory: object = "", holder_pid: int | None = None) -> None:
+        self.directory = str(directory)
+        self.holder_pid = holder_pid
+        holder = f"process {holder_pid}" if holder_pid is not None else "another process"
+        super().__init__(
+            f"journal directory {self.directory} is in use by {holder}; two producers cannot"
+            " share a journal: stop that one, or give this producer its own journal_dir"
+        )
+
+
+class JournalFullError(JournalError):
+    """The journal holds ``max_bytes`` already and nothing could be reclaimed; the entries
+    were not written. Retriable: space returns as records are acknowledged."""
+
+    retriable: ClassVar[bool] = True
+
+    def __init__(
+        self, directory: object = "", used_bytes: int = 0, max_bytes: int = 0, needed: int = 0
+    ) -> None:
+        self.directory = str(directory)
+        self.used_bytes = used_bytes
+        self.max_bytes = max_bytes
+        self.needed = needed
+        super().__init__(
+            f"journal {self.directory} is full ({used_bytes} of {max_bytes} bytes used,"
+            f" {needed} more needed): raise journal_max_bytes, or wait for the brokers to"
+            " acknowledge what it holds"
+        )
+
+
+class JournalDiskError(JournalError):
+    """The disk refused a journal operation (ENOSPC, EIO, EROFS, ...). ``errno`` and
+    ``path`` say what and where, ``operation`` which call failed; ``__cause__`` is the
+    ``OSError``. The store says in its message whether it can still be used."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        errno: int | None = None,
+        path: object = "",
+        operation: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.path = str(path)
+        self.operation = operation
+
+
+class JournalSyncError(JournalDiskError):
+    """An fsync of the journal failed. What it covered may not be on disk, and a later
+    fsync could succeed without writing it (the kernel may have dropped the dirty pages),
+    so the store stops: ``first_unsynced_serial`` and later records are not in custody.
+    Close the store and open it again (recovery reads what the disk really holds)."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        errno: int | None = None,
+        path: object = "",
+        operation: str = "fsync",
+        first_unsynced_serial: int = 0,
+    ) -> None:
+        super().__init__(message, errno=errno, path=path, operation=operation)
+        self.first_unsynced_serial = first_unsynced_serial
+
+
+class JournalFailedError(JournalDiskError):
+    """The journal store failed earlier (a failed fsync, or a write it could not undo) and
+    refuses every further append and sync; ``__cause__`` is the first failure. Close the
+    store and open it again."""

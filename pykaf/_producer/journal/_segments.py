@@ -1,0 +1,460 @@
+"""The journal on disk: segment files, recovery, appends, group-commit syncs, reclaim.
+
+Blocking file I/O, no event loop: the producer runs it where blocking is allowed. Its
+methods may be called from several threads (one lock guards the state), and ``sync`` runs
+its fsync outside that lock: a group-commit thread can sync while appends go on, and
+concurrent ``sync`` callers share one fsync (the later ones find nothing new). Fsyncs
+never overlap (a roll or a reclaim waits for the one in flight), so a failure cannot be
+consumed by one fsync while another reports success for the same file. Threads that
+append RECORDs must agree on serials (take them under one lock of their own).
+
+A journal directory holds ``LOCK`` (see ``_lock``) and ``<first serial, 20 digits>.journal``
+segments of entries (``_format``). A segment is named after the next serial when it was
+started, so every record in it has a serial at least its name and below the next
+segment's name; a segment is only rolled once it holds a record, which keeps names unique.
+
+Durability rules, and why:
+- ``append`` hands the bytes to the kernel with one ``os.writev`` per call: a killed
+  process loses nothing appended; only an OS crash loses what ``sync`` did not cover.
+- ``sync`` is ``fdatasync`` (plus the directory, when a segment was created since the last
+  one) and returns at once when nothing is new: the caller groups commits. Records with a
+  serial below ``synced_serial`` are durable.
+- Rolling syncs the finished segment, so only the newest can end in a torn tail.
+- A failed write is undone (truncated back): no half entry is ever counted as written.
+  ENOSPC and EDQUOT leave the store usable (the caller backs off and retries); any other
+  write error, or a failed undo, stops the store.
+- A failed fsync stops the store for good ("fsyncgate", see ``_durability``): what it
+  did not cover is cut from the files, ``JournalSyncError.first_unsynced_serial`` says
+  which records are not in custody; close and open again to go on.
+- ``reclaim`` deletes the oldest segments whose records are all done (never the newest),
+  after syncing the DONE entries that justify it; a segment is never deleted out of order,
+  because its IDENTITY and DONE entries may speak for records in older ones.
+- ``max_bytes`` bounds the files; RECORD appends beyond it raise ``JournalFullError``
+  (after trying to reclaim). IDENTITY and DONE entries may use a small headroom above it,
+  since writing DONE entries is how a full journal empties.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Final
+
+from pykaf._errors import JournalDiskError, JournalFullError
+from pykaf._producer.journal._disk import DiskHealth
+from pykaf._producer.journal._durability import SyncTicket, cut_unsynced, fsync_ticket
+from pykaf._producer.journal._format import (
+    Done,
+    Entry,
+    Identity,
+    JournalRecord,
+    encode,
+    encode_record,
+)
+from pykaf._producer.journal._lock import DirectoryLock
+from pykaf._producer.journal._pending import PendingIndex
+from pykaf._producer.journal._recovery import (
+    Recovery,
+    Segment,
+    cut_torn_tail,
+    read_pending,
+    recover_segments,
+    segment_name,
+)
+
+__all__ = ["JournalStore"]
+
+_IOV_MAX: Final = 1024  # entries per writev; more are joined first
+_RECOVERABLE_WRITE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
+
+
+class JournalStore:
+    """The segment files of one journal directory (see the module doc)."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str], *, max_bytes: int, segment_bytes: int
+    ) -> None:
+        if segment_bytes < 4096:
+            raise ValueError(f"journal_segment_bytes must be at least 4096, not {segment_bytes}")
+        if max_bytes < segment_bytes:
+            raise ValueError(
+                f"journal_max_bytes ({max_bytes}) must be at least journal_segment_bytes"
+                f" ({segment_bytes})"
+            )
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        # Room above max_bytes for IDENTITY and DONE entries (see the module doc).
+        self.headroom = max(64 * 1024, max_bytes // 64)
+        self._mutex = threading.Lock()  # guards everything below
+        self._sync_mutex = threading.Lock()  # one sync at a time; taken before _mutex
+        self._idle = threading.Condition(self._mutex)  # notified when an fsync settles
+        self._in_flight = False  # an fsync runs outside the lock
+        self._lock: DirectoryLock | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        # Everything open() rebuilds: a store closed (or stopped) may be opened again.
+        self._segments: list[Segment] = []
+        self._fd: int | None = None
+        self._index = PendingIndex()
+        self._identities: dict[tuple[str, int], Identity] = {}
+        self._next_serial = 0
+        self._used = 0
+        self._synced_size = 0  # of the newest segment
+        self._synced_serial = 0  # records below it are durable
+        self._created = 0  # segments created since open, and how many the directory sync saw
+        self._directory_synced = 0
+        self._health = DiskHealth(self.directory)
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def next_serial(self) -> int:
+        """The serial the next RECORD must have (at least)."""
+        return self._next_serial
+
+    @property
+    def synced_serial(self) -> int:
+        """Records with a serial below this are on disk (their last sync succeeded)."""
+        return self._synced_serial
+
+    @property
+    def used_bytes(self) -> int:
+        return self._used
+
+    @property
+    def pending_records(self) -> int:
+        return self._index.pending
+
+    @property
+    def failed(self) -> JournalDiskError | None:
+        """The failure that stopped the store, or None while it works."""
+        return self._health.failure
+
+    def identities(self) -> dict[tuple[str, int], Identity]:
+        with self._mutex:
+            return dict(self._identities)
+
+    # -- open and recovery ---------------------------------------------------------------
+
+    def open(self) -> Recovery:
+        """Lock the directory (creating it), recover it, and say what it holds.
+
+        A torn tail of the newest segment is cut (logged at WARNING, returned); any other
+        damage raises ``JournalCorruptError`` with every file left as it was."""
+        with self._mutex:
+            if self._lock is not None:
+                raise RuntimeError("this journal store is open already")
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._health.error(exc, "mkdir", self.directory, usable=True) from exc
+            self._lock = DirectoryLock.acquire(self.directory)
+            self._reset()
+            try:
+                return self._recover()
+            except BaseException:
+                self._close()
+                raise
+
+    def _recover(self) -> Recovery:
+        try:
+            segments, next_serial, torn = recover_segments(
+                self.directory, self._index, self._identities
+            )
+            if torn is not None:
+                cut_torn_tail(torn)  # only now: a refusal above leaves every file as it was
+        except OSError as exc:
+            where = Path(exc.filename) if exc.filename else self.directory
+            raise self._health.error(exc, "recovery", where, usable=True) from exc
+        self._segments = segments
+        self._next_serial = self._synced_serial = next_serial
+        self._used = sum(segment.size for segment in segments)
+        if segments:
+            self._fd = self._open_segment(segments[-1].path)
+            self._synced_size = segments[-1].size
+        return Recovery(
+            next_serial=next_serial,
+            pending_records=self._index.pending,
+            pending_by_partition=self._index.by_partition(),
+            identities=dict(self._identities),
+            segments=len(segments),
+            torn_tail=torn,
+        )
+
+    def _open_segment(self, path: Path) -> int:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._health.error(exc, "open", path, usable=True) from exc
+
+    # -- appends -------------------------------------------------------------------------
+
+    def append(self, entries: Sequence[Entry]) -> int:
+        """Write ``entries`` in order (one ``writev``, no sync) and return the newest
+        segment's size after them. RECORD serials must increase from ``next_serial`` on
+        (gaps are allowed); a bad serial raises ``ValueError`` before anything is written."""
+        chunks: list[bytes] = []
+        first = -1  # the first RECORD serial
+        serial = -1
+        for entry in entries:  # encoded outside the lock
+            if isinstance(entry, JournalRecord):
+                if entry.serial <= serial:
+                    raise ValueError(f"record serials must increase: {entry.serial} after {serial}")
+                serial = entry.serial
+                first = serial if first < 0 else first
+                chunks.append(encode_record(*entry))
+            else:
+                chunks.append(encode(entry))
+        size = sum(map(len, chunks))
+        with self._mutex:
+            self._check_usable()
+            if not chunks:
+                return self._segments[-1].size if self._segments else 0
+            self._active(size)
+            self._make_room(size, first >= 0)
+            # Both may have waited for an fsync in flight (releasing the lock): look again.
+            self._check_usable()
+            segment = self._segments[-1]
+            if 0 <= first < self._next_serial:
+                raise ValueError(
+                    f"record serial {first} is below the next serial {self._next_serial}:"
+                    " serials must increase"
+                )
+            self._write(segment, chunks, size)
+            segment.size += size
+            self._used += size
+            self._next_serial = max(self._next_serial, serial + 1)
+            index = self._index
+            for entry in entries:
+                if isinstance(entry, JournalRecord):
+                    index.add(entry.serial, entry.topic, entry.partition)
+                elif isinstance(entry, Done):
+                    index.done(*entry)
+                else:
+                    self._identities[entry.topic, entry.partition] = entry
+            return segment.size
+
+    def _make_room(self, size: int, has_records: bool) -> None:
+        limit = self.max_bytes if has_records else self.max_bytes + self.headroom
+        if self._used + size <= limit:
+            return
+        self._reclaim()
+        if self._used + size > limit and self._index.pending == 0 and self._rollable():
+            self._roll()  # the newest segment is all done: start another, free it
+            self._reclaim()
+        if self._used + size > limit:
+            raise JournalFullError(self.directory, self._used, self.max_bytes, size)
+
+    def _rollable(self) -> bool:
+        # A segment holding no record shares its name with the next one: keep it.
+        return bool(self._segments) and self._segments[-1].name < self._next_serial
+
+    def _active(self, size: int) -> Segment:
+        if self._segments and not self._must_roll(size):
+            return self._segments[-1]
+        # A roll syncs: let an fsync in flight settle first (the wait releases the lock,
+        # so another append may roll meanwhile), then decide again; nothing after the wait
+        # releases the lock, so two rolls can never pick the same name.
+        self._wait_idle()
+        if self._segments and not self._must_roll(size):
+            return self._segments[-1]
+        return self._roll()
+
+    def _must_roll(self, size: int) -> bool:
+        segment = self._segments[-1]
+        return bool(segment.size) and segment.size + size > self.segment_bytes and self._rollable()
+
+    def _roll(self) -> Segment:
+        path = self.directory / segment_name(self._next_serial)
+        if self._fd is not None:
+            # Sync the finished segment: only the newest may ever end in a torn tail.
+            self._sync_locked()
+        fd = self._open_segment(path)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+        segment = Segment(path, self._next_serial, 0)
+        self._segments.append(segment)
+        self._index.add_segment(segment.name)
+        self._synced_size = 0
+        self._created += 1
+        return segment
+
+    def _write(self, segment: Segment, chunks: list[bytes], size: int) -> None:
+        assert self._fd is not None
+        try:
+            if len(chunks) <= _IOV_MAX:
+                written = os.writev(self._fd, chunks)
+            else:
+                written = os.write(self._fd, b"".join(chunks))
+            if written < size:  # regular files write fully; finish anyway
+                rest = memoryview(b"".join(chunks))[written:]
+                while rest:
+                    rest = rest[os.write(self._fd, rest) :]
+        except OSError as exc:
+            self._undo_write(segment, exc)
+        self._health.ok()
+
+    def _undo_write(self, segment: Segment, exc: OSError) -> None:
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, segment.size)
+        except OSError:
+            raise self._health.error(exc, "write", segment.path, usable=False) from exc
+        usable = exc.errno in _RECOVERABLE_WRITE
+        raise self._health.error(exc, "write", segment.path, usable=usable) from exc
+
+    # -- sync ----------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Make everything appended so far durable; returns at once when nothing is new.
+        The fsync runs outside the store's lock: appends from other threads go on."""
+        with self._sync_mutex:
+            with self._mutex:
+                ticket = self._ticket()
+                if ticket is None:
+                    return
+                self._in_flight = True
+            failure: tuple[OSError, Path] | None = None
+            completed = False
+            try:
+                failure = fsync_ticket(ticket, self.directory)
+                completed = True
+            finally:
+                ticket.close()
+                with self._mutex:
+                    # Settled before anyone waiting may sync: a failure must stop the
+                    # store before another fsync could report the same pages clean.
+                    try:
+                        if completed:
+                            self._settle(ticket, failure)
+                    finally:
+                        self._in_flight = False
+                        self._idle.notify_all()
+
+    def _wait_idle(self) -> None:
+        # With the lock held: let an fsync in flight settle first (the wait releases it).
+        while self._in_flight:
+            self._idle.wait()
+
+    def _sync_locked(self) -> None:
+        # The same sync, with the lock held throughout (a roll, a reclaim).
+        self._wait_idle()
+        ticket = self._ticket()
+        if ticket is not None:
+            try:
+                self._settle(ticket, fsync_ticket(ticket, self.directory))
+            finally:
+                ticket.close()
+
+    def _ticket(self) -> SyncTicket | None:
+        self._check_usable()
+        if not self._segments:
+            return None
+        segment = self._segments[-1]
+        file_needed = segment.size > self._synced_size
+        directory = self._created if self._created > self._directory_synced else -1
+        if not file_needed and directory < 0:
+            return None
+        assert self._fd is not None
+        try:
+            fd = os.dup(self._fd) if file_needed else -1
+        except OSError as exc:
+            raise self._health.error(exc, "dup", segment.path, usable=True) from exc
+        return SyncTicket(
+            fd=fd,
+            segment=segment,
+            size=segment.size,
+            serial=self._next_serial,
+            synced_size=self._synced_size,
+            synced_serial=self._synced_serial,
+            directory=directory,
+        )
+
+    def _settle(self, ticket: SyncTicket, failure: tuple[OSError, Path] | None) -> None:
+        if failure is not None:
+            self._sync_failed(ticket, *failure)
+        self._synced_serial = max(self._synced_serial, ticket.serial)
+        if ticket.segment is self._segments[-1]:
+            self._synced_size = max(self._synced_size, ticket.size)
+        self._directory_synced = max(self._directory_synced, ticket.directory)
+
+    def _sync_failed(self, ticket: SyncTicket, exc: OSError, path: Path) -> None:
+        # fsyncgate: what this sync covered may be lost while the page cache still shows
+        # it, and a later fsync would not say so. Cut it, and everything after it, so that
+        # a reopen reads only what an earlier sync made durable; then stop.
+        if self._health.failure is None:
+            cut_unsynced(ticket, self._segments[self._segments.index(ticket.segment) + 1 :])
+        raise self._health.sync_error(exc, path, ticket.synced_serial) from exc
+
+    # -- reclaim -------------------------------------------------------------------------
+
+    def reclaim(self) -> int:
+        """Delete the oldest segments whose records are all done (never the newest);
+        returns how many. Syncs first: the DONE entries must outlive the deletion."""
+        with self._mutex:
+            return self._reclaim()
+
+    def _reclaim(self) -> int:
+        self._sync_locked()
+        removed = 0
+        while len(self._segments) > 1 and self._index.pending_in(self._segments[0].name) == 0:
+            segment = self._segments[0]
+            try:
+                segment.path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise self._health.error(exc, "unlink", segment.path, usable=True) from exc
+            self._segments.pop(0)
+            self._index.drop_segment(segment.name)
+            self._used -= segment.size
+            removed += 1
+        if removed:
+            self._created += 1  # the directory changed: the next sync covers it
+            self._sync_locked()
+        return removed
+
+    # -- reading back --------------------------------------------------------------------
+
+    def iter_pending(self) -> Iterator[JournalRecord]:
+        """The records not done yet, in serial order (so in order per partition), read
+        one segment at a time from disk. Not to be mixed with ``reclaim`` in another
+        thread (a segment could go while it is read)."""
+        with self._mutex:
+            segments = [(segment.path, segment.size) for segment in self._segments]
+        try:
+            yield from read_pending(segments, self._is_pending)
+        except OSError as exc:
+            where = Path(exc.filename) if exc.filename else self.directory
+            raise self._health.error(exc, "read", where, usable=True) from exc
+
+    def _is_pending(self, serial: int, topic: str, partition: int) -> bool:
+        with self._mutex:
+            return self._index.is_pending(serial, topic, partition)
+
+    # -- close ---------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._lock is None:
+            raise RuntimeError("the journal store is not open")
+        self._health.check()
+
+    def close(self) -> None:
+        """Close the files and release the lock. Does not sync: call ``sync`` first."""
+        with self._mutex:
+            self._close()
+
+    def _close(self) -> None:
+        self._wait_idle()
+        if self._fd is not None:
+            with contextlib.suppress(OSError):  # the descriptor is gone either way
+                os.close(self._fd)
+            self._fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

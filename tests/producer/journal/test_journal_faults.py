@@ -1,0 +1,168 @@
+"""Disk faults: a small filesystem that fills up (a real 1 MiB tmpfs, mounted when the test
+runs as root with CAP_SYS_ADMIN, skipped otherwise), a read-only filesystem (the same
+tmpfs remounted read-only: root ignores chmod, a read-only mount it cannot), EIO on write
+and a failed fsync (neither can be provoked on tmpfs, so ``os`` is patched for those)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pykaf._errors import JournalDiskError, JournalFailedError, JournalSyncError
+from pykaf._producer.journal import Done, JournalRecord, JournalStore
+
+SEGMENT = 64 * 1024
+
+
+def _record(serial: int, size: int = 1000) -> JournalRecord:
+    return JournalRecord(serial, "t", 0, serial, None, b"x" * size, [])
+
+
+def _mount(target: Path, *options: str) -> bool:
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(target)],
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    return done.returncode == 0
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    target = tmp_path / f"fs-{uuid.uuid4().hex[:8]}"
+    target.mkdir()
+    if os.geteuid() != 0 or not _mount(target, "size=1m"):
+        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=False, timeout=30)
+
+
+def _files_size(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.glob("*.journal"))
+
+
+def test_a_full_disk_is_a_typed_error_with_no_half_entry_and_the_store_goes_on(
+    small_fs: Path,
+) -> None:
+    store = JournalStore(small_fs / "j", max_bytes=64 << 20, segment_bytes=4 << 20)
+    store.open()
+    serial = 0
+    with pytest.raises(JournalDiskError) as caught:  # noqa: PT012 (fill until it breaks)
+        for serial in range(10_000):
+            store.append([_record(serial, size=3000)])
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.path.endswith(".journal")
+    assert "still usable" in str(caught.value)
+    assert store.failed is None
+    assert _files_size(store.directory) == store.used_bytes  # the failed entry was undone
+    store.sync()
+    store.close()
+    again = JournalStore(small_fs / "j", max_bytes=64 << 20, segment_bytes=4 << 20)
+    recovery = again.open()
+    assert recovery.torn_tail is None
+    assert recovery.pending_records == serial
+    # Space comes back (a DONE fits in what a 3000-byte record did not), appends go on.
+    again.append([Done("t", 0, 0, serial - 1)])
+    again.append([_record(serial, size=100)])
+    again.sync()
+    again.close()
+
+
+def test_a_read_only_filesystem_is_a_typed_error(small_fs: Path) -> None:
+    store = JournalStore(small_fs / "j", max_bytes=1 << 20, segment_bytes=SEGMENT)
+    store.open()
+    store.append([_record(0)])
+    store.sync()
+    store.close()
+    if not _remount_read_only(small_fs):
+        pytest.skip("cannot remount the tmpfs read-only here")
+    try:
+        with pytest.raises(JournalDiskError) as caught:
+            JournalStore(small_fs / "j", max_bytes=1 << 20, segment_bytes=SEGMENT).open()
+        assert caught.value.errno == errno.EROFS
+        assert "journal_dir must be a writable directory" in str(caught.value)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=False, timeout=30)
+
+
+def _remount_read_only(target: Path) -> bool:
+    done = subprocess.run(
+        ["mount", "-o", "remount,ro", str(target)], capture_output=True, check=False, timeout=30
+    )
+    return done.returncode == 0
+
+
+def _failing(code: int) -> object:
+    def fail(*args: object) -> int:
+        raise OSError(code, os.strerror(code))
+
+    return fail
+
+
+def test_eio_on_write_undoes_the_write_and_stops_the_store(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.append([_record(0)])
+    size = store.used_bytes
+    monkeypatch.setattr(os, "writev", _failing(errno.EIO))
+    with pytest.raises(JournalDiskError) as caught:
+        store.append([_record(1)])
+    assert caught.value.errno == errno.EIO
+    assert "stopped" in str(caught.value)
+    monkeypatch.undo()
+    assert _files_size(store.directory) == size
+    with pytest.raises(JournalFailedError):
+        store.append([_record(1)])
+    with pytest.raises(JournalFailedError):
+        store.sync()
+
+
+def test_enospc_on_write_keeps_the_store_usable(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.append([_record(0)])
+    monkeypatch.setattr(os, "writev", _failing(errno.ENOSPC))
+    with pytest.raises(JournalDiskError) as caught:
+        store.append([_record(1)])
+    assert caught.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    store.append([_record(1)])
+    store.sync()
+    assert [r.serial for r in store.iter_pending()] == [0, 1]
+
+
+def test_a_failed_fsync_stops_the_store_and_cuts_what_it_did_not_cover(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.append([_record(s) for s in range(3)])
+    store.sync()
+    store.append([_record(s) for s in range(3, 6)])
+    monkeypatch.setattr(os, "fdatasync", _failing(errno.EIO))
+    with pytest.raises(JournalSyncError) as caught:
+        store.sync()
+    assert caught.value.errno == errno.EIO
+    assert caught.value.first_unsynced_serial == 3
+    monkeypatch.undo()
+    # No later sync may pretend to cover what the failed one did not (fsyncgate).
+    with pytest.raises(JournalFailedError) as again:
+        store.sync()
+    assert again.value.__cause__ is caught.value
+    with pytest.raises(JournalFailedError):
+        store.append([_record(6)])
+    store.close()
+    reopened = JournalStore(store.directory, max_bytes=1 << 20, segment_bytes=SEGMENT)
+    recovery = reopened.open()
+    try:
+        assert [r.serial for r in reopened.iter_pending()] == [0, 1, 2]
+        assert recovery.next_serial == 3
+    finally:
+        reopened.close()
