@@ -139,13 +139,21 @@ def format_summary(summary: JournalSummary, out: TextIO) -> None:
             f"oldest pending record: {_when(oldest)} (age {_age(summary.oldest_pending_age_s)}),"
             f" first pending serial {summary.first_pending_serial}\n"
         )
+    else:
+        write("oldest pending record: none (nothing pending)\n")
     torn = summary.torn_tail
     if torn is None:
         write("torn tail: none\n")
     else:
+        # While a producer holds the lock, the "tail" may be an append it has not finished.
         write(
             f"torn tail: {torn.size_bytes:,} bytes at byte {torn.position:,} of {torn.segment}"
-            f" ({torn.reason}); a producer opening the journal cuts it, inspect did not\n"
+            f" ({torn.reason}); "
+            + (
+                "maybe an append in progress\n"
+                if summary.lock.held
+                else "a producer opening the journal cuts it, inspect did not\n"
+            )
         )
     if not summary.partitions:
         return

@@ -98,9 +98,19 @@ def test_inspect_reports_a_torn_tail_without_cutting_it(
 
 def test_inspect_names_the_holder_of_the_lock(built: BuiltJournal) -> None:
     with lock_held_elsewhere(built.directory) as holder:
+        # Cut after the holder opened it (opening cuts a torn tail): to inspect, this is
+        # what an append in progress looks like.
+        newest = built.segments()[-1]
+        os.truncate(newest, newest.stat().st_size - 5)
         proc = run_cli("journal", "inspect", str(built.directory))
     assert proc.returncode == 0, proc.stderr
     assert f"lock: held by pid {holder.pid} (a producer is using it" in proc.stdout
+    assert re.search(
+        rf"^torn tail: \d+ bytes at byte [\d,]+ of {newest.name} \(.*\); maybe an append in"
+        " progress$",
+        proc.stdout,
+        re.M,
+    ), proc.stdout
 
 
 def test_a_damaged_journal_exits_2_naming_the_file_and_byte(built: BuiltJournal) -> None:
@@ -154,3 +164,15 @@ def test_journal_is_listed_and_its_help_names_both_actions(
     with pytest.raises(SystemExit) as exit_info:
         main(["journal"])  # an action is required
     assert exit_info.value.code == 2
+
+
+def test_an_empty_journal_says_nothing_is_pending(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "LOCK").write_text("")  # what a store that never appended leaves
+    assert main(["journal", "inspect", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "segments: 0, 0 bytes\n" in out
+    assert "records: 0 journaled, 0 pending, 0 done; next serial 0\n" in out
+    assert "oldest pending record: none (nothing pending)\n" in out
+    assert "TOPIC" not in out
