@@ -38,6 +38,12 @@ def _demo(argv: Sequence[str]) -> int:
     return run_demo(opts)
 
 
+def _journal(argv: Sequence[str]) -> int:
+    from pykaf.cli._journal import run_journal  # noqa: PLC0415  (only when asked for)
+
+    return run_journal(argv)
+
+
 def _broker(argv: Sequence[str]) -> int:
     from pykaf.broker.cli import main as broker_main  # noqa: PLC0415  (only when asked for)
 
@@ -47,6 +53,7 @@ def _broker(argv: Sequence[str]) -> int:
 _COMMANDS = {
     "demo": (_demo, "the main job: a million messages through the embedded broker"),
     "broker": (_broker, "run the embedded Kafka-compatible broker (see pykaf broker -h)"),
+    "journal": (_journal, "inspect (or replay) a producer's journal directory"),
 }
 
 
