@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "NotAJournalError",
     "BrokerError",
     "CorruptRecordError",
     "DecompressionError",
@@ -503,3 +504,15 @@ class JournalFailedError(JournalDiskError):
     """The journal store failed earlier (a failed fsync, or a write it could not undo) and
     refuses every further append and sync; ``__cause__`` is the first failure. Close the
     store and open it again."""
+
+
+class NotAJournalError(JournalError):
+    """The path is missing, not a directory, or holds neither a ``LOCK`` nor a segment."""
+
+    def __init__(self, path: object = "", reason: str = "") -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"{self.path} is not a journal directory: {reason} (a journal directory is the"
+            " producer's journal_dir: it holds LOCK and <20 digits>.journal segment files)"
+        )

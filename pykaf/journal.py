@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from pykaf._errors import JournalCorruptError, JournalError
+from pykaf._errors import JournalCorruptError, NotAJournalError
 from pykaf._producer.journal._inspect import DirectoryScan, looks_like_journal, probe_lock, scan
 
 __all__ = [
@@ -45,18 +45,6 @@ __all__ = [
 # a second one and none a third; a backlog large enough to make reading slow is one
 # that is not being reclaimed.
 _ATTEMPTS: Final = 10
-
-
-class NotAJournalError(JournalError):
-    """The path is missing, not a directory, or holds neither a ``LOCK`` nor a segment."""
-
-    def __init__(self, path: object = "", reason: str = "") -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(
-            f"{self.path} is not a journal directory: {reason} (a journal directory is the"
-            " producer's journal_dir: it holds LOCK and <20 digits>.journal segment files)"
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

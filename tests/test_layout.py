@@ -110,6 +110,17 @@ PUBLIC = {
         "using_c_accelerator",
         "validate_level",
     ],
+    "pykaf.journal": [
+        "BatchIdentity",
+        "JournalCorruptError",
+        "JournalSummary",
+        "LockInfo",
+        "NotAJournalError",
+        "PartitionBacklog",
+        "SegmentInfo",
+        "TornTailInfo",
+        "inspect_journal",
+    ],
     "pykaf.broker": [
         "BlockingCluster",
         "BlockingFaults",

@@ -1,4 +1,4 @@
-"""The ``pykaf`` command line: ``pykaf demo``, ``pykaf broker``."""
+"""The ``pykaf`` command line: ``pykaf demo``, ``pykaf broker``, ``pykaf journal``."""
 
 from pykaf.cli._main import main
 
