@@ -96,6 +96,8 @@ class JournalAccumulator(Accumulator):
         self._fed.set()
         self._feeding = False  # a replay is being fed in: new records wait behind it
         self._full_episode = False
+        self._sync_turn = threading.Condition()  # "journal_sync": who leads the next fsync
+        self._syncing = False
 
     # -- appending (any thread) -----------------------------------------------------------
 
@@ -113,9 +115,9 @@ class JournalAccumulator(Accumulator):
         """``Accumulator.append``, journaled; with "journal_sync" (blocking producer),
         returns after the fsync that covers the record. Raises as ``append`` does, plus
         ``JournalFullError`` (after ``max_block``) and the store's ``JournalDiskError``s."""
-        self._take(topic, value, key, partition, headers, timestamp, on_delivery)
+        serial = self._take(topic, value, key, partition, headers, timestamp, on_delivery)
         if self._sync_each:
-            self.store.sync()  # callers syncing together share one fsync (see the store)
+            self._sync_to(serial)
         elif self.commit.idle:
             self.commit.kick()
 
@@ -132,18 +134,42 @@ class JournalAccumulator(Accumulator):
         if on_delivery is not None and on_delivery.__class__ not in FUTURES:
             check_report(on_delivery)
         count = 0
+        serial = -1
         try:
             for item in items:
                 key, value, headers, timestamp, part = unpack_item(item, topic, partition)
-                self._take(topic, value, key, part, headers, timestamp, on_delivery)
+                serial = self._take(topic, value, key, part, headers, timestamp, on_delivery)
                 count += 1
         finally:
             if taken is not None:
                 taken[0] = count
             if count and self._sync_each:
-                self.store.sync()
+                self._sync_to(serial)
             elif count and self.commit.idle:
                 self.commit.kick()
+
+    def _sync_to(self, serial: int) -> None:
+        """Return once record ``serial`` is fsynced. Group commit among callers: one
+        leads an fsync, the others wait for it and return if it covered them (it covers
+        every record appended before it started), else one of them leads the next."""
+        store = self.store
+        cond = self._sync_turn
+        with cond:
+            while store.synced_serial <= serial:
+                if store.failed is not None:
+                    raise store.failed
+                if not self._syncing:
+                    self._syncing = True
+                    break
+                cond.wait()
+            else:
+                return
+        try:
+            store.sync()
+        finally:
+            with cond:
+                self._syncing = False
+                cond.notify_all()
 
     def _take(
         self,
@@ -154,7 +180,8 @@ class JournalAccumulator(Accumulator):
         headers: Any,
         timestamp: int | None,
         report: Report,
-    ) -> None:
+    ) -> int:
+        """Journal and take one record; returns its serial."""
         key, value, headers, size = normalise(key, value, headers, timestamp)
         if report is not None and report.__class__ not in FUTURES:
             check_report(report)
@@ -203,6 +230,7 @@ class JournalAccumulator(Accumulator):
                 break
         if wake:
             self.wake()
+        return serial
 
     def _wait_for_memory(self, need: int, remaining: float) -> None:
         # Lock held, no serial taken: wait like the memory level does (BufferFullError).
