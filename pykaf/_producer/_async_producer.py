@@ -129,6 +129,11 @@ class AsyncProducer:
     - ``await produce_batch(topic, items)``: many records in one call;
     - ``await flush(timeout=None)``, ``await close(timeout=None)``.
 
+    Custody levels as ``Producer`` has them (``custody=``, ``journal_dir=``,
+    ``recovered()``, ``on_replayed_delivery``). With "journal_sync", ``await produce()``
+    returns after the fsync (run on the journal's thread, never on the loop); ``send()``
+    returns its future at once.
+
     Failures of records with no ``on_delivery`` and no future go to ``on_error(record,
     error)``, else to the "pykaf.producer" log at ERROR: never silent.
     """

@@ -56,6 +56,15 @@ class Producer:
     - ``produce_batch(topic, items)``: many records in one call;
     - ``flush(timeout=None) -> int``, ``close(timeout=None) -> int``.
 
+    Custody (``custody=``, DESIGN.md "Custody"): "memory" (the default) holds records in
+    RAM; "journal" appends each to ``journal_dir`` before produce() returns (fsynced within
+    ``journal_fsync_interval``); "journal_sync" returns after that fsync. A journaled
+    producer first re-sends what an earlier one on the same directory left unacknowledged
+    (``recovered()`` says what; their reports go to ``on_replayed_delivery(metadata,
+    error)``, else failures to ``on_error``); a second live producer on the directory gets
+    ``JournalLockedError``; a full journal blocks like a full buffer, then
+    ``JournalFullError``.
+
     Appends block (up to ``max_block``) only when the buffer is full or the topic is new
     (its metadata is fetched once). Failures of records with no ``on_delivery`` and no
     future go to ``on_error(record, error)``, else to the "pykaf.producer" log at ERROR.

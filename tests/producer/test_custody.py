@@ -341,3 +341,41 @@ def test_async_journal_sync_produce_returns_only_after_an_fsync(
 
     asyncio.run(main())
     assert spy.outside_journal_thread() == 0
+
+
+def test_a_journal_larger_than_buffer_memory_is_fed_in_as_memory_frees(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    store = JournalStore(tmp_path, max_bytes=1 << 30, segment_bytes=64 << 20)
+    store.open()
+    big = bytes(1000)
+    try:
+        store.append(
+            [
+                JournalRecord(i, "t", i % 3, 1_000 + i, None, b"%05d" % i + big, [])
+                for i in range(3000)
+            ]
+        )
+        store.sync()
+    finally:
+        store.close()
+    settings = {**FAST, "buffer_memory": 256 * 1024}  # the journal holds ~3 MB
+    replayed: list[BaseException | None] = []
+    with Producer(
+        cluster.bootstrap,
+        custody="journal",
+        journal_dir=tmp_path,
+        on_replayed_delivery=lambda m, e: replayed.append(e),
+        **settings,
+    ) as producer:
+        assert sum(producer.recovered().values()) == 3000
+        producer.produce("t", b"new", partition=1)  # waits behind the whole replay
+        assert producer.flush(60) == 0
+        assert producer._accumulator.used == 0
+    assert replayed == [None] * 3000
+    written = values_by_partition(cluster.bootstrap)
+    for partition, values in written.items():
+        numbers = [int(v[:5]) for v in values if v != b"new"]
+        assert numbers == list(range(partition, 3000, 3))
+    assert written[1][-1] == b"new"
+    assert pending_in(tmp_path) == 0

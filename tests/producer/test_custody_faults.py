@@ -5,6 +5,7 @@ episode is one WARNING; nothing is dropped in silence."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -17,6 +18,7 @@ import pytest
 from _custody_support import FAST, one_broker
 
 from pykaf._errors import JournalFailedError, JournalFullError, JournalSyncError
+from pykaf._producer._async_producer import AsyncProducer
 from pykaf._producer._producer import Producer
 from pykaf.broker import BlockingCluster
 
@@ -129,3 +131,45 @@ def test_journal_level_reports_a_failed_group_commit_on_the_next_produce(
         with pytest.raises(JournalFailedError):
             p.produce("t", b"refused")
         monkeypatch.undo()
+
+
+def test_async_producer_waits_for_a_full_journal_then_raises(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    settings = {
+        **FAST,
+        "max_block": 0.3,
+        "journal_max_bytes": 8192,
+        "journal_segment_bytes": 4096,
+    }
+
+    async def main() -> int:
+        async with AsyncProducer(
+            cluster.bootstrap, custody="journal", journal_dir=tmp_path, **settings
+        ) as producer:
+            await producer.send("t", b"warm")
+            hold = cluster.faults.hold_responses("Produce")
+            taken = 0
+            refused = None
+            for _ in range(100):
+                try:
+                    await producer.produce("t", bytes(1024))
+                except JournalFullError as exc:
+                    refused = exc
+                    break
+                taken += 1
+            assert refused is not None
+            hold.release()
+            assert await producer.flush(30) == 0
+            for _ in range(50):  # room again once acknowledged records are reclaimed
+                try:
+                    await producer.produce("t", b"after")
+                    break
+                except JournalFullError:
+                    continue
+            else:
+                pytest.fail("the journal never took a record again")
+            assert await producer.flush(30) == 0
+            return taken
+
+    assert 0 < asyncio.run(main()) < 100
