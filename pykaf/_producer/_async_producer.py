@@ -13,15 +13,15 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._validate import settings_or_options
-from pykaf._errors import BufferFullError, ProducerClosedError
-from pykaf._producer._accumulator import Accumulator
+from pykaf._errors import BufferFullError, JournalFullError, ProducerClosedError
 from pykaf._producer._batches import TopicUnknownError, check_report
+from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._delivery import (
     DeliveryCallback,
     ErrorCallback,
@@ -30,26 +30,42 @@ from pykaf._producer._delivery import (
     unpack_item,
 )
 from pykaf._producer._engine import ProducerEngine
+from pykaf._producer._journaled import JournalAccumulator
 from pykaf._producer._settings import ProducerSettings
+from pykaf._producer._when_full import BlockWhenFull
 
 __all__ = ["AsyncProducer"]
 
 
 class _Waiting:
-    """An append that waits (for metadata or memory) in the backlog."""
+    """An append that waits (for metadata or memory) in the backlog; or, with ``feed``,
+    the replay of a journal's recovered records, which every new append waits behind."""
 
-    __slots__ = ("args", "done", "report", "started")
+    __slots__ = ("args", "done", "feed", "report", "started")
 
     def __init__(
-        self, args: tuple[Any, ...], report: Any, done: asyncio.Future[None] | None, started: float
+        self,
+        args: tuple[Any, ...],
+        report: Any,
+        done: asyncio.Future[None] | None,
+        started: float,
+        feed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.args = args  # (topic, value, key, partition, headers, timestamp)
         self.report = report
         self.done = done
         self.started = started
+        self.feed = feed
 
 
 log = logging.getLogger("pykaf.producer")
+
+_JOURNAL_FULL_POLL: Final = 0.01
+
+
+def _never() -> bool:
+    return False
+
 
 #: Seconds an open producer flushes when its program ends (interpreter exit, the end of
 #: ``asyncio.run``), and after Ctrl-C or a cancellation in ``with``, before failing what
@@ -113,6 +129,11 @@ class AsyncProducer:
     - ``await produce_batch(topic, items)``: many records in one call;
     - ``await flush(timeout=None)``, ``await close(timeout=None)``.
 
+    Custody levels as ``Producer`` has them (``custody=``, ``journal_dir=``,
+    ``recovered()``, ``on_replayed_delivery``). With "journal_sync", ``await produce()``
+    returns after the fsync (run on the journal's thread, never on the loop); ``send()``
+    returns its future at once.
+
     Failures of records with no ``on_delivery`` and no future go to ``on_error(record,
     error)``, else to the "pykaf.producer" log at ERROR: never silent.
     """
@@ -122,24 +143,41 @@ class AsyncProducer:
         bootstrap: str | Iterable[str | tuple[str, int]],
         *,
         on_error: ErrorCallback | None = None,
+        on_replayed_delivery: DeliveryCallback | None = None,
         settings: ProducerSettings | None = None,
         **options: Any,
     ) -> None:
         self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
         self._reporter = Reporter(on_error)
-        self._accumulator = Accumulator(self.settings)
+        self._client = AsyncClient(bootstrap, settings=self.settings.client)
+        self._custody = open_custody(self.settings, self._reporter, on_replayed_delivery)
+        # The loop never blocks: syncs run on the journal's thread (``_produce_synced``).
+        self._accumulator = build_accumulator(
+            self.settings,
+            self._custody,
+            BlockWhenFull(),
+            can_block=_never,
+            sync_in_caller=False,
+        )
         # Never block the loop: a full buffer or an unknown topic raises, and the append
         # waits in the backlog instead.
         self._accumulator.max_block = 0.0
         self._accumulator.fetch_topic = None
         self._append = self._accumulator.append
-        self._client = AsyncClient(bootstrap, settings=self.settings.client)
         self._engine: ProducerEngine | None = None
         self._backlog: deque[_Waiting] = deque()
         self._backlog_task: asyncio.Task[None] | None = None
         self._closed = False
         self._closing: asyncio.Future[int] | None = None
         self._exit_guard: AsyncGenerator[None] | None = None
+        if self._custody is not None and self._custody.sync_each:
+            # "journal_sync": produce() returns after the fsync (chosen once, here).
+            self.produce = self._produce_synced  # type: ignore[method-assign]
+            self.produce_batch = self._produce_batch_synced  # type: ignore[method-assign]
+        if self._custody is not None and self._custody.pending:
+            with contextlib.suppress(RuntimeError):  # no loop yet: the first call starts it
+                asyncio.get_running_loop()
+                self._start()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -167,6 +205,12 @@ class AsyncProducer:
     def closed(self) -> bool:
         return self._closed
 
+    def recovered(self) -> dict[tuple[str, int], int]:
+        """Records an earlier producer journaled and did not get acknowledged, being sent
+        again now (custody "journal"/"journal_sync"): a count per (topic, partition).
+        Their reports go to ``on_replayed_delivery`` (or, failures, to ``on_error``)."""
+        return {} if self._custody is None else self._custody.recovered()
+
     def _start(self) -> ProducerEngine:
         engine = self._engine
         if engine is None:
@@ -183,7 +227,42 @@ class AsyncProducer:
             _OPEN_GUARDS.add(self._exit_guard)
             with contextlib.suppress(StopIteration):
                 self._exit_guard.asend(None).send(None)
+            custody = self._custody
+            if custody is not None and custody.pending:
+                self._start_replay(custody, engine)
         return engine
+
+    def _start_replay(self, custody: Custody, engine: ProducerEngine) -> None:
+        # First in the backlog: every new append waits behind the recovered records.
+        accumulator = self._accumulator
+        assert isinstance(accumulator, JournalAccumulator)
+        accumulator.begin_replay()
+
+        def feed() -> Awaitable[None]:
+            return custody.feed_async(accumulator, engine)
+
+        self._backlog.appendleft(_Waiting((), None, None, engine.loop.time(), feed))
+        if self._backlog_task is None:
+            self._backlog_task = engine.loop.create_task(self._run_backlog())
+
+    async def _produce_synced(self, *args: Any, **kwargs: Any) -> None:
+        """``produce`` with custody "journal_sync" (same arguments): returns once the
+        record is fsynced; callers waiting together share one fsync on the journal's thread."""
+        await AsyncProducer.produce(self, *args, **kwargs)
+        await self._synced()
+
+    async def _produce_batch_synced(self, *args: Any, **kwargs: Any) -> None:
+        await AsyncProducer.produce_batch(self, *args, **kwargs)
+        await self._synced()
+
+    async def _synced(self) -> None:
+        # The last serial taken is this caller's or a later one: its sync covers ours.
+        accumulator = self._accumulator
+        assert isinstance(accumulator, JournalAccumulator)
+        assert self._custody is not None
+        serial = accumulator.last_serial
+        if serial >= 0:
+            await self._custody.commit.synced(serial, asyncio.get_running_loop())
 
     # -- sending --------------------------------------------------------------------------
 
@@ -213,7 +292,7 @@ class AsyncProducer:
                     on_delivery=on_delivery,
                 )
                 return
-            except (TopicUnknownError, BufferFullError):
+            except (TopicUnknownError, BufferFullError, JournalFullError):
                 pass
         check_report(on_delivery)
         done: asyncio.Future[None] = engine.loop.create_future()
@@ -250,7 +329,7 @@ class AsyncProducer:
                     on_delivery=future,
                 )
                 return future
-            except (TopicUnknownError, BufferFullError):
+            except (TopicUnknownError, BufferFullError, JournalFullError):
                 pass
         self._wait((topic, value, key, partition, headers, timestamp), future, None)
         return future
@@ -275,7 +354,7 @@ class AsyncProducer:
                     topic, items, partition=partition, on_delivery=on_delivery, taken=taken
                 )
                 return
-            except (TopicUnknownError, BufferFullError):
+            except (TopicUnknownError, BufferFullError, JournalFullError):
                 pass
         # The slow path, one item at a time, behind the backlog: an item that cannot be
         # taken raises here (the ones before it are taken, the ones after are not).
@@ -303,6 +382,10 @@ class AsyncProducer:
                 item = backlog[0]
                 if item.done is not None and item.done.cancelled():
                     backlog.popleft()  # its caller gave up before it was taken
+                    continue
+                if item.feed is not None:
+                    await item.feed()
+                    backlog.popleft()
                     continue
                 try:
                     await self._append_waiting(engine, item)
@@ -337,6 +420,12 @@ class AsyncProducer:
                 if remaining <= 0:
                     raise
                 await engine.wait_for_space(remaining)
+            except JournalFullError:
+                if remaining <= 0:
+                    raise
+                # Room returns as acknowledged segments are reclaimed (on the journal's
+                # thread, which does not signal this loop): look again shortly.
+                await asyncio.sleep(min(remaining, _JOURNAL_FULL_POLL))
 
     @staticmethod
     def _fail_waiting(item: _Waiting, exc: BaseException) -> None:
@@ -354,6 +443,8 @@ class AsyncProducer:
         produced before this call, at most ``timeout`` seconds (None: no bound but
         ``delivery_timeout``). Returns how many are still pending (0: all reported)."""
         engine = self._engine
+        if engine is None and self._custody is not None and self._custody.pending:
+            engine = self._start()  # recovered records to send
         if engine is None:
             return 0
         loop = engine.loop
@@ -392,6 +483,17 @@ class AsyncProducer:
         return count
 
     async def _close(self, timeout: float | None) -> int:
+        try:
+            return await self._close_engine(timeout)
+        finally:
+            if self._custody is not None:
+                # After the last report: the DONE entries are written and synced, off
+                # the loop (fsyncs block).
+                custody, self._custody = self._custody, None
+                bound = self.settings.client.close_timeout + 1.0
+                await asyncio.get_running_loop().run_in_executor(None, custody.close, bound)
+
+    async def _close_engine(self, timeout: float | None) -> int:
         engine = self._engine
         if engine is None:
             self._closed = True
@@ -421,6 +523,8 @@ class AsyncProducer:
             # Not taken: the produce()/produce_batch() call waiting on it raises, a
             # send() future fails.
             item = self._backlog.popleft()
+            if item.feed is not None:
+                continue  # the replay: what it did not feed stays in the journal
             failed += 1
             self._fail_waiting(item, ProducerClosedError("the producer was closed"))
         failed += await engine.close(max(0.0, deadline - loop.time()))

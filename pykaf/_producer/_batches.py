@@ -79,6 +79,8 @@ class Batch:
         "done",
         "encoded",
         "identity",
+        "journal_first",
+        "journal_last",
         "last_error",
         "maybe_persisted",
         "parent",
@@ -120,6 +122,9 @@ class Batch:
         # stays the unit of memory and flush accounting until both halves are done.
         self.parent: Batch | None = None
         self.children_left = 0
+        # Custody "journal": the journal serials of its first and last record (-1: none).
+        self.journal_first = -1
+        self.journal_last = -1
 
     def __repr__(self) -> str:
         return (

@@ -22,8 +22,8 @@ from pykaf._client._async_client import AsyncClient
 from pykaf._client._loop_thread import LoopThread
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import ClientClosedError, KafkaTimeoutError, ProducerClosedError
-from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._async_producer import EXIT_FLUSH, INTERRUPTED_FLUSH, warn_unclosed
+from pykaf._producer._custody import build_accumulator, open_custody, start_feed_thread
 from pykaf._producer._delivery import (
     DeliveryCallback,
     ErrorCallback,
@@ -56,6 +56,15 @@ class Producer:
     - ``produce_batch(topic, items)``: many records in one call;
     - ``flush(timeout=None) -> int``, ``close(timeout=None) -> int``.
 
+    Custody (``custody=``, DESIGN.md "Custody"): "memory" (the default) holds records in
+    RAM; "journal" appends each to ``journal_dir`` before produce() returns (fsynced within
+    ``journal_fsync_interval``); "journal_sync" returns after that fsync. A journaled
+    producer first re-sends what an earlier one on the same directory left unacknowledged
+    (``recovered()`` says what; their reports go to ``on_replayed_delivery(metadata,
+    error)``, else failures to ``on_error``); a second live producer on the directory gets
+    ``JournalLockedError``; a full journal blocks like a full buffer, then
+    ``JournalFullError``.
+
     Appends block (up to ``max_block``) only when the buffer is full or the topic is new
     (its metadata is fetched once). Failures of records with no ``on_delivery`` and no
     future go to ``on_error(record, error)``, else to the "pykaf.producer" log at ERROR.
@@ -66,6 +75,7 @@ class Producer:
         bootstrap: str | Iterable[str | tuple[str, int]],
         *,
         on_error: ErrorCallback | None = None,
+        on_replayed_delivery: DeliveryCallback | None = None,
         settings: ProducerSettings | None = None,
         **options: Any,
     ) -> None:
@@ -73,6 +83,8 @@ class Producer:
         self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
         reporter = Reporter(on_error)
         client = AsyncClient(bootstrap, settings=self.settings.client)
+        # Before the loop thread: a locked or damaged journal_dir refuses with no thread.
+        self._custody = open_custody(self.settings, reporter, on_replayed_delivery)
         self._loop = LoopThread("pykaf-producer")
         loop_thread = self._loop
 
@@ -81,7 +93,13 @@ class Producer:
             # produces) would wait forever.
             return not loop_thread.in_loop_thread
 
-        accumulator = Accumulator(self.settings, when_full=BlockWhenFull(can_block=can_block))
+        accumulator = build_accumulator(
+            self.settings,
+            self._custody,
+            BlockWhenFull(can_block=can_block),
+            can_block=can_block,
+            sync_in_caller=True,
+        )
         self._accumulator = accumulator
         self._engine = ProducerEngine(self.settings, client, accumulator, reporter, self._loop.loop)
         pump = self._engine.pump
@@ -104,6 +122,8 @@ class Producer:
         self._closed = False
         self._failed_by_close = 0
         _OPEN.add(self)
+        if self._custody is not None and self._custody.pending:
+            start_feed_thread(self._custody, accumulator)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -128,6 +148,12 @@ class Producer:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def recovered(self) -> dict[tuple[str, int], int]:
+        """Records an earlier producer journaled and did not get acknowledged, being sent
+        again now (custody "journal"/"journal_sync"): a count per (topic, partition).
+        Their reports go to ``on_replayed_delivery`` (or, failures, to ``on_error``)."""
+        return {} if self._custody is None else self._custody.recovered()
 
     # -- sending --------------------------------------------------------------------------
 
@@ -264,6 +290,9 @@ class Producer:
                 self._failed_by_close = self._wait_for_close(flush_bound, bound)
         finally:
             self._loop.stop(_MARGIN)
+            if self._custody is not None:
+                # Every report is given: their DONE entries are written and synced.
+                self._custody.close(self.settings.client.close_timeout + _MARGIN)
         return self._failed_by_close
 
     def _wait_for_close(self, flush_bound: float, bound: float) -> int:

@@ -14,6 +14,7 @@ silently, while ``enable_idempotence=True`` with such acks is an error.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -25,9 +26,11 @@ from pykaf._errors import LocalProtocolError
 from pykaf._producer._partitioner import PARTITIONER_NAMES, PartitionerSpec
 from pykaf.protocol._compression import Compression, validate_level
 
-__all__ = ["Acks", "ProducerSettings", "TopicSettings"]
+__all__ = ["CUSTODY_LEVELS", "Acks", "Custody", "ProducerSettings", "TopicSettings"]
 
 Acks: TypeAlias = Literal[0, 1, -1, "all"]
+Custody: TypeAlias = Literal["memory", "journal", "journal_sync"]
+CUSTODY_LEVELS: Final = ("memory", "journal", "journal_sync")
 
 # Java's limit for idempotent producers: the broker keeps the last 5 batches per producer.
 MAX_IN_FLIGHT_IDEMPOTENT: Final = 5
@@ -123,6 +126,19 @@ class ProducerSettings:
     partitioner: PartitionerSpec = "sticky"
     #: Per-topic overrides of batch_size, linger, partitioner, compression(_level).
     topic_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Who holds a record until it is acknowledged (DESIGN.md "Custody"): "memory"
+    #: (RAM only), "journal" (appended to a journal in ``journal_dir`` before produce()
+    #: returns, fsynced within ``journal_fsync_interval``), "journal_sync" (produce()
+    #: returns after the fsync that covers the record).
+    custody: Custody = "memory"
+    #: The journal's directory (required by the journal levels; one producer at a time).
+    journal_dir: str | os.PathLike[str] | None = None
+    #: Bytes the journal's files may hold; full: appends block up to ``max_block``.
+    journal_max_bytes: int = 1024 * 1024 * 1024
+    #: Size of one journal segment file (acknowledged segments are deleted whole).
+    journal_segment_bytes: int = 64 * 1024 * 1024
+    #: At most this long between a record's journal append and its fsync ("journal").
+    journal_fsync_interval: float = 0.005
     #: Everything about connections and metadata (the shared names are copied in).
     client: ClientSettings = field(default_factory=ClientSettings)
 
@@ -177,6 +193,7 @@ class ProducerSettings:
         max_request_size = _count("max_request_size", self.max_request_size)
         partitioner = _partitioner("partitioner", self.partitioner)
         topics = self._check_topics(compression, level)
+        journal = self._check_journal()
         if not isinstance(self.client, ClientSettings):
             raise ValueError(f"client must be a ClientSettings, not {self.client!r}")
         client = dataclasses.replace(
@@ -202,8 +219,38 @@ class ProducerSettings:
             ("partitioner", partitioner),
             ("topic_settings", topics),
             ("client", client),
+            *journal,
         ):
             object.__setattr__(self, name, value)
+
+    def _check_journal(self) -> list[tuple[str, object]]:
+        custody = self.custody
+        if custody not in CUSTODY_LEVELS:
+            raise ValueError(
+                f"custody must be one of {', '.join(map(repr, CUSTODY_LEVELS))}, not {custody!r}"
+            )
+        directory = self.journal_dir
+        if directory is not None and not isinstance(directory, str | os.PathLike):
+            raise ValueError(f"journal_dir must be a path (str or os.PathLike), not {directory!r}")
+        if custody != "memory" and (directory is None or not os.fspath(directory)):
+            raise ValueError(
+                f"custody={custody!r} needs journal_dir: the directory its journal is kept in"
+                " (created if missing; one producer at a time)"
+            )
+        max_bytes = _count("journal_max_bytes", self.journal_max_bytes, minimum=4096, maximum=2**62)
+        segment = _count(
+            "journal_segment_bytes", self.journal_segment_bytes, minimum=4096, maximum=2**62
+        )
+        if segment > max_bytes:
+            raise ValueError(
+                f"journal_segment_bytes ({segment}) must be <= journal_max_bytes ({max_bytes})"
+            )
+        interval = _seconds("journal_fsync_interval", self.journal_fsync_interval)
+        return [
+            ("journal_max_bytes", max_bytes),
+            ("journal_segment_bytes", segment),
+            ("journal_fsync_interval", interval),
+        ]
 
     def _check_topics(self, compression: str, level: int | None) -> Mapping[str, Mapping[str, Any]]:
         if not isinstance(self.topic_settings, Mapping):

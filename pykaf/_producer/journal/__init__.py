@@ -4,7 +4,9 @@
 (pure), ``_lock`` the one-writer lock, ``_recovery`` reading a directory back,
 ``_durability`` one sync and what a failed one cuts, ``_disk`` disk errors mapped and
 logged, ``_segments`` the store (``JournalStore``): appends, syncs, reclaim.
-The producer does not use it yet; this package is the storage layer it will build on.
+The producer builds on it with ``custody="journal"`` or ``"journal_sync"``: see
+``pykaf._producer._custody`` (the level, recovery's replay), ``_journaled`` (the append
+path) and ``_group_commit`` (the syncing thread).
 """
 
 from pykaf._producer.journal._format import Done, Identity, JournalRecord

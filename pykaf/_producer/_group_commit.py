@@ -1,0 +1,193 @@
+"""The journal's own thread: group-commit fsyncs, DONE entries, reclaim.
+
+``JournalStore.sync`` blocks for an fsync, so it never runs on an event loop: one daemon
+thread per journaled producer runs it. The thread sleeps while the journal has nothing
+new. Appending threads read ``idle`` (a plain attribute, no lock) after their append and
+``kick`` only an idle thread; the thread sets ``idle`` before its last look for work, so
+an append it misses always sees it idle and kicks it (see ``_next_work``).
+
+Once woken it waits ``interval`` (so one fsync covers everything appended meanwhile: the
+"journal" level's bound on unsynced records), unless an asyncio caller waits for the
+sync ("journal_sync" on an event loop), then writes the queued DONE entries, syncs,
+resolves the waiters the sync covered, and reclaims acknowledged segments now and then.
+A failed sync stops the store (``JournalSyncError``); the waiters get the error and later
+appends raise ``JournalFailedError`` from the store itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from typing import Final
+
+from pykaf._errors import JournalError
+from pykaf._producer.journal import Done, JournalStore
+
+__all__ = ["GroupCommit"]
+
+log = logging.getLogger("pykaf.producer.journal")
+
+_RECLAIM_EVERY: Final = 0.5  # seconds between reclaims (each one syncs and scans)
+
+
+class _StoreClosed(Exception):
+    """The store was closed while the thread still ran: nothing more to do."""
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class GroupCommit:
+    """The syncing thread of one journal store (see the module doc)."""
+
+    def __init__(self, store: JournalStore, interval: float) -> None:
+        self.store = store
+        self.interval = interval
+        self.idle = False  # read without the lock by appenders (see the module doc)
+        self.failure: JournalError | None = None
+        self._cond = threading.Condition()
+        self._dones: list[Done] = []
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._stopping = False
+        self.reclaim_paused = False  # while a replay reads segments (iter_pending)
+        self._reclaim_at = 0.0
+        self._thread = threading.Thread(target=self._run, name="pykaf-journal", daemon=True)
+        self._thread.start()
+
+    # -- any thread --------------------------------------------------------------------
+
+    def kick(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def add_dones(self, dones: list[Done]) -> None:
+        """Records got their final report: write DONE entries for them (soon)."""
+        with self._cond:
+            self._dones.extend(dones)
+            if self.idle:
+                self._cond.notify()
+
+    def synced(self, serial: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A future (of ``loop``, call on it) resolved once record ``serial`` is fsynced,
+        or failed with the journal's error. Callers waiting together share one fsync."""
+        future: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if self.failure is not None:
+                future.set_exception(self.failure)
+            elif serial < self.store.synced_serial:
+                future.set_result(None)
+            else:
+                self._waiters.append((serial, loop, future))
+                self._cond.notify()
+        return future
+
+    def close(self, timeout: float) -> None:
+        """Write what is queued, sync, reclaim, stop the thread (within ``timeout``)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _dirty(self) -> bool:
+        store = self.store
+        return bool(self._dones or self._waiters) or store.next_serial > store.synced_serial
+
+    def _next_work(self) -> bool:
+        """Wait for work (the lock held); False once stopping with nothing left."""
+        while not self._dirty():
+            if self._stopping:
+                return False
+            self.idle = True
+            if self._dirty():  # an append between the look above and ``idle``
+                break
+            self._cond.wait()
+        self.idle = False
+        if not self._waiters and not self._stopping and self.interval > 0:
+            # Group commit: whatever is appended in the next ``interval`` shares the fsync.
+            self._cond.wait(self.interval)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._next_work():
+                    break
+                dones, self._dones = self._dones, []
+                waiters, self._waiters = self._waiters, []
+            try:
+                error = self._commit(dones)
+            except _StoreClosed:
+                return
+            synced = self.store.synced_serial
+            late = []
+            for serial, loop, future in waiters:
+                if error is None and serial >= synced:
+                    late.append((serial, loop, future))  # appended after the ticket
+                    continue
+                with contextlib.suppress(RuntimeError):  # its loop is closed
+                    loop.call_soon_threadsafe(_resolve, future, error)
+            if late:
+                with self._cond:
+                    self._waiters[:0] = late
+            if error is not None and self.store.failed is None:
+                # Full even with the headroom for DONE entries (or closed under us):
+                # keep them for the next round, a little later.
+                with self._cond:
+                    self._dones[:0] = dones
+                    self._cond.wait(max(self.interval, 0.01))
+            elif error is not None:
+                self._fail_waiters(error)
+                return
+        with contextlib.suppress(_StoreClosed):
+            self._commit([])
+            self._reclaim(force=True)
+
+    def _commit(self, dones: list[Done]) -> JournalError | None:
+        store = self.store
+        try:
+            if dones:
+                store.append(dones)
+            store.sync()
+        except RuntimeError as exc:  # closed under us (a close that gave up waiting)
+            raise _StoreClosed from exc
+        except JournalError as exc:
+            # The store has logged it (once per episode) and stopped, or it is full
+            # even with its headroom for DONE entries: those records are sent again
+            # after a restart (at-least-once), never lost.
+            if store.failed is not None:
+                self.failure = exc
+            return exc
+        self._reclaim(force=False)
+        return None
+
+    def _reclaim(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if self.reclaim_paused or (now < self._reclaim_at and not force):
+            return
+        self._reclaim_at = now + _RECLAIM_EVERY
+        try:
+            self.store.reclaim()
+        except JournalError as exc:
+            log.debug("journal reclaim failed: %s", exc)  # DiskHealth logged the episode
+        except RuntimeError:
+            pass  # the store was closed meanwhile
+
+    def _fail_waiters(self, error: JournalError) -> None:
+        # The store stopped: no later sync can cover anything. Fail every waiter, now
+        # and later (``synced`` sees ``failure``).
+        with self._cond:
+            waiters, self._waiters = self._waiters, []
+        for _, loop, future in waiters:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, future, error)

@@ -1,0 +1,366 @@
+"""``JournalAccumulator``: the accumulator of a producer with custody "journal" or
+"journal_sync" (DESIGN.md "Custody"). The memory level never meets this module: the
+producer picks the class when it is built, so the memory append path has no custody check.
+
+An append here, under the accumulator's one lock: decide the partition (so a replay lands
+where the record would have gone), take the next journal serial, append its RECORD entry
+(one ``writev``, no fsync), then put it in its batch. Serials, journal order and batch
+order are therefore the same order per partition, and each batch remembers the serials of
+its first and last record: once the batch has its reports, ``complete`` queues one DONE
+entry for that range (per batch, so per partition range) for the group-commit thread.
+
+A record the accumulator cannot take after its RECORD entry is written (memory full, the
+producer closed) is withdrawn at once with a DONE entry of its own serial, so that a
+restart never re-sends a record whose produce() raised. Waiting for memory happens with
+no serial taken: other appends may go first, and their serials stay in order.
+
+Journaled batches never expire by ``delivery_timeout`` (an outage of hours must not turn
+into failures); close() still fails what is left, with reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from pykaf._errors import BufferFullError, JournalError, JournalFullError, ProducerClosedError
+from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._batches import (
+    FUTURES,
+    Batch,
+    PartitionQueue,
+    TopicQueues,
+    check_report,
+    normalise,
+)
+from pykaf._producer._delivery import Report, unpack_item
+from pykaf._producer._group_commit import GroupCommit
+from pykaf._producer._settings import ProducerSettings
+from pykaf._producer._when_full import BlockWhenFull
+from pykaf._producer.journal import Done, JournalRecord, JournalStore
+
+__all__ = ["JournalAccumulator"]
+
+log = logging.getLogger("pykaf.producer.journal")
+
+# Journaled batches' deadline: never, in practice (ten years; finite for the timers).
+_NEVER: Final = 10 * 365 * 86400.0
+# How often an append blocked on a full journal looks again (reclaim frees it elsewhere).
+_FULL_POLL: Final = 0.01
+
+
+class _NoRoom(Exception):
+    """Internal: ``buffer_memory`` has no room for a new batch (never reaches a caller)."""
+
+    def __init__(self, need: int) -> None:
+        super().__init__(need)
+        self.need = need
+
+
+class _RefuseWhenFull:
+    """The accumulator's ``WhenFull`` here: never wait under the lock after a journal
+    append (another append would take a later serial and pass it); refuse instead."""
+
+    def wait(
+        self, space: threading.Condition, fits: Callable[[], bool], need: int, max_block: float
+    ) -> None:
+        if not fits():
+            raise _NoRoom(need)
+
+
+class JournalAccumulator(Accumulator):
+    """An ``Accumulator`` whose records are journaled first (see the module doc)."""
+
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        store: JournalStore,
+        commit: GroupCommit,
+        *,
+        sync_each: bool,
+        blocking: BlockWhenFull | None = None,
+        can_block: Callable[[], bool] = lambda: True,
+    ) -> None:
+        super().__init__(settings, when_full=_RefuseWhenFull())
+        self._delivery_timeout = _NEVER
+        self.store = store
+        self.commit = commit
+        self._next_record = store.next_serial
+        self._sync_each = sync_each  # "journal_sync" in the caller's thread (blocking)
+        self._blocking = blocking or BlockWhenFull()
+        self._can_block = can_block
+        self.last_serial = -1  # the serial of the last record taken
+        self._fed = threading.Event()
+        self._fed.set()
+        self._feeding = False  # a replay is being fed in: new records wait behind it
+        self._full_episode = False
+        self._sync_turn = threading.Condition()  # "journal_sync": who leads the next fsync
+        self._syncing = False
+
+    # -- appending (any thread) -----------------------------------------------------------
+
+    def append(
+        self,
+        topic: str,
+        value: Any,
+        key: Any = None,
+        *,
+        partition: int | None = None,
+        headers: Any = None,
+        timestamp: int | None = None,
+        on_delivery: Report = None,
+    ) -> None:
+        """``Accumulator.append``, journaled; with "journal_sync" (blocking producer),
+        returns after the fsync that covers the record. Raises as ``append`` does, plus
+        ``JournalFullError`` (after ``max_block``) and the store's ``JournalDiskError``s."""
+        serial = self._take(topic, value, key, partition, headers, timestamp, on_delivery)
+        if self._sync_each:
+            self._sync_to(serial)
+        elif self.commit.idle:
+            self.commit.kick()
+
+    def append_many(
+        self,
+        topic: str,
+        items: Iterable[Any],
+        *,
+        partition: int | None = None,
+        on_delivery: Report = None,
+        taken: list[int] | None = None,
+    ) -> None:
+        """``produce_batch``, journaled item by item; one fsync at the end ("journal_sync")."""
+        if on_delivery is not None and on_delivery.__class__ not in FUTURES:
+            check_report(on_delivery)
+        count = 0
+        serial = -1
+        try:
+            for item in items:
+                key, value, headers, timestamp, part = unpack_item(item, topic, partition)
+                serial = self._take(topic, value, key, part, headers, timestamp, on_delivery)
+                count += 1
+        finally:
+            if taken is not None:
+                taken[0] = count
+            if count and self._sync_each:
+                self._sync_to(serial)
+            elif count and self.commit.idle:
+                self.commit.kick()
+
+    def _sync_to(self, serial: int) -> None:
+        """Return once record ``serial`` is fsynced. Group commit among callers: one
+        leads an fsync, the others wait for it and return if it covered them (it covers
+        every record appended before it started), else one of them leads the next."""
+        store = self.store
+        cond = self._sync_turn
+        with cond:
+            while store.synced_serial <= serial:
+                if store.failed is not None:
+                    raise store.failed
+                if not self._syncing:
+                    self._syncing = True
+                    break
+                cond.wait()
+            else:
+                return
+        try:
+            store.sync()
+        finally:
+            with cond:
+                self._syncing = False
+                cond.notify_all()
+
+    def _take(
+        self,
+        topic: str,
+        value: Any,
+        key: Any,
+        partition: int | None,
+        headers: Any,
+        timestamp: int | None,
+        report: Report,
+    ) -> int:
+        """Journal and take one record; returns its serial."""
+        key, value, headers, size = normalise(key, value, headers, timestamp)
+        if report is not None and report.__class__ not in FUTURES:
+            check_report(report)
+        t = self._topics.get(topic)
+        if t is None:
+            t = self._unknown(topic)
+        if timestamp is None:
+            # Journaled with the record, so a replay carries the time it was produced.
+            timestamp = self._wall_ms()
+        record = (key, value, headers, timestamp)
+        if size > self._plain_limit:
+            self._check_size(record, size)
+        if self._feeding:
+            self._wait_for_replay()
+        clock = self._clock
+        deadline = clock() + self.max_block
+        with self._lock:
+            while True:
+                if self._closed:
+                    raise ProducerClosedError("the producer is closed")
+                part = self._place(t, key, partition, size)
+                serial = self._next_record
+                entry = JournalRecord(
+                    serial, topic, part.index, timestamp, key, value, headers or []
+                )
+                try:
+                    self.store.append((entry,))
+                except JournalFullError as exc:
+                    self._wait_for_journal(exc, deadline - clock())
+                    continue
+                self._next_record = serial + 1
+                try:
+                    wake = self._put(t, part.index, record, size, report)
+                except _NoRoom as full:
+                    self._withdraw(topic, part.index, serial)
+                    remaining = deadline - clock() if self._can_block() else 0.0
+                    self._wait_for_memory(full.need, remaining)
+                    continue
+                except BaseException:
+                    self._withdraw(topic, part.index, serial)
+                    raise
+                self._mark(part, serial)
+                if self._full_episode:
+                    self._full_episode = False
+                    log.info("the journal in %s has room again", self.store.directory)
+                break
+        if wake:
+            self.wake()
+        return serial
+
+    def _wait_for_memory(self, need: int, remaining: float) -> None:
+        # Lock held, no serial taken: wait like the memory level does (BufferFullError).
+        self._blocking.wait(self._space, lambda: self._used + need <= self._limit, need, remaining)
+
+    def _place(self, t: TopicQueues, key: Any, partition: int | None, size: int) -> PartitionQueue:
+        """Lock held: the record's partition, decided before it is journaled. The same
+        choice as ``Accumulator.append`` (KIP-480: a sticky partition moves when its batch
+        is full), made up front: the accumulator must not move a journaled record."""
+        if partition is not None:
+            if partition.__class__ is not int or not 0 <= partition < t.count:
+                raise ValueError(
+                    f"partition {partition!r} is not in 0..{t.count - 1} (topic {t.name!r}"
+                    f" has {t.count} partitions)"
+                )
+            return t.parts[partition]
+        part = t.sticky if key is None else None
+        if part is None:
+            part = t.parts[t.partitioner.partition(t.name, key, t.count, t.available)]
+            if key is None and t.can_stick:
+                t.sticky = part
+        if key is None and t.can_stick:
+            batch = part.open
+            if batch is None or batch.size + size > t.batch_limit:
+                t.partitioner.on_new_batch(t.name, t.count, t.available, part.index)
+                part = t.parts[t.partitioner.partition(t.name, key, t.count, t.available)]
+                t.sticky = part
+        return part
+
+    def _mark(self, part: PartitionQueue, serial: int) -> None:
+        # Lock held: the record just put is the last of its partition's open batch.
+        batch = part.open
+        assert batch is not None
+        if batch.journal_first < 0:
+            batch.journal_first = serial
+        batch.journal_last = serial
+        self.last_serial = serial
+
+    def _withdraw(self, topic: str, partition: int, serial: int) -> None:
+        # The caller is told the record was not taken: it must not come back on a restart.
+        try:
+            self.store.append((Done(topic, partition, serial, serial),))
+        except JournalError as exc:
+            log.warning(
+                "journal serial %d (%s-%d) was refused by the producer but could not be"
+                " marked done (%s): a restart on this journal would send it",
+                serial,
+                topic,
+                partition,
+                exc,
+            )
+
+    def _wait_for_journal(self, exc: JournalFullError, remaining: float) -> None:
+        # Lock held. Back-pressure: acknowledged records free the journal (reclaim), so
+        # wait like a full buffer does, up to max_block, then raise the typed error.
+        if not self._full_episode:
+            self._full_episode = True
+            log.warning("%s; produce() blocks up to max_block for room", exc)
+        if remaining <= 0 or not self._can_block():
+            raise exc
+        self._space.wait(min(remaining, _FULL_POLL))
+
+    # -- replay (one feeder: new records wait until it is done) -------------------------
+
+    def begin_replay(self) -> None:
+        self._fed.clear()
+        self._feeding = True
+        self.commit.reclaim_paused = True  # the feeder reads segments reclaim could delete
+
+    def end_replay(self) -> None:
+        self._feeding = False
+        self._fed.set()
+        self.commit.reclaim_paused = False
+
+    def _wait_for_replay(self) -> None:
+        wait = self.max_block if self._can_block() else 0.0
+        if not self._fed.wait(wait):
+            raise BufferFullError(
+                "the records recovered from the journal are still being fed back in (they"
+                " go first); the record was not taken within max_block"
+                f" ({self.max_block:g}s): retry, or raise buffer_memory or max_block"
+            )
+
+    def replay(self, rec: JournalRecord, report: Report, *, block: bool) -> None:
+        """Put a recovered record back in its partition with its serial (no new entry).
+        Raises ``BufferFullError`` when memory is full and ``block`` is False (else waits
+        until it frees or the producer closes), ``TopicUnknownError`` (async: fetch
+        first), ``ValueError`` when the partition no longer exists."""
+        t = self._topics.get(rec.topic)
+        if t is None:
+            t = self._unknown(rec.topic)
+        headers = rec.headers or None
+        key, value, headers, size = normalise(rec.key, rec.value, headers, rec.timestamp_ms)
+        record = (key, value, headers, rec.timestamp_ms)
+        with self._lock:
+            if not 0 <= rec.partition < t.count:
+                raise ValueError(
+                    f"partition {rec.partition} of {rec.topic!r} no longer exists (the topic"
+                    f" has {t.count} partitions)"
+                )
+            while True:
+                if self._closed:
+                    raise ProducerClosedError("the producer is closed")
+                try:
+                    wake = self._put(t, rec.partition, record, size, report)
+                except _NoRoom as full:
+                    if not block:
+                        raise BufferFullError(f"no room for {full.need} bytes") from None
+                    self._space.wait(1.0)  # the loop frees memory as batches complete
+                    continue
+                self._mark(t.parts[rec.partition], rec.serial)
+                break
+        if wake:
+            self.wake()
+
+    def give_up(self, rec: JournalRecord) -> None:
+        """A recovered record that got a failure report without being put back."""
+        with self._lock:
+            self._withdraw(rec.topic, rec.partition, rec.serial)
+
+    # -- reports --------------------------------------------------------------------------
+
+    def complete(self, batches: Iterable[Batch]) -> None:
+        """Batches that got their reports: queue their DONE entries, free their memory."""
+        batches = list(batches)
+        dones = [
+            Done(b.topic, b.partition, b.journal_first, b.journal_last)
+            for b in batches
+            if b.journal_first >= 0
+        ]
+        if dones:
+            self.commit.add_dones(dones)
+        super().complete(batches)
