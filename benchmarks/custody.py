@@ -1,0 +1,214 @@
+"""Custody levels side by side: memory, journal and journal_sync, beside confluent-kafka.
+
+    python benchmarks/custody.py [--messages 50000] [--latency 500] [--size 1024]
+                                 [--partitions 6] [--runs 3] [--only a,b,...]
+
+One broker: librdkafka's mock cluster in its own process. Every case runs in its own
+subprocess (its own GIL), the cases interleaved run by run; each cell is the median of
+``--runs`` runs. Values are ``--size`` bytes (1 KiB), acks=all with idempotence (pykaf's
+default), linger 5 ms for throughput and 0 for latency.
+
+Cases:
+  memory         ``Producer(custody="memory")``: records in RAM until acknowledged
+  journal        ``custody="journal"``: appended to the journal before produce() returns,
+                 fsync grouped every ``journal_fsync_interval`` (5 ms)
+  journal_sync   ``custody="journal_sync"``: produce() returns after the fsync that
+                 covers the record
+  confluent      confluent-kafka, memory only (its only custody)
+
+Throughput: ``produce()`` fire-and-forget from one thread, then ``flush()``; msgs/s from
+the first record to the last acknowledgement. Latency: ``send(...).result()`` one at a
+time (confluent: ``produce`` + ``flush``), p50 and p99 in ms. Also measured alone: one
+1 KiB write plus ``os.fdatasync`` on the journal's disk (median and p99 of 200), the
+floor under any journal_sync call.
+
+Goals (issue 12): journal throughput >= 0.8x memory's; journal_sync one-at-a-time p50
+<= memory p50 + one fsync. Reported, and the exit status is 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+CASES = ("memory", "journal", "journal_sync", "confluent")
+WARMUP = 50
+
+
+def child(
+    case: str, mode: str, bootstrap: str, topic: str, count: int, size: int
+) -> dict[str, Any]:
+    value = os.urandom(size)
+    if case == "confluent":
+        return _confluent(mode, bootstrap, topic, count, value)
+    from pykaf import Producer  # noqa: PLC0415
+
+    failed = 0
+
+    def on_error(_record: Any, _error: BaseException) -> None:
+        nonlocal failed
+        failed += 1
+
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CUSTODY_DIR")) as directory:
+        options: dict[str, Any] = {"custody": case, "linger": 0.0 if mode == "latency" else 0.005}
+        if case != "memory":
+            options["journal_dir"] = directory
+        with Producer(bootstrap, on_error=on_error, **options) as producer:
+            producer.send(topic, value).result(30)
+            if mode == "latency":
+                latencies = []
+                for i in range(WARMUP + count):
+                    start = time.perf_counter()
+                    producer.send(topic, value).result(30)
+                    if i >= WARMUP:
+                        latencies.append(time.perf_counter() - start)
+                return {"latencies": latencies, "failed": failed}
+            start = time.perf_counter()
+            produce = producer.produce
+            for _ in range(count):
+                produce(topic, value)
+            failed += producer.flush(120)
+            return {"seconds": time.perf_counter() - start, "failed": failed}
+
+
+def _confluent(mode: str, bootstrap: str, topic: str, count: int, value: bytes) -> dict[str, Any]:
+    from confluent_kafka import Producer  # noqa: PLC0415
+
+    failed = 0
+
+    def on_delivery(error: Any, _message: Any) -> None:
+        nonlocal failed
+        if error is not None:
+            failed += 1
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 0 if mode == "latency" else 5,
+            "delivery.report.only.error": True,
+            "on_delivery": on_delivery,
+            "log_level": 3,
+        }
+    )
+    producer.produce(topic, value)
+    producer.flush(30)
+    if mode == "latency":
+        latencies = []
+        for i in range(WARMUP + count):
+            start = time.perf_counter()
+            producer.produce(topic, value)
+            producer.flush(30)
+            if i >= WARMUP:
+                latencies.append(time.perf_counter() - start)
+        return {"latencies": latencies, "failed": failed}
+    start = time.perf_counter()
+    for _ in range(count):
+        while True:
+            try:
+                producer.produce(topic, value)
+                break
+            except BufferError:
+                producer.poll(0.001)
+    failed += producer.flush(120)
+    return {"seconds": time.perf_counter() - start, "failed": failed}
+
+
+def fsync_alone(samples: int = 200) -> tuple[float, float]:
+    """One 1 KiB append plus fdatasync on the journal's disk: median and p99, in ms."""
+    times = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CUSTODY_DIR")) as directory:
+        fd = os.open(os.path.join(directory, "probe"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            block = os.urandom(1024)
+            for _ in range(samples):
+                start = time.perf_counter()
+                os.write(fd, block)
+                os.fdatasync(fd)
+                times.append(time.perf_counter() - start)
+        finally:
+            os.close(fd)
+    times.sort()
+    return statistics.median(times) * 1000, times[int(len(times) * 0.99)] * 1000
+
+
+def run_child(
+    args: argparse.Namespace, case: str, mode: str, bootstrap: str, topic: str
+) -> dict[str, Any]:
+    count = args.latency if mode == "latency" else args.messages
+    command = [sys.executable, __file__, "--child", case, mode, bootstrap, topic, str(count)]
+    command += ["--size", str(args.size)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{case} {mode} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--latency", type=int, default=500)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default=",".join(CASES))
+    parser.add_argument("--child", nargs=5, metavar=("CASE", "MODE", "BOOTSTRAP", "TOPIC", "N"))
+    args = parser.parse_args()
+    if args.child:
+        case, mode, bootstrap, topic, count = args.child
+        print(json.dumps(child(case, mode, bootstrap, topic, int(count), args.size)))
+        return 0
+    from peers.mock_cluster import MockCluster  # noqa: PLC0415
+
+    cases = [c for c in args.only.split(",") if c]
+    fsync_p50, fsync_p99 = fsync_alone()
+    rates: dict[str, list[float]] = {c: [] for c in cases}
+    lat: dict[str, list[float]] = {c: [] for c in cases}
+    with MockCluster(1) as mock:
+        topic = "custody-bench"
+        mock.create_topic(topic, args.partitions, 1)
+        for _ in range(args.runs):
+            for case in cases:
+                result = run_child(args, case, "throughput", mock.bootstrap, topic)
+                if result["failed"]:
+                    raise RuntimeError(f"{case}: {result['failed']} record(s) failed")
+                rates[case].append(args.messages / result["seconds"])
+                result = run_child(args, case, "latency", mock.bootstrap, topic)
+                lat[case].extend(result["latencies"])
+    print(f"{args.messages} x {args.size} B, {args.runs} run(s); mock cluster, acks=all")
+    print(f"fsync alone (1 KiB write + fdatasync): p50 {fsync_p50:.3f} ms, p99 {fsync_p99:.3f} ms")
+    print(f"{'case':<14}{'msgs/s':>12}{'vs memory':>11}{'p50 ms':>9}{'p99 ms':>9}")
+    summary: dict[str, tuple[float, float, float]] = {}
+    for case in cases:
+        rate = statistics.median(rates[case])
+        ordered = sorted(lat[case])
+        p50 = statistics.median(ordered) * 1000
+        p99 = ordered[int(len(ordered) * 0.99)] * 1000
+        summary[case] = (rate, p50, p99)
+    base = summary.get("memory")
+    for case, (rate, p50, p99) in summary.items():
+        ratio = f"{rate / base[0]:.2f}x" if base else "-"
+        print(f"{case:<14}{rate:>12,.0f}{ratio:>11}{p50:>9.3f}{p99:>9.3f}")
+    missed = []
+    if base and "journal" in summary and summary["journal"][0] < 0.8 * base[0]:
+        missed.append("journal throughput < 0.8x memory")
+    if base and "journal_sync" in summary and summary["journal_sync"][1] > base[1] + fsync_p50:
+        missed.append("journal_sync p50 > memory p50 + one fsync")
+    for goal in missed:
+        print("goal missed:", goal)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
