@@ -68,6 +68,12 @@ class Custody:
         self.sync_each = settings.custody == "journal_sync"
         self._reporter = reporter
         self.on_replayed = on_replayed_delivery
+        # The feed's progress: flush() and close() wait for it, so a replayed record is
+        # covered by the first flush like any record produced before it.
+        self.fed = threading.Event()
+        self.fed_count = 0
+        if not self.recovery.pending_records:
+            self.fed.set()
         if self.recovery.pending_records:
             log.warning(
                 "journal %s: %d record(s) of an earlier producer were not acknowledged;"
@@ -83,6 +89,10 @@ class Custody:
     @property
     def pending(self) -> bool:
         return self.recovery.pending_records > 0
+
+    def unfed(self) -> int:
+        """Recovered records not handed to the accumulator yet."""
+        return 0 if self.fed.is_set() else max(0, self.recovery.pending_records - self.fed_count)
 
     def close(self, timeout: float) -> None:
         """After the producer's last report: DONE entries written, synced, reclaimed."""
@@ -130,10 +140,12 @@ class Custody:
             for rec in self.store.iter_pending():
                 if not self._put_back_blocking(accumulator, rec):
                     return
+                self.fed_count += 1
         except JournalError as exc:
             log.error("journal %s: the replay stopped: %s", self.store.directory, exc)
         finally:
             accumulator.end_replay()
+            self.fed.set()
 
     def _put_back_blocking(self, accumulator: JournalAccumulator, rec: JournalRecord) -> bool:
         while True:

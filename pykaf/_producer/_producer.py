@@ -13,7 +13,9 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Final, Self
@@ -34,6 +36,8 @@ from pykaf._producer._engine import ProducerEngine
 from pykaf._producer._future import DeliveryFuture
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull
+
+log = logging.getLogger("pykaf.producer.journal")
 
 __all__ = ["Producer"]
 
@@ -250,6 +254,15 @@ class Producer:
         if self._loop.in_loop_thread:  # from a delivery callback: the loop cannot wait
             raise RuntimeError("flush() was called from the producer's own thread")
         accumulator = self._accumulator
+        custody = self._custody
+        if custody is not None and not custody.fed.is_set():
+            # Records recovered from the journal come before this call's: wait for the
+            # feed to hand them all over first (they are then covered like any other).
+            started = time.monotonic()
+            if not custody.fed.wait(bound if timeout is None else timeout):
+                return accumulator.pending() + custody.unfed()
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - started))
         # The hot one-at-a-time path: the flush registers with the accumulator (under its
         # lock) and the loop picks it up at its next look; the loop is woken only if no
         # wake is pending already (the append just before usually woke it). The loop
@@ -280,8 +293,15 @@ class Producer:
             if self._closed:
                 return self._failed_by_close
             self._closed = True
-        self._accumulator.close()
         flush_bound = self.settings.delivery_timeout if timeout is None else max(0.0, timeout)
+        custody = self._custody
+        if custody is not None and not custody.fed.is_set():
+            # Let the feed of recovered records finish within the flush's bound; what it
+            # could not hand over stays in the journal for the next producer (said below).
+            started = time.monotonic()
+            custody.fed.wait(flush_bound)
+            flush_bound = max(0.0, flush_bound - (time.monotonic() - started))
+        self._accumulator.close()
         bound = flush_bound + self.settings.client.close_timeout + _MARGIN
         _OPEN.discard(self)
         try:
@@ -290,9 +310,17 @@ class Producer:
                 self._failed_by_close = self._wait_for_close(flush_bound, bound)
         finally:
             self._loop.stop(_MARGIN)
-            if self._custody is not None:
+            if custody is not None:
                 # Every report is given: their DONE entries are written and synced.
-                self._custody.close(self.settings.client.close_timeout + _MARGIN)
+                custody.close(self.settings.client.close_timeout + _MARGIN)
+                left = custody.unfed()
+                if left:
+                    log.warning(
+                        "journal %s: %d recovered record(s) were not sent before close();"
+                        " they stay in the journal, and the next producer on it sends them",
+                        custody.store.directory,
+                        left,
+                    )
         return self._failed_by_close
 
     def _wait_for_close(self, flush_bound: float, bound: float) -> int:

@@ -225,6 +225,48 @@ def test_async_producer_sends_recovered_records_first(
     assert pending_in(tmp_path) == 0
 
 
+def test_a_flush_right_after_opening_covers_the_recovered_records(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    # Found by chaos/custody_kills.py: flush() returned 0 at once while the feed had not
+    # handed the recovered records over, and close() left them unsent without a word.
+    leave_records(tmp_path, 30, b"old")
+    replayed: list[BaseException | None] = []
+    with Producer(
+        cluster.bootstrap,
+        custody="journal",
+        journal_dir=tmp_path,
+        on_replayed_delivery=lambda m, e: replayed.append(e),
+        **FAST,
+    ) as producer:
+        assert producer.flush(30) == 0
+        assert replayed == [None] * 30  # reported before flush() returned
+    assert sum(len(v) for v in values_by_partition(cluster.bootstrap).values()) == 30
+    assert pending_in(tmp_path) == 0
+
+
+def test_async_flush_right_after_opening_covers_the_recovered_records(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    leave_records(tmp_path, 30, b"old")
+    replayed: list[BaseException | None] = []
+
+    async def main() -> None:
+        async with AsyncProducer(
+            cluster.bootstrap,
+            custody="journal",
+            journal_dir=tmp_path,
+            on_replayed_delivery=lambda m, e: replayed.append(e),
+            **FAST,
+        ) as producer:
+            assert await producer.flush(30) == 0
+            assert replayed == [None] * 30
+
+    asyncio.run(main())
+    assert sum(len(v) for v in values_by_partition(cluster.bootstrap).values()) == 30
+    assert pending_in(tmp_path) == 0
+
+
 def test_a_second_producer_on_the_same_directory_is_refused(tmp_path: Path) -> None:
     first = Producer("127.0.0.1:9", custody="journal", journal_dir=tmp_path)
     try:

@@ -1,0 +1,175 @@
+"""Break custody on purpose: SIGKILL a journal_sync producer again and again, then count.
+
+    python chaos/custody_kills.py [--kills 200] [--partitions 4] [--seed N] [--down 0.3]
+
+The embedded broker (three brokers) runs in this process. A child process opens a
+``Producer(custody="journal_sync")`` on one journal directory (re-sending what the previous
+child left, first) and produces unique values as fast as it can, writing each value to a
+log file once its ``produce()`` has returned. Each child is SIGKILLed at a random moment
+(while appending, during an fsync, during the replay of the previous child's records, or
+while every broker is down: with probability ``--down`` the brokers go down before the kill
+and come back after it). After the last kill one more child drains the journal and closes.
+
+Then every partition is read back and counted:
+  lost        values whose produce() returned (in a log) but are not in Kafka: must be 0
+  duplicated  values present more than once (re-sends after a crash; counted, reported)
+  reordered   per child and partition, values out of produce order (must be 0)
+Exit status 1 if anything was lost or reordered. Random moments, so this is a tool to
+break things with, not a test: its bound is ``--kills`` children of at most a few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from pykaf import Consumer, TopicPartition
+from pykaf.broker import BlockingCluster
+from pykaf.journal import inspect_journal
+
+TOPIC = "custody-chaos"
+BROKERS = 3
+
+CHILD = """
+import sys, time
+from pykaf import Producer
+
+bootstrap, journal, child, log_path, drain = sys.argv[1:6]
+failures = []
+
+def replayed(metadata, error):
+    if error is not None:
+        failures.append(repr(error))
+
+with open(log_path, "a", buffering=1) as log, Producer(
+    bootstrap, custody="journal_sync", journal_dir=journal, linger=0.001, max_block=120,
+    on_replayed_delivery=replayed,
+) as producer:
+    print("open", sum(producer.recovered().values()), flush=True)
+    if drain == "1":
+        left = producer.flush(120)
+        print("flushed", left, len(failures), failures[:3], flush=True)
+    else:
+        for seq in range(10_000_000):
+            value = f"{child}-{seq}".encode()
+            producer.produce("TOPIC_NAME", value, key=str(seq % 97).encode())
+            log.write(value.decode() + "\\n")  # after produce() returned: in custody
+""".replace("TOPIC_NAME", TOPIC)
+
+
+def start_child(
+    bootstrap: str, journal: str, child: int, logs: Path, drain: bool
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            bootstrap,
+            journal,
+            str(child),
+            str(logs / f"{child}.log"),
+            "1" if drain else "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def read_back(bootstrap: str, partitions: int) -> dict[int, list[str]]:
+    """Every value of every partition, in offset order."""
+    tps = [TopicPartition(TOPIC, p) for p in range(partitions)]
+    seen: dict[int, list[str]] = defaultdict(list)
+    with Consumer(bootstrap, auto_offset_reset="earliest", stop_at_end=True) as consumer:
+        consumer.assign(tps)
+        for record in consumer:
+            seen[record.partition].append(record.value.decode())
+    return seen
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=200)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--down", type=float, default=0.3, help="share of kills with brokers down")
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as scratch, BlockingCluster(brokers=BROKERS) as cluster:
+        journal, logs = os.path.join(scratch, "journal"), Path(scratch) / "logs"
+        logs.mkdir()
+        cluster.create_topic(TOPIC, args.partitions)
+        replayed = 0
+        downs = 0
+        for child in range(args.kills):
+            process = start_child(cluster.bootstrap, journal, child, logs, drain=False)
+            assert process.stdout is not None
+            opened = process.stdout.readline().split()
+            if opened and opened[0] == "open":
+                replayed += int(opened[1])
+            down = rng.random() < args.down
+            if down:
+                downs += 1
+                time.sleep(rng.uniform(0.0, 0.3))
+                for node in range(1, BROKERS + 1):
+                    cluster.faults.broker_down(node)
+            time.sleep(rng.uniform(0.0, 0.6))
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+            if down:
+                for node in range(1, BROKERS + 1):
+                    cluster.faults.broker_up(node)
+        drain = start_child(cluster.bootstrap, journal, args.kills, logs, drain=True)
+        out, _ = drain.communicate(timeout=300)
+        print("drain:", out.strip().replace("\n", " | "))
+        print("journal after the drain:", inspect_journal(journal).pending_records, "pending")
+        if drain.returncode != 0:
+            print("the draining producer failed:", out)
+            return 1
+        accepted: list[str] = []
+        for child in range(args.kills):
+            path = logs / f"{child}.log"
+            if path.exists():
+                # The last line may be cut by the kill: only whole lines are accepted values.
+                text = path.read_text()
+                lines = text.split("\n")
+                accepted += [line for line in lines[:-1] if line]
+        seen = read_back(cluster.bootstrap, args.partitions)
+        with Consumer(cluster.bootstrap) as probe:
+            ends = probe.end_offsets([TopicPartition(TOPIC, p) for p in range(args.partitions)])
+        print("end offsets", sum(ends.values()), "records read", sum(len(v) for v in seen.values()))
+    counts = Counter(v for values in seen.values() for v in values)
+    lost = [v for v in accepted if v not in counts]
+    duplicated = sum(n - 1 for n in counts.values() if n > 1)
+    reordered = 0
+    for values in seen.values():
+        last: dict[str, int] = {}
+        for value in values:
+            child, seq = value.rsplit("-", 1)
+            if int(seq) < last.get(child, -1) and counts[value] == 1:
+                reordered += 1
+            last[child] = max(last.get(child, -1), int(seq))
+    print(
+        f"seed {seed}: {args.kills} SIGKILLs ({downs} with every broker down),"
+        f" {len(accepted):,} records accepted (produce() returned), {replayed:,} replayed at opens,"
+        f" {sum(counts.values()):,} in Kafka; lost {len(lost)}, duplicated {duplicated},"
+        f" reordered {reordered}; {time.monotonic() - started:.0f} s"
+    )
+    if lost:
+        print("lost, first ones:", lost[:10])
+    return 1 if lost or reordered else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
