@@ -1,6 +1,9 @@
 """The journal's entry format: bytes in, values out, and nothing else (no files, no clock).
 
-A segment file is entries back to back, nothing before the first. One entry (little-endian)::
+A segment file is entries back to back, nothing before the first, then possibly zeros
+up to its end (the unused capacity of a segment allocated in full, see ``_mapped``): a zero
+where a length should start, with only zeros after it, is the clean end of the segment.
+One entry (little-endian)::
 
     u32 length   bytes after the CRC field: the kind byte plus the payload (>= 1)
     u32 crc      CRC32C (Castagnoli) of those ``length`` bytes
@@ -77,6 +80,7 @@ _HEADER: Final = struct.Struct("<Hi")
 _IDENTITY: Final = struct.Struct("<BqhiiQQIH")
 _DONE: Final = struct.Struct("<BQQiH")
 _EMPTY: Final = b""
+_ZEROS: Final = bytes(1 << 16)
 
 # Hot-path values are NamedTuples (cheaper to build than dataclasses; DESIGN.md "Style").
 
@@ -291,6 +295,17 @@ def _count_torn(view: memoryview, pos: int, size: int) -> int:
     return count
 
 
+def _only_zeros(view: memoryview, pos: int) -> bool:
+    """Whether every byte from ``pos`` on is zero (compared a block at a time, memcmp)."""
+    size = len(view)
+    while pos < size:
+        block = min(len(_ZEROS), size - pos)
+        if bytes(view[pos : pos + block]) != _ZEROS[:block]:
+            return False
+        pos += block
+    return True
+
+
 def walk(buffer: bytes | bytearray | memoryview, *, path: str = "<buffer>", newest: bool) -> Walk:
     """The CRC-valid frames of one segment's bytes (see the module doc for torn tails).
 
@@ -316,8 +331,8 @@ def walk(buffer: bytes | bytearray | memoryview, *, path: str = "<buffer>", newe
             )
         append(Frame(pos, kind, end))
         pos = end
-    if pos >= size:
-        return Walk(frames=frames, valid_bytes=size, torn_tail_bytes=0, torn_entries=0, reason="")
+    if pos >= size or _only_zeros(view, pos):  # the end, or the end and unused capacity
+        return Walk(frames=frames, valid_bytes=pos, torn_tail_bytes=0, torn_entries=0, reason="")
     reason = _frame_at(view, pos, size)[1]
     if not newest:
         raise JournalCorruptError(path, pos, f"{reason} in a segment that was complete")

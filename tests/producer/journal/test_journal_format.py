@@ -127,11 +127,39 @@ def test_a_crc_failure_in_the_last_entry_is_a_torn_tail() -> None:
     assert "CRC" in result.reason
 
 
-def test_zeros_after_the_last_entry_are_a_torn_tail() -> None:
-    # What an OS crash leaves of blocks allocated but never written.
+@pytest.mark.parametrize("newest", [True, False])
+def test_zeros_after_the_last_entry_are_the_clean_end(newest: bool) -> None:
+    # The unused capacity of a segment allocated in full (or blocks an OS crash left
+    # allocated but unwritten): no entry is lost there, nothing is torn.
     data, _ = _three()
-    result = scan(data + bytes(4096), newest=True)
-    assert (len(result.entries), result.valid_bytes, result.torn_tail_bytes) == (3, len(data), 4096)
+    for zeros in (1, 8, 9, 4096, 200_000):
+        result = scan(data + bytes(zeros), newest=newest)
+        assert (len(result.entries), result.valid_bytes, result.torn_tail_bytes) == (
+            3,
+            len(data),
+            0,
+        )
+
+
+def test_a_partial_entry_followed_by_zeros_is_a_torn_tail() -> None:
+    # What a process killed in the middle of its copy into the map leaves.
+    data, starts = _three()
+    for cut in (1, 5, 9, len(data) - starts[2] - 1):
+        torn = data[: starts[2] + cut] + bytes(4096)
+        result = scan(torn, newest=True)
+        assert (len(result.entries), result.valid_bytes) == (2, starts[2])
+        assert result.torn_tail_bytes == len(torn) - starts[2]
+        with pytest.raises(JournalCorruptError):
+            scan(torn, newest=False)
+
+
+def test_a_zeroed_entry_before_valid_ones_is_corruption_even_with_zeros_after() -> None:
+    data, starts = _three()
+    damaged = bytearray(data + bytes(4096))
+    damaged[starts[1] : starts[2]] = bytes(starts[2] - starts[1])
+    with pytest.raises(JournalCorruptError) as caught:
+        scan(bytes(damaged), newest=True)
+    assert caught.value.position == starts[1]
 
 
 @pytest.mark.parametrize("victim", [0, 1])
