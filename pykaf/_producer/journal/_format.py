@@ -46,6 +46,7 @@ __all__ = [
     "DONE",
     "IDENTITY",
     "PREFIX_BYTES",
+    "RECORD_FIXED_BYTES",
     "RECORD",
     "Done",
     "Entry",
@@ -59,6 +60,7 @@ __all__ = [
     "encode_done",
     "encode_identity",
     "encode_record",
+    "encode_record_into",
     "peek_record",
     "scan",
     "walk",
@@ -76,6 +78,7 @@ PREFIX_BYTES: Final = _PREFIX.size
 _MIN_ENTRY: Final = PREFIX_BYTES + 1
 # The fixed parts start with the kind byte: one pack per entry, and the CRC covers it.
 _RECORD: Final = struct.Struct("<BQiqHiiH")
+RECORD_FIXED_BYTES: Final = PREFIX_BYTES + _RECORD.size  # a RECORD entry before its topic
 _HEADER: Final = struct.Struct("<Hi")
 _IDENTITY: Final = struct.Struct("<BqhiiQQIH")
 _DONE: Final = struct.Struct("<BQQiH")
@@ -156,6 +159,32 @@ def _too_large(what: str, exc: struct.error) -> ValueError:
     return ValueError(f"cannot journal {what}: a field is out of range ({exc})")
 
 
+def _record_fixed(
+    serial: int,
+    name: bytes,
+    partition: int,
+    timestamp_ms: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: int,
+) -> bytes:
+    """A RECORD's fixed fields, kind byte first; ``ValueError`` when one is out of range."""
+    try:
+        return _RECORD.pack(
+            RECORD,
+            serial,
+            partition,
+            timestamp_ms,
+            len(name),
+            -1 if key is None else len(key),
+            -1 if value is None else len(value),
+            headers,
+        )
+    except struct.error as exc:
+        topic = str(name, "utf-8", "replace")
+        raise _too_large(f"record {serial} for {topic}[{partition}]", exc) from None
+
+
 def encode_record(
     serial: int,
     topic: str,
@@ -171,19 +200,7 @@ def encode_record(
     name = topic.encode()
     key_part = _EMPTY if key is None else key
     value_part = _EMPTY if value is None else value
-    try:
-        fixed = _RECORD.pack(
-            RECORD,
-            serial,
-            partition,
-            timestamp_ms,
-            len(name),
-            -1 if key is None else len(key_part),
-            -1 if value is None else len(value_part),
-            len(headers),
-        )
-    except struct.error as exc:
-        raise _too_large(f"record {serial} for {topic}[{partition}]", exc) from None
+    fixed = _record_fixed(serial, name, partition, timestamp_ms, key, value, len(headers))
     if not headers:
         body = b"".join((fixed, name, key_part, value_part))
         return _PREFIX.pack(len(body), crc32c(body)) + body
@@ -201,6 +218,36 @@ def encode_record(
         parts.append(raw_value)
     body = b"".join(parts)
     return _PREFIX.pack(len(body), crc32c(body)) + body
+
+
+def encode_record_into(
+    target: memoryview,
+    pos: int,
+    serial: int,
+    name: bytes,
+    partition: int,
+    timestamp_ms: int,
+    key: bytes | None,
+    value: bytes | None,
+) -> None:
+    """One RECORD entry without headers, written in place at ``pos`` of ``target`` (which
+    has room for its ``RECORD_FIXED_BYTES + len(name) + len(key) + len(value)`` bytes;
+    ``name`` is the topic, encoded): the append path of a mapped segment, one copy of the
+    value instead of three. The length and CRC go in last, so an entry cut short by a
+    killed process starts with a zero length: a torn tail, never a valid entry."""
+    start = pos + PREFIX_BYTES
+    at = start + _RECORD.size
+    # Packed apart (not pack_into): a field out of range must leave the target untouched.
+    target[start:at] = _record_fixed(serial, name, partition, timestamp_ms, key, value, 0)
+    end = at + len(name)
+    target[at:end] = name
+    if key:
+        at, end = end, end + len(key)
+        target[at:end] = key
+    if value:
+        at, end = end, end + len(value)
+        target[at:end] = value
+    _PREFIX.pack_into(target, pos, end - start, crc32c(target[start:end]))
 
 
 def _framed(body: bytes) -> bytes:
@@ -284,7 +331,7 @@ def _valid_frame_after(view: memoryview, start: int, size: int) -> str:
 def _count_torn(view: memoryview, pos: int, size: int) -> int:
     """Entry headers in a torn tail, following their lengths while they fit (best effort)."""
     count = 0
-    while pos < size:
+    while pos < size and not (count and _only_zeros(view, pos)):  # zeros start no entry
         count += 1
         if size - pos < PREFIX_BYTES:
             break

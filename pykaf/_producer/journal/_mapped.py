@@ -56,13 +56,14 @@ class MappedSegment:
     this class allocated is cut back to ``valid`` bytes when allocating fails, so that a
     failed attempt leaves the file as it was."""
 
-    __slots__ = ("_map", "capacity", "fd", "path")
+    __slots__ = ("_map", "capacity", "fd", "path", "view")
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self.fd = fd
         self.capacity = 0
         self._map: mmap.mmap | None = None
+        self.view = memoryview(b"")  # of the map, to write entries in place (``_format``)
 
     @classmethod
     def open(cls, path: Path, valid: int, needed: int, capacity: int) -> MappedSegment:
@@ -97,6 +98,7 @@ class MappedSegment:
             return
         self.unmap()
         self._map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.view = memoryview(self._map)
         self.capacity = size
 
     def _allocate(self, size: int) -> int:
@@ -121,6 +123,8 @@ class MappedSegment:
 
     def unmap(self) -> None:
         if self._map is not None:
+            self.view.release()  # a map with a view exported cannot be closed
+            self.view = memoryview(b"")
             self._map.close()
             self._map = None
             self.capacity = 0

@@ -52,12 +52,14 @@ from pykaf._errors import JournalDiskError, JournalFullError
 from pykaf._producer.journal._disk import DiskHealth
 from pykaf._producer.journal._durability import SyncTicket, cut_unsynced, fsync_ticket
 from pykaf._producer.journal._format import (
+    RECORD_FIXED_BYTES,
     Done,
     Entry,
     Identity,
     JournalRecord,
     encode,
     encode_record,
+    encode_record_into,
 )
 from pykaf._producer.journal._lock import DirectoryLock
 from pykaf._producer.journal._mapped import MappedSegment, capacity_for
@@ -196,6 +198,12 @@ class JournalStore:
         """Write ``entries`` in order (copied into the map, no sync) and return the newest
         segment's size after them. RECORD serials must increase from ``next_serial`` on
         (gaps are allowed); a bad serial raises ``ValueError`` before anything is written."""
+        if len(entries) == 1:
+            entry = entries[0]
+            if isinstance(entry, JournalRecord) and not entry.headers:
+                end = self._append_in_place(entry)
+                if end >= 0:
+                    return end
         chunks: list[bytes] = []
         first = -1  # the first RECORD serial
         serial = -1
@@ -236,6 +244,43 @@ class JournalStore:
                 else:
                     self._identities[entry.topic, entry.partition] = entry
             return segment.size
+
+    def _append_in_place(self, record: JournalRecord) -> int:
+        """The hot path (one RECORD without headers, the usual produce()): encoded straight
+        into the mapped segment when nothing else is needed (no roll, no allocation, no
+        reclaim, the serial in order); returns the segment's size after it, or -1 for the
+        general path, which checks and says what is wrong."""
+        serial, topic, partition, timestamp_ms, key, value, _ = record
+        name = topic.encode()
+        size = RECORD_FIXED_BYTES + len(name)
+        if key is not None:
+            size += len(key)
+        if value is not None:
+            size += len(value)
+        with self._mutex:
+            target = self._file
+            if target is None or self._lock is None or self._health.failure is not None:
+                return -1
+            segment = self._segments[-1]
+            start = segment.size
+            end = start + size
+            if (
+                end > target.capacity
+                or end > self.segment_bytes
+                or self._used + size > self.max_bytes
+                or serial < self._next_serial
+            ):
+                return -1
+            encode_record_into(
+                target.view, start, serial, name, partition, timestamp_ms, key, value
+            )
+            segment.size = end
+            self._used += size
+            self._next_serial = serial + 1
+            self._index.add(serial, topic, partition)
+            if self._health.troubled:
+                self._health.ok()
+            return end
 
     def _make_room(self, size: int, has_records: bool) -> None:
         limit = self.max_bytes if has_records else self.max_bytes + self.headroom

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pykaf._errors import JournalCorruptError
 from pykaf._producer.journal._format import (
     PREFIX_BYTES,
+    RECORD_FIXED_BYTES,
     Done,
     Entry,
     Identity,
@@ -18,6 +19,7 @@ from pykaf._producer.journal._format import (
     decode_frame,
     encode,
     encode_record,
+    encode_record_into,
     peek_record,
     scan,
     walk,
@@ -199,3 +201,26 @@ def test_a_payload_whose_lengths_do_not_add_up_is_corruption() -> None:
     entry = struct.pack("<II", len(body), crc32c(body)) + body
     with pytest.raises(JournalCorruptError, match="exceed"):
         scan(entry, newest=True)
+
+
+@given(records)
+def test_a_record_written_in_place_is_the_same_bytes_as_encoded(record: JournalRecord) -> None:
+    plain = record._replace(headers=[])
+    expected = encode(plain)
+    name = plain.topic.encode()
+    size = RECORD_FIXED_BYTES + len(name) + len(plain.key or b"") + len(plain.value or b"")
+    assert size == len(expected)
+    target = bytearray(b"\xee" * 3 + bytes(size + 5))
+    encode_record_into(
+        memoryview(target), 3, plain.serial, name, plain.partition, plain.timestamp_ms,
+        plain.key, plain.value,
+    )  # fmt: skip
+    assert bytes(target[3 : 3 + size]) == expected
+    assert bytes(target[3 + size :]) == bytes(5)
+
+
+def test_a_record_out_of_range_written_in_place_leaves_only_zeros() -> None:
+    target = bytearray(200)
+    with pytest.raises(ValueError, match="out of range"):
+        encode_record_into(memoryview(target), 0, 2**64, b"t", 0, 0, None, b"v")
+    assert target == bytearray(200)  # still the clean end of a segment

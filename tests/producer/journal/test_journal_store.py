@@ -261,3 +261,80 @@ def test_a_torn_tail_is_cut_reported_and_appends_go_on_after_it(store: JournalSt
         assert [r.serial for r in again.iter_pending()] == [0, 1, 2, 3]
     finally:
         again.close()
+
+
+def _killed_with_allocation(directory: Path, count: int) -> Path:
+    """A journal whose writer died without closing: its newest segment still allocated."""
+    store = JournalStore(directory, max_bytes=1 << 20, segment_bytes=SEGMENT)
+    store.open()
+    store.append([_record(s) for s in range(count)])
+    store.sync()
+    newest = directory / _segments(directory)[-1]
+    valid = store.used_bytes
+    store.close()
+    with newest.open("r+b") as handle:  # what close cut: the zeros of the allocation
+        handle.truncate(SEGMENT)
+    assert walk(newest.read_bytes(), newest=True).valid_bytes == valid
+    return newest
+
+
+def test_zeros_after_the_entries_of_an_allocated_segment_are_a_clean_end(tmp_path: Path) -> None:
+    newest = _killed_with_allocation(tmp_path, 3)
+    store = JournalStore(tmp_path, max_bytes=1 << 20, segment_bytes=SEGMENT)
+    recovery = store.open()
+    try:
+        assert (recovery.torn_tail, recovery.next_serial, recovery.pending_records) == (None, 3, 3)
+        assert newest.stat().st_size == SEGMENT  # nothing cut: writing goes on in place
+        store.append([_record(3)])
+        assert [r.serial for r in store.iter_pending()] == [0, 1, 2, 3]
+    finally:
+        store.close()
+    assert newest.stat().st_size == store.used_bytes  # closing cut the allocation
+
+
+def test_a_torn_entry_in_an_allocated_segment_is_cut_and_writing_goes_on(tmp_path: Path) -> None:
+    newest = _killed_with_allocation(tmp_path, 3)
+    good = walk(newest.read_bytes(), newest=True).valid_bytes
+    with newest.open("r+b") as handle:  # a copy into the map cut short by a kill
+        handle.seek(good)
+        handle.write(encode(_record(3))[:-7])
+    store = JournalStore(tmp_path, max_bytes=1 << 20, segment_bytes=SEGMENT)
+    recovery = store.open()
+    try:
+        assert recovery.torn_tail is not None
+        assert (recovery.torn_tail.position, recovery.torn_tail.dropped_entries) == (good, 1)
+        assert recovery.next_serial == 3
+        store.append([_record(3)])
+        assert [r.serial for r in store.iter_pending()] == [0, 1, 2, 3]
+    finally:
+        store.close()
+
+
+def test_a_segment_written_by_plain_appends_recovers_and_takes_appends(tmp_path: Path) -> None:
+    # The shape the writev journal left (and a closed store leaves): entries, no zeros.
+    with (tmp_path / f"{0:020d}.journal").open("wb") as handle:
+        handle.write(b"".join(encode(_record(s)) for s in range(3)))
+    store = JournalStore(tmp_path, max_bytes=1 << 20, segment_bytes=SEGMENT)
+    recovery = store.open()
+    try:
+        assert (recovery.torn_tail, recovery.next_serial) == (None, 3)
+        store.append([_record(3)])
+        store.append([_record(4), _record(5)])
+        assert [r.serial for r in store.iter_pending()] == list(range(6))
+    finally:
+        store.close()
+
+
+def test_a_record_out_of_range_is_refused_and_leaves_a_clean_end(store: JournalStore) -> None:
+    store.append([_record(0)])
+    size = store.used_bytes
+    bad = JournalRecord(1, "t", 2**31, 0, None, b"v", [])
+    with pytest.raises(ValueError, match="out of range"):
+        store.append([bad])
+    assert (store.used_bytes, store.next_serial) == (size, 1)
+    store.append([_record(1)])
+    again = _reopen(store)
+    try:
+        assert [r.serial for r in again.iter_pending()] == [0, 1]
+    finally:
+        again.close()
