@@ -12,6 +12,7 @@ import pytest
 from pykaf._errors import JournalCorruptError, JournalFullError, JournalLockedError
 from pykaf._producer.journal import Done, Identity, JournalRecord, JournalStore
 from pykaf._producer.journal._format import encode, walk
+from pykaf._producer.journal._inspect import scan as scan_directory
 
 CHILD = Path(__file__).with_name("_journal_child.py")
 SEGMENT = 4096
@@ -338,3 +339,13 @@ def test_a_record_out_of_range_is_refused_and_leaves_a_clean_end(store: JournalS
         assert [r.serial for r in again.iter_pending()] == [0, 1]
     finally:
         again.close()
+
+
+def test_inspecting_an_allocated_segment_counts_its_entries_not_its_zeros(
+    tmp_path: Path,
+) -> None:
+    newest = _killed_with_allocation(tmp_path, 3)
+    found = scan_directory(tmp_path)
+    assert found.torn_tail is None
+    assert [s.valid_bytes for s in found.segments] == [len(encode(_record(0))) * 3]
+    assert (found.segments[0].records, newest.stat().st_size) == (3, SEGMENT)  # left as it was
