@@ -52,8 +52,8 @@ def capacity_for(needed: int, segment_bytes: int) -> int:
 class MappedSegment:
     """An open segment file, allocated to ``capacity`` bytes and mapped shared.
 
-    ``OSError`` comes out of ``create``/``grow`` as raised (the store maps it); a file
-    this class allocated is cut back to ``valid`` bytes when allocating fails, so that a
+    ``OSError`` comes out of ``open``/``grow`` as raised (the store maps it); a file
+    this class grew is cut back to its size before when allocating fails, so that a
     failed attempt leaves the file as it was."""
 
     __slots__ = ("_map", "capacity", "fd", "path", "view")
@@ -66,50 +66,47 @@ class MappedSegment:
         self.view = memoryview(b"")  # of the map, to write entries in place (``_format``)
 
     @classmethod
-    def open(cls, path: Path, valid: int, needed: int, capacity: int) -> MappedSegment:
-        """Open (creating it) the segment at ``path`` holding ``valid`` bytes of entries,
-        allocate it (see ``grow``) and map it."""
+    def open(cls, path: Path, needed: int, capacity: int) -> MappedSegment:
+        """Open (creating it) the segment at ``path``, allocate it (see ``grow``) and map
+        it."""
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         segment = cls(path, fd)
         try:
-            segment.grow(valid, needed, capacity)
+            segment.grow(needed, capacity)
         except BaseException:
             os.close(fd)
             raise
         return segment
 
-    def grow(self, valid: int, needed: int, capacity: int) -> None:
-        """Allocate the file to ``capacity`` bytes, or (the disk being full) to the pages
-        ``needed`` bytes take, unless it is that large already; then map all of it."""
-        size = os.fstat(self.fd).st_size
-        if size < needed:
-            try:
-                size = self._allocate(capacity)
-            except OSError as exc:
-                if exc.errno not in _NO_SPACE or _pages(needed) >= capacity:
-                    raise
-                size = self._allocate(_pages(needed))  # ENOSPC here is the caller's
-        elif size < capacity:
-            with contextlib.suppress(OSError):  # a segment recovered smaller: room ahead
-                size = self._allocate(capacity)
-        if size == 0:
-            return  # nothing to map (never: needed is at least one entry)
-        if self._map is not None and len(self._map) == size:
+    def grow(self, needed: int, capacity: int) -> None:
+        """Allocate the file's first ``capacity`` bytes, or (the disk being full) the pages
+        ``needed`` bytes take, and map them. Allocating covers blocks a file had already
+        too (cheap), and fills any hole in it: a recovered segment copied sparse must not
+        leave a page without its block under the map."""
+        want = max(capacity, needed)
+        try:
+            self._allocate(want)
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE or _pages(needed) >= want:
+                raise
+            want = _pages(needed)
+            self._allocate(want)  # ENOSPC here is the caller's
+        if self._map is not None and len(self._map) == want:
             return
         self.unmap()
-        self._map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._map = mmap.mmap(self.fd, want, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.view = memoryview(self._map)
-        self.capacity = size
+        self.capacity = want
 
-    def _allocate(self, size: int) -> int:
+    def _allocate(self, size: int) -> None:
         before = os.fstat(self.fd).st_size
         try:
             os.posix_fallocate(self.fd, 0, size)
         except BaseException:
-            with contextlib.suppress(OSError):  # undo what a partial allocation grew
-                os.ftruncate(self.fd, before)
+            if os.fstat(self.fd).st_size > before:  # undo what a partial allocation grew
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, before)
             raise
-        return size
 
     def write(self, position: int, chunks: Sequence[bytes]) -> None:
         """Copy ``chunks`` to ``position`` on: a memcpy into the page cache (the GIL is

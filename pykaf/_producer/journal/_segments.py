@@ -334,11 +334,11 @@ class JournalStore:
         try:
             if target is None:
                 capacity = capacity_for(needed, self.segment_bytes)
-                target = MappedSegment.open(segment.path, segment.size, needed, capacity)
+                target = MappedSegment.open(segment.path, needed, capacity)
                 self._file = target
             elif needed > target.capacity:  # a full disk, or a segment that cannot roll yet
                 capacity = capacity_for(max(needed, 2 * target.capacity), self.segment_bytes)
-                target.grow(segment.size, needed, capacity)
+                target.grow(needed, capacity)
         except OSError as exc:
             usable = exc.errno in _RECOVERABLE_WRITE
             raise self._health.error(exc, "allocate", segment.path, usable=usable) from exc

@@ -264,9 +264,9 @@ def test_a_torn_tail_is_cut_reported_and_appends_go_on_after_it(store: JournalSt
         again.close()
 
 
-def _killed_with_allocation(directory: Path, count: int) -> Path:
+def _killed_with_allocation(directory: Path, count: int, segment: int = SEGMENT) -> Path:
     """A journal whose writer died without closing: its newest segment still allocated."""
-    store = JournalStore(directory, max_bytes=1 << 20, segment_bytes=SEGMENT)
+    store = JournalStore(directory, max_bytes=1 << 20, segment_bytes=segment)
     store.open()
     store.append([_record(s) for s in range(count)])
     store.sync()
@@ -274,7 +274,7 @@ def _killed_with_allocation(directory: Path, count: int) -> Path:
     valid = store.used_bytes
     store.close()
     with newest.open("r+b") as handle:  # what close cut: the zeros of the allocation
-        handle.truncate(SEGMENT)
+        handle.truncate(segment)
     assert walk(newest.read_bytes(), newest=True).valid_bytes == valid
     return newest
 
@@ -349,3 +349,19 @@ def test_inspecting_an_allocated_segment_counts_its_entries_not_its_zeros(
     assert found.torn_tail is None
     assert [s.valid_bytes for s in found.segments] == [len(encode(_record(0))) * 3]
     assert (found.segments[0].records, newest.stat().st_size) == (3, SEGMENT)  # left as it was
+
+
+def test_a_sparse_segment_is_allocated_before_it_is_written_through_the_map(
+    tmp_path: Path,
+) -> None:
+    # A hole under the map would need its block at fault time: SIGBUS on a full disk.
+    segment = 64 * 1024
+    newest = _killed_with_allocation(tmp_path, 3, segment)  # its zeros: a hole (truncate)
+    assert newest.stat().st_blocks * 512 < segment
+    store = JournalStore(tmp_path, max_bytes=1 << 20, segment_bytes=segment)
+    store.open()
+    try:
+        store.append([_record(3)])
+        assert newest.stat().st_blocks * 512 >= segment
+    finally:
+        store.close()
