@@ -365,3 +365,36 @@ def test_a_sparse_segment_is_allocated_before_it_is_written_through_the_map(
         assert newest.stat().st_blocks * 512 >= segment
     finally:
         store.close()
+
+
+def test_an_entry_larger_than_a_segment_gets_a_segment_of_its_own_size(
+    store: JournalStore,
+) -> None:
+    store.append([_record(0)])
+    store.append([_record(1, size=3 * SEGMENT)])
+    store.append([_record(2)])
+    names = _segments(store.directory)
+    assert [int(n.split(".")[0]) for n in names] == [0, 1, 2]
+    big = store.directory / names[1]
+    assert big.stat().st_size == len(encode(_record(1, size=3 * SEGMENT)))  # cut at the roll
+    again = _reopen(store)
+    try:
+        assert [r.serial for r in again.iter_pending()] == [0, 1, 2]
+    finally:
+        again.close()
+
+
+def test_a_segment_that_cannot_roll_grows_its_allocation(store: JournalStore) -> None:
+    # No record yet: the segment shares its name with the next, so it grows instead.
+    dones = [Done("t", p, 0, 0) for p in range(400)]
+    for done in dones:
+        store.append([done])
+    assert store.used_bytes > 2 * SEGMENT
+    assert _segments(store.directory) == [f"{0:020d}.journal"]
+    store.append([_record(0)])
+    again = _reopen(store)
+    try:
+        assert [r.serial for r in again.iter_pending()] == [0]
+        assert again.used_bytes == sum(len(encode(d)) for d in dones) + len(encode(_record(0)))
+    finally:
+        again.close()
