@@ -4,7 +4,7 @@ producer picks the class when it is built, so the memory append path has no cust
 
 An append here, under the accumulator's one lock: decide the partition (so a replay lands
 where the record would have gone), take the next journal serial, append its RECORD entry
-(one ``writev``, no fsync), then put it in its batch. Serials, journal order and batch
+(a copy into a mapped file, no fsync), then put it in its batch. Serials, journal order and batch
 order are therefore the same order per partition, and each batch remembers the serials of
 its first and last record: once the batch has its reports, ``complete`` queues one DONE
 entry for that range (per batch, so per partition range) for the group-commit thread.

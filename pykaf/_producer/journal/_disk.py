@@ -25,11 +25,12 @@ _KEY = "disk"
 class DiskHealth:
     """The failure episodes of one journal directory, and the error that stopped it."""
 
-    __slots__ = ("_episodes", "directory", "failure")
+    __slots__ = ("_episodes", "directory", "failure", "troubled")
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.failure: JournalDiskError | None = None
+        self.troubled = False  # an episode of failures is going on (read on every append)
         self._episodes = Episodes[str]()
 
     def error(self, exc: OSError, operation: str, path: Path, *, usable: bool) -> JournalDiskError:
@@ -85,9 +86,13 @@ class DiskHealth:
 
     def ok(self) -> None:
         """A write went through: ends an episode of failures, if one was going on."""
+        if not self.troubled:
+            return
+        self.troubled = False
         if self._episodes.ended(_KEY) is not None:
             log.info("journal %s: writing again", self.directory)
 
     def _count(self, exc: OSError, operation: str, path: Path) -> None:
+        self.troubled = True
         if self._episodes.failed(_KEY, time.monotonic()).failures == 1:
             log.warning("journal %s: %s of %s failed: %s", self.directory, operation, path, exc)

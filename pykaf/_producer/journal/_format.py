@@ -1,6 +1,9 @@
 """The journal's entry format: bytes in, values out, and nothing else (no files, no clock).
 
-A segment file is entries back to back, nothing before the first. One entry (little-endian)::
+A segment file is entries back to back, nothing before the first, then possibly zeros
+up to its end (the unused capacity of a segment allocated in full, see ``_mapped``): a zero
+where a length should start, with only zeros after it, is the clean end of the segment.
+One entry (little-endian)::
 
     u32 length   bytes after the CRC field: the kind byte plus the payload (>= 1)
     u32 crc      CRC32C (Castagnoli) of those ``length`` bytes
@@ -43,6 +46,7 @@ __all__ = [
     "DONE",
     "IDENTITY",
     "PREFIX_BYTES",
+    "RECORD_FIXED_BYTES",
     "RECORD",
     "Done",
     "Entry",
@@ -56,6 +60,7 @@ __all__ = [
     "encode_done",
     "encode_identity",
     "encode_record",
+    "encode_record_into",
     "peek_record",
     "scan",
     "walk",
@@ -73,10 +78,12 @@ PREFIX_BYTES: Final = _PREFIX.size
 _MIN_ENTRY: Final = PREFIX_BYTES + 1
 # The fixed parts start with the kind byte: one pack per entry, and the CRC covers it.
 _RECORD: Final = struct.Struct("<BQiqHiiH")
+RECORD_FIXED_BYTES: Final = PREFIX_BYTES + _RECORD.size  # a RECORD entry before its topic
 _HEADER: Final = struct.Struct("<Hi")
 _IDENTITY: Final = struct.Struct("<BqhiiQQIH")
 _DONE: Final = struct.Struct("<BQQiH")
 _EMPTY: Final = b""
+_ZEROS: Final = bytes(1 << 16)
 
 # Hot-path values are NamedTuples (cheaper to build than dataclasses; DESIGN.md "Style").
 
@@ -152,6 +159,32 @@ def _too_large(what: str, exc: struct.error) -> ValueError:
     return ValueError(f"cannot journal {what}: a field is out of range ({exc})")
 
 
+def _record_fixed(
+    serial: int,
+    name: bytes,
+    partition: int,
+    timestamp_ms: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: int,
+) -> bytes:
+    """A RECORD's fixed fields, kind byte first; ``ValueError`` when one is out of range."""
+    try:
+        return _RECORD.pack(
+            RECORD,
+            serial,
+            partition,
+            timestamp_ms,
+            len(name),
+            -1 if key is None else len(key),
+            -1 if value is None else len(value),
+            headers,
+        )
+    except struct.error as exc:
+        topic = str(name, "utf-8", "replace")
+        raise _too_large(f"record {serial} for {topic}[{partition}]", exc) from None
+
+
 def encode_record(
     serial: int,
     topic: str,
@@ -167,19 +200,7 @@ def encode_record(
     name = topic.encode()
     key_part = _EMPTY if key is None else key
     value_part = _EMPTY if value is None else value
-    try:
-        fixed = _RECORD.pack(
-            RECORD,
-            serial,
-            partition,
-            timestamp_ms,
-            len(name),
-            -1 if key is None else len(key_part),
-            -1 if value is None else len(value_part),
-            len(headers),
-        )
-    except struct.error as exc:
-        raise _too_large(f"record {serial} for {topic}[{partition}]", exc) from None
+    fixed = _record_fixed(serial, name, partition, timestamp_ms, key, value, len(headers))
     if not headers:
         body = b"".join((fixed, name, key_part, value_part))
         return _PREFIX.pack(len(body), crc32c(body)) + body
@@ -197,6 +218,36 @@ def encode_record(
         parts.append(raw_value)
     body = b"".join(parts)
     return _PREFIX.pack(len(body), crc32c(body)) + body
+
+
+def encode_record_into(
+    target: memoryview,
+    pos: int,
+    serial: int,
+    name: bytes,
+    partition: int,
+    timestamp_ms: int,
+    key: bytes | None,
+    value: bytes | None,
+) -> None:
+    """One RECORD entry without headers, written in place at ``pos`` of ``target`` (which
+    has room for its ``RECORD_FIXED_BYTES + len(name) + len(key) + len(value)`` bytes;
+    ``name`` is the topic, encoded): the append path of a mapped segment, one copy of the
+    value instead of three. The length and CRC go in last, so an entry cut short by a
+    killed process starts with a zero length: a torn tail, never a valid entry."""
+    start = pos + PREFIX_BYTES
+    at = start + _RECORD.size
+    # Packed apart (not pack_into): a field out of range must leave the target untouched.
+    target[start:at] = _record_fixed(serial, name, partition, timestamp_ms, key, value, 0)
+    end = at + len(name)
+    target[at:end] = name
+    if key:
+        at, end = end, end + len(key)
+        target[at:end] = key
+    if value:
+        at, end = end, end + len(value)
+        target[at:end] = value
+    _PREFIX.pack_into(target, pos, end - start, crc32c(target[start:end]))
 
 
 def _framed(body: bytes) -> bytes:
@@ -280,7 +331,7 @@ def _valid_frame_after(view: memoryview, start: int, size: int) -> str:
 def _count_torn(view: memoryview, pos: int, size: int) -> int:
     """Entry headers in a torn tail, following their lengths while they fit (best effort)."""
     count = 0
-    while pos < size:
+    while pos < size and not (count and _only_zeros(view, pos)):  # zeros start no entry
         count += 1
         if size - pos < PREFIX_BYTES:
             break
@@ -289,6 +340,17 @@ def _count_torn(view: memoryview, pos: int, size: int) -> int:
             break
         pos += PREFIX_BYTES + length
     return count
+
+
+def _only_zeros(view: memoryview, pos: int) -> bool:
+    """Whether every byte from ``pos`` on is zero (compared a block at a time, memcmp)."""
+    size = len(view)
+    while pos < size:
+        block = min(len(_ZEROS), size - pos)
+        if bytes(view[pos : pos + block]) != _ZEROS[:block]:
+            return False
+        pos += block
+    return True
 
 
 def walk(buffer: bytes | bytearray | memoryview, *, path: str = "<buffer>", newest: bool) -> Walk:
@@ -316,8 +378,8 @@ def walk(buffer: bytes | bytearray | memoryview, *, path: str = "<buffer>", newe
             )
         append(Frame(pos, kind, end))
         pos = end
-    if pos >= size:
-        return Walk(frames=frames, valid_bytes=size, torn_tail_bytes=0, torn_entries=0, reason="")
+    if pos >= size or _only_zeros(view, pos):  # the end, or the end and unused capacity
+        return Walk(frames=frames, valid_bytes=pos, torn_tail_bytes=0, torn_entries=0, reason="")
     reason = _frame_at(view, pos, size)[1]
     if not newest:
         raise JournalCorruptError(path, pos, f"{reason} in a segment that was complete")

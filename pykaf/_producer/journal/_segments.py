@@ -14,29 +14,33 @@ started, so every record in it has a serial at least its name and below the next
 segment's name; a segment is only rolled once it holds a record, which keeps names unique.
 
 Durability rules, and why:
-- ``append`` hands the bytes to the kernel with one ``os.writev`` per call: a killed
-  process loses nothing appended; only an OS crash loses what ``sync`` did not cover.
+- ``append`` copies the bytes into the newest segment's shared memory map (``_mapped``:
+  no system call, no GIL release): a killed process loses nothing appended; only an OS
+  crash loses what ``sync`` did not cover. The segment is allocated in full when it is
+  first written (so a full disk is ENOSPC there, never SIGBUS) and ends in zeros, which
+  recovery reads as the clean end of the log.
 - ``sync`` is ``fdatasync`` (plus the directory, when a segment was created since the last
   one) and returns at once when nothing is new: the caller groups commits. Records with a
   serial below ``synced_serial`` are durable.
 - Rolling syncs the finished segment, so only the newest can end in a torn tail.
-- A failed write is undone (truncated back): no half entry is ever counted as written.
-  ENOSPC and EDQUOT leave the store usable (the caller backs off and retries); any other
-  write error, or a failed undo, stops the store.
+- A failed allocation writes nothing (the file is cut back): ENOSPC and EDQUOT leave the
+  store usable (the caller backs off and retries); any other error there stops the store.
 - A failed fsync stops the store for good ("fsyncgate", see ``_durability``): what it
   did not cover is cut from the files, ``JournalSyncError.first_unsynced_serial`` says
   which records are not in custody; close and open again to go on.
 - ``reclaim`` deletes the oldest segments whose records are all done (never the newest),
   after syncing the DONE entries that justify it; a segment is never deleted out of order,
   because its IDENTITY and DONE entries may speak for records in older ones.
-- ``max_bytes`` bounds the files; RECORD appends beyond it raise ``JournalFullError``
+- ``max_bytes`` bounds the entries (``used_bytes`` counts valid bytes; on disk, the newest
+  segment's unused capacity comes on top: at most one ``segment_bytes`` more, since a
+  segment is cut back to its entries when the next is started); RECORD appends beyond it
+  raise ``JournalFullError``
   (after trying to reclaim). IDENTITY and DONE entries may use a small headroom above it,
   since writing DONE entries is how a full journal empties.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import threading
@@ -48,14 +52,17 @@ from pykaf._errors import JournalDiskError, JournalFullError
 from pykaf._producer.journal._disk import DiskHealth
 from pykaf._producer.journal._durability import SyncTicket, cut_unsynced, fsync_ticket
 from pykaf._producer.journal._format import (
+    RECORD_FIXED_BYTES,
     Done,
     Entry,
     Identity,
     JournalRecord,
     encode,
     encode_record,
+    encode_record_into,
 )
 from pykaf._producer.journal._lock import DirectoryLock
+from pykaf._producer.journal._mapped import MappedSegment, capacity_for
 from pykaf._producer.journal._pending import PendingIndex
 from pykaf._producer.journal._recovery import (
     Recovery,
@@ -68,7 +75,6 @@ from pykaf._producer.journal._recovery import (
 
 __all__ = ["JournalStore"]
 
-_IOV_MAX: Final = 1024  # entries per writev; more are joined first
 _RECOVERABLE_WRITE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
 
 
@@ -100,7 +106,7 @@ class JournalStore:
     def _reset(self) -> None:
         # Everything open() rebuilds: a store closed (or stopped) may be opened again.
         self._segments: list[Segment] = []
-        self._fd: int | None = None
+        self._file: MappedSegment | None = None  # the newest segment, once written to
         self._index = PendingIndex()
         self._identities: dict[tuple[str, int], Identity] = {}
         self._next_serial = 0
@@ -175,8 +181,7 @@ class JournalStore:
         self._segments = segments
         self._next_serial = self._synced_serial = next_serial
         self._used = sum(segment.size for segment in segments)
-        if segments:
-            self._fd = self._open_segment(segments[-1].path)
+        if segments:  # mapped at its first append (an allocation may fail: not here)
             self._synced_size = segments[-1].size
         return Recovery(
             next_serial=next_serial,
@@ -187,18 +192,18 @@ class JournalStore:
             torn_tail=torn,
         )
 
-    def _open_segment(self, path: Path) -> int:
-        try:
-            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise self._health.error(exc, "open", path, usable=True) from exc
-
     # -- appends -------------------------------------------------------------------------
 
     def append(self, entries: Sequence[Entry]) -> int:
-        """Write ``entries`` in order (one ``writev``, no sync) and return the newest
+        """Write ``entries`` in order (copied into the map, no sync) and return the newest
         segment's size after them. RECORD serials must increase from ``next_serial`` on
         (gaps are allowed); a bad serial raises ``ValueError`` before anything is written."""
+        if len(entries) == 1:
+            entry = entries[0]
+            if isinstance(entry, JournalRecord) and not entry.headers:
+                end = self._append_in_place(entry)
+                if end >= 0:
+                    return end
         chunks: list[bytes] = []
         first = -1  # the first RECORD serial
         serial = -1
@@ -240,6 +245,43 @@ class JournalStore:
                     self._identities[entry.topic, entry.partition] = entry
             return segment.size
 
+    def _append_in_place(self, record: JournalRecord) -> int:
+        """The hot path (one RECORD without headers, the usual produce()): encoded straight
+        into the mapped segment when nothing else is needed (no roll, no allocation, no
+        reclaim, the serial in order); returns the segment's size after it, or -1 for the
+        general path, which checks and says what is wrong."""
+        serial, topic, partition, timestamp_ms, key, value, _ = record
+        name = topic.encode()
+        size = RECORD_FIXED_BYTES + len(name)
+        if key is not None:
+            size += len(key)
+        if value is not None:
+            size += len(value)
+        with self._mutex:
+            target = self._file
+            if target is None or self._lock is None or self._health.failure is not None:
+                return -1
+            segment = self._segments[-1]
+            start = segment.size
+            end = start + size
+            if (
+                end > target.capacity
+                or end > self.segment_bytes
+                or self._used + size > self.max_bytes
+                or serial < self._next_serial
+            ):
+                return -1
+            encode_record_into(
+                target.view, start, serial, name, partition, timestamp_ms, key, value
+            )
+            segment.size = end
+            self._used += size
+            self._next_serial = serial + 1
+            self._index.add(serial, topic, partition)
+            if self._health.troubled:
+                self._health.ok()
+            return end
+
     def _make_room(self, size: int, has_records: bool) -> None:
         limit = self.max_bytes if has_records else self.max_bytes + self.headroom
         if self._used + size <= limit:
@@ -272,14 +314,14 @@ class JournalStore:
 
     def _roll(self) -> Segment:
         path = self.directory / segment_name(self._next_serial)
-        if self._fd is not None:
+        if self._segments:
             # Sync the finished segment: only the newest may ever end in a torn tail.
             self._sync_locked()
-        fd = self._open_segment(path)
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = fd
-        segment = Segment(path, self._next_serial, 0)
+        if self._file is not None:
+            # Cut to its entries (after the sync: a crash between leaves a zero tail).
+            self._file.close(valid=self._segments[-1].size)
+            self._file = None
+        segment = Segment(path, self._next_serial, 0)  # its file comes with its first write
         self._segments.append(segment)
         self._index.add_segment(segment.name)
         self._synced_size = 0
@@ -287,28 +329,21 @@ class JournalStore:
         return segment
 
     def _write(self, segment: Segment, chunks: list[bytes], size: int) -> None:
-        assert self._fd is not None
+        needed = segment.size + size
+        target = self._file
         try:
-            if len(chunks) <= _IOV_MAX:
-                written = os.writev(self._fd, chunks)
-            else:
-                written = os.write(self._fd, b"".join(chunks))
-            if written < size:  # regular files write fully; finish anyway
-                rest = memoryview(b"".join(chunks))[written:]
-                while rest:
-                    rest = rest[os.write(self._fd, rest) :]
+            if target is None:
+                capacity = capacity_for(needed, self.segment_bytes)
+                target = MappedSegment.open(segment.path, needed, capacity)
+                self._file = target
+            elif needed > target.capacity:  # a full disk, or a segment that cannot roll yet
+                capacity = capacity_for(max(needed, 2 * target.capacity), self.segment_bytes)
+                target.grow(needed, capacity)
         except OSError as exc:
-            self._undo_write(segment, exc)
+            usable = exc.errno in _RECOVERABLE_WRITE
+            raise self._health.error(exc, "allocate", segment.path, usable=usable) from exc
+        target.write(segment.size, chunks)
         self._health.ok()
-
-    def _undo_write(self, segment: Segment, exc: OSError) -> None:
-        assert self._fd is not None
-        try:
-            os.ftruncate(self._fd, segment.size)
-        except OSError:
-            raise self._health.error(exc, "write", segment.path, usable=False) from exc
-        usable = exc.errno in _RECOVERABLE_WRITE
-        raise self._health.error(exc, "write", segment.path, usable=usable) from exc
 
     # -- sync ----------------------------------------------------------------------------
 
@@ -362,11 +397,13 @@ class JournalStore:
         directory = self._created if self._created > self._directory_synced else -1
         if not file_needed and directory < 0:
             return None
-        assert self._fd is not None
-        try:
-            fd = os.dup(self._fd) if file_needed else -1
-        except OSError as exc:
-            raise self._health.error(exc, "dup", segment.path, usable=True) from exc
+        fd = -1
+        if file_needed:
+            assert self._file is not None  # something was written to it since the last sync
+            try:
+                fd = os.dup(self._file.fd)
+            except OSError as exc:
+                raise self._health.error(exc, "dup", segment.path, usable=True) from exc
         return SyncTicket(
             fd=fd,
             segment=segment,
@@ -451,10 +488,11 @@ class JournalStore:
 
     def _close(self) -> None:
         self._wait_idle()
-        if self._fd is not None:
-            with contextlib.suppress(OSError):  # the descriptor is gone either way
-                os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            # Cut the newest segment to its entries, unless a failed sync cut it already.
+            valid = self._segments[-1].size if self._health.failure is None else None
+            self._file.close(valid=valid)
+            self._file = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

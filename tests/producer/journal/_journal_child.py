@@ -7,6 +7,9 @@ records of a partition, sync, and only then print what became durable: ``R seria
 ``D partition first last`` (``T ...`` first: a DONE about to be appended, which a
 kill may leave on disk unacknowledged). The parent SIGKILLs it at a random moment; a printed line is
 the "acknowledged to the caller" the recovery must keep.
+``unsynced DIR SEED COUNT``: append records (mostly one per call, the producer's hot path,
+copied into the mapped segment) and print ``R serial`` right after each append, with no
+sync: a SIGKILL must lose none of them (they are in the page cache).
 """
 
 from __future__ import annotations
@@ -66,8 +69,26 @@ def append(directory: str, seed: int, count: int) -> None:
     store.close()
 
 
+def unsynced(directory: str, seed: int, count: int) -> None:
+    store = _store(directory)
+    store.open()
+    print(f"open {store.next_serial}", flush=True)
+    rng = random.Random(seed)
+    for _ in range(count):
+        serial = store.next_serial
+        records = [
+            JournalRecord(serial + i, "t", 0, i, None, rng.randbytes(rng.randrange(2000)), [])
+            for i in range(1 if rng.random() < 0.8 else 2)
+        ]
+        store.append(records)
+        print("\n".join(f"R {r.serial}" for r in records), flush=True)
+    store.close()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "hold":
         hold(sys.argv[2])
+    elif sys.argv[1] == "unsynced":
+        unsynced(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         append(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

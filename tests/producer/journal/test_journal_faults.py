@@ -1,7 +1,9 @@
 """Disk faults: a small filesystem that fills up (a real 1 MiB tmpfs, mounted when the test
 runs as root with CAP_SYS_ADMIN, skipped otherwise), a read-only filesystem (the same
-tmpfs remounted read-only: root ignores chmod, a read-only mount it cannot), EIO on write
-and a failed fsync (neither can be provoked on tmpfs, so ``os`` is patched for those)."""
+tmpfs remounted read-only: root ignores chmod, a read-only mount it cannot), EIO when a
+segment is allocated and a failed fsync (neither can be provoked on tmpfs, so ``os`` is
+patched for those). Segments are allocated in full and written through a memory map: a full
+disk must show as ENOSPC when allocating, never as a SIGBUS that would kill the process."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 
 from pykaf._errors import JournalDiskError, JournalFailedError, JournalSyncError
 from pykaf._producer.journal import Done, JournalRecord, JournalStore
+from pykaf._producer.journal._format import walk
 
 SEGMENT = 64 * 1024
 
@@ -50,6 +53,11 @@ def _files_size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.glob("*.journal"))
 
 
+def _entries_size(directory: Path) -> int:
+    """The valid entries of the segments (the newest is allocated beyond them while open)."""
+    return sum(walk(p.read_bytes(), newest=True).valid_bytes for p in directory.glob("*.journal"))
+
+
 def test_a_full_disk_is_a_typed_error_with_no_half_entry_and_the_store_goes_on(
     small_fs: Path,
 ) -> None:
@@ -63,9 +71,10 @@ def test_a_full_disk_is_a_typed_error_with_no_half_entry_and_the_store_goes_on(
     assert caught.value.path.endswith(".journal")
     assert "still usable" in str(caught.value)
     assert store.failed is None
-    assert _files_size(store.directory) == store.used_bytes  # the failed entry was undone
+    assert _entries_size(store.directory) == store.used_bytes  # the failed entry was undone
     store.sync()
     store.close()
+    assert _files_size(store.directory) == store.used_bytes  # closing cut the allocation
     again = JournalStore(small_fs / "j", max_bytes=64 << 20, segment_bytes=4 << 20)
     recovery = again.open()
     assert recovery.torn_tail is None
@@ -108,36 +117,81 @@ def _failing(code: int) -> object:
     return fail
 
 
-def test_eio_on_write_undoes_the_write_and_stops_the_store(
+def test_a_segment_larger_than_the_free_space_is_allocated_as_far_as_appends_need(
+    small_fs: Path,
+) -> None:
+    # 4 MiB segments on a 1 MiB filesystem: the whole capacity never fits, each append
+    # allocates the pages it needs (DONE entries must fit while a few pages are free).
+    store = JournalStore(small_fs / "j", max_bytes=64 << 20, segment_bytes=4 << 20)
+    store.open()
+    store.append([_record(0)])
+    newest = store.directory / f"{0:020d}.journal"
+    assert 0 < newest.stat().st_size < 4 << 20
+    store.append([_record(s) for s in range(1, 20)])
+    store.sync()
+    store.close()
+    again = JournalStore(small_fs / "j", max_bytes=64 << 20, segment_bytes=4 << 20)
+    recovery = again.open()
+    assert (recovery.pending_records, recovery.torn_tail) == (20, None)
+    again.close()
+
+
+def test_no_space_for_a_new_segment_is_a_typed_error_not_a_sigbus(small_fs: Path) -> None:
+    store = JournalStore(small_fs / "j", max_bytes=64 << 20, segment_bytes=SEGMENT)
+    store.open()
+    store.append([_record(0)])
+    filler = small_fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        with pytest.raises(OSError) as full:  # noqa: PT012 (fill until it breaks)
+            for _ in range(1024):  # 1 MiB of 1 KiB writes fills a 1 MiB filesystem
+                os.write(fd, b"\xff" * 1024)
+    finally:
+        os.close(fd)
+    assert full.value.errno == errno.ENOSPC
+    with pytest.raises(JournalDiskError) as caught:  # noqa: PT012 (roll until it breaks)
+        for serial in range(1, 1000):
+            store.append([_record(serial, size=2000)])
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.operation == "allocate"
+    assert "still usable" in str(caught.value)
+    assert store.failed is None
+    filler.unlink()  # space comes back: appends go on where they stopped
+    store.append([_record(serial, size=2000)])
+    store.sync()
+    assert [r.serial for r in store.iter_pending()] == list(range(serial + 1))
+    store.close()
+
+
+def test_eio_when_allocating_writes_nothing_and_stops_the_store(
     store: JournalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.append([_record(0)])
-    size = store.used_bytes
-    monkeypatch.setattr(os, "writev", _failing(errno.EIO))
+    monkeypatch.setattr(os, "posix_fallocate", _failing(errno.EIO))
     with pytest.raises(JournalDiskError) as caught:
-        store.append([_record(1)])
+        store.append([_record(0)])
     assert caught.value.errno == errno.EIO
     assert "stopped" in str(caught.value)
     monkeypatch.undo()
-    assert _files_size(store.directory) == size
+    assert _files_size(store.directory) == 0
     with pytest.raises(JournalFailedError):
-        store.append([_record(1)])
+        store.append([_record(0)])
     with pytest.raises(JournalFailedError):
         store.sync()
 
 
-def test_enospc_on_write_keeps_the_store_usable(
+def test_enospc_when_allocating_keeps_the_store_usable(
     store: JournalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.append([_record(0)])
-    monkeypatch.setattr(os, "writev", _failing(errno.ENOSPC))
+    store.append([_record(1, size=2 * SEGMENT)])  # its own segment, allocated to its size
+    monkeypatch.setattr(os, "posix_fallocate", _failing(errno.ENOSPC))
     with pytest.raises(JournalDiskError) as caught:
-        store.append([_record(1)])
+        store.append([_record(2)])
     assert caught.value.errno == errno.ENOSPC
     monkeypatch.undo()
-    store.append([_record(1)])
+    store.append([_record(2)])
     store.sync()
-    assert [r.serial for r in store.iter_pending()] == [0, 1]
+    assert [r.serial for r in store.iter_pending()] == [0, 1, 2]
 
 
 def test_a_failed_fsync_stops_the_store_and_cuts_what_it_did_not_cover(

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pykaf._errors import JournalCorruptError
 from pykaf._producer.journal._format import (
     PREFIX_BYTES,
+    RECORD_FIXED_BYTES,
     Done,
     Entry,
     Identity,
@@ -18,6 +19,7 @@ from pykaf._producer.journal._format import (
     decode_frame,
     encode,
     encode_record,
+    encode_record_into,
     peek_record,
     scan,
     walk,
@@ -127,11 +129,39 @@ def test_a_crc_failure_in_the_last_entry_is_a_torn_tail() -> None:
     assert "CRC" in result.reason
 
 
-def test_zeros_after_the_last_entry_are_a_torn_tail() -> None:
-    # What an OS crash leaves of blocks allocated but never written.
+@pytest.mark.parametrize("newest", [True, False])
+def test_zeros_after_the_last_entry_are_the_clean_end(newest: bool) -> None:
+    # The unused capacity of a segment allocated in full (or blocks an OS crash left
+    # allocated but unwritten): no entry is lost there, nothing is torn.
     data, _ = _three()
-    result = scan(data + bytes(4096), newest=True)
-    assert (len(result.entries), result.valid_bytes, result.torn_tail_bytes) == (3, len(data), 4096)
+    for zeros in (1, 8, 9, 4096, 200_000):
+        result = scan(data + bytes(zeros), newest=newest)
+        assert (len(result.entries), result.valid_bytes, result.torn_tail_bytes) == (
+            3,
+            len(data),
+            0,
+        )
+
+
+def test_a_partial_entry_followed_by_zeros_is_a_torn_tail() -> None:
+    # What a process killed in the middle of its copy into the map leaves.
+    data, starts = _three()
+    for cut in (1, 5, 9, len(data) - starts[2] - 1):
+        torn = data[: starts[2] + cut] + bytes(4096)
+        result = scan(torn, newest=True)
+        assert (len(result.entries), result.valid_bytes) == (2, starts[2])
+        assert result.torn_tail_bytes == len(torn) - starts[2]
+        with pytest.raises(JournalCorruptError):
+            scan(torn, newest=False)
+
+
+def test_a_zeroed_entry_before_valid_ones_is_corruption_even_with_zeros_after() -> None:
+    data, starts = _three()
+    damaged = bytearray(data + bytes(4096))
+    damaged[starts[1] : starts[2]] = bytes(starts[2] - starts[1])
+    with pytest.raises(JournalCorruptError) as caught:
+        scan(bytes(damaged), newest=True)
+    assert caught.value.position == starts[1]
 
 
 @pytest.mark.parametrize("victim", [0, 1])
@@ -171,3 +201,26 @@ def test_a_payload_whose_lengths_do_not_add_up_is_corruption() -> None:
     entry = struct.pack("<II", len(body), crc32c(body)) + body
     with pytest.raises(JournalCorruptError, match="exceed"):
         scan(entry, newest=True)
+
+
+@given(records)
+def test_a_record_written_in_place_is_the_same_bytes_as_encoded(record: JournalRecord) -> None:
+    plain = record._replace(headers=[])
+    expected = encode(plain)
+    name = plain.topic.encode()
+    size = RECORD_FIXED_BYTES + len(name) + len(plain.key or b"") + len(plain.value or b"")
+    assert size == len(expected)
+    target = bytearray(b"\xee" * 3 + bytes(size + 5))
+    encode_record_into(
+        memoryview(target), 3, plain.serial, name, plain.partition, plain.timestamp_ms,
+        plain.key, plain.value,
+    )  # fmt: skip
+    assert bytes(target[3 : 3 + size]) == expected
+    assert bytes(target[3 + size :]) == bytes(5)
+
+
+def test_a_record_out_of_range_written_in_place_leaves_only_zeros() -> None:
+    target = bytearray(200)
+    with pytest.raises(ValueError, match="out of range"):
+        encode_record_into(memoryview(target), 0, 2**64, b"t", 0, 0, None, b"v")
+    assert target == bytearray(200)  # still the clean end of a segment

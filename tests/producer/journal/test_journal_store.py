@@ -11,7 +11,8 @@ import pytest
 
 from pykaf._errors import JournalCorruptError, JournalFullError, JournalLockedError
 from pykaf._producer.journal import Done, Identity, JournalRecord, JournalStore
-from pykaf._producer.journal._format import encode
+from pykaf._producer.journal._format import encode, walk
+from pykaf._producer.journal._inspect import scan as scan_directory
 
 CHILD = Path(__file__).with_name("_journal_child.py")
 SEGMENT = 4096
@@ -30,6 +31,11 @@ def _reopen(store: JournalStore) -> JournalStore:
 
 def _segments(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.glob("*.journal"))
+
+
+def _entries_size(directory: Path) -> int:
+    """The valid entries of the segments (the newest is allocated beyond them while open)."""
+    return sum(walk(p.read_bytes(), newest=True).valid_bytes for p in directory.glob("*.journal"))
 
 
 def test_a_second_open_in_the_same_process_is_refused(store: JournalStore) -> None:
@@ -117,6 +123,8 @@ def test_segments_roll_at_segment_bytes_and_are_named_after_their_first_serial(
     assert names[0] == f"{0:020d}.journal"
     for name in names:
         assert (store.directory / name).stat().st_size <= SEGMENT
+    assert store.used_bytes == _entries_size(store.directory)
+    store.close()  # cuts the newest segment to its entries
     assert store.used_bytes == sum((store.directory / n).stat().st_size for n in names)
 
 
@@ -189,7 +197,7 @@ def test_full_raises_and_names_the_setting_and_writes_nothing(tmp_path: Path) ->
         store.append([_record(serial, size=500)])
     assert "journal_max_bytes" in str(caught.value)
     assert store.used_bytes <= 16 * 1024
-    assert store.used_bytes == sum(p.stat().st_size for p in tmp_path.glob("*.journal"))
+    assert store.used_bytes == _entries_size(tmp_path)
     # DONE entries still fit (the headroom), and acknowledging frees the space.
     store.append([Done("t", 0, 0, serial - 1)])
     store.append([_record(serial, size=500)])
@@ -252,5 +260,141 @@ def test_a_torn_tail_is_cut_reported_and_appends_go_on_after_it(store: JournalSt
         assert recovery.next_serial == 3
         again.append([_record(3)])
         assert [r.serial for r in again.iter_pending()] == [0, 1, 2, 3]
+    finally:
+        again.close()
+
+
+def _killed_with_allocation(directory: Path, count: int, segment: int = SEGMENT) -> Path:
+    """A journal whose writer died without closing: its newest segment still allocated."""
+    store = JournalStore(directory, max_bytes=1 << 20, segment_bytes=segment)
+    store.open()
+    store.append([_record(s) for s in range(count)])
+    store.sync()
+    newest = directory / _segments(directory)[-1]
+    valid = store.used_bytes
+    store.close()
+    with newest.open("r+b") as handle:  # what close cut: the zeros of the allocation
+        handle.truncate(segment)
+    assert walk(newest.read_bytes(), newest=True).valid_bytes == valid
+    return newest
+
+
+def test_zeros_after_the_entries_of_an_allocated_segment_are_a_clean_end(tmp_path: Path) -> None:
+    newest = _killed_with_allocation(tmp_path, 3)
+    store = JournalStore(tmp_path, max_bytes=1 << 20, segment_bytes=SEGMENT)
+    recovery = store.open()
+    try:
+        assert (recovery.torn_tail, recovery.next_serial, recovery.pending_records) == (None, 3, 3)
+        assert newest.stat().st_size == SEGMENT  # nothing cut: writing goes on in place
+        store.append([_record(3)])
+        assert [r.serial for r in store.iter_pending()] == [0, 1, 2, 3]
+    finally:
+        store.close()
+    assert newest.stat().st_size == store.used_bytes  # closing cut the allocation
+
+
+def test_a_torn_entry_in_an_allocated_segment_is_cut_and_writing_goes_on(tmp_path: Path) -> None:
+    newest = _killed_with_allocation(tmp_path, 3)
+    good = walk(newest.read_bytes(), newest=True).valid_bytes
+    with newest.open("r+b") as handle:  # a copy into the map cut short by a kill
+        handle.seek(good)
+        handle.write(encode(_record(3))[:-7])
+    store = JournalStore(tmp_path, max_bytes=1 << 20, segment_bytes=SEGMENT)
+    recovery = store.open()
+    try:
+        assert recovery.torn_tail is not None
+        assert (recovery.torn_tail.position, recovery.torn_tail.dropped_entries) == (good, 1)
+        assert recovery.next_serial == 3
+        store.append([_record(3)])
+        assert [r.serial for r in store.iter_pending()] == [0, 1, 2, 3]
+    finally:
+        store.close()
+
+
+def test_a_segment_written_by_plain_appends_recovers_and_takes_appends(tmp_path: Path) -> None:
+    # The shape the writev journal left (and a closed store leaves): entries, no zeros.
+    with (tmp_path / f"{0:020d}.journal").open("wb") as handle:
+        handle.write(b"".join(encode(_record(s)) for s in range(3)))
+    store = JournalStore(tmp_path, max_bytes=1 << 20, segment_bytes=SEGMENT)
+    recovery = store.open()
+    try:
+        assert (recovery.torn_tail, recovery.next_serial) == (None, 3)
+        store.append([_record(3)])
+        store.append([_record(4), _record(5)])
+        assert [r.serial for r in store.iter_pending()] == list(range(6))
+    finally:
+        store.close()
+
+
+def test_a_record_out_of_range_is_refused_and_leaves_a_clean_end(store: JournalStore) -> None:
+    store.append([_record(0)])
+    size = store.used_bytes
+    bad = JournalRecord(1, "t", 2**31, 0, None, b"v", [])
+    with pytest.raises(ValueError, match="out of range"):
+        store.append([bad])
+    assert (store.used_bytes, store.next_serial) == (size, 1)
+    store.append([_record(1)])
+    again = _reopen(store)
+    try:
+        assert [r.serial for r in again.iter_pending()] == [0, 1]
+    finally:
+        again.close()
+
+
+def test_inspecting_an_allocated_segment_counts_its_entries_not_its_zeros(
+    tmp_path: Path,
+) -> None:
+    newest = _killed_with_allocation(tmp_path, 3)
+    found = scan_directory(tmp_path)
+    assert found.torn_tail is None
+    assert [s.valid_bytes for s in found.segments] == [len(encode(_record(0))) * 3]
+    assert (found.segments[0].records, newest.stat().st_size) == (3, SEGMENT)  # left as it was
+
+
+def test_a_sparse_segment_is_allocated_before_it_is_written_through_the_map(
+    tmp_path: Path,
+) -> None:
+    # A hole under the map would need its block at fault time: SIGBUS on a full disk.
+    segment = 64 * 1024
+    newest = _killed_with_allocation(tmp_path, 3, segment)  # its zeros: a hole (truncate)
+    assert newest.stat().st_blocks * 512 < segment
+    store = JournalStore(tmp_path, max_bytes=1 << 20, segment_bytes=segment)
+    store.open()
+    try:
+        store.append([_record(3)])
+        assert newest.stat().st_blocks * 512 >= segment
+    finally:
+        store.close()
+
+
+def test_an_entry_larger_than_a_segment_gets_a_segment_of_its_own_size(
+    store: JournalStore,
+) -> None:
+    store.append([_record(0)])
+    store.append([_record(1, size=3 * SEGMENT)])
+    store.append([_record(2)])
+    names = _segments(store.directory)
+    assert [int(n.split(".")[0]) for n in names] == [0, 1, 2]
+    big = store.directory / names[1]
+    assert big.stat().st_size == len(encode(_record(1, size=3 * SEGMENT)))  # cut at the roll
+    again = _reopen(store)
+    try:
+        assert [r.serial for r in again.iter_pending()] == [0, 1, 2]
+    finally:
+        again.close()
+
+
+def test_a_segment_that_cannot_roll_grows_its_allocation(store: JournalStore) -> None:
+    # No record yet: the segment shares its name with the next, so it grows instead.
+    dones = [Done("t", p, 0, 0) for p in range(400)]
+    for done in dones:
+        store.append([done])
+    assert store.used_bytes > 2 * SEGMENT
+    assert _segments(store.directory) == [f"{0:020d}.journal"]
+    store.append([_record(0)])
+    again = _reopen(store)
+    try:
+        assert [r.serial for r in again.iter_pending()] == [0]
+        assert again.used_bytes == sum(len(encode(d)) for d in dones) + len(encode(_record(0)))
     finally:
         again.close()

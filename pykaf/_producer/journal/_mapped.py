@@ -1,0 +1,137 @@
+"""The newest segment, written through a shared memory map.
+
+Why a map: an append must reach the kernel before ``produce()`` returns (a SIGKILL may
+lose nothing accepted), and one ``os.writev`` per record releases the GIL on every call,
+which hands it to the producer's event-loop thread and makes each ``produce()`` wait for
+it. A slice assignment into a ``MAP_SHARED`` map is a memcpy into the page cache under
+the GIL: the bytes belong to the file as soon as it returns (a killed process loses
+nothing), and ``fdatasync`` of the file writes the dirty pages like any others (Linux
+tracks the map's dirty pages on the file itself: no ``msync`` is needed).
+
+Why ``posix_fallocate`` and not ``ftruncate``: storing into a page of a sparse file needs
+a block at fault time, and on a full disk the kernel answers that fault with SIGBUS, which
+kills the process (nothing may do that). Allocating every block when the segment is
+created turns a full disk into ENOSPC there, a typed error the producer can wait out.
+
+So a segment is created at its capacity (``journal_segment_bytes``, or an entry's size
+when larger) and ends in zeros after its last entry; recovery reads a zero where a length
+should start, with only zeros after it, as the clean end of the log. A segment that is
+done with (rolled, or the store closed) is cut back to its entries, so only the newest
+holds the zeros of its unused capacity; a crash before that cut leaves a longer file,
+which recovers the same. On a disk too full for the whole capacity, only the pages the
+append needs are allocated (and more at the next append): DONE entries, which are how a
+full journal empties, still fit while a few pages are free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import mmap
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+__all__ = ["MappedSegment", "capacity_for"]
+
+_PAGE: Final = mmap.PAGESIZE
+_NO_SPACE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
+
+
+def _pages(size: int) -> int:
+    return -(-size // _PAGE) * _PAGE
+
+
+def capacity_for(needed: int, segment_bytes: int) -> int:
+    """The size to allocate for a segment that must hold ``needed`` bytes: the segment
+    size, or ``needed`` rounded up to whole pages when an entry is larger."""
+    return max(segment_bytes, _pages(needed))
+
+
+class MappedSegment:
+    """An open segment file, allocated to ``capacity`` bytes and mapped shared.
+
+    ``OSError`` comes out of ``open``/``grow`` as raised (the store maps it); a file
+    this class grew is cut back to its size before when allocating fails, so that a
+    failed attempt leaves the file as it was."""
+
+    __slots__ = ("_map", "capacity", "fd", "path", "view")
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.capacity = 0
+        self._map: mmap.mmap | None = None
+        self.view = memoryview(b"")  # of the map, to write entries in place (``_format``)
+
+    @classmethod
+    def open(cls, path: Path, needed: int, capacity: int) -> MappedSegment:
+        """Open (creating it) the segment at ``path``, allocate it (see ``grow``) and map
+        it."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        segment = cls(path, fd)
+        try:
+            segment.grow(needed, capacity)
+        except BaseException:
+            os.close(fd)
+            raise
+        return segment
+
+    def grow(self, needed: int, capacity: int) -> None:
+        """Allocate the file's first ``capacity`` bytes, or (the disk being full) the pages
+        ``needed`` bytes take, and map them. Allocating covers blocks a file had already
+        too (cheap), and fills any hole in it: a recovered segment copied sparse must not
+        leave a page without its block under the map."""
+        want = max(capacity, needed)
+        try:
+            self._allocate(want)
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE or _pages(needed) >= want:
+                raise
+            want = _pages(needed)
+            self._allocate(want)  # ENOSPC here is the caller's
+        if self._map is not None and len(self._map) == want:
+            return
+        self.unmap()
+        self._map = mmap.mmap(self.fd, want, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.view = memoryview(self._map)
+        self.capacity = want
+
+    def _allocate(self, size: int) -> None:
+        before = os.fstat(self.fd).st_size
+        try:
+            os.posix_fallocate(self.fd, 0, size)
+        except BaseException:
+            if os.fstat(self.fd).st_size > before:  # undo what a partial allocation grew
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, before)
+            raise
+
+    def write(self, position: int, chunks: Sequence[bytes]) -> None:
+        """Copy ``chunks`` to ``position`` on: a memcpy into the page cache (the GIL is
+        held, nothing can fail on blocks that are allocated)."""
+        target = self._map
+        assert target is not None
+        for chunk in chunks:
+            end = position + len(chunk)
+            target[position:end] = chunk
+            position = end
+
+    def unmap(self) -> None:
+        if self._map is not None:
+            self.view.release()  # a map with a view exported cannot be closed
+            self.view = memoryview(b"")
+            self._map.close()
+            self._map = None
+            self.capacity = 0
+
+    def close(self, valid: int | None) -> None:
+        """Unmap and close; cut the file to ``valid`` bytes first when given (best effort:
+        a longer file, ending in zeros, recovers the same)."""
+        self.unmap()
+        if valid is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, valid)
+        with contextlib.suppress(OSError):  # the descriptor is gone either way
+            os.close(self.fd)
