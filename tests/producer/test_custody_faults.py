@@ -124,7 +124,12 @@ def test_journal_level_reports_a_failed_group_commit_on_the_next_produce(
             raise OSError(errno.EIO, "Input/output error")
 
         monkeypatch.setattr(os, "fdatasync", broken)
-        p.produce("t", b"appended")  # the group-commit thread's fsync fails after this
+        try:
+            p.produce("t", b"appended")  # the group-commit thread's fsync fails after this
+        except (JournalSyncError, JournalFailedError):
+            # ... or before it: the warm record's DONE entry may still await its fsync,
+            # which then fails first. Either way the store stops, typed.
+            pass
         store = p._accumulator.store  # type: ignore[attr-defined]
         wait_until(lambda: store.failed is not None, 10.0)
         assert isinstance(store.failed, JournalSyncError)
