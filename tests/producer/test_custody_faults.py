@@ -6,6 +6,7 @@ episode is one WARNING; nothing is dropped in silence."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -124,12 +125,10 @@ def test_journal_level_reports_a_failed_group_commit_on_the_next_produce(
             raise OSError(errno.EIO, "Input/output error")
 
         monkeypatch.setattr(os, "fdatasync", broken)
-        try:
-            p.produce("t", b"appended")  # the group-commit thread's fsync fails after this
-        except (JournalSyncError, JournalFailedError):
-            # ... or before it: the warm record's DONE entry may still await its fsync,
-            # which then fails first. Either way the store stops, typed.
-            pass
+        # The group-commit thread's fsync fails after this produce, or before it (the warm
+        # record's DONE entry may still await its fsync): either way the store stops, typed.
+        with contextlib.suppress(JournalSyncError, JournalFailedError):
+            p.produce("t", b"appended")
         store = p._accumulator.store  # type: ignore[attr-defined]
         wait_until(lambda: store.failed is not None, 10.0)
         assert isinstance(store.failed, JournalSyncError)
