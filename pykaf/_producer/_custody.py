@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Final
 
@@ -89,6 +90,15 @@ class Custody:
     @property
     def pending(self) -> bool:
         return self.recovery.pending_records > 0
+
+    def wait_fed(self, timeout: float) -> float:
+        """Wait up to ``timeout`` for the feed of recovered records to hand them all
+        over; returns the time left of ``timeout``."""
+        if self.fed.is_set():
+            return timeout
+        started = time.monotonic()
+        self.fed.wait(timeout)
+        return max(0.0, timeout - (time.monotonic() - started))
 
     def unfed(self) -> int:
         """Recovered records not handed to the accumulator yet."""

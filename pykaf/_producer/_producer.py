@@ -15,7 +15,6 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Final, Self
@@ -258,11 +257,11 @@ class Producer:
         if custody is not None and not custody.fed.is_set():
             # Records recovered from the journal come before this call's: wait for the
             # feed to hand them all over first (they are then covered like any other).
-            started = time.monotonic()
-            if not custody.fed.wait(bound if timeout is None else timeout):
+            left = custody.wait_fed(bound if timeout is None else timeout)
+            if not custody.fed.is_set():
                 return accumulator.pending() + custody.unfed()
             if timeout is not None:
-                timeout = max(0.0, timeout - (time.monotonic() - started))
+                timeout = left
         # The hot one-at-a-time path: the flush registers with the accumulator (under its
         # lock) and the loop picks it up at its next look; the loop is woken only if no
         # wake is pending already (the append just before usually woke it). The loop
@@ -295,12 +294,10 @@ class Producer:
             self._closed = True
         flush_bound = self.settings.delivery_timeout if timeout is None else max(0.0, timeout)
         custody = self._custody
-        if custody is not None and not custody.fed.is_set():
+        if custody is not None:
             # Let the feed of recovered records finish within the flush's bound; what it
             # could not hand over stays in the journal for the next producer (said below).
-            started = time.monotonic()
-            custody.fed.wait(flush_bound)
-            flush_bound = max(0.0, flush_bound - (time.monotonic() - started))
+            flush_bound = custody.wait_fed(flush_bound)
         self._accumulator.close()
         bound = flush_bound + self.settings.client.close_timeout + _MARGIN
         _OPEN.discard(self)
