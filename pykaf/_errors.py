@@ -383,6 +383,7 @@ __all__ += [
     "JournalError",
     "JournalFailedError",
     "JournalFullError",
+    "JournalKeptError",
     "JournalLockedError",
     "JournalSyncError",
 ]
@@ -440,6 +441,13 @@ class JournalLockedError(JournalError):
             f"journal directory {self.directory} is in use by {holder}; two producers cannot"
             " share a journal: stop that one, or give this producer its own journal_dir"
         )
+
+
+class JournalKeptError(ProducerClosedError):
+    """The producer closed before the record was acknowledged, and the record stays in its
+    journal (custody "journal"/"journal_sync"): the next producer opened on the same
+    ``journal_dir`` sends it (``pykaf journal replay`` drains it too). Not a loss: the
+    record is still in custody, only this process's report ends here."""
 
 
 class JournalFullError(JournalError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -56,6 +56,11 @@ class AsyncClient:
     def __repr__(self) -> str:
         state = "closed" if self._closing else "open"
         return f"<AsyncClient {','.join(map(str, self.bootstrap))} {state}>"
+
+    def on_cluster_outage(self, listener: Callable[[bool], object]) -> None:
+        """``listener(down)`` hears every cluster outage episode begin (True: no broker
+        can be reached) and end (False), on the client's loop."""
+        self._pool.outages.on_cluster.append(listener)
 
     @property
     def closed(self) -> bool:

@@ -9,13 +9,15 @@ The cluster as a whole has episodes too: when no broker (bootstrap addresses inc
 can be reached, which is what a producer or consumer waiting for metadata is stuck on.
 
 Time is passed in (the loop's clock), so the wording and counting are tested exactly.
+``on_cluster`` listeners hear the cluster's episodes begin (True) and end (False): a
+journaled producer counts its downtime with them.
 Shared by everything built on one ``AsyncClient``: producer, consumer and raw client.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from pykaf._client._address import Address
@@ -34,6 +36,14 @@ class OutageLog:
     def __init__(self) -> None:
         self._brokers: Episodes[Address] = Episodes()
         self._cluster: Episodes[str] = Episodes()
+        self.on_cluster: list[Callable[[bool], object]] = []
+
+    def _tell(self, down: bool) -> None:
+        for listener in self.on_cluster:
+            try:
+                listener(down)
+            except Exception:
+                log.exception("a cluster outage listener raised")
 
     def down(self, address: Address) -> bool:
         """Is an episode of ``address`` going on?"""
@@ -75,6 +85,7 @@ class OutageLog:
             )
         cluster = self._cluster.ended(_CLUSTER)
         if cluster is not None:
+            self._tell(False)
             log.info(
                 "the cluster is reachable again (through %s) after %.1f s, %d failed round%s"
                 " over every known broker",
@@ -95,6 +106,7 @@ class OutageLog:
         none: WARNING if this begins an episode, else counted."""
         if self._cluster.failed(_CLUSTER, now).failures > 1:
             return
+        self._tell(True)
         tried_now = [
             f"{a} ({unreachable_cause(errors[a])[0]})" if a in errors else f"{a} (in backoff)"
             for a in tried

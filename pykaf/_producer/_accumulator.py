@@ -64,6 +64,9 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
 
     Takes ``(settings, *, clock, wall_ms, when_full, rng)``: see ``AccumulatorState``."""
 
+    #: Does a close keep unsent records (in a journal) rather than lose them?
+    keeps_at_close = False
+
     # -- appending (any thread) -----------------------------------------------------------
 
     def append(
@@ -247,6 +250,11 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                     batch.reports.append((len(records) - 1, report))
             return False
         return self._append_new(t, part, record, size, report, partition is None)
+
+    def take_kept(self) -> tuple[int, list[Report]]:
+        """At close: records kept for a later producer, and their reports (a journal
+        keeps records that never reached memory; memory keeps nothing)."""
+        return 0, []
 
     def _unknown(self, topic: str) -> TopicQueues:
         if not isinstance(topic, str) or not topic:

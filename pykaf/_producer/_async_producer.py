@@ -13,15 +13,22 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._validate import settings_or_options
-from pykaf._errors import BufferFullError, JournalFullError, ProducerClosedError
+from pykaf._errors import (
+    BufferFullError,
+    DeliveryError,
+    JournalFullError,
+    KafkaTimeoutError,
+    ProducerClosedError,
+)
 from pykaf._producer._batches import TopicUnknownError, check_report
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
+from pykaf._producer._custody_events import CustodyEventCallback
 from pykaf._producer._delivery import (
     DeliveryCallback,
     ErrorCallback,
@@ -38,10 +45,9 @@ __all__ = ["AsyncProducer"]
 
 
 class _Waiting:
-    """An append that waits (for metadata or memory) in the backlog; or, with ``feed``,
-    the replay of a journal's recovered records, which every new append waits behind."""
+    """An append that waits (for metadata or memory) in the backlog."""
 
-    __slots__ = ("args", "done", "feed", "report", "started")
+    __slots__ = ("args", "done", "report", "started")
 
     def __init__(
         self,
@@ -49,13 +55,11 @@ class _Waiting:
         report: Any,
         done: asyncio.Future[None] | None,
         started: float,
-        feed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.args = args  # (topic, value, key, partition, headers, timestamp)
         self.report = report
         self.done = done
         self.started = started
-        self.feed = feed
 
 
 log = logging.getLogger("pykaf.producer")
@@ -132,7 +136,8 @@ class AsyncProducer:
     Custody levels as ``Producer`` has them (``custody=``, ``journal_dir=``,
     ``recovered()``, ``on_replayed_delivery``). With "journal_sync", ``await produce()``
     returns after the fsync (run on the journal's thread, never on the loop); ``send()``
-    returns its future at once.
+    returns its future at once. With a journal, records past ``buffer_memory`` wait in
+    the journal instead of the backlog (``on_custody_event`` as ``Producer`` has it).
 
     Failures of records with no ``on_delivery`` and no future go to ``on_error(record,
     error)``, else to the "pykaf.producer" log at ERROR: never silent.
@@ -144,13 +149,16 @@ class AsyncProducer:
         *,
         on_error: ErrorCallback | None = None,
         on_replayed_delivery: DeliveryCallback | None = None,
+        on_custody_event: CustodyEventCallback | None = None,
         settings: ProducerSettings | None = None,
         **options: Any,
     ) -> None:
         self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
         self._reporter = Reporter(on_error)
         self._client = AsyncClient(bootstrap, settings=self.settings.client)
-        self._custody = open_custody(self.settings, self._reporter, on_replayed_delivery)
+        self._custody = open_custody(
+            self.settings, self._reporter, on_replayed_delivery, on_custody_event
+        )
         # The loop never blocks: syncs run on the journal's thread (``_produce_synced``).
         self._accumulator = build_accumulator(
             self.settings,
@@ -227,23 +235,42 @@ class AsyncProducer:
             _OPEN_GUARDS.add(self._exit_guard)
             with contextlib.suppress(StopIteration):
                 self._exit_guard.asend(None).send(None)
-            custody = self._custody
-            if custody is not None and custody.pending:
-                self._start_replay(custody, engine)
+            if self._custody is not None:
+                self._attach(self._custody, engine)
         return engine
 
-    def _start_replay(self, custody: Custody, engine: ProducerEngine) -> None:
-        # First in the backlog: every new append waits behind the recovered records.
-        accumulator = self._accumulator
-        assert isinstance(accumulator, JournalAccumulator)
-        accumulator.begin_replay()
+    def _attach(self, custody: Custody, engine: ProducerEngine) -> None:
+        # The journal's feeder is a thread (it reads files and waits for memory): it
+        # reaches this loop only through call_soon_threadsafe.
+        loop = engine.loop
+        max_block = self.settings.max_block
+        reporter = self._reporter
 
-        def feed() -> Awaitable[None]:
-            return custody.feed_async(accumulator, engine)
+        def ensure_topic(topic: str) -> None:
+            try:
+                waiting = asyncio.run_coroutine_threadsafe(
+                    engine.ensure_topic(topic, max_block), loop
+                )
+            except RuntimeError:
+                raise ProducerClosedError("the producer's event loop is closed") from None
+            try:
+                waiting.result(max_block + 1.0)
+            except TimeoutError:
+                waiting.cancel()
+                raise KafkaTimeoutError(
+                    f"no metadata for {topic!r} within {max_block:g}s"
+                ) from None
 
-        self._backlog.appendleft(_Waiting((), None, None, engine.loop.time(), feed))
-        if self._backlog_task is None:
-            self._backlog_task = engine.loop.create_task(self._run_backlog())
+        def report(record: Any, error: DeliveryError) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(reporter.failed, record, error)
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(engine.schedule_pump)
+
+        custody.attach(self._accumulator, ensure_topic=ensure_topic, report=report, wake=wake)
+        self._client.on_cluster_outage(custody.downtime.cluster_changed)
 
     async def _produce_synced(self, *args: Any, **kwargs: Any) -> None:
         """``produce`` with custody "journal_sync" (same arguments): returns once the
@@ -383,10 +410,6 @@ class AsyncProducer:
                 if item.done is not None and item.done.cancelled():
                     backlog.popleft()  # its caller gave up before it was taken
                     continue
-                if item.feed is not None:
-                    await item.feed()
-                    backlog.popleft()
-                    continue
                 try:
                     await self._append_waiting(engine, item)
                 except Exception as exc:
@@ -443,12 +466,20 @@ class AsyncProducer:
         produced before this call, at most ``timeout`` seconds (None: no bound but
         ``delivery_timeout``). Returns how many are still pending (0: all reported)."""
         engine = self._engine
-        if engine is None and self._custody is not None and self._custody.pending:
+        custody = self._custody
+        if engine is None and custody is not None and custody.pending:
             engine = self._start()  # recovered records to send
         if engine is None:
             return 0
         loop = engine.loop
         deadline = None if timeout is None else loop.time() + timeout
+        if custody is not None and custody.pending:
+            # Records waiting in the journal only come before this call's: the feeder
+            # hands them to memory first (waited for off the loop).
+            bound = self.settings.delivery_timeout if timeout is None else timeout
+            fed, _ = await loop.run_in_executor(None, custody.wait_fed, bound)
+            if not fed:
+                return engine.accumulator.pending() + custody.unfed() + len(self._backlog)
         task = self._backlog_task
         if task is not None:
             with contextlib.suppress(TimeoutError):
@@ -515,6 +546,12 @@ class AsyncProducer:
                 # report every record, then let the cancellation go on.
                 cancelled = True
                 deadline = loop.time()
+        custody = self._custody
+        if custody is not None and custody.pending and not cancelled:
+            # What waits in the journal only goes to memory first, within the bound;
+            # what the feeder cannot hand over in time stays in the journal.
+            left = max(0.0, deadline - loop.time())
+            await loop.run_in_executor(None, custody.wait_fed, left)
         self._closed = True
         failed = 0
         if self._backlog_task is not None:
@@ -523,8 +560,6 @@ class AsyncProducer:
             # Not taken: the produce()/produce_batch() call waiting on it raises, a
             # send() future fails.
             item = self._backlog.popleft()
-            if item.feed is not None:
-                continue  # the replay: what it did not feed stays in the journal
             failed += 1
             self._fail_waiting(item, ProducerClosedError("the producer was closed"))
         failed += await engine.close(max(0.0, deadline - loop.time()))

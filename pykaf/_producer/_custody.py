@@ -2,28 +2,32 @@
 
 "memory" builds the plain ``Accumulator``: nothing here runs per record. The journal
 levels open the ``JournalStore`` (its lock refuses a second live producer on the same
-directory with ``JournalLockedError``), start its group-commit thread, build the
-``JournalAccumulator`` and feed back what recovery found pending, before any new record
-(new appends wait behind the feed: order per partition holds across the crash).
+directory with ``JournalLockedError``), start its group-commit thread, and build the
+``JournalAccumulator``.
 
-The feed reads the journal segment by segment (``JournalStore.iter_pending``) and puts
-each record back in the partition it was journaled for, with its serial, waiting for
-memory as batches complete: a journal larger than ``buffer_memory`` is fed as it drains.
-Replayed records report to ``on_replayed_delivery(metadata, error)`` when given, else
-their failures go to ``on_error`` / the log: the callbacks of the crashed process are gone.
+Records that wait in the journal only (recovered after a crash, or spilled past
+``buffer_memory``, see ``_journaled``) are fed back by one feeder thread: it reads them
+in serial order (``JournalStore.read_pending``, a chunk at a time) and puts each in the
+partition it was journaled for, with its serial, waiting for memory as batches complete.
+A journal larger than ``buffer_memory`` is fed as it drains; the feeder stops when it
+has caught up and starts again with the next spill. Recovered records report to
+``on_replayed_delivery(metadata, error)`` when given, else their failures go to
+``on_error`` / the log: the callbacks of the crashed process are gone. The downtime
+instruments (``_custody_events``) report what the feed and the outages do.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Final
+from collections.abc import Callable
+from typing import Any
 
 from pykaf._errors import (
-    BufferFullError,
+    ClientClosedError,
+    DeliveryError,
+    DeliveryTimeoutError,
     JournalError,
     KafkaTimeoutError,
     ProducerClosedError,
@@ -31,29 +35,47 @@ from pykaf._errors import (
 )
 from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._batches import TopicUnknownError, check_report
-from pykaf._producer._delivery import DeliveryCallback, ProducerRecord, Reporter
-from pykaf._producer._engine import ProducerEngine
+from pykaf._producer._custody_events import CustodyEventCallback, Downtime
+from pykaf._producer._delivery import DeliveryCallback, Report, Reporter
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._journaled import JournalAccumulator
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull
 from pykaf._producer.journal import JournalRecord, JournalStore
 
-__all__ = ["Custody", "build_accumulator", "open_custody", "start_feed_thread"]
+__all__ = ["Custody", "build_accumulator", "open_custody"]
 
 log = logging.getLogger("pykaf.producer.journal")
 
-_CHUNK: Final = 512  # recovered records read per executor call (async feed)
+# Between two looks for a topic's metadata while brokers are away (the feeder's retry).
+_NO_METADATA_PAUSE = 0.05
+
+
+class _OneRecord:
+    """A record from the journal that failed before reaching a batch, shaped as the
+    batch ``Reporter.failed`` reads."""
+
+    __slots__ = ("created_ms", "partition", "records", "reports", "topic")
+
+    def __init__(self, rec: JournalRecord, report: Report) -> None:
+        self.topic = rec.topic
+        self.partition = rec.partition
+        self.created_ms = rec.timestamp_ms
+        self.records: list[tuple[Any, Any, Any, Any]] = [
+            (rec.key, rec.value, rec.headers or None, rec.timestamp_ms)
+        ]
+        self.reports: list[tuple[int, Report]] | None = None if report is None else [(0, report)]
 
 
 class Custody:
-    """The journal of one producer: its store, its thread, what recovery found."""
+    """The journal of one producer: its store, its threads, what recovery found."""
 
     def __init__(
         self,
         settings: ProducerSettings,
         reporter: Reporter,
         on_replayed_delivery: DeliveryCallback | None,
+        on_custody_event: CustodyEventCallback | None = None,
     ) -> None:
         if on_replayed_delivery is not None:
             check_report(on_replayed_delivery)
@@ -69,12 +91,15 @@ class Custody:
         self.sync_each = settings.custody == "journal_sync"
         self._reporter = reporter
         self.on_replayed = on_replayed_delivery
-        # The feed's progress: flush() and close() wait for it, so a replayed record is
-        # covered by the first flush like any record produced before it.
-        self.fed = threading.Event()
-        self.fed_count = 0
-        if not self.recovery.pending_records:
-            self.fed.set()
+        self.downtime = Downtime(str(store.directory), on_custody_event)
+        expiry = settings.journal_delivery_timeout
+        self._expiry_ms = None if expiry is None else expiry * 1000
+        self._accumulator: JournalAccumulator | None = None
+        self._ensure_topic: Callable[[str], None] | None = None
+        self._report: Callable[[_OneRecord, DeliveryError], None] | None = None
+        self._feeder_lock = threading.Lock()
+        self._feeder_running = False
+        self._feed_wanted = False
         if self.recovery.pending_records:
             log.warning(
                 "journal %s: %d record(s) of an earlier producer were not acknowledged;"
@@ -89,20 +114,29 @@ class Custody:
 
     @property
     def pending(self) -> bool:
-        return self.recovery.pending_records > 0
+        """Are there records in the journal only (recovered or spilled) to feed?"""
+        accumulator = self._accumulator
+        if accumulator is None:
+            return self.recovery.pending_records > 0
+        return not accumulator.is_fed()
 
-    def wait_fed(self, timeout: float) -> float:
-        """Wait up to ``timeout`` for the feed of recovered records to hand them all
-        over; returns the time left of ``timeout``."""
-        if self.fed.is_set():
-            return timeout
-        started = time.monotonic()
-        self.fed.wait(timeout)
-        return max(0.0, timeout - (time.monotonic() - started))
+    def wait_fed(self, timeout: float) -> tuple[bool, float]:
+        """Wait up to ``timeout`` until every record journaled so far is in memory (a
+        flush covers it then); returns whether they are, and the time left."""
+        accumulator = self._accumulator
+        if accumulator is None:
+            return not self.recovery.pending_records, timeout
+        return accumulator.wait_fed(timeout)
 
     def unfed(self) -> int:
-        """Recovered records not handed to the accumulator yet."""
-        return 0 if self.fed.is_set() else max(0, self.recovery.pending_records - self.fed_count)
+        """Records in the journal only, not handed to memory yet."""
+        accumulator = self._accumulator
+        return self.recovery.pending_records if accumulator is None else accumulator.unfed
+
+    def kept(self) -> int:
+        """After close: records left in the journal for the next producer."""
+        accumulator = self._accumulator
+        return 0 if accumulator is None else accumulator.unfed + accumulator.kept_at_close
 
     def close(self, timeout: float) -> None:
         """After the producer's last report: DONE entries written, synced, reclaimed."""
@@ -110,121 +144,147 @@ class Custody:
             self.commit.close(timeout)
         finally:
             self.store.close()
-
-    # -- records that cannot be put back ----------------------------------------------------
-
-    def _lost(self, accumulator: JournalAccumulator, rec: JournalRecord, error: Exception) -> None:
-        """A recovered record that cannot be sent (its topic or partition is gone): its
-        report, then a DONE entry."""
-        accumulator.give_up(rec)
-        if self.on_replayed is not None:
-            try:
-                self.on_replayed(None, error)  # type: ignore[arg-type]
-            except Exception:
-                log.exception("on_replayed_delivery raised")
-            return
-        on_error = self._reporter.on_error
-        if on_error is None:
-            log.error(
-                "a recovered record to %s-%d was not delivered: %s", rec.topic, rec.partition, error
+        kept = self.kept()
+        if kept:
+            log.warning(
+                "journal %s: %d record(s) were not delivered before close(); they stay in"
+                " the journal, and the next producer on it (or `pykaf journal replay`)"
+                " sends them",
+                self.store.directory,
+                kept,
             )
-            return
-        record = ProducerRecord(
-            topic=rec.topic,
-            partition=rec.partition,
-            key=rec.key,
-            value=rec.value,
-            headers=rec.headers or None,
-            timestamp=rec.timestamp_ms,
-        )
-        try:
-            on_error(record, error)
-        except Exception:
-            log.exception("on_error raised for a record to %s", rec.topic)
 
-    # -- the feed ---------------------------------------------------------------------------
+    # -- the feeder -------------------------------------------------------------------------
 
-    def feed_blocking(self, accumulator: JournalAccumulator) -> None:
-        """The blocking producer's feeder thread: every recovered record, in order."""
+    def attach(
+        self,
+        accumulator: Accumulator,
+        *,
+        ensure_topic: Callable[[str], None],
+        report: Callable[[_OneRecord, DeliveryError], None],
+        wake: Callable[[], object],
+    ) -> None:
+        """Connect the feeder to its producer, from the feeder's thread: ``ensure_topic``
+        fetches a topic's metadata, ``report`` gives a failure to the reporter on the
+        producer's loop, ``wake`` wakes that loop. Starts feeding what recovery found."""
+        assert isinstance(accumulator, JournalAccumulator)
+        self._accumulator = accumulator
+        self._ensure_topic = ensure_topic
+        self._report = report
+        accumulator.feed_wake = wake
+        accumulator.on_spill = self.start_feeder
+        self.downtime.records_taken = lambda: accumulator.last_serial + 1
+        if not accumulator.is_fed():
+            self.start_feeder()
+
+    def start_feeder(self) -> None:
+        """Feed what waits in the journal (a thread, unless one runs: it will see it)."""
+        with self._feeder_lock:
+            self._feed_wanted = True
+            if self._feeder_running:
+                return
+            self._feeder_running = True
+        threading.Thread(target=self._feed, name="pykaf-journal-feed", daemon=True).start()
+
+    def _feed(self) -> None:
+        accumulator = self._accumulator
+        assert accumulator is not None
         try:
-            for rec in self.store.iter_pending():
-                if not self._put_back_blocking(accumulator, rec):
-                    return
-                self.fed_count += 1
+            while True:
+                span = accumulator.feed_span()
+                if span is None:
+                    self.downtime.replay_finished(accumulator.unfed)
+                    with self._feeder_lock:
+                        if not self._feed_wanted:
+                            self._feeder_running = False
+                            return
+                        self._feed_wanted = False
+                    continue
+                first, end = span
+                self.downtime.replay_started(accumulator.unfed)
+                for rec in self.store.read_pending(first, end):
+                    if self._expired(rec):
+                        self._lost(accumulator, rec, self._expiry_error(rec))
+                    elif not self._put_back(accumulator, rec):
+                        return  # closed: the rest stays in the journal (close() says so)
+                    self.downtime.fed()
+                accumulator.fed_through(end)
         except JournalError as exc:
-            log.error("journal %s: the replay stopped: %s", self.store.directory, exc)
+            log.error(
+                "journal %s: the feed of journaled records stopped: %s; they stay in the"
+                " journal (a new producer on it tries again)",
+                self.store.directory,
+                exc,
+            )
         finally:
-            accumulator.end_replay()
-            self.fed.set()
+            with self._feeder_lock:
+                self._feeder_running = False
 
-    def _put_back_blocking(self, accumulator: JournalAccumulator, rec: JournalRecord) -> bool:
+    def _expired(self, rec: JournalRecord) -> bool:
+        # journal_delivery_timeout, for records that waited in the journal only: their
+        # age is their timestamp's (the time produce() took them, unless one was given).
+        expiry = self._expiry_ms
+        return expiry is not None and time.time() * 1000 - rec.timestamp_ms > expiry
+
+    def _expiry_error(self, rec: JournalRecord) -> DeliveryTimeoutError:
+        assert self._expiry_ms is not None
+        return DeliveryTimeoutError(
+            f"a journaled record to {rec.topic}-{rec.partition} was not delivered within"
+            f" journal_delivery_timeout ({self._expiry_ms / 1000:g}s)"
+        )
+
+    def _put_back(self, accumulator: JournalAccumulator, rec: JournalRecord) -> bool:
+        assert self._ensure_topic is not None
         while True:
             try:
                 accumulator.replay(rec, self.on_replayed, block=True)
                 return True
-            except ProducerClosedError:
-                return False  # closed: the rest stays in the journal for the next producer
-            except KafkaTimeoutError:
-                continue  # no metadata yet (brokers away): the records wait, never fail
-            except (ValueError, PykafError) as exc:
-                self._lost(accumulator, rec, exc)
-                return True
-
-    async def feed_async(self, accumulator: JournalAccumulator, engine: ProducerEngine) -> None:
-        """The asyncio producer's feed, run first in its backlog. The journal is read in
-        chunks in an executor: file reads never block the loop."""
-        loop = engine.loop
-        records = self.store.iter_pending()
-        try:
-            while True:
-                chunk = await loop.run_in_executor(None, _next_chunk, records)
-                if not chunk:
-                    return
-                for rec in chunk:
-                    if not await self._put_back_async(accumulator, engine, rec):
-                        return
-        except JournalError as exc:
-            log.error("journal %s: the replay stopped: %s", self.store.directory, exc)
-        finally:
-            accumulator.end_replay()
-
-    async def _put_back_async(
-        self, accumulator: JournalAccumulator, engine: ProducerEngine, rec: JournalRecord
-    ) -> bool:
-        while True:
-            try:
-                accumulator.replay(rec, self.on_replayed, block=False)
-                return True
+            except (ProducerClosedError, ClientClosedError):
+                return False
             except TopicUnknownError:
                 try:
-                    await engine.ensure_topic(rec.topic, engine.settings.max_block)
+                    self._ensure_topic(rec.topic)
                 except KafkaTimeoutError:
-                    continue
-                except ProducerClosedError:
+                    time.sleep(_NO_METADATA_PAUSE)  # brokers away: the records wait
+                except (ProducerClosedError, ClientClosedError):
                     return False
                 except PykafError as exc:
                     self._lost(accumulator, rec, exc)
                     return True
-            except BufferFullError:
-                await engine.wait_for_space(1.0)
-            except ProducerClosedError:
-                return False
+            except KafkaTimeoutError:
+                time.sleep(_NO_METADATA_PAUSE)  # no metadata yet: wait, never fail
             except (ValueError, PykafError) as exc:
                 self._lost(accumulator, rec, exc)
                 return True
 
-
-def _next_chunk(records: Iterator[JournalRecord]) -> list[JournalRecord]:
-    return list(itertools.islice(records, _CHUNK))
+    def _lost(self, accumulator: JournalAccumulator, rec: JournalRecord, error: Exception) -> None:
+        """A record that cannot be sent (its topic or partition is gone): a DONE entry,
+        then its report (a recovered record's goes to ``on_replayed_delivery``)."""
+        report = accumulator.give_up(rec)
+        if rec.serial < accumulator.opened_serial:
+            report = self.on_replayed
+        failure = (
+            error
+            if isinstance(error, DeliveryError)
+            else DeliveryError(
+                f"a journaled record to {rec.topic}-{rec.partition} cannot be sent: {error}",
+                cause=error,
+            )
+        )
+        assert self._report is not None
+        self._report(_OneRecord(rec, report), failure)
 
 
 def open_custody(
-    settings: ProducerSettings, reporter: Reporter, on_replayed: DeliveryCallback | None
+    settings: ProducerSettings,
+    reporter: Reporter,
+    on_replayed: DeliveryCallback | None,
+    on_custody_event: CustodyEventCallback | None = None,
 ) -> Custody | None:
     """The journal for the settings' custody level, opened; None for "memory"."""
     if settings.custody == "memory":
         return None
-    return Custody(settings, reporter, on_replayed)
+    return Custody(settings, reporter, on_replayed, on_custody_event)
 
 
 def build_accumulator(
@@ -243,15 +303,6 @@ def build_accumulator(
         custody.store,
         custody.commit,
         sync_each=custody.sync_each and sync_in_caller,
-        blocking=when_full,
         can_block=can_block,
+        recovered=custody.recovery.pending_records,
     )
-
-
-def start_feed_thread(custody: Custody, accumulator: Accumulator) -> None:
-    """The blocking producer: feed what recovery found from a thread of its own."""
-    assert isinstance(accumulator, JournalAccumulator)
-    accumulator.begin_replay()
-    threading.Thread(
-        target=custody.feed_blocking, args=(accumulator,), name="pykaf-replay", daemon=True
-    ).start()

@@ -20,16 +20,22 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Any, Final
 
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._backoff import Backoff
 from pykaf._client._connection import BrokerConnection
 from pykaf._error_codes import error_for_code
-from pykaf._errors import BrokerError, ClientClosedError, ProducerClosedError, PykafError
+from pykaf._errors import (
+    BrokerError,
+    ClientClosedError,
+    JournalKeptError,
+    ProducerClosedError,
+    PykafError,
+)
 from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._batches import Batch, PartitionQueue
-from pykaf._producer._delivery import Reporter
+from pykaf._producer._delivery import Report, Reporter
 from pykaf._producer._idempotence import Idempotence
 from pykaf._producer._metadata import ProducerMetadata
 from pykaf._producer._outcomes import BatchOutcomes
@@ -328,6 +334,20 @@ class ProducerEngine(BatchOutcomes):
                 raise
         return await self._end(ProducerClosedError("the producer was closed"))
 
+    def _report_kept(self) -> None:
+        # Records still in the journal only (spilled, not fed to memory yet): they stay
+        # there for the next producer; this one's reports end with JournalKeptError.
+        count, reports = self.accumulator.take_kept()
+        self.failed_by_close += count
+        if reports:
+            self.reporter.failed(
+                _KeptRecords(reports),
+                JournalKeptError(
+                    "the producer closed before the record was sent; it is kept in the"
+                    " journal, and the next producer on it sends it"
+                ),
+            )
+
     async def _end(self, error: ProducerClosedError) -> int:
         """Fail whatever is left with ``error`` and close the connections (once)."""
         if self._closed:
@@ -337,6 +357,7 @@ class ProducerEngine(BatchOutcomes):
         for sender in self._senders.values():
             sender.abort(self._fail_in_flight)
         self._fail_all_queued(error)
+        self._report_kept()
         for part in self.accumulator.partitions():
             if part.returned:
                 returned, part.returned = part.returned, []
@@ -366,6 +387,20 @@ class ProducerEngine(BatchOutcomes):
         with contextlib.suppress(PykafError):
             await self.client.close()
         return self.failed_by_close
+
+
+class _KeptRecords:
+    """The reports of records kept in the journal only at close (``Reporter.failed``
+    reads a batch: this is one without records of its own to name)."""
+
+    __slots__ = ("created_ms", "partition", "records", "reports", "topic")
+
+    def __init__(self, reports: list[Report]) -> None:
+        self.topic = "(journal)"
+        self.partition = -1
+        self.created_ms = 0
+        self.records: list[tuple[Any, Any, Any, Any]] = [(None, None, None, None)] * len(reports)
+        self.reports: list[tuple[int, Report]] | None = list(enumerate(reports))
 
 
 def _always(part: PartitionQueue, batch: Batch) -> bool:

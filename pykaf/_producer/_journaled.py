@@ -9,13 +9,23 @@ order are therefore the same order per partition, and each batch remembers the s
 its first and last record: once the batch has its reports, ``complete`` queues one DONE
 entry for that range (per batch, so per partition range) for the group-commit thread.
 
-A record the accumulator cannot take after its RECORD entry is written (memory full, the
-producer closed) is withdrawn at once with a DONE entry of its own serial, so that a
-restart never re-sends a record whose produce() raised. Waiting for memory happens with
-no serial taken: other appends may go first, and their serials stay in order.
+Spill: when ``buffer_memory`` has no room (brokers away, or slower than the producer),
+the record stays in the journal only, and so does every record after it, whatever its
+partition, until a feeder (``_custody``) has read them all back into memory in serial
+order as batches complete: order per partition holds across the memory/disk boundary,
+produce() never blocks on memory, and memory stays bounded by ``buffer_memory`` however
+long the outage (the journal grows instead, up to ``journal_max_bytes``). Records
+recovered after a crash are fed the same way, before anything newer. A spilled record
+keeps only its report (when it has one) in memory until it is fed.
+
+A record refused after its RECORD entry is written (a bad partition, the producer closed)
+is withdrawn at once with a DONE entry of its own serial, so that a restart never re-sends
+a record whose produce() raised.
 
 Journaled batches never expire by ``delivery_timeout`` (an outage of hours must not turn
-into failures); close() still fails what is left, with reports.
+into failures) unless ``journal_delivery_timeout`` asks for it. close() keeps what was
+not delivered in the journal for the next producer: those reports are
+``JournalKeptError`` (a ``ProducerClosedError``) and no DONE entry is written for them.
 """
 
 from __future__ import annotations
@@ -25,7 +35,13 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from pykaf._errors import BufferFullError, JournalError, JournalFullError, ProducerClosedError
+from pykaf._errors import (
+    BufferFullError,
+    JournalError,
+    JournalFullError,
+    JournalKeptError,
+    ProducerClosedError,
+)
 from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._batches import (
     FUTURES,
@@ -38,7 +54,6 @@ from pykaf._producer._batches import (
 from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._settings import ProducerSettings
-from pykaf._producer._when_full import BlockWhenFull
 from pykaf._producer.journal import Done, JournalRecord, JournalStore
 
 __all__ = ["JournalAccumulator"]
@@ -73,6 +88,8 @@ class _RefuseWhenFull:
 class JournalAccumulator(Accumulator):
     """An ``Accumulator`` whose records are journaled first (see the module doc)."""
 
+    keeps_at_close = True
+
     def __init__(
         self,
         settings: ProducerSettings,
@@ -80,24 +97,34 @@ class JournalAccumulator(Accumulator):
         commit: GroupCommit,
         *,
         sync_each: bool,
-        blocking: BlockWhenFull | None = None,
         can_block: Callable[[], bool] = lambda: True,
+        recovered: int = 0,
     ) -> None:
         super().__init__(settings, when_full=_RefuseWhenFull())
-        self._delivery_timeout = _NEVER
+        timeout = settings.journal_delivery_timeout
+        self._delivery_timeout = _NEVER if timeout is None else timeout
         self.store = store
         self.commit = commit
         self._next_record = store.next_serial
+        # Serials below this were journaled by an earlier producer (recovered).
+        self.opened_serial = store.next_serial
         self._sync_each = sync_each  # "journal_sync" in the caller's thread (blocking)
-        self._blocking = blocking or BlockWhenFull()
         self._can_block = can_block
         self.last_serial = -1  # the serial of the last record taken
-        self._fed = threading.Event()
-        self._fed.set()
-        self._feeding = False  # a replay is being fed in: new records wait behind it
         self._full_episode = False
         self._sync_turn = threading.Condition()  # "journal_sync": who leads the next fsync
         self._syncing = False
+        # Spill (see the module doc): the next serial the feeder hands to memory, or -1
+        # when nothing waits in the journal only. Recovered records wait from the start.
+        self._spill_next = 0 if recovered else -1
+        self.unfed = recovered  # records in the journal only, not handed to memory yet
+        self.spilled = 0  # records of this producer that went to the journal only
+        self._spill_reports: dict[int, Report] = {}  # serial -> report, until fed
+        self._sticky_fill: dict[str, int] = {}  # spill: bytes given the sticky partition
+        self._fed_change = threading.Condition(self._lock)
+        self.on_spill: Callable[[], object] | None = None  # starts the feeder
+        self.kept_at_close = 0  # records in memory that close() left in the journal
+        self.feed_wake: Callable[[], object] | None = None  # wakes the loop from the feeder
 
     # -- appending (any thread) -----------------------------------------------------------
 
@@ -114,7 +141,8 @@ class JournalAccumulator(Accumulator):
     ) -> None:
         """``Accumulator.append``, journaled; with "journal_sync" (blocking producer),
         returns after the fsync that covers the record. Raises as ``append`` does, plus
-        ``JournalFullError`` (after ``max_block``) and the store's ``JournalDiskError``s."""
+        ``JournalFullError`` (after ``max_block``) and the store's ``JournalDiskError``s;
+        never ``BufferFullError``: past ``buffer_memory`` records wait in the journal."""
         serial = self._take(topic, value, key, partition, headers, timestamp, on_delivery)
         if self._sync_each:
             self._sync_to(serial)
@@ -194,15 +222,15 @@ class JournalAccumulator(Accumulator):
         record = (key, value, headers, timestamp)
         if size > self._plain_limit:
             self._check_size(record, size)
-        if self._feeding:
-            self._wait_for_replay()
         clock = self._clock
         deadline = clock() + self.max_block
+        spill_began = wake = False
         with self._lock:
             while True:
                 if self._closed:
                     raise ProducerClosedError("the producer is closed")
-                part = self._place(t, key, partition, size)
+                spilling = self._spill_next >= 0
+                part = self._place(t, key, partition, size, spilling)
                 serial = self._next_record
                 entry = JournalRecord(
                     serial, topic, part.index, timestamp, key, value, headers or []
@@ -213,33 +241,47 @@ class JournalAccumulator(Accumulator):
                     self._wait_for_journal(exc, deadline - clock())
                     continue
                 self._next_record = serial + 1
+                self.last_serial = serial
+                if spilling:
+                    self._keep(serial, report)
+                    break
                 try:
                     wake = self._put(t, part.index, record, size, report)
-                except _NoRoom as full:
-                    self._withdraw(topic, part.index, serial)
-                    remaining = deadline - clock() if self._can_block() else 0.0
-                    self._wait_for_memory(full.need, remaining)
-                    continue
+                except _NoRoom:
+                    # Memory is full: this record, and every one after it, waits in
+                    # the journal for the feeder (order per partition holds).
+                    self._spill_next = serial
+                    self._keep(serial, report)
+                    spill_began = True
+                    break
                 except BaseException:
                     self._withdraw(topic, part.index, serial)
                     raise
                 self._mark(part, serial)
-                if self._full_episode:
-                    self._full_episode = False
-                    log.info("the journal in %s has room again", self.store.directory)
                 break
+            if self._full_episode:
+                self._full_episode = False
+                log.info("the journal in %s has room again", self.store.directory)
+        if spill_began and self.on_spill is not None:
+            self.on_spill()
         if wake:
             self.wake()
         return serial
 
-    def _wait_for_memory(self, need: int, remaining: float) -> None:
-        # Lock held, no serial taken: wait like the memory level does (BufferFullError).
-        self._blocking.wait(self._space, lambda: self._used + need <= self._limit, need, remaining)
+    def _keep(self, serial: int, report: Report) -> None:
+        # Lock held: a record in the journal only, until the feeder hands it over.
+        if report is not None:
+            self._spill_reports[serial] = report
+        self.unfed += 1
+        self.spilled += 1
 
-    def _place(self, t: TopicQueues, key: Any, partition: int | None, size: int) -> PartitionQueue:
+    def _place(
+        self, t: TopicQueues, key: Any, partition: int | None, size: int, spilling: bool
+    ) -> PartitionQueue:
         """Lock held: the record's partition, decided before it is journaled. The same
         choice as ``Accumulator.append`` (KIP-480: a sticky partition moves when its batch
-        is full), made up front: the accumulator must not move a journaled record."""
+        is full), made up front: the accumulator must not move a journaled record. While
+        records spill, no batch fills: the bytes given the sticky partition stand in."""
         if partition is not None:
             if partition.__class__ is not int or not 0 <= partition < t.count:
                 raise ValueError(
@@ -253,8 +295,14 @@ class JournalAccumulator(Accumulator):
             if key is None and t.can_stick:
                 t.sticky = part
         if key is None and t.can_stick:
-            batch = part.open
-            if batch is None or batch.size + size > t.batch_limit:
+            if spilling:
+                filled = self._sticky_fill.get(t.name, 0) + size
+                full = filled > t.batch_limit
+                self._sticky_fill[t.name] = size if full else filled
+            else:
+                batch = part.open
+                full = batch is None or batch.size + size > t.batch_limit
+            if full:
                 t.partitioner.on_new_batch(t.name, t.count, t.available, part.index)
                 part = t.parts[t.partitioner.partition(t.name, key, t.count, t.available)]
                 t.sticky = part
@@ -267,7 +315,6 @@ class JournalAccumulator(Accumulator):
         if batch.journal_first < 0:
             batch.journal_first = serial
         batch.journal_last = serial
-        self.last_serial = serial
 
     def _withdraw(self, topic: str, partition: int, serial: int) -> None:
         # The caller is told the record was not taken: it must not come back on a restart.
@@ -293,32 +340,54 @@ class JournalAccumulator(Accumulator):
             raise exc
         self._space.wait(min(remaining, _FULL_POLL))
 
-    # -- replay (one feeder: new records wait until it is done) -------------------------
+    # -- the feed (one feeder thread at a time, see _custody) -------------------------------
 
-    def begin_replay(self) -> None:
-        self._fed.clear()
-        self._feeding = True
-        self.commit.reclaim_paused = True  # the feeder reads segments reclaim could delete
+    def feed_span(self) -> tuple[int, int] | None:
+        """The serials the feeder reads next, ``[first, end)``; None when it has caught
+        up, which ends the spill (records go straight to memory again)."""
+        with self._lock:
+            first = self._spill_next
+            if first < 0:
+                return None
+            if first >= self._next_record:
+                self._spill_next = -1
+                self._sticky_fill.clear()
+                self._fed_change.notify_all()
+                return None
+            return first, self._next_record
 
-    def end_replay(self) -> None:
-        self._feeding = False
-        self._fed.set()
-        self.commit.reclaim_paused = False
+    def fed_through(self, end: int) -> None:
+        """The feeder read every serial below ``end`` (the ones it skipped were done)."""
+        with self._lock:
+            if 0 <= self._spill_next < end:
+                self._spill_next = end
+                self._fed_change.notify_all()
 
-    def _wait_for_replay(self) -> None:
-        wait = self.max_block if self._can_block() else 0.0
-        if not self._fed.wait(wait):
-            raise BufferFullError(
-                "the records recovered from the journal are still being fed back in (they"
-                " go first); the record was not taken within max_block"
-                f" ({self.max_block:g}s): retry, or raise buffer_memory or max_block"
-            )
+    def wait_fed(self, timeout: float) -> tuple[bool, float]:
+        """Wait up to ``timeout`` until every record journaled so far is in memory (a
+        flush covers it then); returns whether they are, and the time left."""
+        clock = self._clock
+        deadline = clock() + timeout
+        with self._lock:
+            target = self._next_record
+            while 0 <= self._spill_next < target and not self._closed:
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    break
+                self._fed_change.wait(min(remaining, 1.0))
+            reached = not 0 <= self._spill_next < target
+        return reached, max(0.0, deadline - clock())
+
+    def is_fed(self) -> bool:
+        return self._spill_next < 0
 
     def replay(self, rec: JournalRecord, report: Report, *, block: bool) -> None:
-        """Put a recovered record back in its partition with its serial (no new entry).
-        Raises ``BufferFullError`` when memory is full and ``block`` is False (else waits
-        until it frees or the producer closes), ``TopicUnknownError`` (async: fetch
-        first), ``ValueError`` when the partition no longer exists."""
+        """Put a record waiting in the journal into memory, in its journaled partition
+        with its serial (no new entry); a spilled record of this producer gets its own
+        report, a recovered one ``report``. Raises ``BufferFullError`` when memory is
+        full and ``block`` is False (else waits until it frees or the producer closes),
+        ``TopicUnknownError`` (async: fetch first), ``ValueError`` when the partition no
+        longer exists."""
         t = self._topics.get(rec.topic)
         if t is None:
             t = self._unknown(rec.topic)
@@ -334,33 +403,65 @@ class JournalAccumulator(Accumulator):
             while True:
                 if self._closed:
                     raise ProducerClosedError("the producer is closed")
+                own = (
+                    self._spill_reports.get(rec.serial)
+                    if rec.serial >= self.opened_serial
+                    else report
+                )
                 try:
-                    wake = self._put(t, rec.partition, record, size, report)
+                    wake = self._put(t, rec.partition, record, size, own)
                 except _NoRoom as full:
                     if not block:
                         raise BufferFullError(f"no room for {full.need} bytes") from None
                     self._space.wait(1.0)  # the loop frees memory as batches complete
                     continue
                 self._mark(t.parts[rec.partition], rec.serial)
+                self._fed(rec.serial)
                 break
         if wake:
-            self.wake()
+            (self.feed_wake or self.wake)()
 
-    def give_up(self, rec: JournalRecord) -> None:
-        """A recovered record that got a failure report without being put back."""
+    def _fed(self, serial: int) -> None:
+        # Lock held: one record left the journal-only state.
+        self._spill_reports.pop(serial, None)
+        self.unfed -= 1
+        if 0 <= self._spill_next <= serial:
+            self._spill_next = serial + 1
+            self._fed_change.notify_all()
+
+    def give_up(self, rec: JournalRecord) -> Report:
+        """A record in the journal only that cannot be sent (its topic or partition is
+        gone): marked done; returns its own report (None for a recovered record)."""
         with self._lock:
+            report = (
+                self._spill_reports.get(rec.serial) if rec.serial >= self.opened_serial else None
+            )
+            self._fed(rec.serial)
             self._withdraw(rec.topic, rec.partition, rec.serial)
+            return report
+
+    def take_kept(self) -> tuple[int, list[Report]]:
+        """At close: how many records stay in the journal only (for the next producer),
+        and the reports of this producer's among them (each is owed ``JournalKeptError``)."""
+        with self._lock:
+            reports = list(self._spill_reports.values())
+            self._spill_reports.clear()
+            return self.unfed, reports
 
     # -- reports --------------------------------------------------------------------------
 
     def complete(self, batches: Iterable[Batch]) -> None:
-        """Batches that got their reports: queue their DONE entries, free their memory."""
+        """Batches that got their reports: queue their DONE entries (not for records the
+        close kept for the next producer), free their memory."""
         batches = list(batches)
-        dones = [
-            Done(b.topic, b.partition, b.journal_first, b.journal_last)
-            for b in batches
-            if b.journal_first >= 0
-        ]
+        dones = []
+        for b in batches:
+            if b.journal_first < 0:
+                continue
+            if isinstance(b.last_error, JournalKeptError):
+                self.kept_at_close += len(b.records)
+            else:
+                dones.append(Done(b.topic, b.partition, b.journal_first, b.journal_last))
         if dones:
             self.commit.add_dones(dones)
         super().complete(batches)

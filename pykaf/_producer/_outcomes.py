@@ -33,6 +33,7 @@ from pykaf._errors import (
     ClientClosedError,
     DeliveryError,
     DeliveryTimeoutError,
+    JournalKeptError,
     KafkaTimeoutError,
     ProducerClosedError,
     PykafError,
@@ -228,6 +229,13 @@ class BatchOutcomes:
         persisted = batch.maybe_persisted or self.settings.acks_code == 0
         where = f"{len(batch.records)} record(s) to {batch.topic}-{batch.partition}"
         if self._closing:
+            if self.accumulator.keeps_at_close:
+                return JournalKeptError(
+                    f"{where}: the producer closed before delivery ({error}); kept in the"
+                    " journal, the next producer on it sends them",
+                    maybe_persisted=persisted,
+                    cause=error,
+                )
             return ProducerClosedError(
                 f"{where}: the producer closed before delivery ({error})",
                 maybe_persisted=persisted,
@@ -263,6 +271,7 @@ class BatchOutcomes:
         if error is None:
             self.reporter.succeeded(batch, base_offset, append_time)
         else:
+            batch.last_error = error  # what the journal reads (kept at close: no DONE)
             if self.idempotence is not None:
                 self.idempotence.failed(batch.part, batch)
             if isinstance(error, ProducerClosedError):
@@ -271,6 +280,8 @@ class BatchOutcomes:
         # Memory is freed in one go per response (one lock round trip): see _release.
         parent = batch.parent
         while parent is not None:  # a half of a split batch: the whole is the unit
+            if error is not None:
+                parent.last_error = error
             parent.children_left -= 1
             if parent.children_left:
                 return

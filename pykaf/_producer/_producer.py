@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
-import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
@@ -22,9 +21,10 @@ from typing import Any, Final, Self
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._loop_thread import LoopThread
 from pykaf._client._validate import settings_or_options
-from pykaf._errors import ClientClosedError, KafkaTimeoutError, ProducerClosedError
+from pykaf._errors import ClientClosedError, DeliveryError, KafkaTimeoutError, ProducerClosedError
 from pykaf._producer._async_producer import EXIT_FLUSH, INTERRUPTED_FLUSH, warn_unclosed
-from pykaf._producer._custody import build_accumulator, open_custody, start_feed_thread
+from pykaf._producer._custody import Custody, build_accumulator, open_custody
+from pykaf._producer._custody_events import CustodyEventCallback
 from pykaf._producer._delivery import (
     DeliveryCallback,
     ErrorCallback,
@@ -35,8 +35,6 @@ from pykaf._producer._engine import ProducerEngine
 from pykaf._producer._future import DeliveryFuture
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull
-
-log = logging.getLogger("pykaf.producer.journal")
 
 __all__ = ["Producer"]
 
@@ -66,7 +64,11 @@ class Producer:
     (``recovered()`` says what; their reports go to ``on_replayed_delivery(metadata,
     error)``, else failures to ``on_error``); a second live producer on the directory gets
     ``JournalLockedError``; a full journal blocks like a full buffer, then
-    ``JournalFullError``.
+    ``JournalFullError``. With a journal a full buffer never blocks: records past
+    ``buffer_memory`` wait in the journal and are fed back in order as memory frees
+    (brokers down for hours cost disk, not memory). ``close()`` keeps what was not
+    delivered in the journal for the next producer (reports: ``JournalKeptError``).
+    ``on_custody_event(event)`` hears downtime and replays (``CustodyEvent``).
 
     Appends block (up to ``max_block``) only when the buffer is full or the topic is new
     (its metadata is fetched once). Failures of records with no ``on_delivery`` and no
@@ -79,6 +81,7 @@ class Producer:
         *,
         on_error: ErrorCallback | None = None,
         on_replayed_delivery: DeliveryCallback | None = None,
+        on_custody_event: CustodyEventCallback | None = None,
         settings: ProducerSettings | None = None,
         **options: Any,
     ) -> None:
@@ -87,7 +90,9 @@ class Producer:
         reporter = Reporter(on_error)
         client = AsyncClient(bootstrap, settings=self.settings.client)
         # Before the loop thread: a locked or damaged journal_dir refuses with no thread.
-        self._custody = open_custody(self.settings, reporter, on_replayed_delivery)
+        self._custody = open_custody(
+            self.settings, reporter, on_replayed_delivery, on_custody_event
+        )
         self._loop = LoopThread("pykaf-producer")
         loop_thread = self._loop
 
@@ -125,8 +130,21 @@ class Producer:
         self._closed = False
         self._failed_by_close = 0
         _OPEN.add(self)
-        if self._custody is not None and self._custody.pending:
-            start_feed_thread(self._custody, accumulator)
+        if self._custody is not None:
+            self._attach(self._custody, client, reporter)
+
+    def _attach(self, custody: Custody, client: AsyncClient, reporter: Reporter) -> None:
+        # The journal's feeder runs in a thread of its own: it reaches the loop safely.
+        call_soon_threadsafe = self._loop.loop.call_soon_threadsafe
+
+        def report(record: Any, error: DeliveryError) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop already stopped (closed)
+                call_soon_threadsafe(reporter.failed, record, error)
+
+        custody.attach(
+            self._accumulator, ensure_topic=self._ensure_topic, report=report, wake=self._wake_loop
+        )
+        client.on_cluster_outage(custody.downtime.cluster_changed)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -254,11 +272,12 @@ class Producer:
             raise RuntimeError("flush() was called from the producer's own thread")
         accumulator = self._accumulator
         custody = self._custody
-        if custody is not None and not custody.fed.is_set():
-            # Records recovered from the journal come before this call's: wait for the
-            # feed to hand them all over first (they are then covered like any other).
-            left = custody.wait_fed(bound if timeout is None else timeout)
-            if not custody.fed.is_set():
+        if custody is not None and custody.pending:
+            # Records waiting in the journal only (recovered, or past buffer_memory) come
+            # before this call's: wait for the feeder to hand them over to memory first
+            # (they are then covered like any other).
+            fed, left = custody.wait_fed(bound if timeout is None else timeout)
+            if not fed:
                 return accumulator.pending() + custody.unfed()
             if timeout is not None:
                 timeout = left
@@ -295,9 +314,9 @@ class Producer:
         flush_bound = self.settings.delivery_timeout if timeout is None else max(0.0, timeout)
         custody = self._custody
         if custody is not None:
-            # Let the feed of recovered records finish within the flush's bound; what it
-            # could not hand over stays in the journal for the next producer (said below).
-            flush_bound = custody.wait_fed(flush_bound)
+            # Let the feeder hand what waits in the journal to memory within the flush's
+            # bound; what it could not stays in the journal for the next producer.
+            flush_bound = custody.wait_fed(flush_bound)[1]
         self._accumulator.close()
         bound = flush_bound + self.settings.client.close_timeout + _MARGIN
         _OPEN.discard(self)
@@ -308,16 +327,9 @@ class Producer:
         finally:
             self._loop.stop(_MARGIN)
             if custody is not None:
-                # Every report is given: their DONE entries are written and synced.
+                # Every report is given: their DONE entries are written and synced (and
+                # what stays in the journal for the next producer is said at WARNING).
                 custody.close(self.settings.client.close_timeout + _MARGIN)
-                left = custody.unfed()
-                if left:
-                    log.warning(
-                        "journal %s: %d recovered record(s) were not sent before close();"
-                        " they stay in the journal, and the next producer on it sends them",
-                        custody.store.directory,
-                        left,
-                    )
         return self._failed_by_close
 
     def _wait_for_close(self, flush_bound: float, bound: float) -> int:

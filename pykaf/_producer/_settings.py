@@ -139,6 +139,10 @@ class ProducerSettings:
     journal_segment_bytes: int = 64 * 1024 * 1024
     #: At most this long between a record's journal append and its fsync ("journal").
     journal_fsync_interval: float = 0.005
+    #: None (the default): journaled records never expire, an outage of hours is waited
+    #: out. Seconds: a journaled record not delivered this long after it was produced
+    #: (its timestamp) fails with ``DeliveryTimeoutError``, like ``delivery_timeout``.
+    journal_delivery_timeout: float | None = None
     #: Everything about connections and metadata (the shared names are copied in).
     client: ClientSettings = field(default_factory=ClientSettings)
 
@@ -246,7 +250,11 @@ class ProducerSettings:
                 f"journal_segment_bytes ({segment}) must be <= journal_max_bytes ({max_bytes})"
             )
         interval = _seconds("journal_fsync_interval", self.journal_fsync_interval)
+        expiry = self.journal_delivery_timeout
+        if expiry is not None:
+            expiry = _seconds("journal_delivery_timeout", expiry, allow_zero=False)
         return [
+            ("journal_delivery_timeout", expiry),
             ("journal_max_bytes", max_bytes),
             ("journal_segment_bytes", segment),
             ("journal_fsync_interval", interval),

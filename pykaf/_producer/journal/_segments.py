@@ -72,6 +72,7 @@ from pykaf._producer.journal._recovery import (
     recover_segments,
     segment_name,
 )
+from pykaf._producer.journal._tail import SegmentSpan, read_pending_span
 
 __all__ = ["JournalStore"]
 
@@ -466,6 +467,27 @@ class JournalStore:
             segments = [(segment.path, segment.size) for segment in self._segments]
         try:
             yield from read_pending(segments, self._is_pending)
+        except OSError as exc:
+            where = Path(exc.filename) if exc.filename else self.directory
+            raise self._health.error(exc, "read", where, usable=True) from exc
+
+    def read_pending(self, first: int, end: int) -> Iterator[JournalRecord]:
+        """The pending records with a serial in ``[first, end)``, in serial order, read
+        a chunk at a time (``_tail``): the producer's feed, while appends go on. Safe
+        beside ``reclaim`` (a deleted segment held nothing pending)."""
+        with self._mutex:
+            segments = self._segments
+            spans: list[SegmentSpan] = [
+                (
+                    segment.path,
+                    segment.name,
+                    segment.size,
+                    segments[i + 1].name if i + 1 < len(segments) else None,
+                )
+                for i, segment in enumerate(segments)
+            ]
+        try:
+            yield from read_pending_span(spans, first, end, self._is_pending)
         except OSError as exc:
             where = Path(exc.filename) if exc.filename else self.directory
             raise self._health.error(exc, "read", where, usable=True) from exc

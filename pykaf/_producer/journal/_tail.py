@@ -1,0 +1,113 @@
+"""Reading pending records back while the journal is written: the producer's feed.
+
+Records past ``buffer_memory`` (an outage, a slow cluster) and records recovered after a
+crash wait in the journal only; a feeder reads them back in serial order and hands them
+to memory as it frees. Recovery's ``read_pending`` holds a whole segment (64 MiB by
+default) in memory at a time, which would break the producer's memory bound during a long
+outage, so this reader reads each segment in chunks of ``_CHUNK`` bytes (one entry larger
+than that is read whole: its length was checked against the segment's valid size first).
+
+It only reads up to each segment's valid size as the store knew it (a snapshot taken
+under its lock): what the writer appends after that is for the next pass. A segment
+deleted meanwhile (reclaim: every record in it was done) is skipped. Entries are
+CRC-checked again: damage reads as ``JournalCorruptError`` naming the file and byte.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Final
+
+from crc32c import crc32c
+
+from pykaf._errors import JournalCorruptError
+from pykaf._producer.journal._format import (
+    PREFIX_BYTES,
+    RECORD,
+    Frame,
+    JournalRecord,
+    decode_frame,
+    peek_record,
+)
+
+__all__ = ["SegmentSpan", "read_pending_span"]
+
+_CHUNK: Final = 1 << 20
+_PREFIX: Final = struct.Struct("<II")
+
+# (path, name = first serial it may hold, valid size, name of the next segment or None)
+SegmentSpan = tuple[Path, int, int, int | None]
+
+
+def read_pending_span(
+    segments: list[SegmentSpan],
+    first: int,
+    end: int,
+    is_pending: Callable[[int, str, int], bool],
+) -> Iterator[JournalRecord]:
+    """The pending records with a serial in ``[first, end)``, in serial order, from
+    ``segments`` (oldest first), holding about ``_CHUNK`` bytes at a time."""
+    for path, name, size, next_name in segments:
+        if next_name is not None and next_name <= first:
+            continue  # every serial in it is below ``first``
+        if name >= end:
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            continue  # reclaimed: all of it was done
+        try:
+            yield from _read_segment(fd, str(path), size, first, end, is_pending)
+        finally:
+            os.close(fd)
+
+
+def _read_segment(
+    fd: int,
+    path: str,
+    size: int,
+    first: int,
+    end: int,
+    is_pending: Callable[[int, str, int], bool],
+) -> Iterator[JournalRecord]:
+    offset = 0  # of ``data`` in the file
+    data = b""
+    at = 0  # in ``data``
+    while offset + at < size:
+        if len(data) - at < PREFIX_BYTES:
+            offset, data, at = _refill(fd, offset, data, at, PREFIX_BYTES, size, path)
+        length, crc = _PREFIX.unpack_from(data, at)
+        need = PREFIX_BYTES + length
+        if length < 1 or offset + at + need > size:
+            raise JournalCorruptError(path, offset + at, "an entry past the segment's end")
+        if len(data) - at < need:
+            offset, data, at = _refill(fd, offset, data, at, need, size, path)
+        if crc32c(memoryview(data)[at + PREFIX_BYTES : at + need]) != crc:
+            raise JournalCorruptError(path, offset + at, "a CRC mismatch")
+        frame = Frame(at, data[at + PREFIX_BYTES], at + need)
+        at += need
+        if frame.kind != RECORD:
+            continue
+        serial, topic, partition = peek_record(data, frame, path=path)
+        if serial >= end:
+            return
+        if serial < first or not is_pending(serial, topic, partition):
+            continue
+        record = decode_frame(data, frame, path=path)
+        assert isinstance(record, JournalRecord)
+        yield record
+
+
+def _refill(
+    fd: int, offset: int, data: bytes, at: int, need: int, size: int, path: str
+) -> tuple[int, bytes, int]:
+    """The unread rest of ``data`` plus the next chunk: at least ``need`` bytes."""
+    start = offset + at
+    want = min(size - start, max(_CHUNK, need))
+    fresh = os.pread(fd, want, start)
+    if len(fresh) < need:
+        raise JournalCorruptError(path, start, "the segment ended before its valid size")
+    return start, fresh, 0

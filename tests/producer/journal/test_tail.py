@@ -1,0 +1,95 @@
+"""The feed's reader (``JournalStore.read_pending``): pending records in a serial range,
+read a chunk at a time while appends go on; entries across chunk boundaries and larger
+than a chunk; damage is a typed error; a reclaimed segment is skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pykaf._errors import JournalCorruptError
+from pykaf._producer.journal import Done, JournalRecord, JournalStore, _tail
+
+
+def record(serial: int, size: int = 100, partition: int = 0) -> JournalRecord:
+    return JournalRecord(
+        serial, "t", partition, 1_000 + serial, None, b"%08d" % serial + bytes(size), []
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JournalStore:
+    opened = JournalStore(tmp_path, max_bytes=64 << 20, segment_bytes=1 << 20)
+    opened.open()
+    return opened
+
+
+def test_reads_a_serial_range_across_chunks_and_segments(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_tail, "_CHUNK", 4096)  # many refills; entries straddle them
+    for serial in range(3000):
+        store.append((record(serial, size=700, partition=serial % 3),))
+    assert len(list(store.directory.glob("*.journal"))) > 1
+    try:
+        got = [r.serial for r in store.read_pending(1000, 2500)]
+        assert got == list(range(1000, 2500))
+        assert [r.serial for r in store.read_pending(0, 3000)] == list(range(3000))
+    finally:
+        store.close()
+
+
+def test_an_entry_larger_than_a_chunk_is_read_whole(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_tail, "_CHUNK", 4096)
+    store.append((record(0, size=10), record(1, size=50_000), record(2, size=10)))
+    try:
+        got = list(store.read_pending(0, 3))
+        assert [r.serial for r in got] == [0, 1, 2]
+        assert got[1].value == b"%08d" % 1 + bytes(50_000)
+    finally:
+        store.close()
+
+
+def test_records_done_are_skipped(store: JournalStore) -> None:
+    store.append([record(s, partition=s % 2) for s in range(10)])
+    store.append((Done("t", 0, 0, 5),))  # the even serials up to 5 of partition 0
+    try:
+        assert [r.serial for r in store.read_pending(0, 10)] == [1, 3, 5, 6, 7, 8, 9]
+    finally:
+        store.close()
+
+
+def test_records_appended_after_the_range_began_are_not_read(store: JournalStore) -> None:
+    store.append([record(s) for s in range(5)])
+    try:
+        reading = store.read_pending(0, 5)
+        assert next(reading).serial == 0
+        store.append([record(s) for s in range(5, 8)])
+        assert [r.serial for r in reading] == [1, 2, 3, 4]
+    finally:
+        store.close()
+
+
+def test_a_flipped_byte_is_a_typed_error_naming_the_file(store: JournalStore) -> None:
+    store.append([record(s) for s in range(20)])
+    store.sync()
+    segment = sorted(store.directory.glob("*.journal"))[0]
+    try:
+        with segment.open("r+b") as handle:  # a value byte of the 11th record
+            handle.seek(10 * 150 + 100)
+            byte = handle.read(1)
+            handle.seek(10 * 150 + 100)
+            handle.write(bytes([byte[0] ^ 0xFF]))
+        with pytest.raises(JournalCorruptError) as caught:
+            list(store.read_pending(0, 20))
+        assert caught.value.path == str(segment)
+    finally:
+        store.close()
+
+
+def test_a_segment_deleted_before_it_is_read_is_skipped(tmp_path: Path) -> None:
+    spans: list[_tail.SegmentSpan] = [(tmp_path / "gone.journal", 0, 100, 10)]
+    assert list(_tail.read_pending_span(spans, 0, 10, lambda *_: True)) == []

@@ -1,0 +1,191 @@
+"""Custody "journal" past ``buffer_memory`` (issue 12): while every broker is down the
+producer keeps taking records into the journal (memory stays within ``buffer_memory``),
+feeds them back in order once brokers return; close() keeps what was not delivered in the
+journal for the next producer (``JournalKeptError``); ``journal_delivery_timeout`` bounds
+an outage when asked; the downtime events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _custody_support import FAST, one_broker
+from test_custody import Reports, assert_in_order, pending_in, values_by_partition
+
+from pykaf._errors import DeliveryTimeoutError, JournalKeptError
+from pykaf._producer._async_producer import AsyncProducer
+from pykaf._producer._custody_events import CustodyEvent
+from pykaf._producer._journaled import JournalAccumulator
+from pykaf._producer._producer import Producer
+from pykaf.broker import BlockingCluster
+
+BUFFER = 128 * 1024
+# Outage bounds: short timeouts so the producer notices the outage at once, and a
+# delivery_timeout far below the outage (journaled records must not expire by it).
+OUTAGE: dict[str, Any] = {
+    **FAST,
+    "buffer_memory": BUFFER,
+    "max_block": 0.5,
+    "request_timeout": 0.5,
+    "delivery_timeout": 0.6,
+    "retry_backoff_max": 0.1,
+}
+PAD = bytes(1000)
+COUNT = 3000  # ~3 MB: more than 20 times buffer_memory
+
+
+@pytest.fixture
+def cluster() -> Iterator[BlockingCluster]:
+    with one_broker(3) as running:
+        yield running
+
+
+def value(i: int) -> bytes:
+    return b"d%05d" % i + PAD
+
+
+def assert_all_once_in_order(bootstrap: str, count: int) -> dict[int, list[bytes]]:
+    written = values_by_partition(bootstrap)
+    values = [v[:6] for vs in written.values() for v in vs if v.startswith(b"d")]
+    assert sorted(values) == [b"d%05d" % i for i in range(count)]
+    assert_in_order({p: [v[:6] for v in vs] for p, vs in written.items()}, b"d")
+    return written
+
+
+@contextmanager
+def down_after_warming(
+    cluster: BlockingCluster, tmp_path: Path, **options: Any
+) -> Iterator[Producer]:
+    """A journaled producer that has reached the broker once, then the broker down."""
+    with Producer(
+        cluster.bootstrap, custody="journal", journal_dir=tmp_path, **{**OUTAGE, **options}
+    ) as producer:
+        producer.send("t", b"warm", partition=0).result(30)
+        cluster.faults.broker_down(1)
+        yield producer
+
+
+def test_records_past_buffer_memory_wait_in_the_journal_while_brokers_are_down(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    reports = Reports()
+    events: list[CustodyEvent] = []
+    with down_after_warming(cluster, tmp_path, on_custody_event=events.append) as producer:
+        for i in range(COUNT):  # never blocks on memory: max_block is 0.5 s
+            producer.produce("t", value(i), on_delivery=reports.callback(value(i)))
+        accumulator = producer._accumulator
+        assert isinstance(accumulator, JournalAccumulator)
+        # Bounded by buffer_memory, not by the 3 MB taken (sealed batches are charged
+        # their encoded copies on top of their reservation: at most about twice).
+        assert accumulator.used <= 2 * BUFFER
+        assert accumulator.spilled > COUNT // 2
+        assert producer.flush(0.2) > 0
+        assert reports.failed == []
+        cluster.faults.broker_up(1)
+        assert producer.flush(60) == 0
+        assert accumulator.used == 0
+    assert reports.failed == []
+    assert sum(reports.ok.values()) == COUNT
+    assert set(reports.ok.values()) == {1}
+    written = assert_all_once_in_order(cluster.bootstrap, COUNT)
+    # Keyless records still move between partitions while they spill (KIP-480).
+    assert sum(1 for vs in written.values() if any(v.startswith(b"d") for v in vs)) == 3
+    assert pending_in(tmp_path) == 0
+    kinds = [event.kind for event in events]
+    assert "replay_started" in kinds
+    assert kinds[-1] == "replay_finished" or "replay_finished" in kinds
+    assert all(event.journal_dir == str(tmp_path) for event in events)
+
+
+def test_downtime_events_count_the_records_saved_while_down(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    events: list[CustodyEvent] = []
+    with down_after_warming(cluster, tmp_path, on_custody_event=events.append) as producer:
+        for i in range(100):
+            producer.produce("t", value(i), partition=i % 3)
+        # The producer retries; its metadata round finds no broker: downtime began.
+        assert producer.flush(5) == 100
+        assert [e.kind for e in events if e.kind.startswith("downtime")] == ["downtime_began"]
+        for i in range(100, 300):  # saved while down
+            producer.produce("t", value(i), partition=i % 3)
+        cluster.faults.broker_up(1)
+        assert producer.flush(60) == 0
+    downtime = [e for e in events if e.kind.startswith("downtime")]
+    assert [e.kind for e in downtime] == ["downtime_began", "downtime_ended"]
+    ended = downtime[1]
+    assert ended.records == 200
+    assert ended.seconds > 0
+
+
+def test_async_records_past_buffer_memory_wait_in_the_journal_while_brokers_are_down(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    reports = Reports()
+
+    async def main() -> None:
+        async with AsyncProducer(
+            cluster.bootstrap, custody="journal", journal_dir=tmp_path, **OUTAGE
+        ) as producer:
+            await producer.send("t", b"warm", partition=0)
+            cluster.faults.broker_down(1)
+            for i in range(COUNT):
+                await producer.produce("t", value(i), on_delivery=reports.callback(value(i)))
+            assert producer._accumulator.used <= 2 * BUFFER
+            assert not producer._backlog  # waiting in the journal, not in the backlog
+            assert reports.failed == []
+            cluster.faults.broker_up(1)
+            assert await producer.flush(60) == 0
+
+    asyncio.run(main())
+    assert reports.failed == []
+    assert sum(reports.ok.values()) == COUNT
+    assert set(reports.ok.values()) == {1}
+    assert_all_once_in_order(cluster.bootstrap, COUNT)
+    assert pending_in(tmp_path) == 0
+
+
+def test_close_during_an_outage_keeps_the_records_for_the_next_producer(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    reports = Reports()
+    with down_after_warming(cluster, tmp_path) as first:
+        for i in range(1000):  # some in memory, most in the journal only
+            first.produce("t", value(i), on_delivery=reports.callback(value(i)))
+        assert first.close(0.5) == 1000
+    assert sum(reports.ok.values()) == 0
+    assert len(reports.failed) == 1000
+    assert all(isinstance(error, JournalKeptError) for error in reports.failed)
+    assert pending_in(tmp_path) == 1000  # no DONE entry for any of them
+    cluster.faults.broker_up(1)
+    replayed: list[BaseException | None] = []
+    with Producer(
+        cluster.bootstrap,
+        custody="journal",
+        journal_dir=tmp_path,
+        on_replayed_delivery=lambda m, e: replayed.append(e),
+        **FAST,
+    ) as second:
+        assert sum(second.recovered().values()) == 1000
+        assert second.flush(60) == 0
+    assert replayed == [None] * 1000
+    assert_all_once_in_order(cluster.bootstrap, 1000)
+    assert pending_in(tmp_path) == 0
+
+
+def test_journal_delivery_timeout_fails_journaled_records_that_wait_too_long(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    reports = Reports()
+    with down_after_warming(cluster, tmp_path, journal_delivery_timeout=1.0) as p:
+        for i in range(500):  # past buffer_memory: some wait in the journal only
+            p.produce("t", value(i), on_delivery=reports.callback(value(i)))
+        assert p.flush(30) == 0  # every record got its report: failed, the broker is down
+    assert sum(reports.ok.values()) == 0
+    assert len(reports.failed) == 500
+    assert all(isinstance(error, DeliveryTimeoutError) for error in reports.failed)
+    assert pending_in(tmp_path) == 0  # failed with a report: done
