@@ -45,6 +45,7 @@ from pykaf._errors import (
     RemoteProtocolError,
 )
 from pykaf._producer._async_producer import AsyncProducer
+from pykaf._producer._custody_events import CustodyEvent
 from pykaf._producer._delivery import ProducerRecord, RecordMetadata
 from pykaf._producer._producer import Producer
 from pykaf._producer._settings import ProducerSettings
@@ -71,6 +72,7 @@ __all__ = [
     "ConsumerStateError",
     "Coordinator",
     "CoordinatorType",
+    "CustodyEvent",
     "DeliveryError",
     "DeliveryTimeoutError",
     "InvalidRegexError",

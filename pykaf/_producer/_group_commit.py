@@ -58,7 +58,6 @@ class GroupCommit:
         self._dones: list[Done] = []
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._stopping = False
-        self.reclaim_paused = False  # while a replay reads segments (iter_pending)
         self._reclaim_at = 0.0
         self._thread = threading.Thread(target=self._run, name="pykaf-journal", daemon=True)
         self._thread.start()
@@ -173,7 +172,7 @@ class GroupCommit:
 
     def _reclaim(self, *, force: bool) -> None:
         now = time.monotonic()
-        if self.reclaim_paused or (now < self._reclaim_at and not force):
+        if now < self._reclaim_at and not force:
             return
         self._reclaim_at = now + _RECLAIM_EVERY
         try:
