@@ -170,6 +170,30 @@ class Draining(AccumulatorState):
                 if self.on_space is not None:
                     self.on_space()
 
+    def take_topic(self, topic: str) -> list[Batch]:
+        """Every queued batch of ``topic``, taken out (its records cannot be sent)."""
+        out: list[Batch] = []
+        with self._lock:
+            t = self._topics.get(topic)
+            if t is not None:
+                for part in t.parts:
+                    out.extend(part.batches)
+                    part.batches.clear()
+                    part.open = None
+        return out
+
+    def take_orphaned(self) -> list[Batch]:
+        """Every queued batch of a partition the topic no longer has (deleted and made
+        again with fewer partitions), taken out: no leader will ever take it."""
+        out: list[Batch] = []
+        with self._lock:
+            for t in self._topics.values():
+                for part in t.parts[t.count :]:
+                    out.extend(part.batches)
+                    part.batches.clear()
+                    part.open = None
+        return out
+
     def take_all(self) -> list[Batch]:
         """Every queued batch (not in flight, not waiting for a retry), taken out."""
         out: list[Batch] = []

@@ -29,6 +29,7 @@ from pykaf._error_codes import error_for_code
 from pykaf._errors import (
     BrokerError,
     ClientClosedError,
+    DeliveryError,
     JournalKeptError,
     ProducerClosedError,
     PykafError,
@@ -78,7 +79,7 @@ class ProducerEngine(BatchOutcomes):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.metadata = ProducerMetadata(
-            client, accumulator, settings, loop, self._backoff, on_change=self.schedule_pump
+            client, accumulator, settings, loop, self._backoff, on_change=self._metadata_changed
         )
         self._identity_task: asyncio.Task[None] | None = None
         # (serial, callback): called once every batch with serial <= it is finished.
@@ -87,6 +88,8 @@ class ProducerEngine(BatchOutcomes):
         self._next_age_check = clock() + settings.client.metadata_max_age
         self._fatal: BaseException | None = None
         self._closing = False
+        self._absent_warned: set[str] = set()  # topics absent, their WARNING given
+        self._reshaped = False  # metadata changed since a journaled producer looked
         self._closed = False
         self._close_flush: asyncio.Task[int] | None = None
         self._flush_cut = False
@@ -111,6 +114,8 @@ class ProducerEngine(BatchOutcomes):
             self._flushes.extend(state.flush_watchers)
         if state.expired:
             self._expire(state.expired)
+        if self.accumulator.keeps_at_close and (self.metadata.absent_since or self._reshaped):
+            self._fail_absent_topics()
             self._release()
         if self._fatal is not None:
             self._fail_all_queued(self._fatal)
@@ -333,6 +338,54 @@ class ProducerEngine(BatchOutcomes):
                 await self._end(ProducerClosedError("the producer was closed"))
                 raise
         return await self._end(ProducerClosedError("the producer was closed"))
+
+    def _metadata_changed(self) -> None:
+        self._reshaped = True
+        self.schedule_pump()
+
+    def _fail_absent_topics(self) -> None:
+        # A journaled producer waits out outages without a deadline; a topic that a
+        # broker says does not exist (deleted meanwhile) for max_block would be waited
+        # for forever: its queued records fail with a report instead.
+        if self._reshaped:
+            self._reshaped = False
+            for batch in self.accumulator.take_orphaned():
+                self._finish(
+                    batch,
+                    DeliveryError(
+                        f"{len(batch.records)} record(s) to {batch.topic}-{batch.partition}:"
+                        " the topic no longer has this partition (deleted and created again?)"
+                    ),
+                )
+        now = self.loop.time()
+        absent = self.metadata.absent_since
+        self._absent_warned &= absent.keys()  # a topic back ends its episode
+        for topic, since in list(absent.items()):
+            if now - since < self.settings.max_block:
+                continue
+            batches = self.accumulator.take_topic(topic)
+            if not batches:
+                continue
+            cause = self.metadata.errors.get(topic)
+            if topic not in self._absent_warned:
+                self._absent_warned.add(topic)
+                log.warning(
+                    "topic %r does not exist (deleted?) for %.0f s: its journaled records"
+                    " fail with a report (%d now)",
+                    topic,
+                    now - since,
+                    sum(len(batch.records) for batch in batches),
+                )
+            for batch in batches:
+                self._finish(
+                    batch,
+                    DeliveryError(
+                        f"{len(batch.records)} record(s) to {topic}-{batch.partition}: the"
+                        f" topic does not exist (deleted?), said for {now - since:.0f}s",
+                        cause=cause,
+                    ),
+                )
+        self._release()
 
     def _report_kept(self) -> None:
         # Records still in the journal only (spilled, not fed to memory yet): they stay

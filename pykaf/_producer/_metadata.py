@@ -32,7 +32,11 @@ from pykaf._errors import (
     PykafError,
     UnknownBrokerError,
 )
-from pykaf._kafka_errors import InvalidTopicError, TopicAuthorizationFailedError
+from pykaf._kafka_errors import (
+    InvalidTopicError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._settings import ProducerSettings
 
@@ -101,6 +105,9 @@ class ProducerMetadata:
         self._stale: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.errors: dict[str, BaseException] = {}
+        # Topics a broker said do not exist (UNKNOWN_TOPIC_OR_PARTITION), since when (the
+        # loop's clock): a journaled producer fails their records once this lasts.
+        self.absent_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._unreachable = False  # a WARNING for the current episode was logged
@@ -175,6 +182,8 @@ class ProducerMetadata:
                     else KafkaTimeoutError(f"topic {name!r} has no partitions in the metadata")
                 )
                 self.errors[name] = error
+                if isinstance(error, UnknownTopicOrPartitionError):
+                    self.absent_since.setdefault(name, self._loop.time())
                 final = _final(name, error)
                 if final is not None:
                     for waiter in self._waiters.pop(name, []):
@@ -186,6 +195,7 @@ class ProducerMetadata:
             if any(leader < 0 for leader in leaders):
                 missing.add(name)  # ask again later for the leaderless ones
             self.errors.pop(name, None)
+            self.absent_since.pop(name, None)
             changed |= self._accumulator.set_topic(name, leaders, info.topic_id)
             for waiter in self._waiters.pop(name, []):
                 if not waiter.done():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import uuid
 from typing import Any
 
 import pytest
@@ -181,6 +182,30 @@ def test_produce_validation(cluster: BlockingCluster) -> None:
         assert produce(client, "small", one_batch(b"a")[:-3]).error_code == 2
         assert produce(client, "small", one_batch(b"ok")).error_code == 0
         assert fetch(client, "small", 0).high_watermark == 1
+
+
+def test_produce_to_a_missing_topic_or_bad_acks_is_answered_not_dropped(
+    cluster: BlockingCluster,
+) -> None:
+    # v8+ answers carry record_errors: a missing one made the broker drop the connection.
+    cluster.create_topic("here", 1)
+    with WireClient(leader_address(cluster, "here")) as client:
+        assert produce(client, "gone", one_batch(b"x")).error_code == 3
+        assert produce(client, "here", one_batch(b"x"), acks=2).error_code == 21
+        fields = {
+            "transactional_id": None,
+            "acks": -1,
+            "timeout": 5000,
+            "topic_data": [
+                {
+                    "topic_id": uuid.uuid4(),
+                    "partition_data": [{"index": 0, "records": one_batch(b"x")}],
+                }
+            ],
+        }
+        answer = client.request("Produce", 13, **fields).responses[0].partition_responses[0]
+        assert answer.error_code == 100  # UNKNOWN_TOPIC_ID
+        assert produce(client, "here", one_batch(b"ok")).error_code == 0  # still connected
 
 
 def test_not_leader(cluster: BlockingCluster) -> None:

@@ -189,3 +189,44 @@ def test_journal_delivery_timeout_fails_journaled_records_that_wait_too_long(
     assert len(reports.failed) == 500
     assert all(isinstance(error, DeliveryTimeoutError) for error in reports.failed)
     assert pending_in(tmp_path) == 0  # failed with a report: done
+
+
+def outage_then_delete(cluster: BlockingCluster, tmp_path: Path, reports: Reports) -> None:
+    """400 records to "doomed" (2 partitions) while the broker is down, "doomed" deleted
+    meanwhile, the broker back; one more record to "t"; flushed."""
+    cluster.create_topic("doomed", 2)
+    with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, **OUTAGE) as p:
+        p.send("doomed", b"warm", partition=0).result(30)
+        p.send("t", b"warm", partition=0).result(30)
+        cluster.faults.broker_down(1)
+        for i in range(400):  # past buffer_memory: some wait in the journal only
+            p.produce("doomed", value(i), partition=i % 2, on_delivery=reports.callback(value(i)))
+        cluster.delete_topic("doomed")
+        cluster.faults.broker_up(1)
+        p.produce("t", b"alive", partition=2, on_delivery=reports.callback(b"alive"))
+        assert p.flush(30) == 0
+    assert pending_in(tmp_path) == 0
+
+
+def test_a_topic_deleted_during_an_outage_fails_its_records_with_a_report(
+    tmp_path: Path,
+) -> None:
+    reports = Reports()
+    with BlockingCluster(brokers=1, auto_create_topics=False) as cluster:
+        cluster.create_topic("t", 3)
+        outage_then_delete(cluster, tmp_path, reports)
+    assert reports.ok == {b"alive": 1}
+    assert len(reports.failed) == 400
+    assert all("does not exist" in str(error) for error in reports.failed)
+
+
+def test_a_topic_made_again_with_fewer_partitions_fails_the_records_of_the_gone_ones(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    # Auto-creation makes "doomed" again at the producer's metadata request, with one
+    # partition: records for partition 0 go there, those for partition 1 cannot.
+    reports = Reports()
+    outage_then_delete(cluster, tmp_path, reports)
+    assert sum(reports.ok.values()) == 201
+    assert {v[:6] for v in reports.ok if v != b"alive"} == {b"d%05d" % i for i in range(0, 400, 2)}
+    assert len(reports.failed) == 200

@@ -35,19 +35,25 @@ __all__: list[str] = []
 _CONTROL_BIT = 0x20
 
 
-def _append(
-    ctx: RequestContext, topic: TopicState, index: int, records: bytes | None, now: int
-) -> dict[str, Any]:
-    """The partition response for one partition's records."""
-    out: dict[str, Any] = {
+def _partition_answer(index: int, code: int) -> dict[str, Any]:
+    """A partition response with every field a version may need (v8+ needs record_errors
+    even for a topic that does not exist: a missing one cost the client its connection)."""
+    return {
         "index": index,
-        "error_code": NONE,
+        "error_code": code,
         "base_offset": -1,
         "log_append_time": -1,
         "log_start_offset": -1,
         "record_errors": [],
         "error_message": None,
     }
+
+
+def _append(
+    ctx: RequestContext, topic: TopicState, index: int, records: bytes | None, now: int
+) -> dict[str, Any]:
+    """The partition response for one partition's records."""
+    out = _partition_answer(index, NONE)
     if not 0 <= index < len(topic.partitions):
         out["error_code"] = UNKNOWN_TOPIC_OR_PARTITION
         return out
@@ -124,9 +130,9 @@ async def produce(ctx: RequestContext, request: Any) -> Payload | None:
         partitions = []
         for pd in topic_data.partition_data:
             if acks not in (-1, 0, 1):
-                part = {"index": pd.index, "error_code": INVALID_REQUIRED_ACKS, "base_offset": -1}
+                part = _partition_answer(pd.index, INVALID_REQUIRED_ACKS)
             elif topic is None:
-                part = {"index": pd.index, "error_code": missing, "base_offset": -1}
+                part = _partition_answer(pd.index, missing)
             else:
                 part = _append(ctx, topic, pd.index, pd.records, now)
                 if part["error_code"] == NOT_LEADER_OR_FOLLOWER:
