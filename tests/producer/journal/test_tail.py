@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pykaf._errors import JournalCorruptError
 from pykaf._producer.journal import Done, JournalRecord, JournalStore, _tail
@@ -93,3 +95,41 @@ def test_a_flipped_byte_is_a_typed_error_naming_the_file(store: JournalStore) ->
 def test_a_segment_deleted_before_it_is_read_is_skipped(tmp_path: Path) -> None:
     spans: list[_tail.SegmentSpan] = [(tmp_path / "gone.journal", 0, 100, 10)]
     assert list(_tail.read_pending_span(spans, 0, 10, lambda *_: True)) == []
+
+
+@pytest.fixture(scope="module")
+def segment_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """One segment of 60 records of assorted sizes, as written by the store."""
+    directory = tmp_path_factory.mktemp("source")
+    store = JournalStore(directory, max_bytes=64 << 20, segment_bytes=1 << 20)
+    store.open()
+    store.append([record(s, size=s % 300, partition=s % 2) for s in range(60)])
+    store.close()
+    return next(directory.glob("*.journal")).read_bytes()
+
+
+FLIPS = st.lists(st.tuples(st.integers(0, 1 << 30), st.integers(0, 7)), min_size=1, max_size=4)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(flips=FLIPS)
+def test_damage_reads_as_records_or_a_typed_error(
+    tmp_path: Path, segment_bytes: bytes, flips: list[tuple[int, int]]
+) -> None:
+    damaged = bytearray(segment_bytes)
+    for at, bit in flips:
+        damaged[at % len(damaged)] ^= 1 << bit
+    target = tmp_path / "damaged.journal"
+    target.write_bytes(bytes(damaged))
+    spans: list[_tail.SegmentSpan] = [(target, 0, len(damaged), None)]
+    outcome: list[JournalRecord] | JournalCorruptError
+    try:
+        outcome = list(_tail.read_pending_span(spans, 0, 1 << 62, lambda *_: True))
+    except JournalCorruptError as exc:
+        outcome = exc
+    if isinstance(outcome, JournalCorruptError):
+        assert outcome.path == str(target)
+    else:
+        assert len(outcome) <= 60
