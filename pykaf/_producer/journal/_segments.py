@@ -246,6 +246,8 @@ class JournalStore:
                         self._used += end - start
                         self._next_serial = serial + 1
                         self._index.add(serial, topic, partition)
+                        if end > target.drop_at:
+                            target.drop_behind(end)
                         if self._health.troubled:
                             self._health.ok()
                         return end
