@@ -62,6 +62,32 @@ def test_a_long_append_keeps_the_written_pages_out_of_memory(tmp_path: Path) -> 
         store.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="needs posix_fadvise")
+def test_pages_dropped_from_the_map_are_still_written_by_a_sync(tmp_path: Path) -> None:
+    # Dropping a dirty page from a MAP_SHARED map leaves it dirty in the page cache: the
+    # sync writes it. Had the drop lost the dirty bit, the sync would skip the page and
+    # evicting it from the cache would leave zeros on disk.
+    store = JournalStore(tmp_path, max_bytes=1 << 30, segment_bytes=SEGMENT)
+    store.open()
+    try:
+        serial = 0
+        while store.used_bytes < 3 * DROP_STEP:
+            store.append_record(serial, "t", 0, serial, None, _value(serial), None)
+            serial += 1
+        store.sync()
+        (path,) = tmp_path.glob("*.journal")
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages leave the cache
+        finally:
+            os.close(fd)
+        pending = list(store.iter_pending())
+        assert [r.serial for r in pending] == list(range(serial))
+        assert all(r.value == _value(r.serial) for r in pending)
+    finally:
+        store.close()
+
+
 _CHILD = textwrap.dedent(
     """
     import os, random, signal, sys
