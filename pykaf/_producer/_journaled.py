@@ -232,11 +232,10 @@ class JournalAccumulator(Accumulator):
                 spilling = self._spill_next >= 0
                 part = self._place(t, key, partition, size, spilling)
                 serial = self._next_record
-                entry = JournalRecord(
-                    serial, topic, part.index, timestamp, key, value, headers or []
-                )
                 try:
-                    self.store.append((entry,))
+                    self.store.append_record(
+                        serial, topic, part.index, timestamp, key, value, headers
+                    )
                 except JournalFullError as exc:
                     self._wait_for_journal(exc, deadline - clock())
                     continue

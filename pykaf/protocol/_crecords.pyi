@@ -1,12 +1,14 @@
 """Typed stub of the C accelerator ``_crecords.c``: same contract as ``_record_codec``.
 
-``murmur2`` is the C twin of ``pykaf._producer._partitioner.murmur2_python``.
+``murmur2`` is the C twin of ``pykaf._producer._partitioner.murmur2_python``;
+``journal_record_into`` (x86 builds only) of ``pykaf._producer.journal._format.
+encode_record_into_python``.
 """
 
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-__all__ = ["decode_records", "encode_records", "murmur2"]
+__all__ = ["decode_records", "encode_records", "journal_record_into", "murmur2"]
 
 _R = TypeVar("_R", bound=tuple[Any, ...])
 
@@ -25,3 +27,15 @@ def decode_records(
     /,
 ) -> list[_R]: ...
 def murmur2(data: bytes | bytearray | memoryview, /) -> int: ...
+def journal_record_into(
+    target: memoryview,
+    pos: int,
+    limit: int,
+    serial: int,
+    name: bytes,
+    partition: int,
+    timestamp_ms: int,
+    key: bytes | None,
+    value: bytes | None,
+    /,
+) -> int: ...

@@ -32,9 +32,10 @@ checked against the bytes present, so a flipped or huge length costs nothing.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -53,6 +54,7 @@ __all__ = [
     "Frame",
     "Identity",
     "JournalRecord",
+    "RecordInto",
     "ScanResult",
     "Walk",
     "decode_frame",
@@ -61,7 +63,9 @@ __all__ = [
     "encode_identity",
     "encode_record",
     "encode_record_into",
+    "encode_record_into_python",
     "peek_record",
+    "record_into_in_c",
     "scan",
     "walk",
 ]
@@ -220,34 +224,76 @@ def encode_record(
     return _PREFIX.pack(len(body), crc32c(body)) + body
 
 
-def encode_record_into(
+def encode_record_into_python(
     target: memoryview,
     pos: int,
+    limit: int,
     serial: int,
     name: bytes,
     partition: int,
     timestamp_ms: int,
     key: bytes | None,
     value: bytes | None,
-) -> None:
-    """One RECORD entry without headers, written in place at ``pos`` of ``target`` (which
-    has room for its ``RECORD_FIXED_BYTES + len(name) + len(key) + len(value)`` bytes;
-    ``name`` is the topic, encoded): the append path of a mapped segment, one copy of the
-    value instead of three. The length and CRC go in last, so an entry cut short by a
-    killed process starts with a zero length: a torn tail, never a valid entry."""
+) -> int:
+    """One RECORD entry without headers, written in place at ``pos`` of ``target``: the
+    append path of a mapped segment, one copy of the value instead of three. Returns where
+    the entry ends, or -1 (nothing written) when it would end past ``limit``; ``name`` is
+    the topic, encoded. The length and CRC go in last, so an entry cut short by a killed
+    process starts with a zero length: a torn tail, never a valid entry.
+
+    The reference for the C twin ``_crecords.journal_record_into`` (same bytes, same
+    errors); ``encode_record_into`` is whichever of the two runs here."""
     start = pos + PREFIX_BYTES
     at = start + _RECORD.size
     # Packed apart (not pack_into): a field out of range must leave the target untouched.
-    target[start:at] = _record_fixed(serial, name, partition, timestamp_ms, key, value, 0)
+    fixed = _record_fixed(serial, name, partition, timestamp_ms, key, value, 0)
     end = at + len(name)
-    target[at:end] = name
     if key:
-        at, end = end, end + len(key)
-        target[at:end] = key
+        end += len(key)
     if value:
-        at, end = end, end + len(value)
-        target[at:end] = value
+        end += len(value)
+    if end > limit:
+        return -1
+    target[start:at] = fixed
+    stop = at + len(name)
+    target[at:stop] = name
+    if key:
+        at, stop = stop, stop + len(key)
+        target[at:stop] = key
+    if value:
+        at, stop = stop, stop + len(value)
+        target[at:stop] = value
     _PREFIX.pack_into(target, pos, end - start, crc32c(target[start:end]))
+    return end
+
+
+RecordInto = Callable[[memoryview, int, int, int, bytes, int, int, bytes | None, bytes | None], int]
+
+
+def _load_c_record_into() -> RecordInto | None:
+    # The switch pykaf.protocol._records honours: PYKAF_NO_EXTENSIONS forces pure Python.
+    if os.environ.get("PYKAF_NO_EXTENSIONS"):
+        return None
+    try:
+        from pykaf.protocol import _crecords  # noqa: PLC0415
+    except ImportError:
+        return None
+    # Built without it: an older build, or a CPU family without the CRC32C instruction.
+    fn: RecordInto | None = getattr(_crecords, "journal_record_into", None)
+    return fn
+
+
+_c_record_into = _load_c_record_into()
+
+encode_record_into: RecordInto = (
+    encode_record_into_python if _c_record_into is None else _c_record_into
+)
+"""``encode_record_into_python``'s contract, in C when ``_crecords`` has it."""
+
+
+def record_into_in_c() -> bool:
+    """True when :data:`encode_record_into` runs in C."""
+    return encode_record_into is not encode_record_into_python
 
 
 def _framed(body: bytes) -> bytes:

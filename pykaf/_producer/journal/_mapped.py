@@ -21,22 +21,40 @@ holds the zeros of its unused capacity; a crash before that cut leaves a longer 
 which recovers the same. On a disk too full for the whole capacity, only the pages the
 append needs are allocated (and more at the next append): DONE entries, which are how a
 full journal empties, still fit while a few pages are free.
+
+Pages behind the write position are dropped from the map, once per ``DROP_STEP`` of
+entries written (so nothing per record). Every page the writer touched would otherwise
+stay mapped, and count in the process RSS (RssFile), until the map is closed: up to a
+whole segment during an outage. ``madvise(MADV_DONTNEED)`` unmaps them from this process
+only: on a ``MAP_SHARED`` file map the data stays in the page cache (dirty until written
+back, and ``fdatasync`` still covers it; a killed process loses nothing), and a later read
+faults it back in from there. It also made appends faster while the group-commit thread
+syncs (1.6 instead of 2.8 us per 1 KiB record, measured with an fsync every 5 ms):
+writeback write-protects every mapped dirty page, and the next store into one faults.
+A refusal (an OS without the advice) costs memory only: logged once per segment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-__all__ = ["MappedSegment", "capacity_for"]
+__all__ = ["DROP_STEP", "MappedSegment", "capacity_for"]
+
+log = logging.getLogger("pykaf.producer.journal")
 
 _PAGE: Final = mmap.PAGESIZE
 _NO_SPACE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
+# Bytes written between two drops of the pages behind (module doc): about what the
+# writer's map holds in memory. 256 KiB to 1 MiB measured alike, 4 MiB a little slower.
+DROP_STEP: Final = 1 << 20
+_DONTNEED: Final = getattr(mmap, "MADV_DONTNEED", None)  # absent on Windows
 
 
 def _pages(size: int) -> int:
@@ -56,7 +74,7 @@ class MappedSegment:
     this class grew is cut back to its size before when allocating fails, so that a
     failed attempt leaves the file as it was."""
 
-    __slots__ = ("_map", "capacity", "fd", "path", "view")
+    __slots__ = ("_dropped", "_map", "capacity", "drop_at", "fd", "path", "view")
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
@@ -64,6 +82,10 @@ class MappedSegment:
         self.capacity = 0
         self._map: mmap.mmap | None = None
         self.view = memoryview(b"")  # of the map, to write entries in place (``_format``)
+        # ``drop_behind`` is due once an entry ends past ``drop_at``; the map holds no page
+        # below ``_dropped`` (module doc).
+        self.drop_at = DROP_STEP
+        self._dropped = 0
 
     @classmethod
     def open(cls, path: Path, needed: int, capacity: int) -> MappedSegment:
@@ -117,6 +139,23 @@ class MappedSegment:
             end = position + len(chunk)
             target[position:end] = chunk
             position = end
+        if position > self.drop_at:
+            self.drop_behind(position)
+
+    def drop_behind(self, end: int) -> None:
+        """Every entry ends at or before ``end``: drop the pages behind it from this map
+        (see the module doc), and say when to come back."""
+        self.drop_at = end + DROP_STEP
+        drop_to = end - end % _PAGE  # the page holding ``end`` is still being written
+        if drop_to <= self._dropped or self._map is None or _DONTNEED is None:
+            return
+        try:
+            self._map.madvise(_DONTNEED, self._dropped, drop_to - self._dropped)
+        except OSError as exc:
+            log.warning("cannot drop written pages of %s from memory (%s)", self.path, exc)
+            self._dropped = self.capacity  # once per segment
+        else:
+            self._dropped = drop_to
 
     def unmap(self) -> None:
         if self._map is not None:

@@ -52,7 +52,6 @@ from pykaf._errors import JournalDiskError, JournalFullError
 from pykaf._producer.journal._disk import DiskHealth
 from pykaf._producer.journal._durability import SyncTicket, cut_unsynced, fsync_ticket
 from pykaf._producer.journal._format import (
-    RECORD_FIXED_BYTES,
     Done,
     Entry,
     Identity,
@@ -77,6 +76,7 @@ from pykaf._producer.journal._tail import SegmentSpan, read_pending_span
 __all__ = ["JournalStore"]
 
 _RECOVERABLE_WRITE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
+_NAMES_CACHED: Final = 1024  # encoded topic names kept (``_name_of``)
 
 
 class JournalStore:
@@ -102,6 +102,7 @@ class JournalStore:
         self._idle = threading.Condition(self._mutex)  # notified when an fsync settles
         self._in_flight = False  # an fsync runs outside the lock
         self._lock: DirectoryLock | None = None
+        self._names: dict[str, bytes] = {}  # topic -> its UTF-8 name (``_name_of``)
         self._reset()
 
     def _reset(self) -> None:
@@ -201,10 +202,60 @@ class JournalStore:
         (gaps are allowed); a bad serial raises ``ValueError`` before anything is written."""
         if len(entries) == 1:
             entry = entries[0]
-            if isinstance(entry, JournalRecord) and not entry.headers:
-                end = self._append_in_place(entry)
-                if end >= 0:
-                    return end
+            if isinstance(entry, JournalRecord):
+                return self.append_record(*entry)
+        return self._append_entries(entries)
+
+    def append_record(
+        self,
+        serial: int,
+        topic: str,
+        partition: int,
+        timestamp_ms: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes | None]] | None,
+    ) -> int:
+        """``append([JournalRecord(...)])``, for the produce path: a record without headers
+        is encoded straight into the mapped segment when nothing else is needed (no roll,
+        no allocation, no reclaim, the serial in order), with no entry object built; the
+        general path takes the rest, and checks and says what is wrong."""
+        if not headers:
+            name = self._names.get(topic)
+            if name is None:
+                name = self._name_of(topic)
+            with self._mutex:
+                target = self._file
+                if (
+                    target is not None
+                    and serial >= self._next_serial
+                    and self._lock is not None
+                    and self._health.failure is None
+                ):
+                    segment = self._segments[-1]
+                    start = segment.size
+                    # Where the entry may end: the map, the segment, the journal's bound.
+                    limit = min(
+                        start + self.max_bytes - self._used, target.capacity, self.segment_bytes
+                    )
+                    end = encode_record_into(
+                        target.view, start, limit, serial, name, partition, timestamp_ms, key,
+                        value,
+                    )  # fmt: skip
+                    if end >= 0:
+                        segment.size = end
+                        self._used += end - start
+                        self._next_serial = serial + 1
+                        self._index.add(serial, topic, partition)
+                        if end > target.drop_at:
+                            target.drop_behind(end)
+                        if self._health.troubled:
+                            self._health.ok()
+                        return end
+        record = JournalRecord(serial, topic, partition, timestamp_ms, key, value, headers or [])
+        return self._append_entries((record,))
+
+    def _append_entries(self, entries: Sequence[Entry]) -> int:
         chunks: list[bytes] = []
         first = -1  # the first RECORD serial
         serial = -1
@@ -246,42 +297,13 @@ class JournalStore:
                     self._identities[entry.topic, entry.partition] = entry
             return segment.size
 
-    def _append_in_place(self, record: JournalRecord) -> int:
-        """The hot path (one RECORD without headers, the usual produce()): encoded straight
-        into the mapped segment when nothing else is needed (no roll, no allocation, no
-        reclaim, the serial in order); returns the segment's size after it, or -1 for the
-        general path, which checks and says what is wrong."""
-        serial, topic, partition, timestamp_ms, key, value, _ = record
-        name = topic.encode()
-        size = RECORD_FIXED_BYTES + len(name)
-        if key is not None:
-            size += len(key)
-        if value is not None:
-            size += len(value)
-        with self._mutex:
-            target = self._file
-            if target is None or self._lock is None or self._health.failure is not None:
-                return -1
-            segment = self._segments[-1]
-            start = segment.size
-            end = start + size
-            if (
-                end > target.capacity
-                or end > self.segment_bytes
-                or self._used + size > self.max_bytes
-                or serial < self._next_serial
-            ):
-                return -1
-            encode_record_into(
-                target.view, start, serial, name, partition, timestamp_ms, key, value
-            )
-            segment.size = end
-            self._used += size
-            self._next_serial = serial + 1
-            self._index.add(serial, topic, partition)
-            if self._health.troubled:
-                self._health.ok()
-            return end
+    def _name_of(self, topic: str) -> bytes:
+        # Topic names are few and each is encoded per record otherwise; the bound only
+        # guards against a producer that writes to ever new topics.
+        if len(self._names) >= _NAMES_CACHED:
+            self._names.clear()
+        name = self._names[topic] = topic.encode()
+        return name
 
     def _make_room(self, size: int, has_records: bool) -> None:
         limit = self.max_bytes if has_records else self.max_bytes + self.headroom

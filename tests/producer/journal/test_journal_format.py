@@ -16,14 +16,22 @@ from pykaf._producer.journal._format import (
     Entry,
     Identity,
     JournalRecord,
+    RecordInto,
     decode_frame,
     encode,
     encode_record,
     encode_record_into,
+    encode_record_into_python,
     peek_record,
     scan,
     walk,
 )
+
+# The in-place writer runs here (C when built) and its Python reference, same contract.
+RECORD_INTO: list[RecordInto] = [encode_record_into_python]
+if encode_record_into is not encode_record_into_python:
+    RECORD_INTO.append(encode_record_into)
+RECORD_INTO_IDS = ["python", "c"][: len(RECORD_INTO)]
 
 U64 = st.integers(0, 2**64 - 1)
 I32 = st.integers(-(2**31), 2**31 - 1)
@@ -203,24 +211,38 @@ def test_a_payload_whose_lengths_do_not_add_up_is_corruption() -> None:
         scan(entry, newest=True)
 
 
-@given(records)
-def test_a_record_written_in_place_is_the_same_bytes_as_encoded(record: JournalRecord) -> None:
+@pytest.mark.parametrize("into", RECORD_INTO, ids=RECORD_INTO_IDS)
+@given(record=records)
+def test_a_record_written_in_place_is_the_same_bytes_as_encoded(
+    into: RecordInto, record: JournalRecord
+) -> None:
     plain = record._replace(headers=[])
     expected = encode(plain)
     name = plain.topic.encode()
     size = RECORD_FIXED_BYTES + len(name) + len(plain.key or b"") + len(plain.value or b"")
     assert size == len(expected)
     target = bytearray(b"\xee" * 3 + bytes(size + 5))
-    encode_record_into(
-        memoryview(target), 3, plain.serial, name, plain.partition, plain.timestamp_ms,
-        plain.key, plain.value,
+    end = into(
+        memoryview(target), 3, len(target), plain.serial, name, plain.partition,
+        plain.timestamp_ms, plain.key, plain.value,
     )  # fmt: skip
+    assert end == 3 + size
     assert bytes(target[3 : 3 + size]) == expected
     assert bytes(target[3 + size :]) == bytes(5)
 
 
-def test_a_record_out_of_range_written_in_place_leaves_only_zeros() -> None:
+@pytest.mark.parametrize("into", RECORD_INTO, ids=RECORD_INTO_IDS)
+def test_a_record_past_its_limit_is_not_written(into: RecordInto) -> None:
+    size = len(encode(JournalRecord(7, "t", 0, 0, None, b"value", [])))
+    target = bytearray(100)
+    assert into(memoryview(target), 10, 10 + size - 1, 7, b"t", 0, 0, None, b"value") == -1
+    assert target == bytearray(100)
+    assert into(memoryview(target), 10, 10 + size, 7, b"t", 0, 0, None, b"value") == 10 + size
+
+
+@pytest.mark.parametrize("into", RECORD_INTO, ids=RECORD_INTO_IDS)
+def test_a_record_out_of_range_written_in_place_leaves_only_zeros(into: RecordInto) -> None:
     target = bytearray(200)
     with pytest.raises(ValueError, match="out of range"):
-        encode_record_into(memoryview(target), 0, 2**64, b"t", 0, 0, None, b"v")
+        into(memoryview(target), 0, 200, 2**64, b"t", 0, 0, None, b"v")
     assert target == bytearray(200)  # still the clean end of a segment
