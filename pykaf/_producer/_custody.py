@@ -15,6 +15,7 @@ their failures go to ``on_error`` / the log: the callbacks of the crashed proces
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -35,6 +36,7 @@ from pykaf._producer._delivery import DeliveryCallback, ProducerRecord, Reporter
 from pykaf._producer._engine import ProducerEngine
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._journaled import JournalAccumulator
+from pykaf._producer._replay_identity import ReplayPlan, ReplayStats, ReplayTally, ReplayUnit
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull
 from pykaf._producer.journal import JournalRecord, JournalStore
@@ -86,6 +88,17 @@ class Custody:
     def recovered(self) -> dict[tuple[str, int], int]:
         """What is being replayed: records per (topic, partition)."""
         return dict(self.recovery.pending_by_partition)
+
+    @functools.cached_property
+    def replay(self) -> ReplayPlan:
+        """How the recovered records go back: as the batches they were sent in, where
+        their identities were journaled (``_replay_identity``)."""
+        tally = ReplayTally(self.store.directory, self.recovery.pending_records)
+        return ReplayPlan(self.recovery.batch_identities, tally)
+
+    def replay_stats(self) -> ReplayStats:
+        """What became of the recovered records so far (see ``ReplayStats``)."""
+        return self.replay.tally.snapshot()
 
     @property
     def pending(self) -> bool:
@@ -158,16 +171,23 @@ class Custody:
             self.fed.set()
 
     def _put_back_blocking(self, accumulator: JournalAccumulator, rec: JournalRecord) -> bool:
+        # Records of a batch sent before the crash go back together, as that batch.
+        for unit in self.replay.take(rec, accumulator):
+            if not self._put_unit_blocking(accumulator, unit):
+                return False
+        return True
+
+    def _put_unit_blocking(self, accumulator: JournalAccumulator, unit: ReplayUnit) -> bool:
         while True:
             try:
-                accumulator.replay(rec, self.on_replayed, block=True)
+                self.replay.put(accumulator, unit, self.on_replayed, block=True)
                 return True
             except ProducerClosedError:
                 return False  # closed: the rest stays in the journal for the next producer
             except KafkaTimeoutError:
                 continue  # no metadata yet (brokers away): the records wait, never fail
             except (ValueError, PykafError) as exc:
-                self._lost(accumulator, rec, exc)
+                self._lost_unit(accumulator, unit, exc)
                 return True
 
     async def feed_async(self, accumulator: JournalAccumulator, engine: ProducerEngine) -> None:
@@ -191,27 +211,42 @@ class Custody:
     async def _put_back_async(
         self, accumulator: JournalAccumulator, engine: ProducerEngine, rec: JournalRecord
     ) -> bool:
+        for unit in self.replay.take(rec, accumulator):
+            if not await self._put_unit_async(accumulator, engine, unit):
+                return False
+        return True
+
+    async def _put_unit_async(
+        self, accumulator: JournalAccumulator, engine: ProducerEngine, unit: ReplayUnit
+    ) -> bool:
         while True:
             try:
-                accumulator.replay(rec, self.on_replayed, block=False)
+                self.replay.put(accumulator, unit, self.on_replayed, block=False)
                 return True
             except TopicUnknownError:
                 try:
-                    await engine.ensure_topic(rec.topic, engine.settings.max_block)
+                    await engine.ensure_topic(unit.records[0].topic, engine.settings.max_block)
                 except KafkaTimeoutError:
                     continue
                 except ProducerClosedError:
                     return False
                 except PykafError as exc:
-                    self._lost(accumulator, rec, exc)
+                    self._lost_unit(accumulator, unit, exc)
                     return True
             except BufferFullError:
                 await engine.wait_for_space(1.0)
             except ProducerClosedError:
                 return False
             except (ValueError, PykafError) as exc:
-                self._lost(accumulator, rec, exc)
+                self._lost_unit(accumulator, unit, exc)
                 return True
+
+    def _lost_unit(
+        self, accumulator: JournalAccumulator, unit: ReplayUnit, error: Exception
+    ) -> None:
+        for rec in unit.records:
+            self._lost(accumulator, rec, error)
+        self.replay.lost(unit)
 
 
 def _next_chunk(records: Iterator[JournalRecord]) -> list[JournalRecord]:

@@ -21,6 +21,10 @@ current id and epoch, which brokers that support it bump), and the partition swi
 once none of its batches is in flight. OUT_OF_ORDER_SEQUENCE_NUMBER on a later batch only
 says an earlier one failed: it is retried, in order, behind it.
 
+A batch replayed after a crash with the identity it was journaled with (``pinned``, see
+``_replay_identity``) keeps it: the gate lets it go alone, and its answers are read by
+the engine (``_outcomes``), never here, so they cannot reset the current identity.
+
 Other partitions switch to a new identity lazily: batches already sequenced under the old
 one are resent under it (so the broker can still deduplicate them), and the first new
 batch after all of those waits until nothing of the partition is in flight, then starts
@@ -78,6 +82,7 @@ class Verdict(enum.Enum):
 class _BatchLike(Protocol):
     identity: object | None
     base_sequence: int
+    pinned: object
     records: list[tuple[object, object, object, object]]
     encoded: bytes | None
 
@@ -127,6 +132,11 @@ class Idempotence:
 
     def gate(self, part: _PartitionLike, batch: _BatchLike) -> bool:
         """May ``batch`` (the head of ``part``) be sent now? Assigns its sequence."""
+        if batch.pinned is not None:
+            # Replayed after a crash with its journaled identity and sequence, kept as they
+            # are (so the broker can recognise it); one at a time, so nothing overtakes it
+            # even where the broker accepts any sequence from a producer it forgot.
+            return part.in_flight == 0
         current = self.identity
         if current is None or self.wants_new:
             return False
