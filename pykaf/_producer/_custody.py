@@ -94,7 +94,7 @@ class Custody:
         """How the recovered records go back: as the batches they were sent in, where
         their identities were journaled (``_replay_identity``)."""
         tally = ReplayTally(self.store.directory, self.recovery.pending_records)
-        return ReplayPlan(self.recovery.batch_identities, tally)
+        return ReplayPlan(self.recovery.batch_identities, tally, self.recovery.next_serial)
 
     def replay_stats(self) -> ReplayStats:
         """What became of the recovered records so far (see ``ReplayStats``)."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 __all__ = [
     "DUPLICATE_SEQUENCE_NUMBER",
@@ -82,7 +82,7 @@ class Verdict(enum.Enum):
 class _BatchLike(Protocol):
     identity: object | None
     base_sequence: int
-    pinned: object
+    pinned: Any  # a _replay_identity.ReplayTally (duck-typed: this module stays pure)
     records: list[tuple[object, object, object, object]]
     encoded: bytes | None
 
@@ -132,14 +132,20 @@ class Idempotence:
 
     def gate(self, part: _PartitionLike, batch: _BatchLike) -> bool:
         """May ``batch`` (the head of ``part``) be sent now? Assigns its sequence."""
-        if batch.pinned is not None:
-            # Replayed after a crash with its journaled identity and sequence, kept as they
-            # are (so the broker can recognise it); one at a time, so nothing overtakes it
-            # even where the broker accepts any sequence from a producer it forgot.
-            return part.in_flight == 0
         current = self.identity
         if current is None or self.wants_new:
             return False
+        if batch.pinned is not None:
+            if getattr(batch.identity, "producer_id", None) != current.producer_id:
+                # Replayed after a crash with its journaled identity and sequence, kept as
+                # they are (so the broker can recognise it); one at a time, so nothing
+                # overtakes it even where the broker accepts any sequence from a producer
+                # it forgot.
+                return part.in_flight == 0
+            # The broker gave us the crashed producer's id again: it lost that producer
+            # (a restart without its logs). Our own batches would share its sequences:
+            # this one is sequenced afresh, unproven (the tally counts it).
+            batch.pinned.unpin(batch)
         if part.in_flight >= MAX_IN_FLIGHT:
             return False
         seq = self.state(part)

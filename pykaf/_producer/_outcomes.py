@@ -178,7 +178,7 @@ class BatchOutcomes:
         Java client does. Not a retry (no backoff growth); a single record still too
         large fails with MESSAGE_TOO_LARGE."""
         if batch.pinned is not None:
-            self._unpin(batch)  # its halves cannot be the batch the broker may have
+            batch.pinned.unpin(batch)  # its halves cannot be the batch the broker may have
         part = batch.part
         part.in_flight -= 1
         self._batches_in_flight -= 1
@@ -195,16 +195,8 @@ class BatchOutcomes:
         crashed producer's state): sent again under this producer's identity, in its
         place, and counted as not proven delivered (``_replay_identity``)."""
         log.debug("%r: the broker cannot deduplicate it (%s): sending it again", batch, error)
-        self._unpin(batch)
+        batch.pinned.unpin(batch)
         self._failed(batch, error, retriable=True, maybe_written=True)
-
-    @staticmethod
-    def _unpin(batch: Batch) -> None:
-        batch.pinned.unproven(len(batch.records))
-        batch.pinned = None
-        batch.identity = None  # the gate sequences it afresh
-        batch.base_sequence = -1
-        batch.encoded = None
 
     def request_failed(
         self, batches: list[Batch], error: BaseException, *, node_id: int, written: bool

@@ -31,15 +31,12 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
-from pykaf._producer._batches import RECORD_OVERHEAD
+from pykaf._producer._batches import RECORD_OVERHEAD, Batch
 from pykaf._producer._delivery import Report
 from pykaf._producer.journal import Identity, JournalRecord
 from pykaf.protocol._records import BATCH_OVERHEAD
-
-if TYPE_CHECKING:
-    from pykaf._producer._journaled import JournalAccumulator
 
 __all__ = [
     "RESEQUENCE_CODES",
@@ -99,6 +96,15 @@ class ReplayTally:
     def failed(self, records: int) -> None:
         self._add(0, 0, 0, records)
 
+    def unpin(self, batch: Batch) -> None:
+        """``batch`` cannot go with its journaled identity after all: counted unproven,
+        it is sequenced afresh (under the current identity) when next sent."""
+        self.unproven(len(batch.records))
+        batch.pinned = None
+        batch.identity = None
+        batch.base_sequence = -1
+        batch.encoded = None
+
     def _add(self, proven: int, unproven: int, unsent: int, failed: int) -> None:
         with self._lock:
             self._proven += proven
@@ -140,6 +146,25 @@ class ReplayTally:
             return self._stats()
 
 
+class Replaying(Protocol):
+    """What the plan uses of ``JournalAccumulator`` (named here: it imports this module)."""
+
+    @property
+    def buffer_limit(self) -> int: ...
+
+    def replay(self, rec: JournalRecord, report: Report, *, block: bool) -> None: ...
+
+    def replay_batch(
+        self,
+        records: list[JournalRecord],
+        identity: Identity,
+        report: Report,
+        tally: ReplayTally,
+        *,
+        block: bool,
+    ) -> None: ...
+
+
 class ReplayUnit(NamedTuple):
     """What the feed puts back in one go: one record, or one whole journaled batch
     (``identity`` set). ``sent_before``: a lone record that had an identity (its batch
@@ -157,12 +182,15 @@ class ReplayPlan:
         self,
         identities: dict[tuple[str, int], tuple[Identity, ...]],
         tally: ReplayTally,
+        recovered_below: int,
     ) -> None:
         self.tally = tally
+        # Serials from this one on are this producer's own records (not counted).
+        self._recovered_below = recovered_below
         self._queues = {key: deque(found) for key, found in identities.items()}
         self._held: dict[tuple[str, int], list[JournalRecord]] = {}
 
-    def take(self, rec: JournalRecord, accumulator: JournalAccumulator) -> list[ReplayUnit]:
+    def take(self, rec: JournalRecord, accumulator: Replaying) -> list[ReplayUnit]:
         """The units ``rec`` completes, in order (none while its batch is incomplete)."""
         key = (rec.topic, rec.partition)
         queue = self._queues.get(key)
@@ -191,15 +219,16 @@ class ReplayPlan:
             out.append(ReplayUnit(held, identity, True))
         return out
 
-    def put(
-        self, accumulator: JournalAccumulator, unit: ReplayUnit, report: Report, *, block: bool
-    ) -> None:
+    def put(self, accumulator: Replaying, unit: ReplayUnit, report: Report, *, block: bool) -> None:
         """Put ``unit`` back (raises as ``JournalAccumulator.replay`` does: then nothing
         of it was taken), and count it."""
         if unit.identity is not None:
             accumulator.replay_batch(unit.records, unit.identity, report, self.tally, block=block)
             return  # counted when the broker answers
-        accumulator.replay(unit.records[0], report, block=block)
+        rec = unit.records[0]
+        accumulator.replay(rec, report, block=block)
+        if rec.serial >= self._recovered_below:
+            return
         if unit.sent_before:
             self.tally.unproven(1)
         else:

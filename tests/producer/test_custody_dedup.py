@@ -12,6 +12,7 @@ counted as unproven.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -97,13 +98,17 @@ def check_held_replay(bootstrap: str, returned: list[int], stats: ReplayStats) -
 
 
 def test_a_replay_after_sigkill_is_deduplicated_by_the_broker(
-    cluster: BlockingCluster, tmp_path: Path
+    cluster: BlockingCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     returned = kill_while_answers_are_held(cluster, tmp_path)
-    _, stats = reopen(cluster.bootstrap, tmp_path)
+    with caplog.at_level(logging.INFO, logger="pykaf.producer.journal"):
+        _, stats = reopen(cluster.bootstrap, tmp_path)
     duplicates = check_held_replay(cluster.bootstrap, returned, stats)
     assert duplicates == 0
     assert stats.resent_unproven == 0
+    [line] = [r for r in caplog.records if "replay finished" in r.getMessage()]
+    assert line.levelno == logging.INFO
+    assert f"{stats.proven} re-sent as the same idempotent batches" in line.getMessage()
 
 
 def test_the_async_producer_replays_the_same_batches(
@@ -156,10 +161,14 @@ def kill_after_acknowledgements(bootstrap: str, directory: Path, count: int) -> 
 
 
 def test_batches_older_than_the_five_the_broker_remembers_are_sent_again_counted(
-    cluster: BlockingCluster, tmp_path: Path
+    cluster: BlockingCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     kill_after_acknowledgements(cluster.bootstrap, tmp_path, 7)
-    recovered, stats = reopen(cluster.bootstrap, tmp_path)
+    with caplog.at_level(logging.INFO, logger="pykaf.producer.journal"):
+        recovered, stats = reopen(cluster.bootstrap, tmp_path)
+    [line] = [r for r in caplog.records if "replay finished" in r.getMessage()]
+    assert line.levelno == logging.WARNING
+    assert "2 could not be proven delivered and were sent again" in line.getMessage()
     assert recovered == {("t", 0): 7}
     # Kafka keeps the last five batches per producer and partition: those are proven;
     # the two before them get OUT_OF_ORDER_SEQUENCE_NUMBER and go again (duplicates).
