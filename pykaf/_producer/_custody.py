@@ -15,7 +15,6 @@ their failures go to ``on_error`` / the log: the callbacks of the crashed proces
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import threading
@@ -46,6 +45,7 @@ __all__ = ["Custody", "build_accumulator", "open_custody", "start_feed_thread"]
 log = logging.getLogger("pykaf.producer.journal")
 
 _CHUNK: Final = 512  # recovered records read per executor call (async feed)
+_PLAN_LOCK: Final = threading.Lock()  # makes ``Custody.replay`` once
 
 
 class Custody:
@@ -89,12 +89,21 @@ class Custody:
         """What is being replayed: records per (topic, partition)."""
         return dict(self.recovery.pending_by_partition)
 
-    @functools.cached_property
+    @property
     def replay(self) -> ReplayPlan:
         """How the recovered records go back: as the batches they were sent in, where
-        their identities were journaled (``_replay_identity``)."""
-        tally = ReplayTally(self.store.directory, self.recovery.pending_records)
-        return ReplayPlan(self.recovery.batch_identities, tally, self.recovery.next_serial)
+        their identities were journaled (``_replay_identity``). Made at first use, by
+        the feed or by ``replay_stats`` (other threads), once."""
+        plan: ReplayPlan | None = getattr(self, "_replay_plan", None)
+        if plan is None:
+            with _PLAN_LOCK:
+                plan = getattr(self, "_replay_plan", None)
+                if plan is None:
+                    tally = ReplayTally(self.store.directory, self.recovery.pending_records)
+                    recovery = self.recovery
+                    plan = ReplayPlan(recovery.batch_identities, tally, recovery.next_serial)
+                    self._replay_plan = plan
+        return plan
 
     def replay_stats(self) -> ReplayStats:
         """What became of the recovered records so far (see ``ReplayStats``)."""

@@ -135,22 +135,24 @@ class Idempotence:
         current = self.identity
         if current is None or self.wants_new:
             return False
-        if batch.pinned is not None:
-            if getattr(batch.identity, "producer_id", None) != current.producer_id:
-                # Replayed after a crash with its journaled identity and sequence, kept as
-                # they are (so the broker can recognise it); one at a time, so nothing
-                # overtakes it even where the broker accepts any sequence from a producer
-                # it forgot.
-                return part.in_flight == 0
-            # The broker gave us the crashed producer's id again: it lost that producer
-            # (a restart without its logs). Our own batches would share its sequences:
-            # this one is sequenced afresh, unproven (the tally counts it).
-            batch.pinned.unpin(batch)
         if part.in_flight >= MAX_IN_FLIGHT:
             return False
         seq = self.state(part)
-        if batch.identity is not None and batch.identity is seq.identity and not seq.reset_pending:
-            return True  # a retry: same identity, same sequence
+        identity = batch.identity
+        if identity is not None:  # a batch sent before (a fresh one pays nothing here)
+            if batch.pinned is not None:
+                if getattr(identity, "producer_id", None) != current.producer_id:
+                    # Replayed after a crash with its journaled identity and sequence,
+                    # kept as they are (so the broker can recognise it); one at a time,
+                    # so nothing overtakes it even where the broker accepts any sequence
+                    # from a producer it forgot.
+                    return part.in_flight == 0
+                # The broker gave us the crashed producer's id again: it lost that
+                # producer (a restart without its logs), and our own batches would share
+                # its sequences: sequenced afresh below, unproven (the tally counts it).
+                batch.pinned.unpin(batch)
+            elif identity is seq.identity and not seq.reset_pending:
+                return True  # a retry: same identity, same sequence
         if part.in_flight and seq.last_acked < 0:
             # A broker accepts any first sequence from a producer it has no state for:
             # one batch at a time until it has ours, so a later batch can never be
