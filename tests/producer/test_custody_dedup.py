@@ -28,7 +28,8 @@ from test_custody_crash import Child
 
 from pykaf._producer._async_producer import AsyncProducer
 from pykaf._producer._producer import Producer
-from pykaf._producer._replay_identity import ReplayStats
+from pykaf._producer._replay_identity import ReplayPlan, ReplayStats, ReplayTally
+from pykaf._producer.journal import Identity, JournalRecord
 from pykaf.broker import BlockingCluster
 
 ACKED_CHILD = Path(__file__).with_name("_dedup_child.py")
@@ -59,7 +60,8 @@ def kill_while_answers_are_held(cluster: BlockingCluster, directory: Path) -> li
 
 
 def reopen(bootstrap: str, directory: Path) -> tuple[dict[tuple[str, int], int], ReplayStats]:
-    """A new producer on the journal: replays, flushes, closes; (recovered, stats)."""
+    """A new producer on the journal replays, takes one new record for partition 0 (it
+    must land after every replayed one), flushes, closes; returns (recovered, stats)."""
     replayed: list[BaseException | None] = []
     with Producer(
         bootstrap,
@@ -69,9 +71,11 @@ def reopen(bootstrap: str, directory: Path) -> tuple[dict[tuple[str, int], int],
         **FAST,
     ) as producer:
         recovered = producer.recovered()
+        producer.produce("t", b"new", partition=0)  # queued behind the replay
         assert producer.flush(60) == 0
         stats = producer.replay_stats()
     assert replayed == [None] * sum(recovered.values())
+    assert read_topic(bootstrap, "t")[0][-1].value == b"new"
     return recovered, stats
 
 
@@ -94,6 +98,7 @@ def check_held_replay(bootstrap: str, returned: list[int], stats: ReplayStats) -
     assert stats.failed == 0
     assert stats.recovered == stats.proven + stats.resent_unproven + stats.unsent
     assert stats.proven > 0  # the batches the broker wrote before the kill
+    assert stats.unsent > 0  # queued behind them, never sent: sent as new records
     return sum(n - 1 for n in counts.values())
 
 
@@ -197,3 +202,67 @@ def test_a_memory_producer_reports_no_replay(cluster: BlockingCluster) -> None:
     assert stats == ReplayStats(
         recovered=0, proven=0, resent_unproven=0, unsent=0, failed=0, settled=True
     )
+
+
+class FakeAccumulator:
+    """What ``ReplayPlan`` uses of the journaled accumulator: records what it is given."""
+
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self.buffer_limit = limit
+        self.taken: list[tuple[list[int], int | None]] = []  # (serials, base sequence)
+
+    def replay(self, rec: JournalRecord, report: object, *, block: bool) -> None:
+        self.taken.append(([rec.serial], None))
+
+    def replay_batch(
+        self,
+        records: list[JournalRecord],
+        identity: Identity,
+        report: object,
+        tally: ReplayTally,
+        *,
+        block: bool,
+    ) -> None:
+        self.taken.append(([r.serial for r in records], identity.base_sequence))
+
+
+def test_the_plan_rebuilds_each_journaled_batch_from_interleaved_partitions() -> None:
+    # Partition 0: serials 0, 2 (batch seq 7), 4, 6 (batch seq 9), then 8 never sent;
+    # partition 1: 1, 3, 5, 7 never sent. Recovery found 0..8; 9 is this producer's own.
+    def rec(serial: int) -> JournalRecord:
+        return JournalRecord(serial, "t", serial % 2, 0, None, b"v", [])
+
+    batches = {("t", 0): (Identity("t", 0, 4, 0, 7, 0, 2, 2), Identity("t", 0, 4, 0, 9, 4, 6, 2))}
+    tally = ReplayTally("j", 9)
+    plan = ReplayPlan(batches, tally, 9)
+    accumulator = FakeAccumulator()
+    for serial in range(10):
+        for unit in plan.take(rec(serial), accumulator):
+            plan.put(accumulator, unit, None, block=True)
+    assert accumulator.taken == [
+        ([1], None),
+        ([0, 2], 7),
+        ([3], None),
+        ([5], None),
+        ([4, 6], 9),
+        ([7], None),
+        ([8], None),
+        ([9], None),
+    ]
+    # The batches count once the broker answers; lone records count as they go back.
+    assert tally.snapshot() == ReplayStats(
+        recovered=9, proven=0, resent_unproven=0, unsent=5, failed=0, settled=False
+    )
+
+
+def test_a_journaled_batch_larger_than_memory_goes_as_lone_records_unproven() -> None:
+    records = [JournalRecord(s, "t", 0, 0, None, b"v" * 100, []) for s in range(3)]
+    tally = ReplayTally("j", 3)
+    plan = ReplayPlan({("t", 0): (Identity("t", 0, 4, 0, 0, 0, 2, 3),)}, tally, 3)
+    accumulator = FakeAccumulator(limit=200)
+    for one in records:
+        for unit in plan.take(one, accumulator):
+            plan.put(accumulator, unit, None, block=True)
+    assert accumulator.taken == [([0], None), ([1], None), ([2], None)]
+    assert tally.snapshot().resent_unproven == 3
+    assert tally.snapshot().settled
