@@ -90,7 +90,7 @@ class Custody:
         return dict(self.recovery.pending_by_partition)
 
     @property
-    def replay(self) -> ReplayPlan:
+    def replay_plan(self) -> ReplayPlan:
         """How the recovered records go back: as the batches they were sent in, where
         their identities were journaled (``_replay_identity``). Made at first use, by
         the feed or by ``replay_stats`` (other threads), once."""
@@ -107,7 +107,7 @@ class Custody:
 
     def replay_stats(self) -> ReplayStats:
         """What became of the recovered records so far (see ``ReplayStats``)."""
-        return self.replay.tally.snapshot()
+        return self.replay_plan.tally.snapshot()
 
     @property
     def pending(self) -> bool:
@@ -181,7 +181,7 @@ class Custody:
 
     def _put_back_blocking(self, accumulator: JournalAccumulator, rec: JournalRecord) -> bool:
         # Records of a batch sent before the crash go back together, as that batch.
-        for unit in self.replay.take(rec, accumulator):
+        for unit in self.replay_plan.take(rec, accumulator):
             if not self._put_unit_blocking(accumulator, unit):
                 return False
         return True
@@ -189,7 +189,7 @@ class Custody:
     def _put_unit_blocking(self, accumulator: JournalAccumulator, unit: ReplayUnit) -> bool:
         while True:
             try:
-                self.replay.put(accumulator, unit, self.on_replayed, block=True)
+                self.replay_plan.put(accumulator, unit, self.on_replayed, block=True)
                 return True
             except ProducerClosedError:
                 return False  # closed: the rest stays in the journal for the next producer
@@ -220,7 +220,7 @@ class Custody:
     async def _put_back_async(
         self, accumulator: JournalAccumulator, engine: ProducerEngine, rec: JournalRecord
     ) -> bool:
-        for unit in self.replay.take(rec, accumulator):
+        for unit in self.replay_plan.take(rec, accumulator):
             if not await self._put_unit_async(accumulator, engine, unit):
                 return False
         return True
@@ -230,7 +230,7 @@ class Custody:
     ) -> bool:
         while True:
             try:
-                self.replay.put(accumulator, unit, self.on_replayed, block=False)
+                self.replay_plan.put(accumulator, unit, self.on_replayed, block=False)
                 return True
             except TopicUnknownError:
                 try:
@@ -255,7 +255,7 @@ class Custody:
     ) -> None:
         for rec in unit.records:
             self._lost(accumulator, rec, error)
-        self.replay.lost(unit)
+        self.replay_plan.lost(unit)
 
 
 def _next_chunk(records: Iterator[JournalRecord]) -> list[JournalRecord]:
