@@ -14,6 +14,9 @@ Then every partition is read back and counted:
   lost        values whose produce() returned (in a log) but are not in Kafka: must be 0
   duplicated  values present more than once (re-sends after a crash; counted, reported)
   reordered   per child and partition, values out of produce order (must be 0)
+and what each child's replay of the previous one's records came to (``replay_stats()``,
+summed over the children whose replay settled before their kill): re-sent as the same
+idempotent batches and so proven not duplicated, sent again unproven, never sent before.
 Exit status 1 if anything was lost or reordered. Random moments, so this is a tool to
 break things with, not a test: its bound is ``--kills`` children of at most a few seconds.
 """
@@ -39,15 +42,26 @@ TOPIC = "custody-chaos"
 BROKERS = 3
 
 CHILD = """
-import sys, time
+import sys, threading, time
 from pykaf import Producer
 
-bootstrap, journal, child, log_path, drain = sys.argv[1:6]
+bootstrap, journal, child, log_path, drain, stats_path = sys.argv[1:7]
 failures = []
 
 def replayed(metadata, error):
     if error is not None:
         failures.append(repr(error))
+
+def note_replay(producer):
+    # Once the replay of what the previous child left is settled (bounded: 60 s).
+    for _ in range(1200):
+        stats = producer.replay_stats()
+        if stats.settled:
+            with open(stats_path, "a") as out:
+                fields = (stats.proven, stats.resent_unproven, stats.unsent, stats.failed)
+                out.write(" ".join(map(str, fields)) + "\\n")
+            return
+        time.sleep(0.05)
 
 with open(log_path, "a", buffering=1) as log, Producer(
     bootstrap, custody="journal_sync", journal_dir=journal, linger=0.001, max_block=120,
@@ -56,8 +70,10 @@ with open(log_path, "a", buffering=1) as log, Producer(
     print("open", sum(producer.recovered().values()), flush=True)
     if drain == "1":
         left = producer.flush(120)
+        note_replay(producer)
         print("flushed", left, len(failures), failures[:3], flush=True)
     else:
+        threading.Thread(target=note_replay, args=(producer,), daemon=True).start()
         for seq in range(10_000_000):
             value = f"{child}-{seq}".encode()
             producer.produce("TOPIC_NAME", value, key=str(seq % 97).encode())
@@ -78,6 +94,7 @@ def start_child(
             str(child),
             str(logs / f"{child}.log"),
             "1" if drain else "0",
+            str(logs / "replays.txt"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -94,6 +111,15 @@ def read_back(bootstrap: str, partitions: int) -> dict[int, list[str]]:
         for record in consumer:
             seen[record.partition].append(record.value.decode())
     return seen
+
+
+def read_replays(path: Path) -> tuple[int, tuple[int, ...]]:
+    """How many opens settled their replay, and the sums of their ``replay_stats()``
+    counts: proven, resent unproven, unsent, failed (see ``CHILD``)."""
+    if not path.exists():
+        return 0, (0, 0, 0, 0)
+    rows = [[int(field) for field in line.split()] for line in path.read_text().splitlines()]
+    return len(rows), tuple(sum(column) for column in zip(*rows, strict=True)) or (0, 0, 0, 0)
 
 
 def main() -> int:
@@ -149,6 +175,7 @@ def main() -> int:
         with Consumer(cluster.bootstrap) as probe:
             ends = probe.end_offsets([TopicPartition(TOPIC, p) for p in range(args.partitions)])
         print("end offsets", sum(ends.values()), "records read", sum(len(v) for v in seen.values()))
+        opens, (proven, unproven, unsent, failed) = read_replays(logs / "replays.txt")
     counts = Counter(v for values in seen.values() for v in values)
     lost = [v for v in accepted if v not in counts]
     duplicated = sum(n - 1 for n in counts.values() if n > 1)
@@ -165,6 +192,11 @@ def main() -> int:
         f" {len(accepted):,} records accepted (produce() returned), {replayed:,} replayed at opens,"
         f" {sum(counts.values()):,} in Kafka; lost {len(lost)}, duplicated {duplicated},"
         f" reordered {reordered}; {time.monotonic() - started:.0f} s"
+    )
+    print(
+        f"replays settled by {opens} opens: {proven:,} records re-sent as the same"
+        f" idempotent batches (proven, not duplicated), {unproven:,} sent again unproven"
+        f" (may be duplicated), {unsent:,} never sent before, {failed:,} failed"
     )
     if lost:
         print("lost, first ones:", lost[:10])

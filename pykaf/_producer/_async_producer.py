@@ -38,6 +38,7 @@ from pykaf._producer._delivery import (
 )
 from pykaf._producer._engine import ProducerEngine
 from pykaf._producer._journaled import JournalAccumulator
+from pykaf._producer._replay_identity import ReplayStats, ReplayTally
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull
 
@@ -218,6 +219,12 @@ class AsyncProducer:
         again now (custody "journal"/"journal_sync"): a count per (topic, partition).
         Their reports go to ``on_replayed_delivery`` (or, failures, to ``on_error``)."""
         return {} if self._custody is None else self._custody.recovered()
+
+    def replay_stats(self) -> ReplayStats:
+        """What became of the recovered records so far (``Producer.replay_stats``)."""
+        if self._custody is None:
+            return ReplayTally(None, 0).snapshot()
+        return self._custody.replay_stats()
 
     def _start(self) -> ProducerEngine:
         engine = self._engine

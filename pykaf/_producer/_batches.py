@@ -86,6 +86,7 @@ class Batch:
         "parent",
         "part",
         "partition",
+        "pinned",
         "records",
         "reports",
         "reserved",
@@ -125,6 +126,10 @@ class Batch:
         # Custody "journal": the journal serials of its first and last record (-1: none).
         self.journal_first = -1
         self.journal_last = -1
+        # A batch replayed after a crash with the identity and base sequence it was sent
+        # with before (journaled): the sender must not give it new ones. The replay's
+        # tally (``_replay_identity.ReplayTally``) that counts its outcome; None otherwise.
+        self.pinned: Any = None
 
     def __repr__(self) -> str:
         return (

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from pykaf._errors import (
     ClientClosedError,
@@ -39,6 +39,7 @@ from pykaf._producer._custody_events import CustodyEventCallback, Downtime
 from pykaf._producer._delivery import DeliveryCallback, Report, Reporter
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._journaled import JournalAccumulator
+from pykaf._producer._replay_identity import ReplayPlan, ReplayStats, ReplayTally, ReplayUnit
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull
 from pykaf._producer.journal import JournalRecord, JournalStore
@@ -48,7 +49,8 @@ __all__ = ["Custody", "build_accumulator", "open_custody"]
 log = logging.getLogger("pykaf.producer.journal")
 
 # Between two looks for a topic's metadata while brokers are away (the feeder's retry).
-_NO_METADATA_PAUSE = 0.05
+_NO_METADATA_PAUSE: Final = 0.05
+_PLAN_LOCK: Final = threading.Lock()  # makes ``Custody.replay_plan`` once
 
 
 class _OneRecord:
@@ -111,6 +113,26 @@ class Custody:
     def recovered(self) -> dict[tuple[str, int], int]:
         """What is being replayed: records per (topic, partition)."""
         return dict(self.recovery.pending_by_partition)
+
+    @property
+    def replay_plan(self) -> ReplayPlan:
+        """How the recovered records go back: as the batches they were sent in, where
+        their identities were journaled (``_replay_identity``). Made at first use, by
+        the feed or by ``replay_stats`` (other threads), once."""
+        plan: ReplayPlan | None = getattr(self, "_replay_plan", None)
+        if plan is None:
+            with _PLAN_LOCK:
+                plan = getattr(self, "_replay_plan", None)
+                if plan is None:
+                    tally = ReplayTally(self.store.directory, self.recovery.pending_records)
+                    recovery = self.recovery
+                    plan = ReplayPlan(recovery.batch_identities, tally, recovery.next_serial)
+                    self._replay_plan = plan
+        return plan
+
+    def replay_stats(self) -> ReplayStats:
+        """What became of the recovered records so far (see ``ReplayStats``)."""
+        return self.replay_plan.tally.snapshot()
 
     @property
     def pending(self) -> bool:
@@ -203,9 +225,7 @@ class Custody:
                 first, end = span
                 self.downtime.replay_started(accumulator.unfed)
                 for rec in self.store.read_pending(first, end):
-                    if self._expired(rec):
-                        self._lost(accumulator, rec, self._expiry_error(rec))
-                    elif not self._put_back(accumulator, rec):
+                    if not self._put_back(accumulator, rec):
                         return  # closed: the rest stays in the journal (close() says so)
                     self.downtime.fed()
                 accumulator.fed_through(end)
@@ -234,28 +254,42 @@ class Custody:
         )
 
     def _put_back(self, accumulator: JournalAccumulator, rec: JournalRecord) -> bool:
+        # Records of a batch sent before a crash go back together, as that batch.
+        for unit in self.replay_plan.take(rec, accumulator):
+            if self._expired(unit.records[0]):  # the oldest of the unit
+                self._lost_unit(accumulator, unit, self._expiry_error(unit.records[0]))
+            elif not self._put_unit(accumulator, unit):
+                return False
+        return True
+
+    def _put_unit(self, accumulator: JournalAccumulator, unit: ReplayUnit) -> bool:
         assert self._ensure_topic is not None
         while True:
             try:
-                accumulator.replay(rec, self.on_replayed, block=True)
+                self.replay_plan.put(accumulator, unit, self.on_replayed, block=True)
                 return True
             except (ProducerClosedError, ClientClosedError):
                 return False
             except TopicUnknownError:
                 try:
-                    self._ensure_topic(rec.topic)
+                    self._ensure_topic(unit.records[0].topic)
                 except KafkaTimeoutError:
                     time.sleep(_NO_METADATA_PAUSE)  # brokers away: the records wait
                 except (ProducerClosedError, ClientClosedError):
                     return False
                 except PykafError as exc:
-                    self._lost(accumulator, rec, exc)
+                    self._lost_unit(accumulator, unit, exc)
                     return True
             except KafkaTimeoutError:
                 time.sleep(_NO_METADATA_PAUSE)  # no metadata yet: wait, never fail
             except (ValueError, PykafError) as exc:
-                self._lost(accumulator, rec, exc)
+                self._lost_unit(accumulator, unit, exc)
                 return True
+
+    def _lost_unit(self, accumulator: JournalAccumulator, unit: ReplayUnit, error: Exception) -> None:
+        for rec in unit.records:
+            self._lost(accumulator, rec, error)
+        self.replay_plan.lost(unit)
 
     def _lost(self, accumulator: JournalAccumulator, rec: JournalRecord, error: Exception) -> None:
         """A record that cannot be sent (its topic or partition is gone): a DONE entry,

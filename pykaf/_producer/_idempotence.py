@@ -21,6 +21,10 @@ current id and epoch, which brokers that support it bump), and the partition swi
 once none of its batches is in flight. OUT_OF_ORDER_SEQUENCE_NUMBER on a later batch only
 says an earlier one failed: it is retried, in order, behind it.
 
+A batch replayed after a crash with the identity it was journaled with (``pinned``, see
+``_replay_identity``) keeps it: the gate lets it go alone, and its answers are read by
+the engine (``_outcomes``), never here, so they cannot reset the current identity.
+
 Other partitions switch to a new identity lazily: batches already sequenced under the old
 one are resent under it (so the broker can still deduplicate them), and the first new
 batch after all of those waits until nothing of the partition is in flight, then starts
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 __all__ = [
     "DUPLICATE_SEQUENCE_NUMBER",
@@ -78,6 +82,7 @@ class Verdict(enum.Enum):
 class _BatchLike(Protocol):
     identity: object | None
     base_sequence: int
+    pinned: Any  # a _replay_identity.ReplayTally (duck-typed: this module stays pure)
     records: list[tuple[object, object, object, object]]
     encoded: bytes | None
 
@@ -133,8 +138,21 @@ class Idempotence:
         if part.in_flight >= MAX_IN_FLIGHT:
             return False
         seq = self.state(part)
-        if batch.identity is not None and batch.identity is seq.identity and not seq.reset_pending:
-            return True  # a retry: same identity, same sequence
+        identity = batch.identity
+        if identity is not None:  # a batch sent before (a fresh one pays nothing here)
+            if batch.pinned is not None:
+                if getattr(identity, "producer_id", None) != current.producer_id:
+                    # Replayed after a crash with its journaled identity and sequence,
+                    # kept as they are (so the broker can recognise it); one at a time,
+                    # so nothing overtakes it even where the broker accepts any sequence
+                    # from a producer it forgot.
+                    return part.in_flight == 0
+                # The broker gave us the crashed producer's id again: it lost that
+                # producer (a restart without its logs), and our own batches would share
+                # its sequences: sequenced afresh below, unproven (the tally counts it).
+                batch.pinned.unpin(batch)
+            elif identity is seq.identity and not seq.reset_pending:
+                return True  # a retry: same identity, same sequence
         if part.in_flight and seq.last_acked < 0:
             # A broker accepts any first sequence from a producer it has no state for:
             # one batch at a time until it has ours, so a later batch can never be

@@ -53,8 +53,11 @@ from pykaf._producer._batches import (
 )
 from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._group_commit import GroupCommit
+from pykaf._producer._idempotence import ProducerIdentity
+from pykaf._producer._replay_identity import ReplayTally
 from pykaf._producer._settings import ProducerSettings
-from pykaf._producer.journal import Done, JournalRecord, JournalStore
+from pykaf._producer.journal import Done, Identity, JournalRecord, JournalStore
+from pykaf.protocol._records import BATCH_OVERHEAD
 
 __all__ = ["JournalAccumulator"]
 
@@ -89,6 +92,7 @@ class JournalAccumulator(Accumulator):
     """An ``Accumulator`` whose records are journaled first (see the module doc)."""
 
     keeps_at_close = True
+    _identity_trouble = False  # IDENTITY entries could not be written (logged once)
 
     def __init__(
         self,
@@ -420,6 +424,117 @@ class JournalAccumulator(Accumulator):
         if wake:
             (self.feed_wake or self.wake)()
 
+    def replay_batch(
+        self,
+        records: list[JournalRecord],
+        identity: Identity,
+        report: Report,
+        tally: ReplayTally,
+        *,
+        block: bool,
+    ) -> None:
+        """Put back the records of one batch sent before a crash as that same batch: closed,
+        with its journaled producer id, epoch and base sequence, which the sender keeps
+        (``Batch.pinned``), so the broker can recognise it (``_replay_identity``). Raises
+        as ``replay`` does; nothing is taken then."""
+        topic, partition = identity.topic, identity.partition
+        t = self._topics.get(topic)
+        if t is None:
+            t = self._unknown(topic)
+        taken: list[tuple[Any, Any, Any, Any]] = []
+        size = BATCH_OVERHEAD
+        for rec in records:
+            key, value, headers, one = normalise(rec.key, rec.value, rec.headers or None, 0)
+            taken.append((key, value, headers, rec.timestamp_ms))
+            size += one
+        with self._lock:
+            if not 0 <= partition < t.count:
+                raise ValueError(
+                    f"partition {partition} of {topic!r} no longer exists (the topic"
+                    f" has {t.count} partitions)"
+                )
+            while True:
+                if self._closed:
+                    raise ProducerClosedError("the producer is closed")
+                if self._used + size <= self._limit:
+                    break
+                if not block:
+                    raise BufferFullError(f"no room for {size} bytes")
+                self._space.wait(1.0)  # the loop frees memory as batches complete
+            part = t.parts[partition]
+            if part.open is not None:  # earlier records go first, in their own batch
+                self._seal(part.open)
+                part.open = None
+            now = self._clock()
+            self._serial += 1
+            batch = Batch(part, self._serial, now, self._wall_ms(), now + self._delivery_timeout)
+            batch.records = taken
+            if report is not None:
+                batch.reports = [(i, report) for i in range(len(taken))]
+            batch.size = batch.reserved = size
+            self._used += size
+            self._seal(batch)
+            batch.identity = ProducerIdentity(
+                producer_id=identity.producer_id, epoch=identity.epoch
+            )
+            batch.base_sequence = identity.base_sequence
+            batch.journal_first = identity.first_serial
+            batch.journal_last = identity.last_serial
+            batch.pinned = tally
+            part.batches.append(batch)
+            self._incomplete[batch.serial] = batch
+            for rec in records:
+                self._fed(rec.serial)
+            wake = self._wake(True)
+        if wake:
+            (self.feed_wake or self.wake)()
+
+    @property
+    def buffer_limit(self) -> int:
+        """``buffer_memory``: no batch larger than this can be put back whole."""
+        return self._limit
+
+    def journal_identities(self, batches: list[Batch]) -> None:
+        """The sender, before a Produce request: an IDENTITY entry for each batch that got
+        its producer id, epoch and base sequence since it was last sent, so a re-send after
+        a crash is the same idempotent batch. A copy into the mapped segment (a killed
+        process loses nothing appended); an OS crash before the group fsync may lose it,
+        and those records then fall back to at-least-once. Never raises: without its
+        entry a batch is still sent (a crash then re-sends it unproven)."""
+        entries = []
+        for b in batches:
+            identity: Any = b.identity
+            if identity is None or b.journal_first < 0 or b.pinned is not None:
+                continue  # not idempotent, a split half, or already journaled
+            entries.append(
+                Identity(
+                    b.topic,
+                    b.partition,
+                    identity.producer_id,
+                    identity.epoch,
+                    b.base_sequence,
+                    b.journal_first,
+                    b.journal_last,
+                    len(b.records),
+                )
+            )
+        if not entries:
+            return
+        try:
+            self.store.append(entries)
+        except (JournalError, RuntimeError) as exc:  # RuntimeError: closed under a last send
+            if not self._identity_trouble:
+                self._identity_trouble = True
+                log.warning(
+                    "journal %s: the identities of batches being sent cannot be journaled"
+                    " (%s): after a crash they would be sent again unproven (duplicates"
+                    " possible) instead of deduplicated by the broker",
+                    self.store.directory,
+                    exc,
+                )
+            return
+        self._identity_trouble = False
+
     def _fed(self, serial: int) -> None:
         # Lock held: one record left the journal-only state.
         self._spill_reports.pop(serial, None)
@@ -453,6 +568,10 @@ class JournalAccumulator(Accumulator):
         """Batches that got their reports: queue their DONE entries (not for records the
         close kept for the next producer), free their memory."""
         batches = list(batches)
+        for b in batches:
+            if b.pinned is not None:  # a replayed batch that ended without success
+                b.pinned.failed(len(b.records))
+                b.pinned = None
         dones = []
         for b in batches:
             if b.journal_first < 0:

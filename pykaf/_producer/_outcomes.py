@@ -9,6 +9,9 @@ flags, and the senders call it through the engine once per answer.
 
 Outcomes of a batch:
 - success (or a duplicate the broker already has): reports resolved, memory freed;
+- a batch replayed after a crash with its journaled identity (``Batch.pinned``) that the
+  broker can no longer place (``RESEQUENCE_CODES``): sent again under the current
+  identity, counted as not proven delivered (``_replay_identity``);
 - retriable (a broker error marked retriable, a lost connection, a timeout, a sequence
   that is out of order behind a failed one): held in its partition until every batch of
   that partition in flight is back, then put back in front, in order, after a backoff;
@@ -41,8 +44,9 @@ from pykaf._errors import (
 from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._batches import Batch, PartitionQueue, split_batch
 from pykaf._producer._delivery import Reporter
-from pykaf._producer._idempotence import Idempotence, Verdict
+from pykaf._producer._idempotence import DUPLICATE_SEQUENCE_NUMBER, Idempotence, Verdict
 from pykaf._producer._metadata import ProducerMetadata
+from pykaf._producer._replay_identity import RESEQUENCE_CODES
 from pykaf._producer._settings import ProducerSettings
 from pykaf.protocol._produce_response import ProduceOutcomes
 
@@ -140,6 +144,13 @@ class BatchOutcomes:
             f"(Produce to {batch.topic}-{batch.partition}"
             + (f" on broker {node_id}: {message})" if message else f" on broker {node_id})"),
         )
+        if batch.pinned is not None:  # replayed with its journaled identity
+            if code == DUPLICATE_SEQUENCE_NUMBER:
+                self._succeeded(batch, base_offset, append_time)
+                return
+            if code in RESEQUENCE_CODES:
+                self._resequence(batch, error)
+                return
         idem = self.idempotence
         verdict = Verdict.OTHER if idem is None else idem.classify(batch.part, batch, code)
         if verdict is Verdict.SUCCESS:
@@ -167,6 +178,8 @@ class BatchOutcomes:
         below our batch size): send its halves instead, in its place and order, as the
         Java client does. Not a retry (no backoff growth); a single record still too
         large fails with MESSAGE_TOO_LARGE."""
+        if batch.pinned is not None:
+            batch.pinned.unpin(batch)  # its halves cannot be the batch the broker may have
         part = batch.part
         part.in_flight -= 1
         self._batches_in_flight -= 1
@@ -177,6 +190,14 @@ class BatchOutcomes:
             batches, part.returned = part.returned, []
             self.accumulator.put_back(part, batches)
             self.schedule_pump()
+
+    def _resequence(self, batch: Batch, error: BaseException) -> None:
+        """A replayed batch the broker cannot place any more (it lost or moved past the
+        crashed producer's state): sent again under this producer's identity, in its
+        place, and counted as not proven delivered (``_replay_identity``)."""
+        log.debug("%r: the broker cannot deduplicate it (%s): sending it again", batch, error)
+        batch.pinned.unpin(batch)
+        self._failed(batch, error, retriable=True, maybe_written=True)
 
     def request_failed(
         self, batches: list[Batch], error: BaseException, *, node_id: int, written: bool
@@ -203,6 +224,9 @@ class BatchOutcomes:
         self._batches_in_flight -= 1
         part.retries = 0
         part.last_error = None
+        if batch.pinned is not None:  # a replayed batch, accepted under its own identity
+            batch.pinned.proven(len(batch.records))
+            batch.pinned = None
         if self.idempotence is not None:
             self.idempotence.succeeded(part, batch)
         self._finish(batch, None, base_offset, append_time)

@@ -33,6 +33,7 @@ from pykaf._producer._delivery import (
 )
 from pykaf._producer._engine import ProducerEngine
 from pykaf._producer._future import DeliveryFuture
+from pykaf._producer._replay_identity import ReplayStats, ReplayTally
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull
 
@@ -175,6 +176,17 @@ class Producer:
         again now (custody "journal"/"journal_sync"): a count per (topic, partition).
         Their reports go to ``on_replayed_delivery`` (or, failures, to ``on_error``)."""
         return {} if self._custody is None else self._custody.recovered()
+
+    def replay_stats(self) -> ReplayStats:
+        """What became of the recovered records so far: how many the broker accepted as
+        the very batches the crashed producer had sent (``proven``: not duplicated), how
+        many had to be sent again without that proof (``resent_unproven``: possibly
+        duplicated), never sent before, failed; ``settled`` once all are counted. All
+        zero without a journal. A line at INFO (WARNING if any were unproven or failed)
+        says the same when the replay is settled."""
+        if self._custody is None:
+            return ReplayTally(None, 0).snapshot()
+        return self._custody.replay_stats()
 
     # -- sending --------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from pykaf._client._connection import BrokerConnection
 from pykaf._errors import BrokerConnectionError, PykafError
 from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._batches import Batch, PartitionQueue
+from pykaf._producer._journaled import JournalAccumulator
 from pykaf._producer._settings import ProducerSettings
 from pykaf.protocol._compression import Compression
 from pykaf.protocol._produce_response import ProduceOutcomes
@@ -116,6 +117,11 @@ class BrokerSender:
         self._connecting: asyncio.Task[None] | None = None
         self._in_flight: deque[_InFlight] = deque()
         self._closed = False
+        # Custody "journal": the identities of batches are journaled before they are sent.
+        accumulator = engine.accumulator
+        self._journal_identities: Callable[[list[Batch]], None] | None = (
+            accumulator.journal_identities if isinstance(accumulator, JournalAccumulator) else None
+        )
 
     def __repr__(self) -> str:
         return f"<BrokerSender {self.node_id} {len(self._in_flight)} in flight>"
@@ -168,6 +174,9 @@ class BrokerSender:
             engine.sent(batches, self.node_id)
             engine.request_failed(batches, exc, node_id=self.node_id, written=False)
             return
+        if self._journal_identities is not None and encoded_now:
+            # Newly sequenced batches are the freshly encoded ones (a retry keeps its bytes).
+            self._journal_identities([batch for batch, _ in encoded_now])
         # The encoded copies stay (a retry re-sends the same bytes): they hold memory
         # too. (A re-encode for a new producer epoch, rare, counts again: the safe side.)
         engine.accumulator.charge(encoded_now)

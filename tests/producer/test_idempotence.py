@@ -11,9 +11,11 @@ from pykaf._producer._idempotence import (
     UNKNOWN_PRODUCER_ID,
     Idempotence,
     PartitionSequence,
+    ProducerIdentity,
     Verdict,
     next_sequence,
 )
+from pykaf._producer._replay_identity import ReplayTally
 
 NOT_LEADER = 6
 
@@ -32,6 +34,7 @@ class Batch:
         self.identity: object | None = None
         self.base_sequence = -1
         self.encoded: bytes | None = b"old"
+        self.pinned: object | None = None
 
 
 def send(idem: Idempotence, part: Part, batch: Batch) -> bool:
@@ -268,3 +271,39 @@ def test_acknowledged_sequences_are_contiguous(steps: list[tuple[int, bool]]) ->
         assert base == expected
         expected += count
     assert not idem.wants_new
+
+
+def pinned(producer_id: int, sequence: int, tally: ReplayTally) -> Batch:
+    """A batch replayed after a crash with the identity it was journaled with."""
+    batch = Batch(3)
+    batch.identity = ProducerIdentity(producer_id=producer_id, epoch=0)
+    batch.base_sequence = sequence
+    batch.pinned = tally
+    return batch
+
+
+def test_a_replayed_batch_keeps_its_journaled_identity_and_goes_alone() -> None:
+    idem, part = Idempotence(), Part()
+    tally = ReplayTally("j", 6)
+    first, second = pinned(4, 10, tally), pinned(4, 13, tally)
+    assert not idem.gate(part, first)  # after this producer's own id, like every batch
+    idem.set_identity(9, 0)
+    assert send(idem, part, first)
+    assert (first.identity, first.base_sequence) == (ProducerIdentity(producer_id=4, epoch=0), 10)
+    assert not idem.gate(part, second)  # one at a time
+    part.in_flight -= 1
+    assert send(idem, part, second)
+    assert idem.state(part).identity is None  # this producer's sequences are untouched
+
+
+def test_a_replayed_batch_under_this_producers_own_id_is_sequenced_afresh() -> None:
+    # A broker that lost everything may hand the crashed producer's id out again: the
+    # replayed batch must not share sequences with this producer's own batches.
+    idem, part = Idempotence(), Part()
+    idem.set_identity(4, 0)
+    tally = ReplayTally("j", 3)
+    batch = pinned(4, 10, tally)
+    assert send(idem, part, batch)
+    assert batch.pinned is None
+    assert (batch.identity, batch.base_sequence) == (idem.identity, 0)
+    assert tally.snapshot().resent_unproven == 3

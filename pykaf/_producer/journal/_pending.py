@@ -110,6 +110,15 @@ class PendingIndex:
         at = bisect_left(part.serials, serial, part.head)
         return at < len(part.serials) and part.serials[at] == serial and not part.done[at]
 
+    def pending_between(self, topic: str, partition: int, first: int, last: int) -> int:
+        """How many of the partition's records with a serial in [first, last] are pending."""
+        part = self._partitions.get((topic, partition))
+        if part is None or last < first:
+            return 0
+        start = bisect_left(part.serials, first, part.head)
+        stop = bisect_right(part.serials, last, start)
+        return part.done.count(0, start, stop)
+
     def pending_in(self, segment: int) -> int:
         return self._segment_pending.get(segment, 0)
 

@@ -4,10 +4,12 @@ and later the records still pending, for a replay.
 Every segment is walked entry by entry (``_format.walk``): records are indexed by serial,
 topic and partition only (``peek_record``: a journal can be larger than memory, its keys
 and values stay on disk until replayed), DONE entries mark them done, and the latest
-IDENTITY per partition is kept. Serials must increase across the files, within the range
-each file's name allows. A torn tail of the newest segment is cut only once every file has
-been checked, so a refusal (``JournalCorruptError``) leaves every file as it was.
-Disk errors surface as ``OSError``: the store maps them, once, to its typed errors.
+IDENTITY per partition is kept (for inspection) as well as, when asked, every IDENTITY
+still relevant to a replay (``_identities``). Serials must increase across the files,
+within the range each file's name allows. A torn tail of the newest segment is cut only
+once every file has been checked, so a refusal (``JournalCorruptError``) leaves every
+file as it was. Disk errors surface as ``OSError``: the store maps them, once, to its
+typed errors.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -30,6 +32,7 @@ from pykaf._producer.journal._format import (
     peek_record,
     walk,
 )
+from pykaf._producer.journal._identities import BatchIdentities
 from pykaf._producer.journal._pending import PendingIndex
 
 __all__ = [
@@ -77,6 +80,9 @@ class Recovery:
     identities: dict[tuple[str, int], Identity]  # the latest per partition
     segments: int
     torn_tail: TornTail | None
+    # Per partition, in serial order: the identity of every batch sent before the crash
+    # whose records are all pending (re-sent as the same batch: see ``_identities``).
+    batch_identities: dict[tuple[str, int], tuple[Identity, ...]] = field(default_factory=dict)
 
 
 class Segment:
@@ -108,9 +114,13 @@ def read_segment(path: Path, size: int | None = None) -> bytes:
 
 
 def recover_segments(
-    directory: Path, index: PendingIndex, identities: dict[tuple[str, int], Identity]
+    directory: Path,
+    index: PendingIndex,
+    identities: dict[tuple[str, int], Identity],
+    batches: BatchIdentities | None = None,
 ) -> tuple[list[Segment], int, TornTail | None]:
-    """Index every segment of ``directory`` into ``index`` and ``identities``; return the
+    """Index every segment of ``directory`` into ``index``, ``identities`` (the latest
+    per partition) and ``batches`` (every IDENTITY and DONE, when given); return the
     segments (sizes without a torn tail), the next serial and the torn tail, if any (not
     cut yet: see ``cut_torn_tail``)."""
     files = _segment_files(directory)
@@ -138,9 +148,13 @@ def recover_segments(
             if frame.kind == IDENTITY:
                 assert isinstance(entry, Identity)
                 identities[entry.topic, entry.partition] = entry
+                if batches is not None:
+                    batches.add(entry)
             else:
                 assert isinstance(entry, Done)
                 index.done(*entry)
+                if batches is not None:
+                    batches.done(entry)
         if found.torn_tail_bytes:
             torn = TornTail(
                 path=path,

@@ -60,6 +60,7 @@ from pykaf._producer.journal._format import (
     encode_record,
     encode_record_into,
 )
+from pykaf._producer.journal._identities import BatchIdentities
 from pykaf._producer.journal._lock import DirectoryLock
 from pykaf._producer.journal._mapped import MappedSegment, capacity_for
 from pykaf._producer.journal._pending import PendingIndex
@@ -171,9 +172,10 @@ class JournalStore:
                 raise
 
     def _recover(self) -> Recovery:
+        batches = BatchIdentities()
         try:
             segments, next_serial, torn = recover_segments(
-                self.directory, self._index, self._identities
+                self.directory, self._index, self._identities, batches
             )
             if torn is not None:
                 cut_torn_tail(torn)  # only now: a refusal above leaves every file as it was
@@ -192,6 +194,7 @@ class JournalStore:
             identities=dict(self._identities),
             segments=len(segments),
             torn_tail=torn,
+            batch_identities=batches.relevant(self._index),
         )
 
     # -- appends -------------------------------------------------------------------------

@@ -1,0 +1,33 @@
+"""A producer process for the replay-deduplication tests, killed by its parent (SIGKILL).
+
+``python _dedup_child.py DIR BOOTSTRAP COUNT``: a ``Producer`` with custody "journal" whose
+group commit waits a minute, so no DONE entry is written: it sends ``a<i>`` to partition
+0 one at a time, each its own batch, waits for each acknowledgement, then prints ``acked``
+and waits to be killed. Its journal then holds COUNT batches the broker has, with their
+IDENTITY entries and no DONE: what a crash right after the acknowledgements leaves.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pykaf._producer._producer import Producer
+
+
+def main(directory: str, bootstrap: str, count: str) -> None:
+    producer = Producer(
+        bootstrap,
+        custody="journal",
+        journal_dir=directory,
+        journal_fsync_interval=60.0,
+        linger=0.0,
+        request_timeout=5.0,
+    )
+    for i in range(int(count)):
+        producer.send("t", b"a%d" % i, partition=0).result(30)
+    print("acked", flush=True)
+    sys.stdin.readline()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
