@@ -48,6 +48,7 @@ from pykaf._producer._async_producer import AsyncProducer
 from pykaf._producer._custody_events import CustodyEvent
 from pykaf._producer._delivery import ProducerRecord, RecordMetadata
 from pykaf._producer._producer import Producer
+from pykaf._producer._replay_identity import ReplayStats
 from pykaf._producer._settings import ProducerSettings
 from pykaf._version import __version__
 
@@ -95,6 +96,7 @@ __all__ = [
     "RecordMetadata",
     "RecordTooLargeError",
     "RemoteProtocolError",
+    "ReplayStats",
     "Target",
     "TopicInfo",
     "TopicPartition",

@@ -286,7 +286,9 @@ class Custody:
                 self._lost_unit(accumulator, unit, exc)
                 return True
 
-    def _lost_unit(self, accumulator: JournalAccumulator, unit: ReplayUnit, error: Exception) -> None:
+    def _lost_unit(
+        self, accumulator: JournalAccumulator, unit: ReplayUnit, error: Exception
+    ) -> None:
         for rec in unit.records:
             self._lost(accumulator, rec, error)
         self.replay_plan.lost(unit)
