@@ -32,10 +32,9 @@ checked against the bytes present, so a flipped or huge length costs nothing.
 
 from __future__ import annotations
 
-import os
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -54,7 +53,6 @@ __all__ = [
     "Frame",
     "Identity",
     "JournalRecord",
-    "RecordInto",
     "ScanResult",
     "Walk",
     "decode_frame",
@@ -62,10 +60,8 @@ __all__ = [
     "encode_done",
     "encode_identity",
     "encode_record",
-    "encode_record_into",
     "encode_record_into_python",
     "peek_record",
-    "record_into_in_c",
     "scan",
     "walk",
 ]
@@ -265,35 +261,6 @@ def encode_record_into_python(
         target[at:stop] = value
     _PREFIX.pack_into(target, pos, end - start, crc32c(target[start:end]))
     return end
-
-
-RecordInto = Callable[[memoryview, int, int, int, bytes, int, int, bytes | None, bytes | None], int]
-
-
-def _load_c_record_into() -> RecordInto | None:
-    # The switch pykaf.protocol._records honours: PYKAF_NO_EXTENSIONS forces pure Python.
-    if os.environ.get("PYKAF_NO_EXTENSIONS"):
-        return None
-    try:
-        from pykaf.protocol import _crecords  # noqa: PLC0415
-    except ImportError:
-        return None
-    # Built without it: an older build, or a CPU family without the CRC32C instruction.
-    fn: RecordInto | None = getattr(_crecords, "journal_record_into", None)
-    return fn
-
-
-_c_record_into = _load_c_record_into()
-
-encode_record_into: RecordInto = (
-    encode_record_into_python if _c_record_into is None else _c_record_into
-)
-"""``encode_record_into_python``'s contract, in C when ``_crecords`` has it."""
-
-
-def record_into_in_c() -> bool:
-    """True when :data:`encode_record_into` runs in C."""
-    return encode_record_into is not encode_record_into_python
 
 
 def _framed(body: bytes) -> bytes:

@@ -58,12 +58,12 @@ from pykaf._producer.journal._format import (
     JournalRecord,
     encode,
     encode_record,
-    encode_record_into,
 )
 from pykaf._producer.journal._identities import BatchIdentities
 from pykaf._producer.journal._lock import DirectoryLock
 from pykaf._producer.journal._mapped import MappedSegment, capacity_for
 from pykaf._producer.journal._pending import PendingIndex
+from pykaf._producer.journal._record_writer import encode_record_into
 from pykaf._producer.journal._recovery import (
     Recovery,
     Segment,

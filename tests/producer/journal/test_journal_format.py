@@ -16,16 +16,15 @@ from pykaf._producer.journal._format import (
     Entry,
     Identity,
     JournalRecord,
-    RecordInto,
     decode_frame,
     encode,
     encode_record,
-    encode_record_into,
     encode_record_into_python,
     peek_record,
     scan,
     walk,
 )
+from pykaf._producer.journal._record_writer import RecordInto, encode_record_into
 
 # The in-place writer runs here (C when built) and its Python reference, same contract.
 RECORD_INTO: list[RecordInto] = [encode_record_into_python]

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pykaf._producer.journal import JournalRecord, JournalStore
-from pykaf._producer.journal._format import (
+from pykaf._producer.journal._format import encode_record_into_python
+from pykaf._producer.journal._record_writer import (
     RecordInto,
     encode_record_into,
-    encode_record_into_python,
     record_into_in_c,
 )
 
