@@ -43,7 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from pykaf import BufferFullError, Consumer, Producer, PykafError, TopicPartition
+from pykaf import (
+    BufferFullError,
+    Consumer,
+    DeliveryError,
+    Producer,
+    PykafError,
+    RecordMetadata,
+    TopicPartition,
+)
 
 TOPIC: Final = "custody-outage"
 MIB: Final = 1 << 20
@@ -167,55 +175,101 @@ class PhaseCount:
     missed: int = 0  # slots of the fixed rate skipped while produce() was blocked
 
 
+class Backlog:
+    """When the records accepted before the broker's restart have all been delivered: order
+    per partition makes that the moment each partition's delivered count reaches what it
+    had accepted then. Counted from delivery reports (the producer's thread)."""
+
+    def __init__(self, partitions: int) -> None:
+        self.lock = threading.Lock()
+        self.delivered = [0] * partitions
+        self.target: list[int] | None = None
+        self.drained_at: float | None = None
+
+    def report(self, metadata: RecordMetadata | None, error: DeliveryError | None) -> None:
+        if metadata is None:
+            return  # a failure: on_error-like counting happens in the read-back
+        with self.lock:
+            self.delivered[metadata.partition] += 1
+            if self.drained_at is None and self.target is not None:
+                self._check()
+
+    def watch(self, accepted: list[int]) -> None:
+        with self.lock:
+            self.target = list(accepted)
+            self._check()
+
+    def _check(self) -> None:
+        assert self.target is not None
+        if all(d >= t for d, t in zip(self.delivered, self.target, strict=True)):
+            self.drained_at = time.monotonic()
+
+
 @dataclass(slots=True)
 class Pacer:
-    """Produces ``rate`` values a second from its own thread; no catching up: a slot missed
-    while produce() blocked is missed (the accept rate shows it)."""
+    """Produces ``rate`` values a second from its own thread; no catching up beyond one
+    second: slots missed while produce() blocked are skipped (the accept rate shows it)."""
 
     producer: Producer
     rate: float
     value_size: int
     partitions: int
+    backlog: Backlog
     phase: str = "before"
     stop: threading.Event = field(default_factory=threading.Event)
-    accepted: int = 0  # sequence numbers 0..accepted-1 were taken, the refused excepted
+    attempted: int = 0  # sequence numbers 0..attempted-1 were offered to produce()
+    accepted: list[int] = field(default_factory=list)  # per partition
     refused: set[int] = field(default_factory=set)
     phases: dict[str, PhaseCount] = field(default_factory=lambda: {p: PhaseCount() for p in PHASES})
     errors: Counter[str] = field(default_factory=Counter)
+    in_call_since: float | None = None  # a produce() call in progress, for the live lines
+
+    def blocked_now(self) -> float:
+        since = self.in_call_since
+        ongoing = time.perf_counter() - since if since is not None else 0.0
+        return sum(c.blocked for c in self.phases.values()) + (
+            ongoing if ongoing > BLOCKED else 0.0
+        )
 
     def run(self) -> None:
         produce = self.producer.produce
+        report = self.backlog.report
+        self.accepted = [0] * self.partitions
         pad = b"." * max(0, self.value_size - 13)
         seq = missed = 0
         started = phase_started = time.monotonic()
         phase = self.phase
         while not self.stop.is_set():
             now = time.monotonic()
+            due = int((now - started) * self.rate) - missed
+            if due - seq > self.rate:  # more than a second behind: those slots are missed,
+                skip = due - seq - int(self.rate)  # counted in the phase the stall began in
+                self.phases[phase].missed += skip
+                missed += skip
+                due = seq + int(self.rate)
             if phase != self.phase:
                 self.phases[phase].seconds += now - phase_started
                 phase, phase_started = self.phase, now
-            due = int((now - started) * self.rate) - missed
             counts = self.phases[phase]
-            if due - seq > self.rate:  # more than a second behind: those slots are missed
-                counts.missed += due - seq - int(self.rate)
-                missed += due - seq - int(self.rate)
-                due = seq + int(self.rate)
             while seq < due and not self.stop.is_set():
                 value = b"%012d:" % seq + pad
-                call = time.perf_counter()
+                partition = seq % self.partitions
+                self.in_call_since = call = time.perf_counter()
                 try:
-                    produce(TOPIC, value, partition=seq % self.partitions)
+                    produce(TOPIC, value, partition=partition, on_delivery=report)
                     counts.accepted += 1
+                    self.accepted[partition] += 1
                 except (BufferFullError, PykafError) as exc:
                     self.refused.add(seq)
                     counts.refused += 1
                     self.errors[type(exc).__name__] += 1
                 took = time.perf_counter() - call
+                self.in_call_since = None
                 if took > BLOCKED:
                     counts.blocked += took
                     counts.longest = max(counts.longest, took)
                 seq += 1
-                self.accepted = seq
+                self.attempted = seq
             self.stop.wait(TICK)
         self.phases[phase].seconds += time.monotonic() - phase_started
 
@@ -268,6 +322,14 @@ def read_back(bootstrap: str, partitions: int, accepted: int, refused: set[int])
 # -- the run --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Drain:
+    left: int  # records without a report when the final flush returned
+    seconds: float  # from the broker's restart to the final flush's return
+    backlog_seconds: float | None  # from the restart to the last pre-restart record delivered
+    backlog_records: int
+
+
 def mib(n: float) -> str:
     return f"{n / MIB:,.1f} MiB"
 
@@ -284,10 +346,9 @@ def sampling(journal: Path, peaks: Peaks, pacer: Pacer, every: float) -> Iterato
             elapsed = time.monotonic() - started
             if elapsed >= next_line:
                 next_line += every
-                blocked = sum(c.blocked for c in pacer.phases.values())
                 print(
-                    f"t={elapsed:6.0f}s {pacer.phase:<6} accepted {pacer.accepted:>10,}"
-                    f"  blocked {blocked:7.1f}s  VmRSS {mib(now.get('VmRSS', 0))}"
+                    f"t={elapsed:6.0f}s {pacer.phase:<6} accepted {sum(pacer.accepted):>10,}"
+                    f"  blocked {pacer.blocked_now():7.1f}s  VmRSS {mib(now.get('VmRSS', 0))}"
                     f" (anon {mib(now.get('RssAnon', 0))}, file {mib(now.get('RssFile', 0))})"
                     f"  journal {mib(now['used'])} on disk",
                     flush=True,
@@ -328,7 +389,8 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             producer.send(TOPIC, b"%012d:warm" % -1, partition=p).result(60)
         before = memory_kib()
         baseline, baseline_anon = before["VmRSS"] * 1024, before["RssAnon"] * 1024
-        pacer = Pacer(producer, args.rate, args.value_size, args.partitions)
+        backlog = Backlog(args.partitions)
+        pacer = Pacer(producer, args.rate, args.value_size, args.partitions, backlog)
         thread = threading.Thread(target=pacer.run, name="pacer", daemon=True)
         with sampling(journal, peaks, pacer, args.report_every):
             thread.start()
@@ -337,6 +399,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             pacer.phase = "outage"
             broker.stop(args.stop)
             time.sleep(args.outage)
+            backlog.watch(pacer.accepted)  # what produce() took before the restart
             restarted = time.monotonic()
             broker.start()
             print("broker restarted on the same port and data directory", flush=True)
@@ -346,11 +409,13 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             thread.join(args.max_block + 10)
             left = producer.flush(args.drain_timeout)
             drained = time.monotonic() - restarted
+            backlog_drained = None if backlog.drained_at is None else backlog.drained_at - restarted
         producer.close(10)
-        outcome = read_back(bootstrap, args.partitions, pacer.accepted, pacer.refused)
+        outcome = read_back(bootstrap, args.partitions, pacer.attempted, pacer.refused)
     finally:
         broker.stop("clean")
-    return summary(args, pacer, peaks, (baseline, baseline_anon), left, drained, failures, outcome)
+    drain = Drain(left, drained, backlog_drained, sum(backlog.target or ()))
+    return summary(args, pacer, peaks, (baseline, baseline_anon), drain, failures, outcome)
 
 
 def summary(
@@ -358,8 +423,7 @@ def summary(
     pacer: Pacer,
     peaks: Peaks,
     before: tuple[int, int],
-    left: int,
-    drained: float,
+    drain: Drain,
     failures: Counter[str],
     outcome: ReadBack,
 ) -> int:
@@ -368,7 +432,7 @@ def summary(
     baseline, baseline_anon = before
     bound = args.buffer_memory + RSS_SLACK
     grew = peaks.rss - baseline
-    taken = pacer.accepted - len(pacer.refused)
+    taken = pacer.attempted - len(pacer.refused)
     print("\nsummary")
     print(
         f"  memory: max VmRSS {mib(peaks.rss)} (anon {mib(peaks.anon)}, file {mib(peaks.file)});"
@@ -383,7 +447,7 @@ def summary(
         f"  journal peak: {mib(peaks.journal_used)} on disk"
         f" ({mib(peaks.journal_size)} apparent), {peaks.samples} samples"
     )
-    print(f"  produced: {taken:,} accepted of {pacer.accepted:,} attempted at {args.rate:g}/s")
+    print(f"  produced: {taken:,} accepted of {pacer.attempted:,} attempted at {args.rate:g}/s")
     for name in PHASES:
         c = pacer.phases[name]
         rate = c.accepted / c.seconds if c.seconds else 0.0
@@ -395,9 +459,15 @@ def summary(
         )
     if pacer.errors:
         print(f"    refusals: {dict(pacer.errors)}")
+    backlog = (
+        "not drained"
+        if drain.backlog_seconds is None
+        else f"delivered {drain.backlog_seconds:.1f} s after the broker's restart"
+    )
+    print(f"  backlog: the {drain.backlog_records:,} record(s) accepted before it: {backlog}")
     print(
-        f"  drain: {left:,} record(s) still pending; {drained:.1f} s from the broker's restart"
-        f" to the last report (production went on for {args.after:g} s of it)"
+        f"  drain: {drain.left:,} record(s) still pending at the end; {drain.seconds:.1f} s"
+        f" from the restart to the last report (production went on for {args.after:g} s)"
     )
     if failures:
         print(f"  failure reports: {dict(failures)}")
@@ -415,7 +485,7 @@ def summary(
         "reordered": outcome.reordered > 0,
         "memory (VmRSS added over buffer_memory + 32 MiB)": grew > bound,
         "rate not held during the outage": outage_rate < RATE_HELD * args.rate,
-        "not drained": left > 0 or bool(failures),
+        "not drained": drain.left > 0 or bool(failures),
     }
     names = [name for name, bad in broken.items() if bad]
     print("bounds broken: " + ", ".join(names) if names else "every bound held")
