@@ -113,6 +113,11 @@ def _replay(args: argparse.Namespace) -> int:
     except BadJournalInput as exc:
         print(f"{REPLAY_PROG}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the replay's own Ctrl-C handling began
+        print(
+            f"{REPLAY_PROG}: interrupted before the replay began; nothing was sent", file=sys.stderr
+        )
+        return 1
     if args.json:
         _print(lambda out: _dump_json(report_dict(report), out))
     else:

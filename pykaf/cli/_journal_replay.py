@@ -73,6 +73,7 @@ class ReplayReport:
     seconds: float
     partitions: tuple[PartitionReplay, ...] = ()
     errors: tuple[str, ...] = ()  # a few distinct failure messages
+    torn_tail_bytes: int = 0  # an append a crash interrupted, cut when the journal opened
 
     @property
     def exit_status(self) -> int:
@@ -217,7 +218,9 @@ def replay_journal(
     timed_out = not done and not interrupted
     seconds = time.monotonic() - started
     left = _pending_by_partition(_inspect(directory))
-    return _report(directory, bootstrap, recovered, tally, left, timed_out, interrupted, seconds)
+    report = _report(directory, bootstrap, recovered, tally, left, timed_out, interrupted, seconds)
+    torn = before.torn_tail
+    return report if torn is None else dataclasses.replace(report, torn_tail_bytes=torn.size_bytes)
 
 
 def _report(
@@ -290,6 +293,11 @@ def format_report(report: ReplayReport, timeout: float, out: TextIO) -> None:
         f"delivered {report.delivered:,} of {report.recovered:,} in {report.seconds:.2f} s;"
         f" failed {report.failed:,}; left in the journal {report.left:,}\n"
     )
+    if report.torn_tail_bytes:
+        write(
+            f"a torn tail of {report.torn_tail_bytes:,} bytes (an append a crash interrupted)"
+            " was cut when the journal was opened\n"
+        )
     if report.interrupted:
         write("interrupted (Ctrl-C): the replay stopped before every report came back\n")
     elif report.timed_out:

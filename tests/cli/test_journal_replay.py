@@ -252,3 +252,24 @@ def test_bad_input_exits_2_with_one_line(
             main(["journal", "replay", str(tmp_path), "-b", "127.0.0.1:9", "--timeout", timeout])
         assert exit_info.value.code == 2
         assert "--timeout" in capsys.readouterr().err
+
+
+def test_a_torn_tail_is_cut_and_said_and_every_record_before_it_delivered(
+    cluster: BlockingCluster, journal: Path
+) -> None:
+    summary = inspect_journal(journal)
+    newest = journal / summary.segments[-1].name
+    with newest.open("r+b") as segment:  # half an entry after the last whole one
+        segment.seek(summary.segments[-1].size_bytes)
+        segment.write(b"\x00\x00\x02\x00\x7f\x01")
+    torn = inspect_journal(journal).torn_tail
+    assert torn is not None
+    cluster.faults.broker_up(1)
+    proc = replay(journal, cluster.bootstrap)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        f"a torn tail of {torn.size_bytes:,} bytes (an append a crash interrupted) was cut"
+        " when the journal was opened\n"
+    ) in proc.stdout
+    assert replayed_values(cluster.bootstrap) == expected_values(COUNT, PARTITIONS)
+    assert inspect_journal(journal).torn_tail is None
