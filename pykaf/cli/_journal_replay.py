@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
-from pykaf import Producer, PykafError, RecordMetadata
+from pykaf import DeliveryError, Producer, PykafError, RecordMetadata
 from pykaf.cli._progress import Progress
 from pykaf.errors import JournalCorruptError, JournalError, JournalLockedError
 from pykaf.journal import JournalSummary, NotAJournalError, inspect_journal
@@ -32,6 +32,7 @@ from pykaf.journal import JournalSummary, NotAJournalError, inspect_journal
 __all__ = [
     "PROG",
     "BadJournalInput",
+    "PartitionReplay",
     "ReplayReport",
     "format_report",
     "replay_journal",
@@ -67,6 +68,7 @@ class ReplayReport:
     recovered: int
     delivered: int
     failed: int
+    failed_maybe_written: int  # of those, how many the broker may have written all the same
     left: int
     timed_out: bool
     interrupted: bool
@@ -87,6 +89,7 @@ class _Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
     delivered: Counter[tuple[str, int]] = field(default_factory=Counter)
     failed: int = 0
+    maybe_written: int = 0
     errors: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
     progress: Progress | None = None
 
@@ -98,6 +101,8 @@ class _Tally:
                 # A failure report carries no metadata: its partition is worked out
                 # afterwards (recovered - delivered - left in the journal).
                 self.failed += 1
+                if isinstance(error, DeliveryError) and error.maybe_persisted:
+                    self.maybe_written += 1
                 if len(self.errors) < _ERROR_SAMPLES:
                     self.errors[str(error)] = None
         if self.progress is not None:
@@ -194,6 +199,7 @@ def replay_journal(
             recovered=0,
             delivered=0,
             failed=0,
+            failed_maybe_written=0,
             left=0,
             timed_out=False,
             interrupted=False,
@@ -236,6 +242,7 @@ def _report(
     with tally.lock:
         delivered = dict(tally.delivered)
         failed_total = tally.failed
+        maybe_written = tally.maybe_written
         errors = tuple(tally.errors)
     partitions = []
     for key in sorted(recovered.keys() | delivered.keys() | left.keys()):
@@ -256,6 +263,7 @@ def _report(
         recovered=sum(recovered.values()),
         delivered=sum(delivered.values()),
         failed=failed_total,
+        failed_maybe_written=maybe_written,
         left=sum(left.values()),
         timed_out=timed_out,
         interrupted=interrupted,
@@ -303,9 +311,15 @@ def format_report(report: ReplayReport, timeout: float, out: TextIO) -> None:
     elif report.timed_out:
         write(f"not every record was acknowledged within --timeout {timeout:g} s\n")
     if report.failed:
+        maybe = (
+            f" ({report.failed_maybe_written:,} of them may have been written by the broker"
+            " all the same)"
+            if report.failed_maybe_written
+            else ""
+        )
         write(
             f"{report.failed:,} record(s) failed with a report and are no longer in the"
-            " journal; first error(s):\n"
+            f" journal{maybe}; first error(s):\n"
         )
         for error in report.errors:
             write(f"  {error}\n")

@@ -5,6 +5,7 @@ input (locked, damaged, not a journal) is one clear line with status 2."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from test_journal_inspect import build_journal, corrupt_first_segment, lock_held
 from pykaf import Producer
 from pykaf.broker import BlockingCluster
 from pykaf.cli import main
+from pykaf.cli._journal_replay import PartitionReplay, ReplayReport, format_report
 from pykaf.journal import inspect_journal
 
 PARTITIONS = 3
@@ -273,3 +275,55 @@ def test_a_torn_tail_is_cut_and_said_and_every_record_before_it_delivered(
     ) in proc.stdout
     assert replayed_values(cluster.bootstrap) == expected_values(COUNT, PARTITIONS)
     assert inspect_journal(journal).torn_tail is None
+
+
+INVALID_RECORD = 87  # not retriable: the batch fails with a report
+
+
+def test_records_the_broker_refuses_fail_and_exit_1(
+    cluster: BlockingCluster, journal: Path
+) -> None:
+    cluster.faults.broker_up(1)
+    cluster.faults.push_errors("Produce", INVALID_RECORD)  # the first request only
+    proc = replay(journal, cluster.bootstrap, "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    found = json.loads(proc.stdout)
+    assert found["failed"] > 0
+    assert (found["delivered"] + found["failed"], found["left"]) == (COUNT, 0)
+    assert found["exit_status"] == 1
+    assert "INVALID_RECORD" in found["errors"][0] or "invalid" in found["errors"][0].lower()
+    written = replayed_values(cluster.bootstrap)
+    for row in found["partitions"]:
+        assert row["recovered"] == row["delivered"] + row["failed"]
+        # What was delivered is the tail of the partition's records, in order.
+        expected = expected_values(COUNT, PARTITIONS)[row["partition"]]
+        assert written[row["partition"]] == expected[row["failed"] :]
+    assert inspect_journal(journal).pending_records == 0
+
+
+def test_the_summary_names_failures_and_what_may_have_been_written() -> None:
+    report = ReplayReport(
+        directory="/j",
+        bootstrap="b:9092",
+        recovered=5,
+        delivered=2,
+        failed=3,
+        failed_maybe_written=1,
+        left=0,
+        timed_out=False,
+        interrupted=False,
+        seconds=1.0,
+        partitions=(
+            PartitionReplay(topic="t", partition=0, recovered=5, delivered=2, failed=3, left=0),
+        ),
+        errors=("3 record(s) to t-0: INVALID_RECORD",),
+    )
+    out = io.StringIO()
+    format_report(report, 60.0, out)
+    assert out.getvalue().endswith(
+        "delivered 2 of 5 in 1.00 s; failed 3; left in the journal 0\n"
+        "3 record(s) failed with a report and are no longer in the journal (1 of them may"
+        " have been written by the broker all the same); first error(s):\n"
+        "  3 record(s) to t-0: INVALID_RECORD\n"
+    )
+    assert report.exit_status == 1
