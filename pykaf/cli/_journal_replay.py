@@ -26,7 +26,12 @@ from typing import Final, TextIO
 
 from pykaf import DeliveryError, Producer, PykafError, RecordMetadata
 from pykaf.cli._progress import Progress
-from pykaf.errors import JournalCorruptError, JournalError, JournalLockedError
+from pykaf.errors import (
+    JournalCorruptError,
+    JournalError,
+    JournalKeptError,
+    JournalLockedError,
+)
 from pykaf.journal import JournalSummary, NotAJournalError, inspect_journal
 
 __all__ = [
@@ -97,6 +102,8 @@ class _Tally:
         with self.lock:
             if error is None and metadata is not None:
                 self.delivered[(metadata.topic, metadata.partition)] += 1
+            elif isinstance(error, JournalKeptError):
+                pass  # the close kept it in the journal: counted there, as left
             else:
                 # A failure report carries no metadata: its partition is worked out
                 # afterwards (recovered - delivered - left in the journal).
