@@ -252,6 +252,13 @@ def test_bad_input_exits_2_with_one_line(
         " file or directory"
     )
     assert err.count("\n") == 1
+    built = build_journal(tmp_path / "journal")
+    assert main(["journal", "replay", str(built.directory), "-b", "not a host::x"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "pykaf journal replay: cannot open a producer for --bootstrap 'not a host::x': bad"
+        " broker address"
+    )
+    assert inspect_journal(built.directory).pending_records == 50  # untouched
     for timeout in ("0", "-1", "soon", "inf"):
         with pytest.raises(SystemExit) as exit_info:
             main(["journal", "replay", str(tmp_path), "-b", "127.0.0.1:9", "--timeout", timeout])
