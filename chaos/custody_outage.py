@@ -7,9 +7,11 @@ The embedded broker runs in a subprocess with an on-disk log (``--data-dir``). I
 process a ``Producer(custody="journal", buffer_memory=16 MiB)`` produces unique values (each
 carries its sequence number) at a fixed, paced rate over several partitions. After
 ``--before`` seconds the broker is stopped (SIGKILL, or SIGTERM with ``--stop clean``) for
-``--outage`` seconds, then restarted on the same data directory and port; production goes on
+``--outage`` seconds (its port held meanwhile, bound and not listening, so that no other
+program takes it), then restarted on the same data directory and port; production goes on
 for ``--after`` seconds more, then stops, and the script waits (``--drain-timeout``) until
-every record accepted has its report. Every second it samples this process's memory
+every record accepted has its report; a ``flush()`` begun at the restart times the drain of
+the outage's backlog. Every second it samples this process's memory
 (VmRSS, RssAnon, RssFile from /proc/self/status) and the journal's size on disk.
 
 Then it consumes the topic and counts, per partition:
@@ -24,7 +26,9 @@ records produced, the rate at which produce() accepted them in each phase and th
 spent blocked (a full ``buffer_memory`` blocks produce() until records are delivered: with
 every broker down the rate is then not held), the time to drain, lost/duplicated/reordered.
 Exit status 1 when a bound is broken: anything lost, duplicated or reordered, the memory
-bound, the rate not held during the outage, or the drain not finished in time.
+bound, the rate not held during the outage, a record refused, or the drain not finished in
+time. ``--per-record-reports`` gives every record an ``on_delivery`` callback, to see what
+holding those costs while records wait on disk.
 """
 
 from __future__ import annotations
@@ -44,15 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from pykaf import (
-    BufferFullError,
-    Consumer,
-    DeliveryError,
-    Producer,
-    PykafError,
-    RecordMetadata,
-    TopicPartition,
-)
+from pykaf import Consumer, CustodyEvent, DeliveryError, Producer, RecordMetadata, TopicPartition
 
 TOPIC: Final = "custody-outage"
 MIB: Final = 1 << 20
@@ -79,12 +75,14 @@ class BrokerProcess:
     def __init__(self, port: int, data_dir: Path, partitions: int) -> None:
         self.port, self.data_dir, self.partitions = port, data_dir, partitions
         self.process: subprocess.Popen[str] | None = None
+        self._placeholder: socket.socket | None = None
         self._options = ("--data-dir", str(data_dir), "--partitions", str(partitions))
 
     def start(self, timeout: float = 60.0) -> str:
         """Start it; the first line it prints is its bootstrap, once it listens. A port
         still held by the stopped one's sockets makes it exit: then it is tried again."""
         deadline = time.monotonic() + timeout
+        self._release_port()
         while True:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pykaf.broker", "--port", str(self.port), *self._options],
@@ -101,9 +99,24 @@ class BrokerProcess:
                 raise RuntimeError(f"the broker did not start on port {self.port}")
             time.sleep(0.5)
 
+    def hold_port(self) -> None:
+        """While the broker is down, keep its port: bound, not listening, so a connection
+        is refused as by a stopped broker. Free, another program on this machine (a test's
+        broker on a random port) could take it, and the producer would send there."""
+        placeholder = socket.socket()
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        placeholder.bind(("127.0.0.1", self.port))
+        self._placeholder = placeholder
+
+    def _release_port(self) -> None:
+        placeholder, self._placeholder = self._placeholder, None
+        if placeholder is not None:
+            placeholder.close()
+
     def stop(self, how: str) -> None:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
+            self._release_port()
             return
         if how == "kill":
             process.kill()
@@ -176,34 +189,28 @@ class PhaseCount:
     missed: int = 0  # slots of the fixed rate skipped while produce() was blocked
 
 
-class Backlog:
-    """When the records accepted before the broker's restart have all been delivered: order
-    per partition makes that the moment each partition's delivered count reaches what it
-    had accepted then. Counted from delivery reports (the producer's thread)."""
+class BacklogFlush:
+    """At the broker's restart, ``flush()`` from a thread of its own: it waits for the
+    reports of exactly the records produced before it, i.e. the outage's backlog, while
+    the pacer goes on producing. Its duration is the time the backlog took to drain."""
 
-    def __init__(self, partitions: int) -> None:
-        self.lock = threading.Lock()
-        self.delivered = [0] * partitions
-        self.target: list[int] | None = None
-        self.drained_at: float | None = None
+    def __init__(self, producer: Producer, timeout: float) -> None:
+        self.left: int | None = None
+        self.seconds: float | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(producer, timeout), name="backlog", daemon=True
+        )
 
-    def report(self, metadata: RecordMetadata | None, error: DeliveryError | None) -> None:
-        if metadata is None:
-            return  # a failure: on_error-like counting happens in the read-back
-        with self.lock:
-            self.delivered[metadata.partition] += 1
-            if self.drained_at is None and self.target is not None:
-                self._check()
+    def _run(self, producer: Producer, timeout: float) -> None:
+        started = time.monotonic()
+        self.left = producer.flush(timeout)
+        self.seconds = time.monotonic() - started
 
-    def watch(self, accepted: list[int]) -> None:
-        with self.lock:
-            self.target = list(accepted)
-            self._check()
+    def start(self) -> None:
+        self._thread.start()
 
-    def _check(self) -> None:
-        assert self.target is not None
-        if all(d >= t for d, t in zip(self.delivered, self.target, strict=True)):
-            self.drained_at = time.monotonic()
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
 
 @dataclass(slots=True)
@@ -215,7 +222,7 @@ class Pacer:
     rate: float
     value_size: int
     partitions: int
-    backlog: Backlog
+    per_record_reports: bool
     phase: str = "before"
     stop: threading.Event = field(default_factory=threading.Event)
     attempted: int = 0  # sequence numbers 0..attempted-1 were offered to produce()
@@ -223,6 +230,8 @@ class Pacer:
     refused: set[int] = field(default_factory=set)
     phases: dict[str, PhaseCount] = field(default_factory=lambda: {p: PhaseCount() for p in PHASES})
     errors: Counter[str] = field(default_factory=Counter)
+    first_error: str = ""
+    reported: Counter[str] = field(default_factory=Counter)  # per-record reports, by outcome
     in_call_since: float | None = None  # a produce() call in progress, for the live lines
 
     def blocked_now(self) -> float:
@@ -232,9 +241,12 @@ class Pacer:
             ongoing if ongoing > BLOCKED else 0.0
         )
 
+    def report(self, metadata: RecordMetadata | None, error: DeliveryError | None) -> None:
+        self.reported["delivered" if error is None else type(error).__name__] += 1
+
     def run(self) -> None:
         produce = self.producer.produce
-        report = self.backlog.report
+        report = self.report if self.per_record_reports else None
         self.accepted = [0] * self.partitions
         pad = b"." * max(0, self.value_size - 13)
         seq = missed = 0
@@ -260,10 +272,11 @@ class Pacer:
                     produce(TOPIC, value, partition=partition, on_delivery=report)
                     counts.accepted += 1
                     self.accepted[partition] += 1
-                except (BufferFullError, PykafError) as exc:
+                except Exception as exc:  # BufferFullError, JournalFullError, anything
                     self.refused.add(seq)
                     counts.refused += 1
                     self.errors[type(exc).__name__] += 1
+                    self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"
                 took = time.perf_counter() - call
                 self.in_call_since = None
                 if took > BLOCKED:
@@ -327,8 +340,8 @@ def read_back(bootstrap: str, partitions: int, accepted: int, refused: set[int])
 class Drain:
     left: int  # records without a report when the final flush returned
     seconds: float  # from the broker's restart to the final flush's return
-    backlog_seconds: float | None  # from the restart to the last pre-restart record delivered
-    backlog_records: int
+    backlog_seconds: float | None  # the flush begun at the restart: the backlog's drain
+    backlog_left: int | None  # what that flush left pending
 
 
 def mib(n: float) -> str:
@@ -370,6 +383,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     expected = args.rate * (args.before + args.outage + args.after) * (args.value_size + 64)
     journal_max = max(1 << 30, int(expected * 2))
     failures: Counter[str] = Counter()
+    events: list[CustodyEvent] = []
     peaks = Peaks()
     bootstrap = broker.start()
     print(
@@ -385,13 +399,15 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             buffer_memory=args.buffer_memory,
             max_block=args.max_block,
             on_error=lambda record, error: failures.update([type(error).__name__]),
+            on_custody_event=events.append,
         )
         for p in range(args.partitions):  # the topic exists, every connection is up
             producer.send(TOPIC, b"%012d:warm" % -1, partition=p).result(60)
         before = memory_kib()
         baseline, baseline_anon = before["VmRSS"] * 1024, before["RssAnon"] * 1024
-        backlog = Backlog(args.partitions)
-        pacer = Pacer(producer, args.rate, args.value_size, args.partitions, backlog)
+        pacer = Pacer(
+            producer, args.rate, args.value_size, args.partitions, args.per_record_reports
+        )
         thread = threading.Thread(target=pacer.run, name="pacer", daemon=True)
         with sampling(journal, peaks, pacer, args.report_every):
             thread.start()
@@ -399,10 +415,12 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             print(f"stopping the broker ({args.stop}) for {args.outage:g} s", flush=True)
             pacer.phase = "outage"
             broker.stop(args.stop)
+            broker.hold_port()
             time.sleep(args.outage)
-            backlog.watch(pacer.accepted)  # what produce() took before the restart
             restarted = time.monotonic()
             broker.start()
+            backlog = BacklogFlush(producer, args.drain_timeout)
+            backlog.start()
             print("broker restarted on the same port and data directory", flush=True)
             pacer.phase = "after"
             time.sleep(args.after)
@@ -410,13 +428,20 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             thread.join(args.max_block + 10)
             left = producer.flush(args.drain_timeout)
             drained = time.monotonic() - restarted
-            backlog_drained = None if backlog.drained_at is None else backlog.drained_at - restarted
+            backlog.join(args.drain_timeout)
         producer.close(10)
         outcome = read_back(bootstrap, args.partitions, pacer.attempted, pacer.refused)
     finally:
         broker.stop("clean")
-    drain = Drain(left, drained, backlog_drained, sum(backlog.target or ()))
+    drain = Drain(left, drained, backlog.seconds, backlog.left)
+    print_events(events)
     return summary(args, pacer, peaks, (baseline, baseline_anon), drain, failures, outcome)
+
+
+def print_events(events: list[CustodyEvent]) -> None:
+    print("\ncustody events (on_custody_event):")
+    for event in events:
+        print(f"  {event.kind:<16} records {event.records:>10,}  seconds {event.seconds:8.1f}")
 
 
 def summary(
@@ -461,13 +486,14 @@ def summary(
             f" refused {c.refused:,}; slots missed {c.missed:,}"
         )
     if pacer.errors:
-        print(f"    refusals: {dict(pacer.errors)}")
-    backlog = (
-        "not drained"
-        if drain.backlog_seconds is None
-        else f"delivered {drain.backlog_seconds:.1f} s after the broker's restart"
-    )
-    print(f"  backlog: the {drain.backlog_records:,} record(s) accepted before it: {backlog}")
+        print(f"    refusals: {dict(pacer.errors)}; first: {pacer.first_error}")
+    if pacer.per_record_reports:
+        print(f"    per-record reports: {dict(pacer.reported)}")
+    if drain.backlog_seconds is None or drain.backlog_left:
+        backlog = f"not drained ({drain.backlog_left} left)"
+    else:
+        backlog = f"delivered {drain.backlog_seconds:.1f} s after the broker's restart"
+    print(f"  backlog (every record produced before the restart): {backlog}")
     print(
         f"  drain: {drain.left:,} record(s) still pending at the end; {drain.seconds:.1f} s"
         f" from the restart to the last report (production went on for {args.after:g} s)"
@@ -488,7 +514,8 @@ def summary(
         "reordered": outcome.reordered > 0,
         f"memory ({args.memory_bound} added over buffer_memory + 32 MiB)": grew > bound,
         "rate not held during the outage": outage_rate < RATE_HELD * args.rate,
-        "not drained": drain.left > 0 or bool(failures),
+        "not drained": drain.left > 0 or bool(failures) or drain.backlog_left != 0,
+        "produce() refused records": bool(pacer.refused),
     }
     names = [name for name, bad in broken.items() if bad]
     print("bounds broken: " + ", ".join(names) if names else "every bound held")
@@ -511,6 +538,11 @@ def main() -> int:
         choices=("total", "anon"),
         default="total",
         help="check the bound on VmRSS (total) or on RssAnon (anon) growth",
+    )
+    parser.add_argument(
+        "--per-record-reports",
+        action="store_true",
+        help="give every produce() an on_delivery callback (what it costs in memory)",
     )
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--report-every", type=float, default=10.0, help="seconds per line")
