@@ -163,11 +163,17 @@ class Peaks:
     journal_size: int = 0
     journal_used: int = 0
     samples: int = 0
+    rss_when: str = ""  # the phase and second of the VmRSS peak
+    outage_rss: int = 0  # the VmRSS peak while the broker was down
 
-    def take(self, journal: Path) -> dict[str, int]:
+    def take(self, journal: Path, phase: str, elapsed: float) -> dict[str, int]:
         mem = memory_kib()
         size, used = journal_bytes(journal)
-        self.rss = max(self.rss, mem.get("VmRSS", 0) * 1024)
+        rss = mem.get("VmRSS", 0) * 1024
+        if rss > self.rss:
+            self.rss, self.rss_when = rss, f"{phase}, t={elapsed:.0f} s"
+        if phase == "outage":
+            self.outage_rss = max(self.outage_rss, rss)
         self.anon = max(self.anon, mem.get("RssAnon", 0) * 1024)
         self.file = max(self.file, mem.get("RssFile", 0) * 1024)
         self.journal_size = max(self.journal_size, size)
@@ -356,8 +362,8 @@ def sampling(journal: Path, peaks: Peaks, pacer: Pacer, every: float) -> Iterato
     def sample() -> None:
         next_line = 0.0
         while not stop.wait(1.0):
-            now = peaks.take(journal)
             elapsed = time.monotonic() - started
+            now = peaks.take(journal, pacer.phase, elapsed)
             if elapsed >= next_line:
                 next_line += every
                 print(
@@ -463,7 +469,8 @@ def summary(
     taken = pacer.attempted - len(pacer.refused)
     print("\nsummary")
     print(
-        f"  memory: max VmRSS {mib(peaks.rss)} (anon {mib(peaks.anon)}, file {mib(peaks.file)});"
+        f"  memory: max VmRSS {mib(peaks.rss)} ({peaks.rss_when}; while down"
+        f" {mib(peaks.outage_rss)}) (anon {mib(peaks.anon)}, file {mib(peaks.file)});"
         f" before producing {mib(baseline)} (anon {mib(baseline_anon)})"
     )
     print(
