@@ -3,6 +3,8 @@
 ``inspect`` prints what a producer's journal directory holds (``pykaf.journal``), without
 locking or changing it: a table for people on stdout, or one JSON object with ``--json``.
 Exit status 0; 2 when the path is not a journal, a file is damaged or unreadable.
+``replay`` sends what it holds pending (``_journal_replay``): exit status 0 when all of it
+was delivered, 1 when some failed or stays in the journal, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -12,19 +14,18 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
+from pykaf.cli._journal_replay import PROG as REPLAY_PROG
+from pykaf.cli._journal_replay import BadJournalInput, format_report, replay_journal, report_dict
 from pykaf.errors import JournalCorruptError
 from pykaf.journal import JournalSummary, NotAJournalError, inspect_journal
 
-__all__ = ["REPLAY_UNAVAILABLE", "format_summary", "run_journal"]
+__all__ = ["format_summary", "run_journal"]
 
-REPLAY_UNAVAILABLE = (
-    "pykaf journal replay: not available yet: the producer's journal custody (issue 12) is"
-    " not built"
-)
+_DEFAULT_TIMEOUT = 60.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,21 +50,45 @@ def _parser() -> argparse.ArgumentParser:
         "replay",
         help="send the journal's pending records to a cluster, then reclaim them",
         description=(
-            "Send every pending record of the journal to the cluster at --bootstrap, in"
-            " order per partition, and reclaim what was acknowledged. Not available yet:"
-            " it needs the producer's journal custody (issue 12); exits with status 2."
+            "Open a producer (custody 'journal') on DIR: it sends every record an earlier"
+            " producer journaled and did not get acknowledged, in order per partition, to"
+            " the cluster at --bootstrap. Waits up to --timeout for their reports, then"
+            " prints what was recovered, delivered, failed and is left in the journal per"
+            " partition. Ctrl-C stops it; what was not sent stays in the journal. Exit"
+            " status 0 when everything was delivered (or nothing was pending), 1 when"
+            " records failed or are left, 2 when DIR is not a journal, is damaged or is"
+            " locked by a live producer."
         ),
     )
     replay.add_argument("directory", metavar="DIR", help="the producer's journal_dir")
-    replay.add_argument("--bootstrap", required=True, metavar="B", help="host:port[,host:port]")
+    replay.add_argument(
+        "-b", "--bootstrap", required=True, metavar="B", help="host:port[,host:port]"
+    )
+    replay.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=_DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds to wait for every report (default {_DEFAULT_TIMEOUT:g})",
+    )
+    replay.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
 
 
 def run_journal(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     if args.action == "replay":
-        print(REPLAY_UNAVAILABLE, file=sys.stderr)
-        return 2
+        return _replay(args)
     try:
         summary = inspect_journal(args.directory)
     except (NotAJournalError, JournalCorruptError) as exc:
@@ -72,18 +97,47 @@ def run_journal(argv: Sequence[str]) -> int:
     except OSError as exc:
         print(f"pykaf journal inspect: cannot read the journal: {exc}", file=sys.stderr)
         return 2
+    if args.json:
+        _print(lambda out: _dump_json(dataclasses.asdict(summary), out))
+    else:
+        _print(lambda out: format_summary(summary, out))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    progress = sys.stderr if sys.stderr.isatty() and not args.json else None
     try:
-        if args.json:
-            json.dump(dataclasses.asdict(summary), sys.stdout, indent=2)
-            print(flush=True)
-        else:
-            format_summary(summary, sys.stdout)
-            sys.stdout.flush()
+        report = replay_journal(
+            args.directory, args.bootstrap, timeout=args.timeout, progress_to=progress
+        )
+    except BadJournalInput as exc:
+        print(f"{REPLAY_PROG}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before the replay's own Ctrl-C handling began
+        print(
+            f"{REPLAY_PROG}: interrupted before the replay began; nothing was sent", file=sys.stderr
+        )
+        return 1
+    if args.json:
+        _print(lambda out: _dump_json(report_dict(report), out))
+    else:
+        _print(lambda out: format_report(report, args.timeout, out))
+    return report.exit_status
+
+
+def _dump_json(value: object, out: TextIO) -> None:
+    json.dump(value, out, indent=2)
+    out.write("\n")
+
+
+def _print(write: Callable[[TextIO], object]) -> None:
+    try:
+        write(sys.stdout)
+        sys.stdout.flush()
     except BrokenPipeError:
         # A reader that stopped early (``| head``): not an error of ours. Point stdout at
         # /dev/null so the interpreter's own flush at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
 
 
 def _when(timestamp_ms: int) -> str:
