@@ -43,6 +43,7 @@ from pykaf._producer._replay_identity import ReplayPlan, ReplayStats, ReplayTall
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull
 from pykaf._producer.journal import JournalRecord, JournalStore
+from pykaf._producer.journal._tail import ReadPosition
 
 __all__ = ["Custody", "build_accumulator", "open_custody"]
 
@@ -100,6 +101,7 @@ class Custody:
         self._ensure_topic: Callable[[str], None] | None = None
         self._report: Callable[[_OneRecord, DeliveryError], None] | None = None
         self._feeder_lock = threading.Lock()
+        self._read_position = ReadPosition()  # the feed's, across its passes
         self._feeder_running = False
         self._feed_wanted = False
         if self.recovery.pending_records:
@@ -211,6 +213,7 @@ class Custody:
     def _feed(self) -> None:
         accumulator = self._accumulator
         assert accumulator is not None
+        position = self._read_position  # where the last pass stopped
         try:
             while True:
                 span = accumulator.feed_span()
@@ -224,7 +227,7 @@ class Custody:
                     continue
                 first, end = span
                 self.downtime.replay_started(accumulator.unfed)
-                for rec in self.store.read_pending(first, end):
+                for rec in self.store.read_pending(first, end, position):
                     if not self._put_back(accumulator, rec):
                         return  # closed: the rest stays in the journal (close() says so)
                     self.downtime.fed()

@@ -72,7 +72,7 @@ from pykaf._producer.journal._recovery import (
     recover_segments,
     segment_name,
 )
-from pykaf._producer.journal._tail import SegmentSpan, read_pending_span
+from pykaf._producer.journal._tail import ReadPosition, SegmentSpan, read_pending_span
 
 __all__ = ["JournalStore"]
 
@@ -496,7 +496,9 @@ class JournalStore:
             where = Path(exc.filename) if exc.filename else self.directory
             raise self._health.error(exc, "read", where, usable=True) from exc
 
-    def read_pending(self, first: int, end: int) -> Iterator[JournalRecord]:
+    def read_pending(
+        self, first: int, end: int, position: ReadPosition | None = None
+    ) -> Iterator[JournalRecord]:
         """The pending records with a serial in ``[first, end)``, in serial order, read
         a chunk at a time (``_tail``): the producer's feed, while appends go on. Safe
         beside ``reclaim`` (a deleted segment held nothing pending)."""
@@ -512,7 +514,7 @@ class JournalStore:
                 for i, segment in enumerate(segments)
             ]
         try:
-            yield from read_pending_span(spans, first, end, self._is_pending)
+            yield from read_pending_span(spans, first, end, self._is_pending, position)
         except OSError as exc:
             where = Path(exc.filename) if exc.filename else self.directory
             raise self._health.error(exc, "read", where, usable=True) from exc

@@ -8,7 +8,9 @@ outage, so this reader reads each segment in chunks of ``_CHUNK`` bytes (one ent
 than that is read whole: its length was checked against the segment's valid size first).
 
 It only reads up to each segment's valid size as the store knew it (a snapshot taken
-under its lock): what the writer appends after that is for the next pass. A segment
+under its lock): what the writer appends after that is for the next pass, which starts
+where this one stopped (``ReadPosition``): a live spill is read once, not rescanned from
+the start of its segment at every pass (which made a long segment quadratic). A segment
 deleted meanwhile (reclaim: every record in it was done) is skipped. Entries are
 CRC-checked again: damage reads as ``JournalCorruptError`` naming the file and byte.
 """
@@ -33,7 +35,7 @@ from pykaf._producer.journal._format import (
     peek_record,
 )
 
-__all__ = ["SegmentSpan", "read_pending_span"]
+__all__ = ["ReadPosition", "SegmentSpan", "read_pending_span"]
 
 _CHUNK: Final = 1 << 20
 _PREFIX: Final = struct.Struct("<II")
@@ -42,25 +44,44 @@ _PREFIX: Final = struct.Struct("<II")
 SegmentSpan = tuple[Path, int, int, int | None]
 
 
+class ReadPosition:
+    """Where a reader stopped: the segment (its name) and the byte after the last entry
+    it looked at. Every RECORD before it has a serial below the ``end`` of that read, so
+    a later read with ``first`` at least that ``end`` may start there."""
+
+    __slots__ = ("offset", "segment")
+
+    def __init__(self) -> None:
+        self.segment = -1  # none yet: from the start
+        self.offset = 0
+
+
 def read_pending_span(
     segments: list[SegmentSpan],
     first: int,
     end: int,
     is_pending: Callable[[int, str, int], bool],
+    position: ReadPosition | None = None,
 ) -> Iterator[JournalRecord]:
     """The pending records with a serial in ``[first, end)``, in serial order, from
-    ``segments`` (oldest first), holding about ``_CHUNK`` bytes at a time."""
+    ``segments`` (oldest first), holding about ``_CHUNK`` bytes at a time; from
+    ``position`` on when given (and kept up to date)."""
+    where = position or ReadPosition()
     for path, name, size, next_name in segments:
         if next_name is not None and next_name <= first:
             continue  # every serial in it is below ``first``
+        if name < where.segment:
+            continue  # read already
         if name >= end:
             return
+        start = where.offset if name == where.segment else 0
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             continue  # reclaimed: all of it was done
         try:
-            yield from _read_segment(fd, str(path), size, first, end, is_pending)
+            where.segment, where.offset = name, start
+            yield from _read_segment(fd, str(path), size, first, end, is_pending, where)
         finally:
             os.close(fd)
 
@@ -72,8 +93,9 @@ def _read_segment(
     first: int,
     end: int,
     is_pending: Callable[[int, str, int], bool],
+    where: ReadPosition,
 ) -> Iterator[JournalRecord]:
-    offset = 0  # of ``data`` in the file
+    offset = where.offset  # of ``data`` in the file
     data = b""
     at = 0  # in ``data``
     while offset + at < size:
@@ -88,12 +110,15 @@ def _read_segment(
         if crc32c(memoryview(data)[at + PREFIX_BYTES : at + need]) != crc:
             raise JournalCorruptError(path, offset + at, "a CRC mismatch")
         frame = Frame(at, data[at + PREFIX_BYTES], at + need)
-        at += need
         if frame.kind != RECORD:
+            at += need
+            where.offset = offset + at
             continue
         serial, topic, partition = peek_record(data, frame, path=path)
         if serial >= end:
-            return
+            return  # for a later read: ``where`` stays before it
+        at += need
+        where.offset = offset + at
         if serial < first or not is_pending(serial, topic, partition):
             continue
         record = decode_frame(data, frame, path=path)
