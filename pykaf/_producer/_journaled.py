@@ -121,6 +121,8 @@ class JournalAccumulator(Accumulator):
         # Spill (see the module doc): the next serial the feeder hands to memory, or -1
         # when nothing waits in the journal only. Recovered records wait from the start.
         self._spill_next = 0 if recovered else -1
+        if recovered:
+            store.defer_index(store.next_serial)
         self.unfed = recovered  # records in the journal only, not handed to memory yet
         self.spilled = 0  # records of this producer that went to the journal only
         self._spill_reports: dict[int, Report] = {}  # serial -> report, until fed
@@ -252,8 +254,11 @@ class JournalAccumulator(Accumulator):
                     wake = self._put(t, part.index, record, size, report)
                 except _NoRoom:
                     # Memory is full: this record, and every one after it, waits in
-                    # the journal for the feeder (order per partition holds).
+                    # the journal for the feeder (order per partition holds). The ones
+                    # after it enter the journal's index only when fed: memory stays
+                    # bounded however long they wait.
                     self._spill_next = serial
+                    self.store.defer_index(serial + 1)
                     self._keep(serial, report)
                     spill_began = True
                     break
@@ -354,6 +359,7 @@ class JournalAccumulator(Accumulator):
                 return None
             if first >= self._next_record:
                 self._spill_next = -1
+                self.store.resume_index()  # every deferred record is fed or done
                 self._sticky_fill.clear()
                 self._fed_change.notify_all()
                 return None
@@ -419,6 +425,7 @@ class JournalAccumulator(Accumulator):
                     self._space.wait(1.0)  # the loop frees memory as batches complete
                     continue
                 self._mark(t.parts[rec.partition], rec.serial)
+                self.store.index_fed(rec.serial, rec.topic, rec.partition)
                 self._fed(rec.serial)
                 break
         if wake:

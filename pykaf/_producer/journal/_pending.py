@@ -75,6 +75,21 @@ class PendingIndex:
         self._segment_pending[self._segment_names[-1]] += 1
         self.pending += 1
 
+    def add_at(self, serial: int, topic: str, partition: int) -> None:
+        """A record journaled earlier (in whichever segment holds its serial), indexed
+        only now: the producer's records that waited in the journal only are indexed as
+        they are fed to memory (see ``JournalStore.defer_index``). Per partition they
+        still come in serial order."""
+        key = (topic, partition)
+        part = self._partitions.get(key)
+        if part is None:
+            part = self._partitions[key] = _Partition()
+        part.serials.append(serial)
+        part.done.append(0)
+        names = self._segment_names
+        self._segment_pending[names[bisect_right(names, serial) - 1]] += 1
+        self.pending += 1
+
     def done(self, topic: str, partition: int, first: int, last: int) -> int:
         """Mark the partition's records in [first, last] done; returns how many were
         pending (records never journaled, or done already, are ignored)."""

@@ -111,6 +111,8 @@ class JournalStore:
         self._segments: list[Segment] = []
         self._file: MappedSegment | None = None  # the newest segment, once written to
         self._index = PendingIndex()
+        # Records from this serial on are not in the index yet (``defer_index``).
+        self._unindexed_from: int | None = None
         self._identities: dict[tuple[str, int], Identity] = {}
         self._next_serial = 0
         self._used = 0
@@ -249,7 +251,8 @@ class JournalStore:
                         segment.size = end
                         self._used += end - start
                         self._next_serial = serial + 1
-                        self._index.add(serial, topic, partition)
+                        if self._unindexed_from is None:
+                            self._index.add(serial, topic, partition)
                         if end > target.drop_at:
                             target.drop_behind(end)
                         if self._health.troubled:
@@ -293,7 +296,8 @@ class JournalStore:
             index = self._index
             for entry in entries:
                 if isinstance(entry, JournalRecord):
-                    index.add(entry.serial, entry.topic, entry.partition)
+                    if self._unindexed_from is None:
+                        index.add(entry.serial, entry.topic, entry.partition)
                 elif isinstance(entry, Done):
                     index.done(*entry)
                 else:
@@ -464,10 +468,40 @@ class JournalStore:
         with self._mutex:
             return self._reclaim()
 
+    # -- records indexed later (the producer's spill) ---------------------------------------
+
+    def defer_index(self, serial: int) -> None:
+        """Records from ``serial`` on are appended without entering the pending index
+        (9 bytes each in memory): a producer whose records wait in the journal only (an
+        outage of hours) keeps its memory bounded. They are pending all the same:
+        ``read_pending`` returns them, reclaim keeps every segment that may hold one,
+        and a reopen indexes them from the files. ``index_fed`` adds each as it leaves
+        the journal-only state; ``resume_index`` ends the deferral once all have."""
+        with self._mutex:
+            if self._unindexed_from is None:
+                self._unindexed_from = serial
+
+    def index_fed(self, serial: int, topic: str, partition: int) -> None:
+        """Record ``serial`` (appended while indexing was deferred) enters the index."""
+        with self._mutex:
+            floor = self._unindexed_from
+            if floor is not None and serial >= floor:
+                self._index.add_at(serial, topic, partition)
+
+    def resume_index(self) -> None:
+        """Every deferred record is indexed (or done): appends index again."""
+        with self._mutex:
+            self._unindexed_from = None
+
     def _reclaim(self) -> int:
         self._sync_locked()
         removed = 0
-        while len(self._segments) > 1 and self._index.pending_in(self._segments[0].name) == 0:
+        floor = self._unindexed_from
+        while (
+            len(self._segments) > 1
+            and self._index.pending_in(self._segments[0].name) == 0
+            and (floor is None or self._segments[1].name <= floor)  # none deferred in it
+        ):
             segment = self._segments[0]
             try:
                 segment.path.unlink(missing_ok=True)
@@ -521,6 +555,9 @@ class JournalStore:
 
     def _is_pending(self, serial: int, topic: str, partition: int) -> bool:
         with self._mutex:
+            floor = self._unindexed_from
+            if floor is not None and serial >= floor:
+                return True  # deferred: pending until fed (each is read once)
             return self._index.is_pending(serial, topic, partition)
 
     # -- close ---------------------------------------------------------------------------
