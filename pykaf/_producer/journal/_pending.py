@@ -66,28 +66,24 @@ class PendingIndex:
 
     def add(self, serial: int, topic: str, partition: int) -> None:
         """A record journaled in the newest segment (serials increase, checked by the store)."""
-        key = (topic, partition)
-        part = self._partitions.get(key)
-        if part is None:
-            part = self._partitions[key] = _Partition()
-        part.serials.append(serial)
-        part.done.append(0)
-        self._segment_pending[self._segment_names[-1]] += 1
-        self.pending += 1
+        self._insert(serial, topic, partition, self._segment_names[-1])
 
     def add_at(self, serial: int, topic: str, partition: int) -> None:
         """A record journaled earlier (in whichever segment holds its serial), indexed
         only now: the producer's records that waited in the journal only are indexed as
         they are fed to memory (see ``JournalStore.defer_index``). Per partition they
         still come in serial order."""
+        names = self._segment_names
+        self._insert(serial, topic, partition, names[bisect_right(names, serial) - 1])
+
+    def _insert(self, serial: int, topic: str, partition: int, segment: int) -> None:
         key = (topic, partition)
         part = self._partitions.get(key)
         if part is None:
             part = self._partitions[key] = _Partition()
         part.serials.append(serial)
         part.done.append(0)
-        names = self._segment_names
-        self._segment_pending[names[bisect_right(names, serial) - 1]] += 1
+        self._segment_pending[segment] += 1
         self.pending += 1
 
     def done(self, topic: str, partition: int, first: int, last: int) -> int:
