@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -129,7 +130,7 @@ class OAuthBearerClient(_OneMessageClient):
     [key=value\\x01...]\\x01``. A broker that refuses the token answers with an error
     document instead of nothing: we send the ``\\x01`` RFC 7628 asks for, and the broker
     then fails the exchange (SASL_AUTHENTICATION_FAILED); ``server_error`` keeps the
-    document's text (printable ASCII, cut short)."""
+    document's ``status`` (e.g. ``invalid_token``)."""
 
     mechanism = "OAUTHBEARER"
 
@@ -156,13 +157,30 @@ class OAuthBearerClient(_OneMessageClient):
         super().__init__(f"n,,{_KVSEP}{_KVSEP.join(fields)}{_KVSEP}{_KVSEP}".encode(), None)
         self.server_error: str | None = None
 
+    def step(self, server_bytes: bytes) -> bytes | None:
+        if self.server_error is not None and self._state == "sent":
+            self._state = "failed"  # whatever follows an error document, it is no success
+            raise SaslAuthenticationError(
+                f"the broker refused the OAUTHBEARER token ({self.server_error}): expired,"
+                " or not from an issuer it trusts; fetch a fresh token"
+            )
+        return super().step(server_bytes)
+
     def _refused(self, server_bytes: bytes) -> bytes | None:
-        if self.server_error is not None:
-            self._state = "failed"
-            raise SaslProtocolError("the broker sent a second OAUTHBEARER error document")
-        text = server_bytes[:300].decode("ascii", "replace")
-        self.server_error = "".join(ch for ch in text if " " <= ch <= "~")
+        self.server_error = _error_status(server_bytes)
         return _KVSEP.encode()
+
+
+def _error_status(document: bytes) -> str:
+    """The ``status`` of an RFC 7628 error document, and only that: a server may echo
+    anything (our token too) in the rest."""
+    try:
+        status = json.loads(document).get("status")
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, too deep
+        return "status unreadable"
+    if not isinstance(status, str):
+        return "status unreadable"
+    return "".join(ch for ch in status[:100] if " " <= ch <= "~")
 
 
 def sasl_client(
@@ -311,10 +329,10 @@ def _parse_bearer(message: bytes) -> tuple[str, dict[str, str]]:
     token = ""
     extensions: dict[str, str] = {}
     for field in rest[:-2].split(_KVSEP):
-        key, equals, value = field.partition("=")
+        key, _, value = field.partition("=")
         if key == "auth" and value.startswith("Bearer ") and not token:
             token = value[len("Bearer ") :]
-        elif equals and _EXTENSION_KEY.fullmatch(key) and _EXTENSION_VALUE.fullmatch(value):
+        elif key != "auth" and _EXTENSION_KEY.fullmatch(key) and _EXTENSION_VALUE.fullmatch(value):
             extensions[key] = value
         else:
             raise malformed
