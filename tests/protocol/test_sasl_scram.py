@@ -309,3 +309,25 @@ def test_credentials_are_plain_frozen_values() -> None:
     assert isinstance(stored, ScramCredentials)
     with pytest.raises(AttributeError):
         stored.iterations = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_kafka_pythons_independent_scram_client_authenticates_against_our_server(
+    mechanism: str,
+) -> None:
+    peer = pytest.importorskip("kafka.net.sasl.scram")
+    client = peer.ScramClient("alice", "s3cret", mechanism)
+    server = sasl_server(
+        mechanism, credentials={"alice": scram_credentials(mechanism, "s3cret")}.get
+    )
+    client.process_server_first_message(server.step(client.first_message()))
+    client.process_server_final_message(server.step(client.final_message()))  # checks v=
+    assert server.done
+    assert server.username == "alice"
+    wrong = peer.ScramClient("alice", "wrong", mechanism)
+    refusing = sasl_server(
+        mechanism, credentials={"alice": scram_credentials(mechanism, "s3cret")}.get
+    )
+    wrong.process_server_first_message(refusing.step(wrong.first_message()))
+    with pytest.raises(SaslAuthenticationError):
+        refusing.step(wrong.final_message())
