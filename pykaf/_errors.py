@@ -524,3 +524,39 @@ class NotAJournalError(JournalError):
             f"{self.path} is not a journal directory: {reason} (a journal directory is the"
             " producer's journal_dir: it holds LOCK and <20 digits>.journal segment files)"
         )
+
+
+# SASL (issue 13). Messages name what to fix and never carry a password, a token, a salted
+# password or a proof: they end up in logs and tracebacks.
+__all__ += [
+    "SaslAuthenticationError",
+    "SaslConfigurationError",
+    "SaslError",
+    "SaslProtocolError",
+    "SaslServerSignatureError",
+]
+
+
+class SaslError(PykafError):
+    """A SASL exchange failed (the base of the four SASL errors)."""
+
+
+class SaslConfigurationError(SaslError, ValueError):
+    """The SASL settings cannot be used as given: an unknown mechanism, a missing username,
+    password or token, or a password that SASLprep (RFC 4013) prohibits."""
+
+
+class SaslAuthenticationError(SaslError):
+    """The credentials were refused: a wrong password or token, or an unknown user (the
+    broker's side does not say which, as Kafka does not)."""
+
+
+class SaslServerSignatureError(SaslAuthenticationError):
+    """The SCRAM server could not prove it knows the password: its ServerSignature is wrong.
+    The peer is not the broker that holds these credentials (or it stores others); do not
+    trust the connection."""
+
+
+class SaslProtocolError(SaslError, RemoteProtocolError):
+    """The peer's SASL message is malformed or breaks the mechanism's rules (a SCRAM nonce
+    that does not extend ours, an iteration count outside the accepted range, ...)."""

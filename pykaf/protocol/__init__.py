@@ -6,6 +6,8 @@
 - Framing: ``ClientConnection`` / ``ServerConnection`` turn bytes into matched events.
 - Record batches (magic 2): ``encode_batch`` / ``decode_batches``, our own and fast.
 - Compression: gzip, snappy (xerial and raw), lz4 (frame), zstd, with a size cap.
+- SASL: PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER, client and broker sides
+  (``sasl_client``, ``sasl_server``, ``scram_credentials``).
 """
 
 from pykaf.protocol._apis import KIP_896_FLOORS, ApiSpec, all_apis, api_spec
@@ -59,6 +61,13 @@ from pykaf.protocol._records import (
     parse_control_record,
     using_c_accelerator,
 )
+from pykaf.protocol._sasl import SASL_MECHANISMS, SaslClient, SaslServer, sasl_client, sasl_server
+from pykaf.protocol._sasl_scram import (
+    MAX_SCRAM_ITERATIONS,
+    MIN_SCRAM_ITERATIONS,
+    ScramCredentials,
+    scram_credentials,
+)
 
 __all__ = [
     "BATCH_OVERHEAD",
@@ -66,6 +75,8 @@ __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "KAFKA_SASL_MAX_RECEIVE_SIZE",
     "KIP_896_FLOORS",
+    "MAX_SCRAM_ITERATIONS",
+    "MIN_SCRAM_ITERATIONS",
     "NEED_DATA",
     "ApiSpec",
     "BatchHeader",
@@ -77,6 +88,10 @@ __all__ = [
     "NegotiatedVersions",
     "Record",
     "RecordBatch",
+    "SASL_MECHANISMS",
+    "SaslClient",
+    "SaslServer",
+    "ScramCredentials",
     "Request",
     "Response",
     "ServerConnection",
@@ -103,6 +118,9 @@ __all__ = [
     "pick_version",
     "request_class",
     "response_class",
+    "sasl_client",
+    "sasl_server",
+    "scram_credentials",
     "using_c_accelerator",
     "validate_level",
 ]
