@@ -1,8 +1,9 @@
 """SIGKILL of a real producer process with custody "journal_sync" (issue 12), then a new
 producer on the same journal: every record whose produce() had returned reaches Kafka
 (lost = 0), in order per partition, none twice (records the broker had written but not
-acknowledged before the kill go again as the same idempotent batches, which it drops). Also: the lock
-refuses a second producer in another process, and is free again once that one is killed."""
+acknowledged before the kill go again as the same idempotent batches, which it drops).
+Also: the lock refuses a second producer in another process, and is free again once that
+one is killed."""
 
 from __future__ import annotations
 
