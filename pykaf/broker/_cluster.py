@@ -30,6 +30,7 @@ from pykaf.broker._server import (
     check_read_limits,
 )
 from pykaf.broker._state import ClusterState, TopicState
+from pykaf.broker._tls import server_tls_context
 from pykaf.protocol._framing import DEFAULT_MAX_FRAME_SIZE
 
 __all__ = ["BlockingCluster", "BlockingFaults", "BlockingHeldResponses", "BrokerAddress", "Cluster"]
@@ -62,6 +63,10 @@ class Cluster:
     read until space frees), ``connections_max_idle`` closes a connection silent that many
     seconds, and ``request_receive_timeout`` closes one whose started request frame has not
     completed in that many seconds.
+
+    ``security_protocol="SSL"`` serves TLS with ``ssl_certfile`` and ``ssl_keyfile`` (PEM;
+    ``pykaf certs DIR`` makes a throwaway set); with ``ssl_cafile`` every client must show
+    a certificate signed by that CA (mutual TLS). Advertised addresses stay the same.
     """
 
     def __init__(
@@ -80,6 +85,10 @@ class Cluster:
         queued_max_request_bytes: int = DEFAULT_QUEUED_MAX_REQUEST_BYTES,
         connections_max_idle: float = DEFAULT_CONNECTIONS_MAX_IDLE,
         request_receive_timeout: float = DEFAULT_REQUEST_RECEIVE_TIMEOUT,
+        security_protocol: str = "PLAINTEXT",
+        ssl_certfile: str | Path | None = None,
+        ssl_keyfile: str | Path | None = None,
+        ssl_cafile: str | Path | None = None,
     ) -> None:
         if brokers < 1:
             raise ValueError("a cluster needs at least one broker")
@@ -94,7 +103,12 @@ class Cluster:
             "queued_max_request_bytes": queued_max_request_bytes,
             "connections_max_idle": connections_max_idle,
             "request_receive_timeout": request_receive_timeout,
+            # Built once (the files are read now: a bad one is refused here).
+            "tls": server_tls_context(
+                security_protocol, certfile=ssl_certfile, keyfile=ssl_keyfile, cafile=ssl_cafile
+            ),
         }
+        self.security_protocol = security_protocol.upper()
         self._state_args: dict[str, Any] = {
             "auto_create_topics": auto_create_topics,
             "default_partitions": default_partitions,

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
@@ -113,6 +114,7 @@ class BrokerServer:
         queued_max_request_bytes: int = DEFAULT_QUEUED_MAX_REQUEST_BYTES,
         connections_max_idle: float = DEFAULT_CONNECTIONS_MAX_IDLE,
         request_receive_timeout: float = DEFAULT_REQUEST_RECEIVE_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         check_read_limits(queued_max_request_bytes, connections_max_idle, request_receive_timeout)
         self._node = node
@@ -123,6 +125,8 @@ class BrokerServer:
         self.request_receive_timeout = float(request_receive_timeout)
         self.read_budget = ReadBudget(queued_max_request_bytes, owner=f"broker {node.node_id}")
         self.interceptor: Interceptor | None = None
+        #: The listener speaks TLS with this context (None: PLAINTEXT).
+        self.tls = tls
         self._server: asyncio.Server | None = None
         self._connections: dict[int, tuple[asyncio.Task[None], asyncio.StreamWriter]] = {}
         self._ids = itertools.count(1)
@@ -145,7 +149,14 @@ class BrokerServer:
             return
         want = self._node.port if port is None else port
         self._server = await asyncio.start_server(
-            self._serve, self._node.host, want, limit=_STREAM_LIMIT, reuse_address=True
+            self._serve,
+            self._node.host,
+            want,
+            limit=_STREAM_LIMIT,
+            reuse_address=True,
+            ssl=self.tls,
+            # A handshake that stalls holds no more than a request that stalls.
+            ssl_handshake_timeout=self.request_receive_timeout if self.tls else None,
         )
         self._node.port = self._server.sockets[0].getsockname()[1]
 

@@ -83,6 +83,19 @@ def _parser() -> argparse.ArgumentParser:
         " many seconds (default %(default)s)",
     )
     parser.add_argument(
+        "--security-protocol",
+        default="PLAINTEXT",
+        choices=["PLAINTEXT", "SSL"],
+        type=str.upper,
+        help="PLAINTEXT (default) or SSL (TLS with --ssl-certfile and --ssl-keyfile)",
+    )
+    parser.add_argument("--ssl-certfile", help="the brokers' certificate (PEM)")
+    parser.add_argument("--ssl-keyfile", help="its private key (PEM, unencrypted)")
+    parser.add_argument(
+        "--ssl-cafile",
+        help="require client certificates signed by this CA (PEM): mutual TLS",
+    )
+    parser.add_argument(
         "--log-level", default="WARNING", help="logging level (DEBUG, INFO, WARNING, ...)"
     )
     return parser
@@ -100,6 +113,10 @@ async def _run(args: argparse.Namespace) -> None:
         queued_max_request_bytes=args.queued_max_request_bytes,
         connections_max_idle=args.connections_max_idle,
         request_receive_timeout=args.request_receive_timeout,
+        security_protocol=args.security_protocol,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        ssl_cafile=args.ssl_cafile,
     )
     await cluster.start()
     control: ControlServer | None = None
