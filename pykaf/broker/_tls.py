@@ -1,28 +1,24 @@
 """The embedded broker's TLS: one server context per cluster, built from PEM files.
 
-Kafka's listener names: PLAINTEXT or SSL. With ``ssl_cafile`` the listener requires a
-client certificate signed by that CA (Kafka's ``ssl.client.auth=required``).
+Kafka's listener names: PLAINTEXT or SSL. A broker may have one of each (a plaintext
+listener beside a TLS one); the TLS one uses the files given. With ``ssl_cafile`` it
+requires a client certificate signed by that CA (Kafka's ``ssl.client.auth=required``).
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-__all__ = ["BROKER_SECURITY_PROTOCOLS", "server_tls_context"]
+__all__ = ["BROKER_SECURITY_PROTOCOLS", "listener_contexts", "security_protocol_name"]
 
 BROKER_SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL")
 
 
-def server_tls_context(
-    security_protocol: str,
-    *,
-    certfile: str | Path | None = None,
-    keyfile: str | Path | None = None,
-    cafile: str | Path | None = None,
-) -> ssl.SSLContext | None:
-    """The listener's TLS context (None for PLAINTEXT); ValueError says what to fix."""
+def security_protocol_name(security_protocol: str) -> str:
+    """The protocol's canonical name; ValueError says what to use instead."""
     protocol = str(security_protocol).upper()
     if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
         raise ValueError(
@@ -34,14 +30,31 @@ def server_tls_context(
             f"security_protocol must be one of {', '.join(BROKER_SECURITY_PROTOCOLS)},"
             f" not {security_protocol!r}"
         )
+    return protocol
+
+
+def listener_contexts(
+    protocols: Sequence[str],
+    *,
+    certfile: str | Path | None = None,
+    keyfile: str | Path | None = None,
+    cafile: str | Path | None = None,
+) -> list[ssl.SSLContext | None]:
+    """The TLS context of each listener (None: PLAINTEXT), one shared context built once;
+    ValueError says what to fix."""
+    names = [security_protocol_name(p) for p in protocols]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"listeners {', '.join(names)}: one listener per security protocol at most"
+        )
     files = {"ssl_certfile": certfile, "ssl_keyfile": keyfile, "ssl_cafile": cafile}
     given = [name for name, path in files.items() if path is not None]
-    if protocol == "PLAINTEXT":
+    if "SSL" not in names:
         if given:
             raise ValueError(
                 f"{', '.join(given)} given with security_protocol 'PLAINTEXT': use 'SSL'"
             )
-        return None
+        return [None] * len(names)
     if certfile is None:
         raise ValueError(
             "security_protocol 'SSL' needs ssl_certfile (the broker's certificate, PEM) and"
@@ -65,4 +78,4 @@ def server_tls_context(
         except ssl.SSLError as exc:
             raise ValueError(f"ssl_cafile holds no usable CA certificate ({exc})") from None
         context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    return [context if name == "SSL" else None for name in names]
