@@ -101,15 +101,14 @@ async def test_untrusted_certificate_is_refused_at_once(tls: Cluster, tls_files:
             tls.bootstrap, ssl_cafile=tls_files.other.ca_cert, request_timeout=30.0
         ) as client,
     ):
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         with pytest.raises(TlsCertificateError, match=r"not trusted.*ssl_cafile") as info:
             await client.metadata()
         assert not isinstance(info.value, TlsHostnameMismatchError)
         assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+        # Not retried until the request timeout (30 s; that would end in NoBrokersError):
+        # a certificate does not fix itself.
         assert not info.value.retriable
-        # Not retried until the request timeout (30 s): a certificate does not fix itself.
-        assert loop.time() - started < 15.0
+        assert not isinstance(info.value, NoBrokersError)
 
 
 async def test_hostname_mismatch_is_refused(tls_files: TlsFiles) -> None:
