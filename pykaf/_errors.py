@@ -560,3 +560,37 @@ class SaslServerSignatureError(SaslAuthenticationError):
 class SaslProtocolError(SaslError, RemoteProtocolError):
     """The peer's SASL message is malformed or breaks the mechanism's rules (a SCRAM nonce
     that does not extend ours, an iteration count outside the accepted range, ...)."""
+
+
+# -- TLS errors (issue 13) ---------------------------------------------------------------
+# Appended as one block. A TLS failure is a configuration mismatch between the client and
+# the listener: it does not fix itself, so it is not retriable (as Kafka's Java client
+# treats SslAuthenticationException); the message says what to change.
+
+__all__ += [
+    "SecurityProtocolMismatchError",
+    "TlsCertificateError",
+    "TlsError",
+    "TlsHostnameMismatchError",
+]
+
+
+class TlsError(BrokerConnectionError):
+    """TLS with a broker failed; ``__cause__`` is the ``ssl`` module's error."""
+
+    retriable: ClassVar[bool] = False
+
+
+class TlsCertificateError(TlsError):
+    """A certificate was refused: the broker's (not signed by a CA the client trusts,
+    expired, or not for this host) or the client's (the broker requires one it trusts)."""
+
+
+class TlsHostnameMismatchError(TlsCertificateError):
+    """The broker's certificate is valid, but not for the host name or address the client
+    connected to (its advertised listener)."""
+
+
+class SecurityProtocolMismatchError(TlsError):
+    """The listener speaks the other protocol: a TLS client at a PLAINTEXT listener, or a
+    plaintext client at a TLS one."""

@@ -5,11 +5,13 @@
 if __package__:
     from .peers.mock_cluster import mock_cluster, mock_cluster_factory, mock_cluster_session
     from .peers.tansu import tansu
+    from .peers.tls import tls_files
 else:
     from peers.mock_cluster import mock_cluster, mock_cluster_factory, mock_cluster_session
     from peers.tansu import tansu
+    from peers.tls import tls_files
 
-__all__ = ["mock_cluster", "mock_cluster_factory", "mock_cluster_session", "tansu"]
+__all__ = ["mock_cluster", "mock_cluster_factory", "mock_cluster_session", "tansu", "tls_files"]
 
 # The embedded broker's fixtures (kafka_cluster, kafka_cluster_sync), as users enable them.
 pytest_plugins = ["pykaf.broker.pytest_plugin"]

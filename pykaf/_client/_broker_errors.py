@@ -11,11 +11,28 @@ import errno
 import socket
 import ssl
 from collections.abc import Iterator
+from typing import Final
 
 from pykaf._client._address import Address
-from pykaf._errors import BrokerConnectionError, PykafError, RemoteProtocolError
+from pykaf._errors import (
+    BrokerConnectionError,
+    PykafError,
+    RemoteProtocolError,
+    SecurityProtocolMismatchError,
+    TlsCertificateError,
+    TlsError,
+    TlsHostnameMismatchError,
+)
 
-__all__ = ["describe_broker", "map_os_error", "name_address", "os_reason", "unreachable_cause"]
+__all__ = [
+    "describe_broker",
+    "looks_like_tls",
+    "map_os_error",
+    "map_tls_error",
+    "name_address",
+    "os_reason",
+    "unreachable_cause",
+]
 
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
@@ -37,13 +54,76 @@ def os_reason(exc: BaseException) -> str:
 
 
 def map_os_error(
-    exc: BaseException, address: Address, node_id: int | None
+    exc: BaseException, address: Address, node_id: int | None, *, tls_handshake: bool = False
 ) -> BrokerConnectionError:
+    """``exc`` (from opening a connection) as a ``BrokerConnectionError`` naming the broker;
+    ``tls_handshake``: it came while a TLS handshake was under way."""
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError):
+        return map_tls_error(exc, address, node_id)
+    reason = os_reason(exc)
+    if tls_handshake and isinstance(exc, ConnectionError | ssl.SSLEOFError | EOFError):
+        # What a Kafka PLAINTEXT listener does with a TLS ClientHello: it reads a frame
+        # size of ~350 MB and hangs up. Retriable all the same: a broker that is starting
+        # or over its connection quota hangs up too.
+        reason = (
+            "the broker closed the connection during the TLS handshake: is this the"
+            " PLAINTEXT listener? use security_protocol='PLAINTEXT' or the SSL port"
+        )
     return BrokerConnectionError(
-        f"{describe_broker(address, node_id)}: {os_reason(exc)}",
-        address=str(address),
-        node_id=node_id,
+        f"{describe_broker(address, node_id)}: {reason}", address=str(address), node_id=node_id
     )
+
+
+# X509_V_ERR_HOSTNAME_MISMATCH, _EMAIL_MISMATCH, _IP_ADDRESS_MISMATCH
+_NAME_MISMATCH_CODES: Final = frozenset({62, 63, 64})
+# OpenSSL's reasons when the peer answered a ClientHello with bytes that are not TLS.
+_NOT_TLS_REASONS: Final = frozenset(
+    {"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"}
+)
+
+
+def map_tls_error(exc: ssl.SSLError, address: Address, node_id: int | None) -> TlsError:
+    """A typed error saying what to fix for an ``ssl`` failure with this broker."""
+    where = describe_broker(address, node_id)
+    kind: type[TlsError] = TlsError
+    reason = str(exc.reason or exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or reason
+        if exc.verify_code in _NAME_MISMATCH_CODES:
+            kind = TlsHostnameMismatchError
+            text = (
+                f"its TLS certificate is not valid for {address.host} ({detail}): connect to"
+                " a name the certificate lists (the broker's advertised listener must be one),"
+                " or set ssl_check_hostname=False"
+            )
+        else:
+            kind = TlsCertificateError
+            text = (
+                f"its TLS certificate is not trusted ({detail}): give the CA that signed it"
+                " as ssl_cafile (or load it into ssl_context)"
+            )
+    elif reason in _NOT_TLS_REASONS:
+        kind = SecurityProtocolMismatchError
+        text = (
+            f"answered TLS with plaintext ({reason}): is this the PLAINTEXT listener?"
+            " use security_protocol='PLAINTEXT' or the SSL port"
+        )
+    elif "ALERT" in reason and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
+        kind = TlsCertificateError
+        text = (
+            f"the broker refused the client's TLS certificate ({reason}): it requires one"
+            " signed by a CA it trusts; give ssl_certfile and ssl_keyfile"
+        )
+    else:
+        text = f"TLS failed ({reason}): check that the listener speaks TLS and the TLS settings"
+    return kind(f"{where}: {text}", address=str(address), node_id=node_id)
+
+
+def looks_like_tls(data: bytes) -> bool:
+    """Do these first bytes from a broker look like a TLS record (alert or handshake,
+    version 3.x)? A TLS listener answers a plaintext request with an alert (Kafka's
+    does): read as a Kafka frame, its length would be ~350 MB."""
+    return len(data) >= 3 and data[0] in (0x15, 0x16) and data[1] == 0x03 and data[2] <= 0x04
 
 
 def name_address(exc: PykafError, where: str) -> PykafError:
@@ -78,7 +158,22 @@ def unreachable_cause(error: BaseException) -> tuple[str, str]:
                 "reset",
                 "the broker's log (restart? crash?) and that TLS/SASL match its listener",
             )
-        if isinstance(exc, ssl.SSLError):
+        if isinstance(exc, SecurityProtocolMismatchError):
+            return (
+                "security protocol mismatch",
+                "that security_protocol (PLAINTEXT or SSL) matches this listener",
+            )
+        if isinstance(exc, TlsHostnameMismatchError):
+            return (
+                "TLS hostname mismatch",
+                "that the broker's certificate lists the host of its advertised listener",
+            )
+        if isinstance(exc, TlsCertificateError):
+            return (
+                "TLS certificate refused",
+                "ssl_cafile (the CA of the broker's certificate) and ssl_certfile/ssl_keyfile",
+            )
+        if isinstance(exc, ssl.SSLError | TlsError):
             return (
                 "TLS failed",
                 "that the listener speaks TLS and ssl_context trusts its certificate",

@@ -27,7 +27,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from pykaf._client._address import Address
-from pykaf._client._broker_errors import describe_broker, map_os_error, name_address, os_reason
+from pykaf._client._broker_errors import (
+    describe_broker,
+    looks_like_tls,
+    map_os_error,
+    map_tls_error,
+    name_address,
+    os_reason,
+)
 from pykaf._client._settings import ClientSettings
 from pykaf._client._targets import Purpose
 from pykaf._client._versions import BrokerApiVersions
@@ -37,6 +44,7 @@ from pykaf._errors import (
     ClientClosedError,
     KafkaTimeoutError,
     PykafError,
+    SecurityProtocolMismatchError,
 )
 from pykaf.protocol._apis import api_spec
 from pykaf.protocol._framing import NEED_DATA, ClientConnection, Response
@@ -161,7 +169,9 @@ class BrokerConnection(asyncio.Protocol):
             conn.abort(error)
             raise error from exc  # the cause says "timeout" to the outage log
         except (OSError, ssl.SSLError) as exc:
-            error = map_os_error(exc, address, node_id)
+            # No transport yet with TLS on: the TCP connect worked, the handshake failed.
+            handshaking = settings.tls is not None and conn._transport is None
+            error = map_os_error(exc, address, node_id, tls_handshake=handshaking)
             conn.abort(error)
             raise error from exc
         except BaseException:
@@ -172,12 +182,13 @@ class BrokerConnection(asyncio.Protocol):
 
     async def _connect(self, api_versions_version: int) -> None:
         address, settings = self.address, self._settings
+        tls = settings.tls
         await self._loop.create_connection(
             lambda: self,
             address.host,
             address.port,
-            ssl=settings.ssl_context,
-            server_hostname=address.host if settings.ssl_context is not None else None,
+            ssl=tls,
+            server_hostname=address.host if tls is not None else None,
         )
         await self._handshake(api_versions_version)
         if settings.authenticate is not None:
@@ -416,6 +427,16 @@ class BrokerConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         wire = self._wire
+        if self.versions is None and self._settings.tls is None and looks_like_tls(data):
+            self.abort(
+                SecurityProtocolMismatchError(
+                    f"{self.describe()} answered plaintext with TLS: is this a TLS port?"
+                    " use security_protocol='SSL' (or the PLAINTEXT listener's port)",
+                    address=str(self.address),
+                    node_id=self.node_id,
+                )
+            )
+            return
         try:
             wire.receive_data(data)
             while True:
@@ -445,12 +466,21 @@ class BrokerConnection(asyncio.Protocol):
             self.abort(lost)
             return False
         tail = f" with {unanswered} request(s) unanswered" if unanswered else ""
+        if self.versions is None:
+            tail = self._unanswered_handshake_hint()
         self._fail(self._closed_error(f"the broker closed the connection{tail}"))
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._error is None and isinstance(exc, ssl.SSLError):
+            # After the handshake, e.g. TLS 1.3's alert that our certificate was refused.
+            tls_error = map_tls_error(exc, self.address, self.node_id)
+            tls_error.__cause__ = exc
+            self._fail(tls_error)
         if self._error is None:
             reason = f"connection lost ({os_reason(exc)})" if exc else "connection closed"
+            if self.versions is None:
+                reason += self._unanswered_handshake_hint()
             error = self._closed_error(reason)
             error.__cause__ = exc  # the outage log reads the cause (reset, ...) from it
             self._fail(error)
@@ -478,6 +508,16 @@ class BrokerConnection(asyncio.Protocol):
                     answer.set_exception(copy.copy(self._error))
 
     # -- failing and closing ------------------------------------------------------------
+
+    def _unanswered_handshake_hint(self) -> str:
+        """What may be wrong when a broker hangs up before answering ApiVersions: a
+        listener that speaks another security protocol does exactly that."""
+        if self._settings.tls is not None:
+            return (
+                " before answering ApiVersions: does it require a client certificate"
+                " (ssl_certfile, ssl_keyfile) or SASL?"
+            )
+        return " before answering ApiVersions: is this a TLS port? use security_protocol='SSL'"
 
     def _closed_error(self, reason: str) -> BrokerConnectionError:
         return BrokerConnectionError(

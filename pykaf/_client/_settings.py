@@ -8,7 +8,8 @@ import math
 import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from pykaf._version import __version__
@@ -70,8 +71,24 @@ class ClientSettings:
     max_response_size: int = DEFAULT_MAX_FRAME_SIZE
     #: Bound on ``close()``: connections still open after it are aborted.
     close_timeout: float = 2.0
-    #: TLS for every connection when set (the seam for the security issue).
+    #: "PLAINTEXT" or "SSL" (Kafka's security.protocol). Left unset: "SSL" when any
+    #: ``ssl_*`` setting is given, else "PLAINTEXT". SASL_PLAINTEXT and SASL_SSL are
+    #: Kafka's names too, refused until pykaf speaks SASL.
+    security_protocol: str | None = None
+    #: A ready TLS context (trust, client certificate, ciphers: all yours). Or build one
+    #: from the files below; not both.
     ssl_context: ssl.SSLContext | None = None
+    #: CA certificates (PEM) to trust for the brokers' certificates; default: the system's.
+    ssl_cafile: str | Path | None = None
+    #: The client certificate (PEM; the chain may follow) for brokers that require one...
+    ssl_certfile: str | Path | None = None
+    #: ...and its private key (PEM; default: inside ``ssl_certfile``)...
+    ssl_keyfile: str | Path | None = None
+    #: ...and the key's password, when it is encrypted. Never shown in repr().
+    ssl_password: str | None = field(default=None, repr=False)
+    #: Check that the broker's certificate is for the host connected to (its advertised
+    #: listener). Turn off only for brokers whose certificates name other hosts.
+    ssl_check_hostname: bool = True
     #: Per-connection hook after ApiVersions (the seam for SASL), see ``Authenticate``.
     authenticate: Authenticate | None = None
     #: Ask brokers to create topics named in Metadata requests (if they allow it). Off for
@@ -80,6 +97,9 @@ class ClientSettings:
     #: ApiVersions v3+ client software name and version (KIP-511).
     client_software_name: str = "pykaf"
     client_software_version: str = __version__
+    #: The TLS context connections use (``ssl_context``, or the one built from the files
+    #: once, here); None for PLAINTEXT.
+    tls: ssl.SSLContext | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if self.client_id is not None and not isinstance(self.client_id, str):
@@ -101,8 +121,9 @@ class ClientSettings:
                 raise ValueError(f"{name} must be an int >= 1, not {value!r}")
         if self.max_response_size > 2**31 - 1:
             raise ValueError("max_response_size must fit a Kafka frame length (2**31 - 1)")
-        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
-            raise ValueError(f"ssl_context must be an ssl.SSLContext, not {self.ssl_context!r}")
+        _check_security(self)
+        object.__setattr__(self, "security_protocol", _security_protocol(self))
+        object.__setattr__(self, "tls", _tls_context(self))
         if self.authenticate is not None and not callable(self.authenticate):
             raise ValueError("authenticate must be an async callable taking the connection")
         for name in ("client_software_name", "client_software_version"):
@@ -116,7 +137,7 @@ class ClientSettings:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ClientSettings:
         """Settings from keyword options; an unknown name is refused with the close ones."""
-        known = [f.name for f in dataclasses.fields(cls)]
+        known = [f.name for f in dataclasses.fields(cls) if f.init]
         for name in options:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
@@ -127,3 +148,93 @@ class ClientSettings:
                 )
                 raise TypeError(f"unknown client setting {name!r}; {hint}")
         return cls(**options)
+
+
+SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SSL_FILES: Final = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+
+
+def _check_security(settings: ClientSettings) -> None:
+    protocol = settings.security_protocol
+    if protocol is not None and (
+        not isinstance(protocol, str) or protocol.upper() not in SECURITY_PROTOCOLS
+    ):
+        raise ValueError(
+            f"security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, not {protocol!r}"
+        )
+    if protocol is not None and protocol.upper().startswith("SASL"):
+        raise ValueError(
+            f"security_protocol={protocol!r}: SASL is not available in pykaf yet; use"
+            " 'SSL' (TLS, with a client certificate for mutual TLS) or 'PLAINTEXT'"
+        )
+    context = settings.ssl_context
+    if context is not None and not isinstance(context, ssl.SSLContext):
+        raise ValueError(f"ssl_context must be an ssl.SSLContext, not {context!r}")
+    for name in _SSL_FILES:
+        value = getattr(settings, name)
+        if value is not None and not isinstance(value, str | Path):
+            raise ValueError(f"{name} must be a path (str or Path), not {value!r}")
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{name}: no such file: {str(value)!r}")
+    if settings.ssl_password is not None and not isinstance(settings.ssl_password, str):
+        raise ValueError("ssl_password must be a str (it is not shown here)")
+    if not isinstance(settings.ssl_check_hostname, bool):
+        raise ValueError(
+            f"ssl_check_hostname must be True or False, not {settings.ssl_check_hostname!r}"
+        )
+    files = [name for name in (*_SSL_FILES, "ssl_password") if getattr(settings, name) is not None]
+    if context is not None and (files or not settings.ssl_check_hostname):
+        given = files or ["ssl_check_hostname=False"]
+        raise ValueError(
+            f"ssl_context and {', '.join(given)} were both given: put the files into the"
+            " context (load_verify_locations, load_cert_chain, check_hostname) or drop"
+            " ssl_context and let pykaf build it from the files"
+        )
+    if settings.ssl_keyfile is not None and settings.ssl_certfile is None:
+        raise ValueError("ssl_keyfile needs ssl_certfile (the client certificate it belongs to)")
+    if settings.ssl_password is not None and settings.ssl_certfile is None:
+        raise ValueError("ssl_password needs ssl_certfile/ssl_keyfile (the key it unlocks)")
+    if protocol is not None and protocol.upper() == "PLAINTEXT" and (files or context):
+        raise ValueError(
+            f"security_protocol='PLAINTEXT' with {', '.join(files or ['ssl_context'])}: TLS"
+            " settings need security_protocol='SSL' (or drop them)"
+        )
+
+
+def _security_protocol(settings: ClientSettings) -> str:
+    if settings.security_protocol is not None:
+        return settings.security_protocol.upper()
+    uses_tls = settings.ssl_context is not None or any(
+        getattr(settings, name) is not None for name in _SSL_FILES
+    )
+    return "SSL" if uses_tls else "PLAINTEXT"
+
+
+def _tls_context(settings: ClientSettings) -> ssl.SSLContext | None:
+    """The context every connection shares, built once (reading the files now: a bad file
+    is refused here, not at the first connection)."""
+    if settings.security_protocol != "SSL":
+        return None
+    if settings.ssl_context is not None:
+        return settings.ssl_context
+    cafile = None if settings.ssl_cafile is None else str(settings.ssl_cafile)
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except ssl.SSLError as exc:
+        raise ValueError(f"ssl_cafile {cafile!r} holds no usable CA certificate: {exc}") from None
+    context.check_hostname = settings.ssl_check_hostname
+    if settings.ssl_certfile is not None:
+        try:
+            context.load_cert_chain(
+                str(settings.ssl_certfile),
+                None if settings.ssl_keyfile is None else str(settings.ssl_keyfile),
+                settings.ssl_password,
+            )
+        except ssl.SSLError as exc:
+            # The reason only: never the password, and OpenSSL's text names no secret.
+            raise ValueError(
+                f"ssl_certfile/ssl_keyfile cannot be loaded ({exc.reason or exc}): the"
+                " certificate and key must be PEM and belong together, and an encrypted key"
+                " needs its ssl_password"
+            ) from None
+    return context

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +30,7 @@ from pykaf.broker._server import (
     check_read_limits,
 )
 from pykaf.broker._state import ClusterState, TopicState
+from pykaf.broker._tls import listener_contexts, security_protocol_name
 from pykaf.protocol._framing import DEFAULT_MAX_FRAME_SIZE
 
 __all__ = ["BlockingCluster", "BlockingFaults", "BlockingHeldResponses", "BrokerAddress", "Cluster"]
@@ -62,6 +63,13 @@ class Cluster:
     read until space frees), ``connections_max_idle`` closes a connection silent that many
     seconds, and ``request_receive_timeout`` closes one whose started request frame has not
     completed in that many seconds.
+
+    ``security_protocol="SSL"`` serves TLS with ``ssl_certfile`` and ``ssl_keyfile`` (PEM;
+    ``pykaf certs DIR`` makes a throwaway set); with ``ssl_cafile`` every client must show
+    a certificate signed by that CA (mutual TLS). Advertised addresses stay the same.
+    ``extra_listeners=["PLAINTEXT"]`` (or ``[("PLAINTEXT", first_port)]``) adds a listener
+    of that protocol beside the main one on every broker: a client is told the addresses
+    of the listener it came in on (``bootstrap_for("PLAINTEXT")``), as Kafka does.
     """
 
     def __init__(
@@ -80,6 +88,11 @@ class Cluster:
         queued_max_request_bytes: int = DEFAULT_QUEUED_MAX_REQUEST_BYTES,
         connections_max_idle: float = DEFAULT_CONNECTIONS_MAX_IDLE,
         request_receive_timeout: float = DEFAULT_REQUEST_RECEIVE_TIMEOUT,
+        security_protocol: str = "PLAINTEXT",
+        ssl_certfile: str | Path | None = None,
+        ssl_keyfile: str | Path | None = None,
+        ssl_cafile: str | Path | None = None,
+        extra_listeners: Sequence[str | tuple[str, int]] = (),
     ) -> None:
         if brokers < 1:
             raise ValueError("a cluster needs at least one broker")
@@ -95,6 +108,21 @@ class Cluster:
             "connections_max_idle": connections_max_idle,
             "request_receive_timeout": request_receive_timeout,
         }
+        extra = [(e, 0) if isinstance(e, str) else (e[0], e[1]) for e in extra_listeners]
+        for name, first in extra:
+            if type(first) is not int or not 0 <= first <= 65535 - brokers + 1:
+                raise ValueError(f"listener {name}: port {first!r} with {brokers} brokers")
+        self.security_protocol = security_protocol_name(security_protocol)
+        self._extra_ports = {security_protocol_name(name): first for name, first in extra}
+        # Built once (the files are read now: a bad one is refused here).
+        main_tls, *extra_tls = listener_contexts(
+            [self.security_protocol, *self._extra_ports],
+            certfile=ssl_certfile,
+            keyfile=ssl_keyfile,
+            cafile=ssl_cafile,
+        )
+        self._read_limits["tls"] = main_tls
+        self._read_limits["extra_listeners"] = dict(zip(self._extra_ports, extra_tls, strict=True))
         self._state_args: dict[str, Any] = {
             "auto_create_topics": auto_create_topics,
             "default_partitions": default_partitions,
@@ -126,6 +154,8 @@ class Cluster:
                 group_coordinator(state)
             for index, server in enumerate(servers):
                 server.interceptor = self._effective_interceptor()
+                for name, first in self._extra_ports.items():
+                    server.node.listener_ports[name] = first + index if first else 0
                 await server.start(self._port + index if self._port else 0)
         except BaseException:
             for server in servers:
@@ -179,6 +209,20 @@ class Cluster:
     def bootstrap(self) -> str:
         """``host:port,host:port,...`` for ``bootstrap.servers``."""
         return ",".join(str(b) for b in self.brokers)
+
+    @property
+    def listeners(self) -> tuple[str, ...]:
+        """The security protocols listened with: the main listener's first."""
+        return (self.security_protocol, *self._extra_ports)
+
+    def bootstrap_for(self, listener: str) -> str:
+        """``bootstrap`` of the listener of this security protocol (``listeners``)."""
+        name = listener.upper()
+        if name == self.security_protocol:
+            return self.bootstrap
+        if name not in self._extra_ports:
+            raise ValueError(f"no {listener!r} listener; listeners: {', '.join(self.listeners)}")
+        return ",".join(f"{s.node.host}:{s.node.listener_ports[name]}" for s in self._servers)
 
     def set_interceptor(self, interceptor: Interceptor | None) -> None:
         """Route every request of every broker through ``interceptor`` (None: remove it).
@@ -324,6 +368,9 @@ class BlockingCluster:
     @property
     def bootstrap(self) -> str:
         return self.cluster.bootstrap
+
+    def bootstrap_for(self, listener: str) -> str:
+        return self.cluster.bootstrap_for(listener)
 
     def set_interceptor(self, interceptor: Interceptor | None) -> None:
         self.call(lambda: self.cluster.set_interceptor(interceptor))

@@ -52,6 +52,8 @@ class ConnectionInfo:
 
     connection_id: int
     peer: str
+    #: The listener it came in on, by name; None: the broker's main listener.
+    listener: str | None = None
 
 
 class _BrokerLike(Protocol):

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypeAlias
 
 from pykaf._errors import PykafError, RemoteProtocolError
@@ -113,6 +115,8 @@ class BrokerServer:
         queued_max_request_bytes: int = DEFAULT_QUEUED_MAX_REQUEST_BYTES,
         connections_max_idle: float = DEFAULT_CONNECTIONS_MAX_IDLE,
         request_receive_timeout: float = DEFAULT_REQUEST_RECEIVE_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
+        extra_listeners: Mapping[str, ssl.SSLContext | None] | None = None,
     ) -> None:
         check_read_limits(queued_max_request_bytes, connections_max_idle, request_receive_timeout)
         self._node = node
@@ -123,7 +127,13 @@ class BrokerServer:
         self.request_receive_timeout = float(request_receive_timeout)
         self.read_budget = ReadBudget(queued_max_request_bytes, owner=f"broker {node.node_id}")
         self.interceptor: Interceptor | None = None
+        #: The listener speaks TLS with this context (None: PLAINTEXT).
+        self.tls = tls
+        #: Listeners beside the main one, by name, with their TLS context (None: plain);
+        #: their ports are in ``node.listener_ports``.
+        self.extra_listeners = dict(extra_listeners or {})
         self._server: asyncio.Server | None = None
+        self._extra_servers: list[asyncio.Server] = []
         self._connections: dict[int, tuple[asyncio.Task[None], asyncio.StreamWriter]] = {}
         self._ids = itertools.count(1)
 
@@ -144,20 +154,42 @@ class BrokerServer:
         if self._server is not None:
             return
         want = self._node.port if port is None else port
-        self._server = await asyncio.start_server(
-            self._serve, self._node.host, want, limit=_STREAM_LIMIT, reuse_address=True
-        )
+        self._server = await self._listen(None, want, self.tls)
         self._node.port = self._server.sockets[0].getsockname()[1]
+        try:
+            for name, tls in self.extra_listeners.items():
+                server = await self._listen(name, self._node.listener_ports.get(name, 0), tls)
+                self._extra_servers.append(server)
+                self._node.listener_ports[name] = server.sockets[0].getsockname()[1]
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _listen(
+        self, name: str | None, port: int, tls: ssl.SSLContext | None
+    ) -> asyncio.Server:
+        return await asyncio.start_server(
+            functools.partial(self._serve, listener=name),
+            self._node.host,
+            port,
+            limit=_STREAM_LIMIT,
+            reuse_address=True,
+            ssl=tls,
+            # A handshake that stalls holds no more than a request that stalls.
+            ssl_handshake_timeout=self.request_receive_timeout if tls else None,
+        )
 
     async def stop(self) -> None:
         """Stop listening and close every connection (bounded: tasks are cancelled)."""
         server, self._server = self._server, None
-        if server is not None:
-            server.close()
+        servers = [server, *self._extra_servers] if server is not None else self._extra_servers
+        self._extra_servers = []
+        for each in servers:
+            each.close()
         await self.close_connections()
-        if server is not None:
+        for each in servers:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+                await asyncio.wait_for(each.wait_closed(), timeout=1.0)
 
     async def close_connections(self) -> None:
         """Close every client connection (the listener keeps running)."""
@@ -183,14 +215,20 @@ class BrokerServer:
 
     # -- connections --------------------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        listener: str | None = None,
+    ) -> None:
         conn_id = next(self._ids)
         task = asyncio.current_task()
         assert task is not None
         self._connections[conn_id] = (task, writer)
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
-        info = ConnectionInfo(connection_id=conn_id, peer=peer)
+        info = ConnectionInfo(connection_id=conn_id, peer=peer, listener=listener)
         reading = _Reading(writer.transport)
         try:
             await self._run_connection(reader, writer, info, reading)

@@ -20,7 +20,7 @@ import re
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -88,6 +88,13 @@ class BrokerNode:
     port: int = 0
     rack: str | None = None
     up: bool = True
+    #: Ports of the listeners beside the main one, by name (its security protocol).
+    listener_ports: dict[str, int] = field(default_factory=dict)
+
+    def port_on(self, listener: str | None) -> int:
+        """The port advertised to a client that came in on ``listener`` (None: the main
+        one): as Kafka, a broker advertises the listener the request arrived on."""
+        return self.port if listener is None else self.listener_ports.get(listener, self.port)
 
 
 class PartitionState:

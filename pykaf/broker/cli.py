@@ -2,8 +2,9 @@
 
 The first line on stdout (flushed) is the bootstrap list ``host:port,host:port,...``, so a
 script can start the broker and read where it listens (with ``--control-port``, a second
-line ``control=127.0.0.1:PORT`` names the fault-injection endpoint, see ``_control``); it
-then runs until SIGTERM or SIGINT and exits 0 after closing every listener and log.
+line ``control=127.0.0.1:PORT`` names the fault-injection endpoint, see ``_control``; then
+one line ``PROTOCOL=host:port,...`` per ``--listener``); it then runs until SIGTERM or
+SIGINT and exits 0 after closing every listener and log.
 """
 
 from __future__ import annotations
@@ -83,9 +84,40 @@ def _parser() -> argparse.ArgumentParser:
         " many seconds (default %(default)s)",
     )
     parser.add_argument(
+        "--security-protocol",
+        default="PLAINTEXT",
+        choices=["PLAINTEXT", "SSL"],
+        type=str.upper,
+        help="PLAINTEXT (default) or SSL (TLS with --ssl-certfile and --ssl-keyfile)",
+    )
+    parser.add_argument("--ssl-certfile", help="the brokers' certificate (PEM)")
+    parser.add_argument("--ssl-keyfile", help="its private key (PEM, unencrypted)")
+    parser.add_argument(
+        "--ssl-cafile",
+        help="require client certificates signed by this CA (PEM): mutual TLS",
+    )
+    parser.add_argument(
+        "--listener",
+        action="append",
+        default=[],
+        metavar="PROTOCOL[:PORT]",
+        type=_listener,
+        help="another listener beside the main one (e.g. PLAINTEXT:9192 beside SSL at"
+        " --port): port of the first broker, the others take the next ones (none or 0: free"
+        " ports); its addresses are printed as PROTOCOL=host:port,... (repeatable)",
+    )
+    parser.add_argument(
         "--log-level", default="WARNING", help="logging level (DEBUG, INFO, WARNING, ...)"
     )
     return parser
+
+
+def _listener(text: str) -> tuple[str, int]:
+    name, _, port = text.partition(":")
+    try:
+        return name.upper(), int(port or 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected PROTOCOL[:PORT]") from None
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -100,6 +132,11 @@ async def _run(args: argparse.Namespace) -> None:
         queued_max_request_bytes=args.queued_max_request_bytes,
         connections_max_idle=args.connections_max_idle,
         request_receive_timeout=args.request_receive_timeout,
+        security_protocol=args.security_protocol,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        ssl_cafile=args.ssl_cafile,
+        extra_listeners=args.listener,
     )
     await cluster.start()
     control: ControlServer | None = None
@@ -109,6 +146,7 @@ async def _run(args: argparse.Namespace) -> None:
             control = ControlServer(cluster, port=args.control_port)
             await control.start()
             lines.append(f"control={control.address}")
+        lines += [f"{name}={cluster.bootstrap_for(name)}" for name in cluster.listeners[1:]]
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
         stop = asyncio.Event()

@@ -1,4 +1,4 @@
-"""The ``pykaf`` command line: ``pykaf demo``, ``pykaf broker``, ``pykaf journal``."""
+"""The ``pykaf`` command line: ``pykaf demo``, ``broker``, ``journal``, ``certs``."""
 
 from pykaf.cli._main import main
 

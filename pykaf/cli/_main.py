@@ -50,10 +50,17 @@ def _broker(argv: Sequence[str]) -> int:
     return broker_main(argv)
 
 
+def _certs(argv: Sequence[str]) -> int:
+    from pykaf.cli._certs import run_certs  # noqa: PLC0415  (only when asked for)
+
+    return run_certs(argv)
+
+
 _COMMANDS = {
     "demo": (_demo, "the main job: a million messages through the embedded broker"),
     "broker": (_broker, "run the embedded Kafka-compatible broker (see pykaf broker -h)"),
     "journal": (_journal, "inspect (or replay) a producer's journal directory"),
+    "certs": (_certs, "write a throwaway CA, server and client certificates for local TLS"),
 }
 
 

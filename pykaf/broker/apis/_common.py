@@ -83,13 +83,17 @@ def leader_error(ctx: RequestContext, partition: PartitionState, current_leader_
     return NONE
 
 
-def node_endpoints(state: ClusterState, leaders: set[int]) -> list[dict[str, Any]]:
-    """``node_endpoints`` (KIP-951) for the leaders named in NOT_LEADER answers."""
+def node_endpoints(
+    state: ClusterState, leaders: set[int], listener: str | None = None
+) -> list[dict[str, Any]]:
+    """``node_endpoints`` (KIP-951) for the leaders named in NOT_LEADER answers, on the
+    listener the request came in on."""
     out = []
     for node_id in sorted(leaders):
         node = state.brokers.get(node_id)
         if node is not None and node.up:
+            port = node.port_on(listener)
             out.append(
-                {"node_id": node.node_id, "host": node.host, "port": node.port, "rack": node.rack}
+                {"node_id": node.node_id, "host": node.host, "port": port, "rack": node.rack}
             )
     return out

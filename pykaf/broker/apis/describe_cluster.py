@@ -39,7 +39,7 @@ async def describe_cluster(ctx: RequestContext, request: Any) -> Payload:
             {
                 "broker_id": n.node_id,
                 "host": n.host,
-                "port": n.port,
+                "port": n.port_on(ctx.connection.listener),
                 "rack": n.rack,
                 "is_fenced": False,
             }

@@ -234,7 +234,10 @@ async def fetch(ctx: RequestContext, request: Any) -> Payload:
             FetchTopicAnswer(topic=name, topic_id=topic_id, partitions=parts)
             for (name, topic_id), parts in zip(topics, partitions, strict=True)
         ],
-        node_endpoints=[NodeEndpoint(**endpoint) for endpoint in node_endpoints(ctx.state, leaders)]
+        node_endpoints=[
+            NodeEndpoint(**endpoint)
+            for endpoint in node_endpoints(ctx.state, leaders, ctx.connection.listener)
+        ]
         if leaders
         else (),
     )

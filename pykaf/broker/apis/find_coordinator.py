@@ -21,7 +21,7 @@ _GROUP: Final = 0
 _TRANSACTION: Final = 1  # share groups (2) are not modelled
 
 
-def _lookup(state: ClusterState, key: str, key_type: int) -> dict[str, Any]:
+def _lookup(state: ClusterState, key: str, key_type: int, listener: str | None) -> dict[str, Any]:
     if key_type not in (_GROUP, _TRANSACTION):
         return _failed(key, INVALID_REQUEST, f"unsupported coordinator key type {key_type}")
     node = state.coordinator_for(key)
@@ -31,7 +31,7 @@ def _lookup(state: ClusterState, key: str, key_type: int) -> dict[str, Any]:
         "key": key,
         "node_id": node.node_id,
         "host": node.host,
-        "port": node.port,
+        "port": node.port_on(listener),
         "error_code": NONE,
         "error_message": None,
     }
@@ -52,8 +52,11 @@ def _failed(key: str, error: int, message: str) -> dict[str, Any]:
 async def find_coordinator(ctx: RequestContext, request: Any) -> Payload:
     key_type = getattr(request, "key_type", _GROUP)
     if ctx.api_version >= 4:
-        coordinators = [_lookup(ctx.state, key, key_type) for key in request.coordinator_keys]
+        listener = ctx.connection.listener
+        coordinators = [
+            _lookup(ctx.state, key, key_type, listener) for key in request.coordinator_keys
+        ]
         return ctx.respond(throttle_time=0, coordinators=coordinators)
-    answer = _lookup(ctx.state, request.key, key_type)
+    answer = _lookup(ctx.state, request.key, key_type, ctx.connection.listener)
     del answer["key"]
     return ctx.respond(throttle_time=0, **answer)

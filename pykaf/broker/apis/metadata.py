@@ -96,8 +96,9 @@ async def metadata(ctx: RequestContext, request: Any) -> Payload:
                 topics.append(_missing(name, UNKNOWN_TOPIC_OR_PARTITION))
             else:
                 topics.append(_topic_entry(state, topic, operations))
+    listener = ctx.connection.listener
     brokers = [
-        {"node_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack}
+        {"node_id": n.node_id, "host": n.host, "port": n.port_on(listener), "rack": n.rack}
         for n in state.up_brokers()
     ]
     return ctx.respond(

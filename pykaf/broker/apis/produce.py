@@ -155,5 +155,5 @@ async def produce(ctx: RequestContext, request: Any) -> Payload | None:
     return ctx.respond(
         responses=responses,
         throttle_time=0,
-        node_endpoints=node_endpoints(state, leaders) if leaders else [],
+        node_endpoints=node_endpoints(state, leaders, ctx.connection.listener) if leaders else [],
     )
