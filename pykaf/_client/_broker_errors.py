@@ -18,6 +18,8 @@ from pykaf._errors import (
     BrokerConnectionError,
     PykafError,
     RemoteProtocolError,
+    SaslAuthenticationError,
+    SaslError,
     SecurityProtocolMismatchError,
     TlsCertificateError,
     TlsError,
@@ -143,6 +145,13 @@ def unreachable_cause(error: BaseException) -> tuple[str, str]:
     """(the cause in a word or two, what a reader should check) for a failure to reach or
     keep a broker: the line an operator reads first in an outage."""
     for exc in _causes(error):
+        if isinstance(exc, SaslAuthenticationError):
+            return (
+                "SASL authentication failed",
+                "sasl_username, sasl_password (or the OAUTHBEARER token) and sasl_mechanism",
+            )
+        if isinstance(exc, SaslError):
+            return ("SASL failed", "sasl_mechanism and that the listener speaks SASL")
         if isinstance(exc, socket.gaierror):
             return (
                 "name not resolved",

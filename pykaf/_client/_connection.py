@@ -35,6 +35,8 @@ from pykaf._client._broker_errors import (
     name_address,
     os_reason,
 )
+from pykaf._client._sasl import authenticate_sasl
+from pykaf._client._sasl_settings import SASL_PROTOCOLS
 from pykaf._client._settings import ClientSettings
 from pykaf._client._targets import Purpose
 from pykaf._client._versions import BrokerApiVersions
@@ -62,8 +64,8 @@ _FLUSH_GRACE: Final = 0.5
 
 
 class BrokerConnection(asyncio.Protocol):
-    """A connection opened by ``open()``: handshaken (ApiVersions, then the authenticate
-    hook), ready for ``send()``."""
+    """A connection opened by ``open()``: handshaken (ApiVersions, SASL, then the
+    authenticate hook), ready for ``send()``."""
 
     def __init__(
         self,
@@ -78,6 +80,8 @@ class BrokerConnection(asyncio.Protocol):
         self.node_id = node_id
         self.purpose = purpose
         self.versions: BrokerApiVersions | None = None
+        # Seconds the broker's SASL session lasts (KIP-368), None when unbounded.
+        self.session_lifetime: float | None = None
         self._settings = settings
         self._loop = asyncio.get_running_loop()
         self._wire = ClientConnection(
@@ -191,6 +195,8 @@ class BrokerConnection(asyncio.Protocol):
             server_hostname=address.host if tls is not None else None,
         )
         await self._handshake(api_versions_version)
+        if settings.security_protocol in SASL_PROTOCOLS:
+            self.session_lifetime = await authenticate_sasl(self, settings)
         if settings.authenticate is not None:
             await settings.authenticate(self)
 

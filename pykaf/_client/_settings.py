@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from pykaf._client._sasl_settings import TokenProvider, check_sasl
 from pykaf._version import __version__
 from pykaf.protocol._framing import DEFAULT_MAX_FRAME_SIZE
 from pykaf.protocol._messages import Payload
 
-__all__ = ["Authenticate", "ClientSettings", "Handshake"]
+__all__ = ["Authenticate", "ClientSettings", "Handshake", "TokenProvider"]
 
 
 class Handshake(Protocol):
@@ -29,8 +30,8 @@ class Handshake(Protocol):
     ) -> Any: ...
 
 
-# Called once per connection after ApiVersions and before any other request: the seam
-# for SASL (a later issue). It may send requests on the connection it is given.
+# Called once per connection after ApiVersions (and SASL) and before any other request:
+# a seam for custom authentication. It may send requests on the connection it is given.
 Authenticate = Callable[[Handshake], Awaitable[None]]
 
 # KIP-511: what a broker accepts as client software name and version.
@@ -71,9 +72,9 @@ class ClientSettings:
     max_response_size: int = DEFAULT_MAX_FRAME_SIZE
     #: Bound on ``close()``: connections still open after it are aborted.
     close_timeout: float = 2.0
-    #: "PLAINTEXT" or "SSL" (Kafka's security.protocol). Left unset: "SSL" when any
-    #: ``ssl_*`` setting is given, else "PLAINTEXT". SASL_PLAINTEXT and SASL_SSL are
-    #: Kafka's names too, refused until pykaf speaks SASL.
+    #: "PLAINTEXT", "SSL", "SASL_PLAINTEXT" or "SASL_SSL" (Kafka's security.protocol).
+    #: Left unset: "SSL" when any ``ssl_*`` setting is given, else "PLAINTEXT" (SASL is
+    #: never guessed: name it).
     security_protocol: str | None = None
     #: A ready TLS context (trust, client certificate, ciphers: all yours). Or build one
     #: from the files below; not both.
@@ -89,7 +90,18 @@ class ClientSettings:
     #: Check that the broker's certificate is for the host connected to (its advertised
     #: listener). Turn off only for brokers whose certificates name other hosts.
     ssl_check_hostname: bool = True
-    #: Per-connection hook after ApiVersions (the seam for SASL), see ``Authenticate``.
+    #: With SASL_PLAINTEXT / SASL_SSL: "PLAIN" (Kafka's default), "SCRAM-SHA-256",
+    #: "SCRAM-SHA-512" or "OAUTHBEARER".
+    sasl_mechanism: str = "PLAIN"
+    #: The user (PLAIN, SCRAM)...
+    sasl_username: str | None = None
+    #: ...and its password. Never shown in repr(), logs or errors.
+    sasl_password: str | None = field(default=None, repr=False)
+    #: OAUTHBEARER: called (and awaited, if it returns an awaitable) for each new
+    #: connection; returns ``(token, expires_at)``, ``expires_at`` in seconds since the
+    #: epoch (``time.time()``'s clock), as confluent-kafka's ``oauth_cb``.
+    sasl_oauth_token_provider: TokenProvider | None = field(default=None, repr=False)
+    #: Per-connection hook after ApiVersions and SASL, see ``Authenticate``.
     authenticate: Authenticate | None = None
     #: Ask brokers to create topics named in Metadata requests (if they allow it). Off for
     #: raw clients; the producer turns it on, as Kafka's Java producer does.
@@ -123,6 +135,7 @@ class ClientSettings:
             raise ValueError("max_response_size must fit a Kafka frame length (2**31 - 1)")
         _check_security(self)
         object.__setattr__(self, "security_protocol", _security_protocol(self))
+        check_sasl(self)
         object.__setattr__(self, "tls", _tls_context(self))
         if self.authenticate is not None and not callable(self.authenticate):
             raise ValueError("authenticate must be an async callable taking the connection")
@@ -152,6 +165,7 @@ class ClientSettings:
 
 SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SSL_FILES: Final = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+_NO_TLS: Final = ("PLAINTEXT", "SASL_PLAINTEXT")
 
 
 def _check_security(settings: ClientSettings) -> None:
@@ -161,11 +175,6 @@ def _check_security(settings: ClientSettings) -> None:
     ):
         raise ValueError(
             f"security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, not {protocol!r}"
-        )
-    if protocol is not None and protocol.upper().startswith("SASL"):
-        raise ValueError(
-            f"security_protocol={protocol!r}: SASL is not available in pykaf yet; use"
-            " 'SSL' (TLS, with a client certificate for mutual TLS) or 'PLAINTEXT'"
         )
     context = settings.ssl_context
     if context is not None and not isinstance(context, ssl.SSLContext):
@@ -194,10 +203,12 @@ def _check_security(settings: ClientSettings) -> None:
         raise ValueError("ssl_keyfile needs ssl_certfile (the client certificate it belongs to)")
     if settings.ssl_password is not None and settings.ssl_certfile is None:
         raise ValueError("ssl_password needs ssl_certfile/ssl_keyfile (the key it unlocks)")
-    if protocol is not None and protocol.upper() == "PLAINTEXT" and (files or context):
+    if protocol is not None and protocol.upper() in _NO_TLS and (files or context):
+        wanted = "SASL_SSL" if protocol.upper() == "SASL_PLAINTEXT" else "SSL"
         raise ValueError(
-            f"security_protocol='PLAINTEXT' with {', '.join(files or ['ssl_context'])}: TLS"
-            " settings need security_protocol='SSL' (or drop them)"
+            f"security_protocol={protocol.upper()!r} with"
+            f" {', '.join(files or ['ssl_context'])}: TLS settings need"
+            f" security_protocol={wanted!r} (or drop them)"
         )
 
 
@@ -213,7 +224,7 @@ def _security_protocol(settings: ClientSettings) -> str:
 def _tls_context(settings: ClientSettings) -> ssl.SSLContext | None:
     """The context every connection shares, built once (reading the files now: a bad file
     is refused here, not at the first connection)."""
-    if settings.security_protocol != "SSL":
+    if settings.security_protocol not in ("SSL", "SASL_SSL"):
         return None
     if settings.ssl_context is not None:
         return settings.ssl_context

@@ -84,8 +84,12 @@ def _refused(message: str, **options: object) -> None:
 def test_mistakes_are_refused_with_what_to_fix(tls_files: TlsFiles, tmp_path: Path) -> None:
     main = tls_files.main
     _refused("security_protocol must be one of PLAINTEXT, SSL", security_protocol="TLS")
-    _refused("SASL is not available in pykaf yet", security_protocol="SASL_SSL")
-    _refused("SASL is not available in pykaf yet", security_protocol="SASL_PLAINTEXT")
+    _refused(
+        "security_protocol='SASL_PLAINTEXT' with ssl_cafile: TLS settings need"
+        " security_protocol='SASL_SSL'",
+        security_protocol="SASL_PLAINTEXT",
+        ssl_cafile=main.ca_cert,
+    )
     _refused("ssl_cafile: no such file", ssl_cafile=tmp_path / "missing.pem")
     _refused("ssl_cafile .* holds no usable CA certificate", ssl_cafile=main.client_key)
     _refused("ssl_keyfile needs ssl_certfile", ssl_keyfile=main.client_key)
@@ -106,7 +110,7 @@ def test_mistakes_are_refused_with_what_to_fix(tls_files: TlsFiles, tmp_path: Pa
         ssl_check_hostname=False,
     )
     _refused(
-        "security_protocol='PLAINTEXT' with ssl_cafile",
+        "security_protocol='PLAINTEXT' with ssl_cafile: TLS settings need security_protocol='SSL'",
         security_protocol="PLAINTEXT",
         ssl_cafile=main.ca_cert,
     )
