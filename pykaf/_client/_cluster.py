@@ -36,6 +36,7 @@ from pykaf._errors import (
     NoBrokersError,
     PykafError,
     RemoteProtocolError,
+    SaslError,
 )
 from pykaf._kafka_errors import LeaderNotAvailableError, NotControllerError
 from pykaf.protocol._messages import build_request
@@ -176,7 +177,11 @@ class ClusterView:
             )
             if round_errors and not any(_retriable(e) for e in round_errors):
                 # Retrying cannot help (not Kafka, refused by the broker...): say so now.
-                raise round_errors[0] if len(errors) == 1 else _no_brokers(errors)
+                # Credentials refused by every broker: that error itself, so callers
+                # (the producer's metadata wait) see its type, not a retriable wrapper.
+                if len(errors) == 1 or all(isinstance(e, SaslError) for e in round_errors):
+                    raise round_errors[0]
+                raise _no_brokers(errors)
             now = loop.time()
             wait = min((self._pool.wait_before_connect(a, now) for a, _ in candidates), default=0.0)
             next_try = now + max(wait, self._settings.retry_backoff, 0.001)

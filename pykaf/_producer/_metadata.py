@@ -30,6 +30,7 @@ from pykaf._errors import (
     KafkaTimeoutError,
     ProducerClosedError,
     PykafError,
+    SaslError,
     UnknownBrokerError,
 )
 from pykaf._kafka_errors import (
@@ -133,6 +134,9 @@ class ProducerMetadata:
                 except (PykafError, OSError) as exc:
                     for topic in wanted:
                         self.errors[topic] = exc
+                    if isinstance(exc, SaslError):
+                        # Credentials refused: waiting will not fix them, say it now.
+                        self._fail_waiters(exc)
                     missing = set(wanted)
                     self._warn_waiting(exc)
                 else:
@@ -154,6 +158,13 @@ class ProducerMetadata:
                         await self._kick.wait()
         finally:
             self._task = None
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for futures in waiters.values():
+            for waiter in futures:
+                if not waiter.done():
+                    waiter.set_exception(error)
 
     def _warn_waiting(self, error: BaseException | str) -> None:
         """Once per episode: callers block in send()/produce() because no metadata comes."""

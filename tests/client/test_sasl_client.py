@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from peers.tls import TlsFiles
 
+from pykaf import AsyncConsumer, AsyncProducer
 from pykaf._client._async_client import AsyncClient
 from pykaf.errors import SaslAuthenticationError, SaslConfigurationError, SaslError
 from pykaf.protocol import scram_credentials
@@ -289,3 +290,41 @@ async def test_sasl_ssl_authenticates_over_tls(tls_files: TlsFiles) -> None:
     ):
         assert (await client.metadata()).brokers
         assert broker.authenticated == ["alice"]
+
+
+async def test_every_broker_refusing_the_password_raises_that_error() -> None:
+    async with (
+        asyncio.timeout(LIMIT),
+        fake_broker("PLAIN") as first,
+        fake_broker("PLAIN") as second,
+        AsyncClient(f"{first.bootstrap},{second.bootstrap}", **sasl("PLAIN", WRONG)) as client,
+    ):
+        # Not a retriable NoBrokersError: what a producer waiting for metadata must see.
+        with pytest.raises(SaslAuthenticationError):
+            await client.metadata()
+        assert (first.connections, second.connections) == (1, 1)
+
+
+async def _poll_once(consumer: AsyncConsumer) -> None:
+    async with consumer:
+        await consumer.subscribe(["t"])
+        await consumer.poll(timeout=60.0)
+
+
+async def test_producer_and_consumer_surface_a_refused_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # Timeouts far beyond LIMIT: the error must come from the refusal, not a timeout.
+    slow = sasl("PLAIN", WRONG, request_timeout=60.0)
+    async with asyncio.timeout(LIMIT), fake_broker("PLAIN") as broker:
+        with pytest.raises(SaslAuthenticationError) as produced:
+            async with AsyncProducer(
+                broker.bootstrap, **slow, max_block=60.0, delivery_timeout=120.0
+            ) as producer:
+                await producer.produce("t", b"v")
+        with pytest.raises(SaslAuthenticationError) as consumed:
+            await _poll_once(AsyncConsumer(broker.bootstrap, **slow, group_id="g"))
+        assert broker.connections == 2  # one attempt each, not retried until the timeout
+    for error in (produced.value, consumed.value):
+        _secret_free(error, caplog, WRONG)
