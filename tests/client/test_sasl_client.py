@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from peers import MockCluster
 from peers.tls import TlsFiles
 
 from pykaf import AsyncConsumer, AsyncProducer
 from pykaf._client._async_client import AsyncClient
-from pykaf.errors import SaslAuthenticationError, SaslConfigurationError, SaslError
+from pykaf.errors import (
+    SaslAuthenticationError,
+    SaslConfigurationError,
+    SaslError,
+    SaslProtocolError,
+)
 from pykaf.protocol import scram_credentials
 from pykaf.protocol._framing import NEED_DATA, Request, ServerConnection
 from pykaf.protocol._messages import build_response
@@ -328,3 +334,16 @@ async def test_producer_and_consumer_surface_a_refused_password(
         assert broker.connections == 2  # one attempt each, not retried until the timeout
     for error in (produced.value, consumed.value):
         _secret_free(error, caplog, WRONG)
+
+
+@pytest.mark.peer
+async def test_a_listener_without_sasl_is_named(mock_cluster: MockCluster) -> None:
+    # librdkafka's mock cluster speaks no SASL (its ApiVersions offers neither
+    # SaslHandshake nor SaslAuthenticate): the pykaf-against-mock SASL runs of issue 13
+    # cannot exist, but the mismatch is said at once rather than hanging or retrying.
+    async with (
+        asyncio.timeout(LIMIT),
+        AsyncClient(mock_cluster.bootstrap, **sasl("SCRAM-SHA-256")) as client,
+    ):
+        with pytest.raises(SaslProtocolError, match="offers no SaslAuthenticate"):
+            await client.metadata()
