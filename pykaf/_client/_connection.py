@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import random
 import socket
 import ssl
 from collections import deque
@@ -27,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from pykaf._client._address import Address
+from pykaf._client._answer import Answer
 from pykaf._client._broker_errors import (
     describe_broker,
     looks_like_tls,
@@ -58,6 +60,9 @@ __all__ = ["BrokerConnection"]
 
 _PRODUCE_KEY: Final = 0
 _API_VERSIONS_MAX: Final = api_spec(API_VERSIONS_KEY).max_version
+# KIP-368: a connection is replaced after 85% to 95% of its SASL session lifetime.
+_REAUTH_AT: Final = 0.85
+_REAUTH_SPREAD: Final = 0.10
 # After close(), the transport gets this long to flush before it is aborted, inside the
 # caller's own bound.
 _FLUSH_GRACE: Final = 0.5
@@ -80,19 +85,23 @@ class BrokerConnection(asyncio.Protocol):
         self.node_id = node_id
         self.purpose = purpose
         self.versions: BrokerApiVersions | None = None
-        # Seconds the broker's SASL session lasts (KIP-368), None when unbounded.
+        # Seconds the broker's SASL session lasts (KIP-368), None when unbounded; when
+        # this connection stops taking new requests for it (loop clock), and whether it
+        # closes once its requests are answered (``retire``).
         self.session_lifetime: float | None = None
+        self._session_ends: float | None = None
+        self._retiring = False
         self._settings = settings
         self._loop = asyncio.get_running_loop()
         self._wire = ClientConnection(
             client_id=settings.client_id, max_frame_size=settings.max_response_size
         )
         self._transport: asyncio.Transport | None = None
-        # Futures of send() and _Answers of send_nowait(), in correlation order.
-        self._waiters: deque[asyncio.Future[Any] | _Answer] = deque()
+        # Futures of send() and Answers of send_nowait(), in correlation order.
+        self._waiters: deque[asyncio.Future[Any] | Answer] = deque()
         # acks=0 answers of send_nowait() written while the transport was paused: they
         # complete once it drains, which is what bounds an acks=0 producer's buffer.
-        self._drain_answers: list[_Answer] = []
+        self._drain_answers: list[Answer] = []
         self._max_in_flight = settings.max_in_flight_per_connection
         self._in_flight = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
@@ -115,7 +124,13 @@ class BrokerConnection(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         transport = self._transport
-        return self._error is None and transport is not None and not transport.is_closing()
+        return (
+            self._error is None
+            and transport is not None
+            and not transport.is_closing()
+            and not self._retiring
+            and (self._session_ends is None or self._loop.time() < self._session_ends)
+        )
 
     @property
     def in_flight(self) -> int:
@@ -196,7 +211,15 @@ class BrokerConnection(asyncio.Protocol):
         )
         await self._handshake(api_versions_version)
         if settings.security_protocol in SASL_PROTOCOLS:
-            self.session_lifetime = await authenticate_sasl(self, settings)
+            lifetime = await authenticate_sasl(self, settings)
+            self.session_lifetime = lifetime
+            if lifetime is not None:
+                # KIP-368 by replacement: new requests go to a fresh, freshly authenticated
+                # connection before the broker ends this session; this one closes once its
+                # requests are answered. At 85-95% of the lifetime, as Kafka's clients
+                # re-authenticate, spread so a pool's connections do not all turn at once.
+                fraction = _REAUTH_AT + _REAUTH_SPREAD * random.random()
+                self._session_ends = self._loop.time() + lifetime * fraction
         if settings.authenticate is not None:
             await settings.authenticate(self)
 
@@ -243,7 +266,7 @@ class BrokerConnection(asyncio.Protocol):
                 else:
                     await self._acquire_slot()
                 future = self._write(lambda wire: wire.send(request))
-                assert not isinstance(future, _Answer)
+                assert not isinstance(future, Answer)
                 written = True
                 if self._paused:
                     await self._drain()
@@ -329,7 +352,7 @@ class BrokerConnection(asyncio.Protocol):
         if self._in_flight >= self._max_in_flight or self._slot_waiters:
             return False
         self._in_flight += 1
-        answer = _Answer(on_answer, self._loop)
+        answer = Answer(on_answer, self._loop)
         if self._write(frame, answer) is None:  # acks=0: no answer will come
             if self._paused:
                 self._drain_answers.append(answer)
@@ -339,7 +362,7 @@ class BrokerConnection(asyncio.Protocol):
         answer.timer = self._loop.call_at(deadline, self._expire, answer, api_key, version)
         return True
 
-    def _expire(self, answer: _Answer, api_key: int, version: int) -> None:
+    def _expire(self, answer: Answer, api_key: int, version: int) -> None:
         if answer.done():
             return
         where = self.describe()
@@ -358,8 +381,8 @@ class BrokerConnection(asyncio.Protocol):
         )
 
     def _write(
-        self, frame: Callable[[ClientConnection], bytes], answer: _Answer | None = None
-    ) -> asyncio.Future[Any] | _Answer | None:
+        self, frame: Callable[[ClientConnection], bytes], answer: Answer | None = None
+    ) -> asyncio.Future[Any] | Answer | None:
         """Frame (``frame(wire)``: assigns the correlation id) and write in one step."""
         transport = self._transport
         if self._error is not None or transport is None:
@@ -377,7 +400,7 @@ class BrokerConnection(asyncio.Protocol):
         if wire.in_flight == before:  # Produce acks=0: no answer will come
             self._release_slot()
             return None
-        waiter: asyncio.Future[Any] | _Answer = (
+        waiter: asyncio.Future[Any] | Answer = (
             self._loop.create_future() if answer is None else answer
         )
         self._waiters.append(waiter)
@@ -454,6 +477,9 @@ class BrokerConnection(asyncio.Protocol):
                     self._release_slot()
                     if not future.done():
                         future.set_result(event.response)
+                    if self._retiring and not self._waiters:
+                        self._close_retired()
+                        return
                 else:  # ConnectionClosed: only after receive_data(b""), see eof_received
                     return
         except PykafError as exc:
@@ -551,6 +577,16 @@ class BrokerConnection(asyncio.Protocol):
             on_lost(self, error)
         return True
 
+    def retire(self) -> None:
+        """Take no new requests; close once those in flight are answered (now if none).
+        For a connection replaced by a new one (its SASL session about to end)."""
+        self._retiring = True
+        if not self._waiters:
+            self._close_retired()
+
+    def _close_retired(self) -> None:
+        self.close(self._closed_error("replaced by a new connection (SASL session ending)"))
+
     def abort(self, error: PykafError) -> None:
         """Fail every request with ``error`` and drop the connection now."""
         self._fail(error)
@@ -579,44 +615,3 @@ class BrokerConnection(asyncio.Protocol):
         except TimeoutError:
             if self._transport is not None:
                 self._transport.abort()
-
-
-class _Answer:
-    """A waiter of ``send_nowait``: calls back instead of waking a coroutine. Quacks like
-    the futures it shares the waiter queue with (``done``, ``set_result``,
-    ``set_exception``)."""
-
-    __slots__ = ("_callback", "_done", "_loop", "timer")
-
-    def __init__(
-        self,
-        callback: Callable[[Any, BaseException | None], None],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self._callback = callback
-        self._loop = loop
-        self._done = False
-        self.timer: asyncio.TimerHandle | None = None
-
-    def done(self) -> bool:
-        return self._done
-
-    def set_result(self, value: Any) -> None:
-        self._call(value, None)
-
-    def set_exception(self, error: BaseException) -> None:
-        self._call(None, error)
-
-    def _call(self, value: Any, error: BaseException | None) -> None:
-        if self._done:
-            return
-        self._done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        try:
-            self._callback(value, error)
-        except Exception as exc:  # the connection must outlive a bug in its caller
-            self._loop.call_exception_handler(
-                {"message": "pykaf: a request's answer callback failed", "exception": exc}
-            )

@@ -200,7 +200,7 @@ class ConnectionPool:
             self._versions[address] = conn.versions
         old = self._conns.get(key)
         if old is not None and old is not conn:
-            old.close()
+            old.retire()  # dead (closes now) or its session ending (once answered)
         self._conns[key] = conn
         return conn
 

@@ -8,10 +8,11 @@ or consumer surfaces it at once instead of retrying until its timeout, as Kafka'
 do with SaslAuthenticationException. Messages name the user and the mechanism, never the
 password or the token.
 
-Not done: KIP-368 re-authentication. The broker's session lifetime (SaslAuthenticate v1+)
-is kept on the connection (``session_lifetime``), but a connection is not re-authenticated
-before it ends; a broker with ``connections.max.reauth.ms`` then closes it and the pool
-reconnects (authenticating afresh, with a fresh OAUTHBEARER token).
+KIP-368 (a broker with ``connections.max.reauth.ms`` ends sessions) is met by replacement,
+not in-band re-authentication: ``BrokerConnection`` stops taking new requests at 85-95% of
+the session lifetime the broker granted (SaslAuthenticate v1+), the pool opens a freshly
+authenticated connection (a fresh OAUTHBEARER token too) and the old one closes once its
+requests are answered.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ class FakeSaslBroker:
     users: Mapping[str, str] = field(default_factory=lambda: {"alice": PASSWORD})
     tls: ssl.SSLContext | None = None
     accepted_tokens: tuple[str, ...] = (TOKEN,)
+    session_lifetime_ms: int = 3_600_000
     connections: int = 0
     authenticated: list[str] = field(default_factory=list)
     tokens_seen: list[str] = field(default_factory=list)
@@ -149,7 +150,7 @@ class FakeSaslBroker:
             error_code=0,
             error_message=None,
             auth_bytes=reply,
-            session_lifetime=3_600_000 if sasl.done else 0,
+            session_lifetime=self.session_lifetime_ms if sasl.done else 0,
         )
 
     def _metadata(self, version: int) -> Any:
@@ -347,3 +348,30 @@ async def test_a_listener_without_sasl_is_named(mock_cluster: MockCluster) -> No
     ):
         with pytest.raises(SaslProtocolError, match="offers no SaslAuthenticate"):
             await client.metadata()
+
+
+async def test_a_connection_is_replaced_before_its_sasl_session_ends() -> None:
+    # KIP-368: a broker granting a session lifetime closes the connection after it; the
+    # client moves to a freshly authenticated connection first (a fresh token each time).
+    tokens = 0
+
+    def provider() -> tuple[str, float]:
+        nonlocal tokens
+        tokens += 1
+        return TOKEN, NEVER_EXPIRES
+
+    async with (
+        asyncio.timeout(LIMIT),
+        fake_broker("OAUTHBEARER", session_lifetime_ms=300) as broker,
+        AsyncClient(broker.bootstrap, **oauth(provider)) as client,
+    ):
+        await client.metadata()
+        conns = list(client._pool._conns.values())
+        assert [c.session_lifetime for c in conns] == [0.3]
+        while conns[0].usable:  # bounded by LIMIT: the session ends within 0.3s
+            await asyncio.sleep(0.01)
+        await client.metadata()
+        assert broker.authenticated == ["bob", "bob"]
+        assert tokens == 2
+        await conns[0].wait_closed(LIMIT)  # the replaced one closes, nothing in flight
+        assert conns[0].error is not None
