@@ -27,7 +27,7 @@ from pykaf.errors import (
 )
 from pykaf.protocol import scram_credentials
 from pykaf.protocol._framing import NEED_DATA, Request, ServerConnection
-from pykaf.protocol._messages import build_response
+from pykaf.protocol._messages import build_request, build_response
 from pykaf.protocol._sasl import SaslServer, sasl_server
 from pykaf.protocol._sasl_scram import ScramCredentials
 
@@ -375,3 +375,28 @@ async def test_a_connection_is_replaced_before_its_sasl_session_ends() -> None:
         assert tokens == 2
         await conns[0].wait_closed(LIMIT)  # the replaced one closes, nothing in flight
         assert conns[0].error is not None
+
+
+async def test_a_retired_connection_answers_its_requests_before_closing() -> None:
+    async with (
+        asyncio.timeout(LIMIT),
+        fake_broker("PLAIN") as broker,
+        AsyncClient(broker.bootstrap, **sasl("PLAIN")) as client,
+    ):
+        await client.metadata()
+        (conn,) = client._pool._conns.values()
+        request = build_request(
+            "Metadata",
+            12,
+            topics=[],
+            allow_auto_topic_creation=False,
+            include_topic_authorized_operations=False,
+        )
+        pending = asyncio.ensure_future(conn.send(request))
+        while conn.in_flight == 0:  # bounded by LIMIT: written in the task's first step
+            await asyncio.sleep(0)
+        conn.retire()
+        assert not conn.usable
+        assert (await pending).brokers  # answered, then closed
+        await conn.wait_closed(LIMIT)
+        assert "replaced by a new connection" in str(conn.error)
