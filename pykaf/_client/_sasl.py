@@ -81,7 +81,11 @@ async def authenticate_sasl(conn: _Connection, settings: ClientSettings) -> floa
         code = int(response.error_code)
         if code:
             raise _refused(code, response, where, settings, client)
-        message = client.step(bytes(response.auth_bytes))
+        try:
+            message = client.step(bytes(response.auth_bytes))
+        except SaslError as exc:
+            # The state machine cannot know the broker: name it (same class, no secret).
+            raise type(exc)(f"{where}: {exc}") from exc
         if message is None:
             lifetime = getattr(response, "session_lifetime", None)  # v1+: a timedelta
             seconds = lifetime.total_seconds() if isinstance(lifetime, timedelta) else 0.0

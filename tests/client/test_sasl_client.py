@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import traceback
@@ -24,6 +25,7 @@ from pykaf.errors import (
     SaslConfigurationError,
     SaslError,
     SaslProtocolError,
+    SaslServerSignatureError,
 )
 from pykaf.protocol import scram_credentials
 from pykaf.protocol._framing import NEED_DATA, Request, ServerConnection
@@ -55,6 +57,7 @@ class FakeSaslBroker:
     tls: ssl.SSLContext | None = None
     accepted_tokens: tuple[str, ...] = (TOKEN,)
     session_lifetime_ms: int = 3_600_000
+    forged_server_key: bool = False  # a peer that cannot prove it knows the password
     connections: int = 0
     authenticated: list[str] = field(default_factory=list)
     tokens_seen: list[str] = field(default_factory=list)
@@ -66,7 +69,10 @@ class FakeSaslBroker:
     async def start(self) -> None:
         for user, password in self.users.items():
             for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
-                self._credentials[user, mechanism] = scram_credentials(mechanism, password)
+                stored = scram_credentials(mechanism, password)
+                if self.forged_server_key:
+                    stored = dataclasses.replace(stored, server_key=bytes(len(stored.server_key)))
+                self._credentials[user, mechanism] = stored
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -400,3 +406,14 @@ async def test_a_retired_connection_answers_its_requests_before_closing() -> Non
         assert (await pending).brokers  # answered, then closed
         await conn.wait_closed(LIMIT)
         assert "replaced by a new connection" in str(conn.error)
+
+
+async def test_a_scram_server_without_the_password_is_refused_by_name() -> None:
+    async with (
+        asyncio.timeout(LIMIT),
+        fake_broker("SCRAM-SHA-512", forged_server_key=True) as broker,
+        AsyncClient(broker.bootstrap, **sasl("SCRAM-SHA-512")) as client,
+    ):
+        with pytest.raises(SaslServerSignatureError, match=f"broker at {broker.bootstrap}"):
+            await client.metadata()
+        assert broker.connections == 1
