@@ -460,7 +460,8 @@ class BrokerConnection(asyncio.Protocol):
             self.abort(
                 SecurityProtocolMismatchError(
                     f"{self.describe()} answered plaintext with TLS: is this a TLS port?"
-                    " use security_protocol='SSL' (or the PLAINTEXT listener's port)",
+                    f" use security_protocol={self._tls_protocol()!r} (or the port of a"
+                    " listener without TLS)",
                     address=str(self.address),
                     node_id=self.node_id,
                 )
@@ -549,7 +550,14 @@ class BrokerConnection(asyncio.Protocol):
                 " before answering ApiVersions: does it require a client certificate"
                 " (ssl_certfile, ssl_keyfile) or SASL?"
             )
-        return " before answering ApiVersions: is this a TLS port? use security_protocol='SSL'"
+        return (
+            " before answering ApiVersions: is this a TLS port? use"
+            f" security_protocol={self._tls_protocol()!r}"
+        )
+
+    def _tls_protocol(self) -> str:
+        """The security protocol to suggest when the listener turns out to speak TLS."""
+        return "SASL_SSL" if self._settings.security_protocol == "SASL_PLAINTEXT" else "SSL"
 
     def _closed_error(self, reason: str) -> BrokerConnectionError:
         return BrokerConnectionError(

@@ -21,6 +21,7 @@ from peers.tls import TlsFiles
 from pykaf import AsyncConsumer, AsyncProducer
 from pykaf._client._async_client import AsyncClient
 from pykaf.errors import (
+    NoBrokersError,
     SaslAuthenticationError,
     SaslConfigurationError,
     SaslError,
@@ -417,3 +418,16 @@ async def test_a_scram_server_without_the_password_is_refused_by_name() -> None:
         with pytest.raises(SaslServerSignatureError, match=f"broker at {broker.bootstrap}"):
             await client.metadata()
         assert broker.connections == 1
+
+
+async def test_sasl_plaintext_at_a_tls_listener_suggests_sasl_ssl(tls_files: TlsFiles) -> None:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(tls_files.main.server_cert, tls_files.main.server_key)
+    async with (
+        asyncio.timeout(LIMIT),
+        fake_broker("PLAIN", tls=server_tls) as broker,
+        AsyncClient(broker.bootstrap, **sasl("PLAIN", request_timeout=1.5)) as client,
+    ):
+        # Python's TLS server hangs up without a word (retriable, as a reset is).
+        with pytest.raises(NoBrokersError, match="TLS port\\? use security_protocol='SASL_SSL'"):
+            await client.metadata()
