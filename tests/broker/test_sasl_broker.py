@@ -159,6 +159,15 @@ def test_plaintext_listener_beside_sasl_answers_sasl_requests_with_illegal_state
         assert client.request("SaslAuthenticate", 2, auth_bytes=b"x").error_code == 34
 
 
+def test_a_v0_handshake_is_refused_then_closed(sasl_cluster: BlockingCluster) -> None:
+    with WireClient(sasl_cluster.bootstrap) as client:
+        versions = {k.api_key: k for k in client.request("ApiVersions", 0).api_keys}
+        assert versions[17].min_version == 0  # advertised as Kafka does, for librdkafka
+        response = client.request("SaslHandshake", 0, mechanism="PLAIN")
+        assert response.error_code == 35
+        assert client.is_closed_by_peer()
+
+
 def test_a_second_handshake_after_authentication_is_illegal_state(
     sasl_cluster: BlockingCluster,
 ) -> None:
