@@ -119,19 +119,20 @@ class BrokerUsers:
 class SaslSession:
     """One connection's authentication (see the module doc). The SaslHandshake and
     SaslAuthenticate handlers drive it; the listener asks ``admit`` before each request
-    and closes the connection when ``failed``."""
+    and closes the connection when ``failure`` is set."""
 
-    __slots__ = ("_server", "_users", "failed", "principal")
+    __slots__ = ("_server", "_users", "failure", "principal")
 
     def __init__(self, users: BrokerUsers) -> None:
         self._users = users
         self._server: SaslServer | None = None
         self.principal: str | None = None
-        #: A failed authentication: the listener closes the connection after the answer.
-        self.failed = False
+        #: Why authentication failed (no secret in it): the listener closes the connection
+        #: after the answer.
+        self.failure: str | None = None
 
     def __repr__(self) -> str:
-        return f"<SaslSession principal={self.principal!r} failed={self.failed}>"
+        return f"<SaslSession principal={self.principal!r} failure={self.failure!r}>"
 
     @property
     def authenticated(self) -> bool:
@@ -174,11 +175,11 @@ class SaslSession:
         try:
             reply = server.step(bytes(auth_bytes))
         except (SaslAuthenticationError, SaslProtocolError) as exc:
-            self.failed = True
-            return SASL_AUTHENTICATION_FAILED, str(exc), b""
+            self.failure = str(exc)
+            return SASL_AUTHENTICATION_FAILED, self.failure, b""
         except LocalProtocolError as exc:
-            self.failed = True
-            return ILLEGAL_SASL_STATE, str(exc), b""
+            self.failure = str(exc)
+            return ILLEGAL_SASL_STATE, self.failure, b""
         if server.done:
             self.principal = server.username
         return 0, None, reply

@@ -325,10 +325,12 @@ class BrokerServer:
                     await writer.drain()
             if session is not None and session.authenticated:
                 conn.lift_pre_auth_limit()
-            elif session is not None and session.failed:
+            elif session is not None and session.failure is not None:
                 # Kafka closes the connection once the failure is answered.
                 await self._flush(writer)
-                raise CloseConnection(f"SASL authentication failed (client {event.client_id!r})")
+                raise CloseConnection(
+                    f"SASL authentication failed (client {event.client_id!r}): {session.failure}"
+                )
 
     async def _flush(self, writer: asyncio.StreamWriter) -> None:
         """Wait (bounded) until everything written has gone to the socket: closing aborts

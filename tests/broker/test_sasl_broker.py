@@ -3,6 +3,7 @@ protocol's own client state machines, and what happens before and after."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 from collections.abc import Iterator
@@ -94,8 +95,13 @@ def metadata_request(client: WireClient, version: int = 12, *, send_only: bool =
     ],
 )
 def test_failed_authentication_is_answered_then_closed(
-    sasl_cluster: BlockingCluster, mechanism: str, username: str, password: str
+    sasl_cluster: BlockingCluster,
+    mechanism: str,
+    username: str,
+    password: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="pykaf.broker")
     with WireClient(sasl_cluster.bootstrap) as client:
         response = authenticate(client, mechanism, username, password)
         assert response.error_code == 58  # type: ignore[attr-defined]
@@ -104,6 +110,10 @@ def test_failed_authentication_is_answered_then_closed(
         assert password not in message
         assert PASSWORD not in message
         assert client.is_closed_by_peer()
+    # Logged (before the close, so it is there now), without a secret.
+    assert f"SASL authentication failed (client 'wire-test'): {message}" in caplog.text
+    assert password not in caplog.text
+    assert PASSWORD not in caplog.text
     # The broker serves the next client.
     with WireClient(sasl_cluster.bootstrap) as client:
         assert authenticate(client, mechanism).error_code == 0  # type: ignore[attr-defined]
@@ -157,6 +167,23 @@ def test_plaintext_listener_beside_sasl_answers_sasl_requests_with_illegal_state
         assert metadata_request(client).brokers
         assert client.request("SaslHandshake", 1, mechanism="PLAIN").error_code == 34
         assert client.request("SaslAuthenticate", 2, auth_bytes=b"x").error_code == 34
+
+
+def test_an_extra_sasl_listener_beside_a_plaintext_one() -> None:
+    with BlockingCluster(
+        2, extra_listeners=["SASL_PLAINTEXT"], users={"carol": PASSWORD}
+    ) as cluster:
+        sasl_addresses = cluster.bootstrap_for("SASL_PLAINTEXT").split(",")
+        with WireClient(sasl_addresses[0]) as client:
+            metadata_request(client, send_only=True)  # not authenticated yet
+            assert client.is_closed_by_peer()
+        with WireClient(sasl_addresses[1]) as client:
+            response = authenticate(client, "SCRAM-SHA-256", "carol")
+            assert response.error_code == 0  # type: ignore[attr-defined]
+            advertised = {f"{b.host}:{b.port}" for b in metadata_request(client).brokers}
+            assert advertised == set(sasl_addresses)
+        with WireClient(str(cluster.brokers[0])) as client:  # the main one needs no SASL
+            assert len(metadata_request(client).brokers) == 2
 
 
 def test_a_v0_handshake_is_refused_then_closed(sasl_cluster: BlockingCluster) -> None:

@@ -25,7 +25,7 @@ async def sasl_handshake(ctx: RequestContext, request: Any) -> Payload:
     if session is None:  # a listener without SASL, as Kafka answers there
         return ctx.respond(error_code=ILLEGAL_SASL_STATE, mechanisms=[])
     if ctx.api_version == 0:
-        session.failed = True  # closed after this answer
+        session.failure = "SaslHandshake v0 (raw SASL tokens) is not served; use v1"
         return ctx.respond(error_code=UNSUPPORTED_VERSION, mechanisms=list(session.mechanisms))
     try:
         error_code = session.handshake(request.mechanism)
