@@ -20,6 +20,7 @@ from typing import Any, Self, TypeVar
 
 from pykaf.broker._faults import Faults, HeldResponses, api_key_of
 from pykaf.broker._groups import group_coordinator
+from pykaf.broker._sasl_auth import DEFAULT_SASL_MECHANISMS, BrokerUsers
 from pykaf.broker._segments import DEFAULT_SEGMENT_BYTES
 from pykaf.broker._server import (
     DEFAULT_CONNECTIONS_MAX_IDLE,
@@ -70,6 +71,12 @@ class Cluster:
     ``extra_listeners=["PLAINTEXT"]`` (or ``[("PLAINTEXT", first_port)]``) adds a listener
     of that protocol beside the main one on every broker: a client is told the addresses
     of the listener it came in on (``bootstrap_for("PLAINTEXT")``), as Kafka does.
+
+    ``security_protocol="SASL_SSL"`` (TLS as above) or ``"SASL_PLAINTEXT"`` authenticates
+    every connection as one of ``users`` (name -> password) with one of
+    ``sasl_mechanisms`` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; default all three). The
+    passwords are turned into salted SCRAM credentials here and not kept. Extra listeners
+    may be SASL ones too.
     """
 
     def __init__(
@@ -93,6 +100,8 @@ class Cluster:
         ssl_keyfile: str | Path | None = None,
         ssl_cafile: str | Path | None = None,
         extra_listeners: Sequence[str | tuple[str, int]] = (),
+        sasl_mechanisms: Sequence[str] = DEFAULT_SASL_MECHANISMS,
+        users: Mapping[str, str] | None = None,
     ) -> None:
         if brokers < 1:
             raise ValueError("a cluster needs at least one broker")
@@ -114,6 +123,21 @@ class Cluster:
                 raise ValueError(f"listener {name}: port {first!r} with {brokers} brokers")
         self.security_protocol = security_protocol_name(security_protocol)
         self._extra_ports = {security_protocol_name(name): first for name, first in extra}
+        sasl = [n for n in (self.security_protocol, *self._extra_ports) if n.startswith("SASL_")]
+        if sasl and not users:
+            raise ValueError(
+                f"security protocol {sasl[0]} needs users: users={{'alice': 'secret'}}"
+                " (--user alice:secret)"
+            )
+        if users and not sasl:
+            raise ValueError(
+                "users given without a SASL listener: use security_protocol 'SASL_SSL' or"
+                " 'SASL_PLAINTEXT'"
+            )
+        # Salted now; the passwords go out of scope with the caller's mapping.
+        #: The users of the SASL listeners (names and mechanisms; no password is kept).
+        self.users = BrokerUsers(users, sasl_mechanisms) if users else None
+        self._read_limits["users"] = self.users
         # Built once (the files are read now: a bad one is refused here).
         main_tls, *extra_tls = listener_contexts(
             [self.security_protocol, *self._extra_ports],
@@ -121,6 +145,7 @@ class Cluster:
             keyfile=ssl_keyfile,
             cafile=ssl_cafile,
         )
+        self._read_limits["security_protocol"] = self.security_protocol
         self._read_limits["tls"] = main_tls
         self._read_limits["extra_listeners"] = dict(zip(self._extra_ports, extra_tls, strict=True))
         self._state_args: dict[str, Any] = {

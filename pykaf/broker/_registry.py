@@ -20,6 +20,7 @@ from pykaf.protocol._apis import ApiSpec, api_spec
 from pykaf.protocol._messages import Payload, build_response
 
 if TYPE_CHECKING:
+    from pykaf.broker._sasl_auth import SaslSession
     from pykaf.broker._state import BrokerNode, ClusterState
 
 __all__ = [
@@ -54,6 +55,8 @@ class ConnectionInfo:
     peer: str
     #: The listener it came in on, by name; None: the broker's main listener.
     listener: str | None = None
+    #: Its SASL authentication on a SASL listener (None: the listener has no SASL).
+    sasl: SaslSession | None = None
 
 
 class _BrokerLike(Protocol):

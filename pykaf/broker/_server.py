@@ -32,6 +32,7 @@ from pykaf.broker._registry import (
     RequestContext,
     handler_for,
 )
+from pykaf.broker._sasl_auth import BrokerUsers
 from pykaf.broker._state import BrokerNode, ClusterState
 from pykaf.broker.apis.api_versions import UNSUPPORTED_VERSION, api_versions_entries
 from pykaf.protocol._apis import api_spec
@@ -117,8 +118,17 @@ class BrokerServer:
         request_receive_timeout: float = DEFAULT_REQUEST_RECEIVE_TIMEOUT,
         tls: ssl.SSLContext | None = None,
         extra_listeners: Mapping[str, ssl.SSLContext | None] | None = None,
+        security_protocol: str = "PLAINTEXT",
+        users: BrokerUsers | None = None,
     ) -> None:
         check_read_limits(queued_max_request_bytes, connections_max_idle, request_receive_timeout)
+        sasl_listeners = [
+            name
+            for name in (security_protocol, *(extra_listeners or {}))
+            if name.startswith("SASL_")
+        ]
+        if sasl_listeners and users is None:
+            raise ValueError(f"listener {sasl_listeners[0]} needs users (BrokerUsers)")
         self._node = node
         self.state = state
         self.max_frame_size = max_frame_size
@@ -132,6 +142,10 @@ class BrokerServer:
         #: Listeners beside the main one, by name, with their TLS context (None: plain);
         #: their ports are in ``node.listener_ports``.
         self.extra_listeners = dict(extra_listeners or {})
+        #: The main listener's security protocol; SASL_PLAINTEXT and SASL_SSL listeners
+        #: (main or extra) authenticate every connection against ``users``.
+        self.security_protocol = security_protocol
+        self.users = users
         self._server: asyncio.Server | None = None
         self._extra_servers: list[asyncio.Server] = []
         self._connections: dict[int, tuple[asyncio.Task[None], asyncio.StreamWriter]] = {}
@@ -228,7 +242,13 @@ class BrokerServer:
         self._connections[conn_id] = (task, writer)
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
-        info = ConnectionInfo(connection_id=conn_id, peer=peer, listener=listener)
+        protocol = listener or self.security_protocol
+        session = (
+            self.users.session()
+            if self.users is not None and protocol.startswith("SASL_")
+            else None
+        )
+        info = ConnectionInfo(connection_id=conn_id, peer=peer, listener=listener, sasl=session)
         reading = _Reading(writer.transport)
         try:
             await self._run_connection(reader, writer, info, reading)
@@ -266,13 +286,15 @@ class BrokerServer:
         info: ConnectionInfo,
         reading: _Reading,
     ) -> None:
-        # The pre-authentication limit guards the first frame only: a peer that starts with
-        # garbage cannot make the broker buffer 100 MiB, while clients that skip ApiVersions
-        # (old ones with a pinned version) are not held to 512 KiB afterwards.
+        # Without SASL the pre-authentication limit guards the first frame only: a peer
+        # that starts with garbage cannot make the broker buffer 100 MiB, while clients that
+        # skip ApiVersions (old ones with a pinned version) are not held to 512 KiB
+        # afterwards. With SASL it holds until the client has authenticated, as in Kafka.
+        session = info.sasl
         conn = ServerConnection(
             max_frame_size=self.max_frame_size,
             max_pre_auth_frame_size=min(self.max_pre_auth_frame_size, self.max_frame_size),
-            pre_auth_until="first_request",
+            pre_auth_until="first_request" if session is None else "authenticated",
         )
         transport = writer.transport
         while True:
@@ -285,6 +307,10 @@ class BrokerServer:
             if isinstance(event, UnsupportedRequest):
                 writer.write(self._refuse(conn, event))
                 continue
+            if session is not None and not session.authenticated:
+                refusal = session.refusal(event.api_key, _api_name(event.api_key))
+                if refusal is not None:
+                    raise CloseConnection(refusal)
             response = await self._answer(event, info)
             if event.expects_response:
                 if response is None:
@@ -297,6 +323,22 @@ class BrokerServer:
                     writer.write(conn.send_response(event, response))
                 if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
                     await writer.drain()
+            if session is not None and session.authenticated:
+                conn.lift_pre_auth_limit()
+            elif session is not None and session.failure is not None:
+                # Kafka closes the connection once the failure is answered.
+                await self._flush(writer)
+                raise CloseConnection(
+                    f"SASL authentication failed (client {event.client_id!r}): {session.failure}"
+                )
+
+    async def _flush(self, writer: asyncio.StreamWriter) -> None:
+        """Wait (bounded) until everything written has gone to the socket: closing aborts
+        the transport, which would drop a last answer still buffered."""
+        writer.transport.set_write_buffer_limits(high=0)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.request_receive_timeout):
+                await writer.drain()
 
     async def _read(
         self, reader: asyncio.StreamReader, conn: ServerConnection, reading: _Reading

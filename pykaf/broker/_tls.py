@@ -1,7 +1,8 @@
 """The embedded broker's TLS: one server context per cluster, built from PEM files.
 
-Kafka's listener names: PLAINTEXT or SSL. A broker may have one of each (a plaintext
-listener beside a TLS one); the TLS one uses the files given. With ``ssl_cafile`` it
+Kafka's listener names: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL. A broker may have one of
+each (a plaintext listener beside a TLS one); the TLS ones (SSL, SASL_SSL) use the files
+given. With ``ssl_cafile`` it
 requires a client certificate signed by that CA (Kafka's ``ssl.client.auth=required``).
 """
 
@@ -14,17 +15,13 @@ from typing import Final
 
 __all__ = ["BROKER_SECURITY_PROTOCOLS", "listener_contexts", "security_protocol_name"]
 
-BROKER_SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL")
+BROKER_SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_TLS_PROTOCOLS: Final = ("SSL", "SASL_SSL")
 
 
 def security_protocol_name(security_protocol: str) -> str:
     """The protocol's canonical name; ValueError says what to use instead."""
     protocol = str(security_protocol).upper()
-    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        raise ValueError(
-            f"security_protocol {security_protocol!r}: SASL is not available in the embedded"
-            " broker yet; use 'SSL' (with ssl_cafile for client certificates) or 'PLAINTEXT'"
-        )
     if protocol not in BROKER_SECURITY_PROTOCOLS:
         raise ValueError(
             f"security_protocol must be one of {', '.join(BROKER_SECURITY_PROTOCOLS)},"
@@ -49,16 +46,18 @@ def listener_contexts(
         )
     files = {"ssl_certfile": certfile, "ssl_keyfile": keyfile, "ssl_cafile": cafile}
     given = [name for name, path in files.items() if path is not None]
-    if "SSL" not in names:
+    tls_names = [name for name in names if name in _TLS_PROTOCOLS]
+    if not tls_names:
         if given:
             raise ValueError(
-                f"{', '.join(given)} given with security_protocol 'PLAINTEXT': use 'SSL'"
+                f"{', '.join(given)} given with security_protocol {names[0]!r}: use 'SSL'"
+                " or 'SASL_SSL'"
             )
         return [None] * len(names)
     if certfile is None:
         raise ValueError(
-            "security_protocol 'SSL' needs ssl_certfile (the broker's certificate, PEM) and"
-            " ssl_keyfile (its key); `pykaf certs DIR` makes a throwaway pair"
+            f"security_protocol {tls_names[0]!r} needs ssl_certfile (the broker's certificate,"
+            " PEM) and ssl_keyfile (its key); `pykaf certs DIR` makes a throwaway pair"
         )
     for name in given:
         path = Path(str(files[name]))
@@ -78,4 +77,4 @@ def listener_contexts(
         except ssl.SSLError as exc:
             raise ValueError(f"ssl_cafile holds no usable CA certificate ({exc})") from None
         context.verify_mode = ssl.CERT_REQUIRED
-    return [context if name == "SSL" else None for name in names]
+    return [context if name in _TLS_PROTOCOLS else None for name in names]

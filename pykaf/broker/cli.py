@@ -86,15 +86,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--security-protocol",
         default="PLAINTEXT",
-        choices=["PLAINTEXT", "SSL"],
+        choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
         type=str.upper,
-        help="PLAINTEXT (default) or SSL (TLS with --ssl-certfile and --ssl-keyfile)",
+        help="PLAINTEXT (default), SSL (TLS with --ssl-certfile and --ssl-keyfile),"
+        " SASL_PLAINTEXT or SASL_SSL (with --user)",
     )
     parser.add_argument("--ssl-certfile", help="the brokers' certificate (PEM)")
     parser.add_argument("--ssl-keyfile", help="its private key (PEM, unencrypted)")
     parser.add_argument(
         "--ssl-cafile",
         help="require client certificates signed by this CA (PEM): mutual TLS",
+    )
+    parser.add_argument(
+        "--sasl-mechanism",
+        action="append",
+        default=[],
+        type=str.upper,
+        metavar="MECHANISM",
+        help="a SASL mechanism to accept: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (repeatable;"
+        " default all three)",
+    )
+    parser.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        type=_user,
+        metavar="NAME:PASSWORD",
+        help="a user of the SASL listeners (repeatable); the password is kept only as"
+        " salted SCRAM credentials",
     )
     parser.add_argument(
         "--listener",
@@ -120,7 +139,18 @@ def _listener(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected PROTOCOL[:PORT]") from None
 
 
+def _user(text: str) -> tuple[str, str]:
+    name, colon, password = text.partition(":")
+    if not name or not colon or not password:
+        # Not echoed: the text holds a password.
+        raise argparse.ArgumentTypeError("expected NAME:PASSWORD (both non-empty)")
+    return name, password
+
+
 async def _run(args: argparse.Namespace) -> None:
+    users = dict(args.user)
+    args.user = None  # the cluster keeps salted credentials only
+
     cluster = Cluster(
         args.brokers,
         port=args.port,
@@ -137,7 +167,10 @@ async def _run(args: argparse.Namespace) -> None:
         ssl_keyfile=args.ssl_keyfile,
         ssl_cafile=args.ssl_cafile,
         extra_listeners=args.listener,
+        users=users or None,
+        **({"sasl_mechanisms": args.sasl_mechanism} if args.sasl_mechanism else {}),
     )
+    users.clear()
     await cluster.start()
     control: ControlServer | None = None
     try:

@@ -121,7 +121,7 @@ def test_standalone_broker_serves_tls(tls_files: TlsFiles, tmp_path: Path) -> No
     [
         ({"security_protocol": "SSL"}, "needs ssl_certfile"),
         ({"security_protocol": "TLS"}, "must be one of PLAINTEXT, SSL"),
-        ({"security_protocol": "SASL_SSL"}, "SASL is not available"),
+        ({"security_protocol": "SASL_SSL"}, "needs users"),
         ({"ssl_cafile": "ca.pem"}, "given with security_protocol 'PLAINTEXT'"),
         ({"security_protocol": "SSL", "ssl_certfile": "/nope.pem"}, "ssl_certfile: no such"),
     ],
