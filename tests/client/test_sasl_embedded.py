@@ -12,7 +12,7 @@ from peers.tls import TlsFiles
 
 import pykaf
 from pykaf._client._async_client import AsyncClient
-from pykaf.broker import BlockingCluster, Cluster
+from pykaf.broker import Cluster
 from pykaf.errors import SaslAuthenticationError, SaslConfigurationError
 
 LIMIT = 30.0
@@ -31,35 +31,45 @@ def sasl(mechanism: str, protocol: str, password: str = PASSWORD) -> dict[str, A
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
-def test_producer_and_group_consumer_over_sasl_ssl(mechanism: str, tls_files: TlsFiles) -> None:
-    with BlockingCluster(
-        2,
-        security_protocol="SASL_SSL",
-        ssl_certfile=tls_files.main.server_cert,
-        ssl_keyfile=tls_files.main.server_key,
-        users={"alice": PASSWORD},
-    ) as cluster:
-        cluster.create_topic("secure", 3)
+async def test_producer_and_group_consumer_over_sasl_ssl(
+    mechanism: str, tls_files: TlsFiles
+) -> None:
+    async with (
+        asyncio.timeout(LIMIT),
+        Cluster(
+            2,
+            security_protocol="SASL_SSL",
+            ssl_certfile=tls_files.main.server_cert,
+            ssl_keyfile=tls_files.main.server_key,
+            users={"alice": PASSWORD},
+        ) as cluster,
+    ):
+        await cluster.create_topic("secure", 3)
         options = {**sasl(mechanism, "SASL_SSL"), "ssl_cafile": tls_files.main.ca_cert}
-        with pykaf.Producer(cluster.bootstrap, **options) as producer:
-            futures = [producer.send("secure", f"v{i}".encode()) for i in range(COUNT)]
-            producer.flush(LIMIT)
-            assert {f.result(timeout=LIMIT).topic for f in futures} == {"secure"}
+        sent = [f"v{i}".encode() for i in range(COUNT)]
+        errors: list[BaseException] = []
+        async with pykaf.AsyncProducer(cluster.bootstrap, **options) as producer:
+            for value in sent:
+                await producer.produce(
+                    "secure", value, on_delivery=lambda _, e: e is None or errors.append(e)
+                )
+            assert await producer.flush(LIMIT) == 0
+        assert errors == []
         got: list[bytes] = []
-        with pykaf.Consumer(
+        async with pykaf.AsyncConsumer(
             cluster.bootstrap,
             group_id=f"group-{mechanism}",
-            topics=["secure"],
             auto_offset_reset="earliest",
             **GROUP,
             **options,
         ) as consumer:
-            for _ in range(60):  # bounded: 60 polls of at most 1 s
-                got += [r.value for r in consumer.poll(timeout=1.0)]
-                if len(got) >= COUNT:
+            await consumer.subscribe(["secure"])
+            async for record in consumer:  # bounded by LIMIT
+                got.append(record.value)
+                if len(got) == COUNT:
                     break
-            consumer.commit()
-        assert sorted(got) == sorted(f"v{i}".encode() for i in range(COUNT))
+            await consumer.commit()
+        assert sorted(got) == sorted(sent)
 
 
 async def test_raw_client_over_sasl_plaintext_and_its_refusals() -> None:
