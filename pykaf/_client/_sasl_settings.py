@@ -7,14 +7,11 @@ names are Kafka's (sasl.mechanism, sasl.username...) in snake case.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from pykaf.protocol._sasl import SASL_MECHANISMS
 
-if TYPE_CHECKING:
-    from pykaf._client._settings import ClientSettings
-
-__all__ = ["SASL_PROTOCOLS", "TokenProvider", "check_sasl"]
+__all__ = ["SASL_PROTOCOLS", "SaslFields", "TokenProvider", "check_sasl"]
 
 SASL_PROTOCOLS: Final = ("SASL_PLAINTEXT", "SASL_SSL")
 
@@ -25,7 +22,22 @@ TokenProvider = Callable[[], "tuple[str, float] | Awaitable[tuple[str, float]]"]
 _PASSWORD_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-def check_sasl(settings: ClientSettings) -> None:
+class SaslFields(Protocol):
+    """What the check reads of ``ClientSettings`` (named here: that module imports this)."""
+
+    @property
+    def security_protocol(self) -> str | None: ...
+    @property
+    def sasl_mechanism(self) -> str: ...
+    @property
+    def sasl_username(self) -> str | None: ...
+    @property
+    def sasl_password(self) -> str | None: ...
+    @property
+    def sasl_oauth_token_provider(self) -> TokenProvider | None: ...
+
+
+def check_sasl(settings: SaslFields) -> None:
     """Refuse SASL settings that cannot work; messages never show the password."""
     mechanism = settings.sasl_mechanism
     if not isinstance(mechanism, str) or mechanism not in SASL_MECHANISMS:
