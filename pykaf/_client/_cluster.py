@@ -37,6 +37,7 @@ from pykaf._errors import (
     PykafError,
     RemoteProtocolError,
     SaslError,
+    TlsError,
 )
 from pykaf._kafka_errors import LeaderNotAvailableError, NotControllerError
 from pykaf.protocol._messages import build_request
@@ -177,9 +178,11 @@ class ClusterView:
             )
             if round_errors and not any(_retriable(e) for e in round_errors):
                 # Retrying cannot help (not Kafka, refused by the broker...): say so now.
-                # Credentials refused by every broker: that error itself, so callers
+                # Credentials or certificates refused by every broker: that error itself, so callers
                 # (the producer's metadata wait) see its type, not a retriable wrapper.
-                if len(errors) == 1 or all(isinstance(e, SaslError) for e in round_errors):
+                if len(errors) == 1 or all(
+                    isinstance(e, SaslError | TlsError) for e in round_errors
+                ):
                     raise round_errors[0]
                 raise _no_brokers(errors)
             now = loop.time()

@@ -31,6 +31,7 @@ from pykaf._errors import (
     ProducerClosedError,
     PykafError,
     SaslError,
+    TlsError,
     UnknownBrokerError,
 )
 from pykaf._kafka_errors import (
@@ -134,8 +135,9 @@ class ProducerMetadata:
                 except (PykafError, OSError) as exc:
                     for topic in wanted:
                         self.errors[topic] = exc
-                    if isinstance(exc, SaslError):
-                        # Credentials refused: waiting will not fix them, say it now.
+                    if isinstance(exc, SaslError | TlsError):
+                        # Credentials or a certificate refused: waiting will not fix
+                        # them, say it now.
                         self._fail_waiters(exc)
                     missing = set(wanted)
                     self._warn_waiting(exc)

@@ -18,6 +18,7 @@ import pytest_asyncio
 from peers.tls import CLIENT_KEY_PASSWORD, TlsFiles
 
 from pykaf._client._async_client import AsyncClient
+from pykaf._producer._async_producer import AsyncProducer
 from pykaf.broker import Cluster
 from pykaf.errors import (
     BrokerConnectionError,
@@ -249,3 +250,20 @@ async def test_tls_client_reading_plaintext_names_the_listener(tmp_path: Path) -
     finally:
         server.close()
     assert issubclass(SecurityProtocolMismatchError, TlsError)
+
+
+async def test_a_producer_facing_an_untrusted_certificate_fails_at_once(
+    tls: Cluster, tls_files: TlsFiles
+) -> None:
+    # Like a refused SASL password: waiting max_block (60 s here) cannot make the
+    # broker's certificate trusted, so the producer's first send says so now.
+    async with asyncio.timeout(LIMIT):
+        with pytest.raises(TlsCertificateError, match="not trusted"):
+            async with AsyncProducer(
+                tls.bootstrap,
+                ssl_cafile=tls_files.other.ca_cert,
+                request_timeout=30.0,
+                max_block=60.0,
+                delivery_timeout=120.0,
+            ) as producer:
+                await producer.produce("t", b"v")
