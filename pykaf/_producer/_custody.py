@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from pykaf._errors import (
     ClientClosedError,
@@ -36,7 +36,7 @@ from pykaf._errors import (
 from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._batches import TopicUnknownError, check_report
 from pykaf._producer._custody_events import CustodyEventCallback, Downtime
-from pykaf._producer._delivery import DeliveryCallback, Report, Reporter
+from pykaf._producer._delivery import DeliveryCallback, LooseRecords, Reporter
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._journaled import JournalAccumulator
 from pykaf._producer._replay_identity import ReplayPlan, ReplayStats, ReplayTally, ReplayUnit
@@ -52,22 +52,6 @@ log = logging.getLogger("pykaf.producer.journal")
 # Between two looks for a topic's metadata while brokers are away (the feeder's retry).
 _NO_METADATA_PAUSE: Final = 0.05
 _PLAN_LOCK: Final = threading.Lock()  # makes ``Custody.replay_plan`` once
-
-
-class _OneRecord:
-    """A record from the journal that failed before reaching a batch, shaped as the
-    batch ``Reporter.failed`` reads."""
-
-    __slots__ = ("created_ms", "partition", "records", "reports", "topic")
-
-    def __init__(self, rec: JournalRecord, report: Report) -> None:
-        self.topic = rec.topic
-        self.partition = rec.partition
-        self.created_ms = rec.timestamp_ms
-        self.records: list[tuple[Any, Any, Any, Any]] = [
-            (rec.key, rec.value, rec.headers or None, rec.timestamp_ms)
-        ]
-        self.reports: list[tuple[int, Report]] | None = None if report is None else [(0, report)]
 
 
 class Custody:
@@ -99,7 +83,7 @@ class Custody:
         self._expiry_ms = None if expiry is None else expiry * 1000
         self._accumulator: JournalAccumulator | None = None
         self._ensure_topic: Callable[[str], None] | None = None
-        self._report: Callable[[_OneRecord, DeliveryError], None] | None = None
+        self._report: Callable[[LooseRecords, DeliveryError], None] | None = None
         self._feeder_lock = threading.Lock()
         self._read_position = ReadPosition()  # the feed's, across its passes
         self._feeder_running = False
@@ -185,7 +169,7 @@ class Custody:
         accumulator: Accumulator,
         *,
         ensure_topic: Callable[[str], None],
-        report: Callable[[_OneRecord, DeliveryError], None],
+        report: Callable[[LooseRecords, DeliveryError], None],
         wake: Callable[[], object],
     ) -> None:
         """Connect the feeder to its producer, from the feeder's thread: ``ensure_topic``
@@ -238,6 +222,14 @@ class Custody:
                 " journal (a new producer on it tries again)",
                 self.store.directory,
                 exc,
+            )
+        except Exception:
+            # A bug, not a disk: said in the log (a thread's traceback on stderr is easy
+            # to miss); the records stay in the journal and flush() counts them pending.
+            log.exception(
+                "journal %s: the feed of journaled records stopped; they stay in the"
+                " journal (a new producer on it tries again)",
+                self.store.directory,
             )
         finally:
             with self._feeder_lock:
@@ -311,7 +303,16 @@ class Custody:
             )
         )
         assert self._report is not None
-        self._report(_OneRecord(rec, report), failure)
+        self._report(
+            LooseRecords(
+                rec.topic,
+                rec.partition,
+                [(rec.key, rec.value, rec.headers or None, rec.timestamp_ms)],
+                None if report is None else [(0, report)],
+                rec.timestamp_ms,
+            ),
+            failure,
+        )
 
 
 def open_custody(

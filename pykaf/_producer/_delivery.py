@@ -26,6 +26,7 @@ __all__ = [
     "DeliveryCallback",
     "ErrorCallback",
     "Headers",
+    "LooseRecords",
     "ProducerRecord",
     "RecordMetadata",
     "Report",
@@ -89,6 +90,27 @@ class _BatchLike(Protocol):
     def reports(self) -> list[tuple[int, Report]] | None: ...
     @property
     def created_ms(self) -> int: ...
+
+
+class LooseRecords:
+    """Records that fail outside any batch (a journaled record that cannot be sent, the
+    records a close keeps in the journal), shaped as the batch ``Reporter.failed`` reads."""
+
+    __slots__ = ("created_ms", "partition", "records", "reports", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        records: list[tuple[Any, Any, Any, Any]],
+        reports: list[tuple[int, Report]] | None,
+        created_ms: int = 0,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.records = records
+        self.reports = reports
+        self.created_ms = created_ms
 
 
 def check_callback(on_delivery: object) -> None:

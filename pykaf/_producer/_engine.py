@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Final
 
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._backoff import Backoff
@@ -36,7 +36,7 @@ from pykaf._errors import (
 )
 from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._batches import Batch, PartitionQueue
-from pykaf._producer._delivery import Report, Reporter
+from pykaf._producer._delivery import LooseRecords, Reporter
 from pykaf._producer._idempotence import Idempotence
 from pykaf._producer._metadata import ProducerMetadata
 from pykaf._producer._outcomes import BatchOutcomes
@@ -394,7 +394,12 @@ class ProducerEngine(BatchOutcomes):
         self.failed_by_close += count
         if reports:
             self.reporter.failed(
-                _KeptRecords(reports),
+                LooseRecords(
+                    "(journal)",
+                    -1,
+                    [(None, None, None, None)] * len(reports),
+                    list(enumerate(reports)),
+                ),
                 JournalKeptError(
                     "the producer closed before the record was sent; it is kept in the"
                     " journal, and the next producer on it sends it"
@@ -440,20 +445,6 @@ class ProducerEngine(BatchOutcomes):
         with contextlib.suppress(PykafError):
             await self.client.close()
         return self.failed_by_close
-
-
-class _KeptRecords:
-    """The reports of records kept in the journal only at close (``Reporter.failed``
-    reads a batch: this is one without records of its own to name)."""
-
-    __slots__ = ("created_ms", "partition", "records", "reports", "topic")
-
-    def __init__(self, reports: list[Report]) -> None:
-        self.topic = "(journal)"
-        self.partition = -1
-        self.created_ms = 0
-        self.records: list[tuple[Any, Any, Any, Any]] = [(None, None, None, None)] * len(reports)
-        self.reports: list[tuple[int, Report]] | None = list(enumerate(reports))
 
 
 def _always(part: PartitionQueue, batch: Batch) -> bool:

@@ -1,5 +1,5 @@
-"""Reading a journal directory back: its segment files, checked, indexed, torn tail cut;
-and later the records still pending, for a replay.
+"""Reading a journal directory back: its segment files, checked, indexed, torn tail cut
+(the records still pending are read back later by ``_tail``, for the feed).
 
 Every segment is walked entry by entry (``_format.walk``): records are indexed by serial,
 topic and partition only (``peek_record``: a journal can be larger than memory, its keys
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -27,7 +26,6 @@ from pykaf._producer.journal._format import (
     RECORD,
     Done,
     Identity,
-    JournalRecord,
     decode_frame,
     peek_record,
     walk,
@@ -41,7 +39,6 @@ __all__ = [
     "Segment",
     "TornTail",
     "cut_torn_tail",
-    "read_pending",
     "read_segment",
     "recover_segments",
     "segment_name",
@@ -71,7 +68,7 @@ class TornTail:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Recovery:
     """What ``JournalStore.open`` found. The pending records themselves are read lazily,
-    segment by segment, with ``JournalStore.iter_pending`` (a journal may be larger than
+    a chunk at a time, with ``JournalStore.read_pending`` (a journal may be larger than
     memory)."""
 
     next_serial: int
@@ -187,20 +184,3 @@ def cut_torn_tail(torn: TornTail) -> None:
         torn.position,
         torn.reason,
     )
-
-
-def read_pending(
-    segments: list[tuple[Path, int]], is_pending: Callable[[int, str, int], bool]
-) -> Iterator[JournalRecord]:
-    """The records of ``segments`` (path, valid size) that ``is_pending(serial, topic,
-    partition)`` says are pending, in serial order, one segment in memory at a time."""
-    for segment_path, size in segments:
-        data = read_segment(segment_path, size)
-        path = str(segment_path)
-        for frame in walk(data, path=path, newest=False).frames:
-            if frame.kind != RECORD:
-                continue
-            if is_pending(*peek_record(data, frame, path=path)):
-                record = decode_frame(data, frame, path=path)
-                assert isinstance(record, JournalRecord)
-                yield record

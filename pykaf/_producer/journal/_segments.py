@@ -68,7 +68,6 @@ from pykaf._producer.journal._recovery import (
     Recovery,
     Segment,
     cut_torn_tail,
-    read_pending,
     recover_segments,
     segment_name,
 )
@@ -517,18 +516,6 @@ class JournalStore:
         return removed
 
     # -- reading back --------------------------------------------------------------------
-
-    def iter_pending(self) -> Iterator[JournalRecord]:
-        """The records not done yet, in serial order (so in order per partition), read
-        one segment at a time from disk. Not to be mixed with ``reclaim`` in another
-        thread (a segment could go while it is read)."""
-        with self._mutex:
-            segments = [(segment.path, segment.size) for segment in self._segments]
-        try:
-            yield from read_pending(segments, self._is_pending)
-        except OSError as exc:
-            where = Path(exc.filename) if exc.filename else self.directory
-            raise self._health.error(exc, "read", where, usable=True) from exc
 
     def read_pending(
         self, first: int, end: int, position: ReadPosition | None = None

@@ -2,9 +2,9 @@
 
 Records past ``buffer_memory`` (an outage, a slow cluster) and records recovered after a
 crash wait in the journal only; a feeder reads them back in serial order and hands them
-to memory as it frees. Recovery's ``read_pending`` holds a whole segment (64 MiB by
-default) in memory at a time, which would break the producer's memory bound during a long
-outage, so this reader reads each segment in chunks of ``_CHUNK`` bytes (one entry larger
+to memory as it frees. Holding a whole segment (64 MiB by default) in memory at a time,
+as recovery's scan does, would break the producer's memory bound during a long outage,
+so this reader reads each segment in chunks of ``_CHUNK`` bytes (one entry larger
 than that is read whole: its length was checked against the segment's valid size first).
 
 It only reads up to each segment's valid size as the store knew it (a snapshot taken

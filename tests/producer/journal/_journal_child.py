@@ -35,7 +35,10 @@ def hold(directory: str) -> None:
 def append(directory: str, seed: int, count: int) -> None:
     store = _store(directory)
     store.open()
-    pending = {p: [r.serial for r in store.iter_pending() if r.partition == p] for p in range(3)}
+    pending = {
+        p: [r.serial for r in store.read_pending(0, store.next_serial) if r.partition == p]
+        for p in range(3)
+    }
     print(f"open {store.next_serial}", flush=True)
     rng = random.Random(seed)
     for _ in range(count):

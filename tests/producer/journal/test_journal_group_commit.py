@@ -55,7 +55,7 @@ def test_a_sync_thread_and_an_appending_thread_lose_nothing(tmp_path: Path) -> N
     recovery = again.open()
     try:
         assert recovery.torn_tail is None
-        assert [r.serial for r in again.iter_pending()] == list(range(3000))
+        assert [r.serial for r in again.read_pending(0, again.next_serial)] == list(range(3000))
         assert len(list(tmp_path.glob("*.journal"))) > 10  # rolls happened meanwhile
     finally:
         again.close()
@@ -119,7 +119,7 @@ def test_a_failed_fsync_in_the_sync_thread_stops_appends_and_keeps_only_synced_r
     again = JournalStore(tmp_path, max_bytes=64 << 20, segment_bytes=SEGMENT)
     again.open()
     try:
-        assert [r.serial for r in again.iter_pending()] == list(range(5))
+        assert [r.serial for r in again.read_pending(0, again.next_serial)] == list(range(5))
         again.append([_record(5)])  # open again, it goes on
         again.sync()
     finally:
@@ -144,7 +144,7 @@ def test_a_failed_fsync_while_rolling_cuts_the_unsynced_records(
     again = JournalStore(tmp_path, max_bytes=64 << 20, segment_bytes=SEGMENT)
     again.open()
     try:
-        assert [r.serial for r in again.iter_pending()] == [0]
+        assert [r.serial for r in again.read_pending(0, again.next_serial)] == [0]
         assert serial > 1  # records 1.. were appended, then cut: never synced
     finally:
         again.close()
@@ -222,7 +222,9 @@ def test_records_dones_syncs_and_reclaims_from_three_threads(tmp_path: Path) -> 
     again = JournalStore(tmp_path, max_bytes=64 << 20, segment_bytes=SEGMENT)
     again.open()
     try:
-        assert [r.serial for r in again.iter_pending()] == list(range(1904, 2000, 7))
+        assert [r.serial for r in again.read_pending(0, again.next_serial)] == list(
+            range(1904, 2000, 7)
+        )
     finally:
         again.close()
 

@@ -55,7 +55,7 @@ def test_a_long_append_keeps_the_written_pages_out_of_memory(tmp_path: Path) -> 
                 peak = max(peak, _mapped_file_kib() - before)
         # Without dropping, the 48 MiB written would all be resident in the map.
         assert peak * 1024 < 4 * DROP_STEP, f"{peak} KiB of written pages held"
-        pending = list(store.iter_pending())
+        pending = list(store.read_pending(0, store.next_serial))
         assert [r.serial for r in pending] == list(range(serial))
         assert all(r.value == _value(r.serial) for r in pending)
     finally:
@@ -81,7 +81,7 @@ def test_pages_dropped_from_the_map_are_still_written_by_a_sync(tmp_path: Path) 
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages leave the cache
         finally:
             os.close(fd)
-        pending = list(store.iter_pending())
+        pending = list(store.read_pending(0, store.next_serial))
         assert [r.serial for r in pending] == list(range(serial))
         assert all(r.value == _value(r.serial) for r in pending)
     finally:
@@ -121,7 +121,7 @@ def test_a_process_killed_after_dropping_its_pages_loses_nothing(tmp_path: Path)
     recovery = store.open()
     try:
         assert recovery.torn_tail is None
-        pending = list(store.iter_pending())
+        pending = list(store.read_pending(0, store.next_serial))
         assert [r.serial for r in pending] == list(range(count))
         assert all(r.value == _value(r.serial) for r in pending)
     finally:

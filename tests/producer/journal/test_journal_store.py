@@ -85,7 +85,7 @@ def test_recovery_returns_pending_records_in_order_and_the_latest_identity(
     store.sync()
     again = _reopen(store)
     try:
-        pending = [(r.serial, r.partition) for r in again.iter_pending()]
+        pending = [(r.serial, r.partition) for r in again.read_pending(0, again.next_serial)]
         expected = [
             (s, s % 3)
             for s in range(30)
@@ -146,7 +146,7 @@ def test_reclaim_deletes_the_oldest_done_segments_but_never_the_newest(
     assert _segments(store.directory) == [before[-1]]  # the newest stays
     again = _reopen(store)
     try:
-        assert list(again.iter_pending()) == []
+        assert list(again.read_pending(0, again.next_serial)) == []
         assert again.next_serial == 100
     finally:
         again.close()
@@ -172,7 +172,7 @@ def test_a_segment_whose_done_entries_speak_for_older_segments_is_kept(
 def test_out_of_order_done_ranges(store: JournalStore) -> None:
     store.append([_record(s) for s in range(10)])
     store.append([Done("t", 0, 5, 7), Done("t", 0, 0, 2), Done("t", 0, 6, 9)])
-    assert [r.serial for r in store.iter_pending()] == [3, 4]
+    assert [r.serial for r in store.read_pending(0, store.next_serial)] == [3, 4]
     assert store.pending_records == 2
 
 
@@ -259,7 +259,7 @@ def test_a_torn_tail_is_cut_reported_and_appends_go_on_after_it(store: JournalSt
         assert newest.stat().st_size == good
         assert recovery.next_serial == 3
         again.append([_record(3)])
-        assert [r.serial for r in again.iter_pending()] == [0, 1, 2, 3]
+        assert [r.serial for r in again.read_pending(0, again.next_serial)] == [0, 1, 2, 3]
     finally:
         again.close()
 
@@ -287,7 +287,7 @@ def test_zeros_after_the_entries_of_an_allocated_segment_are_a_clean_end(tmp_pat
         assert (recovery.torn_tail, recovery.next_serial, recovery.pending_records) == (None, 3, 3)
         assert newest.stat().st_size == SEGMENT  # nothing cut: writing goes on in place
         store.append([_record(3)])
-        assert [r.serial for r in store.iter_pending()] == [0, 1, 2, 3]
+        assert [r.serial for r in store.read_pending(0, store.next_serial)] == [0, 1, 2, 3]
     finally:
         store.close()
     assert newest.stat().st_size == store.used_bytes  # closing cut the allocation
@@ -306,7 +306,7 @@ def test_a_torn_entry_in_an_allocated_segment_is_cut_and_writing_goes_on(tmp_pat
         assert (recovery.torn_tail.position, recovery.torn_tail.dropped_entries) == (good, 1)
         assert recovery.next_serial == 3
         store.append([_record(3)])
-        assert [r.serial for r in store.iter_pending()] == [0, 1, 2, 3]
+        assert [r.serial for r in store.read_pending(0, store.next_serial)] == [0, 1, 2, 3]
     finally:
         store.close()
 
@@ -321,7 +321,7 @@ def test_a_segment_written_by_plain_appends_recovers_and_takes_appends(tmp_path:
         assert (recovery.torn_tail, recovery.next_serial) == (None, 3)
         store.append([_record(3)])
         store.append([_record(4), _record(5)])
-        assert [r.serial for r in store.iter_pending()] == list(range(6))
+        assert [r.serial for r in store.read_pending(0, store.next_serial)] == list(range(6))
     finally:
         store.close()
 
@@ -336,7 +336,7 @@ def test_a_record_out_of_range_is_refused_and_leaves_a_clean_end(store: JournalS
     store.append([_record(1)])
     again = _reopen(store)
     try:
-        assert [r.serial for r in again.iter_pending()] == [0, 1]
+        assert [r.serial for r in again.read_pending(0, again.next_serial)] == [0, 1]
     finally:
         again.close()
 
@@ -379,7 +379,7 @@ def test_an_entry_larger_than_a_segment_gets_a_segment_of_its_own_size(
     assert big.stat().st_size == len(encode(_record(1, size=3 * SEGMENT)))  # cut at the roll
     again = _reopen(store)
     try:
-        assert [r.serial for r in again.iter_pending()] == [0, 1, 2]
+        assert [r.serial for r in again.read_pending(0, again.next_serial)] == [0, 1, 2]
     finally:
         again.close()
 
@@ -394,7 +394,7 @@ def test_a_segment_that_cannot_roll_grows_its_allocation(store: JournalStore) ->
     store.append([_record(0)])
     again = _reopen(store)
     try:
-        assert [r.serial for r in again.iter_pending()] == [0]
+        assert [r.serial for r in again.read_pending(0, again.next_serial)] == [0]
         assert again.used_bytes == sum(len(encode(d)) for d in dones) + len(encode(_record(0)))
     finally:
         again.close()
