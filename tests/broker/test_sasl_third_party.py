@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from _broker_clients import produce_all, quiet
+from _secure_round_trips import aiokafka_round_trip, kafka_python_round_trip
 from _standalone import start_broker
 from peers.tls import TlsFiles
 
@@ -140,8 +141,6 @@ def test_standalone_broker_serves_sasl_ssl_to_confluent_kafka(
 def test_kafka_python_over_sasl_ssl_scram_in_a_group(
     sasl_ssl_cluster: BlockingCluster, tls_files: TlsFiles
 ) -> None:
-    from kafka import KafkaConsumer, KafkaProducer
-
     sasl = {
         "security_protocol": "SASL_SSL",
         "ssl_cafile": str(tls_files.main.ca_cert),
@@ -150,35 +149,11 @@ def test_kafka_python_over_sasl_ssl_scram_in_a_group(
         "sasl_plain_password": USERS["bob"],
     }
     sasl_ssl_cluster.create_topic("kp-sasl", 2)
-    producer = KafkaProducer(bootstrap_servers=sasl_ssl_cluster.bootstrap, acks="all", **sasl)
-    try:
-        futures = [producer.send("kp-sasl", str(i).encode()) for i in range(COUNT)]
-        producer.flush(30)
-        for future in futures:
-            future.get(timeout=10)
-    finally:
-        producer.close(5)
-    consumer = KafkaConsumer(
-        "kp-sasl",
-        bootstrap_servers=sasl_ssl_cluster.bootstrap,
-        group_id="kp-sasl-group",
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=1000,
-        **sasl,
-    )
-    got: list[int] = []
-    try:
-        deadline = time.monotonic() + 30
-        while len(got) < COUNT and time.monotonic() < deadline:
-            got += [int(m.value) for m in consumer]
-    finally:
-        consumer.close()
+    got = kafka_python_round_trip(sasl_ssl_cluster.bootstrap, "kp-sasl", COUNT, **sasl)
     assert sorted(got) == list(range(COUNT))
 
 
 async def test_aiokafka_over_sasl_ssl_scram_in_a_group(tls_files: TlsFiles) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
     main = tls_files.main
     sasl = {
         "security_protocol": "SASL_SSL",
@@ -199,29 +174,7 @@ async def test_aiokafka_over_sasl_ssl_scram_in_a_group(tls_files: TlsFiles) -> N
         ) as cluster,
     ):
         await cluster.create_topic("aio-sasl", 2)
-        producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, **sasl)
-        await producer.start()
-        try:
-            for i in range(COUNT):
-                await producer.send("aio-sasl", str(i).encode())
-            await producer.flush()
-        finally:
-            await producer.stop()
-        consumer = AIOKafkaConsumer(
-            "aio-sasl",
-            bootstrap_servers=cluster.bootstrap,
-            group_id="aio-sasl-group",
-            auto_offset_reset="earliest",
-            **sasl,
-        )
-        await consumer.start()
-        got: list[int] = []
-        try:
-            while len(got) < COUNT:
-                batch = await consumer.getmany(timeout_ms=1000)
-                got += [int(m.value) for msgs in batch.values() for m in msgs]
-        finally:
-            await consumer.stop()
+        got = await aiokafka_round_trip(cluster.bootstrap, "aio-sasl", COUNT, **sasl)
         assert sorted(got) == list(range(COUNT))
 
 
