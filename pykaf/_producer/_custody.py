@@ -51,7 +51,6 @@ log = logging.getLogger("pykaf.producer.journal")
 
 # Between two looks for a topic's metadata while brokers are away (the feeder's retry).
 _NO_METADATA_PAUSE: Final = 0.05
-_PLAN_LOCK: Final = threading.Lock()  # makes ``Custody.replay_plan`` once
 
 
 class Custody:
@@ -85,6 +84,8 @@ class Custody:
         self._ensure_topic: Callable[[str], None] | None = None
         self._report: Callable[[LooseRecords, DeliveryError], None] | None = None
         self._feeder_lock = threading.Lock()
+        self._plan_lock = threading.Lock()
+        self._replay_plan: ReplayPlan | None = None
         self._read_position = ReadPosition()  # the feed's, across its passes
         self._feeder_running = False
         self._feed_wanted = False
@@ -105,16 +106,14 @@ class Custody:
         """How the recovered records go back: as the batches they were sent in, where
         their identities were journaled (``_replay_identity``). Made at first use, by
         the feed or by ``replay_stats`` (other threads), once."""
-        plan: ReplayPlan | None = getattr(self, "_replay_plan", None)
-        if plan is None:
-            with _PLAN_LOCK:
-                plan = getattr(self, "_replay_plan", None)
-                if plan is None:
-                    tally = ReplayTally(self.store.directory, self.recovery.pending_records)
-                    recovery = self.recovery
-                    plan = ReplayPlan(recovery.batch_identities, tally, recovery.next_serial)
-                    self._replay_plan = plan
-        return plan
+        with self._plan_lock:
+            if self._replay_plan is None:
+                recovery = self.recovery
+                tally = ReplayTally(self.store.directory, recovery.pending_records)
+                self._replay_plan = ReplayPlan(
+                    recovery.batch_identities, tally, recovery.next_serial
+                )
+            return self._replay_plan
 
     def replay_stats(self) -> ReplayStats:
         """What became of the recovered records so far (see ``ReplayStats``)."""
