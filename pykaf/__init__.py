@@ -6,11 +6,17 @@
   by time, streams that block or stop at the log end, batch reads, commits.
 - ``AsyncClient`` / ``Client``: any Kafka request, any version, to any broker (raw kio
   entities in, decoded kio entities out), with the cluster view behind it.
+- ``Admin`` / ``AsyncAdmin``: topics, configs, consumer groups, offsets, records, the
+  cluster; per-item outcomes (``pykaf.admin`` names their values).
 - ``pykaf.protocol``: the sans-I/O wire layer (messages, framing, record batches).
 - ``pykaf.broker``: an embedded Kafka-compatible broker for tests and development.
 - ``pykaf.errors``: every exception, rooted at ``PykafError``.
 """
 
+from pykaf._admin._admin import Admin
+from pykaf._admin._async_admin import AsyncAdmin
+from pykaf._admin._outcomes import Outcomes
+from pykaf._admin._specs import ConfigChange, ConfigResource, NewTopic, OffsetSpec
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._client import Client
 from pykaf._client._metadata import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
@@ -53,6 +59,8 @@ from pykaf._producer._settings import ProducerSettings
 from pykaf._version import __version__
 
 __all__ = [
+    "Admin",
+    "AsyncAdmin",
     "AsyncClient",
     "AsyncConsumer",
     "AsyncProducer",
@@ -67,6 +75,8 @@ __all__ = [
     "ClusterMetadata",
     "CommitFailedError",
     "Consumer",
+    "ConfigChange",
+    "ConfigResource",
     "ConsumerClosedError",
     "ConsumerRecord",
     "ConsumerSettings",
@@ -80,10 +90,13 @@ __all__ = [
     "KafkaTimeoutError",
     "Leader",
     "LocalProtocolError",
+    "NewTopic",
     "NoBrokersError",
     "NoOffsetError",
     "NotAssignedError",
     "OffsetAndMetadata",
+    "OffsetSpec",
+    "Outcomes",
     "PartitionInfo",
     "Producer",
     "ProducerClosedError",

@@ -594,3 +594,21 @@ class TlsHostnameMismatchError(TlsCertificateError):
 class SecurityProtocolMismatchError(TlsError):
     """The listener speaks the other protocol: a TLS client at a PLAINTEXT listener, or a
     plaintext client at a TLS one."""
+
+
+# -- admin ----------------------------------------------------------------------------
+# An admin call on many items answers item by item (``Outcomes``); this error gathers the
+# failed ones when the caller asks for all-or-nothing (``raise_for_errors()``).
+
+__all__ += ["AdminItemsError"]
+
+
+class AdminItemsError(PykafError):
+    """Some items of an admin call failed; ``errors`` maps each failed item to its own
+    typed error (the others succeeded)."""
+
+    def __init__(self, errors: dict[Any, PykafError]) -> None:
+        self.errors = errors
+        shown = "; ".join(f"{item}: {error}" for item, error in list(errors.items())[:10])
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        super().__init__(f"{len(errors)} item(s) failed: {shown}{more}")

@@ -1,0 +1,1 @@
+"""Admin / AsyncAdmin: topics, configs, groups, offsets, records, cluster (issue 14)."""
