@@ -11,6 +11,7 @@ from pykaf.broker._cluster import BlockingCluster, BlockingFaults, BrokerAddress
 from pykaf.broker._faults import Faults, HeldResponses
 from pykaf.broker._group_model import GroupSettings
 from pykaf.broker._groups import configure_groups
+from pykaf.broker._oauth import OAuthValidator, UnsecuredJwtValidator, unsecured_token
 from pykaf.broker._registry import CloseConnection, RequestContext, handles
 from pykaf.broker._segments import LogCorruptionError
 from pykaf.broker._server import BrokerServer, CallNext, Interceptor
@@ -29,8 +30,11 @@ __all__ = [
     "HeldResponses",
     "ClusterState",
     "Interceptor",
+    "OAuthValidator",
+    "UnsecuredJwtValidator",
     "LogCorruptionError",
     "RequestContext",
     "configure_groups",
     "handles",
+    "unsecured_token",
 ]

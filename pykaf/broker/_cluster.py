@@ -20,6 +20,7 @@ from typing import Any, Self, TypeVar
 
 from pykaf.broker._faults import Faults, HeldResponses, api_key_of
 from pykaf.broker._groups import group_coordinator
+from pykaf.broker._oauth import OAuthValidator
 from pykaf.broker._sasl_auth import DEFAULT_SASL_MECHANISMS, BrokerUsers
 from pykaf.broker._segments import DEFAULT_SEGMENT_BYTES
 from pykaf.broker._server import (
@@ -76,7 +77,10 @@ class Cluster:
     every connection as one of ``users`` (name -> password) with one of
     ``sasl_mechanisms`` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; default all three). The
     passwords are turned into salted SCRAM credentials here and not kept. Extra listeners
-    may be SASL ones too.
+    may be SASL ones too. ``"OAUTHBEARER"`` in ``sasl_mechanisms`` accepts tokens that
+    ``oauth_validator(token, extensions)`` turns into a principal (or ``(principal,
+    expires_at)``: the session then ends with the token, KIP-368); by default Kafka's
+    unsecured JWT validator, for tests (``pykaf.broker.unsecured_token("alice")``).
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class Cluster:
         extra_listeners: Sequence[str | tuple[str, int]] = (),
         sasl_mechanisms: Sequence[str] = DEFAULT_SASL_MECHANISMS,
         users: Mapping[str, str] | None = None,
+        oauth_validator: OAuthValidator | None = None,
     ) -> None:
         if brokers < 1:
             raise ValueError("a cluster needs at least one broker")
@@ -124,19 +129,22 @@ class Cluster:
         self.security_protocol = security_protocol_name(security_protocol)
         self._extra_ports = {security_protocol_name(name): first for name, first in extra}
         sasl = [n for n in (self.security_protocol, *self._extra_ports) if n.startswith("SASL_")]
-        if sasl and not users:
+        password_mechanisms = [m for m in sasl_mechanisms if str(m).upper() != "OAUTHBEARER"]
+        if sasl and not users and password_mechanisms:
             raise ValueError(
                 f"security protocol {sasl[0]} needs users: users={{'alice': 'secret'}}"
-                " (--user alice:secret)"
+                " (--user alice:secret), or sasl_mechanisms=['OAUTHBEARER'] alone"
             )
-        if users and not sasl:
+        if (users or oauth_validator) and not sasl:
             raise ValueError(
-                "users given without a SASL listener: use security_protocol 'SASL_SSL' or"
-                " 'SASL_PLAINTEXT'"
+                "users (or an oauth_validator) given without a SASL listener: use"
+                " security_protocol 'SASL_SSL' or 'SASL_PLAINTEXT'"
             )
         # Salted now; the passwords go out of scope with the caller's mapping.
         #: The users of the SASL listeners (names and mechanisms; no password is kept).
-        self.users = BrokerUsers(users, sasl_mechanisms) if users else None
+        self.users = (
+            BrokerUsers(users, sasl_mechanisms, oauth_validator=oauth_validator) if sasl else None
+        )
         self._read_limits["users"] = self.users
         # Built once (the files are read now: a bad one is refused here).
         main_tls, *extra_tls = listener_contexts(

@@ -307,7 +307,7 @@ class BrokerServer:
             if isinstance(event, UnsupportedRequest):
                 writer.write(self._refuse(conn, event))
                 continue
-            if session is not None and not session.authenticated:
+            if session is not None:
                 refusal = session.refusal(event.api_key, _api_name(event.api_key))
                 if refusal is not None:
                     raise CloseConnection(refusal)
@@ -323,14 +323,15 @@ class BrokerServer:
                     writer.write(conn.send_response(event, response))
                 if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
                     await writer.drain()
-            if session is not None and session.authenticated:
-                conn.lift_pre_auth_limit()
-            elif session is not None and session.failure is not None:
-                # Kafka closes the connection once the failure is answered.
+            if session is not None and session.failure is not None:
+                # Kafka closes the connection once the failure is answered (a failed
+                # re-authentication too: the session it would have renewed is over).
                 await self._flush(writer)
                 raise CloseConnection(
                     f"SASL authentication failed (client {event.client_id!r}): {session.failure}"
                 )
+            if session is not None and session.authenticated:
+                conn.lift_pre_auth_limit()
 
     async def _flush(self, writer: asyncio.StreamWriter) -> None:
         """Wait (bounded) until everything written has gone to the socket: closing aborts

@@ -103,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         type=str.upper,
         metavar="MECHANISM",
-        help="a SASL mechanism to accept: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (repeatable;"
-        " default all three)",
+        help="a SASL mechanism to accept: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (default: these"
+        " three), OAUTHBEARER (unsigned JWT tokens, as Kafka's development default; no --user"
+        " needed) (repeatable)",
     )
     parser.add_argument(
         "--user",
