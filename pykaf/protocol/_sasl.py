@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -24,6 +25,7 @@ from pykaf._errors import (
     SaslProtocolError,
 )
 from pykaf.protocol._sasl_scram import (
+    MIN_SCRAM_ITERATIONS,
     SCRAM_MECHANISMS,
     CredentialLookup,
     ScramClient,
@@ -251,10 +253,30 @@ class PlainServer:
                 " only lets a user act as itself"
             )
         found = self._lookup(username)
-        if found is None or not _password_matches(found, password, self._saslprep):
+        # An unknown user costs the same key derivation as a known one (against decoy
+        # credentials): answering faster would tell an attacker which users exist.
+        matches = _password_matches(found or _decoy(), password, self._saslprep)
+        if found is None or not matches:
             raise _refuse("PLAIN")
         self.username, self.done, self._state = username, True, "done"
         return b""
+
+
+_DECOYS: list[ScramCredentials] = []
+
+
+def _decoy() -> ScramCredentials:
+    if not _DECOYS:  # made once, on the first unknown user; random, so nothing matches it
+        _DECOYS.append(
+            ScramCredentials(
+                mechanism="SCRAM-SHA-512",
+                salt=secrets.token_bytes(32),
+                iterations=MIN_SCRAM_ITERATIONS,
+                stored_key=secrets.token_bytes(64),
+                server_key=secrets.token_bytes(64),
+            )
+        )
+    return _DECOYS[0]
 
 
 def _password_matches(credentials: ScramCredentials, password: str, prepare: bool) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,7 @@ from pykaf.protocol import (
     sasl_server,
     scram_credentials,
 )
+from pykaf.protocol import _sasl as sasl_module
 from pykaf.protocol._sasl import OAuthBearerClient
 from pykaf.protocol._sasl_prep import escape_username, saslprep, unescape_username
 
@@ -72,12 +74,25 @@ def test_plain_is_verified_against_stored_scram_credentials(lookup_mechanism: st
 
 
 @pytest.mark.parametrize(("user", "password"), [("alice", "wrong"), ("bob", PASSWORD)])
-def test_plain_refuses_a_wrong_password_and_an_unknown_user_alike(user: str, password: str) -> None:
+def test_plain_refuses_a_wrong_password_and_an_unknown_user_alike(
+    user: str, password: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Alike in work too: an unknown user costs the same key derivation (against decoy
+    # credentials), or the answer's speed would tell which users exist.
+    derivations: list[int] = []
+    real = sasl_module.scram_salted_password
+
+    def counted(*args: Any, **kwargs: Any) -> bytes:
+        derivations.append(args[3])  # the iteration count
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sasl_module, "scram_salted_password", counted)
     server = sasl_server("PLAIN", credentials=USERS.get)
     with pytest.raises(SaslAuthenticationError, match="invalid credentials for PLAIN"):
         server.step(f"\0{user}\0{password}".encode())
     assert not server.done
     assert server.username is None
+    assert derivations == [4096]
 
 
 @pytest.mark.parametrize(
