@@ -3,7 +3,7 @@
     python benchmarks/produce.py [--messages 500000] [--slow-messages 200000] [--runs 3]
                                  [--size 100] [--partitions 6] [--linger-ms 5]
                                  [--latency 2000] [--only a,b,...] [--configs acks1,idem]
-                                 [--profile CLIENT [--profile-mode M]]
+                                 [--profile CLIENT [--profile-mode M]] [--sasl-ssl]
 
 One broker: librdkafka's mock cluster (one broker) in its own process, one topic of
 ``--partitions`` partitions. Every client runs in its own subprocess (its own GIL, its own
@@ -47,9 +47,12 @@ was acknowledged):
 Goals (issue 5), per configuration: pykaf-produce >= 0.75x confluent-kafka and >= 4x
 aiokafka; pykaf-batch >= 1.0x confluent-kafka; one-at-a-time p50 <= 2x confluent's, judged
 on both like-for-like rows (pykaf-produce-flush, blocking; pykaf-async-produce-flush).
-Exit status 1 if one is missed. ``--profile CLIENT`` runs only that client, once per
-configuration, under cProfile (every thread of the subprocess) and prints where its time
-went, instead of the tables.
+``--sasl-ssl`` adds the SASL_SSL rows (issue 13) in the same run: pykaf and confluent-kafka
+over SASL_SSL (SCRAM-SHA-512, TLS) and over plaintext on the embedded broker, which speaks
+TLS and SASL where the mock cluster does not (``secure_produce.py``; goal: the SASL_SSL
+ratio within 10% of the plaintext one). Exit status 1 if one is missed. ``--profile
+CLIENT`` runs only that client, once per configuration, under cProfile (every thread of the
+subprocess) and prints where its time went, instead of the tables.
 """
 
 from __future__ import annotations
@@ -763,6 +766,9 @@ def main() -> int:
         default=None,
         help="what to profile (default: throughput when the client has it)",
     )
+    parser.add_argument(
+        "--sasl-ssl", action="store_true", help="add the SASL_SSL rows (secure_produce.py)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="throughput", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", default=None, help=argparse.SUPPRESS)
@@ -813,6 +819,11 @@ def main() -> int:
         finally:
             offsets.close()
     missed = print_tables(args, throughput, latency)
+    if args.sasl_ssl:
+        from secure_produce import secure_rows  # noqa: PLC0415
+
+        print("\n### SASL_SSL beside plaintext (embedded broker)")
+        missed = not secure_rows(args.messages, args.size, args.runs) or missed
     return 1 if missed else 0
 
 
