@@ -34,6 +34,13 @@ from pykaf.broker._registry import (
 )
 from pykaf.broker._sasl_auth import BrokerUsers
 from pykaf.broker._state import BrokerNode, ClusterState
+from pykaf.broker._tls import (
+    UNEXPECTED_MESSAGE_ALERT,
+    HeldStreamProtocol,
+    discard_unread,
+    first_byte,
+    looks_like_tls,
+)
 from pykaf.broker.apis.api_versions import UNSUPPORTED_VERSION, api_versions_entries
 from pykaf.protocol._apis import api_spec
 from pykaf.protocol._fetch_response import FetchAnswer, fetch_response_entity
@@ -182,16 +189,51 @@ class BrokerServer:
     async def _listen(
         self, name: str | None, port: int, tls: ssl.SSLContext | None
     ) -> asyncio.Server:
-        return await asyncio.start_server(
-            functools.partial(self._serve, listener=name),
-            self._node.host,
-            port,
-            limit=_STREAM_LIMIT,
-            reuse_address=True,
-            ssl=tls,
-            # A handshake that stalls holds no more than a request that stalls.
-            ssl_handshake_timeout=self.request_receive_timeout if tls else None,
-        )
+        serve = functools.partial(self._serve, listener=name, tls=tls)
+        if tls is None:
+            return await asyncio.start_server(
+                serve, self._node.host, port, limit=_STREAM_LIMIT, reuse_address=True
+            )
+        # TLS starts per connection, after a look at its first byte (see ``_tls``).
+        loop = asyncio.get_running_loop()
+
+        def held() -> HeldStreamProtocol:
+            return HeldStreamProtocol(
+                asyncio.StreamReader(limit=_STREAM_LIMIT, loop=loop), serve, loop=loop
+            )
+
+        return await loop.create_server(held, self._node.host, port, reuse_address=True)
+
+    async def _start_tls(
+        self, writer: asyncio.StreamWriter, tls: ssl.SSLContext, peer: str
+    ) -> bool:
+        """TLS on a new connection of a TLS listener; False (the connection is to be
+        closed) when its first bytes are not TLS (answered with Kafka's alert) or the
+        handshake fails."""
+        # A client that stalls holds no more than a request that stalls.
+        first = await first_byte(writer, self.request_receive_timeout)
+        if first is None:
+            return False
+        if not looks_like_tls(first):
+            log.info(
+                "broker %d: %s sent plaintext (first byte 0x%02x) to a TLS listener;"
+                " answered with a TLS alert",
+                self.node.node_id,
+                peer,
+                first,
+            )
+            discard_unread(writer)
+            writer.write(UNEXPECTED_MESSAGE_ALERT)
+            await self._flush(writer)
+            writer.close()  # a FIN after the alert (the abort that follows is then a no-op)
+            return False
+        try:
+            await writer.start_tls(tls, ssl_handshake_timeout=self.request_receive_timeout)
+        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
+            log.info("broker %d: TLS handshake with %s failed: %s", self.node.node_id, peer, exc)
+            _forget_traceback(exc)
+            return False
+        return True
 
     async def stop(self) -> None:
         """Stop listening and close every connection (bounded: tasks are cancelled)."""
@@ -235,6 +277,7 @@ class BrokerServer:
         writer: asyncio.StreamWriter,
         *,
         listener: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         conn_id = next(self._ids)
         task = asyncio.current_task()
@@ -251,6 +294,10 @@ class BrokerServer:
         info = ConnectionInfo(connection_id=conn_id, peer=peer, listener=listener, sasl=session)
         reading = _Reading(writer.transport)
         try:
+            if tls is not None:
+                if not await self._start_tls(writer, tls, peer):
+                    return
+                reading = _Reading(writer.transport)  # the TLS transport from here on
             await self._run_connection(reader, writer, info, reading)
         except CloseConnection as exc:
             log.info(

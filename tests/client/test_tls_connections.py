@@ -137,9 +137,30 @@ async def test_tls_client_at_a_plaintext_listener(tls_files: TlsFiles) -> None:
 
 
 async def test_plaintext_client_at_a_tls_listener(tls: Cluster) -> None:
+    # The embedded broker answers plaintext with Kafka's TLS alert, so the mistake is
+    # named at once (before, it hung up silently and the client could only guess).
     async with asyncio.timeout(LIMIT), AsyncClient(tls.bootstrap, **FAST) as client:
-        with pytest.raises(NoBrokersError, match="is this a TLS port"):
+        with pytest.raises(SecurityProtocolMismatchError, match="is this a TLS port"):
             await client.metadata()
+
+
+async def test_the_tls_listener_answers_plaintext_with_kafkas_alert(
+    tls: Cluster, tls_files: TlsFiles
+) -> None:
+    host, port = tls.bootstrap.split(",")[0].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"\x00\x00\x00\x10" + b"\x00" * 16)  # a Kafka frame, not TLS
+        async with asyncio.timeout(LIMIT):
+            assert await reader.read() == _UNEXPECTED_MESSAGE_ALERT  # then the close
+    finally:
+        writer.close()
+    # The listener still serves TLS clients.
+    async with (
+        asyncio.timeout(LIMIT),
+        AsyncClient(tls.bootstrap, ssl_cafile=tls_files.main.ca_cert) as client,
+    ):
+        assert (await client.metadata()).brokers
 
 
 async def test_tls_failure_warns_once_per_episode_with_its_cause(
@@ -161,9 +182,10 @@ async def test_tls_failure_warns_once_per_episode_with_its_cause(
 
 # -- a Kafka-like TLS listener --------------------------------------------------------------
 # Kafka's listener (Java's SSLEngine) answers bytes that are not TLS with an
-# unexpected_message alert and flushes its alerts before hanging up; asyncio's server,
-# which the embedded broker uses, sends none. This one does what Kafka does: a blocking
-# ssl socket flushes its alerts, and non-TLS bytes get Java's alert.
+# unexpected_message alert and flushes its alerts before hanging up. The embedded broker
+# sends that alert for non-TLS bytes, but asyncio's TLS layer sends none when a handshake
+# fails (a client certificate refused). This one does what Kafka does: a blocking ssl
+# socket flushes its alerts, and non-TLS bytes get Java's alert.
 _UNEXPECTED_MESSAGE_ALERT = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0A])
 
 
