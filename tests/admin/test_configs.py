@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
@@ -253,3 +254,19 @@ def test_the_blocking_admin(kafka_cluster_sync: BlockingCluster) -> None:
         described = admin.describe_configs([TOPIC])
     assert described[TOPIC]["retention.ms"].value == "1234"
     assert described[TOPIC]["retention.ms"].source == "topic"
+
+
+async def test_altered_topic_configs_survive_a_restart(tmp_path: Path) -> None:
+    async with asyncio.timeout(_LIMIT):
+        async with Cluster(brokers=1, data_dir=tmp_path) as cluster:
+            await cluster.create_topic("orders", 1)
+            async with AsyncAdmin(cluster.bootstrap) as admin:
+                altered = await admin.alter_configs({TOPIC: [ConfigChange("retention.ms", "4321")]})
+                assert altered.errors == {}
+        async with (
+            Cluster(brokers=1, data_dir=tmp_path) as cluster,
+            AsyncAdmin(cluster.bootstrap) as admin,
+        ):
+            described = (await admin.describe_configs([TOPIC]))[TOPIC]
+    assert described["retention.ms"].value == "4321"
+    assert described["retention.ms"].source == "topic"
