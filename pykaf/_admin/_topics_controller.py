@@ -94,8 +94,9 @@ async def to_controller(
             await client.metadata([], timeout=timeout)
             continue
         retry = []
+        asked = set(pending)
         for item, entry in answers(response):
-            if item not in pending:
+            if item not in asked:
                 continue  # an answer about something not asked: not ours to report
             if int(entry.error_code) == NOT_CONTROLLER and not last:
                 retry.append(item)
