@@ -329,7 +329,8 @@ class JournalAccumulator(Accumulator):
         try:
             self.store.append((Done(topic, partition, serial, serial),))
         except JournalError as exc:
-            log.warning(
+            log.log(
+                logging.INFO if self.store.failed is not None else logging.WARNING,
                 "journal serial %d (%s-%d) was refused by the producer but could not be"
                 " marked done (%s): a restart on this journal would send it",
                 serial,
@@ -532,7 +533,10 @@ class JournalAccumulator(Accumulator):
         except (JournalError, RuntimeError) as exc:  # RuntimeError: closed under a last send
             if not self._identity_trouble:
                 self._identity_trouble = True
-                log.warning(
+                # A stopped store was already said at WARNING, with its cause, once for
+                # its episode: this consequence of it is not a second alarm.
+                log.log(
+                    logging.INFO if self.store.failed is not None else logging.WARNING,
                     "journal %s: the identities of batches being sent cannot be journaled"
                     " (%s): after a crash they would be sent again unproven (duplicates"
                     " possible) instead of deduplicated by the broker",

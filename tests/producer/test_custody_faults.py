@@ -95,8 +95,10 @@ def test_a_failed_fsync_stops_the_journal_with_typed_errors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO, logger="pykaf.producer.journal")
-    with Producer(cluster.bootstrap, custody="journal_sync", journal_dir=tmp_path, **FAST) as p:
-        p.produce("t", b"warm")
+    with Producer(
+        cluster.bootstrap, custody="journal_sync", journal_dir=tmp_path, **{**FAST, "linger": 0.2}
+    ) as p:
+        p.produce("t", b"warm")  # still lingering when the disk fails
 
         def broken(fd: int) -> None:
             raise OSError(errno.EIO, "Input/output error")
@@ -113,6 +115,16 @@ def test_a_failed_fsync_stops_the_journal_with_typed_errors(
         assert warnings_about(caplog, "fsync") == said  # one episode: said once
         monkeypatch.undo()
         assert p.flush(30) == 0
+    # Nothing more once the batches in flight find the store stopped (their identities
+    # cannot be journaled): the failed fsync and the stop, each said once, with the cause.
+    disk = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "journal" in r.getMessage()
+    ]
+    assert len(disk) == 2, disk
+    assert "Input/output error" in disk[0]
+    assert "stopped" in disk[1]
 
 
 def test_journal_level_reports_a_failed_group_commit_on_the_next_produce(

@@ -9,6 +9,7 @@ failing disk is never silent, and never logs once per append either).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -25,10 +26,14 @@ _KEY = "disk"
 class DiskHealth:
     """The failure episodes of one journal directory, and the error that stopped it."""
 
-    __slots__ = ("_episodes", "directory", "failure", "troubled")
+    __slots__ = ("_episodes", "_lock", "directory", "failure", "troubled")
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        # The caller's thread and the group-commit thread can fail at once (one fsync
+        # each): the episode's count and the stop are decided under this lock, so each
+        # is said once.
+        self._lock = threading.Lock()
         self.failure: JournalDiskError | None = None
         self.troubled = False  # an episode of failures is going on (read on every append)
         self._episodes = Episodes[str]()
@@ -68,9 +73,12 @@ class DiskHealth:
         return error
 
     def stop(self, error: JournalDiskError) -> None:
-        if self.failure is None:
+        with self._lock:
+            first = self.failure is None
+            if first:
+                self.failure = error
+        if first:
             log.warning("journal %s stopped: %s", self.directory, error)
-            self.failure = error
 
     def check(self) -> None:
         """Raise ``JournalFailedError`` once the store has stopped."""
@@ -88,11 +96,15 @@ class DiskHealth:
         """A write went through: ends an episode of failures, if one was going on."""
         if not self.troubled:
             return
-        self.troubled = False
-        if self._episodes.ended(_KEY) is not None:
+        with self._lock:
+            self.troubled = False
+            ended = self._episodes.ended(_KEY) is not None
+        if ended:
             log.info("journal %s: writing again", self.directory)
 
     def _count(self, exc: OSError, operation: str, path: Path) -> None:
-        self.troubled = True
-        if self._episodes.failed(_KEY, time.monotonic()).failures == 1:
+        with self._lock:
+            self.troubled = True
+            first = self._episodes.failed(_KEY, time.monotonic()).failures == 1
+        if first:
             log.warning("journal %s: %s of %s failed: %s", self.directory, operation, path, exc)
