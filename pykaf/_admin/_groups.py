@@ -8,7 +8,7 @@ COORDINATOR_LOAD_IN_PROGRESS) is found again and asked again for that group only
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -279,7 +279,8 @@ async def describe_groups(
 _NO_ANSWER: Final = object()
 
 
-async def _each(group_ids: list[str], one: Any) -> Mapping[str, Any]:
+async def _each(group_ids: list[str], one: Callable[[str], Awaitable[object]]) -> Mapping[str, Any]:
+    """Ask about each group at once (each has its own coordinator)."""
     answers = await asyncio.gather(*(one(g) for g in group_ids))
     return {g: a for g, a in zip(group_ids, answers, strict=True) if a is not _NO_ANSWER}
 

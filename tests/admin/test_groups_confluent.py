@@ -12,6 +12,7 @@ from typing import Any
 
 import confluent_kafka
 import pytest
+from confluent_kafka import ConsumerGroupState, ConsumerGroupType
 from confluent_kafka.admin import AdminClient
 from groups_admin_helpers import (
     LIMIT,
@@ -85,6 +86,16 @@ def _while_members(admin: Admin, confluent_admin: AdminClient, members: list[Any
     assert [g.group_id for g in theirs.valid] == [GROUP]
     assert theirs.valid[0].state.name == "STABLE"
     assert [g.group_id for g in admin.list_groups(states=["empty"])] == []
+    # confluent's filters reach the broker (ListGroups v4 states, v5 types) and work there.
+    for states, types, expected in (
+        ({ConsumerGroupState.EMPTY}, set(), []),
+        ({ConsumerGroupState.STABLE}, {ConsumerGroupType.CLASSIC}, [GROUP]),
+        (set(), {ConsumerGroupType.CONSUMER}, []),
+    ):
+        filtered = confluent_admin.list_consumer_groups(
+            states=states, types=types, request_timeout=LIMIT
+        ).result(LIMIT)
+        assert [g.group_id for g in filtered.valid] == expected
     assert [g.group_id for g in admin.list_groups(states=["Stable"], types=["classic"])] == [GROUP]
     assert admin.list_groups(types=["consumer"]) == []  # KIP-848 groups: none here
 
