@@ -37,7 +37,8 @@ class AsyncAdmin:
     ``bootstrap`` and the settings are ``AsyncClient``'s (security included). Calls on
     many items return ``Outcomes``: each item's result, or its own typed error when that
     item failed (the others are still answered). ``timeout`` (seconds, default
-    ``request_timeout``) bounds each request.
+    ``request_timeout``) bounds each request a call sends; a call that retries items whose
+    coordinator or leader moved stops retrying after 3 x ``timeout`` in all.
     """
 
     def __init__(
