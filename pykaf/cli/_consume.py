@@ -124,7 +124,9 @@ def _partitions(
 ) -> list[TopicPartition]:
     """Every partition to read (refusing missing topics and partitions before reading)."""
     partitions: list[TopicPartition] = []
-    for name, numbers in topic_partitions(bootstrap, options, args.topics).items():
+    for name, numbers in topic_partitions(
+        bootstrap, options, args.topics, timeout=args.metadata_timeout
+    ).items():
         if args.partition is not None and args.partition not in numbers:
             raise UsageError(
                 f"-p {args.partition}: topic {name!r} has partitions 0..{len(numbers) - 1}"
