@@ -64,8 +64,18 @@ def test_offset_specs(ten: str, offset: str, expected: list[int]) -> None:
 def test_count_partition_and_format_tokens(one_broker: BlockingCluster) -> None:
     fill(one_broker, "three-parts", 30, partitions=3)
     done = cli(
-        ["consume", "-b", one_broker.bootstrap, "three-parts", "-p", "1", "-c", "2", "-f"]
-        + ["%t|%p|%o|%k|%K|%s|%S|%T|%h|%%|\\t|\\x41\\n"]
+        [
+            "consume",
+            "-b",
+            one_broker.bootstrap,
+            "three-parts",
+            "-p",
+            "1",
+            "-c",
+            "2",
+            "-f",
+            "%t|%p|%o|%k|%K|%s|%S|%T|%h|%%|\\t|\\x41\\n",
+        ]
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
@@ -121,7 +131,7 @@ def test_ctrl_c_stops_cleanly_and_commits_what_was_printed(one_broker: BlockingC
     rest, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (0, b"")  # exit 0 and quiet, as kcat
     printed = lines(head + rest)
-    assert 0 < len(printed)
+    assert len(printed) > 0
     resumed = cli(["consume", "-b", bootstrap, "interrupted", "-G", "g2", "-e", "-o", "beginning"])
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(printed + lines(resumed.stdout)) == values
@@ -153,7 +163,8 @@ def test_a_closed_stdout_ends_quietly(one_broker: BlockingCluster) -> None:
         stderr=subprocess.PIPE,
         bufsize=0,  # readline takes one line; communicate() reads the fd, not a buffer
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     assert proc.stdout.readline() == b"value-000000\n"  # as `| head -1`
     proc.stdout.close()
     assert proc.wait(timeout=30) == 0

@@ -68,8 +68,22 @@ def test_files_delimiter_constant_key_partition_and_compression(
     with open(second, "wb") as out:
         out.write(b"three\0\0four")  # an empty record is skipped; the unterminated tail kept
     done = cli(
-        ["produce", "-b", one_broker.bootstrap, "zero-delimited", first, second]
-        + ["-D", "\\0", "-k", "K", "-p", "2", "-z", "gzip"]
+        [
+            "produce",
+            "-b",
+            one_broker.bootstrap,
+            "zero-delimited",
+            first,
+            second,
+            "-D",
+            "\\0",
+            "-k",
+            "K",
+            "-p",
+            "2",
+            "-z",
+            "gzip",
+        ]
     )
     assert (done.returncode, done.stderr) == (0, b"")
     assert read_all(one_broker.bootstrap, "zero-delimited", 3) == [
