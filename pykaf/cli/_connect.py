@@ -251,12 +251,9 @@ def _advice(exc: BaseException) -> str:
     if isinstance(exc, TopicAuthorizationFailedError):
         return f"{text}; this user may not use the topic (ask for an ACL)"
     if isinstance(exc, TlsError):
-        return f"TLS failed: {text}; check --ssl-cafile / --ssl-certfile / --security-protocol"
+        return f"TLS failed: {text}"  # the message names the setting to change
     if isinstance(exc, SaslError):
-        return (
-            f"login failed: {text}; check --sasl-mechanism / --sasl-username /"
-            " --sasl-password and --security-protocol"
-        )
+        return f"login failed: {text}"  # the message names the settings to check
     if isinstance(exc, NoBrokersError | BrokerConnectionError):
         return (
             f"no broker reachable: {text}; check -b/--bootstrap (or ${BOOTSTRAP_ENV}) and that"
