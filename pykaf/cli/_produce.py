@@ -168,6 +168,20 @@ def _shaper(args: argparse.Namespace) -> Callable[[list[bytes]], list[Any]] | No
     return split
 
 
+class _Failures:
+    """The producer's ``on_error``: a count and the first error (not a list of a million)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: BaseException | None = None
+
+    def add(self, record: Any, error: BaseException) -> None:
+        # Called on the producer's one loop thread only: no lock needed for the count.
+        self.count += 1
+        if self.first is None:
+            self.first = error
+
+
 def _produce(args: argparse.Namespace) -> int:
     delimiter = parse_delimiter(args.delimiter, "-D")
     if args.json and (args.key_delimiter is not None or args.key is not None):
@@ -183,10 +197,7 @@ def _produce(args: argparse.Namespace) -> int:
         raise UsageError(
             f"-p {args.partition}: topic {args.topic!r} has partitions 0..{len(partitions) - 1}"
         )
-    failed: list[BaseException] = []
-
-    def on_error(record: Any, error: BaseException) -> None:
-        failed.append(error)  # the producer's thread; list.append is atomic under the GIL
+    failures = _Failures()
 
     progress = (
         Progress(None, out=sys.stderr, label=f"-> {args.topic}") if sys.stderr.isatty() else None
@@ -194,7 +205,7 @@ def _produce(args: argparse.Namespace) -> int:
     sent = 0
     with Producer(
         bootstrap,
-        on_error=on_error,
+        on_error=failures.add,
         compression=args.compression,
         batch_size=_BATCH_BYTES,
         linger=0.01,
@@ -210,10 +221,10 @@ def _produce(args: argparse.Namespace) -> int:
                 if progress is not None:
                     progress.advance(len(items))
         producer.flush()
-    if failed:
-        first = " ".join(str(failed[0]).split())
+    if failures.count:
+        first = " ".join(str(failures.first).split())
         sys.stderr.write(
-            f"pykaf produce: {len(failed):,} of {sent:,} record(s) failed; the first: {first}\n"
+            f"pykaf produce: {failures.count:,} of {sent:,} record(s) failed; the first: {first}\n"
         )
         return 1
     return 0
