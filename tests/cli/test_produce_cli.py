@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 from cli_run import PYKAF, cli, one_broker
@@ -194,3 +196,26 @@ def test_an_unknown_option_value_is_one_line_and_exit_status_1() -> None:
     assert done.returncode == 1
     assert done.stderr.count(b"\n") == 1
     assert b"invalid choice: 'brotli'" in done.stderr
+
+
+def test_ctrl_c_delivers_what_was_read_and_exits_130_quietly(one_broker: BlockingCluster) -> None:
+    one_broker.create_topic("typed", 1)
+    proc = subprocess.Popen(
+        [*PYKAF, "produce", "-b", one_broker.bootstrap, "typed"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"first\nsecond\n")
+    proc.stdin.flush()
+    # The two lines are in the topic: the producer read them and waits for more input.
+    with Consumer(one_broker.bootstrap, auto_offset_reset="earliest") as consumer:
+        consumer.assign([TopicPartition("typed", 0)])
+        got: list[bytes | None] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += [r.value for r in consumer.poll(1.0)]
+    assert got == [b"first", b"second"]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (130, b"")
