@@ -56,11 +56,25 @@ def _certs(argv: Sequence[str]) -> int:
     return run_certs(argv)
 
 
+def _produce(argv: Sequence[str]) -> int:
+    from pykaf.cli._produce import run_produce  # noqa: PLC0415  (only when asked for)
+
+    return run_produce(argv)
+
+
+def _consume(argv: Sequence[str]) -> int:
+    from pykaf.cli._consume import run_consume  # noqa: PLC0415  (only when asked for)
+
+    return run_consume(argv)
+
+
 _COMMANDS = {
     "demo": (_demo, "the main job: a million messages through the embedded broker"),
     "broker": (_broker, "run the embedded Kafka-compatible broker (see pykaf broker -h)"),
     "journal": (_journal, "inspect (or replay) a producer's journal directory"),
     "certs": (_certs, "write a throwaway CA, server and client certificates for local TLS"),
+    "produce": (_produce, "produce records from stdin or files, one per line (like kcat -P)"),
+    "consume": (_consume, "consume records to stdout (like kcat -C)"),
 }
 
 
