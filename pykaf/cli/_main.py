@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pykaf.cli._demo import DemoOptions, run_demo
 
@@ -56,11 +57,30 @@ def _certs(argv: Sequence[str]) -> int:
     return run_certs(argv)
 
 
+def _admin_command(module: str, function: str) -> Callable[[Sequence[str]], int]:
+    def run(argv: Sequence[str]) -> int:
+        # Imported only when asked for: `pykaf demo` need not load the admin commands.
+        command: Callable[[Sequence[str]], int] = getattr(
+            importlib.import_module(f"pykaf.cli.{module}"), function
+        )
+        return command(argv)
+
+    return run
+
+
 _COMMANDS = {
     "demo": (_demo, "the main job: a million messages through the embedded broker"),
     "broker": (_broker, "run the embedded Kafka-compatible broker (see pykaf broker -h)"),
     "journal": (_journal, "inspect (or replay) a producer's journal directory"),
     "certs": (_certs, "write a throwaway CA, server and client certificates for local TLS"),
+    "topics": (_admin_command("_topics", "run_topics"), "list|describe|create|delete|alter topics"),
+    "groups": (
+        _admin_command("_groups", "run_groups"),
+        "list|describe|delete consumer groups; reset-offsets",
+    ),
+    "offsets": (_admin_command("_offsets", "run_offsets"), "a topic's earliest/latest offsets"),
+    "metadata": (_admin_command("_metadata", "run_metadata"), "brokers and topics, like kcat -L"),
+    "cluster": (_admin_command("_cluster", "run_cluster"), "cluster id, controller, brokers"),
 }
 
 
