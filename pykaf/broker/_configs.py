@@ -8,18 +8,28 @@ cleanup policy, ...) see what a Kafka broker would show. Values are strings, as 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from pykaf._error_codes import error_for_code
+
 __all__ = [
     "BROKER_CONFIGS",
+    "DYNAMIC_BROKER_CONFIGS",
     "TOPIC_CONFIGS",
     "ConfigSource",
     "ConfigSpec",
     "ConfigType",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "OP_APPEND",
+    "OP_DELETE",
+    "OP_SET",
+    "OP_SUBTRACT",
+    "apply_changes",
+    "dynamic_broker_configs",
     "validate_topic_configs",
 ]
 
@@ -224,3 +234,98 @@ def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
             raise ValueError(f"invalid value for {name}: {problem}")
         kept[name] = value
     return kept
+
+
+# -- changes (IncrementalAlterConfigs, AlterConfigs) -------------------------------------
+
+# IncrementalAlterConfigs' operation codes (KIP-339).
+OP_SET: Final = 0
+OP_DELETE: Final = 1
+OP_APPEND: Final = 2
+OP_SUBTRACT: Final = 3
+_INVALID_CONFIG: Final = 40
+_INVALID_REQUEST: Final = 42
+
+# The broker settings Kafka lets an admin change at run time (a subset of its
+# DynamicBrokerConfig); the others answer INVALID_REQUEST, as Kafka's do. Here they change
+# what DescribeConfigs reports, not behaviour.
+DYNAMIC_BROKER_CONFIGS: Final = frozenset(
+    {
+        "log.cleanup.policy",
+        "log.message.timestamp.type",
+        "log.retention.ms",
+        "log.segment.bytes",
+        "message.max.bytes",
+        "min.insync.replicas",
+    }
+)
+
+# Dynamic broker configs per cluster state, by node id. Kept beside the state rather than in
+# it: only the config APIs read them, and they are not persisted (Kafka keeps them in its
+# metadata log; an embedded broker restarted from disk starts from its static settings).
+_DYNAMIC: Final[weakref.WeakKeyDictionary[object, dict[int, dict[str, str]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def dynamic_broker_configs(state: object, node_id: int) -> dict[str, str]:
+    """The mutable dynamic configs of broker ``node_id`` of the cluster ``state``."""
+    return _DYNAMIC.setdefault(state, {}).setdefault(node_id, {})
+
+
+def _items(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def apply_changes(
+    specs: Mapping[str, ConfigSpec],
+    explicit: Mapping[str, str],
+    changes: Sequence[tuple[str, int, str | None]],
+    *,
+    dynamic: frozenset[str] | None = None,
+) -> dict[str, str]:
+    """The explicit configs after ``changes`` (name, operation, value), checked as Kafka
+    checks them; raises the ``BrokerError`` Kafka would answer (INVALID_CONFIG or
+    INVALID_REQUEST, with a message naming the config). ``dynamic``: the only names that
+    may change (None: all of ``specs``)."""
+    names = [name for name, _op, _value in changes]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise error_for_code(_INVALID_REQUEST, f"Error due to duplicate config keys: {repeated}")
+    result = dict(explicit)
+    for name, op, given in changes:
+        spec = specs.get(name)
+        if spec is None:
+            raise error_for_code(_INVALID_CONFIG, f"Unknown config name: {name}")
+        if dynamic is not None and name not in dynamic:
+            raise error_for_code(
+                _INVALID_REQUEST, f"Cannot update these configs dynamically: {name}"
+            )
+        if op == OP_DELETE:
+            result.pop(name, None)
+            continue
+        if op not in (OP_SET, OP_APPEND, OP_SUBTRACT):
+            raise error_for_code(_INVALID_REQUEST, f"Unknown config operation {op} for {name}")
+        if given is None:
+            raise error_for_code(_INVALID_REQUEST, f"Null value not supported for : {name}")
+        value = given
+        if op != OP_SET:
+            if spec.type is not ConfigType.LIST:
+                verb = "append" if op == OP_APPEND else "subtract"
+                raise error_for_code(
+                    _INVALID_CONFIG, f"Config value {verb} is not allowed for config key: {name}"
+                )
+            # Kafka edits the effective value: the explicit one, else the default.
+            current = _items(result.get(name, spec.default or ""))
+            edit = _items(given)
+            if op == OP_APPEND:
+                value = ",".join(current + [i for i in edit if i not in current])
+            else:
+                value = ",".join(i for i in current if i not in edit)
+        problem = _check_value(spec, value)
+        if problem is not None:
+            raise error_for_code(
+                _INVALID_CONFIG, f"Invalid value {value} for configuration {name}: {problem}"
+            )
+        result[name] = value
+    return result

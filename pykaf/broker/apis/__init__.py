@@ -5,6 +5,7 @@ this list is the one place that says which APIs the broker answers.
 """
 
 from pykaf.broker.apis import (
+    alter_configs,
     api_versions,
     create_partitions,
     create_topics,
@@ -14,9 +15,11 @@ from pykaf.broker.apis import (
     describe_cluster,
     describe_configs,
     describe_groups,
+    describe_log_dirs,
     fetch,
     find_coordinator,
     heartbeat,
+    incremental_alter_configs,
     init_producer_id,
     join_group,
     leave_group,
@@ -34,6 +37,7 @@ from pykaf.broker.apis import (
 )
 
 __all__ = [
+    "alter_configs",
     "api_versions",
     "create_partitions",
     "create_topics",
@@ -43,9 +47,11 @@ __all__ = [
     "describe_cluster",
     "describe_configs",
     "describe_groups",
+    "describe_log_dirs",
     "fetch",
     "find_coordinator",
     "heartbeat",
+    "incremental_alter_configs",
     "init_producer_id",
     "join_group",
     "leave_group",

@@ -5,17 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from pykaf.broker._configs import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigSource, ConfigSpec
+from pykaf.broker._configs import (
+    BROKER_CONFIGS,
+    TOPIC_CONFIGS,
+    ConfigSource,
+    ConfigSpec,
+    dynamic_broker_configs,
+)
 from pykaf.broker._registry import RequestContext, handles
 from pykaf.broker._state import ClusterState
 from pykaf.broker.apis._common import INVALID_REQUEST, NONE, UNKNOWN_TOPIC_OR_PARTITION
+from pykaf.broker.apis.incremental_alter_configs import BROKER, BROKER_LOGGER, TOPIC, broker_id
 from pykaf.protocol._messages import Payload
 
 __all__: list[str] = []
 
-TOPIC: Final = 2
-BROKER: Final = 4
-BROKER_LOGGER: Final = 8
+# Read-only in Kafka too: set when the broker starts, never by an admin call.
+_READ_ONLY: Final = frozenset({"broker.id"})
 
 
 def _entries(
@@ -35,7 +41,7 @@ def _entries(
             {
                 "name": name,
                 "value": value,
-                "read_only": False,
+                "read_only": name in _READ_ONLY,
                 "config_source": source,
                 "is_sensitive": False,
                 "synonyms": [{"name": name, "value": value, "source": source}] if synonyms else [],
@@ -48,12 +54,16 @@ def _entries(
 
 def _broker_values(state: ClusterState, node_id: int) -> dict[str, tuple[str | None, ConfigSource]]:
     static = ConfigSource.STATIC_BROKER_CONFIG
-    return {
+    values: dict[str, tuple[str | None, ConfigSource]] = {
         "broker.id": (str(node_id), static),
         "num.partitions": (str(state.default_partitions), static),
         "default.replication.factor": (str(state.default_replication_factor), static),
         "auto.create.topics.enable": (str(state.auto_create_topics).lower(), static),
     }
+    dynamic = ConfigSource.DYNAMIC_BROKER_CONFIG
+    for name, value in dynamic_broker_configs(state, node_id).items():
+        values[name] = (value, dynamic)
+    return values
 
 
 @handles("DescribeConfigs")
@@ -87,8 +97,8 @@ async def describe_configs(ctx: RequestContext, request: Any) -> Payload:
             )
         elif resource.resource_type == BROKER:
             name = resource.resource_name
-            node_id = ctx.node_id if name == "" else int(name) if name.isdigit() else None
-            if node_id is None or node_id not in state.brokers:
+            node_id = broker_id(ctx, name)
+            if node_id is None:
                 result["error_code"] = INVALID_REQUEST
                 result["error_message"] = f"Unexpected broker id {name!r}."
                 continue
