@@ -9,14 +9,16 @@ The options follow kcat: ``-b`` brokers, ``-F FILE`` a Kafka properties file,
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from pykaf import Client
 from pykaf.errors import (
     BrokerConnectionError,
     KafkaTimeoutError,
@@ -36,6 +38,7 @@ __all__ = [
     "client_options",
     "parse_properties",
     "run_command",
+    "topic_partitions",
 ]
 
 DEFAULT_BOOTSTRAP: Final = "127.0.0.1:9092"
@@ -205,6 +208,23 @@ def client_options(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return bootstrap, options
 
 
+def topic_partitions(
+    bootstrap: str, options: dict[str, Any], topics: Sequence[str], *, create: bool = False
+) -> dict[str, list[int]]:
+    """Each topic's partition numbers, asked once before any data moves, so a missing
+    topic fails at once (a producer would wait ``max_block`` for it). ``create``: let a
+    broker that auto-creates topics create them (as a producer's first record would)."""
+    with Client(bootstrap, allow_auto_topic_creation=create, **options) as client:
+        metadata = client.metadata(list(topics))
+    found: dict[str, list[int]] = {}
+    for name in topics:
+        info = metadata.topics.get(name)
+        if info is None or info.error is not None or not info.partitions:
+            raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
+        found[name] = [p.partition for p in info.partitions]
+    return found
+
+
 def _advice(exc: BaseException) -> str:
     """One line: what failed and what to do about it."""
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -238,6 +258,12 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
     """Run a subcommand: its exit status, or 1 with one line on stderr for an expected
     failure (the traceback too with ``--debug``); Ctrl-C is 130 and quiet; a closed stdout
     (``| head``) ends quietly with 0, as kcat and the shell tools do."""
+    debug = getattr(args, "debug", False)
+    # pykaf logs what it retries at WARNING; a command says what failed in one line, so
+    # below ERROR the logs show only with --debug.
+    logging.basicConfig(
+        level=logging.INFO if debug else logging.ERROR, format=f"{args.prog}: %(message)s"
+    )
     try:
         return fn(args)
     except KeyboardInterrupt:
@@ -246,7 +272,7 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
         _silence_stdout()
         return 0
     except _EXPECTED as exc:
-        if getattr(args, "debug", False):
+        if debug:
             traceback.print_exc()
         sys.stderr.write(f"{getattr(args, 'prog', 'pykaf')}: {_advice(exc)}\n")
         return 1

@@ -57,6 +57,18 @@ def _certs(argv: Sequence[str]) -> int:
     return run_certs(argv)
 
 
+def _produce(argv: Sequence[str]) -> int:
+    from pykaf.cli._produce import run_produce  # noqa: PLC0415  (only when asked for)
+
+    return run_produce(argv)
+
+
+def _consume(argv: Sequence[str]) -> int:
+    from pykaf.cli._consume import run_consume  # noqa: PLC0415  (only when asked for)
+
+    return run_consume(argv)
+
+
 def _admin_command(module: str, function: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         # Imported only when asked for: `pykaf demo` need not load the admin commands.
@@ -73,6 +85,8 @@ _COMMANDS = {
     "broker": (_broker, "run the embedded Kafka-compatible broker (see pykaf broker -h)"),
     "journal": (_journal, "inspect (or replay) a producer's journal directory"),
     "certs": (_certs, "write a throwaway CA, server and client certificates for local TLS"),
+    "produce": (_produce, "produce records from stdin or files, one per line (like kcat -P)"),
+    "consume": (_consume, "consume records to stdout (like kcat -C)"),
     "topics": (_admin_command("_topics", "run_topics"), "list|describe|create|delete|alter topics"),
     "groups": (
         _admin_command("_groups", "run_groups"),
