@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from pykaf import Admin, Client
-from pykaf.cli._connect import CommandParser, add_connection_options, client_options, run_command
+from pykaf.cli._connect import (
+    CommandParser,
+    UsageError,
+    add_connection_options,
+    client_options,
+    run_command,
+)
 
 __all__ = ["Action", "add_action", "open_admin", "open_client", "parse_and_run"]
+
+# Shorter than the client's 30 s default: a person waits on a command, and a broker that
+# is down should say so soon (with --timeout for a slow cluster).
+_TIMEOUT: Final = 10.0
 
 Action = Callable[[argparse.Namespace], int]
 
@@ -21,18 +32,31 @@ def add_action(parser: argparse.ArgumentParser, action: Action) -> argparse.Argu
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of tables"
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on each request after this long (default: {_TIMEOUT:g})",
+    )
     parser.set_defaults(action=action)
     return parser
 
 
+def _settings(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout {args.timeout:g}: give a number of seconds > 0")
+    return {"client_id": "pykaf-cli", "request_timeout": args.timeout, **options}
+
+
 def open_admin(args: argparse.Namespace) -> Admin:
     bootstrap, options = client_options(args)
-    return Admin(bootstrap, client_id="pykaf-cli", **options)
+    return Admin(bootstrap, **_settings(args, options))
 
 
 def open_client(args: argparse.Namespace) -> Client:
     bootstrap, options = client_options(args)
-    return Client(bootstrap, client_id="pykaf-cli", **options)
+    return Client(bootstrap, **_settings(args, options))
 
 
 def parse_and_run(parser: CommandParser, argv: Sequence[str]) -> int:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from pykaf.cli._demo import DemoOptions, run_demo
 
@@ -69,15 +68,34 @@ def _consume(argv: Sequence[str]) -> int:
     return run_consume(argv)
 
 
-def _admin_command(module: str, function: str) -> Callable[[Sequence[str]], int]:
-    def run(argv: Sequence[str]) -> int:
-        # Imported only when asked for: `pykaf demo` need not load the admin commands.
-        command: Callable[[Sequence[str]], int] = getattr(
-            importlib.import_module(f"pykaf.cli.{module}"), function
-        )
-        return command(argv)
+def _topics(argv: Sequence[str]) -> int:
+    from pykaf.cli._topics import run_topics  # noqa: PLC0415  (only when asked for)
 
-    return run
+    return run_topics(argv)
+
+
+def _groups(argv: Sequence[str]) -> int:
+    from pykaf.cli._groups import run_groups  # noqa: PLC0415  (only when asked for)
+
+    return run_groups(argv)
+
+
+def _offsets(argv: Sequence[str]) -> int:
+    from pykaf.cli._offsets import run_offsets  # noqa: PLC0415  (only when asked for)
+
+    return run_offsets(argv)
+
+
+def _metadata(argv: Sequence[str]) -> int:
+    from pykaf.cli._metadata import run_metadata  # noqa: PLC0415  (only when asked for)
+
+    return run_metadata(argv)
+
+
+def _cluster(argv: Sequence[str]) -> int:
+    from pykaf.cli._cluster import run_cluster  # noqa: PLC0415  (only when asked for)
+
+    return run_cluster(argv)
 
 
 _COMMANDS = {
@@ -87,14 +105,11 @@ _COMMANDS = {
     "certs": (_certs, "write a throwaway CA, server and client certificates for local TLS"),
     "produce": (_produce, "produce records from stdin or files, one per line (like kcat -P)"),
     "consume": (_consume, "consume records to stdout (like kcat -C)"),
-    "topics": (_admin_command("_topics", "run_topics"), "list|describe|create|delete|alter topics"),
-    "groups": (
-        _admin_command("_groups", "run_groups"),
-        "list|describe|delete consumer groups; reset-offsets",
-    ),
-    "offsets": (_admin_command("_offsets", "run_offsets"), "a topic's earliest/latest offsets"),
-    "metadata": (_admin_command("_metadata", "run_metadata"), "brokers and topics, like kcat -L"),
-    "cluster": (_admin_command("_cluster", "run_cluster"), "cluster id, controller, brokers"),
+    "topics": (_topics, "list|describe|create|delete|alter topics"),
+    "groups": (_groups, "list|describe|delete consumer groups; reset-offsets"),
+    "offsets": (_offsets, "a topic's earliest/latest offsets"),
+    "metadata": (_metadata, "brokers and topics, like kcat -L"),
+    "cluster": (_cluster, "cluster id, controller, brokers"),
 }
 
 
