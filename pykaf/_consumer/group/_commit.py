@@ -126,15 +126,22 @@ async def fetch_committed(
     client: AsyncClient,
     *,
     group_id: str,
-    partitions: Iterable[TopicPartition],
+    partitions: Iterable[TopicPartition] | None,
     timeout: float,
 ) -> tuple[int, dict[TopicPartition, tuple[OffsetAndMetadata | None, int]]]:
     """One OffsetFetch: the group's error code, and per partition its committed offset
-    (None: nothing committed) with the partition's error code."""
-    wanted = _by_topic(partitions)
+    (None: nothing committed) with the partition's error code. ``partitions`` None asks
+    for every partition the group has an offset on (OffsetFetch v2+, as an admin does)."""
     versions = await coordinator_versions(client, group_id, timeout)
     version = min(versions.version(_OFFSET_FETCH), _BY_NAME_MAX)
-    topics = [{"name": name, "partition_indexes": parts} for name, parts in wanted.items()]
+    topics = (
+        None
+        if partitions is None
+        else [
+            {"name": name, "partition_indexes": parts}
+            for name, parts in _by_topic(partitions).items()
+        ]
+    )
     if version >= 8:
         fields: dict[str, Any] = {
             "groups": [
