@@ -97,6 +97,7 @@ async def describe_configs(
     failed: dict[ConfigResource, PykafError] = {}
 
     async def call(to: Target, group: list[ConfigResource]) -> dict[ConfigResource, Any]:
+        await require_api(client, "DescribeConfigs", to, timeout=timeout)
         _version, response = await send(
             client,
             "DescribeConfigs",

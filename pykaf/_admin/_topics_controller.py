@@ -9,6 +9,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from pykaf._admin._calls import send
+from pykaf._admin._cluster_versions import require_api
 from pykaf._client._async_client import AsyncClient
 from pykaf._error_codes import error_for_code
 from pykaf._errors import BrokerError
@@ -72,6 +73,9 @@ async def to_controller(
     (``answers(response)`` yields ``(item, entry)``; entries have ``error_code``). Items
     answered NOT_CONTROLLER are asked again of the new controller, a bounded number of
     times; the client forgets the old controller on that answer."""
+    # A cluster without the API at all (librdkafka's mock cluster, tansu for some) says so
+    # as UNSUPPORTED_VERSION before the controller is even looked up.
+    await require_api(client, api, "any", timeout=timeout)
     pending = list(items)
     got: dict[_K, Any] = {}
     for attempt in range(_CONTROLLER_ATTEMPTS):
