@@ -7,9 +7,19 @@ import json
 import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
-__all__ = ["cell", "error_text", "print_json", "report_failures", "table"]
+from pykaf.errors import (
+    GroupIdNotFoundError,
+    InvalidConfigError,
+    InvalidPartitionsError,
+    InvalidReplicationFactorError,
+    NonEmptyGroupError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+
+__all__ = ["cell", "error_text", "hint", "print_json", "report_failures", "table"]
 
 
 def cell(value: object) -> str:
@@ -56,6 +66,29 @@ def print_json(document: Mapping[str, Any], out: TextIO | None = None) -> None:
     print(json.dumps(document, indent=2, default=_jsonable), file=out or sys.stdout)
 
 
+# What to do about the item errors an admin command meets most (one line each).
+_HINTS: Final[tuple[tuple[type[BaseException], str], ...]] = (
+    (
+        UnknownTopicOrPartitionError,
+        "check the topic name (pykaf topics list), or create it (pykaf topics create)",
+    ),
+    (TopicAlreadyExistsError, "pick another name, or delete it first (pykaf topics delete)"),
+    (GroupIdNotFoundError, "check the group name (pykaf groups list)"),
+    (NonEmptyGroupError, "the group has members: stop its consumers first"),
+    (InvalidPartitionsError, "give --partitions a count the broker accepts"),
+    (InvalidReplicationFactorError, "give --replication-factor at most the number of brokers"),
+    (InvalidConfigError, "check the config name and value (pykaf topics describe --all-configs)"),
+)
+
+
+def hint(error: BaseException) -> str:
+    """``error``'s text and, for the usual mistakes, what to do about it."""
+    for kind, advice in _HINTS:
+        if isinstance(error, kind):
+            return f"{error_text(error)}; {advice}"
+    return error_text(error)
+
+
 def error_text(error: BaseException) -> str:
     """An error on one line: its type (it names the Kafka error) and its message."""
     text = " ".join(str(error).split())
@@ -68,6 +101,10 @@ def report_failures(prog: str, noun: str, asked: int, errors: Mapping[Any, BaseE
     The items that succeeded have already been printed: one failure must not hide them."""
     if not errors:
         return 0
-    named = "; ".join(f"{item}: {error_text(error)}" for item, error in errors.items())
-    sys.stderr.write(f"{prog}: {len(errors)} of {asked} {noun} failed: {named}\n")
+    if asked == 1:
+        (error,) = errors.values()
+        sys.stderr.write(f"{prog}: {hint(error)}\n")
+    else:
+        named = " | ".join(f"{item}: {hint(error)}" for item, error in errors.items())
+        sys.stderr.write(f"{prog}: {len(errors)} of {asked} {noun} failed: {named}\n")
     return 1

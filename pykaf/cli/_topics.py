@@ -36,20 +36,6 @@ def parse_assignment(text: str, flag: str) -> tuple[str, str]:
     return name.strip(), value
 
 
-def _raise_if_only(errors: Mapping[str, PykafError], asked: int) -> None:
-    # One item asked and it failed: its own error, with run_command's advice, is the answer.
-    if asked == 1 and errors:
-        raise next(iter(errors.values()))
-
-
-def _finish(
-    args: argparse.Namespace, noun: str, asked: int, errors: Mapping[str, PykafError]
-) -> int:
-    if not args.json:
-        _raise_if_only(errors, asked)
-    return report_failures(args.prog, noun, asked, errors)
-
-
 def _list(args: argparse.Namespace) -> int:
     with open_admin(args) as admin:
         topics = admin.list_topics(internal=args.internal)
@@ -164,7 +150,7 @@ def _describe(args: argparse.Namespace) -> int:
     else:
         for description, entries in shown:
             _print_description(description, entries, args.all_configs)
-    return _finish(args, "topics", len(names), errors)
+    return report_failures(args.prog, "topics", len(names), errors)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -205,7 +191,7 @@ def _create(args: argparse.Namespace) -> int:
                 f"{verb} topic {t.name}: {t.partitions} partition(s), replication factor"
                 f" {t.replication_factor}"
             )
-    return _finish(args, "topics", len(names), outcomes.errors)
+    return report_failures(args.prog, "topics", len(names), outcomes.errors)
 
 
 def _delete(args: argparse.Namespace) -> int:
@@ -222,7 +208,7 @@ def _delete(args: argparse.Namespace) -> int:
     else:
         for name in outcomes.ok:
             print(f"deleted topic {name}")
-    return _finish(args, "topics", len(names), outcomes.errors)
+    return report_failures(args.prog, "topics", len(names), outcomes.errors)
 
 
 def _changes(args: argparse.Namespace) -> list[ConfigChange]:
@@ -286,7 +272,7 @@ def _alter(args: argparse.Namespace) -> int:
             said.insert(0, f"partitions -> {args.partitions}")
         for name in done:
             print(f"{verb} topic {name}: {', '.join(said)}")
-    return _finish(args, "topics", len(names), errors)
+    return report_failures(args.prog, "topics", len(names), errors)
 
 
 def _parser() -> CommandParser:

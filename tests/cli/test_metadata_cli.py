@@ -53,7 +53,7 @@ def test_metadata_of_an_unknown_topic_fails_naming_it(
     kafka_cluster_sync: BlockingCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = pykaf(capsys, kafka_cluster_sync.bootstrap, "metadata", "-t", "ghost")
-    one_line_failure(run, "1 of 1 topics failed", "ghost", "UnknownTopicOrPartition")
+    one_line_failure(run, "ghost", "UnknownTopicOrPartition", "check the topic name")
     assert '  topic "ghost" with 0 partitions: UnknownTopicOrPartitionError' in run.out
 
 

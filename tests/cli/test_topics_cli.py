@@ -168,7 +168,7 @@ def test_partial_failure_prints_the_others_and_names_the_failed_ones(
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["describe", "nope"], "create it first (pykaf topics create NAME)"),
+        (["describe", "nope"], "or create it (pykaf topics create)"),
         (["delete", "nope"], "check the topic name"),
         (["alter", "nope", "--config", "retention.ms=1"], "nope"),
         (["create", "x", "--config", "retention.ms"], "expected NAME=VALUE"),
