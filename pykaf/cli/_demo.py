@@ -17,7 +17,6 @@ wrote), deleted at the end unless ``--keep-topic``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 import subprocess
@@ -29,11 +28,10 @@ from typing import Any, TextIO
 
 from pykaf import (
     Admin,
-    AsyncClient,
-    BrokerApiVersions,
     Consumer,
     ConsumerRecord,
     NewTopic,
+    OffsetSpec,
     Producer,
     PykafError,
     TopicPartition,
@@ -41,12 +39,10 @@ from pykaf import (
 from pykaf.cli._connect import UsageError
 from pykaf.cli._progress import Progress
 from pykaf.cli._read_check import MAX_MESSAGES, ReadCheck, value_format
-from pykaf.errors import TopicAlreadyExistsError, raise_for_code
-from pykaf.protocol import build_request
+from pykaf.errors import TopicAlreadyExistsError
 
 __all__ = ["DemoOptions", "fresh_topic_name", "run_demo"]
 
-_LATEST = -1
 _SAMPLE = 1_000  # one record in this many reports its delivery to the progress bar
 
 
@@ -171,37 +167,6 @@ def _produce(bootstrap: str, opts: DemoOptions, out: TextIO) -> tuple[float, int
     return elapsed, len(failures)
 
 
-async def _end_offsets(
-    client: AsyncClient, versions: BrokerApiVersions, opts: DemoOptions, leaders: dict[int, int]
-) -> dict[int, int]:
-    offsets: dict[int, int] = {}
-    for partition, leader in sorted(leaders.items()):
-        request = build_request(
-            "ListOffsets",
-            versions.version("ListOffsets"),
-            replica_id=-1,
-            isolation_level=0,
-            timeout=10_000,
-            topics=[
-                {
-                    "name": opts.topic,
-                    "partitions": [
-                        {
-                            "partition_index": partition,
-                            "timestamp": _LATEST,
-                            "current_leader_epoch": -1,
-                        }
-                    ],
-                }
-            ],
-        )
-        response = await client.request(request, to=leader)
-        (answer,) = response.topics[0].partitions
-        raise_for_code(int(answer.error_code))
-        offsets[partition] = int(answer.offset)
-    return offsets
-
-
 def _consume(
     bootstrap: str, opts: DemoOptions, check: ReadCheck, out: TextIO
 ) -> tuple[float, float, ConsumerRecord | None]:
@@ -227,11 +192,16 @@ def _consume(
     return elapsed, checking, first
 
 
-async def _read_back(bootstrap: str, opts: DemoOptions) -> tuple[dict[int, int], dict[int, int]]:
-    async with AsyncClient(bootstrap, **_client_settings(opts)) as client:
-        metadata = await client.metadata([opts.topic])
-        leaders = {p.partition: p.leader for p in metadata.topics[opts.topic].partitions}
-        return leaders, await _end_offsets(client, await client.api_versions(), opts, leaders)
+def _read_back(bootstrap: str, opts: DemoOptions) -> tuple[dict[int, int], dict[int, int]]:
+    """Each partition's leader and end offset, as the brokers report them."""
+    with Admin(bootstrap, **_client_settings(opts)) as admin:
+        (description,) = admin.describe_topics([opts.topic]).values()
+        leaders = {p.partition: p.leader for p in description.partitions}
+        ends = admin.list_offsets(
+            {TopicPartition(opts.topic, p): OffsetSpec.LATEST for p in leaders}
+        )
+    ends.raise_for_errors()
+    return leaders, {tp.partition: listed.offset for tp, listed in sorted(ends.items())}
 
 
 def _run(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
@@ -248,7 +218,7 @@ def _run_created(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
         f"{rate:,.0f} msg/s, {megabytes:.1f} MB/s ({failures} failed)",
         file=out,
     )
-    leaders, offsets = asyncio.run(_read_back(bootstrap, opts))
+    leaders, offsets = _read_back(bootstrap, opts)
     print(f"end offsets read back from the broker, topic {opts.topic!r}:", file=out)
     for partition, offset in offsets.items():
         print(
