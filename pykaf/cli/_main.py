@@ -148,7 +148,7 @@ _COMMANDS = {
 
 def _usage() -> str:
     lines = ["usage: pykaf <command> [options]", "", "commands:"]
-    lines += [f"  {name:<8} {text}" for name, (_, text) in _COMMANDS.items()]
+    lines += [f"  {name:<9} {text}" for name, (_, text) in _COMMANDS.items()]
     return "\n".join(lines)
 
 

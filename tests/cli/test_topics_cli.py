@@ -226,3 +226,14 @@ def test_exit_status_through_python_m_pykaf(kafka_cluster_sync: BlockingCluster)
     assert bad.returncode == 1
     assert bad.stdout.startswith("topic p ")
     assert len(bad.stderr.splitlines()) == 1
+
+
+def test_bootstrap_from_the_environment(
+    kafka_cluster_sync: BlockingCluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYKAF_BOOTSTRAP", kafka_cluster_sync.bootstrap)
+    assert main(["topics", "create", "env"]) == 0
+    assert main(["topics", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split()[0] == "env"
