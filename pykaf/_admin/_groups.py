@@ -8,7 +8,7 @@ COORDINATOR_LOAD_IN_PROGRESS) is found again and asked again for that group only
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -226,7 +226,9 @@ async def _states_on(
     client: AsyncClient, node: int, group_ids: list[str], deadline: Deadline
 ) -> dict[str, str]:
     def build(version: int) -> Any:
-        return build_request("DescribeGroups", version, groups=group_ids)
+        return build_request(
+            "DescribeGroups", version, groups=group_ids, include_authorized_operations=False
+        )
 
     _, response = await send(
         client, "DescribeGroups", build, to=node, timeout=deadline.request_timeout()
@@ -273,9 +275,14 @@ async def describe_groups(
     )
 
 
-async def _each(group_ids: list[str], one: Any) -> Mapping[str, Any]:
+# What ``one(group)`` returns when the answer left the group out: asked again.
+_NO_ANSWER: Final = object()
+
+
+async def _each(group_ids: list[str], one: Callable[[str], Awaitable[object]]) -> Mapping[str, Any]:
+    """Ask about each group at once (each has its own coordinator)."""
     answers = await asyncio.gather(*(one(g) for g in group_ids))
-    return dict(zip(group_ids, answers, strict=True))
+    return {g: a for g, a in zip(group_ids, answers, strict=True) if a is not _NO_ANSWER}
 
 
 def _described(group_id: str, entry: Any, coordinator: int) -> GroupDescription | Failed:
@@ -329,7 +336,7 @@ async def delete_groups(
     ids = check_group_ids(group_ids)
     deadline = Deadline(client, timeout)
 
-    async def one(group_id: str) -> Failed | None:
+    async def one(group_id: str) -> object:
         def build(version: int) -> Any:
             return build_request("DeleteGroups", version, groups_names=[group_id])
 
@@ -343,7 +350,10 @@ async def delete_groups(
             )
         except PykafError as exc:
             return Failed(exc)
-        code = next((int(r.error_code) for r in response.results if r.group_id == group_id), -1)
+        codes = [int(r.error_code) for r in response.results if r.group_id == group_id]
+        if not codes:
+            return _NO_ANSWER
+        code = codes[0]
         if code == _NON_EMPTY_GROUP:
             return Failed(
                 error_for_code(

@@ -86,9 +86,15 @@ async def list_group_offsets(
         deadline=deadline,
     )
     out = {}
+    errors = dict(committed.errors)
     for tp, value in committed.ok.items():
         end = ends.ok[tp][0] if tp in ends.ok else None
         offset = None if value is None else value.offset
+        if end is None and offset is None:
+            # Asked about a partition with nothing committed that has no end either (a
+            # topic or partition that does not exist): say why rather than all None.
+            errors[tp] = ends.errors[tp]
+            continue
         out[tp] = GroupOffset(
             topic=tp.topic,
             partition=tp.partition,
@@ -98,7 +104,7 @@ async def list_group_offsets(
             end_offset=end,
             lag=None if end is None or offset is None else end - offset,
         )
-    return Outcomes(out, committed.errors)
+    return Outcomes(out, errors)
 
 
 # The whole group's answer: the key its items share until OffsetFetch says which they are.

@@ -21,7 +21,7 @@ from pykaf._client._targets import Leader
 from pykaf._consumer._offsets import list_offsets as ask_leaders
 from pykaf._consumer._records import TopicPartition
 from pykaf._error_codes import error_for_code
-from pykaf._errors import PykafError
+from pykaf._errors import BrokerConnectionError, PykafError
 from pykaf.protocol._messages import build_request
 
 __all__ = [
@@ -105,7 +105,11 @@ async def query_offsets(
         for tp, answer in answers.items():
             if isinstance(answer, PykafError):
                 out[tp] = Failed(answer)
-            elif answer is not None:  # None: the leader was not reached; asked again
+            elif answer is None:  # the leader was not reached: asked again
+                out[tp] = Failed(
+                    BrokerConnectionError(f"the leader of {tp} did not answer (connection lost)")
+                )
+            else:
                 out[tp] = answer
         return out
 

@@ -161,7 +161,7 @@ async def fetch_committed(
     else:
         group_code, answered = int(getattr(response, "error_code", 0)), response.topics
     out: dict[TopicPartition, tuple[OffsetAndMetadata | None, int]] = {}
-    for topic in answered:
+    for topic in answered or ():  # librdkafka's mock answers "all partitions" with null
         for part in topic.partitions:
             tp = TopicPartition(str(topic.name), int(part.partition_index))
             offset = int(part.committed_offset)

@@ -1,8 +1,9 @@
 """OffsetDelete (47, KIP-496): forget committed offsets of topics a group does not use.
 
 An active consumer group keeps the offsets of topics its members subscribe to
-(GROUP_SUBSCRIBED_TO_TOPIC); an active group of another protocol type refuses
-(NON_EMPTY_GROUP); an Empty group may drop any.
+(GROUP_SUBSCRIBED_TO_TOPIC; every topic when a member's subscription cannot be read,
+as Kafka's ``isSubscribedToTopic`` says); an active group of another protocol type
+refuses (NON_EMPTY_GROUP); an Empty group may drop any.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ async def offset_delete(ctx: RequestContext, request: Any) -> Payload:
             index = part.partition_index
             if topic is None or not 0 <= index < len(topic.partitions):
                 code = UNKNOWN_TOPIC_OR_PARTITION
-            elif subscribed is not None and requested.name in subscribed:
+            elif subscribed is None or requested.name in subscribed:
                 code = GROUP_SUBSCRIBED_TO_TOPIC
             else:
                 coordinator.offsets.delete(group_id, requested.name, index)
