@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 DEFAULT_BOOTSTRAP: Final = "127.0.0.1:9092"
+# A command line should say "no broker" soon; the clients' own default is 30 s.
+DEFAULT_METADATA_TIMEOUT: Final = 10.0
 BOOTSTRAP_ENV: Final = "PYKAF_BOOTSTRAP"
 
 # Kafka (librdkafka) property names -> pykaf client settings. Only what pykaf can honour:
@@ -136,6 +138,15 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--sasl-username", metavar="USER")
     group.add_argument("--sasl-password", metavar="PASSWORD")
+    group.add_argument(
+        "-m",
+        dest="metadata_timeout",
+        type=float,
+        default=DEFAULT_METADATA_TIMEOUT,
+        metavar="SECONDS",
+        help="wait this long for the cluster's first answer (as kcat's -m; default"
+        f" {DEFAULT_METADATA_TIMEOUT:g})",
+    )
     group.add_argument("--debug", action="store_true", help="on failure, print the whole traceback")
 
 
@@ -209,13 +220,20 @@ def client_options(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 
 
 def topic_partitions(
-    bootstrap: str, options: dict[str, Any], topics: Sequence[str], *, create: bool = False
+    bootstrap: str,
+    options: dict[str, Any],
+    topics: Sequence[str],
+    *,
+    timeout: float = DEFAULT_METADATA_TIMEOUT,
+    create: bool = False,
 ) -> dict[str, list[int]]:
     """Each topic's partition numbers, asked once before any data moves, so a missing
     topic fails at once (a producer would wait ``max_block`` for it). ``create``: let a
     broker that auto-creates topics create them (as a producer's first record would)."""
+    if not timeout > 0:
+        raise UsageError(f"-m {timeout}: the wait is a number of seconds > 0")
     with Client(bootstrap, allow_auto_topic_creation=create, **options) as client:
-        metadata = client.metadata(list(topics))
+        metadata = client.metadata(list(topics), timeout=timeout)
     found: dict[str, list[int]] = {}
     for name in topics:
         info = metadata.topics.get(name)
@@ -233,12 +251,9 @@ def _advice(exc: BaseException) -> str:
     if isinstance(exc, TopicAuthorizationFailedError):
         return f"{text}; this user may not use the topic (ask for an ACL)"
     if isinstance(exc, TlsError):
-        return f"TLS failed: {text}; check --ssl-cafile / --ssl-certfile / --security-protocol"
+        return f"TLS failed: {text}"  # the message names the setting to change
     if isinstance(exc, SaslError):
-        return (
-            f"login failed: {text}; check --sasl-mechanism / --sasl-username /"
-            " --sasl-password and --security-protocol"
-        )
+        return f"login failed: {text}"  # the message names the settings to check
     if isinstance(exc, NoBrokersError | BrokerConnectionError):
         return (
             f"no broker reachable: {text}; check -b/--bootstrap (or ${BOOTSTRAP_ENV}) and that"

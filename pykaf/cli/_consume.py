@@ -18,10 +18,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from pykaf import Consumer, ConsumerRecord, TopicPartition
 from pykaf.cli._connect import (
@@ -124,7 +124,9 @@ def _partitions(
 ) -> list[TopicPartition]:
     """Every partition to read (refusing missing topics and partitions before reading)."""
     partitions: list[TopicPartition] = []
-    for name, numbers in topic_partitions(bootstrap, options, args.topics).items():
+    for name, numbers in topic_partitions(
+        bootstrap, options, args.topics, timeout=args.metadata_timeout
+    ).items():
         if args.partition is not None and args.partition not in numbers:
             raise UsageError(
                 f"-p {args.partition}: topic {name!r} has partitions 0..{len(numbers) - 1}"
@@ -262,7 +264,7 @@ def _loop(
     interrupt: _Interrupt,
     printed: _Printed,
 ) -> None:
-    write = sys.stdout.buffer.write
+    write = _writer(sys.stdout.buffer)
     flush = sys.stdout.buffer.flush
     remaining = args.count
     group = args.group is not None
@@ -290,6 +292,22 @@ def _loop(
             printed.commit_if_due()
         if remaining == 0:
             return
+
+
+def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
+    """``stream.write`` until all is written: a signal whose handler returns (Ctrl-C, see
+    ``_Interrupt``) makes a blocked ``BufferedWriter.write`` return early with a count."""
+    raw_write = stream.write
+
+    def write(data: bytes) -> None:
+        written = raw_write(data)
+        if written is None or written >= len(data):
+            return
+        view = memoryview(data)[written:]
+        while view:
+            view = view[raw_write(view) or 0 :]
+
+    return write
 
 
 def _final_commit(printed: _Printed) -> None:

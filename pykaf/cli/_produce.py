@@ -176,7 +176,9 @@ def _produce(args: argparse.Namespace) -> int:
     if args.partition is not None and args.partition < 0:
         raise UsageError(f"-p {args.partition}: a partition is a number >= 0")
     bootstrap, options = client_options(args)
-    partitions = topic_partitions(bootstrap, options, [args.topic], create=True)[args.topic]
+    partitions = topic_partitions(
+        bootstrap, options, [args.topic], timeout=args.metadata_timeout, create=True
+    )[args.topic]
     if args.partition is not None and args.partition not in partitions:
         raise UsageError(
             f"-p {args.partition}: topic {args.topic!r} has partitions 0..{len(partitions) - 1}"
