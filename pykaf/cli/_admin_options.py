@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any
 
 from pykaf import Admin, Client
 from pykaf.cli._connect import (
@@ -19,10 +19,6 @@ from pykaf.cli._connect import (
 
 __all__ = ["Action", "add_action", "open_admin", "open_client", "parse_and_run"]
 
-# Shorter than the client's 30 s default: a person waits on a command, and a broker that
-# is down should say so soon (with --timeout for a slow cluster).
-_TIMEOUT: Final = 10.0
-
 Action = Callable[[argparse.Namespace], int]
 
 
@@ -32,21 +28,16 @@ def add_action(parser: argparse.ArgumentParser, action: Action) -> argparse.Argu
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of tables"
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=_TIMEOUT,
-        metavar="SECONDS",
-        help=f"give up on each request after this long (default: {_TIMEOUT:g})",
-    )
     parser.set_defaults(action=action)
     return parser
 
 
 def _settings(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
-    if not args.timeout > 0:
-        raise UsageError(f"--timeout {args.timeout:g}: give a number of seconds > 0")
-    return {"client_id": "pykaf-cli", "request_timeout": args.timeout, **options}
+    # -m (kcat's metadata wait, 10 s) bounds every admin request: a person waits on the
+    # command, and a broker that is down should say so soon (the clients wait 30 s).
+    if not args.metadata_timeout > 0:
+        raise UsageError(f"-m {args.metadata_timeout:g}: give a number of seconds > 0")
+    return {"client_id": "pykaf-cli", "request_timeout": args.metadata_timeout, **options}
 
 
 def open_admin(args: argparse.Namespace) -> Admin:

@@ -36,24 +36,19 @@ def _demo(argv: Sequence[str]) -> int:
     on_cluster.add_argument(
         "--keep-topic", action="store_true", help="do not delete the topic at the end"
     )
-    on_cluster.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="bound each request (default: 30)"
-    )
     args = parser.parse_args(argv)
     existing = args.bootstrap is not None or args.config_file is not None or args.properties
     if existing and args.brokers is not None:
         parser.error("--brokers sizes the embedded broker; with --bootstrap it has no use")
-    if not existing and (
-        args.topic or args.keep_topic or args.replication_factor != 1 or args.timeout
-    ):
-        parser.error("--topic, --replication-factor, --keep-topic and --timeout need --bootstrap")
+    if not existing and (args.topic or args.keep_topic or args.replication_factor != 1):
+        parser.error("--topic, --replication-factor and --keep-topic need --bootstrap")
     return run_command(lambda _: _run_demo(parser, args, existing), args)
 
 
 def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, existing: bool) -> int:
     bootstrap, client = client_options(args) if existing else (None, {})
-    if args.timeout is not None:
-        client["request_timeout"] = args.timeout
+    if existing:  # -m bounds each request to that cluster (10 s; the clients wait 30 s)
+        client["request_timeout"] = args.metadata_timeout
     try:
         opts = DemoOptions(
             messages=args.messages,

@@ -68,7 +68,7 @@ def test_no_such_broker_is_one_line() -> None:
             "127.0.0.1:1",
             "--messages",
             "10",
-            "--timeout",
+            "-m",
             "1",
         ],
         capture_output=True,
@@ -86,7 +86,6 @@ def test_no_such_broker_is_one_line() -> None:
     [
         (["--bootstrap", "127.0.0.1:1", "--brokers", "2"], "--brokers sizes the embedded broker"),
         (["--topic", "x"], "need --bootstrap"),
-        (["--timeout", "1"], "need --bootstrap"),
         (["--bootstrap", "127.0.0.1:1", "--replication-factor", "0"], "at least 1"),
     ],
 )

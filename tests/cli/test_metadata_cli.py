@@ -92,7 +92,7 @@ def test_cluster_api_versions_json(
 
 @pytest.mark.parametrize("command", [["metadata"], ["cluster"], ["cluster", "--api-versions"]])
 def test_no_such_broker_is_one_line(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    run = pykaf(capsys, "127.0.0.1:1", *command, "--timeout", "0.5")
+    run = pykaf(capsys, "127.0.0.1:1", *command, "-m", "0.5")
     one_line_failure(run, "no broker reachable")
 
 

@@ -176,7 +176,7 @@ def test_partial_failure_prints_the_others_and_names_the_failed_ones(
         (["create", "x", "--partitions", "many"], "invalid int value"),
         (["alter", "x"], "nothing to change"),
         (["frobnicate"], "invalid choice"),
-        (["list", "--timeout", "0"], "--timeout 0"),
+        (["list", "-m", "0"], "-m 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(
@@ -204,9 +204,9 @@ def test_existing_topic_is_refused(
 
 
 def test_no_broker_then_debug_traceback(capsys: pytest.CaptureFixture[str]) -> None:
-    run = pykaf(capsys, "127.0.0.1:1", "topics", "list", "--timeout", "0.5")
+    run = pykaf(capsys, "127.0.0.1:1", "topics", "list", "-m", "0.5")
     one_line_failure(run, "no broker reachable", "check -b/--bootstrap")
-    debug = pykaf(capsys, "127.0.0.1:1", "topics", "list", "--timeout", "0.5", "--debug")
+    debug = pykaf(capsys, "127.0.0.1:1", "topics", "list", "-m", "0.5", "--debug")
     assert debug.status == 1
     assert "Traceback (most recent call last)" in debug.err
     assert debug.err.rstrip().splitlines()[-1].startswith("pykaf topics list: no broker reachable")
