@@ -33,12 +33,18 @@ def cell(value: object) -> str:
     return str(value)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, indent: str = "") -> str:
     """Columns aligned on the widest cell; numbers right-aligned, text left-aligned."""
     raw = [list(row) for row in rows]
     body = [[cell(v) for v in row] for row in raw]
+    # A column of numbers (some perhaps unknown: "-") lines up on the right.
     numeric = [
-        bool(body) and all(isinstance(row[i], int) and not isinstance(row[i], bool) for row in raw)
+        any(_is_number(row[i]) for row in raw)
+        and all(_is_number(row[i]) or row[i] is None for row in raw)
         for i in range(len(headers))
     ]
     widths = [max([len(h), *(len(row[i]) for row in body)]) for i, h in enumerate(headers)]

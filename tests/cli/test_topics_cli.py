@@ -11,6 +11,7 @@ from admin_cli import one_line_failure, pykaf, pykaf_json
 
 from pykaf.broker import BlockingCluster
 from pykaf.cli._main import main
+from pykaf.cli._tables import table
 
 
 def test_create_then_describe_shows_partitions_and_configs(
@@ -237,3 +238,12 @@ def test_bootstrap_from_the_environment(
     assert main(["topics", "create", "env"]) == 0
     assert main(["topics", "list"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split()[0] == "env"
+
+
+def test_tables_align_numbers_right_and_show_unknowns_as_a_dash() -> None:
+    rows = [("t", 0, None, (1, 2), True), ("long-name", 10, 12345, (), False)]
+    assert table(("TOPIC", "P", "COMMITTED", "REPLICAS", "OK"), rows).splitlines() == [
+        "TOPIC       P  COMMITTED  REPLICAS  OK",
+        "t           0          -  1,2       yes",
+        "long-name  10      12345  -         no",
+    ]
