@@ -26,6 +26,7 @@ from pykaf._errors import (
     KafkaTimeoutError,
     ProducerClosedError,
 )
+from pykaf._producer._batch_events import bus_of
 from pykaf._producer._batches import TopicUnknownError, check_report
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
@@ -158,7 +159,11 @@ class AsyncProducer:
         self._reporter = Reporter(on_error)
         self._client = AsyncClient(bootstrap, settings=self.settings.client)
         self._custody = open_custody(
-            self.settings, self._reporter, on_replayed_delivery, on_custody_event
+            self.settings,
+            self._reporter,
+            on_replayed_delivery,
+            on_custody_event,
+            bus_of(self._client),
         )
         # The loop never blocks: syncs run on the journal's thread (``_produce_synced``).
         self._accumulator = build_accumulator(
