@@ -26,7 +26,6 @@ from pykaf._errors import (
     KafkaTimeoutError,
     ProducerClosedError,
 )
-from pykaf._producer._batch_events import bus_of
 from pykaf._producer._batches import TopicUnknownError, check_report
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
@@ -164,7 +163,7 @@ class AsyncProducer:
             self._reporter,
             on_replayed_delivery,
             on_custody_event,
-            bus_of(self._client),
+            self._client.events,
         )
         # The loop never blocks: syncs run on the journal's thread (``_produce_synced``).
         self._accumulator = build_accumulator(

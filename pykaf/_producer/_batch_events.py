@@ -37,17 +37,7 @@ from pykaf._telemetry._events import (
     JournalFill,
 )
 
-__all__ = ["BatchEvents", "bus_of"]
-
-
-def bus_of(client: Any) -> EventBus:
-    """The client's event bus (``AsyncClient.events``), made and attached if the client
-    has none, so every layer built on the client shares one."""
-    bus = getattr(client, "events", None)
-    if not isinstance(bus, EventBus):
-        bus = EventBus()
-        client.events = bus
-    return bus
+__all__ = ["BatchEvents"]
 
 
 class BatchEvents:

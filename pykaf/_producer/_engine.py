@@ -35,7 +35,7 @@ from pykaf._errors import (
     PykafError,
 )
 from pykaf._producer._accumulator import Accumulator
-from pykaf._producer._batch_events import BatchEvents, bus_of
+from pykaf._producer._batch_events import BatchEvents
 from pykaf._producer._batches import Batch, PartitionQueue
 from pykaf._producer._custody_events import Downtime
 from pykaf._producer._delivery import LooseRecords, Reporter
@@ -97,7 +97,7 @@ class ProducerEngine(BatchOutcomes):
         self._flush_cut = False
         accumulator.on_space = self._on_space
         # Telemetry (``_batch_events``): the client's bus, tested once per request/answer.
-        self.bus = bus_of(client)
+        self.bus = client.events
         self.batch_events = BatchEvents(
             self.bus,
             settings.client.client_id,

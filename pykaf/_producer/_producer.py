@@ -23,7 +23,6 @@ from pykaf._client._loop_thread import LoopThread
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import ClientClosedError, DeliveryError, KafkaTimeoutError, ProducerClosedError
 from pykaf._producer._async_producer import EXIT_FLUSH, INTERRUPTED_FLUSH, warn_unclosed
-from pykaf._producer._batch_events import bus_of
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
 from pykaf._producer._delivery import (
@@ -94,7 +93,7 @@ class Producer:
         self.events = client.events  # telemetry (pykaf.events): the client's bus
         # Before the loop thread: a locked or damaged journal_dir refuses with no thread.
         self._custody = open_custody(
-            self.settings, reporter, on_replayed_delivery, on_custody_event, bus_of(client)
+            self.settings, reporter, on_replayed_delivery, on_custody_event, client.events
         )
         self._loop = LoopThread("pykaf-producer")
         loop_thread = self._loop

@@ -51,8 +51,7 @@ def cluster() -> Iterator[BlockingCluster]:
 def listen(producer: Producer) -> list[Event]:
     """Every event the producer emits from now on, in order."""
     events: list[Event] = []
-    bus = getattr(producer, "events", None) or producer._engine.bus  # (until T1's .events)
-    bus.subscribe(events.append)
+    producer.events.subscribe(events.append)
     return events
 
 
@@ -71,8 +70,10 @@ def test_sent_and_acknowledged_batches_add_up_to_what_a_reader_finds(
     cluster: BlockingCluster,
 ) -> None:
     count = 3000
-    with Producer(cluster.bootstrap, compression="gzip", linger=0.01) as producer:
-        events = listen(producer)
+    events: list[Event] = []
+    with Producer(
+        cluster.bootstrap, compression="gzip", linger=0.01, on_event=events.append
+    ) as producer:
         for i in range(count):
             producer.produce("t", b"reading %05d " % i + b"abc" * 40, partition=i % 3)
         assert producer.flush(30) == 0
