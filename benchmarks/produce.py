@@ -15,10 +15,13 @@ everything else is each client's default.
 Throughput clients (msgs/s from the first timed record to the last acknowledgement; a
 warm-up record first, so connecting and metadata are not timed):
   pykaf-produce  ``Producer.produce`` fire-and-forget, failures to ``on_error``
+  pykaf-produce-events  the same with a subscriber (``on_event=``) that counts every
+                 telemetry event (issue 15: what listening costs)
   pykaf-send     ``Producer.send`` futures, every result checked
   pykaf-async    ``await AsyncProducer.produce`` fire-and-forget with ``on_error``
   pykaf-batch    ``Producer.produce_batch`` of 10,000 values per call
   confluent      ``produce`` with ``delivery.report.only.error`` (a callback for failures)
+  confluent-stats  the same with ``statistics.interval.ms`` 1000 and a ``stats_cb``
   aiokafka       ``await send`` (a future per record, not awaited), then ``flush``
   kafka-python   ``send`` then ``flush`` (``api_version=(2, 3, 0)``: it cannot read the
                  mock's newer ApiVersions answer)
@@ -47,6 +50,8 @@ was acknowledged):
 Goals (issue 5), per configuration: pykaf-produce >= 0.75x confluent-kafka and >= 4x
 aiokafka; pykaf-batch >= 1.0x confluent-kafka; one-at-a-time p50 <= 2x confluent's, judged
 on both like-for-like rows (pykaf-produce-flush, blocking; pykaf-async-produce-flush).
+Issue 15: pykaf-produce-events >= 0.90x pykaf-produce (a subscriber costs <= 10%); with
+nobody subscribed, pykaf-produce is compared with an earlier checkout by hand (same run).
 ``--sasl-ssl`` adds the SASL_SSL rows (issue 13) in the same run: pykaf and confluent-kafka
 over SASL_SSL (SCRAM-SHA-512, TLS) and over plaintext on the embedded broker, which speaks
 TLS and SASL where the mock cluster does not (``secure_produce.py``; goal: the SASL_SSL
@@ -79,10 +84,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 CLIENTS = (
     "pykaf-produce",
+    "pykaf-produce-events",
     "pykaf-send",
     "pykaf-async",
     "pykaf-batch",
     "confluent",
+    "confluent-stats",
     "aiokafka",
     "kafka-python",
 )
@@ -136,11 +143,19 @@ class Result:
 
 
 def pykaf_options(job: Job) -> dict[str, Any]:
-    return {
+    options: dict[str, Any] = {
         "acks": job.acks,
         "enable_idempotence": job.idempotence,
         "linger": job.linger_ms / 1000,
     }
+    if job.client.endswith("-events"):
+        heard = [0]
+
+        def count(_event: object) -> None:
+            heard[0] += 1
+
+        options["on_event"] = count
+    return options
 
 
 def run_pykaf_sync(job: Job) -> Result:
@@ -170,7 +185,7 @@ def run_pykaf_sync(job: Job) -> Result:
             return result
         producer.send(topic, value).result(30)  # warm-up: connections, metadata, id
         start = time.perf_counter()
-        if job.client == "pykaf-produce":
+        if job.client in ("pykaf-produce", "pykaf-produce-events"):
             produce = producer.produce
             for _ in range(count):
                 produce(topic, value)
@@ -238,18 +253,21 @@ def run_confluent(job: Job) -> Result:
         if error is not None:
             result.failed += 1
 
-    producer = Producer(
-        {
-            "bootstrap.servers": job.bootstrap,
-            "acks": str(job.acks),
-            "enable.idempotence": job.idempotence,
-            "linger.ms": job.linger_ms,
-            "log_level": 3,
-            # Reports for failures only: the like-for-like of pykaf's on_error.
-            "delivery.report.only.error": True,
-            "on_delivery": on_delivery,
-        }
-    )
+    config: dict[str, Any] = {
+        "bootstrap.servers": job.bootstrap,
+        "acks": str(job.acks),
+        "enable.idempotence": job.idempotence,
+        "linger.ms": job.linger_ms,
+        "log_level": 3,
+        # Reports for failures only: the like-for-like of pykaf's on_error.
+        "delivery.report.only.error": True,
+        "on_delivery": on_delivery,
+    }
+    if job.client == "confluent-stats":
+        # librdkafka's statistics document, the peer of pykaf's event stream.
+        config["statistics.interval.ms"] = 1000
+        config["stats_cb"] = lambda _document: None
+    producer = Producer(config)
     topic, value = job.topic, job.value
     produce, poll, flush = producer.produce, producer.poll, producer.flush
     if job.latency:
@@ -440,6 +458,7 @@ def _read_frame(sock: Any) -> bytes:
 
 RUNNERS: dict[str, Callable[[Job], Result]] = {
     "pykaf-produce": run_pykaf_sync,
+    "pykaf-produce-events": run_pykaf_sync,
     "pykaf-send": run_pykaf_sync,
     "pykaf-batch": run_pykaf_sync,
     "pykaf-produce-flush": run_pykaf_sync,
@@ -449,6 +468,7 @@ RUNNERS: dict[str, Callable[[Job], Result]] = {
     "floor-raw-socket": run_floor,
     "floor-loop-thread": run_floor,
     "confluent": run_confluent,
+    "confluent-stats": run_confluent,
     "aiokafka": run_aiokafka,
     "kafka-python": run_kafka_python,
 }
@@ -504,7 +524,7 @@ def child(args: argparse.Namespace) -> int:
     job = Job(args)
     # Importing the library is a cost of the process, not of producing: not timed.
     pykaf_row = job.client.startswith(("pykaf", "floor"))
-    importlib.import_module(IMPORTS["pykaf" if pykaf_row else job.client])
+    importlib.import_module(IMPORTS["pykaf" if pykaf_row else job.client.removesuffix("-stats")])
     profiles = ThreadProfiles() if args.profile else None
     if profiles is not None:
         with profiles:
@@ -624,7 +644,7 @@ def measure_throughput(
                 cells.setdefault((config, client), []).append(result)
                 rate = count / result["seconds"] if result["seconds"] else 0.0
                 print(
-                    f"  run {run + 1} {CONFIGS[config][0]:<21} {client:<14}"
+                    f"  run {run + 1} {CONFIGS[config][0]:<21} {client:<20}"
                     f" {rate:>11,.0f} msgs/s  {result['rss_kib'] / 1024:6.1f} MiB"
                     f"{'' if result['complete'] else '  INCOMPLETE'}",
                     flush=True,
@@ -664,7 +684,7 @@ def print_tables(
         f" {args.linger_ms:g} ms, median of {args.runs}; ratio = msgs/s / confluent-kafka's"
     )
     print(
-        f"{'config':<21} {'client':<14} {'records':>9} {'msgs/s':>11} {'MB/s':>7} {'ratio':>6}"
+        f"{'config':<21} {'client':<20} {'records':>9} {'msgs/s':>11} {'MB/s':>7} {'ratio':>6}"
         f" {'RSS MiB':>8}  complete"
     )
     for config in args.configs:
@@ -673,14 +693,14 @@ def print_tables(
         for client in args.clients:
             results = throughput.get((config, client))
             if not results:
-                print(f"{CONFIGS[config][0]:<21} {client:<14} (no result)")
+                print(f"{CONFIGS[config][0]:<21} {client:<20} (no result)")
                 continue
             msgs = rate(results)
             ratio = msgs / base_rate if base_rate else float("nan")
             rss = statistics.median(r["rss_kib"] for r in results) / 1024
             complete = all(r["complete"] for r in results)
             print(
-                f"{CONFIGS[config][0]:<21} {client:<14} {results[0]['count']:>9,}"
+                f"{CONFIGS[config][0]:<21} {client:<20} {results[0]['count']:>9,}"
                 f" {msgs:>11,.0f} {msgs * args.size / 1e6:>7.1f} {ratio:>6.2f} {rss:>8.1f}"
                 f"  {'yes' if complete else 'NO'}"
             )
@@ -722,6 +742,12 @@ def print_tables(
                 "pykaf batch call vs confluent-kafka",
                 ratio_of("pykaf-batch", "confluent"),
                 1.0,
+                ">=",
+            ),
+            (
+                "pykaf with an event subscriber vs without",
+                ratio_of("pykaf-produce-events", "pykaf-produce"),
+                0.90,
                 ">=",
             ),
         ]
