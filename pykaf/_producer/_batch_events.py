@@ -17,7 +17,8 @@ batch. Everything here runs on the producer's loop.
   up or down, looked at once per pump and per answer (never per record).
 
 Record counts are the batch's records on the wire (with ``transform_batch``, what the
-hook returned).
+hook returned), but ``BatchFailed`` counts the records that failed, as produced: each of
+those got its failure report.
 """
 
 from __future__ import annotations
