@@ -71,6 +71,11 @@ class Producer:
     delivered in the journal for the next producer (reports: ``JournalKeptError``).
     ``on_custody_event(event)`` hears downtime and replays (``CustodyEvent``).
 
+    Telemetry: ``on_event=`` or ``events.subscribe`` hears ``pykaf.events`` (batches sent,
+    acknowledged, retried, failed; buffer and journal fill; downtime; replay), per batch.
+    ``transform_batch(topic, partition, records) -> records`` rewrites or merges each
+    batch's records before it is sent (``pykaf._producer._transform``).
+
     Appends block (up to ``max_block``) only when the buffer is full or the topic is new
     (its metadata is fetched once). Failures of records with no ``on_delivery`` and no
     future go to ``on_error(record, error)``, else to the "pykaf.producer" log at ERROR.
@@ -93,7 +98,7 @@ class Producer:
         self.events = client.events  # telemetry (pykaf.events): the client's bus
         # Before the loop thread: a locked or damaged journal_dir refuses with no thread.
         self._custody = open_custody(
-            self.settings, reporter, on_replayed_delivery, on_custody_event
+            self.settings, reporter, on_replayed_delivery, on_custody_event, client.events
         )
         self._loop = LoopThread("pykaf-producer")
         loop_thread = self._loop
