@@ -103,8 +103,7 @@ class GroupTelemetry:
             self.group_id,
             reason,
             partition_names(partitions),
-            " (records handed out since the last commit may be read again by another"
-            " member)"
+            " (records handed out since the last commit may be read again by another member)"
             if partitions
             else "",
         )
