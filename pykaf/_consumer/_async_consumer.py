@@ -123,7 +123,12 @@ class AsyncConsumer:
             start=self._start,
         )
         self._commits = OffsetCommits(
-            s, assignment, handed, group_id=group_id, check_open=self._check_open
+            s,
+            assignment,
+            handed,
+            group_id=group_id,
+            check_open=self._check_open,
+            health=self._health,
         )
         self._started = False
         self._closed = False

@@ -324,3 +324,31 @@ def test_record_counts_come_from_batch_headers() -> None:
     assert count_records(data, 13) == 5
     assert count_records(data + second[:20], 10) == 8  # a truncated batch is not counted
     assert count_records(b"", 0) == 0
+
+
+# -- log levels ---------------------------------------------------------------------------
+
+
+def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
+
+
+async def test_a_failing_auto_commit_warns_once_per_episode_and_a_retry_is_info(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pykaf.consumer")
+    events: list[Event] = []
+    auto = {"enable_auto_commit": True, "auto_commit_interval": 0.05}
+    async with member(cluster, "g-auto", events, **auto) as a, polling(a):
+        await until(lambda: len(of(CommitDone, events)) >= 1, "auto-commits go through")
+        cluster.faults.push_errors("OffsetCommit", [30] * 4)  # GROUP_AUTHORIZATION_FAILED
+        await until(lambda: len(of(CommitFailed, events)) == 4, "four auto-commits refused")
+        done = len(of(CommitDone, events))
+        await until(lambda: len(of(CommitDone, events)) > done, "auto-commits go through again")
+        cluster.faults.push_errors("OffsetCommit", [15])  # COORDINATOR_NOT_AVAILABLE: retried
+        await until(lambda: bool(logged(caplog, logging.INFO, "offset commit retried")), "retry")
+    assert {e.error for e in of(CommitFailed, events)} == {"GroupAuthorizationFailedError"}
+    assert len(logged(caplog, logging.WARNING, "auto-commit failed")) == 1
+    assert len(logged(caplog, logging.DEBUG, "auto-commit failed")) == 3  # counted
+    assert logged(caplog, logging.INFO, "auto-commit works again")
+    assert not logged(caplog, logging.WARNING, "offset commit retried")
