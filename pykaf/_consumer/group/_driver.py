@@ -415,8 +415,13 @@ class GroupMembership:
         self._heartbeat_task = None
         if state.owned:
             if state.generation.valid:
+                began = time.monotonic()
+                revoked = state.revoke_all()
                 await self._revoke(
-                    state.revoke_all(), timeout=self._client.settings.close_timeout, commit=commit
+                    revoked, timeout=self._client.settings.close_timeout, commit=commit
+                )
+                self._telemetry.rebalanced(
+                    revoked=revoked, assigned=(), duration=time.monotonic() - began
                 )
             else:
                 lost = state.lose_all()
