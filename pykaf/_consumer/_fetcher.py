@@ -9,6 +9,9 @@ ListOffsets per leader; partitions whose leader is unknown, moved or unreachable
 backoff while the metadata is refreshed, then are fetched from the same offset at the new
 leader: nothing skipped, nothing repeated.
 
+Telemetry: one ``FetchDone`` per answer while someone listens (``_fetch_events``); with
+nobody listening an answer costs one attribute test, and nothing is per record.
+
 Versions: Fetch and ListOffsets at the highest version both sides speak (Fetch v13+ names
 topics by id, so a topic without an id in the metadata caps the request at v12).
 """
@@ -26,6 +29,7 @@ from typing import Any, Final
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._stale import METADATA_STALE_CODES
 from pykaf._client._versions import BrokerApiVersions
+from pykaf._consumer._fetch_events import emit_fetch_done
 from pykaf._consumer._fetch_state import LATEST, FetchState
 from pykaf._consumer._health import Health
 from pykaf._consumer._offsets import list_offsets
@@ -77,6 +81,8 @@ class Fetcher:
         self._health = health or Health(logger, None)
         # The cluster view's cache answers "who leads this partition" without I/O.
         self._cache = client._cluster.cache
+        # Telemetry: one ``active`` test per fetch answer (the cost rule), no more.
+        self._events = client.events
         self._settings = settings
         self._state = state
         self._on_data = on_data
@@ -370,6 +376,17 @@ class Fetcher:
                 request, to=node, purpose="fetch", timeout=timeout
             )
             self._answer(response, sent, by_id, answered)
+            if self._events.active:
+                emit_fetch_done(
+                    self._events,
+                    self._settings.client.client_id,
+                    node,
+                    response,
+                    sent,
+                    by_id,
+                    answered,
+                    read_committed=self._settings.read_committed,
+                )
             self._tune_reads(node)
             self._health.recovered(f"fetch {node}", f"fetches from broker {node} answered again")
         except (BrokerConnectionError, KafkaTimeoutError) as exc:
