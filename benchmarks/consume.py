@@ -2,7 +2,7 @@
 
     python benchmarks/consume.py [--broker tansu|embedded] [--messages 1000000]
                                  [--size 100] [--partitions 6] [--only a,b,...]
-                                 [--profile CLIENT]
+                                 [--profile CLIENT] [--events]
 
 One broker (tansu, or the embedded broker as ``python -m pykaf.broker --port 0``), in its
 own process. The topic is filled once (confluent-kafka, explicit partitions round robin),
@@ -17,6 +17,12 @@ batch reads (``getmany``), confluent-kafka (``consume(num_messages)``), aiokafka
 (``getmany``), kafka-python (``poll``). Ratios are against confluent-kafka. Goals (issue
 6): pykaf batch reads >= 1.0x confluent-kafka, iteration >= 0.6x. ``--profile CLIENT``
 runs that client under cProfile and prints where its time went.
+
+``--events`` (issue 15's cost rule) runs every pykaf client a second time, right after
+the first, with a counting subscriber on its telemetry bus (``on_event=``): the row
+``CLIENT+events`` says what listening costs (goal: <= 10%), and the event count shows
+events are per fetch answer, not per record. Without ``--events`` nobody listens (goal:
+within noise of the code before telemetry).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -55,6 +62,20 @@ BATCH = 10_000  # records per batch read, for every client that has batch reads
 FIRST: list[float] = [0.0]
 # A client that gets nothing new for this long has stalled: it reports what it read.
 STALL = 20.0
+# Extra options of the pykaf consumers (``--events``: the counting subscriber).
+OPTIONS: dict[str, Any] = {}
+EVENTS = "+events"
+
+
+class CountingSubscriber:
+    """Counts the events it hears: the cheapest subscriber there is, so what it costs
+    is the emitting side's."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, event: object) -> None:
+        self.count += 1
 
 
 # -- the broker and the data ---------------------------------------------------------------
@@ -151,7 +172,7 @@ def run_pykaf_iter(bootstrap: str, topic: str, partitions: int, expected: int) -
     from pykaf._consumer._records import TopicPartition  # noqa: PLC0415
 
     seen = 0
-    with Consumer(bootstrap, auto_offset_reset="earliest") as consumer:
+    with Consumer(bootstrap, auto_offset_reset="earliest", **OPTIONS) as consumer:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         nbytes = 0
         for record in consumer:
@@ -169,7 +190,7 @@ def run_pykaf_poll(bootstrap: str, topic: str, partitions: int, expected: int) -
     from pykaf._consumer._records import TopicPartition  # noqa: PLC0415
 
     seen = 0
-    with Consumer(bootstrap, auto_offset_reset="earliest") as consumer:
+    with Consumer(bootstrap, auto_offset_reset="earliest", **OPTIONS) as consumer:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         last = time.monotonic()
         nbytes = 0
@@ -192,7 +213,7 @@ def run_pykaf_async_iter(bootstrap: str, topic: str, partitions: int, expected: 
     async def main() -> int:
         seen = 0
         nbytes = 0
-        async with AsyncConsumer(bootstrap, auto_offset_reset="earliest") as consumer:
+        async with AsyncConsumer(bootstrap, auto_offset_reset="earliest", **OPTIONS) as consumer:
             await consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
             async for record in consumer:
                 if not seen:
@@ -213,7 +234,7 @@ def run_pykaf_async_poll(bootstrap: str, topic: str, partitions: int, expected: 
     async def main() -> int:
         seen = 0
         nbytes = 0
-        async with AsyncConsumer(bootstrap, auto_offset_reset="earliest") as consumer:
+        async with AsyncConsumer(bootstrap, auto_offset_reset="earliest", **OPTIONS) as consumer:
             await consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
             last = time.monotonic()
             while seen < expected and time.monotonic() - last < STALL:
@@ -365,9 +386,13 @@ IMPORTS = {
 
 
 def child(args: argparse.Namespace) -> int:
-    runner = RUNNERS[args.child]
+    name = args.child.removesuffix(EVENTS)
+    runner = RUNNERS[name]
+    counter = CountingSubscriber()
+    if args.child.endswith(EVENTS):
+        OPTIONS["on_event"] = counter
     # A one-time cost of the process, not of reading records: outside the timing.
-    importlib.import_module(IMPORTS[args.child])
+    importlib.import_module(IMPORTS[name])
     profiler = cProfile.Profile() if args.profile == args.child else None
     start = time.perf_counter()
     if profiler is not None:
@@ -380,7 +405,17 @@ def child(args: argparse.Namespace) -> int:
         stats.sort_stats("tottime").print_stats(30)
     rss_kib = peak_rss_kib()
     steady = start + elapsed - FIRST[0] if FIRST[0] else float("nan")
-    print(json.dumps({"seen": seen, "seconds": elapsed, "steady": steady, "rss_kib": rss_kib}))
+    print(
+        json.dumps(
+            {
+                "seen": seen,
+                "seconds": elapsed,
+                "steady": steady,
+                "rss_kib": rss_kib,
+                "events": counter.count,
+            }
+        )
+    )
     return 0
 
 
@@ -406,7 +441,7 @@ def measure(client: str, bootstrap: str, topic: str, args: argparse.Namespace) -
         print(out.stderr[-12000:])
     if out.returncode != 0 or not out.stdout.strip():
         print(f"{client} failed:\n{out.stderr[-3000:]}")
-        return {"seen": 0, "seconds": float("nan"), "rss_kib": 0}
+        return {"seen": 0, "seconds": float("nan"), "rss_kib": 0, "events": 0}
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -419,6 +454,11 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--only", default=",".join(CLIENTS))
     parser.add_argument("--profile", default=None, help="cProfile this client")
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="run every pykaf client again with a counting telemetry subscriber",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--topic", default=None, help=argparse.SUPPRESS)
@@ -433,6 +473,10 @@ def main() -> int:
     for name in wanted:
         if name not in RUNNERS:
             parser.error(f"unknown client {name!r}; known: {', '.join(CLIENTS)}")
+    if args.events:
+        wanted = [
+            run for name in wanted for run in (name, name + EVENTS)[: 2 if "pykaf" in name else 1]
+        ]
     print(
         f"python {sys.version.split()[0]}, confluent-kafka {confluent_kafka.version()[0]}"
         f" (librdkafka {confluent_kafka.libversion()[0]}), pykaf C records:"
@@ -450,7 +494,11 @@ def main() -> int:
         for client in wanted:
             results[client] = measure(client, bootstrap, topic, args)
             r = results[client]
-            print(f"  {client:<17} {r['seen']:>9,.0f} records in {r['seconds']:.2f} s", flush=True)
+            heard = f", {r['events']:,.0f} events" if client.endswith(EVENTS) else ""
+            print(
+                f"  {client:<17} {r['seen']:>9,.0f} records in {r['seconds']:.2f} s{heard}",
+                flush=True,
+            )
 
     def rates(r: dict[str, float]) -> tuple[float, float]:
         wall = r["seen"] / r["seconds"] if r["seconds"] > 0 else 0.0
@@ -477,6 +525,11 @@ def main() -> int:
             f" {r['rss_kib'] / 1024:>13.1f}  {complete}"
         )
         failed += r["seen"] != args.messages
+    for client, r in results.items():
+        plain = results.get(client.removesuffix(EVENTS))
+        if client.endswith(EVENTS) and plain and r["seconds"] > 0 and plain["seconds"] > 0:
+            cost = r["seconds"] / plain["seconds"] - 1
+            print(f"{client}: a counting subscriber costs {cost:+.1%} (goal <= +10%)")
     for client, goal in GOALS.items():
         if client in results and base and base[0]:
             ratio = rates(results[client])[0] / base[0]

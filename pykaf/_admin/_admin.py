@@ -51,6 +51,7 @@ class Admin:
         # Validate in the caller's thread, so bad settings raise before a thread starts.
         admin = AsyncAdmin(bootstrap, settings=settings, **options)
         self.settings = admin.settings
+        self.events = admin.events  # telemetry (pykaf.events): the client's bus
         self.bootstrap = admin.bootstrap
         self._admin = admin
         self._loop = LoopThread("pykaf-admin")

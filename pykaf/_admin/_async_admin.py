@@ -50,6 +50,7 @@ class AsyncAdmin:
     ) -> None:
         self._client = AsyncClient(bootstrap, settings=settings, **options)
         self.settings = self._client.settings
+        self.events = self._client.events  # telemetry (pykaf.events): the client's bus
         self.bootstrap = self._client.bootstrap
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from pykaf._client._targets import Purpose, Target, check_purpose, check_target
 from pykaf._client._validate import settings_or_options
 from pykaf._client._versions import BrokerApiVersions
 from pykaf._errors import ClientClosedError
+from pykaf._telemetry._bus import EventBus
 from pykaf.protocol._messages import Payload, payload_api
 
 __all__ = ["AsyncClient"]
@@ -33,6 +34,10 @@ class AsyncClient:
 
     ``async with AsyncClient(...) as client:`` closes it on exit; ``close()`` is bounded by
     ``close_timeout`` and fails every pending call with ``ClientClosedError``.
+
+    ``events``: the client's telemetry bus (``pykaf.events``): connections opened, failed
+    and closed, requests answered, throttling, metadata refreshes, leader moves. The
+    ``on_event=`` setting subscribes at construction; ``events.subscribe`` any time.
     """
 
     def __init__(
@@ -44,8 +49,9 @@ class AsyncClient:
     ) -> None:
         self.settings = settings_or_options(settings, options, ClientSettings.from_options)
         self.bootstrap = parse_bootstrap(bootstrap)
-        self._pool = ConnectionPool(self.settings)
-        self._cluster = ClusterView(self.bootstrap, self._pool, self.settings)
+        self.events = EventBus(self.settings.on_event)
+        self._pool = ConnectionPool(self.settings, events=self.events)
+        self._cluster = ClusterView(self.bootstrap, self._pool, self.settings, events=self.events)
         # Tasks inside a call (and how many calls deep), for close() to stop them.
         self._callers: dict[asyncio.Task[Any], int] = {}
         self._cancelled_by_close: set[asyncio.Task[Any]] = set()

@@ -44,6 +44,8 @@ class Client:
         self.settings = aclient.settings
         self.bootstrap = aclient.bootstrap
         self._aclient = aclient
+        #: The telemetry bus (``AsyncClient.events``); subscribers run on the loop thread.
+        self.events = aclient.events
         self._loop = LoopThread()
         self._close_lock = threading.Lock()
         self._closed = False

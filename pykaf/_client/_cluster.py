@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable, Collection
 from typing import Any, Final
 
 from pykaf._client._address import Address
 from pykaf._client._connection import BrokerConnection
-from pykaf._client._metadata import BrokerChanges, ClusterMetadata, MetadataCache
+from pykaf._client._metadata import BrokerChanges, ClusterMetadata, MetadataCache, TopicInfo
 from pykaf._client._pool import ConnectionPool
 from pykaf._client._settings import ClientSettings
 from pykaf._client._stale import (
@@ -40,6 +41,8 @@ from pykaf._errors import (
     TlsError,
 )
 from pykaf._kafka_errors import LeaderNotAvailableError, NotControllerError
+from pykaf._telemetry._bus import EventBus
+from pykaf._telemetry._events import LeaderMoved, MetadataRefreshed
 from pykaf.protocol._messages import build_request
 
 __all__ = ["ClusterView"]
@@ -60,9 +63,11 @@ class ClusterView:
         settings: ClientSettings,
         *,
         rand: Callable[[], float] = random.random,
+        events: EventBus | None = None,
     ) -> None:
         self._pool = pool
         self._settings = settings
+        self._events = events if events is not None else EventBus()
         # Rotated once at random, so that many clients with the same list do not all
         # start on its first entry.
         shift = int(rand() * len(bootstrap)) % len(bootstrap)
@@ -338,6 +343,7 @@ class ClusterView:
 
     async def _fetch(self, topics: frozenset[str] | None, deadline: float) -> ClusterMetadata:
         loop = asyncio.get_running_loop()
+        started = loop.time()
         names: Collection[str] | None = None if topics is None else sorted(topics)
 
         def request(version: int) -> Any:
@@ -362,11 +368,55 @@ class ClusterView:
         code = int(getattr(response, "error_code", 0))
         if code:
             raise error_for_code(code, f"(Metadata from {conn.describe()})")
+        listening = self._events.active
+        # What the cache said before this answer, to tell leader moves (only if heard).
+        before: dict[str, TopicInfo | None] = {}
+        if listening:
+            before = {n: self.cache.topic(n) for n in names or self.cache.known_topics()}
         view, changes = self.cache.update(response, loop.time(), names)
         if not names and topics is not None:
             self.cache.note_broker_list_fetched(loop.time())
         self._follow(changes)
+        if listening:
+            self._tell_refreshed(view, before, loop.time() - started)
         return view
+
+    def _tell_refreshed(
+        self, view: ClusterMetadata, before: dict[str, TopicInfo | None], duration: float
+    ) -> None:
+        """MetadataRefreshed, then a LeaderMoved per partition whose leader changed in
+        the cache (a topic seen for the first time has no leader to move from)."""
+        bus, client_id, now = self._events, self._settings.client_id, time.time()
+        bus.emit(
+            MetadataRefreshed(
+                time=now,
+                client_id=client_id,
+                brokers=len(view.brokers),
+                topics=len(view.topics),
+                duration=duration,
+            )
+        )
+        for name in view.topics:
+            old, new = before.get(name), self.cache.topic(name)
+            if old is None or new is None:
+                continue
+            for part in new.partitions:
+                if part.partition >= len(old.partitions):
+                    continue
+                old_leader = old.partitions[part.partition].leader
+                if old_leader == part.leader:
+                    continue
+                bus.emit(
+                    LeaderMoved(
+                        time=now,
+                        client_id=client_id,
+                        topic=name,
+                        partition=part.partition,
+                        old_leader=old_leader if old_leader >= 0 else None,
+                        new_leader=part.leader if part.leader >= 0 else None,
+                        leader_epoch=part.leader_epoch if part.leader_epoch >= 0 else None,
+                    )
+                )
 
     def _follow(self, changes: BrokerChanges) -> None:
         if changes or self._pool.has_unnamed():

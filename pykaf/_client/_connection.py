@@ -37,6 +37,7 @@ from pykaf._client._broker_errors import (
     name_address,
     os_reason,
 )
+from pykaf._client._connection_events import ConnectionEvents
 from pykaf._client._sasl import authenticate_sasl
 from pykaf._client._sasl_settings import SASL_PROTOCOLS
 from pykaf._client._settings import ClientSettings
@@ -50,6 +51,7 @@ from pykaf._errors import (
     PykafError,
     SecurityProtocolMismatchError,
 )
+from pykaf._telemetry._bus import EventBus
 from pykaf.protocol._apis import api_spec
 from pykaf.protocol._framing import NEED_DATA, ClientConnection, Response
 from pykaf.protocol._messages import API_VERSIONS_KEY, Payload, build_request, payload_api
@@ -59,6 +61,7 @@ from pykaf.protocol._produce_request import ProduceTopic
 __all__ = ["BrokerConnection"]
 
 _PRODUCE_KEY: Final = 0
+_CORRELATION_IDS: Final = 2**31
 _API_VERSIONS_MAX: Final = api_spec(API_VERSIONS_KEY).max_version
 # KIP-368: a connection is replaced after 85% to 95% of its SASL session lifetime.
 _REAUTH_AT: Final = 0.85
@@ -80,6 +83,7 @@ class BrokerConnection(asyncio.Protocol):
         purpose: Purpose,
         settings: ClientSettings,
         on_lost: Callable[[BrokerConnection, PykafError], None] | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.address = address
         self.node_id = node_id
@@ -113,6 +117,13 @@ class BrokerConnection(asyncio.Protocol):
         self.unanswered_at_loss = 0
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._on_lost = on_lost
+        # Telemetry: the client's bus (tested before any event is built) and what builds
+        # this connection's events; _opened once ready (then its end is ConnectionClosed).
+        self._bus = bus = events if events is not None else EventBus()
+        self._events = ConnectionEvents(
+            bus, str(address), settings.client_id, settings.max_in_flight_per_connection
+        )
+        self._opened = False
 
     def __repr__(self) -> str:
         state = "dead" if self._error is not None else f"{self._in_flight} in flight"
@@ -153,6 +164,7 @@ class BrokerConnection(asyncio.Protocol):
         deadline: float,
         api_versions_version: int | None = None,
         on_lost: Callable[[BrokerConnection, PykafError], None] | None = None,
+        events: EventBus | None = None,
     ) -> BrokerConnection:
         """Connect, negotiate versions, authenticate; bounded by ``connect_timeout`` and
         by ``deadline`` (the caller's, on the loop's clock), whichever comes first.
@@ -162,15 +174,16 @@ class BrokerConnection(asyncio.Protocol):
         UNSUPPORTED_VERSION round trip on every new connection to an older broker).
         """
         loop = asyncio.get_running_loop()
-        remaining = deadline - loop.time()
+        started = loop.time()
+        remaining = deadline - started
         budget = min(settings.connect_timeout, remaining)
         version = _API_VERSIONS_MAX if api_versions_version is None else api_versions_version
-        conn = cls(address, node_id=node_id, purpose=purpose, settings=settings)
+        conn = cls(address, node_id=node_id, purpose=purpose, settings=settings, events=events)
         try:
             async with asyncio.timeout(max(0.0, budget)):
                 await conn._connect(version)
         except PykafError as exc:
-            conn.abort(exc)
+            conn._connect_failed(exc)
             raise
         except TimeoutError as exc:
             if remaining < settings.connect_timeout:
@@ -185,19 +198,27 @@ class BrokerConnection(asyncio.Protocol):
                     address=str(address),
                     node_id=node_id,
                 )
-            conn.abort(error)
+            conn._connect_failed(error)
             raise error from exc  # the cause says "timeout" to the outage log
         except (OSError, ssl.SSLError) as exc:
             # No transport yet with TLS on: the TCP connect worked, the handshake failed.
             handshaking = settings.tls is not None and conn._transport is None
             error = map_os_error(exc, address, node_id, tls_handshake=handshaking)
-            conn.abort(error)
+            conn._connect_failed(error)
             raise error from exc
         except BaseException:
             conn.abort(ClientClosedError(f"{conn.describe()}: connecting was cancelled"))
             raise
         conn._on_lost = on_lost
+        conn._opened = True
+        if conn._bus.active:
+            conn._events.opened(conn.node_id, purpose, loop.time() - started)
         return conn
+
+    def _connect_failed(self, error: PykafError) -> None:
+        self.abort(error)
+        if self._bus.active:
+            self._events.failed(self.node_id, error)
 
     async def _connect(self, api_versions_version: int) -> None:
         address, settings = self.address, self._settings
@@ -265,7 +286,7 @@ class BrokerConnection(asyncio.Protocol):
                     self._in_flight += 1  # the common case, without a coroutine
                 else:
                     await self._acquire_slot()
-                future = self._write(lambda wire: wire.send(request))
+                future = self._write(lambda wire: wire.send(request), api_key, version)
                 assert not isinstance(future, Answer)
                 written = True
                 if self._paused:
@@ -353,7 +374,7 @@ class BrokerConnection(asyncio.Protocol):
             return False
         self._in_flight += 1
         answer = Answer(on_answer, self._loop)
-        if self._write(frame, answer) is None:  # acks=0: no answer will come
+        if self._write(frame, api_key, version, answer) is None:  # acks=0: no answer
             if self._paused:
                 self._drain_answers.append(answer)
             else:
@@ -381,7 +402,11 @@ class BrokerConnection(asyncio.Protocol):
         )
 
     def _write(
-        self, frame: Callable[[ClientConnection], bytes], answer: Answer | None = None
+        self,
+        frame: Callable[[ClientConnection], bytes],
+        api_key: int,
+        version: int,
+        answer: Answer | None = None,
     ) -> asyncio.Future[Any] | Answer | None:
         """Frame (``frame(wire)``: assigns the correlation id) and write in one step."""
         transport = self._transport
@@ -400,6 +425,10 @@ class BrokerConnection(asyncio.Protocol):
         if wire.in_flight == before:  # Produce acks=0: no answer will come
             self._release_slot()
             return None
+        if self._bus.active:
+            # The id frame() just took (ids wrap from 2**31 - 1 to 0).
+            correlation_id = (wire.next_correlation_id - 1) % _CORRELATION_IDS
+            self._events.sent(correlation_id, api_key, version, len(data))
         waiter: asyncio.Future[Any] | Answer = (
             self._loop.create_future() if answer is None else answer
         )
@@ -467,6 +496,7 @@ class BrokerConnection(asyncio.Protocol):
                 )
             )
             return
+        bus = self._bus
         try:
             wire.receive_data(data)
             while True:
@@ -474,6 +504,8 @@ class BrokerConnection(asyncio.Protocol):
                 if event is NEED_DATA:
                     return
                 if isinstance(event, Response):
+                    if bus.active:
+                        self._events.answered(event, self.node_id)
                     future = self._waiters.popleft()
                     self._release_slot()
                     if not future.done():
@@ -564,11 +596,13 @@ class BrokerConnection(asyncio.Protocol):
             f"{self.describe()}: {reason}", address=str(self.address), node_id=self.node_id
         )
 
-    def _fail(self, error: PykafError) -> bool:
+    def _fail(self, error: PykafError, on_purpose: bool = False) -> bool:
         """Mark the connection dead; every waiter gets its own copy of ``error``."""
         if self._error is not None:
             return False
         self._error = error
+        if self._opened and self._bus.active:
+            self._events.closed(self.node_id, error, on_purpose)
         waiters, self._waiters = self._waiters, deque()
         self.unanswered_at_loss = len(waiters)
         for future in waiters:
@@ -607,7 +641,10 @@ class BrokerConnection(asyncio.Protocol):
         """Fail pending requests with ``error`` (ClientClosedError by default) and close
         gracefully; ``wait_closed`` bounds the wait."""
         self._on_lost = None  # a close we asked for is not a failure of the broker
-        self._fail(error or ClientClosedError(f"{self.describe()}: the client was closed"))
+        self._fail(
+            error or ClientClosedError(f"{self.describe()}: the client was closed"),
+            on_purpose=True,
+        )
         if self._transport is not None:
             self._transport.close()
         elif not self._lost.done():

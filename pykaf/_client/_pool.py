@@ -31,6 +31,7 @@ from pykaf._errors import (
     KafkaTimeoutError,
     PykafError,
 )
+from pykaf._telemetry._bus import EventBus
 from pykaf.protocol._messages import API_VERSIONS_KEY
 
 __all__ = ["ConnectionPool"]
@@ -40,9 +41,15 @@ _Key = tuple[Address, Purpose]
 
 class ConnectionPool:
     def __init__(
-        self, settings: ClientSettings, *, rand: Callable[[], float] = random.random
+        self,
+        settings: ClientSettings,
+        *,
+        rand: Callable[[], float] = random.random,
+        events: EventBus | None = None,
     ) -> None:
         self._settings = settings
+        # The client's telemetry bus, handed to every connection (they emit on it).
+        self.events = events if events is not None else EventBus()
         self._rand = rand
         self._backoff = Backoff(
             initial=settings.reconnect_backoff, maximum=settings.reconnect_backoff_max
@@ -182,6 +189,7 @@ class ConnectionPool:
                 deadline=math.inf,
                 api_versions_version=self._api_versions_version(address),
                 on_lost=self._lost,
+                events=self.events,
             )
         except PykafError as exc:
             if not self._closed:

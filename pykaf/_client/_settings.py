@@ -7,12 +7,13 @@ import difflib
 import math
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 from pykaf._client._sasl_settings import TokenProvider, check_sasl
+from pykaf._telemetry._events import Event
 from pykaf._version import __version__
 from pykaf.protocol._framing import DEFAULT_MAX_FRAME_SIZE
 from pykaf.protocol._messages import Payload
@@ -33,6 +34,10 @@ class Handshake(Protocol):
 # Called once per connection after ApiVersions (and SASL) and before any other request:
 # a seam for custom authentication. It may send requests on the connection it is given.
 Authenticate = Callable[[Handshake], Awaitable[None]]
+
+# What ``on_event`` takes (the bus's EventCallback; named here again because the bus
+# module holds a lock, and settings import no threads).
+EventCallback = Callable[[Event], object]
 
 # KIP-511: what a broker accepts as client software name and version.
 _SOFTWARE_RE: Final = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
@@ -109,6 +114,12 @@ class ClientSettings:
     #: ApiVersions v3+ client software name and version (KIP-511).
     client_software_name: str = "pykaf"
     client_software_version: str = __version__
+    #: Telemetry: a callable(event), or a list of them, hearing every event of
+    #: ``pykaf.events`` this client (producer, consumer, admin) emits; kept as a tuple.
+    #: More can subscribe later through ``client.events.subscribe``.
+    on_event: EventCallback | Iterable[EventCallback] | None = field(
+        default=None, repr=False, compare=False
+    )
     #: The TLS context connections use (``ssl_context``, or the one built from the files
     #: once, here); None for PLAINTEXT.
     tls: ssl.SSLContext | None = field(init=False, repr=False, compare=False, default=None)
@@ -139,6 +150,7 @@ class ClientSettings:
         object.__setattr__(self, "tls", _tls_context(self))
         if self.authenticate is not None and not callable(self.authenticate):
             raise ValueError("authenticate must be an async callable taking the connection")
+        object.__setattr__(self, "on_event", _event_callbacks(self.on_event))
         for name in ("client_software_name", "client_software_version"):
             value = getattr(self, name)
             if not isinstance(value, str) or not _SOFTWARE_RE.fullmatch(value):
@@ -161,6 +173,26 @@ class ClientSettings:
                 )
                 raise TypeError(f"unknown client setting {name!r}; {hint}")
         return cls(**options)
+
+
+def _event_callbacks(
+    value: EventCallback | Iterable[EventCallback] | None,
+) -> tuple[EventCallback, ...] | None:
+    """``on_event`` as a tuple of callables (a list may be given once, as a generator)."""
+    if value is None:
+        return None
+    if callable(value):
+        return (value,)
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(
+            "on_event must be a callable(event) or a list of them (see pykaf.events),"
+            f" not {value!r}"
+        )
+    callbacks = tuple(value)
+    for index, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise TypeError(f"on_event[{index}] must be a callable(event), not {callback!r}")
+    return callbacks
 
 
 SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

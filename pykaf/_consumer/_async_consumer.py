@@ -81,6 +81,7 @@ class AsyncConsumer:
         if isinstance(initial, re.Pattern) and group_id is None:
             raise ConsumerStateError("a topic pattern needs a group_id (subscribe is for groups)")
         self._client = client = AsyncClient(bootstrap, settings=self.settings.client)
+        self.events = client.events  # telemetry (pykaf.events): the client's bus
         s = self.settings
         self._state = state = FetchState(
             max_partition_bytes=s.max_partition_fetch_bytes,

@@ -85,6 +85,7 @@ class Consumer:
             **options,
         )
         self.settings = self._async.settings
+        self.events = self._async.events  # telemetry (pykaf.events): the client's bus
         self.group_id = group_id
         self._event = threading.Event()
         self._async.data_hooks.append(self._event.set)

@@ -26,6 +26,7 @@ from typing import Any, Final
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._stale import METADATA_STALE_CODES
 from pykaf._client._versions import BrokerApiVersions
+from pykaf._consumer._fetch_events import emit_fetch_done
 from pykaf._consumer._fetch_state import LATEST, FetchState
 from pykaf._consumer._health import Health
 from pykaf._consumer._offsets import list_offsets
@@ -77,6 +78,8 @@ class Fetcher:
         self._health = health or Health(logger, None)
         # The cluster view's cache answers "who leads this partition" without I/O.
         self._cache = client._cluster.cache
+        # Telemetry: one ``active`` test per fetch answer (the cost rule), no more.
+        self._events = client.events
         self._settings = settings
         self._state = state
         self._on_data = on_data
@@ -370,6 +373,17 @@ class Fetcher:
                 request, to=node, purpose="fetch", timeout=timeout
             )
             self._answer(response, sent, by_id, answered)
+            if self._events.active:
+                emit_fetch_done(
+                    self._events,
+                    self._settings.client.client_id,
+                    node,
+                    response,
+                    sent,
+                    by_id,
+                    answered,
+                    read_committed=self._settings.read_committed,
+                )
             self._tune_reads(node)
             self._health.recovered(f"fetch {node}", f"fetches from broker {node} answered again")
         except (BrokerConnectionError, KafkaTimeoutError) as exc:

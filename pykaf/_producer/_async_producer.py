@@ -157,6 +157,7 @@ class AsyncProducer:
         self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
         self._reporter = Reporter(on_error)
         self._client = AsyncClient(bootstrap, settings=self.settings.client)
+        self.events = self._client.events  # telemetry (pykaf.events): the client's bus
         self._custody = open_custody(
             self.settings, self._reporter, on_replayed_delivery, on_custody_event
         )

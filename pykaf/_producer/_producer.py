@@ -90,6 +90,7 @@ class Producer:
         self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
         reporter = Reporter(on_error)
         client = AsyncClient(bootstrap, settings=self.settings.client)
+        self.events = client.events  # telemetry (pykaf.events): the client's bus
         # Before the loop thread: a locked or damaged journal_dir refuses with no thread.
         self._custody = open_custody(
             self.settings, reporter, on_replayed_delivery, on_custody_event

@@ -96,6 +96,8 @@ class Response:
     # ApiVersions UNSUPPORTED_VERSION answer, which arrives as v0.
     api_version: int
     response: Payload
+    # The frame's bytes on the wire, its 4-byte length prefix included (telemetry).
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -390,7 +392,11 @@ class ClientConnection:
         frames.consume(length)
         self._pending.popleft()
         return Response(
-            correlation_id=correlation_id, api_key=api_key, api_version=version, response=response
+            correlation_id=correlation_id,
+            api_key=api_key,
+            api_version=version,
+            response=response,
+            size=length + 4,
         )
 
 

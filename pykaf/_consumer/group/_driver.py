@@ -36,13 +36,19 @@ from pykaf._consumer._settings import ConsumerSettings
 from pykaf._consumer.group._assignors import RebalanceProtocol, assignor_for, rebalance_protocol_for
 from pykaf._consumer.group._commit import Retry, commit_offsets, read_committed
 from pykaf._consumer.group._join import JoinOutcome, JoinSpec, join_with_retries
-from pykaf._consumer.group._membership import AssignmentChange, Generation, Membership
+from pykaf._consumer.group._membership import (
+    LOST_GENERATION,
+    AssignmentChange,
+    Generation,
+    Membership,
+)
 from pykaf._consumer.group._rebalance_callbacks import (
     RebalanceCallback,
     call_rebalance_callback,
     partition_names,
 )
 from pykaf._consumer.group._session import Session
+from pykaf._consumer.group._telemetry import GroupTelemetry
 from pykaf._consumer.group._topic_watch import TopicWatch
 from pykaf._errors import ClientClosedError, PykafError
 
@@ -123,7 +129,15 @@ class GroupMembership:
             coordinator=self._coordinator,
             backoff=self._backoff,
             rand=rand,
+            health=self._health,
         )
+        self._telemetry = GroupTelemetry(
+            client.events, client_id=client.settings.client_id, group_id=group_id
+        )
+        # The join under way: when it began (monotonic), what was revoked before it.
+        self._join_began = 0.0
+        self._revoked_for_join: frozenset[TopicPartition] = frozenset()
+        self._fatal_told = False
         self._topics = TopicWatch(
             client, self._state, group_id=group_id, is_leader=lambda: self.is_leader
         )
@@ -242,6 +256,7 @@ class GroupMembership:
                 if self._join_task is not None and self._join_task.done():
                     await self._finish_join()
                 if state.fatal is not None:
+                    self._tell_fatal()
                     raise state.fatal
                 if self._join_task is None:
                     if not state.rejoin_needed or state.poll_expired(time.monotonic()):
@@ -260,11 +275,13 @@ class GroupMembership:
 
     async def _start_join(self) -> None:
         state = self._state
+        self._join_began = time.monotonic()
+        lost_reason, state.lost_reason = state.lost_reason, None
         revocation = state.prepare_join()
+        self._revoked_for_join = revocation.revoked
+        if revocation.lost or lost_reason is not None:
+            self._telemetry.lost(lost_reason or LOST_GENERATION, revocation.lost)
         if revocation.lost:
-            log.info(
-                "group %r: partitions lost: %s", self.group_id, partition_names(revocation.lost)
-            )
             await call_rebalance_callback(
                 self.on_lost, "on_lost", revocation.lost, group_id=self.group_id
             )
@@ -317,6 +334,15 @@ class GroupMembership:
             rand=self._rand,
             health=self._health,
         )
+        state = self._state
+        self._telemetry.joined(
+            member_id=state.generation.member_id,
+            generation=state.generation.generation_id,
+            assignment=state.owned,
+            revoked=self._revoked_for_join | outcome.revoked,
+            added=outcome.added,
+            duration=time.monotonic() - self._join_began,
+        )
         self._session.versions = outcome.versions
         self._leader = outcome.leader
         self._topics.snapshot = outcome.snapshot
@@ -343,7 +369,10 @@ class GroupMembership:
         any generation, as Java's."""
         self._check_usable()
         pending = {tp: _offset(value) for tp, value in offsets.items()}
-        if pending:
+        if not pending:
+            return
+        began = time.monotonic()
+        try:
             await commit_offsets(
                 self._client,
                 self._state,
@@ -353,6 +382,10 @@ class GroupMembership:
                 timeout=self._client.settings.request_timeout if timeout is None else timeout,
                 retry=self._retry,
             )
+        except PykafError as exc:
+            self._telemetry.commit_failed(exc)
+            raise
+        self._telemetry.commit_done(len(pending), time.monotonic() - began)
 
     async def committed(
         self, partitions: Collection[TopicPartition], *, timeout: float | None = None
@@ -387,6 +420,9 @@ class GroupMembership:
                 )
             else:
                 lost = state.lose_all()
+                if state.fatal is None or not self._fatal_told:
+                    self._telemetry.lost(state.lost_reason or LOST_GENERATION, lost)
+                state.lost_reason = None
                 await call_rebalance_callback(self.on_lost, "on_lost", lost, group_id=self.group_id)
         await self._session.send_leave(reason)
         state.left()
@@ -414,6 +450,13 @@ class GroupMembership:
             self._join_task = self._heartbeat_task = self._watch_task = None
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _tell_fatal(self) -> None:
+        """The member is fenced: its partitions are lost (told once; they are given to
+        ``on_lost`` when the consumer closes)."""
+        if not self._fatal_told:
+            self._fatal_told = True
+            self._telemetry.lost(self._state.lost_reason or LOST_GENERATION, self._state.owned)
 
     def _check_usable(self, *, joining: bool = False) -> None:
         # While closing, the callbacks may still commit; nothing may join any more.

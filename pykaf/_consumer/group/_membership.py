@@ -23,6 +23,11 @@ from pykaf._consumer.group._assignors import RebalanceProtocol
 from pykaf._error_codes import error_for_code
 
 __all__ = [
+    "LOST_COORDINATOR",
+    "LOST_FENCED",
+    "LOST_GENERATION",
+    "LOST_POLL_TIMEOUT",
+    "LOST_SESSION_TIMEOUT",
     "NO_GENERATION",
     "AssignmentChange",
     "ErrorAction",
@@ -49,6 +54,14 @@ _RETRY_CODES: Final = frozenset(
 )
 
 _EMPTY: Final[frozenset[TopicPartition]] = frozenset()
+
+# Why a membership was lost (the ``reason`` of the GroupLost event): short, stable words a
+# dashboard can count by.
+LOST_SESSION_TIMEOUT: Final = "session timeout"  # the coordinator forgot the member
+LOST_GENERATION: Final = "generation over"  # the group moved on without this member
+LOST_POLL_TIMEOUT: Final = "poll timeout"  # max_poll_interval passed without a poll
+LOST_FENCED: Final = "fenced"  # another process has this static member's place
+LOST_COORDINATOR: Final = "coordinator gone"  # forgotten while the coordinator was away
 
 
 class MemberState(enum.Enum):
@@ -134,6 +147,8 @@ class Membership:
         self.rejoin_reason: str | None = None
         #: Set once the member cannot go on (fenced...): raised on every later call.
         self.fatal: BaseException | None = None
+        #: Why the generation was lost (``LOST_*``), until the driver reports it.
+        self.lost_reason: str | None = None
         self.last_poll = now
         # The generation of the last completed join, kept while the member rejoins.
         self._stable_generation = NO_GENERATION
@@ -279,9 +294,13 @@ class Membership:
         self._stable_generation = self.generation
         return revoked
 
-    def reset_generation(self, reason: str, *, keep_member_id: bool = False) -> None:
+    def reset_generation(
+        self, reason: str, *, keep_member_id: bool = False, lost: str = LOST_GENERATION
+    ) -> None:
         """The generation is over for this member (Java's ``resetStateAndRejoin``): what
-        it owns is lost, declared so at the next ``prepare_join``."""
+        it owns is lost (``lost``: why, one of ``LOST_*``), declared so at the next
+        ``prepare_join``."""
+        self.lost_reason = lost
         member_id = self.generation.member_id if keep_member_id else ""
         self.generation = Generation(member_id=member_id)
         self._stable_generation = NO_GENERATION
@@ -297,6 +316,7 @@ class Membership:
     def fail(self, error: BaseException) -> None:
         """Fenced: another process has this member's place; what it owns is lost."""
         self.fatal = error
+        self.lost_reason = LOST_FENCED
         self.generation = NO_GENERATION
         self._stable_generation = NO_GENERATION
         self.state = MemberState.UNJOINED
@@ -343,7 +363,9 @@ class Membership:
             if sent == self.generation:
                 name = "ILLEGAL_GENERATION" if code == ILLEGAL_GENERATION else "UNKNOWN_MEMBER_ID"
                 self.reset_generation(
-                    f"Heartbeat answered {name}", keep_member_id=code == ILLEGAL_GENERATION
+                    f"Heartbeat answered {name}",
+                    keep_member_id=code == ILLEGAL_GENERATION,
+                    lost=_lost_reason(code),
                 )
                 return ErrorAction.REJOIN
             return ErrorAction.RETRY
@@ -367,7 +389,9 @@ class Membership:
                 return ErrorAction.REJOIN
             name = "ILLEGAL_GENERATION" if code == ILLEGAL_GENERATION else "UNKNOWN_MEMBER_ID"
             self.reset_generation(
-                f"OffsetCommit answered {name}", keep_member_id=code == ILLEGAL_GENERATION
+                f"OffsetCommit answered {name}",
+                keep_member_id=code == ILLEGAL_GENERATION,
+                lost=_lost_reason(code),
             )
             return ErrorAction.FAIL
         if code in _RETRY_CODES:
@@ -390,3 +414,9 @@ class Membership:
         if error_for_code(code).retriable:
             return ErrorAction.RETRY
         return ErrorAction.FAIL
+
+
+def _lost_reason(code: int) -> str:
+    # UNKNOWN_MEMBER_ID: the coordinator removed the member (its session expired);
+    # ILLEGAL_GENERATION: it knows the member, but a new generation formed without it.
+    return LOST_SESSION_TIMEOUT if code == UNKNOWN_MEMBER_ID else LOST_GENERATION

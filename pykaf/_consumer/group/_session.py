@@ -25,11 +25,18 @@ from pykaf._client._async_client import AsyncClient
 from pykaf._client._backoff import Backoff
 from pykaf._client._targets import Coordinator
 from pykaf._client._versions import BrokerApiVersions
+from pykaf._consumer._health import Health
 from pykaf._consumer._settings import ConsumerSettings
 from pykaf._consumer.group._commit import coordinator_versions
-from pykaf._consumer.group._membership import ErrorAction, Generation, Membership
+from pykaf._consumer.group._membership import (
+    LOST_COORDINATOR,
+    LOST_POLL_TIMEOUT,
+    ErrorAction,
+    Generation,
+    Membership,
+)
 from pykaf._error_codes import error_for_code
-from pykaf._errors import ClientClosedError, PykafError
+from pykaf._errors import BrokerConnectionError, ClientClosedError, PykafError
 from pykaf.protocol._messages import build_request
 
 __all__ = ["Session"]
@@ -39,6 +46,7 @@ log = logging.getLogger("pykaf.consumer")
 # NOT_COORDINATOR and friends: the client forgot the coordinator; beat again after a
 # backoff rather than at the next interval, or the session may expire meanwhile.
 _COORDINATOR_RETRY: Final = frozenset({14, 15, 16})
+_LOAD_IN_PROGRESS: Final = 14
 
 
 class Session:
@@ -57,8 +65,10 @@ class Session:
         coordinator: Coordinator,
         backoff: Backoff,
         rand: Callable[[], float],
+        health: Health | None = None,
     ) -> None:
         self._client = client
+        self._health = health or Health(log, None)
         self._settings = settings
         self._state = state
         self._group_id = group_id
@@ -74,6 +84,10 @@ class Session:
         settings = self._settings
         timeout = min(self._client.settings.request_timeout, settings.session_timeout)
         next_beat = time.monotonic() + settings.heartbeat_interval
+        health, key = self._health, f"heartbeat {self._group_id}"
+        # The coordinator could not be reached since the last answer (no connection, or
+        # it said it is not, or no longer, the coordinator).
+        unreachable = False
         while state.stable and state.generation == generation:
             now = time.monotonic()
             if state.poll_expired(now):
@@ -101,24 +115,42 @@ class Session:
                 return
             except PykafError as exc:
                 # Broken connection, no coordinator...: the client forgot the coordinator;
-                # try again soon (the session is what bounds this).
-                log.debug("group %r: heartbeat failed: %s", self._group_id, exc)
+                # try again soon (the session is what bounds this). A failing group shows
+                # once per episode at WARNING, not at every beat.
+                unreachable = unreachable or isinstance(exc, BrokerConnectionError)
+                self._beat_failed(key, str(exc))
                 next_beat = time.monotonic() + self._backoff.delay(1, self._rand())
                 continue
             code = int(answer.error_code)
             next_beat = time.monotonic() + settings.heartbeat_interval
+            if code in _COORDINATOR_RETRY:
+                unreachable = unreachable or code != _LOAD_IN_PROGRESS
+                self._beat_failed(key, error_for_code(code).name)
+                next_beat = time.monotonic() + self._backoff.delay(1, self._rand())
+                continue
+            health.recovered(key, f"group {self._group_id!r}: heartbeats answered again")
+            was_unreachable, unreachable = unreachable, False
             if code == 0:
                 continue
             action = state.heartbeat_error(code, generation)
-            if code in _COORDINATOR_RETRY:
-                next_beat = time.monotonic() + self._backoff.delay(1, self._rand())
             if action in (ErrorAction.REJOIN, ErrorAction.FATAL):
+                if was_unreachable and state.fatal is None and state.lost_reason is not None:
+                    # Forgotten while it could not reach its coordinator (moved, down).
+                    state.lost_reason = LOST_COORDINATOR
                 log.info(
                     "group %r: heartbeat answered %s", self._group_id, error_for_code(code).name
                 )
                 return
             if action is ErrorAction.FAIL:
-                log.warning("group %r: heartbeat: %s", self._group_id, error_for_code(code))
+                self._beat_failed(key, str(error_for_code(code)))
+
+    def _beat_failed(self, key: str, cause: str) -> None:
+        self._health.failed(
+            key,
+            f"group {self._group_id!r}: heartbeat failed: {cause}",
+            hint="retrying; the membership is lost if the coordinator does not answer"
+            " within session_timeout",
+        )
 
     async def _poll_timeout(self) -> None:
         log.warning(
@@ -129,7 +161,7 @@ class Session:
             self._settings.max_poll_interval,
         )
         await self.send_leave("consumer poll timeout has expired")
-        self._state.reset_generation("max_poll_interval expired")
+        self._state.reset_generation("max_poll_interval expired", lost=LOST_POLL_TIMEOUT)
 
     async def send_leave(self, reason: str) -> None:
         """LeaveGroup for this member (a static member, or one that never joined, sends
