@@ -219,6 +219,7 @@ __all__ += [
     "DeliveryError",
     "DeliveryTimeoutError",
     "ProducerClosedError",
+    "TransformError",
     "RecordTooLargeError",
 ]
 
@@ -246,6 +247,12 @@ class DeliveryTimeoutError(DeliveryError, TimeoutError):
 class ProducerClosedError(DeliveryError):
     """The producer was closed before the record was acknowledged (or produce was called
     after close)."""
+
+
+class TransformError(DeliveryError):
+    """The producer's ``transform_batch`` hook raised (or returned something that is not
+    a list of records) for a batch: that batch's records are not sent. ``cause`` is the
+    hook's exception (None for a bad return value)."""
 
 
 class BufferFullError(PykafError):

@@ -59,6 +59,7 @@ class AccumulatorState:
         self._limit = settings.buffer_memory
         self._used = 0
         self._serial = 0
+        self._records_sealed = 0  # records of sealed batches, ever (records_taken)
         # Batches not finished yet, oldest first (insertion order is serial order).
         self._incomplete: dict[int, Batch] = {}
         self._wake_pending = False
@@ -86,7 +87,9 @@ class AccumulatorState:
         if batch.sealed:
             return
         batch.sealed = True
-        held = len(batch.records) * PYTHON_RECORD_COST
+        count = len(batch.records)
+        self._records_sealed += count
+        held = count * PYTHON_RECORD_COST
         if batch.reports is not None:
             held += len(batch.reports) * PYTHON_REPORT_COST
         batch.reserved += held
@@ -128,6 +131,17 @@ class AccumulatorState:
     def incomplete(self) -> int:
         """Batches not finished yet."""
         return len(self._incomplete)
+
+    def records_taken(self) -> int:
+        """Records taken since the producer opened (sealed batches, plus the open ones):
+        what a memory producer's downtime counts as saved. Once per outage, not per record."""
+        with self._lock:
+            taken = self._records_sealed
+            for t in self._topics.values():
+                for part in t.parts:
+                    if part.open is not None:
+                        taken += len(part.open.records)
+            return taken
 
     def unfinished(self) -> list[Batch]:
         """The batches not finished yet, wherever they are (for the close's last sweep)."""

@@ -159,7 +159,11 @@ class AsyncProducer:
         self._client = AsyncClient(bootstrap, settings=self.settings.client)
         self.events = self._client.events  # telemetry (pykaf.events): the client's bus
         self._custody = open_custody(
-            self.settings, self._reporter, on_replayed_delivery, on_custody_event
+            self.settings,
+            self._reporter,
+            on_replayed_delivery,
+            on_custody_event,
+            self._client.events,
         )
         # The loop never blocks: syncs run on the journal's thread (``_produce_synced``).
         self._accumulator = build_accumulator(

@@ -83,6 +83,7 @@ class Batch:
         "journal_last",
         "last_error",
         "maybe_persisted",
+        "originals",
         "parent",
         "part",
         "partition",
@@ -91,6 +92,7 @@ class Batch:
         "reports",
         "reserved",
         "sealed",
+        "sent_at",
         "serial",
         "size",
         "topic",
@@ -130,6 +132,12 @@ class Batch:
         # with before (journaled): the sender must not give it new ones. The replay's
         # tally (``_replay_identity.ReplayTally``) that counts its outcome; None otherwise.
         self.pinned: Any = None
+        # transform_batch: the records the caller produced, once ``records`` holds what
+        # the hook made of them (None: not transformed). See ``_transform``.
+        self.originals: list[tuple[Any, Any, Any, Any]] | None = None
+        # When its request left (loop clock), for BatchAcknowledged's latency: set only
+        # while someone listens to the producer's events (0.0 otherwise).
+        self.sent_at = 0.0
 
     def __repr__(self) -> str:
         return (

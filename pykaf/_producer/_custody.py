@@ -44,6 +44,7 @@ from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull
 from pykaf._producer.journal import JournalRecord, JournalStore
 from pykaf._producer.journal._tail import ReadPosition
+from pykaf._telemetry._bus import EventBus
 
 __all__ = ["Custody", "build_accumulator", "open_custody"]
 
@@ -62,6 +63,7 @@ class Custody:
         reporter: Reporter,
         on_replayed_delivery: DeliveryCallback | None,
         on_custody_event: CustodyEventCallback | None = None,
+        events: EventBus | None = None,
     ) -> None:
         if on_replayed_delivery is not None:
             check_report(on_replayed_delivery)
@@ -77,7 +79,9 @@ class Custody:
         self.sync_each = settings.custody == "journal_sync"
         self._reporter = reporter
         self.on_replayed = on_replayed_delivery
-        self.downtime = Downtime(str(store.directory), on_custody_event)
+        self.downtime = Downtime(
+            str(store.directory), on_custody_event, events, settings.client.client_id
+        )
         expiry = settings.journal_delivery_timeout
         self._expiry_ms = None if expiry is None else expiry * 1000
         self._accumulator: JournalAccumulator | None = None
@@ -319,11 +323,13 @@ def open_custody(
     reporter: Reporter,
     on_replayed: DeliveryCallback | None,
     on_custody_event: CustodyEventCallback | None = None,
+    events: EventBus | None = None,
 ) -> Custody | None:
-    """The journal for the settings' custody level, opened; None for "memory"."""
+    """The journal for the settings' custody level, opened; None for "memory".
+    ``events``: the client's bus, where the downtime and replay events go."""
     if settings.custody == "memory":
         return None
-    return Custody(settings, reporter, on_replayed, on_custody_event)
+    return Custody(settings, reporter, on_replayed, on_custody_event, events)
 
 
 def build_accumulator(

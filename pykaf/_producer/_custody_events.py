@@ -17,6 +17,13 @@ wants to see that happen, not only read it back in the log. ``on_custody_event(e
 The callback runs on the producer's threads (its loop, or the journal's feeder): keep it
 short; an exception in it is logged and ignored. Downtime also logs one WARNING when it
 begins and one INFO when it ends, with the counts.
+
+The same changes go to the producer's event stream (``pykaf.events``) as
+``DowntimeBegan``, ``DowntimeEnded(seconds, records_saved)``, ``ReplayStarted(records)``
+and ``ReplayFinished(records, seconds)``, when someone listens. A producer with custody
+"memory" has a ``Downtime`` too, with no journal: it only emits the two downtime events
+(``records_saved``: records produced while down, held in memory); the client's outage
+log already says the outage.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
+
+from pykaf._telemetry._bus import EventBus
+from pykaf._telemetry._events import DowntimeBegan, DowntimeEnded, ReplayFinished, ReplayStarted
 
 __all__ = ["CustodyEvent", "CustodyEventCallback", "Downtime"]
 
@@ -58,13 +68,22 @@ CustodyEventCallback: TypeAlias = Callable[[CustodyEvent], object]
 
 
 class Downtime:
-    """Counts downtime and replay episodes of one journal; emits ``CustodyEvent``s."""
+    """Counts downtime and replay episodes of one producer; emits ``CustodyEvent``s (with
+    a journal) and the typed events (to ``events``, when someone listens)."""
 
-    def __init__(self, directory: str, callback: CustodyEventCallback | None) -> None:
+    def __init__(
+        self,
+        directory: str | None,
+        callback: CustodyEventCallback | None,
+        events: EventBus | None = None,
+        client_id: str | None = None,
+    ) -> None:
         if callback is not None and not callable(callback):
             raise TypeError(f"on_custody_event must be a function (event), not {callback!r}")
         self.directory = directory
         self._callback = callback
+        self._events = events
+        self._client_id = client_id
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._taken_at_down = 0
@@ -73,13 +92,30 @@ class Downtime:
         self.records_taken: Callable[[], int] = lambda: 0  # the producer's journal serial
 
     def _emit(self, kind: CustodyEventKind, records: int, seconds: float) -> None:
+        bus = self._events
+        if bus is not None and bus.active:
+            bus.emit(self._typed(kind, records, seconds))
         callback = self._callback
-        if callback is None:
+        if callback is None or self.directory is None:
             return
         try:
             callback(CustodyEvent(kind, records, seconds, self.directory))
         except Exception:
             log.exception("on_custody_event raised")
+
+    def _typed(
+        self, kind: CustodyEventKind, records: int, seconds: float
+    ) -> DowntimeBegan | DowntimeEnded | ReplayStarted | ReplayFinished:
+        at, client_id = time.time(), self._client_id
+        if kind == "downtime_began":
+            return DowntimeBegan(time=at, client_id=client_id)
+        if kind == "downtime_ended":
+            return DowntimeEnded(
+                time=at, client_id=client_id, seconds=seconds, records_saved=records
+            )
+        if kind == "replay_started":
+            return ReplayStarted(time=at, client_id=client_id, records=records)
+        return ReplayFinished(time=at, client_id=client_id, records=records, seconds=seconds)
 
     # -- downtime (the client's cluster outage episodes, on the producer's loop) -------------
 
@@ -97,13 +133,20 @@ class Downtime:
                 seconds = now - self._down_since
                 saved = self.records_taken() - self._taken_at_down
                 self._down_since = None
+        if self.directory is not None:  # custody "memory": the client's outage log says it
+            self._log_downtime(down, seconds, int(saved))
+        if down:
+            self._emit("downtime_began", 0, 0.0)
+        else:
+            self._emit("downtime_ended", int(saved), seconds)
+
+    def _log_downtime(self, down: bool, seconds: float, saved: int) -> None:
         if down:
             log.warning(
                 "journal %s: no broker can be reached; records go on into the journal and"
                 " are sent when a broker answers",
                 self.directory,
             )
-            self._emit("downtime_began", 0, 0.0)
         else:
             log.info(
                 "journal %s: brokers reachable again after %.1f s down; %d record(s) were"
@@ -112,7 +155,6 @@ class Downtime:
                 seconds,
                 saved,
             )
-            self._emit("downtime_ended", int(saved), seconds)
 
     # -- replay (the feeder's thread) ---------------------------------------------------------
 

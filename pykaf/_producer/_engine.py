@@ -35,7 +35,9 @@ from pykaf._errors import (
     PykafError,
 )
 from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._batch_events import BatchEvents
 from pykaf._producer._batches import Batch, PartitionQueue
+from pykaf._producer._custody_events import Downtime
 from pykaf._producer._delivery import LooseRecords, Reporter
 from pykaf._producer._idempotence import Idempotence
 from pykaf._producer._metadata import ProducerMetadata
@@ -94,6 +96,22 @@ class ProducerEngine(BatchOutcomes):
         self._close_flush: asyncio.Task[int] | None = None
         self._flush_cut = False
         accumulator.on_space = self._on_space
+        # Telemetry (``_batch_events``): the client's bus, tested once per request/answer.
+        self.bus = client.events
+        self.batch_events = BatchEvents(
+            self.bus,
+            settings.client.client_id,
+            settings.buffer_memory,
+            clock,
+            getattr(accumulator, "store", None),
+            settings.journal_max_bytes,
+        )
+        if not accumulator.keeps_at_close:
+            # Custody "memory": its downtime, for the events only (a journal's is the
+            # custody's own, with its log lines and on_custody_event).
+            downtime = Downtime(None, None, self.bus, settings.client.client_id)
+            downtime.records_taken = accumulator.records_taken
+            client.on_cluster_outage(downtime.cluster_changed)
 
     # -- waking -------------------------------------------------------------------------
 
@@ -136,6 +154,8 @@ class ProducerEngine(BatchOutcomes):
         self._arm(state.next_at)
         if self._flushes:
             self._check_flushes()
+        if self.bus.active:
+            self.batch_events.fill(self.accumulator.used)
 
     def _arm(self, when: float | None) -> None:
         if when == self._timer_at:

@@ -171,6 +171,22 @@ class Idempotence:
         seq.next_seq = next_sequence(seq.next_seq, len(batch.records))
         return True
 
+    def resized(self, part: _PartitionLike, batch: _BatchLike) -> None:
+        """``batch``, just sequenced (the last of its partition), now holds another
+        number of records (``transform_batch``): the next sequence follows those."""
+        seq = self.state(part)
+        if batch.identity is seq.identity and batch.base_sequence >= 0:
+            seq.next_seq = next_sequence(batch.base_sequence, len(batch.records))
+
+    def withdraw(self, part: _PartitionLike, batch: _BatchLike) -> None:
+        """``batch``, just sequenced (the last of its partition), will never be sent:
+        its sequences go back, so the next batch takes them (no gap, no reset)."""
+        seq = self.state(part)
+        if batch.identity is seq.identity and batch.base_sequence >= 0:
+            seq.next_seq = batch.base_sequence
+        batch.identity = None
+        batch.base_sequence = -1
+
     def succeeded(self, part: _PartitionLike, batch: _BatchLike) -> None:
         seq = self.state(part)
         if batch.identity is seq.identity and batch.base_sequence >= 0:

@@ -514,6 +514,8 @@ class JournalAccumulator(Accumulator):
             identity: Any = b.identity
             if identity is None or b.journal_first < 0 or b.pinned is not None:
                 continue  # not idempotent, a split half, or already journaled
+            if b.originals is not None:
+                continue  # transform_batch: a replay transforms anew (at-least-once)
             entries.append(
                 Identity(
                     b.topic,
@@ -588,7 +590,7 @@ class JournalAccumulator(Accumulator):
             if b.journal_first < 0:
                 continue
             if isinstance(b.last_error, JournalKeptError):
-                self.kept_at_close += len(b.records)
+                self.kept_at_close += len(b.records if b.originals is None else b.originals)
             else:
                 dones.append(Done(b.topic, b.partition, b.journal_first, b.journal_last))
         if dones:

@@ -42,12 +42,15 @@ from pykaf._errors import (
     PykafError,
 )
 from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._batch_events import BatchEvents
 from pykaf._producer._batches import Batch, PartitionQueue, split_batch
 from pykaf._producer._delivery import Reporter
 from pykaf._producer._idempotence import DUPLICATE_SEQUENCE_NUMBER, Idempotence, Verdict
 from pykaf._producer._metadata import ProducerMetadata
 from pykaf._producer._replay_identity import RESEQUENCE_CODES
 from pykaf._producer._settings import ProducerSettings
+from pykaf._producer._transform import delivered_view, failed_view
+from pykaf._telemetry._bus import EventBus
 from pykaf.protocol._produce_response import ProduceOutcomes
 
 __all__ = ["BatchOutcomes"]
@@ -69,6 +72,8 @@ class BatchOutcomes:
     reporter: Reporter
     idempotence: Idempotence | None
     metadata: ProducerMetadata
+    bus: EventBus
+    batch_events: BatchEvents
     _clock: Callable[[], float]
     _backoff: Backoff
     _closing: bool
@@ -91,6 +96,8 @@ class BatchOutcomes:
             part.in_flight += 1
             part.in_flight_node = node_id
             batch.attempts += 1
+        if self.bus.active:
+            self.batch_events.sent(batches, node_id)
 
     def response(
         self, batches: list[Batch], response: ProduceOutcomes | None, *, node_id: int
@@ -101,6 +108,8 @@ class BatchOutcomes:
             self._release()
             if self._flushes:  # now, not at the next pump: a flush waits on this turn
                 self._check_flushes()
+            if self.bus.active:
+                self.batch_events.fill(self.accumulator.used)
 
     def _response(
         self, batches: list[Batch], outcomes: ProduceOutcomes | None, node_id: int
@@ -162,6 +171,7 @@ class BatchOutcomes:
         if (
             code == _MESSAGE_TOO_LARGE
             and len(batch.records) > 1
+            and batch.originals is None  # transformed: its reports map to these records
             and not self._closing
             and self._clock() < batch.deadline
         ):
@@ -229,6 +239,8 @@ class BatchOutcomes:
             batch.pinned = None
         if self.idempotence is not None:
             self.idempotence.succeeded(part, batch)
+        if self.bus.active:
+            self.batch_events.acknowledged(batch, base_offset)
         self._finish(batch, None, base_offset, append_time)
         if part.in_flight == 0 and part.returned:
             self._put_back(part)
@@ -244,6 +256,8 @@ class BatchOutcomes:
         if retriable and not self._closing and self._clock() < batch.deadline:
             batch.last_error = error
             part.returned.append(batch)
+            if self.bus.active:
+                self.batch_events.retried(batch, error)
         else:
             self._finish(batch, self._delivery_error(batch, error, retriable))
         if part.in_flight == 0 and part.returned:
@@ -293,14 +307,24 @@ class BatchOutcomes:
             return
         batch.done = True
         if error is None:
-            self.reporter.succeeded(batch, base_offset, append_time)
+            if batch.originals is None:
+                self.reporter.succeeded(batch, base_offset, append_time)
+            else:  # transform_batch: each original record at the record it became
+                self.reporter.succeeded(delivered_view(batch), base_offset, append_time)
         else:
             batch.last_error = error  # what the journal reads (kept at close: no DONE)
             if self.idempotence is not None:
                 self.idempotence.failed(batch.part, batch)
-            if isinstance(error, ProducerClosedError):
-                self.failed_by_close += len(batch.records)
-            self.reporter.failed(batch, error)
+            if self.bus.active:
+                self.batch_events.failed(batch, error)
+            if batch.originals is None:
+                if isinstance(error, ProducerClosedError):
+                    self.failed_by_close += len(batch.records)
+                self.reporter.failed(batch, error)
+            else:
+                if isinstance(error, ProducerClosedError):
+                    self.failed_by_close += len(batch.originals)
+                self.reporter.failed(failed_view(batch), error)
         # Memory is freed in one go per response (one lock round trip): see _release.
         parent = batch.parent
         while parent is not None:  # a half of a split batch: the whole is the unit
@@ -338,6 +362,21 @@ class BatchOutcomes:
         for batch in batches:
             self._finish(batch, self._delivery_error(batch, error, False))
         self._release()
+
+    def transform_failed(self, batch: Batch, error: DeliveryError) -> None:
+        """``transform_batch`` failed for ``batch``, drained but not sent: it gives back
+        the sequence it took (nothing was sent with it), and its records fail."""
+        if self.idempotence is not None:
+            self.idempotence.withdraw(batch.part, batch)
+        self._finish(batch, error)
+        self._release()
+        if self._flushes:
+            self._check_flushes()
+
+    def transformed(self, batch: Batch) -> None:
+        """``batch`` now holds the hook's records: its sequence spans those."""
+        if self.idempotence is not None:
+            self.idempotence.resized(batch.part, batch)
 
     def _fail_in_flight(self, batches: list[Batch]) -> None:
         for batch in batches:

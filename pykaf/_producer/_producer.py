@@ -93,7 +93,7 @@ class Producer:
         self.events = client.events  # telemetry (pykaf.events): the client's bus
         # Before the loop thread: a locked or damaged journal_dir refuses with no thread.
         self._custody = open_custody(
-            self.settings, reporter, on_replayed_delivery, on_custody_event
+            self.settings, reporter, on_replayed_delivery, on_custody_event, client.events
         )
         self._loop = LoopThread("pykaf-producer")
         loop_thread = self._loop

@@ -23,11 +23,12 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from pykaf._client._connection import BrokerConnection
-from pykaf._errors import BrokerConnectionError, PykafError
+from pykaf._errors import BrokerConnectionError, DeliveryError, PykafError, TransformError
 from pykaf._producer._accumulator import Accumulator
 from pykaf._producer._batches import Batch, PartitionQueue
 from pykaf._producer._journaled import JournalAccumulator
 from pykaf._producer._settings import ProducerSettings
+from pykaf._producer._transform import transform
 from pykaf.protocol._compression import Compression
 from pykaf.protocol._produce_response import ProduceOutcomes
 from pykaf.protocol._records import encode_batch
@@ -94,6 +95,8 @@ class SenderHost(Protocol):
         self, batches: list[Batch], response: ProduceOutcomes | None, *, node_id: int
     ) -> None: ...
     def answered(self) -> None: ...
+    def transformed(self, batch: Batch) -> None: ...
+    def transform_failed(self, batch: Batch, error: DeliveryError) -> None: ...
     def request_failed(
         self, batches: list[Batch], error: BaseException, *, node_id: int, written: bool
     ) -> None: ...
@@ -122,6 +125,7 @@ class BrokerSender:
         self._journal_identities: Callable[[list[Batch]], None] | None = (
             accumulator.journal_identities if isinstance(accumulator, JournalAccumulator) else None
         )
+        self._transform = settings.transform_batch
 
     def __repr__(self) -> str:
         return f"<BrokerSender {self.node_id} {len(self._in_flight)} in flight>"
@@ -148,7 +152,30 @@ class BrokerSender:
             batches = drain(self.node_id, now, self._max_request, gate, self._max_in_flight)
             if not batches:
                 return
+            if self._transform is not None:
+                batches = self._transformed(batches)
+                if not batches:
+                    continue
             self._send(conn, batches)
+
+    def _transformed(self, batches: list[Batch]) -> list[Batch]:
+        """``transform_batch`` applied to each batch not sent before (a retry keeps its
+        records); returns those to send: a batch whose hook failed is failed here."""
+        hook = self._transform
+        assert hook is not None
+        engine = self._engine
+        kept = []
+        for batch in batches:
+            if batch.encoded is None and batch.originals is None and batch.pinned is None:
+                # (A batch replayed with its journaled identity goes as it was sent.)
+                try:
+                    transform(batch, hook)
+                except TransformError as exc:
+                    engine.transform_failed(batch, exc)
+                    continue
+                engine.transformed(batch)
+            kept.append(batch)
+        return kept
 
     def _send(self, conn: BrokerConnection, batches: list[Batch]) -> None:
         engine = self._engine

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
@@ -26,9 +26,24 @@ from pykaf._errors import LocalProtocolError
 from pykaf._producer._partitioner import PARTITIONER_NAMES, PartitionerSpec
 from pykaf.protocol._compression import Compression, validate_level
 
-__all__ = ["CUSTODY_LEVELS", "Acks", "Custody", "ProducerSettings", "TopicSettings"]
+__all__ = [
+    "CUSTODY_LEVELS",
+    "Acks",
+    "BatchRecord",
+    "Custody",
+    "ProducerSettings",
+    "TopicSettings",
+    "TransformBatch",
+]
 
 Acks: TypeAlias = Literal[0, 1, -1, "all"]
+#: A record as a batch holds it and ``transform_batch`` sees it: ``(key, value, headers,
+#: timestamp)``; headers a list of ``(name, value)`` pairs or None, timestamp ms or None.
+BatchRecord: TypeAlias = tuple[
+    bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int | None
+]
+#: ``transform_batch(topic, partition, records) -> records`` (``_transform`` says more).
+TransformBatch: TypeAlias = Callable[[str, int, list[BatchRecord]], Sequence[Any]]
 Custody: TypeAlias = Literal["memory", "journal", "journal_sync"]
 CUSTODY_LEVELS: Final = ("memory", "journal", "journal_sync")
 
@@ -126,6 +141,10 @@ class ProducerSettings:
     partitioner: PartitionerSpec = "sticky"
     #: Per-topic overrides of batch_size, linger, partitioner, compression(_level).
     topic_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: ekaf's batch hook: ``fn(topic, partition, records) -> records``, called once per
+    #: batch (on the producer's loop thread) before it is encoded, to rewrite or merge
+    #: its records (``(key, value, headers, timestamp)`` tuples; see ``_transform``).
+    transform_batch: TransformBatch | None = None
     #: Who holds a record until it is acknowledged (DESIGN.md "Custody"): "memory"
     #: (RAM only), "journal" (appended to a journal in ``journal_dir`` before produce()
     #: returns, fsynced within ``journal_fsync_interval``), "journal_sync" (produce()
@@ -196,6 +215,11 @@ class ProducerSettings:
             )
         max_request_size = _count("max_request_size", self.max_request_size)
         partitioner = _partitioner("partitioner", self.partitioner)
+        if self.transform_batch is not None and not callable(self.transform_batch):
+            raise ValueError(
+                "transform_batch must be a function (topic, partition, records) -> records,"
+                f" not {self.transform_batch!r}"
+            )
         topics = self._check_topics(compression, level)
         journal = self._check_journal()
         if not isinstance(self.client, ClientSettings):
