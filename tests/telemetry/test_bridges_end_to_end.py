@@ -156,11 +156,12 @@ def test_stats_every_pushes_a_real_producers_counts(cluster: BlockingCluster) ->
             done.set()
 
     with pykaf.Producer(cluster.bootstrap, client_id="e2e-stats", **FAST) as producer:
-        with telemetry.stats_every(producer, 0.05, callback):
-            for i in range(RECORDS):
-                producer.produce("stats-e2e", b"%d" % i, partition=0)
-            assert producer.flush(10) == 0
-            assert done.wait(10)
+        timer = telemetry.stats_every(producer, 0.05, callback)
+        for i in range(RECORDS):
+            producer.produce("stats-e2e", b"%d" % i, partition=0)
+        assert producer.flush(10) == 0
+        assert done.wait(10)
+        timer.close()
     last = pushed[-1]
     assert last.client_id == "e2e-stats"
     assert last.partitions[("stats-e2e", 0)].records_acknowledged == RECORDS
