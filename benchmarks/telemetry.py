@@ -23,9 +23,11 @@ the last acknowledgement, after a warm-up record). Rows:
                      that parses the JSON document
 
 Ratios: each pykaf row against ``pykaf``, each confluent row against ``confluent``, and
-every row against ``confluent``. Goal (issue 15): statsd and Prometheus attached cost at
-most 10% (ratio >= 0.90); exit status 1 if missed. The load average before and after is
-printed: the machine is shared, read the ratios, not the absolute numbers.
+every row against ``confluent``; beside msgs/s, the CPU the child used per record (every
+thread, user + system), steadier than the wall clock on a shared machine. Goal (issue
+15): statsd and Prometheus attached cost at most 10% (records per CPU second >= 0.90x
+of ``pykaf``'s); exit status 1 if missed. The load average before and after is printed:
+the machine is shared, read the ratios, not the absolute numbers.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -96,6 +99,13 @@ def _attach(row: str, producer: Any, statsd_port: int) -> Any:
     return None
 
 
+def cpu_seconds() -> float:
+    """CPU this process used so far, every thread (user + system): on a shared machine a
+    steadier measure of what a row costs than the wall clock."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_pykaf(args: argparse.Namespace) -> dict[str, Any]:
     from pykaf import Producer  # noqa: PLC0415
 
@@ -116,15 +126,15 @@ def run_pykaf(args: argparse.Namespace) -> dict[str, Any]:
     ) as producer:
         attached = _attach(args.child, producer, args.statsd_port)
         producer.send(topic, value).result(30)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         produce = producer.produce
         for _ in range(args.messages):
             produce(topic, value)
         failed += producer.flush(120)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         if attached is not None:
             attached.close()
-    return {"seconds": seconds, "failed": failed}
+    return {"seconds": seconds, "cpu": cpu, "failed": failed}
 
 
 def run_confluent(args: argparse.Namespace) -> dict[str, Any]:
@@ -162,7 +172,7 @@ def run_confluent(args: argparse.Namespace) -> dict[str, Any]:
     produce(topic, value)
     if flush(30):
         raise RuntimeError("confluent-kafka: the warm-up record was not delivered")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     for _ in range(args.messages):
         while True:
             try:
@@ -171,8 +181,8 @@ def run_confluent(args: argparse.Namespace) -> dict[str, Any]:
             except BufferError:  # its queue is full: serve it, then try again
                 poll(0.001)
     failed += flush(120)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "failed": failed, "documents": documents}
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    return {"seconds": seconds, "cpu": cpu, "failed": failed, "documents": documents}
 
 
 def child(args: argparse.Namespace) -> int:
@@ -280,6 +290,7 @@ def main() -> int:
     )
     sink = StatsdSink()
     rates: dict[str, list[float]] = {row: [] for row in rows}
+    cpu_per_record: dict[str, list[float]] = {row: [] for row in rows}
     try:
         with MockCluster(1) as mock:
             mock.create_topic(args.topic, args.partitions, 1)
@@ -291,23 +302,33 @@ def main() -> int:
                         raise RuntimeError(f"{row}: {result['failed']} records failed")
                     rate = args.messages / result["seconds"]
                     rates[row].append(rate)
-                    print(f"  run {run + 1} {row:<20} {rate:>11,.0f} msgs/s", flush=True)
+                    cpu_per_record[row].append(result["cpu"] / args.messages * 1e6)
+                    print(
+                        f"  run {run + 1} {row:<20} {rate:>11,.0f} msgs/s"
+                        f" {cpu_per_record[row][-1]:>6.2f} CPU us/record",
+                        flush=True,
+                    )
     finally:
         sink.close()
     load_after = os.getloadavg()
     median = {row: statistics.median(values) for row, values in rates.items() if values}
+    cpu = {row: statistics.median(values) for row, values in cpu_per_record.items() if values}
     print(
         f"\n{args.messages:,} records of {args.size} B, {args.partitions} partitions, linger"
         f" {args.linger_ms:g} ms, {args.config}, median of {args.runs}"
     )
-    print(f"{'row':<20} {'msgs/s':>11} {'vs own':>7} {'vs confluent':>13}")
+    print(
+        f"{'row':<20} {'msgs/s':>11} {'vs own':>7} {'vs confluent':>13}"
+        f" {'CPU us/rec':>11} {'CPU vs own':>11}"
+    )
     for row in rows:
-        own = median.get("confluent" if row.startswith("confluent") else "pykaf")
-        theirs = median.get("confluent")
-        mine = median[row]
+        base = "confluent" if row.startswith("confluent") else "pykaf"
+        own, theirs, mine = median.get(base), median.get("confluent"), median[row]
+        own_cpu = cpu.get(base)
         print(
             f"{row:<20} {mine:>11,.0f} {mine / own if own else float('nan'):>7.2f}"
-            f" {mine / theirs if theirs else float('nan'):>13.2f}"
+            f" {mine / theirs if theirs else float('nan'):>13.2f} {cpu[row]:>11.2f}"
+            f" {cpu[row] / own_cpu if own_cpu else float('nan'):>11.2f}"
         )
     print(f"statsd listener: {sink.datagrams:,} datagrams, {sink.lines:,} lines")
     print(
@@ -319,10 +340,15 @@ def main() -> int:
     for row, goal in GOALS.items():
         if row not in median or "pykaf" not in median:
             continue
-        ratio = median[row] / median["pykaf"]
+        # Judged on CPU per record (what the bridge costs the process); the wall-clock
+        # ratio is printed beside it, and moves with whatever else the machine runs.
+        ratio = cpu["pykaf"] / cpu[row]
         ok = ratio >= goal
         missed += not ok
-        print(f"  {'PASS' if ok else 'MISS'} {row} vs pykaf {ratio:.2f}x (goal >= {goal:g}x)")
+        print(
+            f"  {'PASS' if ok else 'MISS'} {row} vs pykaf: {ratio:.2f}x the records per CPU"
+            f" second (goal >= {goal:g}x); wall clock {median[row] / median['pykaf']:.2f}x"
+        )
     return 1 if missed else 0
 
 
