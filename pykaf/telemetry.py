@@ -21,6 +21,9 @@ listens to it; nothing here costs a client anything until it is called::
 - ``otel_metrics(client)``, ``traced_producer(producer)``, ``traced_consumer(consumer)``:
   OpenTelemetry metrics, and spans per record that follow the messaging semantic
   conventions with the context in the ``traceparent`` header (extra ``pykaf[otel]``).
+  The wrappers are for the blocking ``Producer``/``Consumer``; with asyncio, put
+  ``inject_headers(headers)`` in what you produce and start your consumer spans from
+  ``extract_context(record)``.
 
 Each returns an object with ``close()`` (and ``with`` support) that stops listening.
 """
@@ -42,6 +45,7 @@ from pykaf._telemetry._stats_timer import StatsCallback, StatsTimer
 from pykaf._telemetry._statsd import StatsdBridge
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
@@ -58,6 +62,8 @@ __all__ = [
     "StatsCollector",
     "StatsTimer",
     "StatsdBridge",
+    "extract_context",
+    "inject_headers",
     "metrics_text",
     "otel_metrics",
     "prometheus_collector",
@@ -185,3 +191,21 @@ def traced_consumer(consumer: Any, tracer_provider: TracerProvider | None = None
     from pykaf._telemetry._otel_traces import TracedConsumer  # noqa: PLC0415
 
     return TracedConsumer(consumer, tracer_provider)
+
+
+def inject_headers(headers: Any = None, context: Context | None = None) -> list[tuple[str, bytes]]:
+    """``headers`` plus the current (or ``context``'s) trace context (``traceparent``...),
+    as a new list of pairs for ``produce(..., headers=...)``."""
+    _need("opentelemetry.propagate", "otel")
+    from pykaf._telemetry._otel_traces import inject_headers as inject  # noqa: PLC0415
+
+    return inject(headers, context)
+
+
+def extract_context(record: Any) -> Context:
+    """The trace context a producer put in ``record``'s headers (empty when none): the
+    parent or link of a consumer span."""
+    _need("opentelemetry.propagate", "otel")
+    from pykaf._telemetry._otel_traces import extract_context as extract  # noqa: PLC0415
+
+    return extract(record)

@@ -162,6 +162,9 @@ def test_stats_every_pushes_a_real_producers_counts(cluster: BlockingCluster) ->
         assert producer.flush(10) == 0
         assert done.wait(10)
         timer.close()
+        assert telemetry.stats(producer).client_id == "e2e-stats"  # attached on first call
+        producer.send("stats-e2e", b"one more", partition=0).result(10)
+        assert telemetry.stats(producer).counters["records_acknowledged"] == 1
     last = pushed[-1]
     assert last.client_id == "e2e-stats"
     assert last.partitions[("stats-e2e", 0)].records_acknowledged == RECORDS

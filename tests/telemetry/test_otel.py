@@ -4,11 +4,13 @@ against the embedded broker; the metrics bridge through the SDK's in-memory read
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from _synthetic import make
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -148,6 +150,34 @@ def test_a_producer_failure_marks_its_span(
     (span,) = _spans(exporter, "send otel-big")
     assert span.status.is_ok is False
     assert dict(span.attributes or {})["error.type"] == "RecordTooLargeError"
+
+
+def test_async_producers_and_consumers_use_the_header_helpers(
+    cluster: BlockingCluster, tracing: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, _exporter = tracing
+    tracer = provider.get_tracer("test")
+
+    async def main() -> Any:
+        async with pykaf.AsyncProducer(cluster.bootstrap, **FAST) as producer:
+            with tracer.start_as_current_span("upstream") as upstream:
+                headers = telemetry.inject_headers([("k", b"v")])
+                metadata = await producer.send("otel-async", b"x", partition=0, headers=headers)
+        where = pykaf.TopicPartition("otel-async", 0)
+        async with pykaf.AsyncConsumer(cluster.bootstrap, stop_at_end=True) as consumer:
+            await consumer.assign([where])
+            await consumer.seek(where, metadata.offset)
+            (record,) = await consumer.poll(timeout=5.0, max_records=1)
+        return upstream, record
+
+    upstream, record = asyncio.run(main())
+    assert record.headers[0] == ("k", b"v")
+    context = telemetry.extract_context(record)
+    found = trace.get_current_span(context).get_span_context()
+    assert (found.trace_id, found.span_id) == (
+        upstream.get_span_context().trace_id,
+        upstream.get_span_context().span_id,
+    )
 
 
 def test_metrics_go_through_a_meter_provider() -> None:
