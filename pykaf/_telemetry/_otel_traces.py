@@ -12,6 +12,8 @@ iteration) and pass everything else through.
   an ``on_delivery`` the span ends at the outcome and carries partition and offset (or
   the error); a fire-and-forget ``produce()`` keeps the producer's own ``on_error``
   routing, so its span ends once the record is queued.
+- ``produce_batch`` and everything else pass through untraced (a batch call has no
+  per-record hook to put a span in).
 - Consumer: iterating gives each record a CONSUMER span ``process <topic>``, a child of
   the producer's context and linked to it, ended when the next record is asked for;
   ``poll()`` makes one ``poll <topic>`` span (receive) linked to every record's producer
@@ -305,9 +307,10 @@ class TracedConsumer:
             start.end()
             raise
         topics = sorted({r.topic for r in records})
-        for key, value in self._attributes(
-            topics[0] if len(topics) == 1 else ",".join(topics), "receive", "poll", "receive"
-        ).items():
+        attributes = self._attributes(",".join(topics), "receive", "poll", "receive")
+        if not topics:  # nothing arrived: no destination to name
+            del attributes["messaging.destination.name"]
+        for key, value in attributes.items():
             start.set_attribute(key, value)
         start.set_attribute("messaging.batch.message_count", len(records))
         if len(topics) == 1:

@@ -90,7 +90,11 @@ class StatsdBridge:
         if not isinstance(prefix, str) or any(c in prefix for c in ":|@\n"):
             raise ValueError(f"prefix must be a str without ':', '|', '@' or newlines: {prefix!r}")
         # Resolved once, here: a name that does not resolve is a setup error, said now.
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        try:
+            resolved = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise ValueError(f"statsd host {host!r} does not resolve: {exc}") from exc
+        family, _, _, _, address = resolved[0]
         self._address = address
         self._where = f"{host}:{port}"
         self._socket = socket.socket(family, socket.SOCK_DGRAM)

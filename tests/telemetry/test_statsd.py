@@ -178,6 +178,19 @@ def test_a_failing_send_is_counted_and_said_once(
     assert receive(listener, {"pykaf.mainbroker_unreachable"})["pykaf.mainbroker_unreachable"]
 
 
+def test_a_host_that_does_not_resolve_is_refused_at_setup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_answer(*_args: object, **_kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_answer)  # no DNS query leaves the test
+    bus = EventBus()
+    with pytest.raises(ValueError, match=r"'statsd\.example' does not resolve"):
+        telemetry.statsd(bus, "statsd.example", 8125)
+    assert not bus.active
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -189,5 +202,5 @@ def test_a_failing_send_is_counted_and_said_once(
 def test_bad_settings_are_refused_at_setup(options: dict[str, object], message: str) -> None:
     bus = EventBus()
     with pytest.raises(ValueError, match=message):
-        telemetry.statsd(bus, "127.0.0.1", **options)  # type: ignore[arg-type]
+        telemetry.statsd(bus, **{"host": "127.0.0.1", **options})  # type: ignore[arg-type]
     assert not bus.active
