@@ -15,10 +15,13 @@ everything else is each client's default.
 Throughput clients (msgs/s from the first timed record to the last acknowledgement; a
 warm-up record first, so connecting and metadata are not timed):
   pykaf-produce  ``Producer.produce`` fire-and-forget, failures to ``on_error``
+  pykaf-produce-events  the same with a subscriber (``on_event=``) that counts every
+                 telemetry event (issue 15: what listening costs)
   pykaf-send     ``Producer.send`` futures, every result checked
   pykaf-async    ``await AsyncProducer.produce`` fire-and-forget with ``on_error``
   pykaf-batch    ``Producer.produce_batch`` of 10,000 values per call
   confluent      ``produce`` with ``delivery.report.only.error`` (a callback for failures)
+  confluent-stats  the same with ``statistics.interval.ms`` 1000 and a ``stats_cb``
   aiokafka       ``await send`` (a future per record, not awaited), then ``flush``
   kafka-python   ``send`` then ``flush`` (``api_version=(2, 3, 0)``: it cannot read the
                  mock's newer ApiVersions answer)
@@ -47,6 +50,10 @@ was acknowledged):
 Goals (issue 5), per configuration: pykaf-produce >= 0.75x confluent-kafka and >= 4x
 aiokafka; pykaf-batch >= 1.0x confluent-kafka; one-at-a-time p50 <= 2x confluent's, judged
 on both like-for-like rows (pykaf-produce-flush, blocking; pykaf-async-produce-flush).
+Issue 15: pykaf-produce-events >= 0.90x pykaf-produce (a subscriber costs <= 10%), and,
+with ``--baseline DIR`` (another checkout's tree, e.g. ``git worktree add /tmp/base main``),
+pykaf-produce >= 0.97x the baseline's in the same run (nobody subscribed: within noise).
+The table's CPU column (µs per record, whole process) is steadier on a busy machine.
 ``--sasl-ssl`` adds the SASL_SSL rows (issue 13) in the same run: pykaf and confluent-kafka
 over SASL_SSL (SCRAM-SHA-512, TLS) and over plaintext on the embedded broker, which speaks
 TLS and SASL where the mock cluster does not (``secure_produce.py``; goal: the SASL_SSL
@@ -79,10 +86,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 CLIENTS = (
     "pykaf-produce",
+    "pykaf-produce-events",
     "pykaf-send",
     "pykaf-async",
     "pykaf-batch",
     "confluent",
+    "confluent-stats",
     "aiokafka",
     "kafka-python",
 )
@@ -98,6 +107,9 @@ LATENCY_CLIENTS = (
     "kafka-python",
 )
 SLOW = frozenset({"aiokafka", "kafka-python"})  # get --slow-messages
+# ``--baseline DIR``: pykaf-produce again, with the pykaf of another checkout (say main's),
+# interleaved with this tree's rows in the same run: the cost of a change, measured.
+BASELINE = "pykaf-produce-baseline"
 CONFIGS = {"acks1": ("acks=1", 1, False), "idem": ("acks=all+idempotence", "all", True)}
 BATCH = 10_000  # values per produce_batch call
 WARMUP_LATENCY = 100
@@ -136,11 +148,19 @@ class Result:
 
 
 def pykaf_options(job: Job) -> dict[str, Any]:
-    return {
+    options: dict[str, Any] = {
         "acks": job.acks,
         "enable_idempotence": job.idempotence,
         "linger": job.linger_ms / 1000,
     }
+    if job.client.endswith("-events"):
+        heard = [0]
+
+        def count(_event: object) -> None:
+            heard[0] += 1
+
+        options["on_event"] = count
+    return options
 
 
 def run_pykaf_sync(job: Job) -> Result:
@@ -170,7 +190,7 @@ def run_pykaf_sync(job: Job) -> Result:
             return result
         producer.send(topic, value).result(30)  # warm-up: connections, metadata, id
         start = time.perf_counter()
-        if job.client == "pykaf-produce":
+        if job.client in ("pykaf-produce", "pykaf-produce-events"):
             produce = producer.produce
             for _ in range(count):
                 produce(topic, value)
@@ -238,18 +258,21 @@ def run_confluent(job: Job) -> Result:
         if error is not None:
             result.failed += 1
 
-    producer = Producer(
-        {
-            "bootstrap.servers": job.bootstrap,
-            "acks": str(job.acks),
-            "enable.idempotence": job.idempotence,
-            "linger.ms": job.linger_ms,
-            "log_level": 3,
-            # Reports for failures only: the like-for-like of pykaf's on_error.
-            "delivery.report.only.error": True,
-            "on_delivery": on_delivery,
-        }
-    )
+    config: dict[str, Any] = {
+        "bootstrap.servers": job.bootstrap,
+        "acks": str(job.acks),
+        "enable.idempotence": job.idempotence,
+        "linger.ms": job.linger_ms,
+        "log_level": 3,
+        # Reports for failures only: the like-for-like of pykaf's on_error.
+        "delivery.report.only.error": True,
+        "on_delivery": on_delivery,
+    }
+    if job.client == "confluent-stats":
+        # librdkafka's statistics document, the peer of pykaf's event stream.
+        config["statistics.interval.ms"] = 1000
+        config["stats_cb"] = lambda _document: None
+    producer = Producer(config)
     topic, value = job.topic, job.value
     produce, poll, flush = producer.produce, producer.poll, producer.flush
     if job.latency:
@@ -440,6 +463,7 @@ def _read_frame(sock: Any) -> bytes:
 
 RUNNERS: dict[str, Callable[[Job], Result]] = {
     "pykaf-produce": run_pykaf_sync,
+    "pykaf-produce-events": run_pykaf_sync,
     "pykaf-send": run_pykaf_sync,
     "pykaf-batch": run_pykaf_sync,
     "pykaf-produce-flush": run_pykaf_sync,
@@ -449,9 +473,15 @@ RUNNERS: dict[str, Callable[[Job], Result]] = {
     "floor-raw-socket": run_floor,
     "floor-loop-thread": run_floor,
     "confluent": run_confluent,
+    "confluent-stats": run_confluent,
     "aiokafka": run_aiokafka,
     "kafka-python": run_kafka_python,
 }
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_kib() -> int:
@@ -504,8 +534,9 @@ def child(args: argparse.Namespace) -> int:
     job = Job(args)
     # Importing the library is a cost of the process, not of producing: not timed.
     pykaf_row = job.client.startswith(("pykaf", "floor"))
-    importlib.import_module(IMPORTS["pykaf" if pykaf_row else job.client])
+    importlib.import_module(IMPORTS["pykaf" if pykaf_row else job.client.removesuffix("-stats")])
     profiles = ThreadProfiles() if args.profile else None
+    cpu_before = cpu_seconds()
     if profiles is not None:
         with profiles:
             result = RUNNERS[job.client](job)
@@ -514,6 +545,9 @@ def child(args: argparse.Namespace) -> int:
         result = RUNNERS[job.client](job)
     latencies = sorted(result.latencies)
     summary: dict[str, Any] = {
+        # CPU of the whole run (all threads, producer made and closed included): on a
+        # busy machine a steadier measure of what a client costs than its wall time.
+        "cpu": cpu_seconds() - cpu_before,
         "seconds": result.seconds,
         "failed": result.failed,
         "rss_kib": peak_rss_kib(),
@@ -567,11 +601,14 @@ def run_child(
     profile: bool = False,
 ) -> dict[str, Any] | None:
     _label, acks, idempotence = CONFIGS[config]
+    env = None
+    if client == BASELINE:  # pykaf-produce, importing pykaf from --baseline first
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([args.baseline, *sys.path])}
     command = [
         sys.executable,
         __file__,
         "--child",
-        client,
+        "pykaf-produce" if client == BASELINE else client,
         "--mode",
         mode,
         "--bootstrap",
@@ -592,7 +629,9 @@ def run_child(
     if profile:
         command += ["--profile", client]
     try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+        out = subprocess.run(
+            command, capture_output=True, text=True, timeout=900, check=False, env=env
+        )
     except subprocess.TimeoutExpired:
         print(f"  {client} ({config}, {mode}) timed out")
         return None
@@ -624,7 +663,7 @@ def measure_throughput(
                 cells.setdefault((config, client), []).append(result)
                 rate = count / result["seconds"] if result["seconds"] else 0.0
                 print(
-                    f"  run {run + 1} {CONFIGS[config][0]:<21} {client:<14}"
+                    f"  run {run + 1} {CONFIGS[config][0]:<21} {client:<20}"
                     f" {rate:>11,.0f} msgs/s  {result['rss_kib'] / 1024:6.1f} MiB"
                     f"{'' if result['complete'] else '  INCOMPLETE'}",
                     flush=True,
@@ -649,6 +688,11 @@ def measure_latency(
     return cells
 
 
+def cpu_per_record(results: list[dict[str, Any]]) -> float:
+    """Median CPU µs per record of a cell's runs."""
+    return statistics.median(r["cpu"] / r["count"] * 1e6 for r in results)
+
+
 def rate(results: list[dict[str, Any]]) -> float:
     return statistics.median(r["count"] / r["seconds"] for r in results if r["seconds"] > 0)
 
@@ -664,8 +708,8 @@ def print_tables(
         f" {args.linger_ms:g} ms, median of {args.runs}; ratio = msgs/s / confluent-kafka's"
     )
     print(
-        f"{'config':<21} {'client':<14} {'records':>9} {'msgs/s':>11} {'MB/s':>7} {'ratio':>6}"
-        f" {'RSS MiB':>8}  complete"
+        f"{'config':<21} {'client':<20} {'records':>9} {'msgs/s':>11} {'MB/s':>7} {'ratio':>6}"
+        f" {'RSS MiB':>8} {'CPU µs/msg':>10}  complete"
     )
     for config in args.configs:
         base = throughput.get((config, "confluent"))
@@ -673,16 +717,17 @@ def print_tables(
         for client in args.clients:
             results = throughput.get((config, client))
             if not results:
-                print(f"{CONFIGS[config][0]:<21} {client:<14} (no result)")
+                print(f"{CONFIGS[config][0]:<21} {client:<20} (no result)")
                 continue
             msgs = rate(results)
             ratio = msgs / base_rate if base_rate else float("nan")
             rss = statistics.median(r["rss_kib"] for r in results) / 1024
+            cpu = cpu_per_record(results)
             complete = all(r["complete"] for r in results)
             print(
-                f"{CONFIGS[config][0]:<21} {client:<14} {results[0]['count']:>9,}"
+                f"{CONFIGS[config][0]:<21} {client:<20} {results[0]['count']:>9,}"
                 f" {msgs:>11,.0f} {msgs * args.size / 1e6:>7.1f} {ratio:>6.2f} {rss:>8.1f}"
-                f"  {'yes' if complete else 'NO'}"
+                f" {cpu:>10.2f}  {'yes' if complete else 'NO'}"
             )
             missed += not complete
     if latency:
@@ -724,6 +769,18 @@ def print_tables(
                 1.0,
                 ">=",
             ),
+            (
+                "pykaf (this tree) vs --baseline, nobody subscribed",
+                ratio_of("pykaf-produce", BASELINE),
+                0.97,
+                ">=",
+            ),
+            (
+                "pykaf with an event subscriber vs without",
+                ratio_of("pykaf-produce-events", "pykaf-produce"),
+                0.90,
+                ">=",
+            ),
         ]
         theirs = latency.get((config, "confluent"))
         for row, what in (
@@ -733,6 +790,19 @@ def print_tables(
             mine = latency.get((config, row))
             p50 = mine["p50"] / theirs["p50"] if mine and theirs else None
             checks.append((f"pykaf one-at-a-time p50 ({what}) vs confluent-kafka", p50, 2.0, "<="))
+        heard = throughput.get((config, "pykaf-produce-events"))
+        unheard = throughput.get((config, "pykaf-produce"))
+        baseline = throughput.get((config, BASELINE))
+        if baseline and unheard:
+            print(
+                f"  info {label}: CPU per record of this tree vs --baseline"
+                f" {cpu_per_record(unheard) / cpu_per_record(baseline):.3f}x"
+            )
+        if heard and unheard:
+            print(
+                f"  info {label}: CPU per record with an event subscriber vs without"
+                f" {cpu_per_record(heard) / cpu_per_record(unheard):.3f}x"
+            )
         for name, value, goal, sense in checks:
             if value is None:
                 print(f"  ---- {label}: {name}: not measured")
@@ -769,6 +839,12 @@ def main() -> int:
     parser.add_argument(
         "--sasl-ssl", action="store_true", help="add the SASL_SSL rows (secure_produce.py)"
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help="add a pykaf-produce row importing pykaf from DIR (another checkout)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="throughput", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", default=None, help=argparse.SUPPRESS)
@@ -783,6 +859,10 @@ def main() -> int:
         if name not in RUNNERS:
             parser.error(f"unknown client {name!r}; known: {', '.join(RUNNERS)}")
     args.clients = [c for c in CLIENTS if c in wanted]
+    if args.baseline:
+        if not (Path(args.baseline) / "pykaf" / "__init__.py").exists():
+            parser.error(f"--baseline {args.baseline}: no pykaf package there")
+        args.clients.insert(0, BASELINE)
     args.latency_clients = [c for c in LATENCY_CLIENTS if c in wanted] if args.latency else []
     args.configs = [c for c in args.configs.split(",") if c]
     for config in args.configs:

@@ -9,6 +9,26 @@ client, or ``client.events.subscribe(callback)``::
             print(event.topic, event.partition, event.records, event.latency)
 
     producer = pykaf.Producer("127.0.0.1:9092", on_event=watch)
+
+Who emits what (each event once, by the component that knows its values):
+
+- the client core (every client: producer, consumer, admin, raw client):
+  ``ConnectionOpened`` (``time_to_connect``: TCP, TLS, ApiVersions, SASL and the
+  ``authenticate`` hook), ``ConnectionFailed`` (an attempt to connect), ``ConnectionClosed``
+  (``error`` None when the client closed it on purpose: ``close()``, a broker that moved,
+  a SASL session replaced), ``RequestAnswered`` (bytes on the wire, length prefixes
+  included; ``latency`` from the write to the answer read; ``broker`` None on a bootstrap
+  connection not yet named by Metadata), ``Throttled`` (any answer decoded with a
+  ``throttle_time`` > 0; the producer's hand-decoded Produce answers do not read it),
+  ``MetadataRefreshed`` and ``LeaderMoved`` (a cached leader that a Metadata answer
+  changed);
+- the producer: batches, buffer and journal fill, replay, and ``DowntimeBegan`` /
+  ``DowntimeEnded`` (the client core knows the cluster's outage episodes but not what
+  custody saved meanwhile, so it leaves these to the producer);
+- the consumer: group, commit and fetch events.
+
+Subscribers of the client core's events run on the client's event loop (for the blocking
+classes, their private loop thread): keep them short.
 """
 
 from pykaf._telemetry._bus import EventBus, EventCallback

@@ -505,7 +505,7 @@ class BrokerConnection(asyncio.Protocol):
                     return
                 if isinstance(event, Response):
                     if bus.active:
-                        self._events.answered(event, self.node_id)
+                        self._events.answered(event, wire.last_response_size, self.node_id)
                     future = self._waiters.popleft()
                     self._release_slot()
                     if not future.done():

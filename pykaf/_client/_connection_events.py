@@ -71,7 +71,7 @@ class ConnectionEvents:
     def sent(self, correlation_id: int, api_key: int, version: int, size: int) -> None:
         self._sent.append((correlation_id, api_key, version, size, time.monotonic()))
 
-    def answered(self, response: Response, node_id: int | None) -> None:
+    def answered(self, response: Response, size: int, node_id: int | None) -> None:
         now = time.monotonic()
         sent = self._sent
         note = None
@@ -95,7 +95,7 @@ class ConnectionEvents:
                     api=api,
                     version=note[2],
                     request_bytes=note[3],
-                    response_bytes=response.size,
+                    response_bytes=size,
                     latency=now - note[4],
                 )
             )

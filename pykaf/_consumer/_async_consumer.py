@@ -60,6 +60,12 @@ class AsyncConsumer:
     up yet), ``GroupJoinError`` (the group could not be joined within its rebalance
     timeout), ``FinalCommitError`` (``close`` could not commit); called in the loop's
     thread. Each failing episode is also logged once at WARNING ("pykaf.consumer").
+
+    Telemetry (``on_event=``, or ``events.subscribe``; ``pykaf.events``): besides the
+    client's connection and request events, ``GroupJoined`` and ``GroupRebalanced`` per
+    join, ``GroupLost`` (also logged at ERROR), ``CommitDone`` / ``CommitFailed`` per
+    commit, ``FetchDone`` per fetch answer (records, bytes, lag per partition); never per
+    record, and nothing is built while nobody listens.
     """
 
     def __init__(
@@ -123,7 +129,12 @@ class AsyncConsumer:
             start=self._start,
         )
         self._commits = OffsetCommits(
-            s, assignment, handed, group_id=group_id, check_open=self._check_open
+            s,
+            assignment,
+            handed,
+            group_id=group_id,
+            check_open=self._check_open,
+            health=self._health,
         )
         self._started = False
         self._closed = False

@@ -9,6 +9,9 @@ ListOffsets per leader; partitions whose leader is unknown, moved or unreachable
 backoff while the metadata is refreshed, then are fetched from the same offset at the new
 leader: nothing skipped, nothing repeated.
 
+Telemetry: one ``FetchDone`` per answer while someone listens (``_fetch_events``); with
+nobody listening an answer costs one attribute test, and nothing is per record.
+
 Versions: Fetch and ListOffsets at the highest version both sides speak (Fetch v13+ names
 topics by id, so a topic without an id in the metadata caps the request at v12).
 """

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from pykaf._consumer._assignment import AssignedPartitions, Callback
 from pykaf._consumer._hand_out import HandOutTracker
+from pykaf._consumer._health import Health
 from pykaf._consumer._partition_state import PartitionState
 from pykaf._consumer._records import OffsetAndMetadata, TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
@@ -42,8 +43,10 @@ class OffsetCommits:
         *,
         group_id: str | None,
         check_open: Callable[[], None],
+        health: Health | None = None,
     ) -> None:
         self._settings = settings
+        self._health = health or Health(logger, None)
         self._assignment = assignment
         self._handed = handed
         self._check_open = check_open
@@ -132,7 +135,17 @@ class OffsetCommits:
         except PykafError as exc:
             error = exc
             if callback is None:
-                logger.warning("auto-commit failed (retried at the next one): %s", exc)
+                # Once per failing episode (auto-commit runs every few seconds for as long
+                # as the group fails): WARNING first, then counted at DEBUG.
+                self._health.failed(
+                    "auto-commit",
+                    f"auto-commit failed: {exc}",
+                    hint="retried at the next one; what was handed out since the last"
+                    " commit may be read again after a restart",
+                )
+        else:
+            if callback is None:
+                self._health.recovered("auto-commit", "auto-commit works again")
         if callback is not None:
             result = callback(offsets, error)
             if asyncio.iscoroutine(result):

@@ -17,7 +17,8 @@ batch. Everything here runs on the producer's loop.
   up or down, looked at once per pump and per answer (never per record).
 
 Record counts are the batch's records on the wire (with ``transform_batch``, what the
-hook returned).
+hook returned), but ``BatchFailed`` counts the records that failed, as produced: each of
+those got its failure report.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class BatchEvents:
         self._client_id = client_id
         self._clock = clock
         self._buffer_limit = buffer_limit
-        self._journal = journal  # a JournalStore, for custody "journal"
+        self._journal = journal  # the JournalAccumulator, for custody "journal"
         self._journal_limit = journal_limit
         self._tenths: dict[str, int] = {}  # the tenth of each limit last told
 
@@ -136,7 +137,7 @@ class BatchEvents:
         journal = self._journal
         if journal is None:
             return
-        held, limit = journal.used_bytes, self._journal_limit
+        held, limit = journal.store.used_bytes, self._journal_limit
         if self._crossed("journal", held, limit):
             self.bus.emit(
                 JournalFill(
@@ -144,7 +145,9 @@ class BatchEvents:
                     client_id=self._client_id,
                     used_bytes=held,
                     limit_bytes=limit,
-                    pending_records=journal.pending_records,
+                    # The journal's index holds what memory holds; past buffer_memory
+                    # records wait in the journal only (``unfed``): both are pending.
+                    pending_records=journal.store.pending_records + journal.unfed,
                 )
             )
 

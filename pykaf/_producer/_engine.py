@@ -103,7 +103,7 @@ class ProducerEngine(BatchOutcomes):
             settings.client.client_id,
             settings.buffer_memory,
             clock,
-            getattr(accumulator, "store", None),
+            accumulator if accumulator.keeps_at_close else None,
             settings.journal_max_bytes,
         )
         if not accumulator.keeps_at_close:

@@ -71,6 +71,11 @@ class Producer:
     delivered in the journal for the next producer (reports: ``JournalKeptError``).
     ``on_custody_event(event)`` hears downtime and replays (``CustodyEvent``).
 
+    Telemetry: ``on_event=`` or ``events.subscribe`` hears ``pykaf.events`` (batches sent,
+    acknowledged, retried, failed; buffer and journal fill; downtime; replay), per batch.
+    ``transform_batch(topic, partition, records) -> records`` rewrites or merges each
+    batch's records before it is sent (``pykaf._producer._transform``).
+
     Appends block (up to ``max_block``) only when the buffer is full or the topic is new
     (its metadata is fetched once). Failures of records with no ``on_delivery`` and no
     future go to ``on_error(record, error)``, else to the "pykaf.producer" log at ERROR.

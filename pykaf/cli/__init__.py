@@ -1,4 +1,5 @@
-"""The ``pykaf`` command line: ``pykaf demo``, ``broker``, ``journal``, ``certs``."""
+"""The ``pykaf`` command line: ``pykaf demo``, ``broker``, ``journal``, ``certs``, ``produce``,
+``consume`` (see ``pykaf -h``)."""
 
 from pykaf.cli._main import main
 

@@ -8,36 +8,41 @@ of every partition back from the broker, then consumes everything from offset 0 
 written: every value is unique (it carries its sequence number), and each partition must
 hand back its values in the order written, none missing, repeated or altered (see
 ``_read_check``). Any difference is listed and the exit status is 1.
+
+With ``bootstrap`` (``pykaf demo --bootstrap HOST:PORT``) the same job runs against an
+existing cluster instead: on a topic of its own (a fresh name unless ``--topic``; an
+existing topic is refused, since the check needs the topic to hold exactly what the demo
+wrote), deleted at the end unless ``--keep-topic``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TextIO
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 from pykaf import (
-    AsyncClient,
-    BrokerApiVersions,
+    Admin,
     Consumer,
     ConsumerRecord,
+    NewTopic,
+    OffsetSpec,
     Producer,
     PykafError,
     TopicPartition,
 )
+from pykaf.cli._connect import UsageError
 from pykaf.cli._progress import Progress
 from pykaf.cli._read_check import MAX_MESSAGES, ReadCheck, value_format
-from pykaf.errors import raise_for_code
-from pykaf.protocol import build_request
+from pykaf.errors import TopicAlreadyExistsError
 
-__all__ = ["DemoOptions", "run_demo"]
+__all__ = ["DemoOptions", "fresh_topic_name", "run_demo"]
 
-_LATEST = -1
 _SAMPLE = 1_000  # one record in this many reports its delivery to the progress bar
 
 
@@ -49,11 +54,26 @@ class DemoOptions:
     value_size: int = 100
     batch_bytes: int = 1 << 20  # librdkafka's default batch.size; pykaf's default is 16 KiB
     topic: str = "pykaf-demo"
+    # An existing cluster to run against (None: start the embedded broker), the client
+    # settings to reach it with (security), and whether its topic outlives the run.
+    bootstrap: str | None = None
+    client: Mapping[str, Any] = field(default_factory=dict)
+    replication_factor: int = 1
+    keep_topic: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("messages", "partitions", "brokers", "value_size", "batch_bytes"):
+        for name in (
+            "messages",
+            "partitions",
+            "brokers",
+            "value_size",
+            "batch_bytes",
+            "replication_factor",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.topic:
+            raise ValueError("--topic must not be empty")
         if self.messages >= MAX_MESSAGES:
             raise ValueError(f"--messages must be below {MAX_MESSAGES:,}")
         value_format(self.value_size)  # long enough for the sequence number?
@@ -80,27 +100,39 @@ def _broker_process(brokers: int, out: TextIO) -> Iterator[str]:
             proc.wait(timeout=10)
 
 
-async def _create_topic(
-    client: AsyncClient, versions: BrokerApiVersions, opts: DemoOptions
-) -> None:
-    request = build_request(
-        "CreateTopics",
-        versions.version("CreateTopics"),
-        topics=[
-            {
-                "name": opts.topic,
-                "num_partitions": opts.partitions,
-                "replication_factor": 1,
-                "assignments": [],
-                "configs": [],
-            }
-        ],
-        timeout=10_000,
-        validate_only=False,
-    )
-    response = await client.request(request, to="any")
-    (result,) = response.topics
-    raise_for_code(int(result.error_code), result.error_message)
+def _create_topic(bootstrap: str, opts: DemoOptions) -> None:
+    with Admin(bootstrap, **_client_settings(opts)) as admin:
+        created = admin.create_topics(
+            [
+                NewTopic(
+                    name=opts.topic,
+                    partitions=opts.partitions,
+                    replication_factor=opts.replication_factor,
+                )
+            ]
+        )
+        try:
+            created[opts.topic]
+        except TopicAlreadyExistsError:
+            raise UsageError(
+                f"topic {opts.topic!r} exists already; the demo checks that its topic holds"
+                " exactly what it wrote: give another --topic (or delete that one:"
+                f" pykaf topics delete {opts.topic})"
+            ) from None
+
+
+def _delete_topic(bootstrap: str, opts: DemoOptions, out: TextIO) -> None:
+    with Admin(bootstrap, **_client_settings(opts)) as admin:
+        deleted = admin.delete_topics([opts.topic])
+    if deleted.errors:
+        error = deleted.errors[opts.topic]
+        print(f"could not delete topic {opts.topic!r}: {error}", file=out)
+    else:
+        print(f"deleted topic {opts.topic!r} (--keep-topic keeps it)", file=out)
+
+
+def _client_settings(opts: DemoOptions) -> dict[str, Any]:
+    return {"client_id": "pykaf-demo", **opts.client}
 
 
 def _produce(bootstrap: str, opts: DemoOptions, out: TextIO) -> tuple[float, int]:
@@ -119,7 +151,7 @@ def _produce(bootstrap: str, opts: DemoOptions, out: TextIO) -> tuple[float, int
 
     value = value_format(opts.value_size)
     with Producer(
-        bootstrap, on_error=failed, batch_size=opts.batch_bytes, client_id="pykaf-demo"
+        bootstrap, on_error=failed, batch_size=opts.batch_bytes, **_client_settings(opts)
     ) as producer:
         produce = producer.produce
         with progress:
@@ -135,37 +167,6 @@ def _produce(bootstrap: str, opts: DemoOptions, out: TextIO) -> tuple[float, int
     return elapsed, len(failures)
 
 
-async def _end_offsets(
-    client: AsyncClient, versions: BrokerApiVersions, opts: DemoOptions, leaders: dict[int, int]
-) -> dict[int, int]:
-    offsets: dict[int, int] = {}
-    for partition, leader in sorted(leaders.items()):
-        request = build_request(
-            "ListOffsets",
-            versions.version("ListOffsets"),
-            replica_id=-1,
-            isolation_level=0,
-            timeout=10_000,
-            topics=[
-                {
-                    "name": opts.topic,
-                    "partitions": [
-                        {
-                            "partition_index": partition,
-                            "timestamp": _LATEST,
-                            "current_leader_epoch": -1,
-                        }
-                    ],
-                }
-            ],
-        )
-        response = await client.request(request, to=leader)
-        (answer,) = response.topics[0].partitions
-        raise_for_code(int(answer.error_code))
-        offsets[partition] = int(answer.offset)
-    return offsets
-
-
 def _consume(
     bootstrap: str, opts: DemoOptions, check: ReadCheck, out: TextIO
 ) -> tuple[float, float, ConsumerRecord | None]:
@@ -175,7 +176,7 @@ def _consume(
     checking = 0.0
     add = check.add
     progress = Progress(opts.messages, out=out, label="consume")
-    with Consumer(bootstrap, stop_at_end=True, client_id="pykaf-demo") as consumer:
+    with Consumer(bootstrap, stop_at_end=True, **_client_settings(opts)) as consumer:
         consumer.assign([TopicPartition(opts.topic, p) for p in range(opts.partitions)])
         consumer.seek_to_beginning()
         with progress:
@@ -191,20 +192,24 @@ def _consume(
     return elapsed, checking, first
 
 
-async def _prepare(bootstrap: str, opts: DemoOptions) -> None:
-    async with AsyncClient(bootstrap, client_id="pykaf-demo") as client:
-        await _create_topic(client, await client.api_versions(), opts)
-
-
-async def _read_back(bootstrap: str, opts: DemoOptions) -> tuple[dict[int, int], dict[int, int]]:
-    async with AsyncClient(bootstrap, client_id="pykaf-demo") as client:
-        metadata = await client.metadata([opts.topic])
-        leaders = {p.partition: p.leader for p in metadata.topics[opts.topic].partitions}
-        return leaders, await _end_offsets(client, await client.api_versions(), opts, leaders)
+def _read_back(bootstrap: str, opts: DemoOptions) -> tuple[dict[int, int], dict[int, int]]:
+    """Each partition's leader and end offset, as the brokers report them."""
+    with Admin(bootstrap, **_client_settings(opts)) as admin:
+        (description,) = admin.describe_topics([opts.topic]).values()
+        leaders = {p.partition: p.leader for p in description.partitions}
+        ends = admin.list_offsets(
+            {TopicPartition(opts.topic, p): OffsetSpec.LATEST for p in leaders}
+        )
+    ends.raise_for_errors()
+    return leaders, {tp.partition: listed.offset for tp, listed in sorted(ends.items())}
 
 
 def _run(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
-    asyncio.run(_prepare(bootstrap, opts))
+    _create_topic(bootstrap, opts)
+    return _run_created(bootstrap, opts, out)
+
+
+def _run_created(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
     elapsed, failures = _produce(bootstrap, opts, out)
     rate = opts.messages / elapsed if elapsed > 0 else float("inf")
     megabytes = opts.messages * opts.value_size / elapsed / 1e6 if elapsed > 0 else 0.0
@@ -213,7 +218,7 @@ def _run(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
         f"{rate:,.0f} msg/s, {megabytes:.1f} MB/s ({failures} failed)",
         file=out,
     )
-    leaders, offsets = asyncio.run(_read_back(bootstrap, opts))
+    leaders, offsets = _read_back(bootstrap, opts)
     print(f"end offsets read back from the broker, topic {opts.topic!r}:", file=out)
     for partition, offset in offsets.items():
         print(
@@ -256,7 +261,24 @@ def _run(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
     return 0 if ok and not problems else 1
 
 
+def _run_on_cluster(bootstrap: str, opts: DemoOptions, out: TextIO) -> int:
+    print(f"existing cluster at {bootstrap}, topic {opts.topic!r}", file=out)
+    _create_topic(bootstrap, opts)
+    try:
+        return _run_created(bootstrap, opts, out)
+    finally:
+        if not opts.keep_topic:
+            _delete_topic(bootstrap, opts, out)
+
+
 def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
     """Run the demo; the exit status is 0 when every message is accounted for."""
+    if opts.bootstrap is not None:
+        return _run_on_cluster(opts.bootstrap, opts, out)
     with _broker_process(opts.brokers, out) as bootstrap:
         return _run(bootstrap, opts, out)
+
+
+def fresh_topic_name() -> str:
+    """A topic name no earlier run used, for a demo on a shared cluster."""
+    return f"pykaf-demo-{secrets.token_hex(4)}"

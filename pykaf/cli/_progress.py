@@ -20,7 +20,8 @@ class Progress:
     ``advance`` is cheap (an add and a clock read), so callers can call it per batch.
     """
 
-    def __init__(self, total: int, *, out: TextIO = sys.stdout, label: str = "") -> None:
+    def __init__(self, total: int | None, *, out: TextIO = sys.stdout, label: str = "") -> None:
+        # total None: a stream of unknown length (pykaf produce); the count and rate only.
         self.total = total
         self.done = 0
         self.label = label
@@ -49,7 +50,9 @@ class Progress:
         self.done += n
         now = time.perf_counter()
         if self._tty:
-            if now - self._last_draw >= _TTY_INTERVAL or self.done >= self.total:
+            if now - self._last_draw >= _TTY_INTERVAL or (
+                self.total is not None and self.done >= self.total
+            ):
                 self._draw(now)
         elif self.total and self.done / self.total >= self._next_log:
             while self._next_log <= self.done / self.total:
@@ -58,11 +61,13 @@ class Progress:
             self._out.flush()
 
     def _line(self, now: float) -> str:
+        elapsed = now - self._started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        if self.total is None:
+            return f"{self.label} {self.done:>12,}  {rate:>12,.0f} msg/s"
         fraction = self.done / self.total if self.total else 1.0
         filled = int(fraction * _WIDTH)
         bar = "#" * filled + "-" * (_WIDTH - filled)
-        elapsed = now - self._started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
         return (
             f"{self.label} [{bar}] {fraction:6.1%} {self.done:>12,}/{self.total:,}"
             f"  {rate:>12,.0f} msg/s"

@@ -19,6 +19,7 @@ from pykaf._producer._delivery import RecordMetadata
 from pykaf._producer._producer import Producer
 from pykaf._producer.journal import JournalStore
 from pykaf.broker import BlockingCluster
+from pykaf.events import BatchFailed, Event
 
 COUNT = 1000
 
@@ -85,8 +86,13 @@ def test_a_hook_that_raises_fails_its_batch_and_later_batches_go_through(
         return records
 
     errors: list[tuple[Any, BaseException]] = []
+    events: list[Event] = []
     with Producer(
-        cluster.bootstrap, transform_batch=picky, on_error=lambda r, e: errors.append((r, e))
+        cluster.bootstrap,
+        linger=0.2,  # the three records below share one batch
+        transform_batch=picky,
+        on_error=lambda r, e: errors.append((r, e)),
+        on_event=events.append,
     ) as producer:
         assert producer.send("t", b"first", partition=1).result(30).offset == 0
         doomed: list[Future[RecordMetadata]] = [
@@ -108,6 +114,9 @@ def test_a_hook_that_raises_fails_its_batch_and_later_batches_go_through(
     # sequence took over the failed batch's: no gap the broker would refuse).
     assert [r.value for r in read_topic(cluster.bootstrap, "t")[1]] == [b"first", b"after"]
     assert after.offset == 1
+    [failed] = [e for e in events if isinstance(e, BatchFailed)]
+    assert (failed.topic, failed.partition) == ("t", 1)
+    assert (failed.records, failed.error) == (3, "TransformError")
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,13 @@ import pytest_asyncio
 
 import pykaf._consumer._fetcher as fetcher_module
 from pykaf._consumer._async_consumer import AsyncConsumer
+from pykaf._consumer._consumer import Consumer
 from pykaf._consumer._fetch_events import count_records
 from pykaf._consumer._records import TopicPartition
 from pykaf._errors import CommitFailedError
 from pykaf._kafka_errors import FencedInstanceIdError
 from pykaf._producer._async_producer import AsyncProducer
-from pykaf.broker import Cluster
+from pykaf.broker import BlockingCluster, Cluster
 from pykaf.broker._group_model import GroupSettings
 from pykaf.broker._groups import configure_groups, group_coordinator
 from pykaf.events import (
@@ -48,11 +49,12 @@ FAST = {
 E = TypeVar("E", bound=Event)
 
 
+FAST_GROUPS = GroupSettings(initial_rebalance_delay=0.05, min_session_timeout=0.05)
+
+
 @pytest_asyncio.fixture
 async def cluster(kafka_cluster: Cluster) -> AsyncIterator[Cluster]:
-    configure_groups(
-        kafka_cluster.state, GroupSettings(initial_rebalance_delay=0.05, min_session_timeout=0.05)
-    )
+    configure_groups(kafka_cluster.state, FAST_GROUPS)
     await kafka_cluster.create_topic("t", 4)
     yield kafka_cluster
 
@@ -139,6 +141,9 @@ async def test_a_second_member_rebalances_both(cluster: Cluster) -> None:
             assert b_rebalance.duration > 0
             assert {e.client_id for e in a_events + b_events} == {"pykaf"}
             assert not of(GroupLost, a_events + b_events)
+        # b left: everything it had revoked, nothing assigned.
+        left = of(GroupRebalanced, b_events)[-1]
+        assert (left.revoked, left.assigned) == (b_joined.assignment, ())
 
 
 async def test_a_cooperative_member_revokes_only_what_moves(cluster: Cluster) -> None:
@@ -248,6 +253,20 @@ async def test_forgotten_while_the_coordinator_was_away(cluster: Cluster) -> Non
     assert (lost.reason, lost.lost) == ("coordinator gone", pairs(0, 1, 2, 3))
 
 
+async def test_no_poll_for_max_poll_interval_loses_the_assignment(cluster: Cluster) -> None:
+    events: list[Event] = []
+    slow = {"max_poll_interval": 0.5, "rebalance_timeout": 5.0}
+    async with member(cluster, "g-slow", events, **slow) as a:
+        async with polling(a):
+            await until(lambda: len(assignment(a)) == 4, "joined")
+        groups = group_coordinator(cluster.state).groups
+        await until(lambda: not groups["g-slow"].members, "a left for not polling")
+        async with polling(a):
+            await until(lambda: len(of(GroupJoined, events)) == 2, "a rejoined once it polled")
+    (lost,) = of(GroupLost, events)
+    assert (lost.reason, lost.lost) == ("poll timeout", pairs(0, 1, 2, 3))
+
+
 # -- fetches ----------------------------------------------------------------------------------
 
 
@@ -324,3 +343,58 @@ def test_record_counts_come_from_batch_headers() -> None:
     assert count_records(data, 13) == 5
     assert count_records(data + second[:20], 10) == 8  # a truncated batch is not counted
     assert count_records(b"", 0) == 0
+
+
+# -- log levels ---------------------------------------------------------------------------
+
+
+def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
+
+
+async def test_a_failing_auto_commit_warns_once_per_episode_and_a_retry_is_info(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pykaf.consumer")
+    events: list[Event] = []
+    auto = {"enable_auto_commit": True, "auto_commit_interval": 0.05}
+    async with member(cluster, "g-auto", events, **auto) as a, polling(a):
+        await until(lambda: len(of(CommitDone, events)) >= 1, "auto-commits go through")
+        cluster.faults.push_errors("OffsetCommit", [30] * 4)  # GROUP_AUTHORIZATION_FAILED
+        await until(lambda: len(of(CommitFailed, events)) == 4, "four auto-commits refused")
+        done = len(of(CommitDone, events))
+        await until(lambda: len(of(CommitDone, events)) > done, "auto-commits go through again")
+        cluster.faults.push_errors("OffsetCommit", [15])  # COORDINATOR_NOT_AVAILABLE: retried
+        await until(lambda: bool(logged(caplog, logging.INFO, "offset commit retried")), "retry")
+    assert {e.error for e in of(CommitFailed, events)} == {"GroupAuthorizationFailedError"}
+    assert len(logged(caplog, logging.WARNING, "auto-commit failed")) == 1
+    assert len(logged(caplog, logging.DEBUG, "auto-commit failed")) == 3  # counted
+    assert logged(caplog, logging.INFO, "auto-commit works again")
+    assert not logged(caplog, logging.WARNING, "offset commit retried")
+
+
+# -- the blocking consumer ----------------------------------------------------------------
+
+
+def test_the_blocking_consumer_hears_the_same_events(
+    kafka_cluster_sync: BlockingCluster,
+) -> None:
+    cluster = kafka_cluster_sync
+    cluster.call(lambda: configure_groups(cluster.state, FAST_GROUPS))
+    cluster.create_topic("b", 2)
+    events: list[Event] = []
+    with Consumer(
+        cluster.bootstrap, group_id="g-sync", topics=["b"], on_event=events.append, **FAST
+    ) as consumer:
+        for _ in range(200):  # bounded: 200 polls of at most 0.1 s
+            if len(consumer.assignment()) == 2:
+                break
+            consumer.poll(timeout=0.1)
+        consumer.commit({TopicPartition("b", p): 1 for p in range(2)})
+    both = (("b", 0), ("b", 1))
+    assert [j.assignment for j in of(GroupJoined, events)] == [both]
+    assert [c.partitions for c in of(CommitDone, events)] == [2]
+    assert [(r.revoked, r.assigned) for r in of(GroupRebalanced, events)] == [
+        ((), both),
+        (both, ()),  # closing left the group
+    ]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from producer._produce_readback import read_topic
 
+from pykaf._producer._async_producer import AsyncProducer
 from pykaf._producer._producer import Producer
 from pykaf.broker import BlockingCluster
 from pykaf.events import (
@@ -25,6 +26,7 @@ from pykaf.events import (
     DowntimeBegan,
     DowntimeEnded,
     Event,
+    JournalFill,
     ReplayFinished,
     ReplayStarted,
 )
@@ -136,7 +138,13 @@ def test_an_outage_of_a_journaled_producer_is_downtime_saved_and_replayed(
     cluster: BlockingCluster, tmp_path: Path
 ) -> None:
     # A small buffer: what is produced while down waits in the journal, then replays.
-    options = {**OUTAGE, "buffer_memory": 128 * 1024}
+    journal_limit = 1 << 20
+    options = {
+        **OUTAGE,
+        "buffer_memory": 128 * 1024,
+        "journal_max_bytes": journal_limit,
+        "journal_segment_bytes": 64 * 1024,
+    }
     with Producer(
         cluster.bootstrap, custody="journal", journal_dir=tmp_path, **options
     ) as producer:
@@ -152,6 +160,13 @@ def test_an_outage_of_a_journaled_producer_is_downtime_saved_and_replayed(
     assert started[0].records > 0
     assert sum(e.records for e in finished) >= started[0].records
     assert sum(len(rs) for rs in read_topic(cluster.bootstrap, "t").values()) == 431
+    # The journal's fill, by tenths of journal_max_bytes: up while down, down once sent.
+    fills = of(events, JournalFill)
+    tenths = [e.used_bytes * 10 // journal_limit for e in fills]
+    assert all(a != b for a, b in itertools.pairwise(tenths)), tenths
+    assert max(tenths) >= 3
+    assert max(e.pending_records for e in fills) >= 300
+    assert all(e.limit_bytes == journal_limit for e in fills)
 
 
 def test_an_outage_of_a_memory_producer_is_downtime_with_the_records_held(
@@ -212,3 +227,16 @@ def test_events_cost_nothing_to_a_producer_nobody_listens_to(cluster: BlockingCl
             producer.produce("t", b"heard")
             assert producer.flush(30) == 0
     assert built["BatchSent"] == len(of(events, BatchSent)) >= 1
+
+
+async def test_the_async_producer_emits_the_same_batch_events(cluster: BlockingCluster) -> None:
+    events: list[Event] = []
+    async with AsyncProducer(cluster.bootstrap, on_event=events.append) as producer:
+        futures = [producer.send("t", b"a%d" % i, partition=i % 3) for i in range(30)]
+        await producer.flush(30)
+    delivered = Counter(f.result().partition for f in futures)
+    acked: Counter[int] = Counter()
+    for event in of(events, BatchAcknowledged):
+        acked[event.partition] += event.records
+    assert acked == delivered == Counter({0: 10, 1: 10, 2: 10})
+    assert sum(e.records for e in of(events, BatchSent)) == 30

@@ -8,6 +8,7 @@ fenced) is decided by ``_consumer.group._membership``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -36,6 +37,8 @@ __all__ = [
     "read_committed",
     "send_commit",
 ]
+
+log = logging.getLogger("pykaf.consumer")
 
 _OFFSET_COMMIT: Final = 8
 _OFFSET_FETCH: Final = 9
@@ -230,6 +233,7 @@ async def commit_offsets(
                 f"offset commit of group {group_id!r} not done within {timeout:g}s (last"
                 f" error: {error})"
             ) from error
+        log.info("group %r: offset commit retried in %.3gs: %s", group_id, delay, error)
         await asyncio.sleep(delay)
 
 

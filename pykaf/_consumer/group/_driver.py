@@ -13,7 +13,8 @@ a pattern, partitions added to the group's topics.
 
 The rebalance callbacks (``on_assigned``, ``on_revoked``, ``on_lost``) run in the caller's
 task, inside ``ensure_active`` (and ``leave``/``close``/``unsubscribe``); what they get and
-how a failing one is handled is ``_rebalance_callbacks``'.
+how a failing one is handled is ``_rebalance_callbacks``'. Each completed join, loss, leave
+and commit is told on the client's telemetry bus (``_telemetry.GroupTelemetry``).
 """
 
 from __future__ import annotations
@@ -415,8 +416,13 @@ class GroupMembership:
         self._heartbeat_task = None
         if state.owned:
             if state.generation.valid:
+                began = time.monotonic()
+                revoked = state.revoke_all()
                 await self._revoke(
-                    state.revoke_all(), timeout=self._client.settings.close_timeout, commit=commit
+                    revoked, timeout=self._client.settings.close_timeout, commit=commit
+                )
+                self._telemetry.rebalanced(
+                    revoked=revoked, assigned=(), duration=time.monotonic() - began
                 )
             else:
                 lost = state.lose_all()

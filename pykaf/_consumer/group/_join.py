@@ -188,7 +188,8 @@ async def join_with_retries(
         except RemoteProtocolError as exc:
             # A garbled answer (librdkafka's mock cluster writes nulls where JoinGroup
             # v5 forbids them when it injects errors): the next attempt may do better.
-            log.warning("group %r: join answer unreadable: %s", spec.group_id, exc)
+            # INFO: a retry; the failing episode is told once at WARNING below.
+            log.info("group %r: join answer unreadable: %s", spec.group_id, exc)
             error = exc
         except PykafError as exc:
             if isinstance(exc, ClientClosedError) or not getattr(exc, "retriable", False):

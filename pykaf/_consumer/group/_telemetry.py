@@ -81,13 +81,28 @@ class GroupTelemetry:
                 duration=duration,
             )
         )
+        self.rebalanced(revoked=revoked, assigned=added, duration=duration, now=now)
+
+    def rebalanced(
+        self,
+        *,
+        revoked: Collection[TopicPartition],
+        assigned: Collection[TopicPartition],
+        duration: float,
+        now: float | None = None,
+    ) -> None:
+        """``GroupRebalanced`` alone: after a join, or when the member leaves (everything
+        revoked, nothing assigned)."""
+        bus = self._bus
+        if not bus.active:
+            return
         bus.emit(
             GroupRebalanced(
-                time=now,
+                time=time.time() if now is None else now,
                 client_id=self._client_id,
                 group_id=self.group_id,
                 revoked=pairs(revoked),
-                assigned=pairs(added),
+                assigned=pairs(assigned),
                 duration=duration,
             )
         )
