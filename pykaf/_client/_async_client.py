@@ -38,6 +38,8 @@ class AsyncClient:
     ``events``: the client's telemetry bus (``pykaf.events``): connections opened, failed
     and closed, requests answered, throttling, metadata refreshes, leader moves. The
     ``on_event=`` setting subscribes at construction; ``events.subscribe`` any time.
+    Cluster downtime events are the producer's (``on_cluster_outage`` feeds its custody,
+    which knows what was saved meanwhile); this client emits none.
     """
 
     def __init__(
