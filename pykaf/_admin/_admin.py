@@ -52,6 +52,7 @@ class Admin:
         admin = AsyncAdmin(bootstrap, settings=settings, **options)
         self.settings = admin.settings
         self.events = admin.events  # telemetry (pykaf.events): the client's bus
+        self.stats = admin.stats  # telemetry: a Stats snapshot (pykaf.telemetry)
         self.bootstrap = admin.bootstrap
         self._admin = admin
         self._loop = LoopThread("pykaf-admin")

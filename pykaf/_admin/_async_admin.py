@@ -51,6 +51,7 @@ class AsyncAdmin:
         self._client = AsyncClient(bootstrap, settings=settings, **options)
         self.settings = self._client.settings
         self.events = self._client.events  # telemetry (pykaf.events): the client's bus
+        self.stats = self._client.stats  # telemetry: a Stats snapshot (pykaf.telemetry)
         self.bootstrap = self._client.bootstrap
 
     def __repr__(self) -> str:

@@ -18,6 +18,8 @@ from pykaf._client._validate import settings_or_options
 from pykaf._client._versions import BrokerApiVersions
 from pykaf._errors import ClientClosedError
 from pykaf._telemetry._bus import EventBus
+from pykaf._telemetry._client_stats import ClientStats
+from pykaf._telemetry._stats import Stats
 from pykaf.protocol._messages import Payload, payload_api
 
 __all__ = ["AsyncClient"]
@@ -52,6 +54,12 @@ class AsyncClient:
         self.settings = settings_or_options(settings, options, ClientSettings.from_options)
         self.bootstrap = parse_bootstrap(bootstrap)
         self.events = EventBus(self.settings.on_event)
+        self._stats = ClientStats(
+            self.events,
+            self.settings.client_id,
+            interval=self.settings.stats_interval,
+            callback=self.settings.on_stats,
+        )
         self._pool = ConnectionPool(self.settings, events=self.events)
         self._cluster = ClusterView(self.bootstrap, self._pool, self.settings, events=self.events)
         # Tasks inside a call (and how many calls deep), for close() to stop them.
@@ -73,6 +81,13 @@ class AsyncClient:
     @property
     def closed(self) -> bool:
         return self._closing
+
+    def stats(self) -> Stats:
+        """This client's statistics now, a plain ``pykaf.telemetry.Stats`` value (counters,
+        gauges, per broker, per partition, latency histograms), built from its events.
+        Counting starts at the first call, or with the client when ``stats_interval`` is
+        set; with neither, nothing listens and nothing is counted."""
+        return self._stats.snapshot()
 
     async def __aenter__(self) -> Self:
         return self
@@ -196,6 +211,7 @@ class AsyncClient:
         if self._closing:
             return
         self._closing = True
+        self._stats.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.close_timeout
         current = asyncio.current_task()

@@ -46,6 +46,7 @@ class Client:
         self._aclient = aclient
         #: The telemetry bus (``AsyncClient.events``); subscribers run on the loop thread.
         self.events = aclient.events
+        self.stats = aclient.stats  # telemetry: a Stats snapshot (pykaf.telemetry)
         self._loop = LoopThread()
         self._close_lock = threading.Lock()
         self._closed = False

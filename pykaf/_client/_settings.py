@@ -120,6 +120,11 @@ class ClientSettings:
     on_event: EventCallback | Iterable[EventCallback] | None = field(
         default=None, repr=False, compare=False
     )
+    #: Telemetry: push a ``pykaf.telemetry.Stats`` snapshot to ``on_stats(stats)`` every
+    #: ``stats_interval`` seconds (librdkafka's ``statistics.interval.ms`` and stats
+    #: callback), on a thread of its own; counting starts with the client. Both or neither.
+    stats_interval: float | None = None
+    on_stats: Callable[[Any], object] | None = field(default=None, repr=False, compare=False)
     #: The TLS context connections use (``ssl_context``, or the one built from the files
     #: once, here); None for PLAINTEXT.
     tls: ssl.SSLContext | None = field(init=False, repr=False, compare=False, default=None)
@@ -151,6 +156,7 @@ class ClientSettings:
         if self.authenticate is not None and not callable(self.authenticate):
             raise ValueError("authenticate must be an async callable taking the connection")
         object.__setattr__(self, "on_event", _event_callbacks(self.on_event))
+        _check_stats(self.stats_interval, self.on_stats)
         for name in ("client_software_name", "client_software_version"):
             value = getattr(self, name)
             if not isinstance(value, str) or not _SOFTWARE_RE.fullmatch(value):
@@ -173,6 +179,20 @@ class ClientSettings:
                 )
                 raise TypeError(f"unknown client setting {name!r}; {hint}")
         return cls(**options)
+
+
+def _check_stats(interval: float | None, callback: object) -> None:
+    if interval is None and callback is None:
+        return
+    if interval is None or callback is None:
+        raise ValueError(
+            "stats_interval and on_stats go together: stats_interval=10.0,"
+            " on_stats=callable(stats) (or neither; stats() works without them)"
+        )
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+        raise ValueError(f"stats_interval must be a positive number of seconds, not {interval!r}")
+    if not callable(callback):
+        raise ValueError(f"on_stats must be a callable(stats), not {callback!r}")
 
 
 def _event_callbacks(

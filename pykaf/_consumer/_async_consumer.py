@@ -88,6 +88,7 @@ class AsyncConsumer:
             raise ConsumerStateError("a topic pattern needs a group_id (subscribe is for groups)")
         self._client = client = AsyncClient(bootstrap, settings=self.settings.client)
         self.events = client.events  # telemetry (pykaf.events): the client's bus
+        self.stats = client.stats  # telemetry: a Stats snapshot (pykaf.telemetry)
         s = self.settings
         self._state = state = FetchState(
             max_partition_bytes=s.max_partition_fetch_bytes,

@@ -86,6 +86,7 @@ class Consumer:
         )
         self.settings = self._async.settings
         self.events = self._async.events  # telemetry (pykaf.events): the client's bus
+        self.stats = self._async.stats  # telemetry: a Stats snapshot (pykaf.telemetry)
         self.group_id = group_id
         self._event = threading.Event()
         self._async.data_hooks.append(self._event.set)

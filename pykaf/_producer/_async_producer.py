@@ -158,6 +158,7 @@ class AsyncProducer:
         self._reporter = Reporter(on_error)
         self._client = AsyncClient(bootstrap, settings=self.settings.client)
         self.events = self._client.events  # telemetry (pykaf.events): the client's bus
+        self.stats = self._client.stats  # telemetry: a Stats snapshot (pykaf.telemetry)
         self._custody = open_custody(
             self.settings,
             self._reporter,

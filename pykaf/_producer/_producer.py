@@ -96,6 +96,7 @@ class Producer:
         reporter = Reporter(on_error)
         client = AsyncClient(bootstrap, settings=self.settings.client)
         self.events = client.events  # telemetry (pykaf.events): the client's bus
+        self.stats = client.stats  # telemetry: a Stats snapshot (pykaf.telemetry)
         # Before the loop thread: a locked or damaged journal_dir refuses with no thread.
         self._custody = open_custody(
             self.settings, reporter, on_replayed_delivery, on_custody_event, client.events

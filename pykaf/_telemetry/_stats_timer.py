@@ -73,10 +73,11 @@ class StatsTimer:
                     exc,
                 )
 
-    def close(self) -> None:
-        """Stop the pushes (waits for a callback in progress, up to its interval)."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the pushes; with ``wait``, wait for a callback in progress (up to its
+        interval). A client's close does not wait: it is bounded by its close_timeout."""
         self._stop.set()
-        if self._thread is not threading.current_thread():
+        if wait and self._thread is not threading.current_thread():
             self._thread.join(self.interval + 5.0)
         if self._owns_collector:
             self.collector.close()
