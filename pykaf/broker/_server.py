@@ -20,6 +20,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypeAlias
@@ -35,11 +36,10 @@ from pykaf.broker._registry import (
 from pykaf.broker._sasl_auth import BrokerUsers
 from pykaf.broker._state import BrokerNode, ClusterState
 from pykaf.broker._tls import (
-    UNEXPECTED_MESSAGE_ALERT,
-    HeldStreamProtocol,
-    discard_unread,
+    SniffingListener,
     first_byte,
     looks_like_tls,
+    refuse_plaintext,
 )
 from pykaf.broker.apis.api_versions import UNSUPPORTED_VERSION, api_versions_entries
 from pykaf.protocol._apis import api_spec
@@ -153,8 +153,8 @@ class BrokerServer:
         #: (main or extra) authenticate every connection against ``users``.
         self.security_protocol = security_protocol
         self.users = users
-        self._server: asyncio.Server | None = None
-        self._extra_servers: list[asyncio.Server] = []
+        self._server: asyncio.Server | SniffingListener | None = None
+        self._extra_servers: list[asyncio.Server | SniffingListener] = []
         self._connections: dict[int, tuple[asyncio.Task[None], asyncio.StreamWriter]] = {}
         self._ids = itertools.count(1)
 
@@ -175,8 +175,8 @@ class BrokerServer:
         if self._server is not None:
             return
         want = self._node.port if port is None else port
-        self._server = await self._listen(None, want, self.tls)
-        self._node.port = self._server.sockets[0].getsockname()[1]
+        self._server = server = await self._listen(None, want, self.tls)
+        self._node.port = server.sockets[0].getsockname()[1]
         try:
             for name, tls in self.extra_listeners.items():
                 server = await self._listen(name, self._node.listener_ports.get(name, 0), tls)
@@ -188,32 +188,34 @@ class BrokerServer:
 
     async def _listen(
         self, name: str | None, port: int, tls: ssl.SSLContext | None
-    ) -> asyncio.Server:
-        serve = functools.partial(self._serve, listener=name, tls=tls)
+    ) -> asyncio.Server | SniffingListener:
+        serve = functools.partial(self._serve, listener=name)
         if tls is None:
             return await asyncio.start_server(
                 serve, self._node.host, port, limit=_STREAM_LIMIT, reuse_address=True
             )
         # TLS starts per connection, after a look at its first byte (see ``_tls``).
-        loop = asyncio.get_running_loop()
+        tls_context = tls
 
-        def held() -> HeldStreamProtocol:
-            return HeldStreamProtocol(
-                asyncio.StreamReader(limit=_STREAM_LIMIT, loop=loop), serve, loop=loop
-            )
+        async def handle(sock: socket.socket, peer: str) -> None:
+            await self._start_tls(sock, peer, tls_context, serve)
 
-        return await loop.create_server(held, self._node.host, port, reuse_address=True)
+        return await SniffingListener.listen(self._node.host, port, handle)
 
     async def _start_tls(
-        self, writer: asyncio.StreamWriter, tls: ssl.SSLContext, peer: str
-    ) -> bool:
-        """TLS on a new connection of a TLS listener; False (the connection is to be
-        closed) when its first bytes are not TLS (answered with Kafka's alert) or the
-        handshake fails."""
+        self,
+        sock: socket.socket,
+        peer: str,
+        tls: ssl.SSLContext,
+        serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    ) -> None:
+        """TLS on a connection of a TLS listener, then serve it; a client whose first
+        bytes are not TLS gets Kafka's alert and is closed, a failed handshake is logged."""
         # A client that stalls holds no more than a request that stalls.
-        first = await first_byte(writer, self.request_receive_timeout)
+        first = await first_byte(sock, self.request_receive_timeout)
         if first is None:
-            return False
+            sock.close()
+            return
         if not looks_like_tls(first):
             log.info(
                 "broker %d: %s sent plaintext (first byte 0x%02x) to a TLS listener;"
@@ -222,18 +224,22 @@ class BrokerServer:
                 peer,
                 first,
             )
-            discard_unread(writer)
-            writer.write(UNEXPECTED_MESSAGE_ALERT)
-            await self._flush(writer)
-            writer.close()  # a FIN after the alert (the abort that follows is then a no-op)
-            return False
+            refuse_plaintext(sock)
+            return
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_STREAM_LIMIT, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, serve, loop=loop)
         try:
-            await writer.start_tls(tls, ssl_handshake_timeout=self.request_receive_timeout)
+            await loop.connect_accepted_socket(
+                lambda: protocol,
+                sock,
+                ssl=tls,
+                ssl_handshake_timeout=self.request_receive_timeout,
+            )
         except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
             log.info("broker %d: TLS handshake with %s failed: %s", self.node.node_id, peer, exc)
             _forget_traceback(exc)
-            return False
-        return True
+            sock.close()
 
     async def stop(self) -> None:
         """Stop listening and close every connection (bounded: tasks are cancelled)."""
@@ -277,7 +283,6 @@ class BrokerServer:
         writer: asyncio.StreamWriter,
         *,
         listener: str | None = None,
-        tls: ssl.SSLContext | None = None,
     ) -> None:
         conn_id = next(self._ids)
         task = asyncio.current_task()
@@ -294,10 +299,6 @@ class BrokerServer:
         info = ConnectionInfo(connection_id=conn_id, peer=peer, listener=listener, sasl=session)
         reading = _Reading(writer.transport)
         try:
-            if tls is not None:
-                if not await self._start_tls(writer, tls, peer):
-                    return
-                reading = _Reading(writer.transport)  # the TLS transport from here on
             await self._run_connection(reader, writer, info, reading)
         except CloseConnection as exc:
             log.info(

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import logging
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "BROKER_SECURITY_PROTOCOLS",
     "UNEXPECTED_MESSAGE_ALERT",
-    "HeldStreamProtocol",
-    "discard_unread",
+    "SniffingListener",
     "first_byte",
     "listener_contexts",
     "looks_like_tls",
+    "refuse_plaintext",
     "security_protocol_name",
 ]
 
@@ -98,62 +98,98 @@ def listener_contexts(
 # a plaintext client at a TLS listener could only guess (and retry until its timeout).
 # Kafka's listener answers such bytes with a TLS alert, and clients name the mistake from
 # it (pykaf's SecurityProtocolMismatchError, franz-go's "is this a TLS port?"). So a TLS
-# listener here accepts plain TCP, holds reading, peeks at the first byte without taking
-# it, and then either starts TLS on the connection (the ClientHello still unread, for the
-# TLS layer) or writes the alert and closes.
+# listener here accepts the socket itself, peeks at the first byte before any transport
+# exists (a transport may read as soon as it is made: Python 3.11.2's does even when
+# paused), and then either hands the socket to asyncio's TLS with the ClientHello still
+# unread, or writes the alert and closes.
 
 _TLS_HANDSHAKE_RECORD: Final = 0x16
 # A TLS 1.2 record: alert, fatal, unexpected_message; what Java's SSLEngine sends.
 UNEXPECTED_MESSAGE_ALERT: Final = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0A])
 
+log = logging.getLogger("pykaf.broker")
 
-class HeldStreamProtocol(asyncio.StreamReaderProtocol):
-    """A stream protocol that reads nothing until TLS starts (``start_tls`` resumes it)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Before the transport's first read is scheduled: the first bytes stay in the
-        # socket, where the TLS layer will read them.
-        assert isinstance(transport, asyncio.ReadTransport)
-        transport.pause_reading()
-        super().connection_made(transport)
+#: Serves one accepted socket (the listener's ``(socket, peer)``).
+SocketHandler = Callable[[socket.socket, str], Coroutine[Any, Any, None]]
 
 
-async def first_byte(writer: asyncio.StreamWriter, timeout: float) -> int | None:
-    """The connection's first byte, peeked (left in the socket); None if the client
-    closed or sent nothing within ``timeout`` seconds."""
+async def first_byte(sock: socket.socket, timeout: float) -> int | None:
+    """The socket's first byte, peeked (left in the socket); None if the client closed,
+    reset, or sent nothing within ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
-    # Watched and read through a duplicate of the descriptor: the loop refuses to watch
-    # one a transport owns, and asyncio's own socket object refuses recv().
-    with socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno())) as peek:
-        peek.setblocking(False)
-        ready: asyncio.Future[None] = loop.create_future()
+    ready: asyncio.Future[None] = loop.create_future()
 
-        def readable() -> None:
-            if not ready.done():
-                ready.set_result(None)
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
 
-        loop.add_reader(peek.fileno(), readable)
-        try:
-            async with asyncio.timeout(timeout):
-                await ready
-            head = peek.recv(1, socket.MSG_PEEK)
-        except (TimeoutError, OSError):  # silent, or reset by the client
-            return None
-        finally:
-            loop.remove_reader(peek.fileno())
+    loop.add_reader(sock.fileno(), readable)
+    try:
+        async with asyncio.timeout(timeout):
+            await ready
+        head = sock.recv(1, socket.MSG_PEEK)
+    except (TimeoutError, OSError):
+        return None
+    finally:
+        loop.remove_reader(sock.fileno())
     return head[0] if head else None
 
 
-def discard_unread(writer: asyncio.StreamWriter, limit: int = 1 << 16) -> None:
-    """Drop what the client sent and nobody read (at most ``limit`` bytes): a socket
-    closed with unread bytes resets the connection, and the reset can overtake the alert
-    written just before it."""
-    with socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno())) as sock:
-        sock.setblocking(False)
-        with contextlib.suppress(OSError):
-            while limit > 0 and (chunk := sock.recv(min(limit, 1 << 14))):
-                limit -= len(chunk)
+def refuse_plaintext(sock: socket.socket, limit: int = 1 << 16) -> None:
+    """Drop what the client sent (at most ``limit`` bytes: a socket closed with unread
+    bytes resets the connection, and the reset can overtake the alert), send Kafka's
+    alert, and close."""
+    with contextlib.suppress(OSError):
+        while limit > 0 and (chunk := sock.recv(min(limit, 1 << 14))):
+            limit -= len(chunk)
+    with contextlib.suppress(OSError):
+        sock.send(UNEXPECTED_MESSAGE_ALERT)  # 7 bytes: the send buffer is empty
+        sock.shutdown(socket.SHUT_WR)
+    sock.close()
 
 
 def looks_like_tls(first: int) -> bool:
     return first == _TLS_HANDSHAKE_RECORD
+
+
+class SniffingListener:
+    """A listening socket whose connections ``handle(sock, peer)`` serves, each in a task
+    of its own; what the broker needs of an ``asyncio.Server`` (``sockets``, ``close``,
+    ``wait_closed``)."""
+
+    def __init__(self, sock: socket.socket, handle: SocketHandler) -> None:
+        self.sockets = [sock]
+        self._handle = handle
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+
+    @classmethod
+    async def listen(cls, host: str, port: int, handle: SocketHandler) -> SniffingListener:
+        sock = socket.create_server((host, port), backlog=128)
+        sock.setblocking(False)
+        return cls(sock, handle)
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        listening = self.sockets[0]
+        while True:
+            try:
+                conn, address = await loop.sock_accept(listening)
+            except OSError as exc:  # out of descriptors, say: wait a little, go on
+                log.warning("a TLS listener could not accept a connection: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "?"
+            task = loop.create_task(self._handle(conn, peer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        self._accepting.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        self.sockets[0].close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(self._accepting, *self._tasks, return_exceptions=True)
