@@ -8,10 +8,10 @@ Each topic's answer is its own: one refused topic never hides the others.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pykaf._admin._outcomes import Outcomes
 from pykaf._admin._specs import NewTopic
@@ -41,6 +41,7 @@ __all__ = [
 
 _UNKNOWN_SERVER_ERROR: Final = -1
 _UNANSWERED: Final = "the broker's answer did not mention it"
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +88,25 @@ class TopicDescription:
     topic_id: uuid.UUID | None
     internal: bool
     partitions: tuple[PartitionDescription, ...]
+
+
+def _per_topic(
+    names: Iterable[str], answers: Mapping[str, Any], result: Callable[[str, Any], _V]
+) -> Outcomes[str, _V]:
+    """Each asked-for topic's outcome: ``result(name, entry)`` for an entry without an
+    error code, else that topic's typed error (a topic the answer left out included)."""
+    ok: dict[str, _V] = {}
+    errors: dict[str, PykafError] = {}
+    for name in names:
+        entry = answers.get(name)
+        if entry is None:
+            errors[name] = item_error(_UNKNOWN_SERVER_ERROR, _UNANSWERED, f"topic {name!r}")
+        elif int(entry.error_code):
+            message = getattr(entry, "error_message", None)
+            errors[name] = item_error(entry.error_code, message, f"topic {name!r}")
+        else:
+            ok[name] = result(name, entry)
+    return Outcomes(ok, errors)
 
 
 def _new_topics(topics: Iterable[NewTopic | str]) -> list[NewTopic]:
@@ -171,18 +191,7 @@ async def create_topics(
         lambda r: ((str(t.name), t) for t in r.topics),
         timeout=timeout,
     )
-    ok: dict[str, TopicCreated] = {}
-    errors: dict[str, PykafError] = {}
-    for name, topic in wanted.items():
-        entry = answers.get(name)
-        if entry is None:
-            errors[name] = item_error(_UNKNOWN_SERVER_ERROR, _UNANSWERED, f"topic {name!r}")
-        elif int(entry.error_code):
-            message = getattr(entry, "error_message", None)
-            errors[name] = item_error(entry.error_code, message, f"topic {name!r}")
-        else:
-            ok[name] = _created(topic, entry)
-    return Outcomes(ok, errors)
+    return _per_topic(wanted, answers, lambda name, entry: _created(wanted[name], entry))
 
 
 async def delete_topics(
@@ -212,18 +221,9 @@ async def delete_topics(
         lambda r: ((str(t.name), t) for t in r.responses if t.name is not None),
         timeout=timeout,
     )
-    ok: dict[str, uuid.UUID | None] = {}
-    errors: dict[str, PykafError] = {}
-    for name in wanted:
-        entry = answers.get(name)
-        if entry is None:
-            errors[name] = item_error(_UNKNOWN_SERVER_ERROR, _UNANSWERED, f"topic {name!r}")
-        elif int(entry.error_code):
-            message = getattr(entry, "error_message", None)
-            errors[name] = item_error(entry.error_code, message, f"topic {name!r}")
-        else:
-            ok[name] = _zero_to_none(getattr(entry, "topic_id", None))
-    return Outcomes(ok, errors)
+    return _per_topic(
+        wanted, answers, lambda _, entry: _zero_to_none(getattr(entry, "topic_id", None))
+    )
 
 
 def _listing(info: TopicInfo) -> TopicListing:
@@ -274,17 +274,7 @@ async def describe_topics(
     if not wanted:
         return Outcomes({}, {})
     view = await client.metadata(wanted, timeout=timeout)
-    ok: dict[str, TopicDescription] = {}
-    errors: dict[str, PykafError] = {}
-    for name in wanted:
-        info = view.topics.get(name)
-        if info is None:
-            errors[name] = item_error(_UNKNOWN_SERVER_ERROR, _UNANSWERED, f"topic {name!r}")
-        elif info.error_code:
-            errors[name] = item_error(info.error_code, None, f"topic {name!r}")
-        else:
-            ok[name] = _description(info)
-    return Outcomes(ok, errors)
+    return _per_topic(wanted, view.topics, lambda _, info: _description(info))
 
 
 def _check_totals(totals: Mapping[str, int]) -> dict[str, int]:
@@ -331,15 +321,4 @@ async def create_partitions(
         lambda r: ((str(t.name), t) for t in r.results),
         timeout=timeout,
     )
-    ok: dict[str, int] = {}
-    errors: dict[str, PykafError] = {}
-    for name, count in wanted.items():
-        entry = answers.get(name)
-        if entry is None:
-            errors[name] = item_error(_UNKNOWN_SERVER_ERROR, _UNANSWERED, f"topic {name!r}")
-        elif int(entry.error_code):
-            message = getattr(entry, "error_message", None)
-            errors[name] = item_error(entry.error_code, message, f"topic {name!r}")
-        else:
-            ok[name] = count
-    return Outcomes(ok, errors)
+    return _per_topic(wanted, answers, lambda name, _: wanted[name])

@@ -212,7 +212,11 @@ class BrokerServer:
         """TLS on a connection of a TLS listener, then serve it; a client whose first
         bytes are not TLS gets Kafka's alert and is closed, a failed handshake is logged."""
         # A client that stalls holds no more than a request that stalls.
-        first = await first_byte(sock, self.request_receive_timeout)
+        try:
+            first = await first_byte(sock, self.request_receive_timeout)
+        except BaseException:  # the listener is closing: the socket is still ours to close
+            sock.close()
+            raise
         if first is None:
             sock.close()
             return
@@ -240,6 +244,9 @@ class BrokerServer:
             log.info("broker %d: TLS handshake with %s failed: %s", self.node.node_id, peer, exc)
             _forget_traceback(exc)
             sock.close()
+        except BaseException:  # cancelled mid-handshake by stop(): close, then go on stopping
+            sock.close()
+            raise
 
     async def stop(self) -> None:
         """Stop listening and close every connection (bounded: tasks are cancelled)."""
