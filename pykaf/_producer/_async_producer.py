@@ -295,6 +295,15 @@ class AsyncProducer:
         await AsyncProducer.produce_batch(self, *args, **kwargs)
         await self._synced()
 
+    async def fsync(self) -> None:
+        """Return once every record produced so far is on disk (fsynced in the journal):
+        "journal_sync" for the records before this call, chosen per call (callers waiting
+        together share one fsync). Custody "memory" keeps nothing on disk: this raises
+        ``ValueError`` there rather than pretend."""
+        if self._custody is None:
+            raise ValueError('fsync() needs custody "journal" or "journal_sync" (and journal_dir)')
+        await self._synced()
+
     async def _synced(self) -> None:
         # The last serial taken is this caller's or a later one: its sync covers ours.
         accumulator = self._accumulator

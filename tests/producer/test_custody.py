@@ -390,6 +390,31 @@ def test_async_journal_sync_produce_returns_only_after_an_fsync(
     assert spy.outside_journal_thread() == 0
 
 
+def test_fsync_chooses_journal_sync_per_call_on_a_journal_producer(
+    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # custody "journal" leaves the fsync to its thread; fsync() waits for it (the gateway's
+    # per-request "journal_sync" on one journal).
+    spy = FsyncSpy(monkeypatch)
+
+    async def main() -> None:
+        async with AsyncProducer(
+            cluster.bootstrap, custody="journal", journal_dir=tmp_path, **FAST
+        ) as producer:
+            store = producer._accumulator.store  # type: ignore[attr-defined]
+            for i in range(20):
+                await producer.produce("t", b"f%d" % i, partition=2)
+                await producer.fsync()
+                assert store.synced_serial >= store.next_serial
+            assert await producer.flush(30) == 0
+        async with AsyncProducer(cluster.bootstrap, **FAST) as memory:
+            with pytest.raises(ValueError, match="journal"):
+                await memory.fsync()
+
+    asyncio.run(main())
+    assert spy.outside_journal_thread() == 0
+
+
 def test_a_journal_larger_than_buffer_memory_is_fed_in_as_memory_frees(
     cluster: BlockingCluster, tmp_path: Path
 ) -> None:

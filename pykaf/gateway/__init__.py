@@ -1,0 +1,21 @@
+"""pykaf.gateway: Kafka over HTTP, with journal custody behind it.
+
+An ASGI application (``create_app(settings)``, mountable in any ASGI framework) serving
+kafboy's routes (``POST /async/{topic}``, ``/sync/{topic}``, ``/batch/...``,
+``/safe/...``) and Confluent's REST v3 (clusters, topics, records), and ``pykaf
+gateway`` to serve it. Install with ``pip install 'pykaf[gateway]'``.
+"""
+
+from pykaf.gateway._app import Gateway, create_app
+from pykaf.gateway._limits import LimitSettings
+from pykaf.gateway._security import SecuritySettings
+from pykaf.gateway._settings import Custody, GatewaySettings
+
+__all__ = [
+    "Custody",
+    "Gateway",
+    "GatewaySettings",
+    "LimitSettings",
+    "SecuritySettings",
+    "create_app",
+]

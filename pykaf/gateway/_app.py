@@ -1,0 +1,125 @@
+"""The gateway as one ASGI application: lifespan, routing, the checks every request
+passes (authentication, limits), and errors in Confluent's JSON shape."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from pykaf.gateway._asgi import (
+    ClientGone,
+    HttpError,
+    JsonResponse,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    error_body,
+)
+from pykaf.gateway._backend import Backend
+from pykaf.gateway._limits import Limits
+from pykaf.gateway._route_table import ROUTES
+from pykaf.gateway._routes import Context, Route, Router
+from pykaf.gateway._security import Security
+from pykaf.gateway._settings import GatewaySettings
+
+__all__ = ["Gateway", "create_app"]
+
+log = logging.getLogger("pykaf.gateway")
+
+
+class Gateway:
+    """An ASGI application (``await app(scope, receive, send)``). Kafka clients open at
+    startup (ASGI lifespan) or, where the host framework does not pass lifespan on to a
+    mounted app, at the first request; ``await app.close()`` flushes and closes."""
+
+    def __init__(self, settings: GatewaySettings, routes: Sequence[Route] | None = None) -> None:
+        self.settings = settings
+        self.backend = Backend(settings)
+        self.security = Security(settings.security)
+        self.limits = Limits(settings.limits)
+        self.context = Context(settings, self.backend, self.security, self.limits)
+        self.router = Router(list(ROUTES if routes is None else routes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websocket and anything else: not ours; the server answers for us.
+
+    async def start(self) -> None:
+        await self.backend.start()
+
+    async def close(self, timeout: float | None = 30.0) -> int:
+        """Flush and close the Kafka clients; returns the records still unreported."""
+        left = await self.backend.close(timeout)
+        if left:
+            log.warning(
+                "the gateway stopped with %d record(s) unreported%s",
+                left,
+                " (kept in the journal for the next start)" if self.settings.journal_dir else "",
+            )
+        return left
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.close()
+                except Exception as exc:
+                    await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limits = self.settings.limits
+        request = Request(
+            scope,
+            receive,
+            send,
+            max_body=limits.max_body_bytes,
+            read_timeout=limits.body_read_timeout,
+        )
+        request.started = time.monotonic()
+        try:
+            found = self.router.match(request.method, request.path)
+            if isinstance(found, str):
+                if found == "method":
+                    raise HttpError(405, f"{request.method} is not allowed on {request.path}")
+                raise HttpError(404, f"no route {request.path}", error_code=404)
+            route, params = found
+            if not route.public:
+                request.principal = self.security.authenticate(request)
+            self.limits.admit(request)
+            if not self.backend.started:
+                await self.start()
+            response = await route.handler(self.context, request, params)
+        except HttpError as exc:
+            response = JsonResponse(
+                exc.status, error_body(exc.error_code, exc.message), exc.headers
+            )
+        except ClientGone:
+            return
+        except Exception as exc:  # a bug of ours: the client gets 500, the log the trace
+            log.exception("the gateway failed on %s %s", request.method, request.path)
+            response = JsonResponse(500, error_body(500, f"internal error: {type(exc).__name__}"))
+        if response is not None:
+            await response.send_to(send)
+
+
+def create_app(settings: GatewaySettings) -> Gateway:
+    """The gateway as an ASGI application, to serve with any ASGI server or mount in
+    any ASGI framework (``pykaf gateway`` serves it with uvicorn)."""
+    return Gateway(settings)

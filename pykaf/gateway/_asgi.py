@@ -1,0 +1,201 @@
+"""The ASGI surface the gateway speaks: a request with a bounded body, JSON answers.
+
+Plain ASGI, no web framework: the gateway has a dozen routes, and one record per request
+is its hardest case (``/async`` is measured against a do-nothing endpoint on the same
+server), so each layer between the server and the producer costs requests per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+from urllib.parse import parse_qsl
+
+__all__ = [
+    "ASGIApp",
+    "ClientGone",
+    "HttpError",
+    "JsonResponse",
+    "Receive",
+    "Request",
+    "Response",
+    "Scope",
+    "Send",
+    "error_body",
+]
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class HttpError(Exception):
+    """An answer other than success, in Confluent's error shape: ``{"error_code":
+    ..., "message": ...}``. ``error_code`` is Confluent's (the HTTP status, or a
+    five-digit refinement of it such as 40403 for an unknown topic)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_code: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_code = status if error_code is None else error_code
+        self.headers = dict(headers or {})
+
+
+def error_body(error_code: int, message: str) -> dict[str, Any]:
+    return {"error_code": error_code, "message": message}
+
+
+@dataclass(slots=True)
+class Response:
+    """A whole answer: status, raw body bytes and headers (lower-case names)."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    async def send_to(self, send: Send) -> None:
+        raw = [
+            (b"content-type", self.content_type.encode()),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+        raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
+        await send({"type": "http.response.start", "status": self.status, "headers": raw})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def JsonResponse(status: int, value: Any, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(value, separators=(",", ":")).encode()
+    return Response(status, body, headers or {})
+
+
+class Request:
+    """One HTTP request: method, path, query, headers (lower-case, latin-1 decoded; a
+    repeated header keeps its last value here, ``header_list`` has them all), the
+    principal once authenticated, and the body read on demand within ``max_body``."""
+
+    __slots__ = (
+        "_body",
+        "_query",
+        "header_list",
+        "headers",
+        "max_body",
+        "method",
+        "path",
+        "principal",
+        "read_timeout",
+        "receive",
+        "scope",
+        "send",
+        "started",
+    )
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        max_body: int,
+        read_timeout: float | None = None,
+    ) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.header_list: list[tuple[str, str]] = [
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
+        ]
+        self.headers: dict[str, str] = dict(self.header_list)
+        self.max_body = max_body
+        self.read_timeout = read_timeout
+        self.principal: str | None = None
+        self.started = 0.0
+        self._body: bytes | None = None
+        self._query: dict[str, str] | None = None
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            raw = self.scope.get("query_string", b"").decode("latin-1")
+            self._query = dict(parse_qsl(raw, keep_blank_values=True))
+        return self._query
+
+    def declared_length(self) -> int | None:
+        """The Content-Length header, checked (413 when above ``max_body``)."""
+        raw = self.headers.get("content-length")
+        if raw is None:
+            return None
+        try:
+            length = int(raw)
+        except ValueError:
+            raise HttpError(400, f"Content-Length is not a number: {raw!r}") from None
+        if length > self.max_body:
+            raise self.too_large()
+        return length
+
+    def too_large(self) -> HttpError:
+        return HttpError(
+            413,
+            f"the request body is larger than the gateway's limit of {self.max_body} bytes",
+        )
+
+    async def chunks(self) -> Any:
+        """The body as it arrives (an async iterator of bytes), within ``max_body`` in
+        all; for streaming routes, which answer as records arrive."""
+        self.declared_length()
+        total = 0
+        while True:
+            if self.read_timeout is None:
+                message = await self.receive()
+            else:
+                # A client that sends its body slower than this holds a request slot
+                # and memory for nothing: a slow-client limit, per chunk.
+                try:
+                    message = await asyncio.wait_for(self.receive(), self.read_timeout)
+                except TimeoutError:
+                    raise HttpError(
+                        408, f"no request body data for {self.read_timeout:g} s"
+                    ) from None
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body:
+                raise self.too_large()
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def body(self) -> bytes:
+        """The whole body, at most ``max_body`` bytes (413 past it)."""
+        if self._body is None:
+            parts = [chunk async for chunk in self.chunks()]
+            self._body = parts[0] if len(parts) == 1 else b"".join(parts)
+        return self._body
+
+    async def json(self) -> Any:
+        raw = await self.body()
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected before its request was read whole."""

@@ -1,0 +1,283 @@
+"""The Kafka side of the gateway: producers per custody, the admin client, topic checks.
+
+Uses the public API only (``pykaf.AsyncProducer``, ``pykaf.AsyncAdmin``), as any user
+would. One journal producer serves both journal levels: "journal_sync" is "journal"
+followed by ``fsync()`` (callers waiting together share one fsync), so a record's
+custody is chosen per request without a second journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pykaf import AsyncAdmin, AsyncProducer, ProducerRecord, RecordMetadata
+from pykaf.errors import BufferFullError, JournalFullError, ProducerClosedError
+from pykaf.gateway._asgi import HttpError
+from pykaf.gateway._settings import Custody, GatewaySettings
+
+__all__ = ["Backend", "Outcome"]
+
+log = logging.getLogger("pykaf.gateway")
+
+# How long a list of the cluster's topics is trusted, and how often an unknown topic
+# may make the gateway ask again (a client posting to a typo must not cost a Metadata
+# request each time).
+_TOPICS_FRESH = 10.0
+_UNKNOWN_RECHECK = 1.0
+# Bounds one topic lookup: past it Kafka counts as unreachable and the record is taken
+# into custody unchecked (it is checked again by the producer when Kafka returns).
+_LOOKUP_TIMEOUT = 2.0
+# A full buffer or journal answers 429 after this long, rather than holding the request.
+_MAX_BLOCK = 0.05
+
+Outcome = RecordMetadata | BaseException
+
+_ADMIN_KEYS = frozenset(
+    {
+        "security_protocol",
+        "ssl_context",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+        "ssl_check_hostname",
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
+        "sasl_oauth_token_provider",
+        "request_timeout",
+        "client_id",
+    }
+)
+
+
+class Backend:
+    """Producers, admin and what the gateway knows about the cluster's topics."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self._memory: AsyncProducer | None = None
+        self._journal: AsyncProducer | None = None
+        self._admin: AsyncAdmin | None = None
+        self._topics: frozenset[str] = frozenset()
+        self._topics_at = -1e9
+        self._unknown_at: dict[str, float] = {}
+        self._refresh: asyncio.Task[bool] | None = None
+        self.failed_after_accept = 0  # records answered 2xx that later failed
+        self.reachable: bool | None = None  # None: not asked yet
+        self.started = False
+        self.closed = False
+
+    # -- life -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the journal now (it replays what an earlier run left) and look at the
+        cluster once; the memory producer opens on first use."""
+        if self.started:
+            return
+        self.started = True
+        if self.settings.journal_dir is not None:
+            self.journal_producer()
+
+    async def close(self, timeout: float | None = 30.0) -> int:
+        """Flush and close: returns how many records were still unreported (in the
+        journal they are kept for the next start)."""
+        self.closed = True
+        left = 0
+        for producer in (self._memory, self._journal):
+            if producer is not None:
+                left += await producer.close(timeout)
+        if self._admin is not None:
+            await self._admin.close()
+        return left
+
+    # -- producers ------------------------------------------------------------------------
+
+    def _options(self) -> dict[str, Any]:
+        return {"max_block": _MAX_BLOCK, **self.settings.producer_options}
+
+    def memory_producer(self) -> AsyncProducer:
+        if self._memory is None:
+            self._check_open()
+            self._memory = AsyncProducer(
+                self.settings.bootstrap, on_error=self._failed, **self._options()
+            )
+        return self._memory
+
+    def journal_producer(self) -> AsyncProducer:
+        if self._journal is None:
+            self._check_open()
+            directory = self.settings.journal_dir
+            if directory is None:
+                raise HttpError(
+                    400,
+                    "custody 'journal' needs a gateway started with a journal directory"
+                    " (--journal-dir)",
+                )
+            os.makedirs(directory, exist_ok=True)
+            self._journal = AsyncProducer(
+                self.settings.bootstrap,
+                on_error=self._failed,
+                custody="journal",
+                journal_dir=directory,
+                on_replayed_delivery=self._replayed,
+                **self._options(),
+            )
+        return self._journal
+
+    def producer(self, custody: Custody) -> AsyncProducer:
+        return self.memory_producer() if custody == "memory" else self.journal_producer()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise HttpError(503, "the gateway is shutting down")
+
+    def _failed(self, record: ProducerRecord, error: BaseException) -> None:
+        # A record answered 202 that Kafka never took: counted, and logged (once per
+        # kind at WARNING, the producer's own log has each one).
+        self.failed_after_accept += 1
+        if self.failed_after_accept == 1 or self.failed_after_accept % 1000 == 0:
+            log.warning(
+                "%d accepted record(s) failed after their answer (last: topic %r: %s)",
+                self.failed_after_accept,
+                record.topic,
+                error,
+            )
+
+    def _replayed(self, metadata: RecordMetadata | None, error: BaseException | None) -> None:
+        if error is not None:
+            self._failed(ProducerRecord(topic=None if metadata is None else metadata.topic), error)
+
+    # -- admin and topics -----------------------------------------------------------------
+
+    def admin(self) -> AsyncAdmin:
+        if self._admin is None:
+            self._check_open()
+            options = {k: v for k, v in self.settings.producer_options.items() if k in _ADMIN_KEYS}
+            self._admin = AsyncAdmin(self.settings.bootstrap, **options)
+        return self._admin
+
+    async def topic_exists(self, topic: str) -> bool | None:
+        """True or False as the cluster says, None when Kafka could not be asked."""
+        now = time.monotonic()
+        if topic in self._topics and now - self._topics_at < _TOPICS_FRESH:
+            return True
+        if topic not in self._topics and now - self._unknown_at.get(topic, -1e9) < _UNKNOWN_RECHECK:
+            return False if self.reachable else None
+        if not await self._refresh_topics():
+            return None
+        if topic in self._topics:
+            self._unknown_at.pop(topic, None)
+            return True
+        if len(self._unknown_at) > 10_000:  # bounded: typos must not grow memory
+            self._unknown_at.clear()
+        self._unknown_at[topic] = time.monotonic()
+        return False
+
+    async def _refresh_topics(self) -> bool:
+        # Concurrent requests for unknown topics share one Metadata request.
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self._list_topics())
+        return await asyncio.shield(self._refresh)
+
+    async def _list_topics(self) -> bool:
+        try:
+            listing = await asyncio.wait_for(self.admin().list_topics(), _LOOKUP_TIMEOUT)
+        except Exception as exc:  # Kafka unreachable: the caller decides what that means
+            if self.reachable is not False:
+                log.warning("Kafka is not reachable from the gateway: %s", exc)
+            self.reachable = False
+            return False
+        if self.reachable is False:
+            log.warning("Kafka is reachable from the gateway again")
+        self.reachable = True
+        self._topics = frozenset(listing)
+        self._topics_at = time.monotonic()
+        return True
+
+    async def check_topic(self, topic: str, custody: Custody) -> None:
+        """404 for a topic the cluster says it does not have. When Kafka cannot be asked,
+        a journal takes the record anyway (that is what it is for); memory custody too,
+        within ``buffer_memory``, and the producer reports it if it never arrives."""
+        exists = await self.topic_exists(topic)
+        if exists is False:
+            raise HttpError(404, f"topic {topic!r} does not exist in the cluster", error_code=40403)
+
+    # -- records --------------------------------------------------------------------------
+
+    async def accept(self, topic: str, records: Sequence[ProducerRecord], custody: Custody) -> None:
+        """Take ``records`` into ``custody`` and return (no waiting for Kafka): in memory,
+        appended to the journal, or appended and fsynced ("journal_sync")."""
+        producer = self.producer(custody)
+        try:
+            if len(records) == 1:
+                r = records[0]
+                await producer.produce(
+                    topic,
+                    r.value,
+                    r.key,
+                    partition=r.partition,
+                    headers=r.headers,
+                    timestamp=r.timestamp,
+                )
+            else:
+                await producer.produce_batch(topic, records)
+            if custody == "journal_sync":
+                await producer.fsync()
+        except (BufferFullError, JournalFullError) as exc:
+            raise self.full(exc) from None
+        except ProducerClosedError:
+            raise HttpError(503, "the gateway is shutting down") from None
+
+    def send(
+        self, topic: str, record: ProducerRecord, custody: Custody
+    ) -> asyncio.Future[RecordMetadata]:
+        """One record; the future resolves when Kafka acknowledges it."""
+        producer = self.producer(custody)
+        try:
+            return producer.send(
+                topic,
+                record.value,
+                record.key,
+                partition=record.partition,
+                headers=record.headers,
+                timestamp=record.timestamp,
+            )
+        except ProducerClosedError:
+            raise HttpError(503, "the gateway is shutting down") from None
+
+    async def deliver(
+        self, topic: str, records: Sequence[ProducerRecord], custody: Custody
+    ) -> list[Outcome]:
+        """Send ``records`` and wait (within ``ack_timeout``) for each one's outcome."""
+        futures = [self.send(topic, r, custody) for r in records]
+        if custody == "journal_sync":
+            await self.producer(custody).fsync()
+        done, _ = await asyncio.wait(futures, timeout=self.settings.ack_timeout)
+        outcomes: list[Outcome] = []
+        for future in futures:
+            if future not in done:
+                outcomes.append(
+                    TimeoutError(
+                        f"not acknowledged within {self.settings.ack_timeout:g} s"
+                        " (it stays in custody and may still be delivered)"
+                    )
+                )
+            elif future.exception() is not None:
+                outcomes.append(future.exception())  # type: ignore[arg-type]
+            else:
+                outcomes.append(future.result())
+        return outcomes
+
+    def full(self, exc: BaseException) -> HttpError:
+        return HttpError(
+            429,
+            f"the gateway's {'journal' if isinstance(exc, JournalFullError) else 'buffer'}"
+            f" is full; retry after {self.settings.retry_after} s",
+            headers={"retry-after": str(self.settings.retry_after)},
+        )

@@ -1,0 +1,116 @@
+"""kafboy's routes: POST a record (or a batch) to a topic, answered once it is in
+custody (``/async``), once Kafka acknowledged it (``/sync``), and the ``/safe`` variants
+that answer only after the journal's fsync."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pykaf import RecordMetadata
+from pykaf.gateway._asgi import JsonResponse, Request, Response
+from pykaf.gateway._body import batch_records, check_topic_name, custody_of, one_record
+from pykaf.gateway._outcomes import http_error_for
+from pykaf.gateway._routes import Context, Route
+from pykaf.gateway._settings import Custody
+
+__all__ = ["KAFBOY_ROUTES"]
+
+
+def _custody(gateway: Context, request: Request, *, acked: bool, safe: bool) -> Custody:
+    if safe:
+        return "journal_sync"
+    settings = gateway.settings
+    return custody_of(request, settings.sync_custody if acked else settings.default_async_custody)
+
+
+async def _records(gateway: Context, request: Request, topic: str, *, batch: bool) -> Any:
+    check_topic_name(topic)
+    gateway.security.authorize(request.principal, "produce", topic)
+    body = await request.body()
+    header = gateway.settings.security.principal_header
+    if batch:
+        return batch_records(request, body, header)
+    return [one_record(request, body, header)]
+
+
+def _placed(metadata: RecordMetadata) -> dict[str, int]:
+    return {
+        "partition": metadata.partition,
+        "offset": metadata.offset,
+        "timestamp": metadata.timestamp,
+    }
+
+
+def _accepting(*, batch: bool, safe: bool) -> Any:
+    async def handler(gateway: Context, request: Request, params: Mapping[str, str]) -> Response:
+        topic = params["topic"]
+        custody = _custody(gateway, request, acked=False, safe=safe)
+        records = await _records(gateway, request, topic, batch=batch)
+        await gateway.backend.check_topic(topic, custody)
+        if records:
+            await gateway.backend.accept(topic, records, custody)
+        return JsonResponse(202, {"topic": topic, "accepted": len(records), "custody": custody})
+
+    return handler
+
+
+def _acknowledged(*, batch: bool, safe: bool) -> Any:
+    async def handler(gateway: Context, request: Request, params: Mapping[str, str]) -> Response:
+        topic = params["topic"]
+        custody = _custody(gateway, request, acked=True, safe=safe)
+        records = await _records(gateway, request, topic, batch=batch)
+        await gateway.backend.check_topic(topic, custody)
+        outcomes = await gateway.backend.deliver(topic, records, custody)
+        retry_after = gateway.settings.retry_after
+        if not batch:
+            outcome = outcomes[0]
+            if isinstance(outcome, BaseException):
+                raise http_error_for(outcome, retry_after=retry_after)
+            return JsonResponse(200, {"topic": topic, **_placed(outcome)})
+        answers: list[dict[str, Any]] = []
+        first_error = None
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                error = http_error_for(outcome, retry_after=retry_after)
+                first_error = first_error or error
+                answers.append({"error_code": error.error_code, "message": error.message})
+            else:
+                answers.append(_placed(outcome))
+        status = 200 if first_error is None else first_error.status
+        headers = {} if first_error is None else first_error.headers
+        return JsonResponse(status, {"topic": topic, "records": answers}, headers)
+
+    return handler
+
+
+def _routes() -> list[Route]:
+    routes = []
+    for safe in (False, True):
+        prefix = "/safe" if safe else ""
+        for batch in (False, True):
+            middle = "/batch" if batch else ""
+            what = "records (one per line, or a JSON array)" if batch else "one record (the body)"
+            fsync = "; answered after the journal's fsync" if safe else ""
+            routes.append(
+                Route(
+                    "POST",
+                    f"{prefix}{middle}/async/{{topic}}",
+                    _accepting(batch=batch, safe=safe),
+                    f"{'safe_' if safe else ''}{'batch_' if batch else ''}async",
+                    f"Produce {what}; 202 once in custody{fsync}",
+                )
+            )
+            routes.append(
+                Route(
+                    "POST",
+                    f"{prefix}{middle}/sync/{{topic}}",
+                    _acknowledged(batch=batch, safe=safe),
+                    f"{'safe_' if safe else ''}{'batch_' if batch else ''}sync",
+                    f"Produce {what}; answered when Kafka acknowledges{fsync}",
+                )
+            )
+    return routes
+
+
+KAFBOY_ROUTES = _routes()

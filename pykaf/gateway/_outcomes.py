@@ -1,0 +1,46 @@
+"""A producer's exception as the HTTP answer it deserves (status, Confluent error code)."""
+
+from __future__ import annotations
+
+from pykaf.errors import (
+    BufferFullError,
+    DeliveryError,
+    DeliveryTimeoutError,
+    JournalFullError,
+    KafkaTimeoutError,
+    MessageTooLargeError,
+    ProducerClosedError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
+from pykaf.gateway._asgi import HttpError
+
+__all__ = ["http_error_for"]
+
+
+def http_error_for(exc: BaseException, *, retry_after: int) -> HttpError:
+    """What a client is told when its record could not be taken or delivered."""
+    if isinstance(exc, HttpError):
+        return exc
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, DeliveryError) and not isinstance(exc, DeliveryTimeoutError):
+        # The broker's own error, when there is one, decides the status.
+        exc = exc.cause if exc.cause is not None else exc
+    if isinstance(exc, BufferFullError | JournalFullError):
+        return HttpError(
+            429, f"{text}; retry after {retry_after} s", headers={"retry-after": str(retry_after)}
+        )
+    if isinstance(exc, UnknownTopicOrPartitionError):
+        return HttpError(404, text, error_code=40403)
+    if isinstance(exc, RecordTooLargeError | MessageTooLargeError):
+        return HttpError(413, text)
+    if isinstance(exc, TopicAuthorizationFailedError):
+        return HttpError(403, text, error_code=40301)
+    if isinstance(exc, DeliveryTimeoutError | KafkaTimeoutError | TimeoutError):
+        return HttpError(504, text)
+    if isinstance(exc, ProducerClosedError):
+        return HttpError(503, "the gateway is shutting down")
+    if isinstance(exc, TypeError | ValueError):
+        return HttpError(400, text)
+    return HttpError(500, f"{type(exc).__name__}: {text}")
