@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pykaf import Consumer, ConsumerRecord, TopicPartition
 from pykaf.broker import BlockingCluster
 
-__all__ = ["read_all", "wait_for"]
+__all__ = ["FAST", "read_all", "wait_for"]
+
+# Fast for tests: small batches leave at once.
+FAST: dict[str, Any] = {"linger": 0.001, "request_timeout": 5.0}
 
 
 def read_all(kafka: BlockingCluster, topic: str, count: int) -> list[tuple[int, ConsumerRecord]]:
