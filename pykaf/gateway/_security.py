@@ -185,8 +185,9 @@ class Security:
         if self._passwords:
             challenges.append(f'Basic realm="{settings.realm}", charset="UTF-8"')
         if not challenges and settings.client_cert:
-            # No HTTP scheme answers a missing certificate; name the realm all the same.
-            challenges.append(f'Bearer realm="{settings.realm}"')
+            # No registered HTTP scheme asks for a certificate, but a 401 must carry a
+            # challenge (RFC 9110): an honest name rather than a scheme that would not work.
+            challenges.append(f'ClientCertificate realm="{settings.realm}"')
         self._challenge = ", ".join(challenges)
         self._how = " or ".join(
             how
