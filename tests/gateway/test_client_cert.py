@@ -32,13 +32,36 @@ PARSERS = ["httptools", "h11"]
 
 
 @contextmanager
+def uvicorn_serving(app: Any, **options: Any) -> Iterator[str]:
+    """``app`` on a uvicorn server in a thread, on a free port: its base URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started, "uvicorn did not start within 20 s"
+        yield f"{'https' if options.get('ssl_certfile') else 'http'}://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        listener.close()
+        assert not thread.is_alive(), "uvicorn did not stop within 20 s"
+
+
+@contextmanager
 def served(
     kafka: BlockingCluster,
     parser: str,
     security: SecuritySettings | None = None,
     limits: LimitSettings | None = None,
 ) -> Iterator[tuple[str, Gateway]]:
-    """The gateway on a uvicorn server in a thread: (base URL, app)."""
+    """The gateway on a uvicorn server, served as ``uvicorn_options`` says: (URL, app)."""
     security = security or SecuritySettings()
     app = create_app(
         GatewaySettings(
@@ -48,31 +71,8 @@ def served(
             limits=limits or LimitSettings(),
         )
     )
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        **uvicorn_options(security, app.limits, parser=parser),  # type: ignore[arg-type]
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started, "uvicorn did not start within 20 s"
-        scheme = "https" if security.tls_certfile else "http"
-        yield f"{scheme}://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        listener.close()
-        assert not thread.is_alive(), "uvicorn did not stop within 20 s"
+    with uvicorn_serving(app, **uvicorn_options(security, app.limits, parser=parser)) as url:  # type: ignore[arg-type]
+        yield url, app
 
 
 def tls_security(files: Any, **extra: Any) -> SecuritySettings:
@@ -196,3 +196,46 @@ def test_a_slow_or_missing_request_head_is_408(kafka: BlockingCluster, parser: s
         with httpx.Client(base_url=url) as http:  # a prompt client is untouched
             assert http.post("/async/events", content=b"x").status_code == 202
         assert app.limits.rejected["slow_header"] == 2
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_any_asgi_app_gets_the_tls_extension(tls_files: Any, parser: str) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def recorder(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(scope.get("extensions", {}).get("tls"))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    files = tls_files.main
+    options = uvicorn_options(tls_security(files), LimitSettings(), parser=parser)  # type: ignore[arg-type]
+    assert options["ssl_cert_reqs"] == ssl.CERT_OPTIONAL
+    with uvicorn_serving(recorder, **options) as url:
+        with httpx.Client(base_url=url, verify=client_context(files, client=files)) as http:
+            assert http.get("/").status_code == 204
+            assert http.get("/").status_code == 204  # the same connection, read once
+        with httpx.Client(base_url=url, verify=client_context(files)) as http:
+            assert http.get("/").status_code == 204
+    with_cert, again, without_cert = seen
+    assert with_cert is again
+    assert with_cert["client_cert_name"] == "CN=pykaf client,O=pykaf throwaway"
+    (pem,) = with_cert["client_cert_chain"]
+    assert ssl.PEM_cert_to_DER_cert(pem) == ssl.PEM_cert_to_DER_cert(files.client_cert.read_text())
+    assert with_cert["tls_version"] in (0x0303, 0x0304)
+    assert without_cert["client_cert_name"] is None
+    assert without_cert["client_cert_chain"] == []
+
+
+def test_serving_options_follow_the_security_settings(tls_files: Any) -> None:
+    plain = uvicorn_options(SecuritySettings(), LimitSettings(max_header_bytes=4096))
+    assert plain["h11_max_incomplete_event_size"] == 4096
+    assert "ssl_certfile" not in plain
+    with pytest.raises(ValueError, match="client_cert needs TLS"):
+        uvicorn_options(SecuritySettings(client_cert=True), LimitSettings())
+    files = tls_files.main
+    required = tls_security(files, tls_client_cert="required")
+    assert uvicorn_options(required, LimitSettings())["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+    with pytest.raises(ValueError, match="parser must be"):
+        uvicorn_options(SecuritySettings(), LimitSettings(), parser="zttp")  # type: ignore[arg-type]
