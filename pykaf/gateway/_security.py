@@ -189,6 +189,9 @@ class Security:
             # challenge (RFC 9110): an honest name rather than a scheme that would not work.
             challenges.append(f'ClientCertificate realm="{settings.realm}"')
         self._challenge = ", ".join(challenges)
+        self._schemes = frozenset(
+            name for name, table in (("bearer", self._tokens), ("basic", self._passwords)) if table
+        )
         self._how = " or ".join(
             how
             for how, on in (
@@ -220,10 +223,16 @@ class Security:
         if not self._configured:
             return None  # open (loopback, or allowed): credentials are not looked at
         header = request.headers.get("authorization")
-        if header is not None:
-            principal = await self._from_header(header)
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme in self._schemes:
+            principal = await self._from_header(scheme, credentials.strip())
         elif self.settings.client_cert and _client_cert_name(request) is not None:
+            # An Authorization header of a scheme not configured here may be meant for
+            # something else (a proxy): the verified certificate decides.
             principal = self._from_certificate(request)
+        elif header is not None:
+            principal = None
         elif self.settings.allow_anonymous:
             return None
         else:
@@ -233,15 +242,10 @@ class Security:
         self._failures.succeeded(_address(request))
         return principal
 
-    async def _from_header(self, header: str) -> str | None:
-        scheme, _, credentials = header.strip().partition(" ")
-        scheme = scheme.lower()
-        credentials = credentials.strip()
-        if scheme == "bearer" and self._tokens:
+    async def _from_header(self, scheme: str, credentials: str) -> str | None:
+        if scheme == "bearer":
             return self._tokens.principal(credentials)
-        if scheme == "basic" and self._passwords:
-            return await self._basic(credentials)
-        return None
+        return await self._basic(credentials)
 
     async def _basic(self, credentials: str) -> str | None:
         try:
