@@ -7,15 +7,23 @@ gateway`` to serve it. Install with ``pip install 'pykaf[gateway]'``.
 """
 
 from pykaf.gateway._app import Gateway, create_app
-from pykaf.gateway._limits import LimitSettings
-from pykaf.gateway._security import SecuritySettings
+from pykaf.gateway._auth_secrets import hash_password, hash_token
+from pykaf.gateway._limits import LimitSettings, RateLimit
+from pykaf.gateway._security import SecuritySettings, check_binding
 from pykaf.gateway._settings import Custody, GatewaySettings
+from pykaf.gateway._tls_scope import uvicorn_http_protocol, uvicorn_options
 
 __all__ = [
     "Custody",
     "Gateway",
     "GatewaySettings",
     "LimitSettings",
+    "RateLimit",
     "SecuritySettings",
+    "check_binding",
     "create_app",
+    "hash_password",
+    "hash_token",
+    "uvicorn_http_protocol",
+    "uvicorn_options",
 ]
