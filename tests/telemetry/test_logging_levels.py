@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,34 @@ def test_a_broker_down_for_a_while_is_one_warning_with_its_cause_then_an_end_lin
     attempts = int(ended[0].rsplit(", ", 1)[-1].split()[0])
     assert attempts >= 10
     assert logged(caplog, "pykaf", logging.ERROR) == []
+
+
+def test_a_producer_waiting_for_metadata_warns_once_and_says_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pykaf.producer")
+    fast = {"reconnect_backoff": 0.01, "reconnect_backoff_max": 0.05, "retry_backoff": 0.01}
+    with BlockingCluster(brokers=1) as cluster:
+        cluster.create_topic("t", 1)
+        cluster.faults.broker_down(1)
+        with (
+            Producer(cluster.bootstrap, linger=0.0, max_block=LIMIT, **fast) as producer,
+            ThreadPoolExecutor(1) as caller,
+        ):
+            # send() blocks its caller until the topic's metadata comes (max_block).
+            sending = caller.submit(producer.send, "t", b"late", partition=0)
+            wait_until(
+                lambda: bool(logged(caplog, "pykaf.producer", logging.WARNING, "no metadata")),
+                "the WARNING while waiting",
+            )
+            cluster.faults.broker_up(1)
+            sending.result(timeout=LIMIT).result(timeout=LIMIT)
+    (warning,) = logged(caplog, "pykaf.producer", logging.WARNING)
+    assert warning.startswith("producer: no metadata for 't'")
+    (ended,) = logged(caplog, "pykaf.producer", logging.INFO, "answered again")
+    assert re.fullmatch(
+        r"producer: metadata answered again after [\d.]+ s, \d+ failed requests?", ended
+    )
 
 
 # -- the admin ---------------------------------------------------------------------------------
