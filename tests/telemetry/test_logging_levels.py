@@ -148,6 +148,10 @@ def test_records_that_fail_in_a_storm_are_one_error_and_a_count(
     assert errors[1].startswith("19 more like it held back, 19 record(s) in all in ")
 
 
+# Reconnects many times a second: an outage of a fraction of a second has many attempts.
+RECONNECT_FAST = {"reconnect_backoff": 0.01, "reconnect_backoff_max": 0.05, "retry_backoff": 0.01}
+
+
 def failed_attempts(producer: Producer) -> int:
     broker = producer.stats().brokers.get(1)
     return 0 if broker is None else broker.connections_failed
@@ -157,10 +161,9 @@ def test_a_broker_down_for_a_while_is_one_warning_with_its_cause_then_an_end_lin
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="pykaf")
-    fast = {"reconnect_backoff": 0.01, "reconnect_backoff_max": 0.05, "retry_backoff": 0.01}
     with BlockingCluster(brokers=1) as cluster:
         cluster.create_topic("t", 1)
-        with Producer(cluster.bootstrap, linger=0.0, **fast) as producer:
+        with Producer(cluster.bootstrap, linger=0.0, **RECONNECT_FAST) as producer:
             producer.send("t", b"before", partition=0).result(timeout=LIMIT)
             producer.stats()  # counting starts now
             cluster.faults.broker_down(1)
@@ -194,12 +197,11 @@ def test_a_producer_waiting_for_metadata_warns_once_and_says_when_it_ends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="pykaf.producer")
-    fast = {"reconnect_backoff": 0.01, "reconnect_backoff_max": 0.05, "retry_backoff": 0.01}
     with BlockingCluster(brokers=1) as cluster:
         cluster.create_topic("t", 1)
         cluster.faults.broker_down(1)
         with (
-            Producer(cluster.bootstrap, linger=0.0, max_block=LIMIT, **fast) as producer,
+            Producer(cluster.bootstrap, linger=0.0, max_block=LIMIT, **RECONNECT_FAST) as producer,
             ThreadPoolExecutor(1) as caller,
         ):
             # send() blocks its caller until the topic's metadata comes (max_block).
