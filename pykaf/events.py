@@ -18,8 +18,9 @@ Who emits what (each event once, by the component that knows its values):
   (``error`` None when the client closed it on purpose: ``close()``, a broker that moved,
   a SASL session replaced), ``RequestAnswered`` (bytes on the wire, length prefixes
   included; ``latency`` from the write to the answer read; ``broker`` None on a bootstrap
-  connection not yet named by Metadata), ``Throttled`` (any answer decoded with a
-  ``throttle_time`` > 0; the producer's hand-decoded Produce answers do not read it),
+  connection not yet named by Metadata), ``Throttled`` (any answer with a throttle
+  time > 0, the producer's Produce answers included: the producer then sends nothing to
+  that broker until the throttle time has passed, KIP-219),
   ``MetadataRefreshed`` and ``LeaderMoved`` (a cached leader that a Metadata answer
   changed);
 - the producer: batches, buffer and journal fill, replay, and ``DowntimeBegan`` /

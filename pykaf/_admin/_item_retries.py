@@ -6,11 +6,13 @@ COORDINATOR_LOAD_IN_PROGRESS), a partition's leader (NOT_LEADER_OR_FOLLOWER), or
 connection breaks. ``settle`` asks again for those items only, with backoff, bounded in
 attempts and by the call's deadline; an item still failing then keeps its last error.
 Items that failed for good keep their own error at once, and never hide the others.
+Each retry round is one INFO line (logger ``pykaf.admin``); the round count bounds them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from pykaf._client._backoff import Backoff
 from pykaf._errors import ClientClosedError, KafkaTimeoutError, PykafError
 
 __all__ = ["Deadline", "Failed", "retriable", "settle"]
+
+log = logging.getLogger("pykaf.admin")
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -130,6 +134,14 @@ async def settle(
             for item in pending:
                 errors[item] = last[item]
             break
+        log.info(
+            "retrying %d item(s) in %.3g s (attempt %d failed): %s: %s",
+            len(pending),
+            delay,
+            attempts,
+            what(pending[0]),
+            last[pending[0]],
+        )
         await asyncio.sleep(delay)
         if before_retry is not None:
             try:

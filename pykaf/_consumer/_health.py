@@ -2,7 +2,8 @@
 
 A failing episode (no metadata for the topics, a group that cannot be joined, a broker
 that does not answer fetches) is logged at WARNING when it starts, with its cause and what
-to check; repeats are counted (DEBUG), and the recovery is logged at INFO with the count.
+to check; repeats are counted (DEBUG), and the recovery is logged at INFO with the count and
+how long the episode lasted.
 Failures the application must hear about go to the consumer's ``on_error(error)``
 callback too (in the loop's thread; a callback that raises is logged, never propagated).
 """
@@ -30,9 +31,16 @@ def check_on_error(on_error: object) -> ConsumerErrorCallback | None:
 class Health:
     """Episodes per key ("start", "join", "fetch 3"...) for one consumer."""
 
-    def __init__(self, logger: logging.Logger, on_error: ConsumerErrorCallback | None) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        on_error: ConsumerErrorCallback | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._logger = logger
         self.on_error = on_error
+        self._clock = clock
         self._failing: Episodes[str] = Episodes()
 
     def failing(self, key: str) -> bool:
@@ -44,7 +52,7 @@ class Health:
 
     def failed(self, key: str, message: str, *, hint: str = "") -> bool:
         """One failure of ``key``; True when it starts an episode (logged at WARNING)."""
-        count = self._failing.failed(key, time.monotonic()).failures
+        count = self._failing.failed(key, self._clock()).failures
         if count == 1:
             self._logger.warning("%s%s", message, f" ({hint})" if hint else "")
             return True
@@ -56,7 +64,12 @@ class Health:
         None, for an episode another key already tells of)."""
         episode = self._failing.ended(key)
         if episode is not None and message is not None:
-            self._logger.info("%s (after %d failure(s))", message, episode.failures)
+            self._logger.info(
+                "%s (after %d failure(s) in %.1f s)",
+                message,
+                episode.failures,
+                self._clock() - episode.since,
+            )
 
     def report(self, error: BaseException) -> None:
         """Hand ``error`` to ``on_error`` (if any)."""

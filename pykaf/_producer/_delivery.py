@@ -3,7 +3,9 @@
 Every record ends in exactly one report. A record's report is what the caller asked for:
 an ``on_delivery(metadata, error)`` callback, a ``concurrent.futures.Future`` (blocking
 ``send``), an ``asyncio.Future`` (async ``send``), or nothing (fire-and-forget: a failure
-then goes to the producer's ``on_error(record, error)``, or to the log at ERROR). Batches
+then goes to the producer's ``on_error(record, error)``, or to the log at ERROR, rate-limited
+and counted by ``log_limit``: an outage that fails a thousand batches is a line and a
+count, not a thousand lines; so is a callback that raises for every record). Batches
 keep only the reports that exist, as ``(index, report)`` pairs, so fire-and-forget records
 cost nothing here on success.
 """
@@ -21,6 +23,7 @@ from typing import Any, NamedTuple, Protocol, TypeAlias
 
 from pykaf._errors import DeliveryError
 from pykaf._producer._future import DeliveryFuture, resolve_many
+from pykaf._telemetry._log_limit import LogLimiter
 
 __all__ = [
     "DeliveryCallback",
@@ -127,6 +130,8 @@ class Reporter:
         if on_error is not None and not callable(on_error):
             raise TypeError(f"on_error must be a function (record, error), not {on_error!r}")
         self.on_error = on_error
+        # Failures told in the log (see the module doc); the engine gives it a timer.
+        self.log_limit = LogLimiter(logger, unit="record(s)")
 
     def succeeded(self, batch: _BatchLike, base_offset: int, log_append_time: int) -> None:
         reports = batch.reports
@@ -183,12 +188,15 @@ class Reporter:
             return
         on_error = self.on_error
         if on_error is None:
-            logger.error(
+            self.log_limit.log(
+                logging.ERROR,
+                type(error).__name__,
                 "%d record(s) to %s-%d not delivered: %s",
                 silent,
                 batch.topic,
                 batch.partition,
                 error,
+                weight=silent,
             )
             return
         for index, (key, value, headers, timestamp) in enumerate(records):
@@ -205,16 +213,26 @@ class Reporter:
             try:
                 on_error(record, error)
             except Exception:
-                logger.exception("on_error raised for a record to %s", batch.topic)
+                self.log_limit.log(
+                    logging.ERROR,
+                    "on_error raised",
+                    "on_error raised for a record to %s",
+                    batch.topic,
+                    exc_info=True,
+                )
 
-    @staticmethod
     def _call(
-        callback: DeliveryCallback, metadata: RecordMetadata | None, error: DeliveryError | None
+        self,
+        callback: DeliveryCallback,
+        metadata: RecordMetadata | None,
+        error: DeliveryError | None,
     ) -> None:
         try:
             callback(metadata, error)
         except Exception:
-            logger.exception("an on_delivery callback raised")
+            self.log_limit.log(
+                logging.ERROR, "on_delivery raised", "an on_delivery callback raised", exc_info=True
+            )
 
 
 def unpack_item(

@@ -44,6 +44,7 @@ from pykaf._producer._metadata import ProducerMetadata
 from pykaf._producer._outcomes import BatchOutcomes
 from pykaf._producer._sender import BrokerSender
 from pykaf._producer._settings import ProducerSettings
+from pykaf._telemetry._log_limit import LogLimiter
 from pykaf.protocol._messages import build_request
 
 __all__ = ["ProducerEngine"]
@@ -96,6 +97,10 @@ class ProducerEngine(BatchOutcomes):
         self._close_flush: asyncio.Task[int] | None = None
         self._flush_cut = False
         accumulator.on_space = self._on_space
+        # Lines that come in storms (retries, records that fail): rate-limited, counted,
+        # the counts told at the end of each window (a timer on this loop) or at close.
+        self.retry_log = LogLimiter(log, unit="record(s)", schedule=loop.call_later)
+        reporter.log_limit.schedule = loop.call_later
         # Telemetry (``_batch_events``): the client's bus, tested once per request/answer.
         self.bus = client.events
         self.batch_events = BatchEvents(
@@ -452,6 +457,8 @@ class ProducerEngine(BatchOutcomes):
                 self._finish(batch, self._delivery_error(batch, error, False))
         self.metadata.close()
         self._release()
+        self.retry_log.flush()
+        self.reporter.log_limit.flush()
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()

@@ -113,6 +113,8 @@ class ProducerMetadata:
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._unreachable = False  # a WARNING for the current episode was logged
+        self._unreachable_since = 0.0  # when that episode began (the loop's clock)
+        self._unreachable_failures = 0  # failed requests in it
         self.closing = False
 
     def refresh(self, topics: Iterable[str]) -> None:
@@ -130,6 +132,7 @@ class ProducerMetadata:
                     return
                 self._stale.clear()
                 self._kick.clear()
+                asked_at = self._loop.time()
                 try:
                     view = await self._client.metadata(wanted)
                 except (PykafError, OSError) as exc:
@@ -140,9 +143,10 @@ class ProducerMetadata:
                         # them, say it now.
                         self._fail_waiters(exc)
                     missing = set(wanted)
-                    self._warn_waiting(exc)
+                    self._warn_waiting(exc, asked_at)
                 else:
-                    self._unreachable = False
+                    if self._unreachable:
+                        self._answered_again()
                     missing = self._apply(wanted, view)
                 # Ask again for what is still missing, if someone still needs it: a
                 # caller waiting for the topic, or batches for leaderless partitions.
@@ -168,17 +172,34 @@ class ProducerMetadata:
                 if not waiter.done():
                     waiter.set_exception(error)
 
-    def _warn_waiting(self, error: BaseException | str) -> None:
-        """Once per episode: callers block in send()/produce() because no metadata comes."""
-        if self._unreachable or not self._waiters:
+    def _warn_waiting(self, error: BaseException | str, asked_at: float) -> None:
+        """Once per episode: callers block in send()/produce() because no metadata comes
+        (the episode began when the request that failed first was sent, at ``asked_at``)."""
+        if self._unreachable:
+            self._unreachable_failures += 1
+            return
+        if not self._waiters:
             return
         self._unreachable = True
+        self._unreachable_since = asked_at
+        self._unreachable_failures = 1
         log.warning(
             "producer: no metadata for %s (%s); send()/produce() wait up to max_block"
             " (%gs) for a broker to answer",
             ", ".join(repr(t) for t in sorted(self._waiters)),
             error,
             self._settings.max_block,
+        )
+
+    def _answered_again(self) -> None:
+        """The end of the episode ``_warn_waiting`` began, told at INFO."""
+        self._unreachable = False
+        failures = self._unreachable_failures
+        log.info(
+            "producer: metadata answered again after %.1f s, %d failed request%s",
+            self._loop.time() - self._unreachable_since,
+            failures,
+            "" if failures == 1 else "s",
         )
 
     def _apply(self, topics: Iterable[str], view: Any) -> set[str]:
@@ -264,7 +285,9 @@ class ProducerMetadata:
             if waiter.done() or remaining <= quiet:
                 raise
         last = self.errors.get(topic)
-        self._warn_waiting(last if last is not None else "no metadata answer yet")
+        self._warn_waiting(
+            last if last is not None else "no metadata answer yet", self._loop.time() - quiet
+        )
         async with asyncio.timeout(remaining - quiet):
             await waiter
 

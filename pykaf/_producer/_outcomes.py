@@ -19,6 +19,10 @@ Outcomes of a batch:
 - too large for the topic (MESSAGE_TOO_LARGE, more than one record): split in halves,
   sent in its place;
 - anything else, or past ``delivery_timeout``: failed with a ``DeliveryError``.
+
+A retry is logged at INFO (``retry_log``: at most one line per error class per window,
+the rest counted and told when the window ends, so a dead broker's hundred batches are one
+line and a count, never a hundred lines); what finally fails is the reporter's to tell.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from pykaf._producer._replay_identity import RESEQUENCE_CODES
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._transform import delivered_view, failed_view
 from pykaf._telemetry._bus import EventBus
+from pykaf._telemetry._log_limit import LogLimiter
 from pykaf.protocol._produce_response import ProduceOutcomes
 
 __all__ = ["BatchOutcomes"]
@@ -74,6 +79,7 @@ class BatchOutcomes:
     metadata: ProducerMetadata
     bus: EventBus
     batch_events: BatchEvents
+    retry_log: LogLimiter
     _clock: Callable[[], float]
     _backoff: Backoff
     _closing: bool
@@ -218,8 +224,21 @@ class BatchOutcomes:
             getattr(error, "retriable", False) or isinstance(error, OSError)
         )
         topics = {b.topic for b in batches}
+        if retriable and not self._closing:
+            records = sum(len(b.records) for b in batches)
+            self.retry_log.log(
+                logging.INFO,
+                type(error).__name__,
+                "Produce to broker %d got no answer (%s: %s): %d batch(es), %d record(s) retried",
+                node_id,
+                type(error).__name__,
+                error,
+                len(batches),
+                records,
+                weight=records,
+            )
         for batch in batches:
-            self._failed(batch, error, retriable=retriable, maybe_written=written)
+            self._failed(batch, error, retriable=retriable, maybe_written=written, told=True)
         self._release()
         if self._flushes:
             self._check_flushes()
@@ -246,8 +265,16 @@ class BatchOutcomes:
             self._put_back(part)
 
     def _failed(
-        self, batch: Batch, error: BaseException, *, retriable: bool, maybe_written: bool
+        self,
+        batch: Batch,
+        error: BaseException,
+        *,
+        retriable: bool,
+        maybe_written: bool,
+        told: bool = False,
     ) -> None:
+        """``batch`` failed with ``error``: back into its partition for a retry, or its
+        reports (``told``: its retry is logged already, with its request's)."""
         part = batch.part
         part.in_flight -= 1
         self._batches_in_flight -= 1
@@ -256,6 +283,20 @@ class BatchOutcomes:
         if retriable and not self._closing and self._clock() < batch.deadline:
             batch.last_error = error
             part.returned.append(batch)
+            if not told:
+                records = len(batch.records)
+                self.retry_log.log(
+                    logging.INFO,
+                    type(error).__name__,
+                    "%d record(s) to %s-%d retried after attempt %d on broker %d: %s",
+                    records,
+                    batch.topic,
+                    batch.partition,
+                    batch.attempts,
+                    part.in_flight_node,
+                    error,
+                    weight=records,
+                )
             if self.bus.active:
                 self.batch_events.retried(batch, error)
         else:

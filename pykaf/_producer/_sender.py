@@ -12,6 +12,12 @@ back through a callback, already read into ``ProduceOutcomes`` by the hand-writt
 decoder. Outcomes are handed to the engine strictly in send order (a deque of in-flight
 entries, popped from the head only once the head is done). The engine decides what each
 outcome means (success, retry, failure): the sender only moves bytes.
+
+A throttled answer (the broker's quota, KIP-219) holds the sender: from Produce v6 on the
+broker answers at once and expects no request from the client until the throttle time has
+passed (it mutes the connection meanwhile), so, as librdkafka and the Java client do, the
+sender sends nothing to that broker until then; older versions were delayed by the broker
+itself. The ``Throttled`` event is the connection's, as for every other API.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pykaf._producer._journaled import JournalAccumulator
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._transform import transform
 from pykaf.protocol._compression import Compression
-from pykaf.protocol._produce_response import ProduceOutcomes
+from pykaf.protocol._produce_response import ProduceOutcomes, ThrottledOutcomes
 from pykaf.protocol._records import encode_batch
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
 
 _PRODUCE_KEY: Final = 0
 _TOPIC_ID_VERSION: Final = 13  # Produce v13 names topics by id only
+_CLIENT_THROTTLES_VERSION: Final = 6  # KIP-219: from v6 the client holds off, not the broker
 
 
 def encode_for_send(batch: Batch) -> bytes:
@@ -120,6 +127,7 @@ class BrokerSender:
         self._connecting: asyncio.Task[None] | None = None
         self._in_flight: deque[_InFlight] = deque()
         self._closed = False
+        self._throttled_until = 0.0  # loop time; nothing is sent before it (KIP-219)
         # Custody "journal": the identities of batches are journaled before they are sent.
         accumulator = engine.accumulator
         self._journal_identities: Callable[[list[Batch]], None] | None = (
@@ -140,6 +148,10 @@ class BrokerSender:
         """Send what is ready, up to the in-flight limit; connect first if needed."""
         if self._closed:
             return
+        if self._throttled_until:
+            if self._loop.time() < self._throttled_until:
+                return  # _hold_off pumps again when the throttle time is over
+            self._throttled_until = 0.0
         conn = self._conn
         if conn is None or not conn.usable:
             self._conn = None
@@ -251,12 +263,23 @@ class BrokerSender:
     ) -> None:
         if error is None:
             entry.response = response
+            if type(response) is ThrottledOutcomes:
+                self._hold_off(response.throttle_time_ms)
         else:
             entry.error = error
             if isinstance(error, PykafError | OSError):
                 self._lost(conn)
         entry.done = True
         self._finish()
+
+    def _hold_off(self, throttle_ms: int) -> None:
+        """The broker asked for ``throttle_ms`` without requests (see the module doc)."""
+        if self._version < _CLIENT_THROTTLES_VERSION or self._closed:
+            return  # the broker delayed this answer by the throttle time already
+        until = self._loop.time() + throttle_ms / 1000
+        if until > self._throttled_until:
+            self._throttled_until = until
+            self._loop.call_at(until, self._engine.schedule_pump)
 
     def _finish(self) -> None:
         # Outcomes strictly in send order: only the head may be handed on.

@@ -498,6 +498,11 @@ class BlockingFaults:
     ) -> None:
         self._owner.call(lambda: self._faults.set_latency(seconds, broker=broker, api=api))
 
+    def set_throttle(
+        self, seconds: float, *, broker: int | None = None, api: int | str | None = None
+    ) -> None:
+        self._owner.call(lambda: self._faults.set_throttle(seconds, broker=broker, api=api))
+
     def drop_connection_after(
         self,
         api: int | str,

@@ -46,6 +46,7 @@ FAULTS: Final = (
     "move_leader",
     "push_errors",
     "set_latency",
+    "set_throttle",
     "drop_connection_after",
     "hold_responses",
     "clear",

@@ -3,7 +3,8 @@
 In the spirit of librdkafka's mock cluster and franz-go's kfake, a test can take a broker
 down and up, move a partition leader, queue error codes per API (the next N requests of
 that API are answered with them, like ``rd_kafka_mock_push_request_errors``), add latency,
-drop a connection after a request, and hold responses back until released.
+throttle (answers carry a throttle time, as a broker over its quota answers), drop a
+connection after a request, and hold responses back until released.
 
 Everything here goes through the interceptor seam of ``BrokerServer.dispatch``; the
 cluster installs ``Faults.intercept`` only while some fault is armed, so an idle cluster
@@ -27,6 +28,7 @@ import itertools
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from types import NoneType, UnionType
 from typing import Any, Final, Protocol, Union, cast, get_args, get_origin
 
@@ -37,7 +39,7 @@ from pykaf.broker._state import ClusterState
 from pykaf.protocol._apis import api_spec
 from pykaf.protocol._messages import Payload, response_class
 
-__all__ = ["Faults", "HeldResponses", "error_response"]
+__all__ = ["Faults", "HeldResponses", "error_response", "with_throttle"]
 
 # Request-shaped answers would lose what these APIs' clients read even on an error
 # (brokers, offsets, coordinators), and answering them changes nothing: run the handler,
@@ -207,6 +209,19 @@ def error_response(ctx: RequestContext, request: Any, code: int) -> Payload:
     return ctx.respond(**_shaped(cls, request, code, top=True, top_error=top_error))
 
 
+def with_throttle(response: Payload, seconds: float) -> Payload:
+    """``response`` carrying a throttle time of ``seconds``: kio answers have
+    ``throttle_time`` (a timedelta), the hand-encoded Fetch answer ``throttle_time_ms``;
+    an answer with neither (ApiVersions v0, SASL) goes unchanged."""
+    millis = round(seconds * 1000)
+    fields = {f.name for f in dataclasses.fields(response)}
+    if "throttle_time" in fields:
+        return dataclasses.replace(response, throttle_time=timedelta(milliseconds=millis))
+    if "throttle_time_ms" in fields:
+        return dataclasses.replace(response, throttle_time_ms=millis)
+    return response
+
+
 def with_error_code(ctx: RequestContext, response: Payload, code: int) -> Payload:
     """``response`` with ``code`` in every error field (see ``error_response``)."""
     top_error = ctx.api_key not in _SESSION_ERROR_APIS
@@ -277,6 +292,7 @@ class Faults:
         self._on_change = on_change
         self._errors: dict[Key, deque[int]] = {}
         self._latency: dict[Key, float] = {}
+        self._throttles: dict[Key, float] = {}
         self._drops: dict[Key, _Drop] = {}
         self._holds: dict[int, HeldResponses] = {}
         self._hold_ids = itertools.count(1)
@@ -286,7 +302,7 @@ class Faults:
     @property
     def active(self) -> bool:
         """True while any fault is armed (the cluster then routes requests here)."""
-        return bool(self._errors or self._latency or self._drops or self._holds)
+        return bool(self._errors or self._latency or self._throttles or self._drops or self._holds)
 
     # -- brokers and leaders ---------------------------------------------------------------
 
@@ -348,6 +364,22 @@ class Faults:
             self._latency.pop(key, None)
         self._on_change()
 
+    def set_throttle(
+        self, seconds: float, *, broker: int | None = None, api: int | str | None = None
+    ) -> None:
+        """Answer every request (of ``api``, to ``broker``) with a throttle time of
+        ``seconds`` (whole milliseconds on the wire), as a broker does to a client over its
+        quota; 0 removes it. The most specific setting applies. Only the answer says so:
+        the connection is not muted (a real broker mutes it for that long, KIP-219)."""
+        if not 0 <= seconds <= (2**31 - 1) / 1000:
+            raise ValueError("a throttle time is 0 to 2147483.647 seconds (int32 ms)")
+        key = (broker, None if api is None else api_key_of(api))
+        if seconds:
+            self._throttles[key] = float(seconds)
+        else:
+            self._throttles.pop(key, None)
+        self._on_change()
+
     def drop_connection_after(
         self,
         api: int | str,
@@ -386,6 +418,7 @@ class Faults:
         holds = list(self._holds.values())
         self._errors.clear()
         self._latency.clear()
+        self._throttles.clear()
         self._drops.clear()
         self._holds.clear()
         for hold in holds:
@@ -412,6 +445,7 @@ class Faults:
         return {
             "errors": {name(k): list(v) for k, v in self._errors.items()},
             "latency": {name(k): v for k, v in self._latency.items()},
+            "throttle": {name(k): v for k, v in self._throttles.items()},
             "drops": {
                 name(k): {"remaining": d.remaining, "before_response": d.processed}
                 for k, d in self._drops.items()
@@ -424,10 +458,10 @@ class Faults:
 
     # -- the interceptor --------------------------------------------------------------------
 
-    def _latency_for(self, broker: int, api: int) -> float:
-        latency = self._latency
+    @staticmethod
+    def _most_specific(settings: dict[Key, float], broker: int, api: int) -> float:
         for key in ((broker, api), (broker, None), (None, api), (None, None)):
-            seconds = latency.get(key)
+            seconds = settings.get(key)
             if seconds is not None:
                 return seconds
         return 0.0
@@ -471,7 +505,7 @@ class Faults:
     ) -> Payload | None:
         """The interceptor the cluster installs while a fault is armed."""
         broker, api = ctx.node_id, ctx.api_key
-        delay = self._latency_for(broker, api)
+        delay = self._most_specific(self._latency, broker, api)
         if delay:
             await asyncio.sleep(delay)
         drop = self._take_drop(broker, api)
@@ -495,6 +529,9 @@ class Faults:
                 # Kafka's way to fail an acks=0 produce: there is no answer to carry it.
                 raise CloseConnection(f"fault injection: error {code} on an acks=0 produce")
             response = error_response(ctx, request, code)
+        throttle = self._most_specific(self._throttles, broker, api)
+        if throttle and response is not None:
+            response = with_throttle(response, throttle)
         hold = self._hold_for(broker, api)
         if hold is not None:
             await hold.hold_one()

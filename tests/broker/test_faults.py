@@ -294,7 +294,13 @@ def test_faults_run_before_the_clusters_interceptor_and_clear(cluster: BlockingC
         assert client.receive().error_code == 0
         metadata(client)  # nothing injected any more (the pushed code was cleared)
     assert seen == [18, 3]
-    assert cluster.faults.summary() == {"errors": {}, "latency": {}, "drops": {}, "holds": {}}
+    assert cluster.faults.summary() == {
+        "errors": {},
+        "latency": {},
+        "throttle": {},
+        "drops": {},
+        "holds": {},
+    }
     assert all(server.interceptor is spy for server in cluster.cluster.servers)
 
 

@@ -38,10 +38,13 @@ def test_an_episode_warns_once_counts_repeats_and_tells_its_end(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    health = Health(logging.getLogger(LOGGER), None)
+    now = [10.0]
+    health = Health(logging.getLogger(LOGGER), None, clock=lambda: now[0])
     assert health.failed("x", "x is down", hint="check x")
+    now[0] += 1.0
     assert not health.failed("x", "x is down", hint="check x")
     assert not health.failed("x", "x is down", hint="check x")
+    now[0] += 1.5
     health.recovered("x", "x is back")
     assert health.failed("x", "x is down again")  # a new episode
     levels = [(r.levelno, r.getMessage()) for r in caplog.records]
@@ -49,7 +52,7 @@ def test_an_episode_warns_once_counts_repeats_and_tells_its_end(
         (logging.WARNING, "x is down (check x)"),
         (logging.DEBUG, "x is down (failure 2 of this episode)"),
         (logging.DEBUG, "x is down (failure 3 of this episode)"),
-        (logging.INFO, "x is back (after 3 failure(s))"),
+        (logging.INFO, "x is back (after 3 failure(s) in 2.5 s)"),
         (logging.WARNING, "x is down again"),
     ]
 

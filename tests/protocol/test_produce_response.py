@@ -23,6 +23,7 @@ from pykaf.protocol._messages import (
 from pykaf.protocol._produce_request import _uvarint  # the request side's own
 from pykaf.protocol._produce_response import (
     ProduceOutcomes,
+    ThrottledOutcomes,
     decode_produce_frame,
     decode_produce_response,
 )
@@ -126,6 +127,12 @@ def test_same_outcomes_as_kio(case: tuple[int, bytes]) -> None:
     assert (
         decode_produce_response(version, memoryview(frame), _header_size(version)) == (expected[1])
     )
+    # The throttle time too (KIP-219), carried only by an answer that has one.
+    _, response = decode_response(0, version, frame)
+    throttle_ms = response.throttle_time // datetime.timedelta(milliseconds=1)
+    outcomes = decode_produce_frame(version, frame)[1]
+    assert getattr(outcomes, "throttle_time_ms", 0) == throttle_ms
+    assert isinstance(outcomes, ThrottledOutcomes) == (throttle_ms > 0)
 
 
 def test_one_partition_outcome_in_every_version() -> None:
@@ -155,6 +162,9 @@ def test_one_partition_outcome_in_every_version() -> None:
         message = "moved" if version >= 8 else None
         code = 6 if version >= 8 else 0
         assert decode_produce_frame(version, frame) == (42, {(key, 4): (code, 1234, time, message)})
+        outcomes = decode_produce_frame(version, frame)[1]
+        assert isinstance(outcomes, ThrottledOutcomes)
+        assert outcomes.throttle_time_ms == 5
 
 
 def test_zero_topic_id_reads_as_none_like_kio() -> None:

@@ -6,13 +6,13 @@ whose lag ends at 0; and with nobody subscribed, no fetch event is even built.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
+from _consumer_harness import FAST, FAST_GROUPS, LIMIT, polling, until
 
 import pykaf._consumer._fetcher as fetcher_module
 from pykaf._consumer._async_consumer import AsyncConsumer
@@ -23,7 +23,6 @@ from pykaf._errors import CommitFailedError
 from pykaf._kafka_errors import FencedInstanceIdError
 from pykaf._producer._async_producer import AsyncProducer
 from pykaf.broker import BlockingCluster, Cluster
-from pykaf.broker._group_model import GroupSettings
 from pykaf.broker._groups import configure_groups, group_coordinator
 from pykaf.events import (
     CommitDone,
@@ -36,20 +35,7 @@ from pykaf.events import (
 )
 from pykaf.protocol import encode_batch
 
-LIMIT = 20.0
-FAST = {
-    "session_timeout": 6.0,
-    "heartbeat_interval": 0.1,
-    "retry_backoff": 0.02,
-    "reconnect_backoff": 0.01,
-    "partition_assignment_strategy": ("range",),
-    "enable_auto_commit": False,
-    "auto_offset_reset": "earliest",
-}
 E = TypeVar("E", bound=Event)
-
-
-FAST_GROUPS = GroupSettings(initial_rebalance_delay=0.05, min_session_timeout=0.05)
 
 
 @pytest_asyncio.fixture
@@ -69,33 +55,6 @@ def pairs(*partitions: int) -> tuple[tuple[str, int], ...]:
 
 def assignment(consumer: AsyncConsumer) -> tuple[tuple[str, int], ...]:
     return tuple(sorted((tp.topic, tp.partition) for tp in consumer.assignment()))
-
-
-@contextlib.asynccontextmanager
-async def polling(*consumers: AsyncConsumer) -> AsyncIterator[None]:
-    """Consumers polling in the background (a group's joins happen in poll)."""
-
-    async def poll(consumer: AsyncConsumer) -> None:
-        while True:
-            await consumer.poll(timeout=0.05)
-            await asyncio.sleep(0.01)
-
-    tasks = [asyncio.create_task(poll(c)) for c in consumers]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    try:
-        async with asyncio.timeout(LIMIT):
-            while not condition():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {LIMIT}s: {what}") from None
 
 
 def member(cluster: Cluster, group: str, events: list[Event], **settings: Any) -> AsyncConsumer:

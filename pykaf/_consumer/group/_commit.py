@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pykaf._client._async_client import AsyncClient
@@ -27,6 +27,7 @@ from pykaf._errors import (
     PykafError,
     RebalancingCommitError,
 )
+from pykaf._telemetry._log_limit import LogLimiter
 from pykaf.protocol._messages import build_request
 
 __all__ = [
@@ -55,10 +56,13 @@ _UNKNOWN_TOPIC_OR_PARTITION: Final = 3
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Retry:
-    """How to wait between attempts: a backoff schedule and its random source."""
+    """How to wait between attempts: a backoff schedule and its random source; and how
+    retries are told: at INFO, rate-limited (a coordinator away for a minute would
+    otherwise be a line per backoff), the count held back told when the commit ends."""
 
     backoff: Backoff
     rand: Callable[[], float]
+    log: LogLimiter = field(default_factory=lambda: LogLimiter(log))
 
     def delay(self, attempt: int) -> float:
         return self.backoff.delay(attempt, self.rand())
@@ -197,44 +201,54 @@ async def commit_offsets(
     deadline = loop.time() + timeout
     pending = dict(offsets)
     attempt = 0
-    while True:
-        if state.fatal is not None:
-            raise state.fatal
-        generation = state.commit_generation()
-        if generation is None:
-            raise RebalancingCommitError(
-                f"group {group_id!r} is rebalancing; poll (which rejoins), then commit"
-                " again the offsets of partitions still assigned"
+    try:
+        while True:
+            if state.fatal is not None:
+                raise state.fatal
+            generation = state.commit_generation()
+            if generation is None:
+                raise RebalancingCommitError(
+                    f"group {group_id!r} is rebalancing; poll (which rejoins), then commit"
+                    " again the offsets of partitions still assigned"
+                )
+            error: PykafError
+            try:
+                codes = await send_commit(
+                    client,
+                    group_id=group_id,
+                    generation=generation,
+                    group_instance_id=group_instance_id,
+                    offsets=pending,
+                    timeout=max(0.001, deadline - loop.time()),
+                )
+            except PykafError as exc:
+                if not _retriable(exc):
+                    raise
+                error = exc
+            else:
+                failed = {tp: code for tp, code in codes.items() if code and tp in pending}
+                if not failed:
+                    return
+                pending = {tp: pending[tp] for tp in failed}
+                error = _commit_failure(state, group_id, failed, generation)
+            attempt += 1
+            delay = retry.delay(attempt)
+            if loop.time() + delay >= deadline:
+                raise KafkaTimeoutError(
+                    f"offset commit of group {group_id!r} not done within {timeout:g}s (last"
+                    f" error: {error})"
+                ) from error
+            retry.log.log(
+                logging.INFO,
+                group_id,
+                "group %r: offset commit retried in %.3gs: %s",
+                group_id,
+                delay,
+                error,
             )
-        error: PykafError
-        try:
-            codes = await send_commit(
-                client,
-                group_id=group_id,
-                generation=generation,
-                group_instance_id=group_instance_id,
-                offsets=pending,
-                timeout=max(0.001, deadline - loop.time()),
-            )
-        except PykafError as exc:
-            if not _retriable(exc):
-                raise
-            error = exc
-        else:
-            failed = {tp: code for tp, code in codes.items() if code and tp in pending}
-            if not failed:
-                return
-            pending = {tp: pending[tp] for tp in failed}
-            error = _commit_failure(state, group_id, failed, generation)
-        attempt += 1
-        delay = retry.delay(attempt)
-        if loop.time() + delay >= deadline:
-            raise KafkaTimeoutError(
-                f"offset commit of group {group_id!r} not done within {timeout:g}s (last"
-                f" error: {error})"
-            ) from error
-        log.info("group %r: offset commit retried in %.3gs: %s", group_id, delay, error)
-        await asyncio.sleep(delay)
+            await asyncio.sleep(delay)
+    finally:
+        retry.log.flush()  # the retries held back, told now that this commit is over
 
 
 def _commit_failure(
