@@ -5,13 +5,12 @@ in Confluent's shapes and error codes."""
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
 import httpx
 import pytest
+from _gateway_support import read_all
 
-from pykaf import Consumer, ConsumerRecord, TopicPartition
 from pykaf.broker import BlockingCluster
 from pykaf.gateway import Gateway
 
@@ -22,21 +21,9 @@ async def cluster_id(http: httpx.AsyncClient) -> str:
     return str(answer.json()["data"][0]["cluster_id"])
 
 
-def read_back(
-    kafka: BlockingCluster, topic: str, count: int, partitions: int = 3
-) -> dict[tuple[int, int], ConsumerRecord]:
-    """``count`` records of ``topic`` by (partition, offset), read from the start."""
-    found: dict[tuple[int, int], ConsumerRecord] = {}
-    with Consumer(kafka.bootstrap, auto_offset_reset="earliest") as consumer:
-        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-        deadline = time.monotonic() + 15
-        while len(found) < count and time.monotonic() < deadline:
-            for record in consumer.poll(0.5):
-                found[record.partition, record.offset] = record
-        for record in consumer.poll(0.2):  # one more look: nothing beyond ``count``
-            found[record.partition, record.offset] = record
-    assert len(found) == count, sorted(found)
-    return found
+def read_back(kafka: BlockingCluster, topic: str, count: int) -> dict[tuple[int, int], Any]:
+    """``count`` records of ``topic`` by (partition, offset)."""
+    return {(part, r.offset): r for part, r in read_all(kafka, topic, count)}
 
 
 async def produce(http: httpx.AsyncClient, cid: str, body: Any, topic: str = "events") -> Any:

@@ -9,7 +9,6 @@ import asyncio
 import json
 import random
 import socket
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,11 +17,13 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
+from _gateway_support import read_all, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pykaf import Consumer, RecordMetadata, TopicPartition
+from pykaf import RecordMetadata
 from pykaf.broker import BlockingCluster
+from pykaf.errors import BufferFullError
 from pykaf.gateway import Gateway
 from pykaf.gateway import _v3_stream as v3_stream
 from pykaf.gateway._asgi import HttpError
@@ -78,17 +79,9 @@ async def test_a_thousand_records_in_one_stream_are_answered_in_order(
         partition = report["partition_id"]
         assert report["offset"] > last_offset.get(partition, -1)
         last_offset[partition] = report["offset"]
-    placed = {(r["partition_id"], r["offset"]): i for i, r in enumerate(reports)}
-    with Consumer(kafka.bootstrap, auto_offset_reset="earliest") as consumer:
-        consumer.assign([TopicPartition("events", p) for p in range(3)])
-        seen: dict[tuple[int, int], tuple[bytes | None, bytes | None]] = {}
-        deadline = time.monotonic() + 20
-        while len(seen) < 1000 and time.monotonic() < deadline:
-            for r in consumer.poll(0.5):
-                seen[r.partition, r.offset] = (r.key, r.value)
-    assert len(seen) == 1000
-    for where, i in placed.items():  # each report says where its own record is
-        assert seen[where] == (f"k{i}".encode(), str(i).encode())
+    seen = {(part, r.offset): (r.key, r.value) for part, r in read_all(kafka, "events", 1000)}
+    for i, report in enumerate(reports):  # each report says where its own record is
+        assert seen[report["partition_id"], report["offset"]] == (f"k{i}".encode(), str(i).encode())
 
 
 async def test_a_bad_record_mid_stream_is_answered_in_its_place(
@@ -151,9 +144,7 @@ async def served(app: Gateway) -> AsyncIterator[tuple[str, int]]:
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline and not task.done():
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: server.started or task.done(), "uvicorn to start")
     assert server.started
     try:
         yield sock.getsockname()
@@ -265,12 +256,6 @@ async def test_reading_stops_while_too_many_records_await_their_reports(
     async def send_message(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    async def until(condition: Any) -> None:
-        deadline = time.monotonic() + 10
-        while not condition() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert condition()
-
     async def stays(expected: int) -> None:
         """The reader could go on if nothing held it: give it every chance."""
         for _ in range(50):
@@ -285,13 +270,13 @@ async def test_reading_stops_while_too_many_records_await_their_reports(
     handling = asyncio.ensure_future(app(scope, receive, send_message))
     # One report awaited by the writer, 4 in the queue, and the sixth record sent but
     # held by the reader until there is room: the seventh chunk is not read.
-    await until(lambda: len(futures) == 6)
+    await wait_for(lambda: len(futures) == 6, "6 records sent")
     await stays(6)
     acknowledge(0)
-    await until(lambda: len(futures) == 7)
+    await wait_for(lambda: len(futures) == 7, "the 7th record")
     await stays(7)
     for index in range(1, 20):
-        await until(lambda: len(futures) > index)  # noqa: B023 (awaited at once)
+        await wait_for(lambda: len(futures) > index, "the next record")  # noqa: B023
         acknowledge(index)
     await asyncio.wait_for(handling, 10)
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -364,3 +349,77 @@ def test_framing_refuses_bytes_that_are_not_utf8() -> None:
     assert framing.feed('{"a": "é'.encode()[:-1]) == []  # half a character: wait
     with pytest.raises(HttpError, match="not UTF-8"):
         framing.feed(b"\xff")
+
+
+# -- records Kafka does not take ----------------------------------------------------------
+
+
+async def test_a_single_record_kafka_refuses_gets_its_own_status(
+    app: Gateway, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+
+    def full(topic: str, record: Any, custody: str) -> asyncio.Future[RecordMetadata]:
+        future: asyncio.Future[RecordMetadata] = loop.create_future()
+        future.set_exception(BufferFullError("the buffer is full"))
+        return future
+
+    monkeypatch.setattr(app.backend, "send", full)
+    cid = await cluster_id(app)
+    url = f"/v3/clusters/{cid}/topics/events/records"
+    answer = await http.post(url, json={"value": None})
+    assert answer.status_code == 429
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["error_code"] == 429
+    # In a stream the status is 200 and each record has its error in its place.
+    streamed = await http.post(url, content=chunked([b"{}", b"{}"]))
+    assert streamed.status_code == 200
+    assert [r["error_code"] for r in reports_of(streamed.text)] == [429, 429]
+
+
+async def test_a_record_not_acknowledged_in_time_is_504_and_stays_in_custody(
+    kafka: BlockingCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pykaf.gateway import GatewaySettings, create_app
+
+    app = create_app(GatewaySettings(bootstrap=kafka.bootstrap, ack_timeout=0.05))
+    loop = asyncio.get_running_loop()
+    pending: list[asyncio.Future[RecordMetadata]] = []
+
+    def never(topic: str, record: Any, custody: str) -> asyncio.Future[RecordMetadata]:
+        pending.append(loop.create_future())
+        return pending[-1]
+
+    monkeypatch.setattr(app.backend, "send", never)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            cid = await cluster_id(app)
+            answer = await http.post(f"/v3/clusters/{cid}/topics/events/records", json={})
+    finally:
+        await app.close(5)
+    assert answer.status_code == 504
+    assert "stays in custody" in answer.json()["message"]
+    assert not pending[0].cancelled()  # the record is not given up
+
+
+async def test_a_client_gone_mid_stream_leaves_the_gateway_serving(
+    app: Gateway, served: tuple[str, int], kafka: BlockingCluster
+) -> None:
+    cid = await cluster_id(app)
+    target = f"/v3/clusters/{cid}/topics/events/records"
+    reader, writer = await asyncio.open_connection(*served)
+    client = Http11Client(reader, writer)
+    await client.start(target)
+    await client.send(b"".join(record(i, partition_id=2) for i in range(5)))
+    assert isinstance(await client.next_event(), h11.Response)
+    assert len(await client.reports(5)) == 5
+    await client.send(record(5, partition_id=2)[:10])  # then the client vanishes
+    writer.close()
+    await writer.wait_closed()
+    host, port = served
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as http:
+        answer = await http.post(target, json={"partition_id": 2, "value": None})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["offset"] == 5
+    assert len(read_all(kafka, "events", 6)) == 6
