@@ -230,18 +230,25 @@ async def test_reports_are_written_while_the_request_is_still_arriving(
 # -- backpressure -------------------------------------------------------------------------
 
 
-async def test_reading_stops_while_too_many_records_await_their_reports(
-    app: Gateway, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(v3_stream, "MAX_IN_FLIGHT", 4)
+def held_sends(app: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[asyncio.Future[Any]]:
+    """``Backend.send`` replaced: each record's future, made here, is the test's to
+    resolve (or to leave pending)."""
     loop = asyncio.get_running_loop()
-    futures: list[asyncio.Future[RecordMetadata]] = []
+    futures: list[asyncio.Future[Any]] = []
 
-    def send(topic: str, record: Any, custody: str) -> asyncio.Future[RecordMetadata]:
+    def send(topic: str, record: Any, custody: str) -> asyncio.Future[Any]:
         futures.append(loop.create_future())
         return futures[-1]
 
     monkeypatch.setattr(app.backend, "send", send)
+    return futures
+
+
+async def test_reading_stops_while_too_many_records_await_their_reports(
+    app: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(v3_stream, "MAX_IN_FLIGHT", 4)
+    futures = held_sends(app, monkeypatch)
     cid = await cluster_id(app)
     chunks = [record(i) for i in range(20)]
     received = 0
@@ -383,14 +390,7 @@ async def test_a_record_not_acknowledged_in_time_is_504_and_stays_in_custody(
     from pykaf.gateway import GatewaySettings, create_app
 
     app = create_app(GatewaySettings(bootstrap=kafka.bootstrap, ack_timeout=0.05))
-    loop = asyncio.get_running_loop()
-    pending: list[asyncio.Future[RecordMetadata]] = []
-
-    def never(topic: str, record: Any, custody: str) -> asyncio.Future[RecordMetadata]:
-        pending.append(loop.create_future())
-        return pending[-1]
-
-    monkeypatch.setattr(app.backend, "send", never)
+    pending = held_sends(app, monkeypatch)  # never acknowledged
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
