@@ -254,6 +254,39 @@ def _field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> 
 _KINDS = {int: "an integer", bool: "true or false", list: "an array", dict: "an object"}
 
 
+# What Kafka's CreateTopics carries: counts and ids past these cannot be sent at all.
+_INT32 = 2**31 - 1
+_INT16 = 2**15 - 1
+
+
+def _within(value: int, name: str, top: int) -> int:
+    if value != -1 and not 1 <= value <= top:
+        raise HttpError(400, f"{name} must be between 1 and {top}, not {value}", error_code=40002)
+    return value
+
+
+def _assignments(raw: dict[str, Any] | None) -> dict[int, tuple[int, ...]] | None:
+    if not raw:
+        return None
+    assignments: dict[int, tuple[int, ...]] = {}
+    for partition, brokers in raw.items():
+        ids = brokers if isinstance(brokers, list) else None
+        if (
+            not (partition.isascii() and partition.isdigit())
+            or int(partition) > _INT32
+            or ids is None
+            or not all(type(b) is int and 0 <= b <= _INT32 for b in ids)
+        ):
+            raise HttpError(
+                400,
+                'replicas_assignments maps partition ids ("0", "1"...) to lists of'
+                f" broker ids, not {partition!r}: {brokers!r}",
+                error_code=40002,
+            )
+        assignments[int(partition)] = tuple(ids)
+    return assignments
+
+
 def _new_topic(body: Any) -> tuple[NewTopic, bool]:
     if not isinstance(body, dict):
         raise HttpError(400, "the body must be a JSON object with topic_name")
@@ -261,8 +294,8 @@ def _new_topic(body: Any) -> tuple[NewTopic, bool]:
     if not isinstance(name, str):
         raise HttpError(400, "topic_name is required (a string)")
     check_topic_name(name)
-    partitions = _field(body, "partitions_count", int, -1)
-    replication = _field(body, "replication_factor", int, -1)
+    partitions = _within(_field(body, "partitions_count", int, -1), "partitions_count", _INT32)
+    replication = _within(_field(body, "replication_factor", int, -1), "replication_factor", _INT16)
     validate_only = bool(_field(body, "validate_only", bool, False))
     configs: dict[str, str] = {}
     for entry in _field(body, "configs", list, []):
@@ -271,15 +304,7 @@ def _new_topic(body: Any) -> tuple[NewTopic, bool]:
         value = entry.get("value")
         if value is not None:  # null: the broker's default, i.e. nothing to set
             configs[entry["name"]] = value if isinstance(value, str) else str(value)
-    assignments = None
-    raw_assignments = _field(body, "replicas_assignments", dict)
-    if raw_assignments:
-        try:
-            assignments = {int(p): tuple(map(int, r)) for p, r in raw_assignments.items()}
-        except (TypeError, ValueError):
-            raise HttpError(
-                400, "replicas_assignments maps partition ids to lists of broker ids"
-            ) from None
+    assignments = _assignments(_field(body, "replicas_assignments", dict))
     try:
         topic = NewTopic(
             name=name,

@@ -97,6 +97,14 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _UNKNOWN_CLUSTER = {"description": "No cluster with this id (error_code 404)"}
+_TOPIC_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,249}$"}
+_TOPIC_PARAMETER = {
+    "name": "topic_name",
+    "in": "path",
+    "required": True,
+    "description": "the Kafka topic",
+    "schema": _TOPIC_NAME,
+}
 _UNKNOWN_TOPIC = {
     "description": "No cluster with this id (error_code 404), or no such topic (40403)"
 }
@@ -115,9 +123,11 @@ TOPIC_LIST_OPENAPI: dict[str, Any] = {
     },
 }
 TOPIC_OPENAPI: dict[str, Any] = {
+    "parameters": [_TOPIC_PARAMETER],
     "responses": {"200": _json("The topic", _TOPIC), "404": _UNKNOWN_TOPIC},
 }
 DELETE_TOPIC_OPENAPI: dict[str, Any] = {
+    "parameters": [_TOPIC_PARAMETER],
     "responses": {"204": {"description": "Deleted"}, "404": _UNKNOWN_TOPIC},
 }
 
@@ -125,13 +135,27 @@ _CREATE_TOPIC: dict[str, Any] = {
     "type": "object",
     "required": ["topic_name"],
     "properties": {
-        "topic_name": {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,249}$"},
-        "partitions_count": {"type": "integer", "description": "absent: the broker's default"},
-        "replication_factor": {"type": "integer", "description": "absent: the broker's default"},
+        "topic_name": _TOPIC_NAME,
+        "partitions_count": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2**31 - 1,
+            "description": "absent: the broker's default",
+        },
+        "replication_factor": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2**15 - 1,
+            "description": "absent: the broker's default",
+        },
         "replicas_assignments": {
             "type": "object",
             "description": "partition id -> broker ids (instead of the two counts)",
-            "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+            "propertyNames": {"pattern": "^[0-9]+$"},
+            "additionalProperties": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+            },
         },
         "configs": {
             "type": "array",
@@ -220,13 +244,14 @@ _PRODUCE_RESPONSE: dict[str, Any] = {
 }
 PRODUCE_OPENAPI: dict[str, Any] = {
     "parameters": [
+        _TOPIC_PARAMETER,
         {
             "name": "custody",
             "in": "query",
             "description": "where the records wait until Kafka acknowledges them"
             " (default: the gateway's sync_custody)",
             "schema": {"enum": ["memory", "journal", "journal_sync"]},
-        }
+        },
     ],
     "requestBody": {
         "required": True,

@@ -161,6 +161,16 @@ async def test_create_then_delete_a_topic(http: httpx.AsyncClient, kafka: Blocki
     assert gone.json()["error_code"] == 40403
 
 
+async def test_create_with_replicas_assignments(http: httpx.AsyncClient) -> None:
+    cid = await cluster_id(http)
+    created = await http.post(
+        f"/v3/clusters/{cid}/topics",
+        json={"topic_name": "placed", "replicas_assignments": {"0": [1], "1": [1]}},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["partitions_count"] == 2
+
+
 async def test_create_validate_only_answers_200_and_creates_nothing(
     http: httpx.AsyncClient,
 ) -> None:
@@ -180,9 +190,15 @@ async def test_create_validate_only_answers_200_and_creates_nothing(
         ({"partitions_count": 1}, 400, "topic_name is required"),
         ({"topic_name": "bad name!"}, 40002, "not a valid topic name"),
         ({"topic_name": "t", "partitions_count": "2"}, 400, "partitions_count must be"),
-        ({"topic_name": "t", "partitions_count": 0}, 40002, "partitions must be >= 1"),
+        ({"topic_name": "t", "partitions_count": 0}, 40002, "between 1 and 2147483647"),
         ({"topic_name": "t", "replication_factor": 3}, 40002, "Replication factor: 3"),
         ({"topic_name": "t", "configs": [{"value": "x"}]}, 400, "configs must be"),
+        # Past what Kafka's CreateTopics can carry: refused here, not a 500.
+        ({"topic_name": "t", "replication_factor": 2**32}, 40002, "between 1 and 32767"),
+        ({"topic_name": "t", "partitions_count": 2**40}, 40002, "between 1 and 2147483647"),
+        ({"topic_name": "t", "replicas_assignments": {"x": [1]}}, 40002, "partition ids"),
+        ({"topic_name": "t", "replicas_assignments": {"0": [1.5]}}, 40002, "broker ids"),
+        ({"topic_name": "t", "replicas_assignments": {"0": [2**40]}}, 40002, "broker ids"),
         ([1], 400, "JSON object"),
     ],
 )
