@@ -18,19 +18,18 @@ too slow, not UTF-8) is the last object written.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable
 from typing import Any
 
 from pykaf import RecordMetadata
-from pykaf.gateway._asgi import ClientGone, HttpError, JsonResponse, Request
+from pykaf.gateway._asgi import ClientGone, HttpError, Request, Response
 from pykaf.gateway._outcomes import http_error_for
 from pykaf.gateway._routes import Context
 from pykaf.gateway._settings import Custody
 from pykaf.gateway._v3_framing import BadValue, ConcatenatedJson
-from pykaf.gateway._v3_records import Parsed, delivery_report, error_report, parse_record
+from pykaf.gateway._v3_records import Parsed, Reports, parse_record
 
 __all__ = ["MAX_IN_FLIGHT", "MAX_RECORD_CHARS", "produce_records"]
 
@@ -42,7 +41,6 @@ MAX_RECORD_CHARS = 4 * 1024 * 1024
 log = logging.getLogger("pykaf.gateway")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _Pending:
@@ -79,7 +77,7 @@ class _Stream:
     ) -> None:
         self.ctx = ctx
         self.request = request
-        self.cluster_id = cluster_id
+        self.reports = Reports(cluster_id, topic)
         self.topic = topic
         self.custody = custody
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue(MAX_IN_FLIGHT)
@@ -145,7 +143,9 @@ class _Stream:
             if error is not None and not self.started and (entry.fatal or await self._single()):
                 # Nothing answered yet and nothing else to answer: the request fails with
                 # its own status (and headers: Retry-After), like any other request.
-                await JsonResponse(error.status, report, error.headers).send_to(self.request.send)
+                await Response(error.status, report.encode(), error.headers).send_to(
+                    self.request.send
+                )
                 return
             reports = [report]
             ending = entry.fatal
@@ -171,10 +171,10 @@ class _Stream:
         await self.read_done.wait()
         return self.records == 1
 
-    async def _report(self, entry: _Pending) -> tuple[dict[str, Any], HttpError | None]:
+    async def _report(self, entry: _Pending) -> tuple[str, HttpError | None]:
         """The entry's report, and its error if it is one."""
         if entry.error is not None:
-            return error_report(entry.error), entry.error
+            return Reports.failed(entry.error), entry.error
         future = entry.future
         assert future is not None
         assert entry.parsed is not None
@@ -197,16 +197,17 @@ class _Stream:
         elif error is None and future.exception() is not None:
             error = http_error_for(future.exception(), retry_after=self.retry_after)  # type: ignore[arg-type]
         if error is not None:
-            return error_report(error), error
-        return delivery_report(self.cluster_id, entry.parsed, future.result()), None
+            return Reports.failed(error), error
+        return self.reports.delivered(entry.parsed, future.result()), None
 
-    async def _emit(self, reports: list[dict[str, Any]]) -> None:
+    async def _emit(self, reports: list[str]) -> None:
         send = self.request.send
         if not self.started:
             self.started = True
             await send({"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS})
         # One object per line: concatenated JSON as Confluent's, and easy to read by line.
-        body = "".join(_dumps(report) + "\n" for report in reports).encode()
+        reports.append("")
+        body = "\n".join(reports).encode()
         await send({"type": "http.response.body", "body": body, "more_body": True})
 
 

@@ -418,3 +418,17 @@ async def test_custody_per_request_for_records(app: Gateway, http: httpx.AsyncCl
         assert answer.json()["error_code"] == 200
     wrong = await http.post(url, params={"custody": "disk"}, json={})
     assert wrong.status_code == 400
+
+
+async def test_the_first_record_waits_for_a_slow_metadata_answer(
+    http: httpx.AsyncClient, kafka: BlockingCluster
+) -> None:
+    # The memory producer opens on the first record and waits only max_block (50 ms)
+    # for its topic's metadata; a busy Kafka answering slower failed that first record.
+    cid = await cluster_id(http)
+    kafka.faults.set_latency(0.3, api="Metadata")
+    answer = await produce(http, cid, {"partition_id": 0, "value": {"type": "STRING", "data": "a"}})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["error_code"] == 200
+    kafka.faults.set_latency(0, api="Metadata")
+    assert read_back(kafka, "events", 1)[0, 0].value == b"a"
