@@ -17,7 +17,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
-from _gateway_support import read_all, wait_for
+from _gateway_support import FAST, read_all, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -423,3 +423,34 @@ async def test_a_client_gone_mid_stream_leaves_the_gateway_serving(
     assert answer.status_code == 200, answer.text
     assert answer.json()["offset"] == 5
     assert len(read_all(kafka, "events", 6)) == 6
+
+
+async def test_a_journaled_record_kafka_does_not_acknowledge_in_time_is_504_then_arrives(
+    kafka: BlockingCluster, tmp_path: Any
+) -> None:
+    from pykaf.gateway import GatewaySettings, create_app
+
+    settings = GatewaySettings(
+        bootstrap=kafka.bootstrap,
+        journal_dir=str(tmp_path / "journal"),
+        sync_custody="journal",
+        ack_timeout=0.5,
+        producer_options=FAST,
+    )
+    app = create_app(settings)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            url = f"/v3/clusters/{await cluster_id(app)}/topics/events/records"
+            before = await http.post(url, json={"partition_id": 0, "value": None})
+            assert before.status_code == 200, before.text
+            with kafka.faults.hold_responses("Produce"):  # Kafka takes it, answers late
+                during = await http.post(
+                    url, json={"partition_id": 0, "value": {"type": "STRING", "data": "kept"}}
+                )
+            assert during.status_code == 504, during.text
+            assert "stays in custody" in during.json()["message"]
+            values = [r.value for _, r in read_all(kafka, "events", 2)]
+            assert values == [None, b"kept"]
+    finally:
+        await app.close(10)
