@@ -212,47 +212,57 @@ async def test_create_refuses_bad_requests_with_confluent_codes(
     assert words in answer.json()["message"]
 
 
-async def test_reads_ask_describe_and_create_asks_create(
-    app: Gateway, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    asked: list[tuple[str | None, str, str | None]] = []
-
-    def authorize(principal: str | None, action: str, topic: str | None) -> None:
-        asked.append((principal, action, topic))
-
-    monkeypatch.setattr(app.security, "authorize", authorize)
-    cid = await cluster_id(http)
-    await http.get(f"/v3/clusters/{cid}/topics")
-    await http.get(f"/v3/clusters/{cid}/topics/events")
-    await http.post(f"/v3/clusters/{cid}/topics", json={"topic_name": "made"})
-    await produce(http, cid, {"value": {"type": "STRING", "data": "x"}})
-    assert asked == [
-        (None, "describe", None),  # GET /v3/clusters
-        (None, "describe", "events"),  # the list: each topic
-        (None, "describe", "events"),
-        (None, "create", "made"),
-        (None, "produce", "events"),
-    ]
-
-
-async def test_a_topic_the_caller_may_not_describe_is_left_out_of_the_list(
-    app: Gateway, http: httpx.AsyncClient, kafka: BlockingCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pykaf.gateway._asgi import HttpError
+async def test_permissions_decide_each_v3_route(kafka: BlockingCluster) -> None:
+    from pykaf.gateway import GatewaySettings, SecuritySettings, create_app
 
     kafka.create_topic("secret", 1)
+    security = SecuritySettings(
+        tokens={"t-reader": "reader", "t-writer": "writer"},
+        permissions={
+            "reader": {"*": ["describe"]},
+            "writer": {"events": ["produce", "describe"], "new-*": ["create"]},
+        },
+    )
+    app = create_app(GatewaySettings(bootstrap=kafka.bootstrap, security=security))
+    transport = httpx.ASGITransport(app=app)
+    reader = httpx.AsyncClient(
+        transport=transport, base_url="http://gw", headers={"authorization": "Bearer t-reader"}
+    )
+    writer = httpx.AsyncClient(
+        transport=transport, base_url="http://gw", headers={"authorization": "Bearer t-writer"}
+    )
+    nobody = httpx.AsyncClient(transport=transport, base_url="http://gw")
+    try:
+        cid = await cluster_id(reader)
+        topics = f"/v3/clusters/{cid}/topics"
+        one = {"value": {"type": "STRING", "data": "x"}}
 
-    def authorize(principal: str | None, action: str, topic: str | None) -> None:
-        if topic == "secret":
-            raise HttpError(403, "not yours", error_code=40301)
+        async def status(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> Any:
+            answer = await client.request(method, url, **kw)
+            if answer.status_code == 403:
+                assert answer.json()["error_code"] == 40301
+            return answer.status_code
 
-    monkeypatch.setattr(app.security, "authorize", authorize)
-    cid = await cluster_id(http)
-    listing = (await http.get(f"/v3/clusters/{cid}/topics")).json()
-    assert [t["topic_name"] for t in listing["data"]] == ["events"]
-    denied = await http.get(f"/v3/clusters/{cid}/topics/secret")
-    assert denied.status_code == 403
-    assert denied.json() == {"error_code": 40301, "message": "not yours"}
+        names = [t["topic_name"] for t in (await reader.get(topics)).json()["data"]]
+        assert names == ["events", "secret"]
+        assert await status(reader, "GET", f"{topics}/secret") == 200
+        assert await status(reader, "POST", topics, json={"topic_name": "new-1"}) == 403
+        assert await status(reader, "POST", f"{topics}/events/records", json=one) == 403
+        # The writer lists and reads only the topics it may describe.
+        names = [t["topic_name"] for t in (await writer.get(topics)).json()["data"]]
+        assert names == ["events"]
+        assert await status(writer, "GET", f"{topics}/secret") == 403
+        assert await status(writer, "POST", f"{topics}/events/records", json=one) == 200
+        assert await status(writer, "POST", f"{topics}/secret/records", json=one) == 403
+        assert await status(writer, "POST", topics, json={"topic_name": "new-1"}) == 201
+        assert await status(writer, "POST", topics, json={"topic_name": "other"}) == 403
+        assert await status(writer, "DELETE", f"{topics}/new-1") == 204
+        assert await status(writer, "DELETE", f"{topics}/events") == 403
+        assert await status(nobody, "GET", "/v3/clusters") == 401
+    finally:
+        for client in (reader, writer, nobody):
+            await client.aclose()
+        await app.close(5)
 
 
 # -- records ------------------------------------------------------------------------------
@@ -332,20 +342,18 @@ async def test_produce_headers_partition_and_timestamp(
 
 
 async def test_the_principal_header_is_written_by_the_gateway_only(
-    kafka: BlockingCluster, monkeypatch: pytest.MonkeyPatch
+    kafka: BlockingCluster,
 ) -> None:
     from pykaf.gateway import GatewaySettings, SecuritySettings, create_app
 
-    app = create_app(
-        GatewaySettings(
-            bootstrap=kafka.bootstrap,
-            security=SecuritySettings(principal_header="x-principal"),
-        )
-    )
-    monkeypatch.setattr(app.security, "authenticate", lambda request: "alice")
+    security = SecuritySettings(tokens={"t-alice": "alice"}, principal_header="x-principal")
+    app = create_app(GatewaySettings(bootstrap=kafka.bootstrap, security=security))
     try:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        alice = {"authorization": "Bearer t-alice"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gw", headers=alice
+        ) as http:
             cid = await cluster_id(http)
             forged = [{"name": "x-principal", "value": b64(b"mallory")}]
             answer = await produce(http, cid, {"partition_id": 0, "headers": forged, "value": None})
