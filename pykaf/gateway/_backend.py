@@ -79,6 +79,9 @@ class Backend:
         self._refresh: asyncio.Task[bool] | None = None
         self._watch: asyncio.Future[None] | None = None
         self._warm_topics: set[str] = set()
+        self._cluster_id: str | None = None
+        self._describe: asyncio.Future[str | None] | None = None
+        self._described_at = -1e9
         self.failed_after_accept = 0  # records answered 2xx that later failed
         self.reachable: bool | None = None  # None: not asked yet
         self.started = False
@@ -247,6 +250,32 @@ class Backend:
         self._topics = frozenset(listing)
         self._topics_at = time.monotonic()
         return True
+
+    async def cluster_id(self) -> str | None:
+        """The cluster's id as REST v3 shows it: ``settings.cluster_id``, else the id the
+        cluster reports (asked once, then kept); None while Kafka cannot be asked (asked
+        again at most once a second, and concurrent callers share one question)."""
+        if self.settings.cluster_id is not None:
+            return self.settings.cluster_id
+        if self._cluster_id is None:
+            if self._describe is None or (
+                self._describe.done() and time.monotonic() - self._described_at >= _UNKNOWN_RECHECK
+            ):
+                self._describe = asyncio.ensure_future(self._describe_cluster())
+            self._cluster_id = await asyncio.shield(self._describe)
+        return self._cluster_id
+
+    async def _describe_cluster(self) -> str | None:
+        try:
+            described = await asyncio.wait_for(self.admin().describe_cluster(), _LOOKUP_TIMEOUT)
+        except Exception as exc:  # unreachable: the caller decides what that means
+            if self.reachable is not False:
+                log.warning("Kafka is not reachable from the gateway: %s", exc)
+            self.reachable = False
+            return None
+        finally:
+            self._described_at = time.monotonic()
+        return described.cluster_id
 
     async def check_topic(self, topic: str, custody: Custody) -> None:
         """404 for a topic the cluster says it does not have. When Kafka cannot be asked,

@@ -1,0 +1,179 @@
+"""Concatenated JSON from a byte stream: the values of Confluent's streaming produce
+request, found as the bytes arrive (a value may be split across chunks anywhere,
+whitespace between values is skipped).
+
+Each value is decoded by the C decoder in one call when it is whole in the buffer (the
+common case). Only a value cut by a chunk boundary is framed by a small lexical scanner
+(braces, brackets and strings), which keeps its place across chunks so a large value is
+scanned once, not re-decoded at every chunk. Framing is lexical, so a value that is not
+valid JSON inside balanced braces is reported in its own place and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pykaf.gateway._asgi import HttpError
+
+__all__ = ["BadValue", "ConcatenatedJson"]
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+# Outside a string only these characters matter to framing; inside one, only these.
+_STRUCTURE = re.compile(r'[{}\[\]"]')
+_IN_STRING = re.compile(r'["\\]')
+# Where a bare scalar (a number, true, garbage...) ends.
+_SCALAR_END = re.compile(r'[ \t\n\r{\["]')
+_CONTAINERS = (dict, list, str)
+_decode = json.JSONDecoder().raw_decode
+
+
+@dataclass(frozen=True, slots=True)
+class BadValue:
+    """A value that is not valid JSON (or too large), in the place it had in the stream."""
+
+    status: int
+    message: str
+
+
+class _Scan:
+    """Where the lexical scan of one value cut by a chunk boundary has got to."""
+
+    __slots__ = ("depth", "in_string", "offset")
+
+    def __init__(self) -> None:
+        self.offset = 0  # characters scanned, from the value's start
+        self.depth = 0
+        self.in_string = False
+
+    def end_of(self, text: str) -> int | None:
+        """The index just past the value starting at ``text[0]``, or None if ``text``
+        ends inside it."""
+        first = text[0]
+        if first not in '{["':
+            found = _SCALAR_END.search(text, max(self.offset, 1))
+            if found is None:
+                self.offset = len(text)
+                return None
+            return found.start()
+        if self.offset == 0:
+            self.offset, self.depth, self.in_string = 1, int(first != '"'), first == '"'
+        i = self.offset
+        while True:
+            if self.in_string:
+                found = _IN_STRING.search(text, i)
+                if found is None:
+                    self.offset = len(text)
+                    return None
+                i = found.start()
+                if text[i] == "\\":
+                    if i + 1 >= len(text):  # the escaped character is in the next chunk
+                        self.offset = i
+                        return None
+                    i += 2
+                    continue
+                self.in_string = False
+                i += 1
+                if self.depth == 0:
+                    return i
+                continue
+            found = _STRUCTURE.search(text, i)
+            if found is None:
+                self.offset = len(text)
+                return None
+            i = found.start()
+            char = text[i]
+            i += 1
+            if char == '"':
+                self.in_string = True
+            elif char in "{[":
+                self.depth += 1
+            else:
+                self.depth -= 1
+                if self.depth == 0:
+                    return i
+
+
+class ConcatenatedJson:
+    """Feed bytes, get the JSON values completed by them, in order: each a decoded value
+    or a ``BadValue`` in its place. Raises ``HttpError`` when the stream cannot go on
+    (a value larger than ``max_value_chars``, bytes that are not UTF-8)."""
+
+    def __init__(self, max_value_chars: int) -> None:
+        self.max_value_chars = max_value_chars
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._text = ""  # what is not yet consumed; a value being scanned starts at 0
+        self._scan: _Scan | None = None
+
+    def feed(self, data: bytes) -> list[Any]:
+        return self._values(self._decoded(data, final=False), final=False)
+
+    def close(self) -> list[Any]:
+        """The values left when the stream ended (a value cut short is a ``BadValue``)."""
+        return self._values(self._decoded(b"", final=True), final=True)
+
+    def _decoded(self, data: bytes, *, final: bool) -> str:
+        try:
+            return self._utf8.decode(data, final)
+        except UnicodeDecodeError as exc:
+            raise HttpError(400, f"the request body is not UTF-8: {exc.reason}") from None
+
+    def _values(self, more: str, *, final: bool) -> list[Any]:
+        text = self._text + more if self._text else more
+        values: list[Any] = []
+        pos = 0
+        end_of_text = len(text)
+        while True:
+            if self._scan is None:
+                blank = _WHITESPACE.match(text, pos)
+                assert blank is not None  # the pattern matches the empty string
+                pos = blank.end()
+                if pos == end_of_text:
+                    break
+                try:
+                    value, end = _decode(text, pos)
+                except ValueError:
+                    pass
+                else:
+                    # A number at the very end may go on in the next chunk.
+                    if end < end_of_text or final or isinstance(value, _CONTAINERS):
+                        values.append(self._sized(value, end - pos))
+                        pos = end
+                        continue
+                text, pos, end_of_text = text[pos:], 0, end_of_text - pos
+                self._scan = _Scan()
+            framed = self._scan.end_of(text)
+            if framed is None:
+                if final:  # the body ended inside this value (or after a bare scalar)
+                    values.append(_parsed(text))
+                    text, end_of_text = "", 0
+                    self._scan = None
+                    break
+                if end_of_text > self.max_value_chars:
+                    raise self._too_large()
+                break
+            values.append(self._sized(_parsed(text[:framed]), framed))
+            self._scan = None
+            pos = framed
+        self._text = text[pos:] if pos < end_of_text else ""
+        return values
+
+    def _sized(self, value: Any, size: int) -> Any:
+        if size > self.max_value_chars:
+            return BadValue(413, self._too_large().message)
+        return value
+
+    def _too_large(self) -> HttpError:
+        return HttpError(
+            413, f"a record is larger than the gateway's limit of {self.max_value_chars} characters"
+        )
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        return BadValue(400, f"a record is not valid JSON: {exc}")

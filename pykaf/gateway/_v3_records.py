@@ -1,0 +1,212 @@
+"""Confluent's v3 produce request and delivery report, record by record.
+
+A request is ``{"partition_id", "headers": [{"name", "value" (base64)}], "key",
+"value", "timestamp" (ISO-8601)}`` where key and value are ``{"type": "BINARY" |
+"JSON" | "STRING", "data": ...}``: BINARY data is base64, JSON data any JSON value
+(sent as its compact text), STRING data a string (sent as UTF-8); null or absent data
+is a null key or value. Schemas (AVRO, PROTOBUF, JSONSCHEMA, ``schema_id``...) need a
+Schema Registry and are refused with a 400 that says so.
+
+The report is Confluent's: ``{"error_code": 200, "cluster_id", "topic_name",
+"partition_id", "offset", "timestamp", "key": {"type", "size"}, "value": {...}}``
+(an error: ``{"error_code", "message"}``),
+with ``key`` / ``value`` present only when the request gave a type, and ``size`` as
+Kafka's producer reports it (bytes, or -1 for null).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import functools
+import json
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from pykaf import ProducerRecord, RecordMetadata
+from pykaf.gateway._asgi import HttpError, error_body
+
+__all__ = ["Parsed", "Reports", "iso_timestamp", "parse_record"]
+
+_FIELDS = frozenset({"partition_id", "headers", "key", "value", "timestamp"})
+_DATA_FIELDS = frozenset({"type", "data"})
+_SCHEMA_FIELDS = frozenset(
+    {"subject", "subject_name_strategy", "schema_id", "schema_version", "schema"}
+)
+_SCHEMA_TYPES = frozenset({"AVRO", "PROTOBUF", "JSONSCHEMA"})
+_NO_SCHEMAS = (
+    "schemas need a Schema Registry, which this gateway does not use:"
+    " give type BINARY, JSON or STRING"
+)
+
+
+class Parsed(NamedTuple):
+    """A request made into a producer record, and what its report says of key and
+    value (``,"key":{"type":...,"size":...}`` and the same for value, as JSON text; an
+    empty string when the request gave neither a type)."""
+
+    record: ProducerRecord
+    sizes: str
+
+
+def _bad(message: str) -> HttpError:
+    return HttpError(400, message)
+
+
+def _data(item: dict[str, Any], field: str) -> tuple[bytes | None, tuple[str, int] | None]:
+    """The bytes of ``key`` or ``value``, and (type, size) for the report."""
+    spec = item.get(field)
+    if spec is None:
+        return None, None
+    if not isinstance(spec, dict):
+        raise _bad(f"{field} must be an object {{'type', 'data'}}, not {type(spec).__name__}")
+    unknown = set() if spec.keys() <= _DATA_FIELDS else set(spec) - _DATA_FIELDS
+    if unknown & _SCHEMA_FIELDS:
+        raise _bad(f"{field}: {', '.join(sorted(unknown & _SCHEMA_FIELDS))}: {_NO_SCHEMAS}")
+    if unknown:
+        raise _bad(f"{field}: unknown field(s) {', '.join(sorted(unknown))} (known: type, data)")
+    kind = spec.get("type")
+    if not isinstance(kind, str):
+        raise _bad(f"{field}.type is required: {_NO_SCHEMAS}")
+    kind = kind.upper()
+    data = spec.get("data")
+    if kind == "BINARY":
+        raw = _base64(f"{field}.data", data)
+    elif kind == "JSON":
+        raw = None if data is None else json.dumps(data, separators=(",", ":")).encode()
+    elif kind == "STRING":
+        if data is not None and not isinstance(data, str):
+            raise _bad(f"{field}.data must be a string for type STRING, not {_json_type(data)}")
+        raw = None if data is None else data.encode()
+    elif kind in _SCHEMA_TYPES:
+        raise _bad(f"{field}.type {kind}: {_NO_SCHEMAS}")
+    else:
+        raise _bad(f"{field}.type must be BINARY, JSON or STRING, not {spec['type']!r}")
+    # Kafka's producer reports the serialized size of a null key or value as -1.
+    return raw, (kind, -1 if raw is None else len(raw))
+
+
+def _base64(where: str, data: Any) -> bytes | None:
+    if data is None:
+        return None
+    if not isinstance(data, str):
+        raise _bad(f"{where}={data!r} is not a base64 string")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad(f"{where}={data!r} is not a base64 string") from None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    return "an array" if isinstance(value, list) else type(value).__name__
+
+
+def _headers(raw: Any, reserved: str | None) -> list[tuple[str, bytes | None]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _bad("headers must be an array of {'name', 'value' (base64)}")
+    headers: list[tuple[str, bytes | None]] = []
+    for index, header in enumerate(raw):
+        if not isinstance(header, dict) or not isinstance(header.get("name"), str):
+            raise _bad(f"headers[{index}] must be an object with a string 'name'")
+        unknown = set(header) - {"name", "value"}
+        if unknown:
+            raise _bad(f"headers[{index}]: unknown field(s) {', '.join(sorted(unknown))}")
+        value = _base64(f"headers[{index}].value", header.get("value"))
+        if header["name"] != reserved:  # the principal header is the gateway's to write
+            headers.append((header["name"], value))
+    return headers
+
+
+def _timestamp(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    when = None
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(raw)
+    if when is None or when.tzinfo is None:
+        raise _bad(
+            f"timestamp must be an ISO-8601 date-time with a zone, such as"
+            f" '2021-02-05T19:14:42Z', not {raw!r}"
+        )
+    millis = int(when.timestamp() * 1000)
+    if millis < 0:
+        raise _bad(f"timestamp must not be before 1970, not {raw!r}")
+    return millis
+
+
+def parse_record(item: Any, principal_header: str | None, principal: str | None) -> Parsed:
+    """One request object as a record; ``HttpError`` (400) says what is wrong with it."""
+    if not isinstance(item, dict):
+        raise _bad(f"a record must be a JSON object, not {_json_type(item)}")
+    if not item.keys() <= _FIELDS:
+        unknown = set(item) - _FIELDS
+        raise _bad(
+            f"unknown field(s) {', '.join(sorted(unknown))}"
+            " (known: partition_id, headers, key, value, timestamp)"
+        )
+    partition = item.get("partition_id")
+    if partition is not None and (type(partition) is not int or partition < 0):
+        raise _bad(f"partition_id must be an integer >= 0, not {partition!r}")
+    key, key_report = _data(item, "key")
+    value, value_report = _data(item, "value")
+    headers = _headers(item.get("headers"), principal_header)
+    if principal_header is not None and principal is not None:
+        headers.append((principal_header, principal.encode()))
+    record = ProducerRecord(
+        key=key,
+        value=value,
+        partition=partition,
+        headers=headers or None,
+        timestamp=_timestamp(item.get("timestamp")),
+    )
+    sizes = ""
+    if key_report is not None:
+        sizes = f',"key":{{"type":"{key_report[0]}","size":{key_report[1]}}}'
+    if value_report is not None:
+        sizes += f',"value":{{"type":"{value_report[0]}","size":{value_report[1]}}}'
+    return Parsed(record, sizes)
+
+
+def iso_timestamp(millis: int) -> str:
+    """Milliseconds since the epoch as Java's ``Instant.toString()`` writes them (UTC,
+    ``Z``, the fraction only when there is one)."""
+    seconds, ms = divmod(millis, 1000)
+    text = _iso_seconds(seconds)
+    return f"{text}.{ms:03d}Z" if ms else f"{text}Z"
+
+
+@functools.lru_cache(maxsize=16)
+def _iso_seconds(seconds: int) -> str:
+    # Reports of one stream mostly share their second: formatted once.
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class Reports:
+    """The delivery reports of one request as JSON text, written out directly: one per
+    record is the streaming route's hot path, and the encoder is its largest cost. The
+    text is what ``json.dumps`` would write of Confluent's report."""
+
+    def __init__(self, cluster_id: str, topic: str) -> None:
+        self._head = (
+            f'{{"error_code":200,"cluster_id":{json.dumps(cluster_id)},'
+            f'"topic_name":{json.dumps(topic)},"partition_id":'
+        )
+
+    def delivered(self, parsed: Parsed, metadata: RecordMetadata) -> str:
+        stamp = metadata.timestamp
+        when = f',"timestamp":"{iso_timestamp(stamp)}"' if stamp >= 0 else ""
+        return f'{self._head}{metadata.partition},"offset":{metadata.offset}{when}{parsed.sizes}}}'
+
+    @staticmethod
+    def failed(error: HttpError) -> str:
+        return json.dumps(error_body(error.error_code, error.message), separators=(",", ":"))
