@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from pykaf.errors import (
     ProducerClosedError,
 )
 from pykaf.gateway._asgi import HttpError
+from pykaf.gateway._outcomes import http_error_for
 from pykaf.gateway._settings import Custody, GatewaySettings
 
 __all__ = ["Backend", "Outcome"]
@@ -42,6 +44,9 @@ _MAX_BLOCK = 0.05
 # Topics made known to the producers ahead of use (see ``_watch_topics``); a cluster with
 # more gets the rest on first use, as any producer does.
 _WARM_AT_MOST = 2000
+# A topic's first record waits this long (at most) for its metadata; tries are bounded.
+_PREPARE_TIMEOUT = 5.0
+_PREPARE_TRIES = 200
 
 Outcome = RecordMetadata | BaseException
 
@@ -79,6 +84,8 @@ class Backend:
         self._refresh: asyncio.Task[bool] | None = None
         self._watch: asyncio.Future[None] | None = None
         self._warm_topics: set[str] = set()
+        # Per producer (by id): the topics it is known to have metadata for.
+        self._known: defaultdict[int, set[str]] = defaultdict(set)
         self._cluster_id: str | None = None
         self._describe: asyncio.Future[str | None] | None = None
         self._described_at = -1e9
@@ -121,6 +128,7 @@ class Backend:
                 except Exception as exc:  # Kafka went away meanwhile: next round
                     log.debug("could not prepare topic %r: %s", topic, exc)
                     return
+                self._known[id(producer)].add(topic)
             self._warm_topics.add(topic)
 
     async def close(self, timeout: float | None = 30.0) -> int:
@@ -287,10 +295,43 @@ class Backend:
 
     # -- records --------------------------------------------------------------------------
 
+    async def prepare(self, topic: str, custody: Custody) -> None:
+        """Make ``topic`` known to the custody's producer before its first record. A
+        producer here waits only ``max_block`` (50 ms: a full buffer must answer 429 at
+        once) for a topic's metadata, which a busy Kafka can miss on a fresh producer;
+        so the first record of a topic waits here, up to ``_PREPARE_TIMEOUT`` while
+        Kafka answers, and fails at once with 503 when Kafka is known to be away."""
+        producer = self.producer(custody)
+        known = self._known[id(producer)]
+        if topic in known:
+            return
+        deadline = time.monotonic() + min(_PREPARE_TIMEOUT, self.settings.ack_timeout)
+        for _ in range(_PREPARE_TRIES):
+            try:
+                await producer.partitions_for(topic)
+            except KafkaTimeoutError:
+                if self.reachable is False or time.monotonic() >= deadline:
+                    break
+                continue
+            except Exception as exc:
+                raise http_error_for(exc, retry_after=self.settings.retry_after) from None
+            if len(known) < _WARM_AT_MOST * 2:  # bounded; a topic past it asks each time
+                known.add(topic)
+            return
+        raise self.unplaceable(topic)
+
     async def accept(self, topic: str, records: Sequence[ProducerRecord], custody: Custody) -> None:
         """Take ``records`` into ``custody`` and return (no waiting for Kafka): in memory,
-        appended to the journal, or appended and fsynced ("journal_sync")."""
+        appended to the journal, or appended and fsynced ("journal_sync"). A record
+        for a partition the topic lacks refuses the whole request (400) before any is
+        taken: a client that sends it again must not duplicate the rest."""
+        await self.prepare(topic, custody)
         producer = self.producer(custody)
+        bad = await self._bad_partitions(producer, topic, records)
+        if bad:
+            index, error = bad[0]
+            where = f"record {index}: " if len(records) > 1 else ""
+            raise HttpError(400, f"{where}{error}; nothing was taken", error_code=40002)
         try:
             if len(records) == 1:
                 r = records[0]
@@ -312,6 +353,26 @@ class Backend:
             raise HttpError(503, "the gateway is shutting down") from None
         except KafkaTimeoutError:
             raise self.unplaceable(topic) from None
+
+    @staticmethod
+    async def _bad_partitions(
+        producer: AsyncProducer, topic: str, records: Sequence[ProducerRecord]
+    ) -> list[tuple[int, Exception]]:
+        """The records naming a partition ``topic`` lacks, with what is wrong."""
+        if all(r.partition is None for r in records):
+            return []  # the hot path: the producer's partitioner chooses
+        count = len(await producer.partitions_for(topic))
+        return [
+            (
+                i,
+                ValueError(
+                    f"partition {r.partition} is not in 0..{count - 1} (topic {topic!r} has"
+                    f" {count} partitions)"
+                ),
+            )
+            for i, r in enumerate(records)
+            if r.partition is not None and not 0 <= r.partition < count
+        ]
 
     def unplaceable(self, topic: str) -> HttpError:
         return HttpError(
@@ -343,7 +404,16 @@ class Backend:
         self, topic: str, records: Sequence[ProducerRecord], custody: Custody
     ) -> list[Outcome]:
         """Send ``records`` and wait (within ``ack_timeout``) for each one's outcome."""
-        futures = [self.send(topic, r, custody) for r in records]
+        await self.prepare(topic, custody)
+        bad = dict(await self._bad_partitions(self.producer(custody), topic, records))
+        futures: list[asyncio.Future[RecordMetadata]] = []
+        for index, record in enumerate(records):
+            if index in bad:
+                refused: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+                refused.set_exception(bad[index])
+                futures.append(refused)
+            else:
+                futures.append(self.send(topic, record, custody))
         if custody == "journal_sync":
             await self.producer(custody).fsync()
         done, _ = await asyncio.wait(futures, timeout=self.settings.ack_timeout)

@@ -10,7 +10,6 @@ links point where Confluent's do, also to resources this gateway does not serve
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
@@ -33,9 +32,7 @@ from pykaf.errors import (
 )
 from pykaf.gateway._asgi import HttpError, JsonResponse, Request, Response
 from pykaf.gateway._body import check_topic_name, custody_of
-from pykaf.gateway._outcomes import http_error_for
 from pykaf.gateway._routes import Context, Route
-from pykaf.gateway._settings import Custody
 from pykaf.gateway._v3_schemas import (
     CLUSTER_LIST_OPENAPI,
     CLUSTER_OPENAPI,
@@ -52,8 +49,6 @@ __all__ = ["V3_ROUTES"]
 # Admin calls are bounded: past this, the answer is Confluent's retriable error.
 _ADMIN_TIMEOUT = 10.0
 # How long (and how many tries) a record's topic may take to become known to a producer.
-_PREPARE_TIMEOUT = 5.0
-_PREPARE_TRIES = 200
 _T = TypeVar("_T")
 
 # Kafka's refusals Confluent answers 400/40002 ("the request is wrong").
@@ -368,28 +363,9 @@ async def _produce(ctx: Context, request: Request, params: Mapping[str, str]) ->
     ctx.security.authorize(request.principal, "produce", topic)
     custody = custody_of(request, ctx.settings.sync_custody)
     await ctx.backend.check_topic(topic, custody)
-    await _prepare(ctx, topic, custody)
+    await ctx.backend.prepare(topic, custody)
     await produce_records(ctx, request, cluster_id, topic, custody)
     return None
-
-
-async def _prepare(ctx: Context, topic: str, custody: Custody) -> None:
-    """Make the topic known to the producer before its first record: a producer waits
-    only ``max_block`` (50 ms here) for a topic's metadata, which a busy Kafka can miss
-    on a fresh producer; v3 answers after Kafka acknowledges anyway, so waiting up to
-    ``_PREPARE_TIMEOUT`` here beats failing the first record."""
-    producer = ctx.backend.producer(custody)
-    deadline = time.monotonic() + min(_PREPARE_TIMEOUT, ctx.settings.ack_timeout)
-    for _ in range(_PREPARE_TRIES):
-        try:
-            await producer.partitions_for(topic)
-            return
-        except KafkaTimeoutError:
-            if ctx.backend.reachable is False or time.monotonic() >= deadline:
-                break
-        except Exception as exc:
-            raise http_error_for(exc, retry_after=ctx.settings.retry_after) from None
-    raise ctx.backend.unplaceable(topic)
 
 
 _CLUSTER = "/v3/clusters/{cluster_id}"

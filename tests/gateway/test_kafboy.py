@@ -102,3 +102,20 @@ async def test_a_partition_that_does_not_exist_fails_the_sync_answer(
     answer = await http.post("/sync/events?partition=9", content=b"x")
     assert answer.status_code in (400, 404), answer.text
     assert "partition" in answer.json()["message"]
+
+
+async def test_a_batch_with_a_partition_the_topic_lacks_takes_nothing(
+    http: httpx.AsyncClient, kafka: BlockingCluster
+) -> None:
+    batch = [{"value": "ok", "partition": 0}, {"value": "bad", "partition": 7}]
+    refused = await http.post("/batch/async/events", json=batch)
+    assert refused.status_code == 400, refused.text
+    assert "record 1" in refused.json()["message"]
+    assert "nothing was taken" in refused.json()["message"]
+    synced = await http.post("/batch/sync/events", json=batch)
+    assert synced.status_code == 400
+    answers = synced.json()["records"]
+    assert answers[0]["offset"] == 0  # the good one is delivered, the bad one named
+    assert answers[1]["error_code"] == 400
+    (_, only), *_ = read_all(kafka, "events", 1)
+    assert only.value == b"ok"
