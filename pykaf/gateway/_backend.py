@@ -233,6 +233,8 @@ class Backend:
             raise self.full(exc) from None
         except ProducerClosedError:
             raise HttpError(503, "the gateway is shutting down") from None
+        except (TypeError, ValueError) as exc:  # e.g. a partition the topic does not have
+            raise HttpError(400, str(exc)) from None
 
     def send(
         self, topic: str, record: ProducerRecord, custody: Custody
@@ -251,11 +253,25 @@ class Backend:
         except ProducerClosedError:
             raise HttpError(503, "the gateway is shutting down") from None
 
+    def _sending(
+        self, topic: str, record: ProducerRecord, custody: Custody
+    ) -> asyncio.Future[RecordMetadata]:
+        # A record the producer refuses at once (a partition the topic does not have, a
+        # full buffer) is that record's outcome, not the whole request's failure.
+        try:
+            return self.send(topic, record, custody)
+        except Exception as exc:
+            refused: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            return refused
+
     async def deliver(
         self, topic: str, records: Sequence[ProducerRecord], custody: Custody
     ) -> list[Outcome]:
         """Send ``records`` and wait (within ``ack_timeout``) for each one's outcome."""
-        futures = [self.send(topic, r, custody) for r in records]
+        if not records:
+            return []  # asyncio.wait() refuses an empty set
+        futures = [self._sending(topic, r, custody) for r in records]
         if custody == "journal_sync":
             await self.producer(custody).fsync()
         done, _ = await asyncio.wait(futures, timeout=self.settings.ack_timeout)
