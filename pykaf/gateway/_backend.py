@@ -18,6 +18,7 @@ from typing import Any
 from pykaf import AsyncAdmin, AsyncProducer, ProducerRecord, RecordMetadata
 from pykaf.errors import BufferFullError, JournalFullError, ProducerClosedError
 from pykaf.gateway._asgi import HttpError
+from pykaf.gateway._outcomes import http_error_for
 from pykaf.gateway._settings import Custody, GatewaySettings
 
 __all__ = ["Backend", "Outcome"]
@@ -233,8 +234,8 @@ class Backend:
             raise self.full(exc) from None
         except ProducerClosedError:
             raise HttpError(503, "the gateway is shutting down") from None
-        except (TypeError, ValueError) as exc:  # e.g. a partition the topic does not have
-            raise HttpError(400, str(exc)) from None
+        except Exception as exc:  # e.g. a partition the topic does not have: 400
+            raise http_error_for(exc, retry_after=self.settings.retry_after) from None
 
     def send(
         self, topic: str, record: ProducerRecord, custody: Custody
