@@ -363,6 +363,19 @@ def v3_cluster(base: str) -> str | None:
         raise
 
 
+def v3_reports(url: str, body: bytes) -> list[dict[str, Any]]:
+    """The delivery reports of one v3 records request (concatenated JSON objects)."""
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        text = answer.read().decode()
+    reports, at, decoder = [], 0, json.JSONDecoder()
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        report, at = decoder.raw_decode(text, at)
+        reports.append(report)
+    return reports
+
+
 def gateway_rows(rows: Rows, binary: Path, work: Path, args: argparse.Namespace) -> None:
     bootstrap = args.mock.bootstrap
     for topic in ("async", "batch", "stream"):
@@ -381,6 +394,11 @@ def gateway_rows(rows: Rows, binary: Path, work: Path, args: argparse.Namespace)
             print("  v3 records stream: skipped, the gateway has no /v3/clusters (404)")
         else:
             url = f"{base}/v3/clusters/{cluster}/topics/stream/records"
+            # Every record of a stream is counted as written: check that they are.
+            sample = b"".join(args.v3_body.read_bytes().splitlines(keepends=True)[:3])
+            codes = [report.get("error_code") for report in v3_reports(url, sample)]
+            if codes != [200, 200, 200]:
+                raise SystemExit(f"v3 records: 3 records sent, reports {codes}")
             http_row(rows, "v3 records stream", binary, url, pid, args.v3_body, args.batch,
                      args.batch_connections, args, content_type="application/json",
                      chunked=True)  # fmt: skip
