@@ -126,7 +126,7 @@ def _parameters(route: Route, given: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def _responses(route: Route, given: Mapping[str, Any]) -> dict[str, Any]:
-    responses = dict(given)
+    responses = {str(status): answer for status, answer in given.items()}  # JSON keys
     if not any(_is_success(status) for status in responses):
         responses["200"] = {"description": route.summary}
     for status, answer in responses.items():
