@@ -353,6 +353,8 @@ class Backend:
             raise HttpError(503, "the gateway is shutting down") from None
         except KafkaTimeoutError:
             raise self.unplaceable(topic) from None
+        except Exception as exc:  # anything else the producer refuses, answered as itself
+            raise http_error_for(exc, retry_after=self.settings.retry_after) from None
 
     @staticmethod
     async def _bad_partitions(
@@ -400,20 +402,30 @@ class Backend:
         except ProducerClosedError:
             raise HttpError(503, "the gateway is shutting down") from None
 
+    def _sending(
+        self, topic: str, record: ProducerRecord, custody: Custody
+    ) -> asyncio.Future[RecordMetadata]:
+        # A record the producer refuses at once (a partition the topic does not have, a
+        # full buffer) is that record's outcome, not the whole request's failure.
+        try:
+            return self.send(topic, record, custody)
+        except Exception as exc:
+            return _failed(exc)
+
     async def deliver(
         self, topic: str, records: Sequence[ProducerRecord], custody: Custody
     ) -> list[Outcome]:
         """Send ``records`` and wait (within ``ack_timeout``) for each one's outcome."""
+        if not records:
+            return []  # asyncio.wait() refuses an empty set
         await self.prepare(topic, custody)
         bad = dict(await self._bad_partitions(self.producer(custody), topic, records))
         futures: list[asyncio.Future[RecordMetadata]] = []
         for index, record in enumerate(records):
             if index in bad:
-                refused: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-                refused.set_exception(bad[index])
-                futures.append(refused)
+                futures.append(_failed(bad[index]))
             else:
-                futures.append(self.send(topic, record, custody))
+                futures.append(self._sending(topic, record, custody))
         if custody == "journal_sync":
             await self.producer(custody).fsync()
         done, _ = await asyncio.wait(futures, timeout=self.settings.ack_timeout)
@@ -439,3 +451,9 @@ class Backend:
             f" is full; retry after {self.settings.retry_after} s",
             headers={"retry-after": str(self.settings.retry_after)},
         )
+
+
+def _failed(exc: BaseException) -> asyncio.Future[RecordMetadata]:
+    refused: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+    refused.set_exception(exc)
+    return refused

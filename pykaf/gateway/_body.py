@@ -23,6 +23,9 @@ __all__ = ["batch_records", "check_topic_name", "custody_of", "one_record", "rec
 _TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _HEADER_QUERY = "header."
 _HEADER_HTTP = "x-kafka-header-"
+# Kafka's fields are int32 (partition) and int64 (timestamp): larger would fail only
+# when the batch is encoded, after the record was answered for.
+_MAXIMUM = {"partition": 2**31 - 1, "timestamp": 2**63 - 1}
 
 
 def check_topic_name(topic: str) -> str:
@@ -53,8 +56,8 @@ def _int(name: str, raw: str | None) -> int | None:
         value = int(raw)
     except ValueError:
         raise HttpError(400, f"{name} must be an integer, not {raw!r}") from None
-    if value < 0:
-        raise HttpError(400, f"{name} must be >= 0, not {value}")
+    if not 0 <= value <= _MAXIMUM[name]:
+        raise HttpError(400, f"{name} must be in 0..{_MAXIMUM[name]}, not {value}")
     return value
 
 
@@ -168,9 +171,14 @@ def _json_item(
     own_timestamp = item.get("timestamp", timestamp)
     for name, value in (("partition", own_partition), ("timestamp", own_timestamp)):
         if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 0
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not 0 <= value <= _MAXIMUM[name]
         ):
-            raise HttpError(400, f"record {index}: {name} must be an integer >= 0, not {value!r}")
+            raise HttpError(
+                400,
+                f"record {index}: {name} must be an integer in 0..{_MAXIMUM[name]}, not {value!r}",
+            )
     return ProducerRecord(
         value=_as_bytes(item.get("value")),
         key=_as_bytes(item["key"]) if "key" in item else key,

@@ -10,6 +10,7 @@ from typing import Any
 from pykaf import RecordMetadata
 from pykaf.gateway._asgi import JsonResponse, Request, Response
 from pykaf.gateway._body import batch_records, check_topic_name, custody_of, one_record
+from pykaf.gateway._kafboy_openapi import kafboy_operation
 from pykaf.gateway._outcomes import http_error_for
 from pykaf.gateway._routes import Context, Route
 from pykaf.gateway._settings import Custody
@@ -99,6 +100,7 @@ def _routes() -> list[Route]:
                     _accepting(batch=batch, safe=safe),
                     f"{'safe_' if safe else ''}{'batch_' if batch else ''}async",
                     f"Produce {what}; 202 once in custody{fsync}",
+                    openapi=kafboy_operation(batch=batch, safe=safe, acked=False),
                 )
             )
             routes.append(
@@ -108,6 +110,7 @@ def _routes() -> list[Route]:
                     _acknowledged(batch=batch, safe=safe),
                     f"{'safe_' if safe else ''}{'batch_' if batch else ''}sync",
                     f"Produce {what}; answered when Kafka acknowledges{fsync}",
+                    openapi=kafboy_operation(batch=batch, safe=safe, acked=True),
                 )
             )
     return routes

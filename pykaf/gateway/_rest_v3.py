@@ -19,6 +19,7 @@ from pykaf.errors import (
     ClusterAuthorizationFailedError,
     InvalidConfigError,
     InvalidPartitionsError,
+    InvalidReplicaAssignmentError,
     InvalidReplicationFactorError,
     InvalidRequestError,
     InvalidTopicError,
@@ -55,6 +56,7 @@ _T = TypeVar("_T")
 _BAD_REQUEST = (
     TopicAlreadyExistsError,
     InvalidReplicationFactorError,
+    InvalidReplicaAssignmentError,
     InvalidPartitionsError,
     InvalidConfigError,
     InvalidRequestError,
