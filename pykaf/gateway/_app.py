@@ -96,9 +96,13 @@ class Gateway:
         admission = None
         try:
             found = self.router.match(request.method, request.path)
-            if isinstance(found, str):
-                if found == "method":
-                    raise HttpError(405, f"{request.method} is not allowed on {request.path}")
+            if isinstance(found, list):
+                if found:
+                    raise HttpError(
+                        405,
+                        f"{request.method} is not allowed on {request.path}",
+                        headers={"allow": ", ".join(sorted(set(found)))},
+                    )
                 raise HttpError(404, f"no route {request.path}", error_code=404)
             route, params = found
             if not route.public:  # health checks and documents: never refused

@@ -58,6 +58,9 @@ def error_body(error_code: int, message: str) -> dict[str, Any]:
     return {"error_code": error_code, "message": message}
 
 
+_JSON = b"application/json"
+
+
 @dataclass(slots=True)
 class Response:
     """A whole answer: status, raw body bytes and headers (lower-case names)."""
@@ -68,11 +71,16 @@ class Response:
     content_type: str = "application/json"
 
     async def send_to(self, send: Send) -> None:
+        content_type = self.content_type
         raw = [
-            (b"content-type", self.content_type.encode()),
+            (
+                b"content-type",
+                _JSON if content_type == "application/json" else content_type.encode(),
+            ),
             (b"content-length", str(len(self.body)).encode()),
         ]
-        raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
+        if self.headers:
+            raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
         await send({"type": "http.response.start", "status": self.status, "headers": raw})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -154,25 +162,29 @@ class Request:
             f"the request body is larger than the gateway's limit of {self.max_body} bytes",
         )
 
+    async def _next_message(self) -> Message:
+        if self.read_timeout is None:
+            message = await self.receive()
+        else:
+            # A client that sends its body slower than this holds a request slot and
+            # memory for nothing: a slow-client limit, per chunk. asyncio.timeout, not
+            # wait_for: no task per chunk (wait_for's was a third of /async's cost).
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    message = await self.receive()
+            except TimeoutError:
+                raise HttpError(408, f"no request body data for {self.read_timeout:g} s") from None
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        return message
+
     async def chunks(self) -> Any:
         """The body as it arrives (an async iterator of bytes), within ``max_body`` in
         all; for streaming routes, which answer as records arrive."""
         self.declared_length()
         total = 0
         while True:
-            if self.read_timeout is None:
-                message = await self.receive()
-            else:
-                # A client that sends its body slower than this holds a request slot
-                # and memory for nothing: a slow-client limit, per chunk.
-                try:
-                    message = await asyncio.wait_for(self.receive(), self.read_timeout)
-                except TimeoutError:
-                    raise HttpError(
-                        408, f"no request body data for {self.read_timeout:g} s"
-                    ) from None
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
+            message = await self._next_message()
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > self.max_body:
@@ -185,8 +197,26 @@ class Request:
     async def body(self) -> bytes:
         """The whole body, at most ``max_body`` bytes (413 past it)."""
         if self._body is None:
-            parts = [chunk async for chunk in self.chunks()]
-            self._body = parts[0] if len(parts) == 1 else b"".join(parts)
+            self.declared_length()
+            # Most bodies come in one message: no generator, no join.
+            message = await self._next_message()
+            body: bytes = message.get("body", b"")
+            if message.get("more_body", False):
+                parts = [body]
+                total = len(body)
+                while True:
+                    message = await self._next_message()
+                    chunk = message.get("body", b"")
+                    total += len(chunk)
+                    if total > self.max_body:
+                        raise self.too_large()
+                    parts.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+                body = b"".join(parts)
+            elif len(body) > self.max_body:
+                raise self.too_large()
+            self._body = body
         return self._body
 
     async def json(self) -> Any:

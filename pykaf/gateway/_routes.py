@@ -62,17 +62,17 @@ class Router:
         # Exact paths (most of the hot ones have a parameter, but /healthz does not).
         self._static = {(r.method, r.template): r for r in routes if not r.params}
 
-    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | str:
-        """The route and its parameters, or "path" (no such path) or "method" (the path
-        exists with other methods)."""
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | list[str]:
+        """The route and its parameters, or the methods the path has (empty: no such
+        path; else a 405 with them in ``Allow``)."""
         static = self._static.get((method, path))
         if static is not None:
             return static, {}
-        other_method = False
+        allowed: list[str] = []
         for route, pattern in self._compiled:
             found = pattern.match(path)
             if found is not None:
                 if route.method == method:
                     return route, found.groupdict()
-                other_method = True
-        return "method" if other_method else "path"
+                allowed.append(route.method)
+        return allowed

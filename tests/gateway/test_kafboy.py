@@ -94,6 +94,7 @@ async def test_errors_have_confluent_shape(http: httpx.AsyncClient) -> None:
     assert set(no_route.json()) == {"error_code", "message"}
     wrong_method = await http.get("/async/events")
     assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"  # RFC 9110: a 405 names what is allowed
 
 
 async def test_a_partition_that_does_not_exist_fails_the_sync_answer(
