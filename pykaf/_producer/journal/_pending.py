@@ -42,31 +42,75 @@ class _Partition:
 class PendingIndex:
     """Pending records per partition and per segment (segments known by their name)."""
 
-    __slots__ = ("_partitions", "_segment_names", "_segment_pending", "pending")
+    __slots__ = (
+        "_last",
+        "_last_key",
+        "_newest",
+        "_partitions",
+        "_pending",
+        "_segment_names",
+        "_segment_pending",
+    )
 
     def __init__(self) -> None:
         self._partitions: dict[tuple[str, int], _Partition] = {}
         self._segment_names: list[int] = []  # increasing
         self._segment_pending: dict[int, int] = {}
-        self.pending = 0
+        self._pending = 0
+        # ``add`` runs once per produced record: it counts into ``_newest`` (the newest
+        # segment's records not yet in the two counts above, folded in by ``_fold``
+        # before anything reads them) and remembers the partition it last added to
+        # (a sticky partitioner sends a batch's worth of records in a row to one).
+        self._newest = 0
+        self._last_key: tuple[str, int] | None = None
+        self._last: _Partition | None = None
+
+    @property
+    def pending(self) -> int:
+        """Records still pending, in every segment."""
+        return self._pending + self._newest
+
+    def _fold(self) -> None:
+        if self._newest:
+            self._segment_pending[self._segment_names[-1]] += self._newest
+            self._pending += self._newest
+            self._newest = 0
 
     def add_segment(self, name: int) -> None:
         """A new newest segment: records added from now on belong to it."""
         if self._segment_names and name <= self._segment_names[-1]:
             raise ValueError(f"segment {name} does not follow {self._segment_names[-1]}")
+        self._fold()
         self._segment_names.append(name)
         self._segment_pending[name] = 0
 
     def drop_segment(self, name: int) -> None:
         """Forget the oldest segment (reclaimed: none of its records is pending)."""
+        self._fold()
         if self._segment_pending.get(name):
             raise ValueError(f"segment {name} still holds pending records")
         self._segment_names.remove(name)
         del self._segment_pending[name]
 
     def add(self, serial: int, topic: str, partition: int) -> None:
-        """A record journaled in the newest segment (serials increase, checked by the store)."""
-        self._insert(serial, topic, partition, self._segment_names[-1])
+        """A record journaled in the newest segment (serials increase, checked by the store).
+
+        Runs once per produced record, under the store's lock: ``_insert`` inlined, the
+        counts deferred (``_newest``), the partition looked up only when it changes."""
+        last = self._last_key
+        if last is not None and last[1] == partition and last[0] == topic:
+            part = self._last
+            assert part is not None
+        else:
+            key = (topic, partition)
+            part = self._partitions.get(key)
+            if part is None:
+                part = self._partitions[key] = _Partition()
+            self._last_key = key
+            self._last = part
+        part.serials.append(serial)
+        part.done.append(0)
+        self._newest += 1
 
     def add_at(self, serial: int, topic: str, partition: int) -> None:
         """A record journaled earlier (in whichever segment holds its serial), indexed
@@ -77,6 +121,7 @@ class PendingIndex:
         self._insert(serial, topic, partition, names[bisect_right(names, serial) - 1])
 
     def _insert(self, serial: int, topic: str, partition: int, segment: int) -> None:
+        self._fold()
         key = (topic, partition)
         part = self._partitions.get(key)
         if part is None:
@@ -84,7 +129,7 @@ class PendingIndex:
         part.serials.append(serial)
         part.done.append(0)
         self._segment_pending[segment] += 1
-        self.pending += 1
+        self._pending += 1
 
     def done(self, topic: str, partition: int, first: int, last: int) -> int:
         """Mark the partition's records in [first, last] done; returns how many were
@@ -92,6 +137,7 @@ class PendingIndex:
         part = self._partitions.get((topic, partition))
         if part is None or last < first:
             return 0
+        self._fold()
         serials = part.serials
         start = bisect_left(serials, first, part.head)
         stop = bisect_right(serials, last, start)
@@ -107,11 +153,13 @@ class PendingIndex:
             self._segment_pending[segment] -= count
             newly += count
             start = end
-        self.pending -= newly
+        self._pending -= newly
         if newly:
             part.advance()
             if part.head == len(part.serials):
                 del self._partitions[(topic, partition)]
+                if part is self._last:
+                    self._last_key = self._last = None
         return newly
 
     def is_pending(self, serial: int, topic: str, partition: int) -> bool:
@@ -131,6 +179,7 @@ class PendingIndex:
         return part.done.count(0, start, stop)
 
     def pending_in(self, segment: int) -> int:
+        self._fold()
         return self._segment_pending.get(segment, 0)
 
     def by_partition(self) -> dict[tuple[str, int], int]:

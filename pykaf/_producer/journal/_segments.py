@@ -117,6 +117,8 @@ class JournalStore:
         self._used = 0
         self._synced_size = 0  # of the newest segment
         self._synced_serial = 0  # records below it are durable
+        # Where the newest DONE entry ends (segment name, offset): reclaim syncs it first.
+        self._done_end: tuple[int, int] | None = None
         self._created = 0  # segments created since open, and how many the directory sync saw
         self._directory_synced = 0
         self._health = DiskHealth(self.directory)
@@ -220,45 +222,60 @@ class JournalStore:
         value: bytes | None,
         headers: list[tuple[str, bytes | None]] | None,
     ) -> int:
-        """``append([JournalRecord(...)])``, for the produce path: a record without headers
-        is encoded straight into the mapped segment when nothing else is needed (no roll,
-        no allocation, no reclaim, the serial in order), with no entry object built; the
-        general path takes the rest, and checks and says what is wrong."""
+        """``append([JournalRecord(...)])``, for the produce path: ``try_append_record``
+        first, the general path (which checks and says what is wrong) for the rest."""
         if not headers:
-            name = self._names.get(topic)
-            if name is None:
-                name = self._name_of(topic)
-            with self._mutex:
-                target = self._file
-                if (
-                    target is not None
-                    and serial >= self._next_serial
-                    and self._lock is not None
-                    and self._health.failure is None
-                ):
-                    segment = self._segments[-1]
-                    start = segment.size
-                    # Where the entry may end: the map, the segment, the journal's bound.
-                    limit = min(
-                        start + self.max_bytes - self._used, target.capacity, self.segment_bytes
-                    )
-                    end = encode_record_into(
-                        target.view, start, limit, serial, name, partition, timestamp_ms, key,
-                        value,
-                    )  # fmt: skip
-                    if end >= 0:
-                        segment.size = end
-                        self._used += end - start
-                        self._next_serial = serial + 1
-                        if self._unindexed_from is None:
-                            self._index.add(serial, topic, partition)
-                        if end > target.drop_at:
-                            target.drop_behind(end)
-                        if self._health.troubled:
-                            self._health.ok()
-                        return end
+            end = self.try_append_record(serial, topic, partition, timestamp_ms, key, value)
+            if end >= 0:
+                return end
         record = JournalRecord(serial, topic, partition, timestamp_ms, key, value, headers or [])
         return self._append_entries((record,))
+
+    def try_append_record(
+        self,
+        serial: int,
+        topic: str,
+        partition: int,
+        timestamp_ms: int,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> int:
+        """The produce path's append of a RECORD entry without headers: encoded straight
+        into the mapped segment, with no entry object built, when nothing else is needed
+        (no roll, no allocation, no reclaim, the serial in order, the store healthy).
+        Returns where the entry ends, or -1 when nothing was written: then
+        ``append_record`` takes the general path (and raises what is wrong)."""
+        name = self._names.get(topic)
+        if name is None:
+            name = self._name_of(topic)
+        with self._mutex:
+            target = self._file
+            if (
+                target is None
+                or serial < self._next_serial
+                or self._lock is None
+                or self._health.failure is not None
+            ):
+                return -1
+            segment = self._segments[-1]
+            start = segment.size
+            # Where the entry may end: the map, the segment, the journal's bound.
+            limit = min(start + self.max_bytes - self._used, target.capacity, self.segment_bytes)
+            end = encode_record_into(
+                target.view, start, limit, serial, name, partition, timestamp_ms, key, value
+            )
+            if end < 0:
+                return -1
+            segment.size = end
+            self._used += end - start
+            self._next_serial = serial + 1
+            if self._unindexed_from is None:
+                self._index.add(serial, topic, partition)
+            if end > target.drop_at:
+                target.drop_behind(end)
+            if self._health.troubled:
+                self._health.ok()
+            return end
 
     def _append_entries(self, entries: Sequence[Entry]) -> int:
         chunks: list[bytes] = []
@@ -293,6 +310,8 @@ class JournalStore:
             self._used += size
             self._next_serial = max(self._next_serial, serial + 1)
             index = self._index
+            if any(entry.__class__ is Done for entry in entries):
+                self._done_end = (segment.name, segment.size)
             for entry in entries:
                 if isinstance(entry, JournalRecord):
                     if self._unindexed_from is None:
@@ -463,9 +482,18 @@ class JournalStore:
 
     def reclaim(self) -> int:
         """Delete the oldest segments whose records are all done (never the newest);
-        returns how many. Syncs first: the DONE entries must outlive the deletion."""
+        returns how many. Syncs first: the DONE entries must outlive the deletion.
+
+        Both syncs (the DONE entries before, the directory after) run outside the lock
+        when they can, as ``sync`` does: under it, an fsync of everything appended since
+        the last one held every produce() waiting (up to 0.3 s of a 50k-record run's
+        flush measured, benchmarks/custody.py)."""
+        self.sync()
         with self._mutex:
-            return self._reclaim()
+            removed = self._reclaim(directory_now=False)
+        if removed:
+            self.sync()  # the directory (``_created``), outside the lock
+        return removed
 
     # -- records indexed later (the producer's spill) ---------------------------------------
 
@@ -492,8 +520,10 @@ class JournalStore:
         with self._mutex:
             self._unindexed_from = None
 
-    def _reclaim(self) -> int:
-        self._sync_locked()
+    def _reclaim(self, *, directory_now: bool = True) -> int:
+        self._check_usable()
+        if not self._dones_durable():
+            self._sync_locked()
         removed = 0
         floor = self._unindexed_from
         while (
@@ -512,8 +542,19 @@ class JournalStore:
             removed += 1
         if removed:
             self._created += 1  # the directory changed: the next sync covers it
-            self._sync_locked()
+            if directory_now:
+                self._sync_locked()
         return removed
+
+    def _dones_durable(self) -> bool:
+        # Is every DONE entry written so far on disk? Then reclaim needs no sync.
+        mark = self._done_end
+        if mark is None:
+            return True
+        name, end = mark
+        if name != self._segments[-1].name:
+            return True  # in an older segment: synced when it rolled
+        return self._synced_size >= end
 
     # -- reading back --------------------------------------------------------------------
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pykaf._errors import JournalCorruptError, JournalFullError, JournalLockedError
 from pykaf._producer.journal import Done, Identity, JournalRecord, JournalStore
+from pykaf._producer.journal import _segments as segments_module
 from pykaf._producer.journal._format import encode, walk
 from pykaf._producer.journal._inspect import scan as scan_directory
 
@@ -396,5 +399,45 @@ def test_a_segment_that_cannot_roll_grows_its_allocation(store: JournalStore) ->
     try:
         assert [r.serial for r in again.read_pending(0, again.next_serial)] == [0]
         assert again.used_bytes == sum(len(encode(d)) for d in dones) + len(encode(_record(0)))
+    finally:
+        again.close()
+
+
+def test_reclaim_syncs_outside_the_lock_so_appends_go_on(
+    store: JournalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reclaim syncs the DONE entries that justify a deletion. Under the store's lock,
+    # that fsync (of everything appended since the last one) held every produce().
+    for serial in range(60):
+        store.append([_record(serial)])
+    store.append([Done("t", 0, 0, 59)])
+    store.append([_record(60)])  # new since the last sync: reclaim's sync has work
+    entered, release = threading.Event(), threading.Event()
+    real = segments_module.fsync_ticket
+
+    def slow_fsync(*args: Any) -> Any:
+        entered.set()
+        assert release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(segments_module, "fsync_ticket", slow_fsync)
+    removed: list[int] = []
+    reclaimer = threading.Thread(target=lambda: removed.append(store.reclaim()))
+    reclaimer.start()
+    try:
+        assert entered.wait(10)
+        appender = threading.Thread(target=lambda: store.append([_record(61)]))
+        appender.start()
+        appender.join(5)
+        assert not appender.is_alive()  # the append did not wait for the fsync
+    finally:
+        release.set()
+        reclaimer.join(10)
+    assert removed
+    assert removed[0] > 0
+    monkeypatch.undo()
+    again = _reopen(store)
+    try:
+        assert [r.serial for r in again.read_pending(0, again.next_serial)] == [60, 61]
     finally:
         again.close()

@@ -1,0 +1,223 @@
+"""``JournalFeed``: the side of ``JournalAccumulator`` (``_journaled``) that puts records
+waiting in the journal only (spilled past ``buffer_memory``, or recovered after a crash)
+back into memory, for the feeder thread (``_custody``), and what a close leaves behind.
+A mixin over the accumulator's state, as the accumulator's own sides are
+(``_accumulator``): it reads the journal fields ``JournalAccumulator`` sets up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pykaf._errors import BufferFullError, ProducerClosedError
+from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._batches import Batch, PartitionQueue, normalise
+from pykaf._producer._delivery import Report
+from pykaf._producer._idempotence import ProducerIdentity
+from pykaf._producer._replay_identity import ReplayTally
+from pykaf._producer.journal import Identity, JournalRecord, JournalStore
+from pykaf.protocol._records import BATCH_OVERHEAD
+
+__all__ = ["JournalFeed", "NoRoom"]
+
+
+class NoRoom(Exception):
+    """Internal: ``buffer_memory`` has no room for a new batch (never reaches a caller)."""
+
+    def __init__(self, need: int) -> None:
+        super().__init__(need)
+        self.need = need
+
+
+class JournalFeed(Accumulator):
+    """The feed side of ``JournalAccumulator`` (see the module doc)."""
+
+    # Set up by ``JournalAccumulator.__init__`` (its module doc says what each means).
+    store: JournalStore
+    opened_serial: int
+    unfed: int
+    feed_wake: Callable[[], object] | None
+    _next_record: int
+    _spill_next: int
+    _spill_reports: dict[int, Report]
+    _sticky_fill: dict[str, int]
+    _fed_change: threading.Condition
+
+    def _mark(self, part: PartitionQueue, serial: int) -> None:
+        # Lock held: the record just put is the last of its partition's open batch.
+        batch = part.open
+        assert batch is not None
+        if batch.journal_first < 0:
+            batch.journal_first = serial
+        batch.journal_last = serial
+
+    # -- the feed (one feeder thread at a time, see _custody) -------------------------------
+
+    def feed_span(self) -> tuple[int, int] | None:
+        """The serials the feeder reads next, ``[first, end)``; None when it has caught
+        up, which ends the spill (records go straight to memory again)."""
+        with self._lock:
+            first = self._spill_next
+            if first < 0:
+                return None
+            if first >= self._next_record:
+                self._spill_next = -1
+                self.store.resume_index()  # every deferred record is fed or done
+                self._sticky_fill.clear()
+                self._fed_change.notify_all()
+                return None
+            return first, self._next_record
+
+    def fed_through(self, end: int) -> None:
+        """The feeder read every serial below ``end`` (the ones it skipped were done)."""
+        with self._lock:
+            if 0 <= self._spill_next < end:
+                self._spill_next = end
+                self._fed_change.notify_all()
+
+    def wait_fed(self, timeout: float) -> tuple[bool, float]:
+        """Wait up to ``timeout`` until every record journaled so far is in memory (a
+        flush covers it then); returns whether they are, and the time left."""
+        clock = self._clock
+        deadline = clock() + timeout
+        with self._lock:
+            target = self._next_record
+            while 0 <= self._spill_next < target and not self._closed:
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    break
+                self._fed_change.wait(min(remaining, 1.0))
+            reached = not 0 <= self._spill_next < target
+        return reached, max(0.0, deadline - clock())
+
+    def is_fed(self) -> bool:
+        return self._spill_next < 0
+
+    def replay(self, rec: JournalRecord, report: Report, *, block: bool) -> None:
+        """Put a record waiting in the journal into memory, in its journaled partition
+        with its serial (no new entry); a spilled record of this producer gets its own
+        report, a recovered one ``report``. Raises ``BufferFullError`` when memory is
+        full and ``block`` is False (else waits until it frees or the producer closes),
+        ``TopicUnknownError`` (async: fetch first), ``ValueError`` when the partition no
+        longer exists."""
+        t = self._topics.get(rec.topic)
+        if t is None:
+            t = self._unknown(rec.topic)
+        headers = rec.headers or None
+        key, value, headers, size = normalise(rec.key, rec.value, headers, rec.timestamp_ms)
+        record = (key, value, headers, rec.timestamp_ms)
+        with self._lock:
+            if not 0 <= rec.partition < t.count:
+                raise ValueError(
+                    f"partition {rec.partition} of {rec.topic!r} no longer exists (the topic"
+                    f" has {t.count} partitions)"
+                )
+            while True:
+                if self._closed:
+                    raise ProducerClosedError("the producer is closed")
+                own = (
+                    self._spill_reports.get(rec.serial)
+                    if rec.serial >= self.opened_serial
+                    else report
+                )
+                try:
+                    wake = self._put(t, rec.partition, record, size, own)
+                except NoRoom as full:
+                    if not block:
+                        raise BufferFullError(f"no room for {full.need} bytes") from None
+                    self._space.wait(1.0)  # the loop frees memory as batches complete
+                    continue
+                self._mark(t.parts[rec.partition], rec.serial)
+                self.store.index_fed(rec.serial, rec.topic, rec.partition)
+                self._fed(rec.serial)
+                break
+        if wake:
+            (self.feed_wake or self.wake)()
+
+    def replay_batch(
+        self,
+        records: list[JournalRecord],
+        identity: Identity,
+        report: Report,
+        tally: ReplayTally,
+        *,
+        block: bool,
+    ) -> None:
+        """Put back the records of one batch sent before a crash as that same batch: closed,
+        with its journaled producer id, epoch and base sequence, which the sender keeps
+        (``Batch.pinned``), so the broker can recognise it (``_replay_identity``). Raises
+        as ``replay`` does; nothing is taken then."""
+        topic, partition = identity.topic, identity.partition
+        t = self._topics.get(topic)
+        if t is None:
+            t = self._unknown(topic)
+        taken: list[tuple[Any, Any, Any, Any]] = []
+        size = BATCH_OVERHEAD
+        for rec in records:
+            key, value, headers, one = normalise(rec.key, rec.value, rec.headers or None, 0)
+            taken.append((key, value, headers, rec.timestamp_ms))
+            size += one
+        with self._lock:
+            if not 0 <= partition < t.count:
+                raise ValueError(
+                    f"partition {partition} of {topic!r} no longer exists (the topic"
+                    f" has {t.count} partitions)"
+                )
+            while True:
+                if self._closed:
+                    raise ProducerClosedError("the producer is closed")
+                if self._used + size <= self._limit:
+                    break
+                if not block:
+                    raise BufferFullError(f"no room for {size} bytes")
+                self._space.wait(1.0)  # the loop frees memory as batches complete
+            part = t.parts[partition]
+            if part.open is not None:  # earlier records go first, in their own batch
+                self._seal(part.open)
+                part.open = None
+            now = self._clock()
+            self._serial += 1
+            batch = Batch(part, self._serial, now, self._wall_ms(), now + self._delivery_timeout)
+            batch.records = taken
+            if report is not None:
+                batch.reports = [(i, report) for i in range(len(taken))]
+            batch.size = batch.reserved = size
+            self._used += size
+            self._seal(batch)
+            batch.identity = ProducerIdentity(
+                producer_id=identity.producer_id, epoch=identity.epoch
+            )
+            batch.base_sequence = identity.base_sequence
+            batch.journal_first = identity.first_serial
+            batch.journal_last = identity.last_serial
+            batch.pinned = tally
+            part.batches.append(batch)
+            self._incomplete[batch.serial] = batch
+            for rec in records:
+                self._fed(rec.serial)
+            wake = self._wake(True)
+        if wake:
+            (self.feed_wake or self.wake)()
+
+    @property
+    def buffer_limit(self) -> int:
+        """``buffer_memory``: no batch larger than this can be put back whole."""
+        return self._limit
+
+    def _fed(self, serial: int) -> None:
+        # Lock held: one record left the journal-only state.
+        self._spill_reports.pop(serial, None)
+        self.unfed -= 1
+        if 0 <= self._spill_next <= serial:
+            self._spill_next = serial + 1
+            self._fed_change.notify_all()
+
+    def take_kept(self) -> tuple[int, list[Report]]:
+        """At close: how many records stay in the journal only (for the next producer),
+        and the reports of this producer's among them (each is owed ``JournalKeptError``)."""
+        with self._lock:
+            reports = list(self._spill_reports.values())
+            self._spill_reports.clear()
+            return self.unfed, reports

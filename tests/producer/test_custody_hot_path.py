@@ -1,0 +1,137 @@
+"""Custody "journal": the append path made fast (``JournalAccumulator.append`` takes most
+records itself, the rest through ``_take``). Whichever path a record takes, the journal
+holds what memory holds (partition, serial order, key, value, timestamp), a record refused
+is neither journaled nor sent, each record gets one report, and what reaches the broker
+carries the journaled timestamp. A memory full for a moment (brokers up, slower than the
+caller) makes a blocking caller wait a little instead of spilling to the journal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _custody_support import FAST, one_broker
+from _produce_readback import read_topic
+from test_custody import Reports, assert_in_order, pending_in
+
+from pykaf._errors import ProducerClosedError
+from pykaf._producer import _journaled
+from pykaf._producer._journaled import JournalAccumulator
+from pykaf._producer._producer import Producer
+from pykaf.broker import BlockingCluster
+
+
+@pytest.fixture
+def cluster() -> Iterator[BlockingCluster]:
+    with one_broker(3) as running:
+        yield running
+
+
+def _journal_of(accumulator: JournalAccumulator) -> list[tuple[int, int, Any, Any, int]]:
+    store = accumulator.store
+    return [
+        (r.serial, r.partition, r.key, r.value, r.timestamp_ms)
+        for r in store.read_pending(accumulator.opened_serial, store.next_serial)
+        if r.value != b"warm"  # delivered; its DONE entry may not be written yet
+    ]
+
+
+def _memory_of(accumulator: JournalAccumulator) -> list[tuple[int, Any, Any, int]]:
+    # Every record still in memory, as (partition, key, value, timestamp), batch by batch.
+    out = []
+    for t in accumulator._topics.values():
+        for part in t.parts:
+            for batch in part.batches:
+                out.extend((part.index, k, v, ts) for k, v, _h, ts in batch.records)
+    return out
+
+
+def test_every_path_journals_what_memory_holds_and_the_broker_gets(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    reports = Reports()
+    # A long linger: the batches stay open while the journal and memory are compared.
+    options = {**FAST, "linger": 30.0, "delivery_timeout": 60.0}
+    with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, **options) as p:
+        p.produce("t", b"warm", partition=0)
+        assert p.flush(30) == 0
+        accumulator = p._accumulator
+        assert isinstance(accumulator, JournalAccumulator)
+        sent = []
+        for i in range(40):
+            v = b"v%d" % i
+            kind = i % 5
+            if kind == 0:  # keyless: the sticky partition (the hot path once it has a batch)
+                p.produce("t", v, on_delivery=reports.callback(v))
+            elif kind == 1:  # a partition given
+                p.produce("t", v, partition=i % 3, on_delivery=reports.callback(v))
+            elif kind == 2:  # keyed: the partitioner decides (``_take``)
+                p.produce("t", v, key=b"k%d" % i, on_delivery=reports.callback(v))
+            elif kind == 3:  # headers (``_take``)
+                p.produce("t", v, headers=[("h", b"x")], on_delivery=reports.callback(v))
+            else:  # a timestamp given: journaled and sent as given
+                p.produce("t", v, timestamp=1_000_000 + i, on_delivery=reports.callback(v))
+            sent.append(v)
+        with pytest.raises(ValueError, match=r"partition 7 is not in 0\.\.2"):
+            p.produce("t", b"refused", partition=7)
+        journal = _journal_of(accumulator)
+        memory = _memory_of(accumulator)
+        # Serial order is append order; the journal and memory agree record by record.
+        assert [s for s, *_ in journal] == sorted(s for s, *_ in journal)
+        by_value = {v: (part, k, ts) for _s, part, k, v, ts in journal}
+        assert sorted(by_value) == sorted(sent)  # the refused record is not journaled
+        assert sorted((v, (part, k, ts)) for part, k, v, ts in memory if v != b"warm") == sorted(
+            by_value.items()
+        )
+        for i in range(4, 40, 5):
+            assert by_value[b"v%d" % i][2] == 1_000_000 + i
+        # Per partition, journal order is memory order (what a replay would send).
+        for partition in range(3):
+            in_journal = [v for _s, part, _k, v, _ts in journal if part == partition]
+            in_memory = [v for part, _k, v, _ts in memory if part == partition and v != b"warm"]
+            assert in_journal == in_memory
+        assert p.flush(30) == 0
+        p.close()
+        with pytest.raises(ProducerClosedError):
+            p.produce("t", b"after close")
+    assert reports.failed == []
+    assert sorted(reports.ok) == sorted(sent)
+    assert set(reports.ok.values()) == {1}
+    written = read_topic(cluster.bootstrap, "t")
+    got = {r.value: (part, r.key, r.timestamp) for part, rs in written.items() for r in rs}
+    assert b"refused" not in got
+    assert b"after close" not in got
+    assert {v: got[v] for v in sent} == by_value
+    assert pending_in(tmp_path) == 0
+
+
+def test_a_memory_full_for_a_moment_does_not_spill_a_blocking_caller(
+    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The broker is up: memory frees as batches are acknowledged. A wait far longer than
+    # any acknowledgement (the bound is a constant, raised here so the outcome does not
+    # hang on the machine's speed) and nothing goes to the journal only.
+    monkeypatch.setattr(_journaled, "_SPILL_AFTER", 60.0)
+    reports = Reports()
+    count = 2000  # ~2 MB through 128 KiB of buffer_memory
+    options = {**FAST, "buffer_memory": 128 * 1024, "max_block": 60.0}
+    with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, **options) as p:
+        for i in range(count):
+            v = b"d%05d" % i + bytes(1000)
+            p.produce("t", v, partition=i % 3, on_delivery=reports.callback(v[:6]))
+        accumulator = p._accumulator
+        assert isinstance(accumulator, JournalAccumulator)
+        assert accumulator.spilled == 0
+        assert p.flush(60) == 0
+    assert reports.failed == []
+    assert len(reports.ok) == count
+    assert set(reports.ok.values()) == {1}
+    written = {
+        p: [r.value[:6] for r in rs if r.value]
+        for p, rs in read_topic(cluster.bootstrap, "t").items()
+    }
+    assert sum(len(vs) for vs in written.values()) == count
+    assert_in_order(written, b"d")
+    assert pending_in(tmp_path) == 0
