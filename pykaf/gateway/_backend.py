@@ -24,6 +24,7 @@ from pykaf.errors import (
     ProducerClosedError,
 )
 from pykaf.gateway._asgi import HttpError
+from pykaf.gateway._body import LineBatch
 from pykaf.gateway._outcomes import http_error_for
 from pykaf.gateway._settings import Custody, GatewaySettings
 
@@ -320,20 +321,32 @@ class Backend:
             return
         raise self.unplaceable(topic)
 
-    async def accept(self, topic: str, records: Sequence[ProducerRecord], custody: Custody) -> None:
+    async def accept(
+        self, topic: str, records: Sequence[ProducerRecord] | LineBatch, custody: Custody
+    ) -> None:
         """Take ``records`` into ``custody`` and return (no waiting for Kafka): in memory,
         appended to the journal, or appended and fsynced ("journal_sync"). A record
         for a partition the topic lacks refuses the whole request (400) before any is
         taken: a client that sends it again must not duplicate the rest."""
         await self.prepare(topic, custody)
         producer = self.producer(custody)
-        bad = await self._bad_partitions(producer, topic, records)
+        if isinstance(records, LineBatch):
+            lines: LineBatch | None = records
+            # One partition for all the lines: checked once.
+            single = [ProducerRecord(partition=records.partition)] if records.values else []
+            bad = await self._bad_partitions(producer, topic, single)
+            records = []
+        else:
+            lines = None
+            bad = await self._bad_partitions(producer, topic, records)
         if bad:
             index, error = bad[0]
-            where = f"record {index}: " if len(records) > 1 else ""
+            where = f"record {index}: " if len(records) > 1 or lines else ""
             raise HttpError(400, f"{where}{error}; nothing was taken", error_code=40002)
         try:
-            if len(records) == 1:
+            if lines is not None:
+                await producer.produce_batch(topic, lines.items(), partition=lines.partition)
+            elif len(records) == 1:
                 r = records[0]
                 await producer.produce(
                     topic,
@@ -413,9 +426,11 @@ class Backend:
             return _failed(exc)
 
     async def deliver(
-        self, topic: str, records: Sequence[ProducerRecord], custody: Custody
+        self, topic: str, records: Sequence[ProducerRecord] | LineBatch, custody: Custody
     ) -> list[Outcome]:
         """Send ``records`` and wait (within ``ack_timeout``) for each one's outcome."""
+        if isinstance(records, LineBatch):
+            records = records.records()  # a future each: the records themselves
         if not records:
             return []  # asyncio.wait() refuses an empty set
         await self.prepare(topic, custody)

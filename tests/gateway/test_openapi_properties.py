@@ -207,7 +207,7 @@ async def test_a_producer_failure_while_accepting_is_answered_as_itself_not_500(
         async def partitions_for(self, topic: str) -> list[int]:
             return [0, 1, 2]
 
-        async def produce_batch(self, topic: str, records: Any) -> None:
+        async def produce_batch(self, topic: str, records: Any, partition: Any = None) -> None:
             raise MessageTooLargeError("the batch is larger than max_request_size")
 
     monkeypatch.setattr(app.backend, "producer", lambda custody: Refusing())
