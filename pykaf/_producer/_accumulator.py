@@ -32,7 +32,7 @@ fields once per record and must not pay an attribute hop to reach them.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import accumulate, repeat
 from operator import add
 from typing import Any, Final
@@ -55,9 +55,9 @@ from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._drain import Draining
 from pykaf._producer._flush_bookkeeping import FlushBookkeeping
 from pykaf._producer._topic_table import TopicTable
-from pykaf.protocol._records import BATCH_OVERHEAD, encode_batch
+from pykaf.protocol._records import BATCH_OVERHEAD, c_accelerated, encode_batch
 
-__all__ = ["Accumulator"]
+__all__ = ["Accumulator", "plain_value_ends", "plain_value_ends_python"]
 
 _LOCK_RUN: Final = 256  # produce_batch items appended per lock hold
 _ONLY_BYTES: Final = {bytes}
@@ -177,7 +177,7 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                 or (partition.__class__ is int and 0 <= partition < t.count)
             )
         ):
-            ends = _plain_value_ends(items, plain)
+            ends = plain_value_ends(items, RECORD_OVERHEAD, plain)
             if ends is not None:
                 self._append_values(t, items, ends, partition, taken)
                 return
@@ -456,13 +456,19 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                 batch.reports.append((index, report))
 
 
-def _plain_value_ends(items: list[Any], plain: int) -> list[int] | None:
-    """The running totals of the records' sizes (``RECORD_OVERHEAD`` + the value's
-    length) when every item is ``bytes`` no larger than ``plain``, else None (the
+def plain_value_ends_python(items: list[Any], overhead: int, limit: int) -> list[int] | None:
+    """The running totals of the records' sizes (``overhead`` + the value's length) when
+    every item is ``bytes`` and no record is larger than ``limit``, else None (the
     per-item path then checks and converts each). Loops in C: ``map``, ``accumulate``."""
     if not items or {*map(type, items)} != _ONLY_BYTES:
         return None
-    sizes = list(map(add, map(len, items), repeat(RECORD_OVERHEAD)))
-    if max(sizes) > plain:
+    sizes = list(map(add, map(len, items), repeat(overhead)))
+    if max(sizes) > limit:
         return None
     return list(accumulate(sizes))
+
+
+plain_value_ends: Callable[[list[Any], int, int], list[int] | None] = (
+    c_accelerated("plain_value_ends") or plain_value_ends_python
+)
+"""The C twin (one pass, ~10x faster) when ``_crecords`` has it, else pure Python."""

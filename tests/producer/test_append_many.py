@@ -13,9 +13,16 @@ from typing import Any
 
 import pytest
 
+import pykaf._producer._accumulator as accumulator_module
 from pykaf._errors import BufferFullError, ProducerClosedError
-from pykaf._producer._accumulator import Accumulator
+from pykaf._producer._accumulator import (
+    Accumulator,
+    plain_value_ends,
+    plain_value_ends_python,
+)
 from pykaf._producer._settings import ProducerSettings
+from pykaf.protocol import using_c_accelerator
+from pykaf.protocol._records import c_accelerated
 
 
 def make(**options: Any) -> tuple[Accumulator, list[int]]:
@@ -50,8 +57,19 @@ def values(count: int, seed: int) -> list[bytes]:
     return [bytes([i % 251]) * size for i, size in enumerate(sizes)]
 
 
+@pytest.fixture(params=["c", "python"])
+def ends_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test below runs with the C running sizes (when built) and the Python twin."""
+    if request.param == "python":
+        monkeypatch.setattr(accumulator_module, "plain_value_ends", plain_value_ends_python)
+    elif c_accelerated("plain_value_ends") is None:
+        pytest.skip("the C accelerator is not built")
+    return str(request.param)
+
+
 @pytest.mark.parametrize("partition", [None, 3])
 @pytest.mark.parametrize("batch_size", [1_000, 16_384, 200_000])
+@pytest.mark.usefixtures("ends_twin")
 def test_bulk_values_make_the_batches_one_append_each_makes(
     partition: int | None, batch_size: int
 ) -> None:
@@ -71,6 +89,7 @@ def test_bulk_values_make_the_batches_one_append_each_makes(
     assert getattr(bulk_topic.sticky, "index", None) == getattr(single_topic.sticky, "index", None)
 
 
+@pytest.mark.usefixtures("ends_twin")
 def test_bulk_values_stop_where_memory_runs_out_as_appends_do() -> None:
     items = values(2_000, seed=3)
     bulk, _ = make(batch_size=16_384, buffer_memory=100_000, max_block=0)
@@ -99,6 +118,7 @@ def test_bulk_values_refuse_a_closed_producer_and_count_nothing() -> None:
     assert taken == [0]
 
 
+@pytest.mark.usefixtures("ends_twin")
 def test_mixed_items_still_take_the_per_item_path() -> None:
     acc, _ = make()
     acc.append_many("t", [b"a", bytearray(b"b"), b"c"], partition=0)
@@ -130,11 +150,42 @@ def test_plain_values_run_no_python_line_per_record() -> None:
     # What makes `pykaf produce` keep up: 100,000 values of 100 bytes are appended in
     # runs (a bisect, a slice, one extend per run), not a loop of Python lines per value.
     # Lines executed are counted, not time: the per-item loop ran ~10 lines a value.
-    import pykaf._producer._accumulator as accumulator_module
-
     acc, _ = make(batch_size=1 << 20, buffer_memory=1 << 26)
     items = [b"x" * 100] * 100_000
     with python_lines_in(accumulator_module.__file__) as lines:
         acc.append_many("t", items)
     assert sum(len(batch[0]) for part in shape(acc) for batch in part) == len(items)
     assert lines[0] < len(items) // 2
+
+
+@pytest.mark.parametrize(
+    ("items", "limit"),
+    [
+        ([b"a", b"", b"xyz" * 50], 1_000),
+        ([b"a" * 900, b"b"], 1_000),  # 900 + 100 overhead: exactly the limit
+        ([b"a" * 901], 1_000),  # one byte over: None
+        ([], 1_000),
+        ([b"a", bytearray(b"b")], 1_000),  # not all bytes: None
+        ([b"a", "b"], 1_000),
+        ([b"a", None], 1_000),
+        ([b"x" * 10] * 5_000, 1_000),
+    ],
+)
+def test_the_c_running_sizes_equal_the_python_twin(items: list[Any], limit: int) -> None:
+    if not using_c_accelerator() or c_accelerated("plain_value_ends") is None:
+        pytest.skip("the C accelerator is not built")
+    assert plain_value_ends is not plain_value_ends_python
+    expected = plain_value_ends_python(items, 100, limit)
+    assert plain_value_ends(items, 100, limit) == expected
+    if expected is not None:
+        assert expected[-1] == sum(map(len, items)) + 100 * len(items)
+
+
+def test_the_c_running_sizes_refuse_what_is_not_a_list() -> None:
+    c_ends = c_accelerated("plain_value_ends")
+    if c_ends is None:
+        pytest.skip("the C accelerator is not built")
+    with pytest.raises(TypeError, match="wants a list"):
+        c_ends((b"a",), 100, 1_000)
+    with pytest.raises(TypeError, match="3 arguments"):
+        c_ends([b"a"], 100)
