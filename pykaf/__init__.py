@@ -91,6 +91,7 @@ else:
             "pykaf._producer._replay_identity": "ReplayStats",
             "pykaf._producer._settings": "ProducerSettings",
         },
+        submodules="admin broker errors events journal protocol telemetry",
     )
 
 __all__ = [

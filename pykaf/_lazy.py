@@ -18,14 +18,19 @@ __all__ = ["lazy_exports"]
 
 
 def lazy_exports(
-    package: str, sources: Mapping[str, str]
+    package: str, sources: Mapping[str, str], submodules: str = ""
 ) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package``, whose public names live in the
-    modules given as ``{module: "Name other_name ..."}``."""
+    modules given as ``{module: "Name other_name ..."}``; ``submodules`` names the
+    public submodules that ``package.name`` reaches without an import of its own (an
+    eager ``__init__`` had imported them as a side effect, and code may rely on it)."""
     where = {name: module for module, names in sources.items() for name in names.split()}
+    modules = set(submodules.split())
     namespace = sys.modules[package].__dict__
 
     def __getattr__(name: str) -> object:
+        if name in modules:
+            return importlib.import_module(f"{package}.{name}")  # sets the attribute
         module = where.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -108,3 +108,12 @@ def test_each_lazy_name_is_the_one_type_checkers_see(package: str) -> None:
     assert set(module.__all__) <= set(dir(module))
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
         getattr(module, "NoSuchName")  # noqa: B009  (the missing name is the point)
+
+
+def test_public_submodules_are_reached_from_the_package() -> None:
+    # `import pykaf; pykaf.protocol.encode_batch` worked while __init__ imported it all.
+    code = "import pykaf\nprint(pykaf.protocol.encode_batch.__name__, pykaf.errors.PykafError)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split()[0] == "encode_batch"
