@@ -11,22 +11,14 @@
 - ``pykaf.protocol``: the sans-I/O wire layer (messages, framing, record batches).
 - ``pykaf.broker``: an embedded Kafka-compatible broker for tests and development.
 - ``pykaf.errors``: every exception, rooted at ``PykafError``.
+
+The classes load on first use (``pykaf._lazy``): ``import pykaf`` costs the errors and
+little else, and ``pykaf.Producer`` imports the producer (and the client it stands on),
+not the consumer or the admin client.
 """
 
-from pykaf._admin._admin import Admin
-from pykaf._admin._async_admin import AsyncAdmin
-from pykaf._admin._outcomes import Outcomes
-from pykaf._admin._specs import ConfigChange, ConfigResource, NewTopic, OffsetSpec
-from pykaf._client._async_client import AsyncClient
-from pykaf._client._client import Client
-from pykaf._client._metadata import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
-from pykaf._client._settings import ClientSettings
-from pykaf._client._targets import Coordinator, CoordinatorType, Leader, Purpose, Target
-from pykaf._client._versions import BrokerApiVersions
-from pykaf._consumer._async_consumer import AsyncConsumer
-from pykaf._consumer._consumer import Consumer
-from pykaf._consumer._records import ConsumerRecord, OffsetAndMetadata, TopicPartition
-from pykaf._consumer._settings import ConsumerSettings
+from typing import TYPE_CHECKING
+
 from pykaf._errors import (
     BrokerConnectionError,
     BrokerError,
@@ -50,13 +42,57 @@ from pykaf._errors import (
     RecordTooLargeError,
     RemoteProtocolError,
 )
-from pykaf._producer._async_producer import AsyncProducer
-from pykaf._producer._custody_events import CustodyEvent
-from pykaf._producer._delivery import ProducerRecord, RecordMetadata
-from pykaf._producer._producer import Producer
-from pykaf._producer._replay_identity import ReplayStats
-from pykaf._producer._settings import ProducerSettings
+from pykaf._lazy import lazy_exports
 from pykaf._version import __version__
+
+if TYPE_CHECKING:
+    from pykaf._admin._admin import Admin
+    from pykaf._admin._async_admin import AsyncAdmin
+    from pykaf._admin._outcomes import Outcomes
+    from pykaf._admin._specs import ConfigChange, ConfigResource, NewTopic, OffsetSpec
+    from pykaf._client._async_client import AsyncClient
+    from pykaf._client._client import Client
+    from pykaf._client._metadata import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
+    from pykaf._client._settings import ClientSettings
+    from pykaf._client._targets import Coordinator, CoordinatorType, Leader, Purpose, Target
+    from pykaf._client._versions import BrokerApiVersions
+    from pykaf._consumer._async_consumer import AsyncConsumer
+    from pykaf._consumer._consumer import Consumer
+    from pykaf._consumer._records import ConsumerRecord, OffsetAndMetadata, TopicPartition
+    from pykaf._consumer._settings import ConsumerSettings
+    from pykaf._producer._async_producer import AsyncProducer
+    from pykaf._producer._custody_events import CustodyEvent
+    from pykaf._producer._delivery import ProducerRecord, RecordMetadata
+    from pykaf._producer._producer import Producer
+    from pykaf._producer._replay_identity import ReplayStats
+    from pykaf._producer._settings import ProducerSettings
+else:
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "pykaf._admin._admin": "Admin",
+            "pykaf._admin._async_admin": "AsyncAdmin",
+            "pykaf._admin._outcomes": "Outcomes",
+            "pykaf._admin._specs": "ConfigChange ConfigResource NewTopic OffsetSpec",
+            "pykaf._client._async_client": "AsyncClient",
+            "pykaf._client._client": "Client",
+            "pykaf._client._metadata": "BrokerInfo ClusterMetadata PartitionInfo TopicInfo",
+            "pykaf._client._settings": "ClientSettings",
+            "pykaf._client._targets": "Coordinator CoordinatorType Leader Purpose Target",
+            "pykaf._client._versions": "BrokerApiVersions",
+            "pykaf._consumer._async_consumer": "AsyncConsumer",
+            "pykaf._consumer._consumer": "Consumer",
+            "pykaf._consumer._records": "ConsumerRecord OffsetAndMetadata TopicPartition",
+            "pykaf._consumer._settings": "ConsumerSettings",
+            "pykaf._producer._async_producer": "AsyncProducer",
+            "pykaf._producer._custody_events": "CustodyEvent",
+            "pykaf._producer._delivery": "ProducerRecord RecordMetadata",
+            "pykaf._producer._producer": "Producer",
+            "pykaf._producer._replay_identity": "ReplayStats",
+            "pykaf._producer._settings": "ProducerSettings",
+        },
+        submodules="admin broker errors events journal protocol telemetry",
+    )
 
 __all__ = [
     "Admin",

@@ -31,7 +31,10 @@ fields once per record and must not pay an attribute hop to reach them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from itertools import accumulate, repeat
+from operator import add
 from typing import Any, Final
 
 from pykaf._errors import ProducerClosedError, RecordTooLargeError
@@ -52,11 +55,12 @@ from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._drain import Draining
 from pykaf._producer._flush_bookkeeping import FlushBookkeeping
 from pykaf._producer._topic_table import TopicTable
-from pykaf.protocol._records import BATCH_OVERHEAD, encode_batch
+from pykaf.protocol._records import BATCH_OVERHEAD, c_accelerated, encode_batch
 
-__all__ = ["Accumulator"]
+__all__ = ["Accumulator", "plain_value_ends", "plain_value_ends_python"]
 
 _LOCK_RUN: Final = 256  # produce_batch items appended per lock hold
+_ONLY_BYTES: Final = {bytes}
 
 
 class Accumulator(TopicTable, Draining, FlushBookkeeping):
@@ -165,6 +169,18 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
         if t is None:
             t = self._unknown(topic)
         plain = self._plain_limit
+        if (
+            on_delivery is None
+            and items.__class__ is list
+            and (
+                (partition is None and t.can_stick)
+                or (partition.__class__ is int and 0 <= partition < t.count)
+            )
+        ):
+            ends = plain_value_ends(items, RECORD_OVERHEAD, plain)
+            if ends is not None:
+                self._append_values(t, items, ends, partition, taken)
+                return
         lock = self._lock
         # Loop-invariant: plain values, placed by the strategy, no reports.
         simple = partition is None and on_delivery is None
@@ -176,12 +192,8 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                 raise ProducerClosedError("the producer is closed")
             for item in items:
                 if held >= _LOCK_RUN:
-                    # Let the loop (and other producers) in between runs.
                     held = 0
-                    lock.release()
-                    lock.acquire()
-                    if self._closed:
-                        raise ProducerClosedError("the producer is closed")
+                    self._let_others_in()
                 held += 1
                 if simple and item.__class__ is bytes:
                     # The common case inlined: the sticky partition's open batch has room.
@@ -211,6 +223,67 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                 taken[0] = count
             if wake:
                 self.wake()
+
+    def _append_values(
+        self,
+        t: TopicQueues,
+        values: list[bytes],
+        ends: list[int],
+        partition: int | None,
+        taken: list[int] | None,
+    ) -> None:
+        """``append_many`` of plain values (bytes, no key, no report) to the sticky
+        partition or to ``partition``: each run that fits the open batch's reservation
+        is added in one step (a bisect on the running sizes, tuples made by ``zip``), so
+        no Python code runs per record. The record that does not fit takes ``_put``'s
+        path (a new batch, the sticky partition moving on): the same batches, the same
+        order and the same memory accounting as one ``append`` per value."""
+        count = len(values)
+        lock = self._lock
+        wake = False
+        i = held = 0
+        lock.acquire()
+        try:
+            if self._closed:
+                raise ProducerClosedError("the producer is closed")
+            while i < count:
+                if held >= _LOCK_RUN:
+                    held = 0
+                    self._let_others_in()
+                part = t.sticky if partition is None else t.parts[partition]
+                batch = None if part is None else part.open
+                before = ends[i - 1] if i else 0
+                if batch is not None:
+                    room = before + batch.reserved - batch.size
+                    stop = bisect_right(ends, room, i, min(count, i + _LOCK_RUN - held))
+                    if stop > i:
+                        batch.records.extend(
+                            zip(repeat(None), values[i:stop], repeat(None), repeat(None))
+                        )
+                        batch.size += ends[stop - 1] - before
+                        held += stop - i
+                        i = stop
+                        continue
+                    if self._room(batch, t, ends[i] - before):
+                        continue  # the reservation grew a step: the next run fits
+                record = (None, values[i], None, None)
+                wake = self._put(t, partition, record, ends[i] - before, None) or wake
+                held += 1
+                i += 1
+        finally:
+            lock.release()
+            if taken is not None:
+                taken[0] = i
+            if wake:
+                self.wake()
+
+    def _let_others_in(self) -> None:
+        """Lock held, between runs of ``append_many``: release and take it back, so the
+        loop (and other producers) get their turn."""
+        self._lock.release()
+        self._lock.acquire()
+        if self._closed:
+            raise ProducerClosedError("the producer is closed")
 
     def _put(
         self,
@@ -381,3 +454,21 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                 batch.reports = [(index, report)]
             else:
                 batch.reports.append((index, report))
+
+
+def plain_value_ends_python(items: list[Any], overhead: int, limit: int) -> list[int] | None:
+    """The running totals of the records' sizes (``overhead`` + the value's length) when
+    every item is ``bytes`` and no record is larger than ``limit``, else None (the
+    per-item path then checks and converts each). Loops in C: ``map``, ``accumulate``."""
+    if not items or {*map(type, items)} != _ONLY_BYTES:
+        return None
+    sizes = list(map(add, map(len, items), repeat(overhead)))
+    if max(sizes) > limit:
+        return None
+    return list(accumulate(sizes))
+
+
+plain_value_ends: Callable[[list[Any], int, int], list[int] | None] = (
+    c_accelerated("plain_value_ends") or plain_value_ends_python
+)
+"""The C twin (one pass, ~10x faster) when ``_crecords`` has it, else pure Python."""

@@ -2,68 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-
-from pykaf.cli._connect import add_connection_options, client_options, run_command
-from pykaf.cli._demo import DemoOptions, fresh_topic_name, run_demo
 
 __all__ = ["main"]
 
 
 def _demo(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="pykaf demo",
-        description=(
-            "Start the embedded broker (or, with --bootstrap, use an existing cluster), write"
-            " messages (each value unique: it carries its sequence number) with a live"
-            " progress bar, read every partition's end offset back, then consume everything"
-            " and check that each partition returned exactly the values written, in order."
-            " Exit status 1 on any difference."
-        ),
-    )
-    parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--brokers", type=int, help="embedded brokers to start (default: 3)")
-    parser.add_argument("--value-size", type=int, default=100, help="bytes per message")
-    add_connection_options(parser)
-    on_cluster = parser.add_argument_group("with --bootstrap (an existing cluster)")
-    on_cluster.add_argument(
-        "--topic", help="the topic to create and fill (default: a fresh pykaf-demo-XXXXXXXX)"
-    )
-    on_cluster.add_argument("--replication-factor", type=int, default=1)
-    on_cluster.add_argument(
-        "--keep-topic", action="store_true", help="do not delete the topic at the end"
-    )
-    args = parser.parse_args(argv)
-    existing = args.bootstrap is not None or args.config_file is not None or args.properties
-    if existing and args.brokers is not None:
-        parser.error("--brokers sizes the embedded broker; with --bootstrap it has no use")
-    if not existing and (args.topic or args.keep_topic or args.replication_factor != 1):
-        parser.error("--topic, --replication-factor and --keep-topic need --bootstrap")
-    return run_command(lambda _: _run_demo(parser, args, existing), args)
+    from pykaf.cli._demo_command import run_demo_command  # noqa: PLC0415  (only when asked for)
 
-
-def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, existing: bool) -> int:
-    bootstrap, client = client_options(args) if existing else (None, {})
-    if existing:  # -m bounds each request to that cluster (10 s; the clients wait 30 s)
-        client["request_timeout"] = args.metadata_timeout
-    try:
-        opts = DemoOptions(
-            messages=args.messages,
-            partitions=args.partitions,
-            brokers=args.brokers or 3,
-            value_size=args.value_size,
-            bootstrap=bootstrap,
-            client=client,
-            topic=args.topic or (fresh_topic_name() if existing else "pykaf-demo"),
-            replication_factor=args.replication_factor,
-            keep_topic=args.keep_topic,
-        )
-    except ValueError as exc:
-        parser.error(str(exc))
-    return run_demo(opts)
+    return run_demo_command(argv)
 
 
 def _journal(argv: Sequence[str]) -> int:
@@ -147,7 +95,27 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _without_kio_test_strategies() -> None:
+    """Import kio's phantom types with ``hypothesis`` hidden, then show it again.
+
+    When hypothesis is installed, kio registers a hypothesis strategy for each of its
+    primitive types as they are defined: ~0.3 s of every command's start (a third of
+    ``pykaf produce``'s time for a million lines). A command never generates test data.
+    Only for a process the command owns (``main()`` reading ``sys.argv``), and only when
+    neither kio nor hypothesis is loaded yet: a test run that called ``main([...])`` or
+    uses hypothesis keeps kio's strategies."""
+    if "kio.static._phantom" in sys.modules or "hypothesis" in sys.modules:
+        return
+    sys.modules["hypothesis"] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import kio.static._phantom  # noqa: F401, PLC0415
+    finally:
+        del sys.modules["hypothesis"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        _without_kio_test_strategies()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())

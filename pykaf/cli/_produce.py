@@ -127,7 +127,7 @@ def _pieces(chunks: Iterator[bytes], delimiter: bytes) -> Iterator[list[bytes]]:
     for chunk in chunks:
         pieces = (tail + chunk if tail else chunk).split(delimiter)
         tail = pieces.pop()
-        if b"" in pieces:
+        if not all(pieces):  # a blank line (an empty bytes is false): rare, so filter then
             pieces = [piece for piece in pieces if piece]
         if pieces:
             yield pieces

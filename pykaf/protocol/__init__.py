@@ -8,66 +8,113 @@
 - Compression: gzip, snappy (xerial and raw), lz4 (frame), zstd, with a size cap.
 - SASL: PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER, client and broker sides
   (``sasl_client``, ``sasl_server``, ``scram_credentials``).
+
+Names load on first use (``pykaf._lazy``): a producer never imports the SASL state
+machines or the broker's side of framing it does not use, and no kio schema module is
+imported before a message of its API is built or read.
 """
 
-from pykaf.protocol._apis import KIP_896_FLOORS, ApiSpec, all_apis, api_spec
-from pykaf.protocol._compression import (
-    DEFAULT_MAX_DECOMPRESSED,
-    Compression,
-    compress,
-    decompress,
-    validate_level,
-)
-from pykaf.protocol._framing import (
-    DEFAULT_MAX_FRAME_SIZE,
-    KAFKA_SASL_MAX_RECEIVE_SIZE,
-    NEED_DATA,
-    ClientConnection,
-    ConnectionClosed,
-    NeedData,
-    Request,
-    Response,
-    ServerConnection,
-    UnsupportedRequest,
-)
-from pykaf.protocol._messages import (
-    build_request,
-    build_response,
-    decode_request,
-    decode_response,
-    encode_request,
-    encode_response,
-    payload_api,
-    peek_request,
-    request_class,
-    response_class,
-)
-from pykaf.protocol._negotiation import (
-    NegotiatedVersions,
-    api_versions_retry_version,
-    negotiate,
-    pick_version,
-)
-from pykaf.protocol._records import (
-    BATCH_OVERHEAD,
-    BatchHeader,
-    ControlType,
-    Record,
-    RecordBatch,
-    TimestampType,
-    decode_batches,
-    encode_batch,
-    iter_batch_headers,
-    parse_control_record,
-    using_c_accelerator,
-)
-from pykaf.protocol._sasl import SASL_MECHANISMS, SaslClient, SaslServer, sasl_client, sasl_server
-from pykaf.protocol._sasl_scram import (
-    MAX_SCRAM_ITERATIONS,
-    MIN_SCRAM_ITERATIONS,
-    ScramCredentials,
-    scram_credentials,
-)
+from typing import TYPE_CHECKING
+
+from pykaf._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from pykaf.protocol._apis import KIP_896_FLOORS, ApiSpec, all_apis, api_spec
+    from pykaf.protocol._compression import (
+        DEFAULT_MAX_DECOMPRESSED,
+        Compression,
+        compress,
+        decompress,
+        validate_level,
+    )
+    from pykaf.protocol._framing import (
+        DEFAULT_MAX_FRAME_SIZE,
+        KAFKA_SASL_MAX_RECEIVE_SIZE,
+        NEED_DATA,
+        ClientConnection,
+        ConnectionClosed,
+        NeedData,
+        Request,
+        Response,
+        ServerConnection,
+        UnsupportedRequest,
+    )
+    from pykaf.protocol._messages import (
+        build_request,
+        build_response,
+        decode_request,
+        decode_response,
+        encode_request,
+        encode_response,
+        payload_api,
+        peek_request,
+        request_class,
+        response_class,
+    )
+    from pykaf.protocol._negotiation import (
+        NegotiatedVersions,
+        api_versions_retry_version,
+        negotiate,
+        pick_version,
+    )
+    from pykaf.protocol._records import (
+        BATCH_OVERHEAD,
+        BatchHeader,
+        ControlType,
+        Record,
+        RecordBatch,
+        TimestampType,
+        decode_batches,
+        encode_batch,
+        iter_batch_headers,
+        parse_control_record,
+        using_c_accelerator,
+    )
+    from pykaf.protocol._sasl import (
+        SASL_MECHANISMS,
+        SaslClient,
+        SaslServer,
+        sasl_client,
+        sasl_server,
+    )
+    from pykaf.protocol._sasl_scram import (
+        MAX_SCRAM_ITERATIONS,
+        MIN_SCRAM_ITERATIONS,
+        ScramCredentials,
+        scram_credentials,
+    )
+else:
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "pykaf.protocol._apis": "KIP_896_FLOORS ApiSpec all_apis api_spec",
+            "pykaf.protocol._compression": (
+                "DEFAULT_MAX_DECOMPRESSED Compression compress decompress validate_level"
+            ),
+            "pykaf.protocol._framing": (
+                "DEFAULT_MAX_FRAME_SIZE KAFKA_SASL_MAX_RECEIVE_SIZE NEED_DATA ClientConnection"
+                " ConnectionClosed NeedData Request Response ServerConnection UnsupportedRequest"
+            ),
+            "pykaf.protocol._messages": (
+                "build_request build_response decode_request decode_response encode_request"
+                " encode_response payload_api peek_request request_class response_class"
+            ),
+            "pykaf.protocol._negotiation": (
+                "NegotiatedVersions api_versions_retry_version negotiate pick_version"
+            ),
+            "pykaf.protocol._records": (
+                "BATCH_OVERHEAD BatchHeader ControlType Record RecordBatch TimestampType"
+                " decode_batches encode_batch iter_batch_headers parse_control_record"
+                " using_c_accelerator"
+            ),
+            "pykaf.protocol._sasl": (
+                "SASL_MECHANISMS SaslClient SaslServer sasl_client sasl_server"
+            ),
+            "pykaf.protocol._sasl_scram": (
+                "MAX_SCRAM_ITERATIONS MIN_SCRAM_ITERATIONS ScramCredentials scram_credentials"
+            ),
+        },
+    )
 
 __all__ = [
     "BATCH_OVERHEAD",

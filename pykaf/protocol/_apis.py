@@ -19,9 +19,15 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.static.constants import EntityType
 
 from pykaf._errors import UnknownApiError
-from pykaf.protocol._legacy_schemas import LEGACY_OLDEST
 
-__all__ = ["ApiSpec", "all_apis", "api_spec", "BELOW_FLOOR_FOR_OLD_CLIENTS", "KIP_896_FLOORS"]
+__all__ = [
+    "ApiSpec",
+    "all_apis",
+    "api_spec",
+    "BELOW_FLOOR_FOR_OLD_CLIENTS",
+    "KIP_896_FLOORS",
+    "LEGACY_OLDEST",
+]
 
 # The oldest version each API keeps after KIP-896 (Kafka 4.0), as listed in the KIP's
 # "Public Interfaces" and applied to Kafka's JSON schemas by KAFKA-18269. Only APIs whose
@@ -74,6 +80,11 @@ BELOW_FLOOR_FOR_OLD_CLIENTS: Final = frozenset(
         "OffsetDelete",
     }
 )
+
+
+# Kafka's name -> the oldest version of the schemas in _legacy_schemas (versions kio lacks).
+# Here, not there: those classes are loaded only when such a version is first used.
+LEGACY_OLDEST: Final[Mapping[str, int]] = MappingProxyType({"OffsetCommit": 0})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

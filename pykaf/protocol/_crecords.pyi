@@ -1,6 +1,7 @@
 """Typed stub of the C accelerator ``_crecords.c``: same contract as ``_record_codec``.
 
 ``murmur2`` is the C twin of ``pykaf._producer._partitioner.murmur2_python``;
+``plain_value_ends`` of ``pykaf._producer._accumulator.plain_value_ends_python``;
 ``journal_record_into`` (x86 builds only) of ``pykaf._producer.journal._format.
 encode_record_into_python``.
 """
@@ -8,7 +9,13 @@ encode_record_into_python``.
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-__all__ = ["decode_records", "encode_records", "journal_record_into", "murmur2"]
+__all__ = [
+    "decode_records",
+    "encode_records",
+    "journal_record_into",
+    "murmur2",
+    "plain_value_ends",
+]
 
 _R = TypeVar("_R", bound=tuple[Any, ...])
 
@@ -27,6 +34,7 @@ def decode_records(
     /,
 ) -> list[_R]: ...
 def murmur2(data: bytes | bytearray | memoryview, /) -> int: ...
+def plain_value_ends(values: list[Any], overhead: int, limit: int, /) -> list[int] | None: ...
 def journal_record_into(
     target: memoryview,
     pos: int,

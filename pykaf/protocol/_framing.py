@@ -42,10 +42,10 @@ from pykaf.protocol._messages import (
     peek_request,
 )
 from pykaf.protocol._produce_request import (
-    PRODUCE_REQUEST_VERSIONS,
     ProduceTopic,
     encode_produce_entity,
     encode_produce_request,
+    produce_request_version,
 )
 from pykaf.protocol._produce_response import decode_produce_frame
 
@@ -310,7 +310,7 @@ class ClientConnection:
         correlation_id = self._next_id
         # Produce is the hot request: a hand-written encoder writes the same bytes as
         # kio's generic one at a fraction of the cost.
-        produce_version = PRODUCE_REQUEST_VERSIONS.get(type(request))
+        produce_version = produce_request_version(type(request))
         data = None
         if produce_version is not None:
             data = encode_produce_entity(

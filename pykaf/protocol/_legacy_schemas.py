@@ -24,7 +24,7 @@ from kio.schema.types import GroupId, TopicName
 from kio.static.constants import EntityType
 from kio.static.primitive import i16, i32, i64
 
-__all__ = ["LEGACY_OLDEST", "legacy_schema"]
+__all__ = ["legacy_schema"]
 
 _OFFSET_COMMIT: Final = 8
 
@@ -130,9 +130,6 @@ _SCHEMAS: Final[dict[tuple[bool, int, int], type[Any]]] = {
     (False, _OFFSET_COMMIT, 0): _response_classes(0),
     (False, _OFFSET_COMMIT, 1): _response_classes(1),
 }
-
-# Kafka's name -> the oldest version a schema here covers.
-LEGACY_OLDEST: Final = {"OffsetCommit": 0}
 
 
 def legacy_schema(is_request: bool, api_key: int, version: int) -> type[Any] | None:

@@ -29,10 +29,9 @@ from kio.static.constants import EntityType
 from kio.static.primitive import i16, i32
 
 from pykaf._errors import LocalProtocolError, RemoteProtocolError, UnknownApiError
-from pykaf.protocol._apis import ApiSpec, api_spec
+from pykaf.protocol._apis import LEGACY_OLDEST, ApiSpec, api_spec
 from pykaf.protocol._builder import build_entity, find_bad_field
 from pykaf.protocol._guard import check_bounds
-from pykaf.protocol._legacy_schemas import legacy_schema
 
 __all__ = [
     "API_VERSIONS_KEY",
@@ -106,7 +105,13 @@ def _codec(is_request: bool, api: int | str | ApiSpec, version: int) -> _Codec:
             f"{spec.name} v{version} is not supported: pykaf speaks"
             f" {spec.name} v{spec.oldest_version}..v{spec.max_version}"
         )
-    cls = legacy_schema(is_request, spec.key, version)
+    cls = None
+    if spec.name in LEGACY_OLDEST:
+        # Only then: the legacy classes are dataclasses built at import, a cost every
+        # process paid when OffsetCommit v0-v1 is what old clients send to a broker.
+        from pykaf.protocol._legacy_schemas import legacy_schema  # noqa: PLC0415
+
+        cls = legacy_schema(is_request, spec.key, version)
     if cls is None:
         load = load_request_schema if is_request else load_response_schema
         cls = load(spec.key, version)

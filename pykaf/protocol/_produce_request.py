@@ -27,10 +27,10 @@ from pykaf.protocol._messages import request_class
 __all__ = [
     "MAX_PRODUCE_VERSION",
     "MIN_PRODUCE_VERSION",
-    "PRODUCE_REQUEST_VERSIONS",
     "ProduceTopic",
     "encode_produce_entity",
     "encode_produce_request",
+    "produce_request_version",
 ]
 
 MIN_PRODUCE_VERSION: Final = 3
@@ -49,14 +49,35 @@ _NULL_I32: Final = b"\xff\xff\xff\xff"
 _ZERO_UUID: Final = bytes(16)
 _MS: Final = datetime.timedelta(milliseconds=1)
 
-# kio's ProduceRequest class -> its version: lets the framing layer spot a Produce
-# request with one dict lookup and send it through ``encode_produce_entity``.
-PRODUCE_REQUEST_VERSIONS: Final[dict[type, int]] = {
-    request_class(_PRODUCE_KEY, v): v for v in range(MIN_PRODUCE_VERSION, MAX_PRODUCE_VERSION + 1)
-}
+# A payload class -> its Produce request version, or None when it is not kio's
+# ProduceRequest: lets the framing layer spot a Produce request with one dict lookup and
+# send it through ``encode_produce_entity``. Filled as classes are seen: loading the
+# eleven ProduceRequest modules up front cost ~60 ms of every process's start.
+_PRODUCE_VERSION_OF: dict[type, int | None] = {}
 
 # (topic name, or topic id from v13 (None: the zero uuid), [(partition, records)])
 ProduceTopic = tuple[str | uuid.UUID | None, Sequence[tuple[int, bytes | None]]]
+
+
+def produce_request_version(cls: type) -> int | None:
+    """The version of ``cls`` if it is kio's ProduceRequest class of a version pykaf
+    encodes (MIN_PRODUCE_VERSION..MAX_PRODUCE_VERSION), else None."""
+    try:
+        return _PRODUCE_VERSION_OF[cls]
+    except KeyError:
+        pass
+    kio_cls: Any = cls  # a kio payload class says its API and version in ClassVars
+    version = getattr(kio_cls, "__version__", None)
+    found: int | None = None
+    if (
+        getattr(kio_cls, "__api_key__", None) == _PRODUCE_KEY
+        and isinstance(version, int)
+        and MIN_PRODUCE_VERSION <= version <= MAX_PRODUCE_VERSION
+        and request_class(_PRODUCE_KEY, int(version)) is cls
+    ):
+        found = int(version)
+    _PRODUCE_VERSION_OF[cls] = found
+    return found
 
 
 def _uvarint(value: int) -> bytes:

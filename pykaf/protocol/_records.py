@@ -47,6 +47,7 @@ __all__ = [
     "RecordBatch",
     "TimestampType",
     "UndecodableHeaderKey",
+    "c_accelerated",
     "decode_batches",
     "encode_batch",
     "iter_batch_headers",
@@ -169,6 +170,12 @@ _codec: Any = _load_accelerator()
 def using_c_accelerator() -> bool:
     """True when the per-record loops run in C (``_crecords`` was built)."""
     return _codec is not _record_codec
+
+
+def c_accelerated(name: str) -> Any:
+    """``_crecords``'s function ``name``, or None: the extension is not built, is turned
+    off (``PYKAF_NO_EXTENSIONS``), or was built before it had ``name``."""
+    return None if _codec is _record_codec else getattr(_codec, name, None)
 
 
 def encode_batch(
