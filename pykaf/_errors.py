@@ -256,7 +256,11 @@ class TransformError(DeliveryError):
 
 
 class BufferFullError(PykafError):
-    """``buffer_memory`` stayed full for ``max_block`` seconds: the record was not taken."""
+    """``buffer_memory`` stayed full for ``max_block`` seconds: the record was not taken.
+    From ``produce_batch``: ``taken`` is how many of its items were taken before it (the
+    rest were not)."""
+
+    taken: int | None = None
 
 
 class RecordTooLargeError(PykafError):
@@ -459,9 +463,11 @@ class JournalKeptError(ProducerClosedError):
 
 class JournalFullError(JournalError):
     """The journal holds ``max_bytes`` already and nothing could be reclaimed; the entries
-    were not written. Retriable: space returns as records are acknowledged."""
+    were not written. Retriable: space returns as records are acknowledged. From
+    ``produce_batch``: ``taken`` is how many of its items were taken before it."""
 
     retriable: ClassVar[bool] = True
+    taken: int | None = None
 
     def __init__(
         self, directory: object = "", used_bytes: int = 0, max_bytes: int = 0, needed: int = 0

@@ -114,7 +114,7 @@ class Gateway:
         except HttpError as exc:
             self.limits.observe(exc)
             response = JsonResponse(
-                exc.status, error_body(exc.error_code, exc.message), exc.headers
+                exc.status, error_body(exc.error_code, exc.message, exc.extra), exc.headers
             )
         except ClientGone:
             return

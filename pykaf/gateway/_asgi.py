@@ -46,16 +46,22 @@ class HttpError(Exception):
         *,
         error_code: int | None = None,
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_code = status if error_code is None else error_code
         self.headers = dict(headers or {})
+        #: Fields the error body carries beside Confluent's two (e.g. "accepted": how
+        #: many records of a batch were taken before the refusal).
+        self.extra = dict(extra or {})
 
 
-def error_body(error_code: int, message: str) -> dict[str, Any]:
-    return {"error_code": error_code, "message": message}
+def error_body(
+    error_code: int, message: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"error_code": error_code, "message": message, **(extra or {})}
 
 
 _JSON = b"application/json"

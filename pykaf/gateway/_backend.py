@@ -460,11 +460,19 @@ class Backend:
         return outcomes
 
     def full(self, exc: BaseException) -> HttpError:
+        what = "journal" if isinstance(exc, JournalFullError) else "buffer"
+        taken = getattr(exc, "taken", None) or 0
+        part = (
+            f"; the first {taken} record(s) of the batch were taken: send the rest (from"
+            f" record {taken}) again"
+            if taken
+            else ""
+        )
         return HttpError(
             429,
-            f"the gateway's {'journal' if isinstance(exc, JournalFullError) else 'buffer'}"
-            f" is full; retry after {self.settings.retry_after} s",
+            f"the gateway's {what} is full{part}; retry after {self.settings.retry_after} s",
             headers={"retry-after": str(self.settings.retry_after)},
+            extra={"accepted": taken},
         )
 
 

@@ -35,6 +35,12 @@ ERROR_SCHEMA: dict[str, Any] = {
             " (40403: unknown topic)",
         },
         "message": {"type": "string", "description": "what went wrong, and what to fix"},
+        "accepted": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "a 429 to a batch: how many of its records were taken before the"
+            " refusal (send the rest again)",
+        },
     },
 }
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}

@@ -75,3 +75,30 @@ async def test_a_full_journal_answers_429_with_retry_after_and_loses_nothing(
             assert [r.value[:4] for _, r in records] == [b"%04d" % i for i in range(accepted)]
     finally:
         await app.close(10)
+
+
+async def test_a_batch_refused_part_way_says_how_many_records_were_taken(
+    kafka: BlockingCluster, tmp_path: Path
+) -> None:
+    settings = GatewaySettings(
+        bootstrap=kafka.bootstrap,
+        producer_options={**FAST, "buffer_memory": 32 * 1024, "batch_size": 4096},
+    )
+    app = create_app(settings)
+    await app.start()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            await http.post("/sync/events?partition=0", content=b"warm")
+            kafka.faults.broker_down(1)
+            lines = b"".join(b"%05d" % i + bytes(200) + b"\n" for i in range(1000))
+            refused = await http.post("/batch/async/events?partition=0", content=lines)
+            assert refused.status_code == 429, refused.text
+            taken = refused.json()["accepted"]
+            assert 0 < taken < 1000
+            assert f"from record {taken}" in refused.json()["message"]
+            kafka.faults.broker_up(1)
+            records = await asyncio.to_thread(read_all, kafka, "events", 1 + taken)
+            assert [r.value[:5] for _, r in records[1:]] == [b"%05d" % i for i in range(taken)]
+    finally:
+        await app.close(10)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pykaf import AsyncConsumer, TopicPartition
 from pykaf._errors import (
     BufferFullError,
     DeliveryError,
@@ -186,3 +187,49 @@ async def test_close_before_use_and_lazy_connection() -> None:
     producer = AsyncProducer("nonexistent.invalid:9092", **FAST)
     assert await producer.close() == 0
     assert await producer.flush() == 0
+
+
+async def test_produce_batch_past_the_room_left_waits_for_room_and_keeps_order(
+    cluster: Cluster,
+) -> None:
+    await cluster.create_topic("runs", 1)
+    options = dict(FAST, buffer_memory=64 * 1024, batch_size=4096, linger=0.001)
+    async with AsyncProducer(cluster.bootstrap, **options) as producer:
+        await producer.send("runs", b"warm")
+        values = [b"%05d" % i + bytes(200) for i in range(2000)]  # ~7x buffer_memory
+        one_at_a_time = 0
+        wait = producer._wait
+
+        def counting(*args: Any) -> None:
+            nonlocal one_at_a_time
+            one_at_a_time += 1
+            wait(*args)
+
+        producer._wait = counting  # type: ignore[method-assign]
+        await producer.produce_batch("runs", values, partition=0)
+        assert one_at_a_time == 0  # taken in runs as room frees, not item by item
+        assert await producer.flush(20) == 0
+    assert log_values(cluster, "runs") == {0: 2001}
+    read: list[bytes] = []
+    async with AsyncConsumer(cluster.bootstrap, auto_offset_reset="earliest") as consumer:
+        await consumer.assign([TopicPartition("runs", 0)])
+        async with asyncio.timeout(20):
+            while len(read) < 2001:
+                read.extend(r.value[:5] for r in await consumer.poll(1.0))
+    assert read[1:] == [b"%05d" % i for i in range(2000)]
+
+
+async def test_produce_batch_that_cannot_be_taken_says_how_many_were(cluster: Cluster) -> None:
+    await cluster.create_topic("part", 1)
+    options = dict(FAST, buffer_memory=8 * 1024, batch_size=1024, max_block=0.2, linger=0)
+    async with AsyncProducer(cluster.bootstrap, **options) as producer:
+        await producer.send("part", b"warm")
+        hold = cluster.faults.hold_responses("Produce")
+        with pytest.raises(BufferFullError) as raised:
+            await producer.produce_batch("part", [bytes(300)] * 100, partition=0)
+        taken = raised.value.taken
+        assert taken is not None
+        assert 0 < taken < 100
+        hold.release()
+        assert await producer.flush(20) == 0
+    assert log_values(cluster, "part") == {0: 1 + taken}
