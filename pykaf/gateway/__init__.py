@@ -7,15 +7,22 @@ gateway`` to serve it. Install with ``pip install 'pykaf[gateway]'``.
 """
 
 from pykaf.gateway._app import Gateway, create_app
+from pykaf.gateway._config import ConfigError, load_config
 from pykaf.gateway._limits import LimitSettings
 from pykaf.gateway._security import SecuritySettings
+from pykaf.gateway._server import ServerSettings, serve, serve_async
 from pykaf.gateway._settings import Custody, GatewaySettings
 
 __all__ = [
+    "ConfigError",
     "Custody",
     "Gateway",
     "GatewaySettings",
     "LimitSettings",
     "SecuritySettings",
+    "ServerSettings",
     "create_app",
+    "load_config",
+    "serve",
+    "serve_async",
 ]
