@@ -49,22 +49,35 @@ class ConfigError(ValueError):
 
 
 def load_config(
-    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
 ) -> tuple[GatewaySettings, ServerSettings]:
     """The gateway's and the server's settings from the TOML file at ``path`` (None: no
-    file), with ``overrides`` ({"journal_dir": ..., "server.port": ...}) on top."""
+    file), with ``overrides`` ({"journal_dir": ..., "server.port": ...}) on top and
+    ``defaults`` (the same names) under it."""
     source = "the settings" if path is None else str(path)
     values: dict[str, Any] = {} if path is None else _read(Path(path))
+    for dotted, value in (defaults or {}).items():
+        _place(values, dotted, value, source, keep=True)
     for dotted, value in (overrides or {}).items():
-        table, _, key = dotted.rpartition(".")
-        target = values.setdefault(table, {}) if table else values
-        if not isinstance(target, dict):
-            raise ConfigError(f"{source}: {table} must be a table")
-        target[key] = value
+        _place(values, dotted, value, source, keep=False)
     try:
         return _build(values)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _place(values: dict[str, Any], dotted: str, value: Any, source: str, *, keep: bool) -> None:
+    table, _, key = dotted.rpartition(".")
+    target = values.setdefault(table, {}) if table else values
+    if not isinstance(target, dict):
+        raise ConfigError(f"{source}: {table} must be a table ([{table}])")
+    if keep:
+        target.setdefault(key, value)
+    else:
+        target[key] = value
 
 
 def _read(path: Path) -> dict[str, Any]:
