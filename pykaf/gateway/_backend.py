@@ -186,7 +186,13 @@ class Backend:
     async def topic_exists(self, topic: str) -> bool | None:
         """True or False as the cluster says, None when Kafka could not be asked."""
         now = time.monotonic()
-        if topic in self._topics and now - self._topics_at < _TOPICS_FRESH:
+        if topic in self._topics:
+            # Known to exist: answer from that, and refresh an old list behind the answer
+            # (waiting on it would cost every request a lookup while Kafka is down).
+            if now - self._topics_at >= _TOPICS_FRESH and (
+                self._refresh is None or self._refresh.done()
+            ):
+                self._refresh = asyncio.ensure_future(self._list_topics())
             return True
         if topic not in self._topics and now - self._unknown_at.get(topic, -1e9) < _UNKNOWN_RECHECK:
             return False if self.reachable else None
