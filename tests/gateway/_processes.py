@@ -24,6 +24,7 @@ from typing import IO, Any
 from pykaf import Admin, Consumer, NewTopic, TopicPartition
 
 __all__ = [
+    "PYKAF",
     "Arrivals",
     "BrokerProcess",
     "GatewayProcess",
