@@ -31,6 +31,7 @@ __all__ = [
     "count_arrivals",
     "create_topic",
     "free_port",
+    "patient_config",
 ]
 
 PYKAF = (sys.executable, "-m", "pykaf")
@@ -154,6 +155,15 @@ class GatewayProcess(_Process):
                 return True
         except OSError:
             return False
+
+
+def patient_config(directory: Path) -> str:
+    """A config file giving the gateway's producers max_block = 5 s. By default they wait
+    0.05 s for everything, a topic's first metadata included: on a loaded machine a fresh
+    producer's first record then fails (504). The process tests are not about that wait."""
+    config = directory / "gateway.toml"
+    config.write_text("[producer]\nmax_block = 5.0\n")
+    return str(config)
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:

@@ -23,6 +23,7 @@ from _processes import (
     count_arrivals,
     create_topic,
     free_port,
+    patient_config,
     read_topic,
 )
 
@@ -106,7 +107,11 @@ def test_kafka_down_60_s_clients_get_202_and_every_record_arrives(tmp_path: Path
     try:
         create_topic(broker.bootstrap, "events", 3)
         gateway = GatewayProcess.start(
-            ["-b", broker.bootstrap, "--port", "0", "--journal-dir", str(tmp_path / "journal")],
+            [
+                *("-b", broker.bootstrap, "--port", "0"),
+                *("--journal-dir", str(tmp_path / "journal")),
+                *("--config", patient_config(tmp_path)),
+            ],
             tmp_path / "gateway.log",
         )
         writers = Writers(gateway.url)

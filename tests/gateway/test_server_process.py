@@ -22,6 +22,7 @@ from _processes import (
     count_arrivals,
     create_topic,
     free_port,
+    patient_config,
     read_topic,
 )
 
@@ -42,13 +43,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 
 
 def _gateway(broker: BrokerProcess, tmp_path: Path, *extra: str) -> GatewayProcess:
-    # The gateway's producers wait max_block (0.05 s by default) for everything, the
-    # first metadata of a topic included: on a loaded machine a fresh producer's first
-    # record then fails (504). These tests are about the process, not that wait.
-    config = tmp_path / "gateway.toml"
-    config.write_text("[producer]\nmax_block = 5.0\n")
     args = ["-b", broker.bootstrap, "--port", "0", "--journal-dir", str(tmp_path / "journal")]
-    args += ["--config", str(config)]
+    args += ["--config", patient_config(tmp_path)]
     return GatewayProcess.start([*args, *extra], tmp_path / "gateway.log")
 
 
