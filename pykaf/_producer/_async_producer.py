@@ -295,6 +295,15 @@ class AsyncProducer:
         await AsyncProducer.produce_batch(self, *args, **kwargs)
         await self._synced()
 
+    async def partitions_for(self, topic: str) -> list[int]:
+        """``topic``'s partitions, fetching its metadata first if this producer has not
+        (up to ``max_block``). A producer that knows a topic can take its records while
+        no broker answers (into memory, or with a journal into the journal)."""
+        engine = self._engine or self._start()
+        if not self._accumulator.knows(topic):
+            await engine.ensure_topic(topic, self.settings.max_block)
+        return self._accumulator.partition_numbers(topic)
+
     async def fsync(self) -> None:
         """Return once every record produced so far is on disk (fsynced in the journal):
         "journal_sync" for the records before this call, chosen per call (callers waiting

@@ -260,6 +260,14 @@ class Producer:
         item cannot be taken the call raises; the items before it were taken."""
         self._accumulator.append_many(topic, items, partition=partition, on_delivery=on_delivery)
 
+    def partitions_for(self, topic: str) -> list[int]:
+        """``topic``'s partitions, fetching its metadata first if this producer has not
+        (up to ``max_block``). A producer that knows a topic can take its records while
+        no broker answers (into memory, or with a journal into the journal)."""
+        if not self._accumulator.knows(topic):
+            self._ensure_topic(topic)
+        return self._accumulator.partition_numbers(topic)
+
     def _ensure_topic(self, topic: str) -> None:
         if self._closed:
             raise ProducerClosedError("the producer is closed")

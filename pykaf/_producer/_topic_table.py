@@ -23,6 +23,11 @@ class TopicTable(AccumulatorState):
         t = self._topics.get(topic)
         return t is not None and t.count > 0
 
+    def partition_numbers(self, topic: str) -> list[int]:
+        """The partition numbers known for ``topic`` (empty when it is not known)."""
+        t = self._topics.get(topic)
+        return [] if t is None else list(range(t.count))
+
     def topic(self, topic: str) -> TopicQueues | None:
         return self._topics.get(topic)
 

@@ -105,6 +105,7 @@ class Gateway:
             read_timeout=limits.body_read_timeout,
         )
         request.started = time.monotonic()
+        admission = None
         try:
             found = self.router.match(request.method, request.path)
             if isinstance(found, str):
@@ -113,13 +114,14 @@ class Gateway:
                 raise HttpError(404, f"no route {request.path}", error_code=404)
             route, params = found
             exchange.route = route.name
-            if not route.public:
-                request.principal = self.security.authenticate(request)
-            self.limits.admit(request)
+            if not route.public:  # health checks and documents: never refused
+                request.principal = await self.security.authenticate(request)
+                admission = self.limits.admit(request)
             if not self.backend.started:
                 await self.start()
             response = await route.handler(self.context, request, params)
         except HttpError as exc:
+            self.limits.observe(exc)
             response = JsonResponse(
                 exc.status, error_body(exc.error_code, exc.message), exc.headers
             )
@@ -128,6 +130,9 @@ class Gateway:
         except Exception as exc:  # a bug of ours: the client gets 500, the log the trace
             log.exception("the gateway failed on %s %s", request.method, request.path)
             response = JsonResponse(500, error_body(500, f"internal error: {type(exc).__name__}"))
+        finally:
+            if admission is not None:  # a concurrency slot (``limits.max_concurrent``)
+                admission.release()
         if response is not None:
             await response.send_to(send)
 

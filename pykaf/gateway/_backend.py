@@ -16,7 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pykaf import AsyncAdmin, AsyncProducer, ProducerRecord, RecordMetadata
-from pykaf.errors import BufferFullError, JournalFullError, ProducerClosedError
+from pykaf.errors import (
+    BufferFullError,
+    JournalFullError,
+    KafkaTimeoutError,
+    ProducerClosedError,
+)
 from pykaf.gateway._access_log import count_records
 from pykaf.gateway._asgi import HttpError
 from pykaf.gateway._settings import Custody, GatewaySettings
@@ -35,6 +40,9 @@ _UNKNOWN_RECHECK = 1.0
 _LOOKUP_TIMEOUT = 2.0
 # A full buffer or journal answers 429 after this long, rather than holding the request.
 _MAX_BLOCK = 0.05
+# Topics made known to the producers ahead of use (see ``_watch_topics``); a cluster with
+# more gets the rest on first use, as any producer does.
+_WARM_AT_MOST = 2000
 
 Outcome = RecordMetadata | BaseException
 
@@ -67,8 +75,11 @@ class Backend:
         self._admin: AsyncAdmin | None = None
         self._topics: frozenset[str] = frozenset()
         self._topics_at = -1e9
+        self._topics_tried_at = -1e9
         self._unknown_at: dict[str, float] = {}
         self._refresh: asyncio.Task[bool] | None = None
+        self._watch: asyncio.Future[None] | None = None
+        self._warm_topics: set[str] = set()
         self.failed_after_accept = 0  # records answered 2xx that later failed
         self.reachable: bool | None = None  # None: not asked yet
         self.started = False
@@ -79,18 +90,45 @@ class Backend:
     # -- life -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the journal now (it replays what an earlier run left) and look at the
-        cluster once; the memory producer opens on first use."""
+        """Open the journal now (it replays what an earlier run left) and start looking
+        at the cluster's topics; the memory producer opens on first use."""
         if self.started:
             return
         self.started = True
         if self.settings.journal_dir is not None:
             self.journal_producer()
+        self._watch = asyncio.ensure_future(self._watch_topics())
+
+    async def _watch_topics(self) -> None:
+        # Every topic the cluster has is made known to the producers ahead of use: a
+        # producer places a record by its topic's partitions, so a topic first posted
+        # during an outage could not be journaled unless it was known before.
+        while not self.closed:
+            try:
+                if await self._refresh_topics():
+                    await self._warm(self._topics)
+            except Exception:  # a bug of ours must not end the watch silently
+                log.exception("the gateway's topic watch failed; it goes on")
+            await asyncio.sleep(_TOPICS_FRESH)
+
+    async def _warm(self, topics: frozenset[str]) -> None:
+        cold = sorted(topics - self._warm_topics)[:_WARM_AT_MOST]
+        producers = [p for p in (self._journal, self._memory) if p is not None]
+        for topic in cold:
+            for producer in producers:
+                try:
+                    await producer.partitions_for(topic)
+                except Exception as exc:  # Kafka went away meanwhile: next round
+                    log.debug("could not prepare topic %r: %s", topic, exc)
+                    return
+            self._warm_topics.add(topic)
 
     async def close(self, timeout: float | None = 30.0) -> int:
         """Flush and close: returns how many records were still unreported (in the
         journal they are kept for the next start)."""
         self.closed = True
+        if self._watch is not None:
+            self._watch.cancel()
         left = 0
         for producer in (self._memory, self._journal):
             if producer is not None:
@@ -184,18 +222,20 @@ class Backend:
         return self._admin
 
     async def topic_exists(self, topic: str) -> bool | None:
-        """True or False as the cluster says, None when Kafka could not be asked."""
+        """True or False as the cluster says, None when Kafka could not be asked. A topic
+        seen in the cluster's list counts as there until a later list says otherwise
+        (a list older than ``_TOPICS_FRESH`` is refreshed in the background)."""
         now = time.monotonic()
         if topic in self._topics:
-            # Known to exist: answer from that, and refresh an old list behind the answer
-            # (waiting on it would cost every request a lookup while Kafka is down).
             if now - self._topics_at >= _TOPICS_FRESH and (
                 self._refresh is None or self._refresh.done()
             ):
                 self._refresh = asyncio.ensure_future(self._list_topics())
             return True
-        if topic not in self._topics and now - self._unknown_at.get(topic, -1e9) < _UNKNOWN_RECHECK:
-            return False if self.reachable else None
+        if self.reachable is False and now - self._topics_tried_at < _UNKNOWN_RECHECK:
+            return None  # Kafka was just found unreachable: do not wait on it per request
+        if now - self._unknown_at.get(topic, -1e9) < _UNKNOWN_RECHECK:
+            return False
         if not await self._refresh_topics():
             return None
         if topic in self._topics:
@@ -213,9 +253,11 @@ class Backend:
         return await asyncio.shield(self._refresh)
 
     async def _list_topics(self) -> bool:
+        self._topics_tried_at = time.monotonic()
         try:
             listing = await asyncio.wait_for(self.admin().list_topics(), _LOOKUP_TIMEOUT)
         except Exception as exc:  # Kafka unreachable: the caller decides what that means
+            self._topics_tried_at = time.monotonic()
             if self.reachable is not False:
                 log.warning("Kafka is not reachable from the gateway: %s", exc)
             self.reachable = False
@@ -261,6 +303,17 @@ class Backend:
             raise self.full(exc) from None
         except ProducerClosedError:
             raise HttpError(503, "the gateway is shutting down") from None
+        except KafkaTimeoutError:
+            raise self.unplaceable(topic) from None
+
+    def unplaceable(self, topic: str) -> HttpError:
+        return HttpError(
+            503,
+            f"Kafka is unreachable and the gateway has not seen topic {topic!r} before (its"
+            " partitions are unknown), so it cannot take the record into custody; retry"
+            f" after {self.settings.retry_after} s",
+            headers={"retry-after": str(self.settings.retry_after)},
+        )
 
     def send(
         self, topic: str, record: ProducerRecord, custody: Custody

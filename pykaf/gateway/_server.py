@@ -17,21 +17,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import importlib.util
 import ipaddress
 import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from pykaf.gateway._app import Gateway, create_app
+from pykaf.gateway._security import check_binding
 from pykaf.gateway._settings import GatewaySettings
+from pykaf.gateway._tls_scope import Parser, uvicorn_options
 
 __all__ = ["ServerSettings", "serve", "serve_async"]
 
-Parser = Literal["auto", "httptools", "h11"]
 _PARSERS: Final = ("auto", "httptools", "h11")
 _INSTALL: Final = "pip install 'pykaf[gateway]'"
 
@@ -102,7 +102,7 @@ async def serve_async(
     elif server_options:
         raise TypeError("give either server=ServerSettings(...) or its options, not both")
     app = settings if isinstance(settings, Gateway) else create_app(settings)
-    _check_binding(server.host, app.settings.security)
+    check_binding(server.host, app.settings.security)
     uvicorn = _import_uvicorn()
     options = _uvicorn_options(app, server.parser)
     config = uvicorn.Config(
@@ -199,43 +199,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if address.version == 6 else host
 
 
-# -- the security side's parts, through one adapter ---------------------------------------
-# The security module provides check_binding (no unauthenticated gateway beyond loopback)
-# and uvicorn_options (TLS, the HTTP protocol with the ASGI TLS extension and the head
-# limits). Until a build has them, the same rule and plain uvicorn options stand in.
-
-
-def _check_binding(host: str, security: Any) -> None:
-    module = importlib.import_module("pykaf.gateway._security")
-    check = getattr(module, "check_binding", None)
-    if check is not None:
-        check(host, security)
-        return
-    if not _loopback(host) and not getattr(security, "allow_anonymous", False):
-        raise ValueError(
-            f"serving on {host} (beyond loopback) needs authentication, or"
-            " allow_anonymous in the security settings"
-        )
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _uvicorn_options(app: Gateway, parser: Parser) -> dict[str, Any]:
-    if importlib.util.find_spec("pykaf.gateway._tls_scope") is not None:
-        tls_scope = importlib.import_module("pykaf.gateway._tls_scope")
-        options: dict[str, Any] = tls_scope.uvicorn_options(
-            app.settings.security, app.limits, parser=parser
-        )
-        return options
-    if parser == "auto":
-        parser = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
-    elif parser == "httptools" and importlib.util.find_spec("httptools") is None:
-        raise ImportError(f"parser 'httptools' needs httptools: {_INSTALL}")
-    return {"http": parser}
+    # The protocol (the ASGI TLS extension, the head limits) and TLS, from the security
+    # and limit settings; the app's Limits counts what the server refuses.
+    return uvicorn_options(app.settings.security, app.limits, parser=parser)

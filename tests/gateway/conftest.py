@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from _gateway_support import FAST
 
 from pykaf.broker import BlockingCluster
 from pykaf.gateway import Gateway, GatewaySettings, create_app
-
-# Fast for tests: small batches leave at once.
-FAST: dict[str, Any] = {"linger": 0.001, "request_timeout": 5.0}
 
 
 @pytest.fixture

@@ -3,26 +3,10 @@ and partition source, custody per request, and the errors."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
+from _gateway_support import read_all
 
-from pykaf import Consumer, ConsumerRecord, TopicPartition
 from pykaf.broker import BlockingCluster
-
-
-def read_all(kafka: BlockingCluster, topic: str, count: int) -> list[tuple[int, ConsumerRecord]]:
-    """(partition, record) pairs, ``count`` of them, read from the start (in offset
-    order within a partition)."""
-    records: list[ConsumerRecord] = []
-    with Consumer(kafka.bootstrap, auto_offset_reset="earliest") as consumer:
-        consumer.assign([TopicPartition(topic, p) for p in range(3)])
-        deadline = time.monotonic() + 15
-        while len(records) < count and time.monotonic() < deadline:
-            records.extend(consumer.poll(0.5))
-        records.extend(consumer.poll(0.2))  # one more look: nothing beyond ``count``
-    assert len(records) == count, records
-    return [(r.partition, r) for r in records]
 
 
 async def test_async_answers_202_and_the_record_arrives_with_key_and_headers(

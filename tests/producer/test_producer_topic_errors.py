@@ -8,6 +8,7 @@ after a generous bound (a thread join, well below 60 s) is the failure, not a ti
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import socket
@@ -127,3 +128,38 @@ def test_an_unreachable_bootstrap_waits_max_block_and_warns_once(
     warned = [r for r in caplog.records if "wait up to max_block" in r.getMessage()]
     assert len(warned) == 1, caplog.text
     assert "'nowhere'" in warned[0].getMessage()
+
+
+def test_partitions_for_fetches_a_topic_once_and_names_its_partitions(
+    cluster: BlockingCluster,
+) -> None:
+    cluster.create_topic("p4", 4)
+    with Producer(cluster.bootstrap) as producer:
+        assert producer.partitions_for("p4") == [0, 1, 2, 3]
+    with Producer(f"127.0.0.1:{closed_port()}", max_block=0.2) as nowhere:
+        error = raised_within(lambda: nowhere.partitions_for("p4"))
+        assert isinstance(error, KafkaTimeoutError)
+        assert "'p4'" in str(error)
+
+
+def test_a_journal_producer_that_knows_a_topic_takes_its_records_while_kafka_is_down(
+    tmp_path: Any,
+) -> None:
+    # The gateway's warm-up: a topic known before the outage can be journaled during it.
+    with BlockingCluster(brokers=1) as kafka:
+        kafka.create_topic("warm", 2)
+
+        async def main() -> None:
+            async with AsyncProducer(
+                kafka.bootstrap, custody="journal", journal_dir=tmp_path, max_block=0.2
+            ) as producer:
+                assert await producer.partitions_for("warm") == [0, 1]
+                kafka.faults.broker_down(1)
+                for i in range(20):
+                    await producer.produce("warm", b"%d" % i)  # taken: no wait, no error
+                with pytest.raises(KafkaTimeoutError):  # never known: cannot be placed
+                    await producer.produce("cold", b"x")
+                kafka.faults.broker_up(1)
+                assert await producer.flush(30) == 0
+
+        asyncio.run(main())

@@ -1,0 +1,37 @@
+"""Helpers the gateway tests share (not fixtures)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pykaf import Consumer, ConsumerRecord, TopicPartition
+from pykaf.broker import BlockingCluster
+
+__all__ = ["FAST", "read_all", "wait_for"]
+
+# Fast for tests: small batches leave at once.
+FAST: dict[str, Any] = {"linger": 0.001, "request_timeout": 5.0}
+
+
+def read_all(kafka: BlockingCluster, topic: str, count: int) -> list[tuple[int, ConsumerRecord]]:
+    """(partition, record) pairs, ``count`` of them, read from the start (in offset
+    order within a partition)."""
+    records: list[ConsumerRecord] = []
+    with Consumer(kafka.bootstrap, auto_offset_reset="earliest") as consumer:
+        consumer.assign([TopicPartition(topic, p) for p in range(3)])
+        deadline = time.monotonic() + 15
+        while len(records) < count and time.monotonic() < deadline:
+            records.extend(consumer.poll(0.5))
+        records.extend(consumer.poll(0.2))  # one more look: nothing beyond ``count``
+    assert len(records) == count, records
+    return [(r.partition, r) for r in records]
+
+
+async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
