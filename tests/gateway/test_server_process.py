@@ -169,10 +169,13 @@ def test_sigkill_loses_no_record_answered_202_on_a_safe_route(tmp_path: Path) ->
             records = read_topic(broker.bootstrap, "events", 3, until=total, timeout=60)
         finally:
             assert gateway.terminate() == 0
+        duplicated = 0
         for writer, expected in acked.items():
             arrivals = count_arrivals(records, expected, tag=writer)
             assert arrivals.total_lost == 0, (writer, arrivals)
             assert arrivals.total_reordered == 0, (writer, arrivals)
+            duplicated += arrivals.total_duplicated  # at least once: counted, allowed
+        print(f"\nSIGKILL figures: {total} answered 202, {unanswered} unanswered, {duplicated} dup")
         assert total >= 450
         assert unanswered <= 7  # at most one request in flight per writer
     finally:
