@@ -189,6 +189,12 @@ class _GatewayCollector:
                 buckets.append((bound, float(cumulative)))
             latency.add_metric([route], buckets, seen["latency_sum"][route])
         yield latency
+        yield _counter(
+            "pykaf_gateway_rejected",
+            "requests the limits refused, by reason (rate, concurrency, body_too_large, ...)",
+            ["reason"],
+            {(reason,): n for reason, n in dict(self.gateway.limits.rejected).items()},
+        )
         backend = self.gateway.backend
         yield _counter(
             "pykaf_gateway_failed_after_accept",

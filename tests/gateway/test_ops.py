@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pykaf.broker import BlockingCluster
-from pykaf.gateway import Gateway
+from pykaf.gateway import Gateway, GatewaySettings, LimitSettings, create_app
 
 
 async def test_healthz_says_kafka_is_reachable_with_the_journal_state(
@@ -96,9 +96,25 @@ async def test_metrics_has_the_gateways_families_and_the_producers(
         text
     )
     assert "pykaf_gateway_failed_after_accept_total 0.0" in text
+    assert 'pykaf_gateway_rejected_total{reason="rate"} 0.0' in text  # the limits' refusals
     # The Kafka clients' own statistics (pykaf.telemetry), watched from their creation.
     assert 'client="producer-journal"' in text
     assert "pykaf_records_sent_total" in text
+
+
+async def test_metrics_count_what_the_limits_refused(kafka: BlockingCluster) -> None:
+    pytest.importorskip("prometheus_client")
+    settings = GatewaySettings(bootstrap=kafka.bootstrap, limits=LimitSettings(max_body_bytes=1024))
+    gateway = create_app(settings)
+    transport = httpx.ASGITransport(app=gateway)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            assert (await http.post("/async/events", content=b"x" * 2048)).status_code == 413
+            text = (await http.get("/metrics")).text
+        assert 'pykaf_gateway_rejected_total{reason="body_too_large"} 1.0' in text
+        assert 'pykaf_gateway_requests_total{route="async",status="413"} 1.0' in text
+    finally:
+        await gateway.close(5)
 
 
 async def test_metrics_without_prometheus_client_says_how_to_get_it(
