@@ -3,7 +3,6 @@ the credentials (the server fills the ASGI TLS extension for the app to read).""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import ssl
 from pathlib import Path
@@ -12,13 +11,6 @@ import httpx
 import pytest
 from _processes import BrokerProcess, GatewayProcess, create_topic, free_port
 from peers.tls import TlsFiles
-
-from pykaf.gateway import SecuritySettings
-
-pytestmark = pytest.mark.skipif(
-    "tls_certfile" not in {f.name for f in dataclasses.fields(SecuritySettings)},
-    reason="TLS on the HTTP side comes with the security settings (tls_certfile...)",
-)
 
 
 def _context(tls_files: TlsFiles, *, with_cert: bool) -> ssl.SSLContext:
