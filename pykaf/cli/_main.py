@@ -74,6 +74,12 @@ def _cluster(argv: Sequence[str]) -> int:
     return run_cluster(argv)
 
 
+def _gateway(argv: Sequence[str]) -> int:
+    from pykaf.cli._gateway import run_gateway  # noqa: PLC0415  (only when asked for)
+
+    return run_gateway(argv)
+
+
 _COMMANDS = {
     "demo": (_demo, "the main job: a million messages through the embedded broker"),
     "broker": (_broker, "run the embedded Kafka-compatible broker (see pykaf broker -h)"),
@@ -86,6 +92,7 @@ _COMMANDS = {
     "offsets": (_offsets, "a topic's earliest/latest offsets"),
     "metadata": (_metadata, "brokers and topics, like kcat -L"),
     "cluster": (_cluster, "cluster id, controller, brokers"),
+    "gateway": (_gateway, "serve Kafka over HTTP (kafboy's routes, Confluent REST v3)"),
 }
 
 

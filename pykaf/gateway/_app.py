@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from pykaf.gateway._access_log import Exchange, GatewayTelemetry
 from pykaf.gateway._asgi import (
     ClientGone,
     HttpError,
@@ -39,7 +40,9 @@ class Gateway:
         self.backend = Backend(settings)
         self.security = Security(settings.security)
         self.limits = Limits(settings.limits)
-        self.context = Context(settings, self.backend, self.security, self.limits)
+        self.telemetry = GatewayTelemetry()
+        self.backend.client_listeners.append(self.telemetry.watch_client)
+        self.context = Context(settings, self.backend, self.security, self.limits, self.telemetry)
         self.router = Router(list(ROUTES if routes is None else routes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,8 +87,17 @@ class Gateway:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The access log and the request metrics see what crosses, however it ends.
+        exchange, token = self.telemetry.begin(receive, send)
+        try:
+            await self._answer(scope, exchange)
+        finally:
+            self.telemetry.end(exchange, token, scope)
+
+    async def _answer(self, scope: Scope, exchange: Exchange) -> None:
+        receive, send = exchange.receive, exchange.send
         limits = self.settings.limits
-        request = Request(
+        request = exchange.request = Request(
             scope,
             receive,
             send,
@@ -105,6 +117,7 @@ class Gateway:
                     )
                 raise HttpError(404, f"no route {request.path}", error_code=404)
             route, params = found
+            exchange.route = route.name
             if not route.public:  # health checks and documents: never refused
                 request.principal = await self.security.authenticate(request)
                 admission = self.limits.admit(request)

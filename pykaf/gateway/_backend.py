@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pykaf import AsyncAdmin, AsyncProducer, ProducerRecord, RecordMetadata
@@ -23,6 +23,7 @@ from pykaf.errors import (
     KafkaTimeoutError,
     ProducerClosedError,
 )
+from pykaf.gateway._access_log import count_records
 from pykaf.gateway._asgi import HttpError
 from pykaf.gateway._body import LineBatch
 from pykaf.gateway._outcomes import http_error_for
@@ -94,6 +95,8 @@ class Backend:
         self.reachable: bool | None = None  # None: not asked yet
         self.started = False
         self.closed = False
+        #: Called with (role, client) as each Kafka client opens (telemetry watches them).
+        self.client_listeners: list[Callable[[str, Any], None]] = []
 
     # -- life -----------------------------------------------------------------------------
 
@@ -157,6 +160,7 @@ class Backend:
             self._memory = AsyncProducer(
                 self.settings.bootstrap, on_error=self._failed, **self._options()
             )
+            self._opened("producer-memory", self._memory)
         return self._memory
 
     def journal_producer(self) -> AsyncProducer:
@@ -178,10 +182,26 @@ class Backend:
                 on_replayed_delivery=self._replayed,
                 **self._options(),
             )
+            self._opened("producer-journal", self._journal)
         return self._journal
 
     def producer(self, custody: Custody) -> AsyncProducer:
         return self.memory_producer() if custody == "memory" else self.journal_producer()
+
+    def _opened(self, role: str, client: Any) -> None:
+        for listener in self.client_listeners:
+            listener(role, client)
+
+    @property
+    def clients(self) -> dict[str, Any]:
+        """The Kafka clients open now, by role ("producer-memory", "producer-journal",
+        "admin")."""
+        found: dict[str, Any] = {
+            "producer-memory": self._memory,
+            "producer-journal": self._journal,
+            "admin": self._admin,
+        }
+        return {role: client for role, client in found.items() if client is not None}
 
     def _check_open(self) -> None:
         if self.closed:
@@ -210,6 +230,7 @@ class Backend:
             self._check_open()
             options = {k: v for k, v in self.settings.producer_options.items() if k in _ADMIN_KEYS}
             self._admin = AsyncAdmin(self.settings.bootstrap, **options)
+            self._opened("admin", self._admin)
         return self._admin
 
     async def topic_exists(self, topic: str) -> bool | None:
@@ -360,6 +381,7 @@ class Backend:
                 await producer.produce_batch(topic, records)
             if custody == "journal_sync":
                 await producer.fsync()
+            count_records(len(lines) if lines is not None else len(records))
         except (BufferFullError, JournalFullError) as exc:
             raise self.full(exc) from None
         except ProducerClosedError:
@@ -404,7 +426,7 @@ class Backend:
         """One record; the future resolves when Kafka acknowledges it."""
         producer = self.producer(custody)
         try:
-            return producer.send(
+            sent = producer.send(
                 topic,
                 record.value,
                 record.key,
@@ -414,6 +436,8 @@ class Backend:
             )
         except ProducerClosedError:
             raise HttpError(503, "the gateway is shutting down") from None
+        count_records(1)
+        return sent
 
     def _sending(
         self, topic: str, record: ProducerRecord, custody: Custody

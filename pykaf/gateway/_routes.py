@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pykaf.gateway._access_log import GatewayTelemetry
 from pykaf.gateway._asgi import Request, Response
 from pykaf.gateway._backend import Backend
 from pykaf.gateway._limits import Limits
@@ -25,6 +26,8 @@ class Context:
     backend: Backend
     security: Security
     limits: Limits
+    #: The request metrics and the Kafka clients watched for ``/metrics``.
+    telemetry: GatewayTelemetry = field(default_factory=GatewayTelemetry)
 
 
 # A handler returns its whole answer, or None when it answered itself (streaming).
