@@ -20,6 +20,7 @@ from pykaf import AsyncAdmin, AsyncProducer, ProducerRecord, RecordMetadata
 from pykaf.errors import (
     BufferFullError,
     JournalFullError,
+    JournalKeptError,
     KafkaTimeoutError,
     ProducerClosedError,
 )
@@ -92,6 +93,7 @@ class Backend:
         self._describe: asyncio.Future[str | None] | None = None
         self._described_at = -1e9
         self.failed_after_accept = 0  # records answered 2xx that later failed
+        self.kept_at_close = 0  # records the journal keeps for the next start
         self.reachable: bool | None = None  # None: not asked yet
         self.started = False
         self.closed = False
@@ -209,7 +211,11 @@ class Backend:
 
     def _failed(self, record: ProducerRecord, error: BaseException) -> None:
         # A record answered 202 that Kafka never took: counted, and logged (once per
-        # kind at WARNING, the producer's own log has each one).
+        # kind at WARNING, the producer's own log has each one). One the journal keeps
+        # for the next start has not failed: it is sent then.
+        if isinstance(error, JournalKeptError):
+            self.kept_at_close += 1
+            return
         self.failed_after_accept += 1
         if self.failed_after_accept == 1 or self.failed_after_accept % 1000 == 0:
             log.warning(
@@ -271,7 +277,9 @@ class Backend:
         except Exception as exc:  # Kafka unreachable: the caller decides what that means
             self._topics_tried_at = time.monotonic()
             if self.reachable is not False:
-                log.warning("Kafka is not reachable from the gateway: %s", exc)
+                log.warning(
+                    "Kafka is not reachable from the gateway: %s", exc or type(exc).__name__
+                )
             self.reachable = False
             return False
         if self.reachable is False:
@@ -300,7 +308,9 @@ class Backend:
             described = await asyncio.wait_for(self.admin().describe_cluster(), _LOOKUP_TIMEOUT)
         except Exception as exc:  # unreachable: the caller decides what that means
             if self.reachable is not False:
-                log.warning("Kafka is not reachable from the gateway: %s", exc)
+                log.warning(
+                    "Kafka is not reachable from the gateway: %s", exc or type(exc).__name__
+                )
             self.reachable = False
             return None
         finally:

@@ -102,3 +102,22 @@ async def test_a_batch_refused_part_way_says_how_many_records_were_taken(
             assert [r.value[:5] for _, r in records[1:]] == [b"%05d" % i for i in range(taken)]
     finally:
         await app.close(10)
+
+
+async def test_records_the_journal_keeps_at_close_are_not_counted_as_failed(
+    kafka: BlockingCluster, tmp_path: Path
+) -> None:
+    settings = GatewaySettings(
+        bootstrap=kafka.bootstrap, journal_dir=str(tmp_path / "j"), producer_options=FAST
+    )
+    app = create_app(settings)
+    await app.start()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        await wait_for(lambda: "events" in app.backend._warm_topics, "the topic warm-up")
+        kafka.faults.broker_down(1)
+        for i in range(10):
+            assert (await http.post("/async/events", content=b"k%d" % i)).status_code == 202
+    assert await app.close(0.5) == 10  # Kafka away: kept for the next start
+    assert app.backend.kept_at_close == 10
+    assert app.backend.failed_after_accept == 0
