@@ -147,9 +147,13 @@ class Request:
     def query(self) -> dict[str, str]:
         if self._query is None:
             raw = self.scope.get("query_string", b"")
-            self._query = (
-                dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
-            )
+            if not raw:
+                self._query = {}
+            elif b"%" in raw or b"+" in raw:
+                self._query = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+            else:  # nothing escaped (``?custody=journal``): split, without urllib's work
+                pairs = (part.partition("=") for part in raw.decode("latin-1").split("&") if part)
+                self._query = {name: value for name, _, value in pairs}
         return self._query
 
     def declared_length(self) -> int | None:
