@@ -101,6 +101,47 @@ def test_every_kafboy_route_over_http(broker: BrokerProcess, tmp_path: Path) -> 
     assert access[2]["records"] == 2  # /batch/async carried two
 
 
+def test_every_v3_route_over_http(broker: BrokerProcess, tmp_path: Path) -> None:
+    gateway = _gateway(broker, tmp_path)
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=30) as http:
+            clusters = http.get("/v3/clusters")
+            assert clusters.status_code == 200, clusters.text
+            cluster = clusters.json()["data"][0]["cluster_id"]
+            base = f"/v3/clusters/{cluster}"
+            assert http.get(base).json()["cluster_id"] == cluster
+            created = http.post(
+                f"{base}/topics", json={"topic_name": "v3-real", "partitions_count": 2}
+            )
+            assert created.status_code == 201, created.text
+            names = [t["topic_name"] for t in http.get(f"{base}/topics").json()["data"]]
+            assert "v3-real" in names
+            assert http.get(f"{base}/topics/v3-real").json()["partitions_count"] == 2
+            one = http.post(
+                f"{base}/topics/v3-real/records",
+                json={"partition_id": 1, "value": {"type": "STRING", "data": "solo"}},
+            )
+            assert one.status_code == 200, one.text
+            assert (one.json()["error_code"], one.json()["offset"]) == (200, 0)
+            # Streaming mode through the real HTTP stack: chunked, one report per record.
+            stream = (
+                json.dumps({"partition_id": 0, "value": {"type": "JSON", "data": i}}).encode()
+                for i in range(50)
+            )
+            with http.stream(
+                "POST",
+                f"{base}/topics/v3-real/records",
+                content=stream,
+                headers={"content-type": "application/json"},
+            ) as answer:
+                reports = [json.loads(line) for line in answer.iter_lines() if line.strip()]
+            assert [r["offset"] for r in reports] == list(range(50))
+            assert http.get(f"{base}/topics/nope").json()["error_code"] == 40403
+            assert http.delete(f"{base}/topics/v3-real").status_code == 204
+    finally:
+        assert gateway.terminate() == 0
+
+
 def test_sigterm_answers_the_request_in_flight_flushes_memory_and_exits_0(
     broker: BrokerProcess, tmp_path: Path
 ) -> None:
