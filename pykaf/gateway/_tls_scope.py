@@ -40,6 +40,8 @@ _CERT_REQS: Final = {
     "required": ssl.CERT_REQUIRED,
 }
 _PHRASES: Final = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+# How long a refused connection is read (and dropped) before it is closed.
+_LINGER: Final = 2.0
 
 
 def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str, Any] | None:
@@ -84,10 +86,12 @@ class _Guard:
         self.limits = limits
         self.timer: asyncio.TimerHandle | None = None
         self.head_bytes = 0
+        self.refused = False  # answered 408/431: what the client still sends is dropped
+        self.linger: asyncio.TimerHandle | None = None
 
     def arm(self) -> None:
         timeout = self.settings.header_timeout
-        if timeout is not None and self.timer is None:
+        if timeout is not None and self.timer is None and not self.refused:
             self.timer = self.protocol.loop.call_later(timeout, self._slow_head)
 
     def disarm(self) -> None:
@@ -114,12 +118,27 @@ class _Guard:
     def refuse(self, status: int, reason: str, message: str) -> None:
         self.disarm()
         transport = self.protocol.transport
-        if transport is None or transport.is_closing():
+        if self.refused or transport is None or transport.is_closing():
             return
+        self.refused = True
         if self.limits is not None:
             self.limits.rejected[reason] += 1
         transport.write(_refusal(status, message))
-        transport.close()
+        if not transport.can_write_eof():  # TLS: no half-close
+            transport.close()
+            return
+        # A lingering close (as nginx does): the answer, then our end of the stream, and
+        # what the client still sends is read and dropped for a moment. Closing at once
+        # with its bytes unread makes the kernel reset the connection, which can destroy
+        # the answer before the client reads it.
+        transport.write_eof()
+        self.linger = self.protocol.loop.call_later(_LINGER, transport.close)
+
+    def stop(self) -> None:
+        self.disarm()
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
 
     def wrap_app(self, transport: asyncio.Transport) -> None:
         extension = tls_extension(transport.get_extra_info("ssl_object"))
@@ -154,8 +173,13 @@ class _Guarded(asyncio.Protocol):
         self.guard.arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.guard.disarm()
+        self.guard.stop()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.guard.refused:
+            return  # lingering after a refusal: read and dropped
+        super().data_received(data)
 
 
 class _HeadTooLarge(Exception):
