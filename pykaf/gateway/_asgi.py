@@ -211,6 +211,14 @@ class Request:
         except TimeoutError:
             raise HttpError(408, f"no request body data for {timeout:g} s") from None
 
+    def _counted(self, message: Message, total: int) -> tuple[bytes, int]:
+        """One message's body, and the total so far: 413 past ``max_body``."""
+        chunk: bytes = message.get("body", b"")
+        total += len(chunk)
+        if total > self.max_body:
+            raise self.too_large()
+        return chunk, total
+
     async def chunks(self) -> Any:
         """The body as it arrives (an async iterator of bytes), within ``max_body`` in
         all; for streaming routes, which answer as records arrive."""
@@ -218,10 +226,7 @@ class Request:
         total = 0
         while True:
             message = await self._next_message()
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_body:
-                raise self.too_large()
+            chunk, total = self._counted(message, total)
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
@@ -233,22 +238,14 @@ class Request:
             self.declared_length()
             # Most bodies come in one message: no generator, no join.
             message = await self._next_message()
-            body: bytes = message.get("body", b"")
+            body, total = self._counted(message, 0)
             if message.get("more_body", False):
                 parts = [body]
-                total = len(body)
-                while True:
+                while message.get("more_body", False):
                     message = await self._next_message()
-                    chunk = message.get("body", b"")
-                    total += len(chunk)
-                    if total > self.max_body:
-                        raise self.too_large()
+                    chunk, total = self._counted(message, total)
                     parts.append(chunk)
-                    if not message.get("more_body", False):
-                        break
                 body = b"".join(parts)
-            elif len(body) > self.max_body:
-                raise self.too_large()
             self._body = body
         return self._body
 

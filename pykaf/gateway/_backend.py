@@ -276,15 +276,9 @@ class Backend:
             listing = await asyncio.wait_for(self.admin().list_topics(), _LOOKUP_TIMEOUT)
         except Exception as exc:  # Kafka unreachable: the caller decides what that means
             self._topics_tried_at = time.monotonic()
-            if self.reachable is not False:
-                log.warning(
-                    "Kafka is not reachable from the gateway: %s", exc or type(exc).__name__
-                )
-            self.reachable = False
+            self.kafka_answered(exc)
             return False
-        if self.reachable is False:
-            log.warning("Kafka is reachable from the gateway again")
-        self.reachable = True
+        self.kafka_answered()
         self._topics = frozenset(listing)
         self._topics_at = time.monotonic()
         return True
@@ -307,15 +301,27 @@ class Backend:
         try:
             described = await asyncio.wait_for(self.admin().describe_cluster(), _LOOKUP_TIMEOUT)
         except Exception as exc:  # unreachable: the caller decides what that means
-            if self.reachable is not False:
-                log.warning(
-                    "Kafka is not reachable from the gateway: %s", exc or type(exc).__name__
-                )
-            self.reachable = False
+            self.kafka_answered(exc)
             return None
         finally:
             self._described_at = time.monotonic()
+        self.kafka_answered()
         return described.cluster_id
+
+    def kafka_answered(self, failure: BaseException | None = None) -> None:
+        """What any look at the cluster found (None: it answered): ``reachable`` kept, and
+        a WARNING once when Kafka stops answering, once when it answers again."""
+        if failure is not None:
+            if self.reachable is not False:
+                log.warning(
+                    "Kafka is not reachable from the gateway: %s",
+                    failure or type(failure).__name__,
+                )
+            self.reachable = False
+            return
+        if self.reachable is False:
+            log.warning("Kafka is reachable from the gateway again")
+        self.reachable = True
 
     async def check_topic(self, topic: str, custody: Custody) -> None:
         """404 for a topic the cluster says it does not have. When Kafka cannot be asked,
@@ -457,7 +463,7 @@ class Backend:
         try:
             return self.send(topic, record, custody)
         except Exception as exc:
-            return _failed(exc)
+            return _refused(exc)
 
     async def deliver(
         self, topic: str, records: Sequence[ProducerRecord] | LineBatch, custody: Custody
@@ -472,7 +478,7 @@ class Backend:
         futures: list[asyncio.Future[RecordMetadata]] = []
         for index, record in enumerate(records):
             if index in bad:
-                futures.append(_failed(bad[index]))
+                futures.append(_refused(bad[index]))
             else:
                 futures.append(self._sending(topic, record, custody))
         if custody == "journal_sync":
@@ -510,7 +516,7 @@ class Backend:
         )
 
 
-def _failed(exc: BaseException) -> asyncio.Future[RecordMetadata]:
+def _refused(exc: BaseException) -> asyncio.Future[RecordMetadata]:
     refused: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
     refused.set_exception(exc)
     return refused

@@ -67,7 +67,9 @@ async def _probe_kafka(backend: Backend) -> dict[str, Any]:
         admin = backend.admin()
         cluster = await asyncio.wait_for(admin.describe_cluster(), _PROBE_TIMEOUT)
     except Exception as exc:  # unreachable, or refusing us: the answer says which
+        backend.kafka_answered(exc)
         return {"reachable": False, "brokers": [], "error": str(exc) or type(exc).__name__}
+    backend.kafka_answered()
     return {
         "reachable": True,
         "cluster_id": cluster.cluster_id,
