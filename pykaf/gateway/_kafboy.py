@@ -25,14 +25,25 @@ def _custody(gateway: Context, request: Request, *, acked: bool, safe: bool) -> 
     return custody_of(request, settings.sync_custody if acked else settings.default_async_custody)
 
 
-async def _records(gateway: Context, request: Request, topic: str, *, batch: bool) -> Any:
-    check_topic_name(topic)
+async def _request(
+    gateway: Context,
+    request: Request,
+    params: Mapping[str, str],
+    *,
+    acked: bool,
+    safe: bool,
+    batch: bool,
+) -> tuple[str, Custody, Any]:
+    """What every kafboy route does first: the topic (checked, permitted, in the
+    cluster), the request's custody, and its records."""
+    topic = check_topic_name(params["topic"])
+    custody = _custody(gateway, request, acked=acked, safe=safe)
     gateway.security.authorize(request.principal, "produce", topic)
     body = await request.body()
     header = gateway.settings.security.principal_header
-    if batch:
-        return batch_records(request, body, header)
-    return [one_record(request, body, header)]
+    records = batch_records(request, body, header) if batch else [one_record(request, body, header)]
+    await gateway.backend.check_topic(topic, custody)
+    return topic, custody, records
 
 
 def _placed(metadata: RecordMetadata) -> dict[str, int]:
@@ -45,10 +56,9 @@ def _placed(metadata: RecordMetadata) -> dict[str, int]:
 
 def _accepting(*, batch: bool, safe: bool) -> Any:
     async def handler(gateway: Context, request: Request, params: Mapping[str, str]) -> Response:
-        topic = params["topic"]
-        custody = _custody(gateway, request, acked=False, safe=safe)
-        records = await _records(gateway, request, topic, batch=batch)
-        await gateway.backend.check_topic(topic, custody)
+        topic, custody, records = await _request(
+            gateway, request, params, acked=False, safe=safe, batch=batch
+        )
         if records:
             await gateway.backend.accept(topic, records, custody)
         # Written out, not json.dumps: a checked topic name and a custody level need no
@@ -61,10 +71,9 @@ def _accepting(*, batch: bool, safe: bool) -> Any:
 
 def _acknowledged(*, batch: bool, safe: bool) -> Any:
     async def handler(gateway: Context, request: Request, params: Mapping[str, str]) -> Response:
-        topic = params["topic"]
-        custody = _custody(gateway, request, acked=True, safe=safe)
-        records = await _records(gateway, request, topic, batch=batch)
-        await gateway.backend.check_topic(topic, custody)
+        topic, custody, records = await _request(
+            gateway, request, params, acked=True, safe=safe, batch=batch
+        )
         outcomes = await gateway.backend.deliver(topic, records, custody)
         retry_after = gateway.settings.retry_after
         if not batch:
