@@ -110,6 +110,7 @@ class JournalAccumulator(JournalFeed):
         timeout = settings.journal_delivery_timeout
         self._delivery_timeout = _NEVER if timeout is None else timeout
         self.store = store
+        self._fast_append = store.fast_append
         self.commit = commit
         self._next_record = store.next_serial
         # Serials below this were journaled by an earlier producer (recovered).
@@ -195,9 +196,12 @@ class JournalAccumulator(JournalFeed):
                             # A record without a timestamp gets its batch's opening time
                             # when encoded (``Accumulator``): journaled with that same time.
                             stamp = batch.created_ms if timestamp is None else timestamp
-                            end = self.store.try_append_record(
-                                at, topic, batch.partition, stamp, key, value
-                            )
+                            # The store's lock-free append (C), else its locked one.
+                            end = self._fast_append(at, topic, batch.partition, stamp, key, value)
+                            if end < 0:
+                                end = self.store.try_append_record(
+                                    at, topic, batch.partition, stamp, key, value
+                                )
                             if end >= 0:
                                 serial = self.last_serial = at
                                 self._next_record = at + 1
@@ -328,9 +332,12 @@ class JournalAccumulator(JournalFeed):
                         continue
                 serial = self._next_record
                 try:
-                    self.store.append_record(
-                        serial, topic, part.index, timestamp, key, value, headers
-                    )
+                    if headers or (
+                        self._fast_append(serial, topic, part.index, timestamp, key, value) < 0
+                    ):
+                        self.store.append_record(
+                            serial, topic, part.index, timestamp, key, value, headers
+                        )
                 except JournalFullError as exc:
                     self._wait_for_journal(exc, deadline - clock())
                     continue

@@ -1265,6 +1265,47 @@ journal_out_of_range(PyObject *serial, PyObject *name, PyObject *partition, cons
     Py_DECREF(topic);
 }
 
+/* The body of a RECORD entry without headers (its 8-byte prefix not counted). */
+static inline Py_ssize_t
+journal_body_size(Py_ssize_t name_len, Py_ssize_t key_len, Py_ssize_t value_len)
+{
+    return JOURNAL_RECORD_FIXED + name_len + (key_len > 0 ? key_len : 0)
+           + (value_len > 0 ? value_len : 0);
+}
+
+/* Write one RECORD entry of ``body`` bytes (``journal_body_size``) at ``at``; every field
+ * was range-checked by the caller. The length and CRC go in last: a process killed before
+ * that point leaves a zero length (the segment's unused bytes are zeros), a torn tail. */
+static void
+journal_write_record(unsigned char *at, Py_ssize_t body, unsigned long long serial,
+                     int32_t partition, long long timestamp, const char *name,
+                     Py_ssize_t name_len, const Slice *key, const Slice *value)
+{
+    unsigned char *start = at + JOURNAL_PREFIX;
+    unsigned char *p = start;
+    *p++ = JOURNAL_RECORD_KIND;
+    p = put_le(p, serial, 8);
+    p = put_le(p, (uint64_t)(uint32_t)partition, 4);
+    p = put_le(p, (uint64_t)timestamp, 8);
+    p = put_le(p, (uint64_t)name_len, 2);
+    p = put_le(p, (uint64_t)(uint32_t)(int32_t)key->len, 4); /* -1 for None */
+    p = put_le(p, (uint64_t)(uint32_t)(int32_t)value->len, 4);
+    p = put_le(p, 0, 2); /* no headers */
+    memcpy(p, name, (size_t)name_len);
+    p += name_len;
+    if (key->len > 0) {
+        memcpy(p, key->ptr, (size_t)key->len);
+        p += key->len;
+    }
+    if (value->len > 0) {
+        memcpy(p, value->ptr, (size_t)value->len);
+    }
+    uint32_t crc = crc32c_of(start, (size_t)body);
+    /* The barrier keeps the compiler from moving these stores before the copies above. */
+    __asm__ __volatile__("" ::: "memory");
+    put_le(put_le(at, (uint64_t)body, 4), crc, 4);
+}
+
 PyDoc_STRVAR(journal_record_into_doc,
 "journal_record_into(target, pos, limit, serial, name, partition, timestamp_ms, key, value, /)"
 " -> int\n\n"
@@ -1344,39 +1385,13 @@ journal_record_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                      pos, limit, target.len);
         goto done;
     }
-    Py_ssize_t body = JOURNAL_RECORD_FIXED + name_len + (key.len > 0 ? key.len : 0)
-                      + (value.len > 0 ? value.len : 0);
+    Py_ssize_t body = journal_body_size(name_len, key.len, value.len);
     if (body > limit - pos - JOURNAL_PREFIX) {
         result = PyLong_FromLong(-1);
         goto done;
     }
-    unsigned char *start = (unsigned char *)target.buf + pos + JOURNAL_PREFIX;
-    unsigned char *p = start;
-    *p++ = JOURNAL_RECORD_KIND;
-    p = put_le(p, serial, 8);
-    p = put_le(p, (uint64_t)(uint32_t)(int32_t)partition, 4);
-    p = put_le(p, (uint64_t)timestamp, 8);
-    p = put_le(p, (uint64_t)name_len, 2);
-    p = put_le(p, (uint64_t)(uint32_t)(int32_t)key.len, 4); /* -1 for None */
-    p = put_le(p, (uint64_t)(uint32_t)(int32_t)value.len, 4);
-    p = put_le(p, 0, 2); /* no headers */
-    memcpy(p, PyBytes_AS_STRING(name), (size_t)name_len);
-    p += name_len;
-    if (key.len > 0) {
-        memcpy(p, key.ptr, (size_t)key.len);
-        p += key.len;
-    }
-    if (value.len > 0) {
-        memcpy(p, value.ptr, (size_t)value.len);
-        p += value.len;
-    }
-    uint32_t crc = crc32c_of(start, (size_t)body);
-    /* Length and CRC last: a process killed before this point leaves a zero length (the
-     * segment's unused bytes are zeros), a torn tail. The barrier keeps the compiler
-     * from moving these stores before the copies above. */
-    __asm__ __volatile__("" ::: "memory");
-    unsigned char *prefix = (unsigned char *)target.buf + pos;
-    put_le(put_le(prefix, (uint64_t)body, 4), crc, 4);
+    journal_write_record((unsigned char *)target.buf + pos, body, serial, (int32_t)partition,
+                         timestamp, PyBytes_AS_STRING(name), name_len, &key, &value);
     result = PyLong_FromSsize_t(pos + JOURNAL_PREFIX + body);
 done:
     if (has_target) {
@@ -1385,6 +1400,314 @@ done:
     slice_release(&key);
     slice_release(&value);
     return result;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* JournalTail: the produce path's appends to the newest segment, in one call            */
+/* ------------------------------------------------------------------------------------ */
+
+/* ``JournalStore`` keeps its state in Python, under its own lock; taking that lock,
+ * checking, writing and indexing cost about 2 us a record in Python
+ * (benchmarks/custody.py's journal level). A tail is armed by the store, under its lock,
+ * with the mapped segment, where the next entry goes and how far it may go; ``append``
+ * then writes a RECORD entry there without the lock: under the GIL this call cannot
+ * interleave with any Python code. The store settles the tail (``settle``: disarm and
+ * hand back where it got to and the runs of serials it wrote, per partition) first thing
+ * whenever it takes its lock, so every Python section sees the state as if the appends
+ * had been its own. Anything unusual (not armed, a serial out of order, an entry that does
+ * not fit, a field of another type or out of range) returns -1 with nothing written: the
+ * store's Python path then does it, and says what is wrong. */
+
+typedef struct {
+    PyObject_HEAD
+    int armed;
+    int has_buf;
+    Py_buffer buf;              /* the mapped segment, while armed */
+    Py_ssize_t pos;             /* where the next entry goes */
+    Py_ssize_t limit;           /* no entry ends past this */
+    Py_ssize_t drop_at;         /* an entry ending past this disarms (the store drops pages) */
+    unsigned long long next_serial;
+    Py_ssize_t added;           /* bytes written since the last settle */
+    Py_ssize_t records;         /* records written since the last settle */
+    PyObject *runs;             /* finished runs: [(topic, partition, first, end)], or NULL */
+    PyObject *run_topic;        /* the open run's topic (strong), or NULL */
+    long run_partition;
+    unsigned long long run_first;
+    unsigned long long run_end;
+} JournalTail;
+
+static void
+tail_release(JournalTail *self)
+{
+    if (self->has_buf) {
+        PyBuffer_Release(&self->buf);
+        self->has_buf = 0;
+    }
+    self->armed = 0;
+}
+
+static void
+tail_dealloc(JournalTail *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    tail_release(self);
+    Py_CLEAR(self->runs);
+    Py_CLEAR(self->run_topic);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+/* Close the open run into ``runs``; 0, or -1 with an exception (memory). */
+static int
+tail_close_run(JournalTail *self)
+{
+    if (self->run_topic == NULL) {
+        return 0;
+    }
+    if (self->runs == NULL && (self->runs = PyList_New(0)) == NULL) {
+        return -1;
+    }
+    PyObject *run = Py_BuildValue("(Olkk)", self->run_topic, self->run_partition,
+                                  self->run_first, self->run_end);
+    if (run == NULL) {
+        return -1;
+    }
+    int rc = PyList_Append(self->runs, run);
+    Py_DECREF(run);
+    if (rc < 0) {
+        return -1;
+    }
+    Py_CLEAR(self->run_topic);
+    return 0;
+}
+
+PyDoc_STRVAR(tail_arm_doc,
+"arm(target, pos, limit, next_serial, drop_at, /)\n\n"
+"Let ``append`` write at ``pos`` of the writable buffer ``target``, entries ending at\n"
+"``limit`` at most, serials from ``next_serial`` on; an entry ending past ``drop_at``\n"
+"disarms it. Only a settled tail may be armed (RuntimeError otherwise).");
+
+static PyObject *
+tail_arm(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "arm expected 5 arguments, got %zd", nargs);
+        return NULL;
+    }
+    if (self->records || self->run_topic != NULL || self->runs != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the journal tail must be settled before it is armed");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    unsigned long long next_serial = PyLong_AsUnsignedLongLong(args[3]);
+    Py_ssize_t drop_at = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    tail_release(self);
+    if (PyObject_GetBuffer(args[0], &self->buf, PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    self->has_buf = 1;
+    if (pos < 0 || limit > self->buf.len || pos > limit) {
+        tail_release(self);
+        PyErr_Format(PyExc_ValueError, "pos %zd and limit %zd do not fit a buffer of %zd bytes",
+                     pos, limit, self->buf.len);
+        return NULL;
+    }
+    self->pos = pos;
+    self->limit = limit;
+    self->drop_at = drop_at;
+    self->next_serial = next_serial;
+    self->armed = 1;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(tail_append_doc,
+"append(serial, topic, partition, timestamp_ms, key, value, /) -> int\n\n"
+"Write one RECORD entry without headers where the tail is armed and return where it\n"
+"ends; -1 with nothing written when the store's Python path must do it (see the\n"
+"type's doc). ``key`` and ``value`` are bytes or None, ``topic`` a str.");
+
+static PyObject *
+tail_append(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "append expected 6 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *topic = args[1];
+    if (!self->armed || !PyLong_CheckExact(args[0]) || !PyUnicode_CheckExact(topic)
+        || !PyLong_CheckExact(args[2]) || !PyLong_CheckExact(args[3])) {
+        return PyLong_FromLong(-1);
+    }
+    unsigned long long serial = PyLong_AsUnsignedLongLong(args[0]);
+    int overflow = 0;
+    long long partition = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    int overflow_ts = 0;
+    long long timestamp = PyLong_AsLongLongAndOverflow(args[3], &overflow_ts);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return PyLong_FromLong(-1);
+    }
+    if (serial < self->next_serial || overflow || overflow_ts || partition < 0
+        || partition > INT32_MAX) {
+        return PyLong_FromLong(-1);
+    }
+    Slice key, value;
+    slice_init(&key);
+    slice_init(&value);
+    if (args[4] != Py_None) {
+        if (!PyBytes_CheckExact(args[4])) {
+            return PyLong_FromLong(-1);
+        }
+        key.ptr = PyBytes_AS_STRING(args[4]);
+        key.len = PyBytes_GET_SIZE(args[4]);
+    }
+    if (args[5] != Py_None) {
+        if (!PyBytes_CheckExact(args[5])) {
+            return PyLong_FromLong(-1);
+        }
+        value.ptr = PyBytes_AS_STRING(args[5]);
+        value.len = PyBytes_GET_SIZE(args[5]);
+    }
+    Py_ssize_t name_len;
+    const char *name = PyUnicode_AsUTF8AndSize(topic, &name_len);
+    if (name == NULL) {
+        PyErr_Clear(); /* a lone surrogate: the Python path says so */
+        return PyLong_FromLong(-1);
+    }
+    if (name_len > 0xFFFF || key.len > INT32_MAX || value.len > INT32_MAX) {
+        return PyLong_FromLong(-1);
+    }
+    Py_ssize_t body = journal_body_size(name_len, key.len, value.len);
+    if (body > self->limit - self->pos - JOURNAL_PREFIX) {
+        return PyLong_FromLong(-1);
+    }
+    /* The run first: a failure there (memory) must leave nothing written. */
+    if (self->run_topic == NULL || self->run_topic != topic || self->run_partition != partition
+        || self->run_end != serial) {
+        if (tail_close_run(self) < 0) {
+            return NULL;
+        }
+        Py_INCREF(topic);
+        self->run_topic = topic;
+        self->run_partition = (long)partition;
+        self->run_first = serial;
+    }
+    journal_write_record((unsigned char *)self->buf.buf + self->pos, body, serial,
+                         (int32_t)partition, timestamp, name, name_len, &key, &value);
+    Py_ssize_t end = self->pos + JOURNAL_PREFIX + body;
+    self->added += end - self->pos;
+    self->pos = end;
+    self->records += 1;
+    self->next_serial = serial + 1;
+    self->run_end = serial + 1;
+    if (end > self->drop_at) {
+        tail_release(self); /* the store's Python path drops the pages behind, and re-arms */
+    }
+    return PyLong_FromSsize_t(end);
+}
+
+PyDoc_STRVAR(tail_settle_doc,
+"settle() -> tuple[int, int, int, list[tuple[str, int, int, int]]] | None\n\n"
+"Disarm; return None when nothing was written since the last settle, else (pos,\n"
+"next_serial, bytes written, runs): each run a topic, a partition and the serials\n"
+"[first, end) written to it, in order.");
+
+static PyObject *
+tail_settle(JournalTail *self, PyObject *Py_UNUSED(ignored))
+{
+    tail_release(self);
+    if (self->records == 0) {
+        Py_RETURN_NONE;
+    }
+    if (tail_close_run(self) < 0) {
+        return NULL; /* memory: still dirty, the next settle tries again */
+    }
+    PyObject *runs = self->runs;
+    PyObject *result = Py_BuildValue("(nKnO)", self->pos, self->next_serial, self->added, runs);
+    if (result == NULL) {
+        return NULL;
+    }
+    Py_CLEAR(self->runs);
+    self->added = 0;
+    self->records = 0;
+    return result;
+}
+
+static PyObject *
+tail_get_next_serial(JournalTail *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(self->next_serial);
+}
+
+static PyObject *
+tail_get_added(JournalTail *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->added);
+}
+
+static PyObject *
+tail_get_records(JournalTail *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->records);
+}
+
+static PyObject *
+tail_get_armed(JournalTail *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->armed);
+}
+
+static PyMethodDef tail_methods[] = {
+    {"arm", (PyCFunction)(void (*)(void))tail_arm, METH_FASTCALL, tail_arm_doc},
+    {"append", (PyCFunction)(void (*)(void))tail_append, METH_FASTCALL, tail_append_doc},
+    {"settle", (PyCFunction)tail_settle, METH_NOARGS, tail_settle_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef tail_getset[] = {
+    {"next_serial", (getter)tail_get_next_serial, NULL,
+     "The serial after the last one written (as armed, or since).", NULL},
+    {"added", (getter)tail_get_added, NULL, "Bytes written since the last settle.", NULL},
+    {"records", (getter)tail_get_records, NULL, "Records written since the last settle.", NULL},
+    {"armed", (getter)tail_get_armed, NULL, "Whether append may write.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(tail_doc,
+"JournalTail()\n\n"
+"The produce path's appends to a journal's newest segment, without the store's lock\n"
+"(see pykaf/_producer/journal/_segments.py and this type's comment in _crecords.c).");
+
+static PyType_Slot tail_slots[] = {
+    {Py_tp_dealloc, tail_dealloc},
+    {Py_tp_methods, tail_methods},
+    {Py_tp_getset, tail_getset},
+    {Py_tp_doc, (void *)tail_doc},
+    {Py_tp_new, PyType_GenericNew},
+    {0, NULL},
+};
+
+static PyType_Spec tail_spec = {
+    .name = "pykaf.protocol._crecords.JournalTail",
+    .basicsize = sizeof(JournalTail),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = tail_slots,
+};
+
+static int
+crecords_exec(PyObject *module)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, &tail_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    int rc = PyModule_AddObjectRef(module, "JournalTail", type);
+    Py_DECREF(type);
+    return rc;
 }
 #endif /* x86 with GCC or Clang */
 
@@ -1478,6 +1801,9 @@ static PyMethodDef crecords_methods[] = {
 };
 
 static PyModuleDef_Slot crecords_slots[] = {
+#ifdef PYKAF_JOURNAL_RECORDS
+    {Py_mod_exec, crecords_exec},
+#endif
 #if PY_VERSION_HEX >= 0x030C0000
     /* No module state at all, so every interpreter can share this code. */
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},

@@ -112,6 +112,17 @@ class PendingIndex:
         part.done.append(0)
         self._newest += 1
 
+    def add_run(self, topic: str, partition: int, first: int, end: int) -> None:
+        """Records ``first`` to ``end - 1``, all of one partition, journaled in the newest
+        segment (``JournalTail``'s appends, indexed when the store settles it)."""
+        key = (topic, partition)
+        part = self._partitions.get(key)
+        if part is None:
+            part = self._partitions[key] = _Partition()
+        part.serials.extend(range(first, end))
+        part.done.extend(bytes(end - first))
+        self._newest += end - first
+
     def add_at(self, serial: int, topic: str, partition: int) -> None:
         """A record journaled earlier (in whichever segment holds its serial), indexed
         only now: the producer's records that waited in the journal only are indexed as

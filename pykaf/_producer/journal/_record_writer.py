@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from pykaf._producer.journal._format import encode_record_into_python
 
-__all__ = ["RecordInto", "encode_record_into", "record_into_in_c"]
+__all__ = [
+    "FastAppend",
+    "JournalTail",
+    "RecordInto",
+    "Tail",
+    "encode_record_into",
+    "record_into_in_c",
+]
 
+FastAppend = Callable[[int, str, int, int, bytes | None, bytes | None], int]
 RecordInto = Callable[[memoryview, int, int, int, bytes, int, int, bytes | None, bytes | None], int]
 
 
-def _load_c_record_into() -> RecordInto | None:
+def _load_c_module() -> Any:
     # The switch pykaf.protocol._records honours: PYKAF_NO_EXTENSIONS forces pure Python.
     if os.environ.get("PYKAF_NO_EXTENSIONS"):
         return None
@@ -27,12 +36,38 @@ def _load_c_record_into() -> RecordInto | None:
         from pykaf.protocol import _crecords  # noqa: PLC0415
     except ImportError:
         return None
-    # Built without it: an older build, or a CPU family without the CRC32C instruction.
-    fn: RecordInto | None = getattr(_crecords, "journal_record_into", None)
-    return fn
+    return _crecords
 
 
-_c_record_into = _load_c_record_into()
+_crecords = _load_c_module()
+# Built without them: an older build, or a CPU family without the CRC32C instruction.
+_c_record_into: RecordInto | None = getattr(_crecords, "journal_record_into", None)
+
+
+class Tail(Protocol):
+    """``_crecords.JournalTail``: the store's appends without its lock (see its comment
+    in ``_crecords.c`` and ``_segments``)."""
+
+    @property
+    def armed(self) -> bool: ...
+    @property
+    def next_serial(self) -> int: ...
+    @property
+    def added(self) -> int: ...
+    @property
+    def records(self) -> int: ...
+    def arm(
+        self, target: memoryview, pos: int, limit: int, next_serial: int, drop_at: int
+    ) -> None: ...
+
+    # (serial, topic, partition, timestamp_ms, key, value) -> where the entry ends, or -1
+    append: FastAppend
+
+    def settle(self) -> tuple[int, int, int, list[tuple[str, int, int, int]]] | None: ...
+
+
+JournalTail: Callable[[], Tail] | None = getattr(_crecords, "JournalTail", None)
+"""The C type of ``Tail``, or None without the extension."""
 
 encode_record_into: RecordInto = (
     encode_record_into_python if _c_record_into is None else _c_record_into

@@ -1,0 +1,214 @@
+"""``JournalTail``: the produce path's appends without the store's lock (C), and the store
+that settles it whenever it takes its lock. Same files as the locked path, the store's
+state as if every append had been its own, and no entry torn or lost while another
+thread writes DONE entries, syncs, rolls and reclaims beside it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from pykaf._producer.journal import Done, JournalRecord, JournalStore
+from pykaf._producer.journal._record_writer import JournalTail
+
+needs_tail = pytest.mark.skipif(JournalTail is None, reason="the C journal tail is not built")
+
+
+def _append(store: JournalStore, record: JournalRecord) -> str:
+    """Append as the producer does: the lock-free way first. Returns which way took it."""
+    serial, topic, partition, stamp, key, value, _ = record
+    if store.fast_append(serial, topic, partition, stamp, key, value) >= 0:
+        return "tail"
+    store.append_record(serial, topic, partition, stamp, key, value, None)
+    return "locked"
+
+
+def _records(count: int, size: int = 300) -> list[JournalRecord]:
+    # Runs of a partition (a sticky partitioner), two topics, keys now and then.
+    return [
+        JournalRecord(
+            serial,
+            "t" if serial % 11 else "tópico",
+            (serial // 7) % 3,
+            1_700_000_000_000 + serial,
+            None if serial % 3 else b"key-%d" % serial,
+            os.urandom(size),
+            [],
+        )
+        for serial in range(count)
+    ]
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.journal"))}
+
+
+def _reopened(directory: Path, segment_bytes: int) -> list[JournalRecord]:
+    store = JournalStore(directory, max_bytes=1 << 26, segment_bytes=segment_bytes)
+    store.open()
+    try:
+        return list(store.read_pending(0, store.next_serial))
+    finally:
+        store.close()
+
+
+@needs_tail
+def test_the_tail_writes_the_same_files_as_the_locked_path(tmp_path: Path) -> None:
+    records = _records(400)
+    ways = []
+    for name, fast in (("locked", False), ("tail", True)):
+        store = JournalStore(tmp_path / name, max_bytes=1 << 22, segment_bytes=64 * 1024)
+        store.open()
+        for record in records:
+            if fast:
+                ways.append(_append(store, record))
+            else:
+                store.append([record])
+        assert store.next_serial == len(records)
+        store.close()
+    assert ways.count("tail") > len(records) // 2  # the tail took most of them
+    assert _files(tmp_path / "tail") == _files(tmp_path / "locked")
+    assert _reopened(tmp_path / "tail", 64 * 1024) == records
+
+
+@needs_tail
+def test_the_store_sees_what_the_tail_wrote(store: JournalStore) -> None:
+    # Without its lock taken since: the properties add the tail's count in.
+    value = b"v" * 100
+    store.append_record(0, "t", 0, 0, None, value, None)  # maps the segment
+    store.append_record(1, "t", 0, 0, None, value, None)  # arms the tail
+    used = store.used_bytes
+    for serial in range(2, 7):
+        assert store.fast_append(serial, "t", 1, 0, None, value) > 0
+    assert store.next_serial == 7
+    assert store.pending_records == 7
+    assert store.used_bytes > used
+    # Taking the lock settles it: the index knows each record's partition.
+    assert store.identities() == {}
+    assert store.pending_records == 7
+    store.append([Done("t", 1, 2, 6)])
+    assert store.pending_records == 2
+    assert [r.serial for r in store.read_pending(0, store.next_serial)] == [0, 1]
+
+
+@needs_tail
+def test_the_tail_refuses_what_the_locked_path_must_do(store: JournalStore) -> None:
+    value = b"v" * 10
+    assert store.fast_append(0, "t", 0, 0, None, value) == -1  # not armed yet
+    store.append_record(0, "t", 0, 0, None, value, None)
+    store.append_record(1, "t", 0, 0, None, value, None)
+    assert store.fast_append(1, "t", 0, 0, None, value) == -1  # a serial already taken
+    refused: list[tuple[object, ...]] = [
+        (2, "t", -1, 0, None, value),  # a partition out of range
+        (2, "t", 2**31, 0, None, value),
+        (2, "t", 0, 2**63, None, value),  # a timestamp past int64
+        (2, "t", 0, 0, None, bytearray(value)),  # not bytes: the locked path converts
+        (2, "t", 0, 0, "k", value),
+        (2, b"t", 0, 0, None, value),
+        (2, "\udcff", 0, 0, None, value),  # not UTF-8
+        (2, "t" * 65_536, 0, 0, None, value),
+        (2, "t", 0, 0, None, b"x" * 8192),  # past the segment: a roll is the lock's
+    ]
+    before = store.used_bytes
+    for args in refused:
+        assert store.fast_append(*args) == -1, args  # type: ignore[arg-type]
+    assert store.used_bytes == before
+    assert store.next_serial == 2
+    assert store.fast_append(2, "t", 0, 0, None, value) > 0
+
+
+@needs_tail
+def test_a_tail_is_armed_only_when_settled_and_disarms_past_its_mark() -> None:
+    tail = JournalTail()
+    target = bytearray(4096)
+    assert tail.append(0, "t", 0, 0, None, b"v") == -1
+    tail.arm(memoryview(target), 0, 4096, 0, 100)
+    end = tail.append(0, "t", 0, 0, None, b"v" * 40)
+    assert 0 < end < 100
+    assert tail.armed
+    assert tail.append(1, "t", 0, 0, None, b"v" * 80) > 100
+    assert not tail.armed  # past drop_at: the store drops pages, then arms again
+    assert tail.append(2, "t", 0, 0, None, b"v") == -1
+    with pytest.raises(RuntimeError, match="settled"):
+        tail.arm(memoryview(target), 0, 4096, 2, 10_000)
+    pos, next_serial, added, runs = tail.settle()
+    assert (next_serial, added) == (2, pos)
+    assert runs == [("t", 0, 0, 2)]
+    assert tail.settle() is None
+    with pytest.raises(ValueError, match="do not fit"):
+        tail.arm(memoryview(target), 0, 4097, 2, 10_000)
+    with pytest.raises(BufferError):
+        tail.arm(memoryview(bytes(100)), 0, 50, 2, 10_000)
+
+
+@needs_tail
+def test_runs_split_by_topic_partition_and_gaps() -> None:
+    tail = JournalTail()
+    tail.arm(memoryview(bytearray(8192)), 0, 8192, 0, 8192)
+    for serial, topic, partition in [
+        (0, "a", 0),
+        (1, "a", 0),
+        (2, "a", 1),
+        (3, "b", 1),
+        (5, "b", 1),  # a serial skipped (taken by the locked path)
+        (6, "b", 1),
+    ]:
+        assert tail.append(serial, topic, partition, 0, None, b"v") > 0
+    assert tail.settle()[3] == [("a", 0, 0, 2), ("a", 1, 2, 3), ("b", 1, 3, 4), ("b", 1, 5, 7)]
+
+
+@needs_tail
+def test_a_writer_and_a_committer_together_lose_and_tear_nothing(tmp_path: Path) -> None:
+    # One thread appends as the producer does; another writes DONE entries for what
+    # was appended, syncs and reclaims, as the group commit does: small segments, so
+    # the lock is taken (and the tail settled) between appends all the time.
+    directory = tmp_path / "j"
+    store = JournalStore(directory, max_bytes=1 << 26, segment_bytes=16 * 1024)
+    store.open()
+    records = _records(6_000, size=200)
+    done_below = 0
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def commit() -> None:
+        nonlocal done_below
+        try:
+            while not stop.is_set() or done_below < store.next_serial - 1_000:
+                below = store.next_serial - 500  # the newest stay pending
+                for first in range(done_below, below, 50):
+                    last = min(first + 49, below - 1)
+                    for partition in range(3):
+                        store.append([Done("t", partition, first, last)])
+                        store.append([Done("tópico", partition, first, last)])
+                done_below = max(done_below, below)
+                store.sync()
+                store.reclaim()
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+
+    committer = threading.Thread(target=commit)
+    committer.start()
+    ways = [_append(store, record) for record in records]
+    stop.set()
+    committer.join(60)
+    assert not committer.is_alive()
+    assert not errors
+    store.sync()
+    assert store.next_serial == len(records)
+    pending = store.pending_records
+    store.close()
+    assert "tail" in ways
+    assert "locked" in ways
+    survivors = _reopened(directory, 16 * 1024)
+    assert survivors == records[done_below:]  # intact, in order, none lost
+    assert len(survivors) == pending
+
+
+def test_without_the_extension_the_store_takes_the_locked_path(store: JournalStore) -> None:
+    if JournalTail is not None:
+        pytest.skip("the C journal tail is built")
+    store.append_record(0, "t", 0, 0, None, b"v", None)
+    assert store.fast_append(1, "t", 0, 0, None, b"v") == -1
