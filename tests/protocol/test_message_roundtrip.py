@@ -68,6 +68,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _in_utc(value: Any) -> Any:
+    """The entity with its datetimes in UTC. kio draws them in any time zone, and PEP 495
+    makes an ambiguous local time (a DST fold, e.g. 1973-10-28 02:00 in Eire) unequal to
+    every datetime of another zone, the same instant in UTC included: a decoded timestamp
+    is in UTC, so only UTC ones can compare equal after a round trip."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _in_utc(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, tuple):
+        return tuple(_in_utc(item) for item in value)
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.astimezone(datetime.UTC)
+    return value
+
+
 def _roundtrip(spec: ApiSpec, version: int, request: Any, response: Any) -> None:
     client = ClientConnection(client_id="roundtrip")
     server = ServerConnection()
@@ -103,9 +118,43 @@ CASES = [(spec, version) for spec in APIS for version in spec.versions]
 )
 @given(data=st.data())
 def test_roundtrip(spec: ApiSpec, version: int, data: st.DataObject) -> None:
-    request = data.draw(st.from_type(request_class(spec.key, version)), label="request")
-    response = data.draw(st.from_type(response_class(spec.key, version)), label="response")
+    request = _in_utc(data.draw(st.from_type(request_class(spec.key, version)), label="request"))
+    response = _in_utc(data.draw(st.from_type(response_class(spec.key, version)), label="response"))
     _roundtrip(spec, version, request, response)
     # build_* turns the plain form back into the same entity, for every schema kio has.
     assert build_request(spec.key, version, **_plain(request)) == request
     assert build_response(spec.name, version, **_plain(response)) == response
+
+
+def test_a_timestamp_drawn_at_a_dst_fold_round_trips_in_utc() -> None:
+    # The draw that failed once: Produce v5's log_append_time at 1973-10-28 02:00 in
+    # Eire, an hour that happened twice. Decoded, it is the same instant in UTC, which
+    # PEP 495 calls unequal to the ambiguous local time; in UTC both sides agree.
+    from zoneinfo import ZoneInfo
+
+    from kio.schema.produce.v5.request import ProduceRequest
+    from kio.schema.produce.v5.response import (
+        PartitionProduceResponse,
+        ProduceResponse,
+        TopicProduceResponse,
+    )
+
+    spec = next(s for s in APIS if s.name == "Produce")
+    fold = datetime.datetime(1973, 10, 28, 2, 0, tzinfo=ZoneInfo("Eire"))
+    partition = PartitionProduceResponse(
+        index=0,
+        error_code=ErrorCode.none,
+        base_offset=0,
+        log_append_time=fold,
+        log_start_offset=-1,
+    )
+    response = ProduceResponse(
+        responses=(TopicProduceResponse(name="t", partition_responses=(partition,)),),
+        throttle_time=datetime.timedelta(0),
+    )
+    request = ProduceRequest(
+        transactional_id=None, acks=0, timeout=datetime.timedelta(0), topic_data=()
+    )
+    with pytest.raises(AssertionError):
+        _roundtrip(spec, 5, request, response)  # why the drawn entities go to UTC first
+    _roundtrip(spec, 5, request, _in_utc(response))
