@@ -7,8 +7,17 @@
     acks = "all"
 
     [security]          # SecuritySettings
+    tokens = { "sha256:9f86d0...": "billing" }
+
+    [security.permissions]          # principal = { topic pattern = [actions] }
+    billing = { "orders" = ["produce", "describe"] }
+    platform = { "team-*" = ["create", "delete", "describe"] }
+
     [limits]            # LimitSettings
     [server]            # ServerSettings: host, port, graceful_timeout, ...
+
+Permission actions are "produce", "describe", "create", "delete" and "*" (all of them);
+"create" does not grant "delete" (v3's topic delete asks for "delete").
 
 Top-level keys are ``GatewaySettings`` fields. Every key is checked against the class
 that takes it, and a value against the field's type, so a typo or a wrong type fails

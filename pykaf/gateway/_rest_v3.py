@@ -339,8 +339,9 @@ async def _create_topic(ctx: Context, request: Request, params: Mapping[str, str
 async def _delete_topic(ctx: Context, request: Request, params: Mapping[str, str]) -> Response:
     await _check_cluster(ctx, params["cluster_id"])
     topic = check_topic_name(params["topic_name"])
-    # Deleting is managing topics, which the "create" permission stands for.
-    ctx.security.authorize(request.principal, "create", topic)
+    # Its own action: a principal allowed to create topics may not destroy one (and its
+    # records) unless a rule says "delete" (or "*").
+    ctx.security.authorize(request.principal, "delete", topic)
     outcomes = await _admin(ctx.backend.admin().delete_topics([topic], timeout=_ADMIN_TIMEOUT))
     await _admin(_item(outcomes, topic))
     return Response(204, content_type="application/json")

@@ -34,7 +34,12 @@ from pykaf.gateway._auth_secrets import PasswordTable, TokenTable
 __all__ = ["Action", "Security", "SecuritySettings", "check_binding"]
 
 _CLIENT_CERT_MODES: Final = ("none", "optional", "required")
-_VERBS: Final = {"produce": "produce to", "describe": "describe", "create": "create"}
+_VERBS: Final = {
+    "produce": "produce to",
+    "describe": "describe",
+    "create": "create",
+    "delete": "delete",
+}
 
 Rules = Mapping[str, Sequence[str]]
 
@@ -62,8 +67,9 @@ class SecuritySettings:
     #: beyond loopback without authentication.
     allow_anonymous: bool = False
     #: principal → {topic pattern: [actions]} (patterns: "name", "prefix-*", "*";
-    #: actions: produce, describe, create, "*"); the principal "*" means every
-    #: authenticated principal. None: every authenticated principal may do everything.
+    #: actions: produce, describe, create, delete, "*"; "create" does not grant
+    #: "delete"); the principal "*" means every authenticated principal. None: every
+    #: authenticated principal may do everything.
     permissions: Mapping[str, Rules] | None = None
     #: {topic pattern: [actions]} for anonymous requests. None: everything when no
     #: authentication is configured, nothing otherwise.
