@@ -3,7 +3,8 @@
 The shapes are Confluent's REST Proxy's (``kind``, ``metadata.self`` and
 ``resource_name``, ``related`` links, ``data`` lists, ``{"error_code", "message"}``
 errors with its codes: 40002 for a request Kafka refuses, 40403 for an unknown topic,
-50002/50003 for other Kafka errors), so clients written against it work here. The
+50002/50003 for other Kafka errors, 50301 with Retry-After when the journal's disk
+failed: retry), so clients written against it work here. The
 links point where Confluent's do, also to resources this gateway does not serve
 (brokers, configs, ACLs...).
 """
