@@ -2,6 +2,7 @@
 
     bootstrap = "kafka-1:9092,kafka-2:9092"
     journal_dir = "/var/lib/pykaf-gateway/journal"
+    close_timeout = 30.0    # seconds a stop gives the producers to flush
 
     [producer]          # producer and client settings (pykaf.ProducerSettings names)
     acks = "all"
