@@ -221,11 +221,13 @@ class _GatewayCollector:
                 buckets.append((bound, float(cumulative)))
             latency.add_metric([route], buckets, seen["latency_sum"][route])
         yield latency
+        refused = {**self.gateway.limits.rejected, **self.gateway.security.rejected}
         yield _counter(
             "pykaf_gateway_rejected",
-            "requests the limits refused, by reason (rate, concurrency, body_too_large, ...)",
+            "requests refused, by reason (rate, concurrency, body_too_large, ...;"
+            " bad_credentials, forbidden, too_many_failures: authentication and permissions)",
             ["reason"],
-            {(reason,): n for reason, n in dict(self.gateway.limits.rejected).items()},
+            {(reason,): n for reason, n in refused.items()},
         )
         backend = self.gateway.backend
         yield _counter(
