@@ -9,6 +9,7 @@
 
     [security]          # SecuritySettings
     tokens = { "sha256:9f86d0...": "billing" }
+    auth_failure_limit = 20         # failures per address per auth_failure_window (60 s)
 
     [security.permissions]          # principal = { topic pattern = [actions] }
     billing = { "orders" = ["produce", "describe"] }

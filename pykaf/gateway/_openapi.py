@@ -64,7 +64,8 @@ _ERROR_RANGES = {
     " journal's disk failed, error_code 50301; 504: not acknowledged in time)",
 }
 _TOO_MANY = {
-    "description": "A limit was reached (request rate, buffer or journal full): retry later",
+    "description": "A limit was reached (request rate, buffer or journal full, too many"
+    " failed authentications from the address): retry later",
     "headers": {
         "Retry-After": {
             "description": "seconds to wait before trying again",

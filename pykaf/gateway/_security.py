@@ -88,8 +88,9 @@ class SecuritySettings:
     #: Retry-After, before their credentials are checked: no password hashing, and no
     #: guessing. Every request from the address is refused meanwhile, good credentials
     #: too (telling them apart would be the check it is spared). Clients behind one proxy
-    #: share its address, unless the server is told to trust the proxy's forwarded
-    #: address. None: no budget.
+    #: share its address, unless the server takes the forwarded one (``pykaf gateway``
+    #: does from proxies at 127.0.0.1/::1, or those listed in FORWARDED_ALLOW_IPS).
+    #: None: no budget.
     auth_failure_limit: int | None = 20
     auth_failure_window: float = 60.0
     #: TLS on the HTTP side (served by the server, e.g. ``pykaf gateway``): the server's
