@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long requests in flight may take to finish (default 30)",
     )
     served.add_argument(
+        "--close-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="then, how long the producers may take to flush (default 30; what is left"
+        " stays in the journal)",
+    )
+    served.add_argument(
         "--no-access-log", action="store_true", help="no JSON line per request on stderr"
     )
     kept = parser.add_argument_group("custody")
@@ -95,6 +102,7 @@ _OVERRIDES: Final = {
     "host": "server.host",
     "port": "server.port",
     "graceful_timeout": "server.graceful_timeout",
+    "close_timeout": "close_timeout",
     "journal_dir": "journal_dir",
     "async_custody": "async_custody",
     "sync_custody": "sync_custody",

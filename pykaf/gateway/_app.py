@@ -56,9 +56,10 @@ class Gateway:
     async def start(self) -> None:
         await self.backend.start()
 
-    async def close(self, timeout: float | None = 30.0) -> int:
-        """Flush and close the Kafka clients; returns the records still unreported."""
-        left = await self.backend.close(timeout)
+    async def close(self, timeout: float | None = None) -> int:
+        """Flush and close the Kafka clients within ``timeout`` seconds (None: the
+        settings' ``close_timeout``); returns the records still unreported."""
+        left = await self.backend.close(self.settings.close_timeout if timeout is None else timeout)
         if left:
             log.warning(
                 "the gateway stopped with %d record(s) unreported%s",

@@ -2,9 +2,12 @@
 
 Rules are ``{topic pattern: [actions]}``; a pattern is a topic name, a prefix ending in
 ``*`` (``"logs-*"``) or ``"*"`` (every topic); an action is "produce", "describe" (read
-metadata), "create", or "*" (all three). A principal's rules and those under the
-principal ``"*"`` (every authenticated principal) add up; nothing is allowed that no rule
-names.
+metadata), "create", "delete" (delete the topic), or "*" (all four). A principal's rules
+and those under the principal ``"*"`` (every authenticated principal) add up; nothing is
+allowed that no rule names.
+
+"delete" is its own action, not part of "create": a principal that may make topics
+(a team's ``"team-*"`` prefix, say) is not thereby trusted to destroy one and its data.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import Final, Literal, TypeAlias
 __all__ = ["ACTIONS", "Action", "RuleSet", "check_rules"]
 
 #: What a principal may be allowed on a topic.
-Action: TypeAlias = Literal["produce", "describe", "create"]
-ACTIONS: Final = ("produce", "describe", "create")
+Action: TypeAlias = Literal["produce", "describe", "create", "delete"]
+ACTIONS: Final = ("produce", "describe", "create", "delete")
 
 
 def check_rules(rules: object, where: str) -> None:

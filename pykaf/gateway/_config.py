@@ -2,13 +2,24 @@
 
     bootstrap = "kafka-1:9092,kafka-2:9092"
     journal_dir = "/var/lib/pykaf-gateway/journal"
+    close_timeout = 30.0    # seconds a stop gives the producers to flush
 
     [producer]          # producer and client settings (pykaf.ProducerSettings names)
     acks = "all"
 
     [security]          # SecuritySettings
+    tokens = { "sha256:9f86d0...": "billing" }
+    auth_failure_limit = 20         # failures per address per auth_failure_window (60 s)
+
+    [security.permissions]          # principal = { topic pattern = [actions] }
+    billing = { "orders" = ["produce", "describe"] }
+    platform = { "team-*" = ["create", "delete", "describe"] }
+
     [limits]            # LimitSettings
     [server]            # ServerSettings: host, port, graceful_timeout, ...
+
+Permission actions are "produce", "describe", "create", "delete" and "*" (all of them);
+"create" does not grant "delete" (v3's topic delete asks for "delete").
 
 Top-level keys are ``GatewaySettings`` fields. Every key is checked against the class
 that takes it, and a value against the field's type, so a typo or a wrong type fails

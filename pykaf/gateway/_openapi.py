@@ -60,10 +60,12 @@ _AUTHENTICATED.append({})
 
 _ERROR_RANGES = {
     "4XX": "The request was refused (bad input, credentials, permission, unknown topic)",
-    "5XX": "The gateway or Kafka failed (503: shutting down, 504: not acknowledged in time)",
+    "5XX": "The gateway or Kafka failed (503 with Retry-After: shutting down, or the"
+    " journal's disk failed, error_code 50301; 504: not acknowledged in time)",
 }
 _TOO_MANY = {
-    "description": "A limit was reached (request rate, buffer or journal full): retry later",
+    "description": "A limit was reached (request rate, buffer or journal full, too many"
+    " failed authentications from the address): retry later",
     "headers": {
         "Retry-After": {
             "description": "seconds to wait before trying again",

@@ -1,5 +1,6 @@
-"""Operations: ``/healthz`` (Kafka reachable, the journal's backlog) and ``/metrics``
-(Prometheus: the gateway's requests and its Kafka clients' statistics).
+"""Operations: ``/healthz`` (Kafka reachable, the journal's backlog and whether it still
+writes) and ``/metrics`` (Prometheus: the gateway's requests and its Kafka clients'
+statistics).
 
 Both are public routes (no credentials: load balancers and scrapers call them) and
 both are cheap when called often: one health probe of Kafka and one look at the journal
@@ -14,6 +15,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
+from pykaf.errors import JournalDiskError
 from pykaf.gateway._access_log import LATENCY_BOUNDS, RequestMetrics
 from pykaf.gateway._asgi import JsonResponse, Request, Response
 from pykaf.gateway._backend import Backend
@@ -40,8 +42,11 @@ _cache: weakref.WeakKeyDictionary[Backend, _HealthCache] = weakref.WeakKeyDictio
 
 
 async def health(backend: Backend) -> dict[str, Any]:
-    """The health document: ``status`` ("ok" when Kafka answers, else "degraded"),
-    ``kafka`` {reachable, brokers}, ``journal`` (None without one) and ``producers``."""
+    """The health document: ``status`` ("ok" when Kafka answers, "degraded" when it does
+    not, "failed" when the journal's disk failed: it takes no records until the gateway
+    restarts), ``kafka`` {reachable, brokers}, ``journal`` (None without one; its
+    ``state`` "ok", "failed" with the ``failure``, "slow": no fsync within the probe's
+    time, or "unknown" with why) and ``producers``."""
     cache = _cache.setdefault(backend, _HealthCache())
     if cache.value is not None and time.monotonic() - cache.at < _FRESH:
         return cache.value
@@ -53,13 +58,38 @@ async def health(backend: Backend) -> dict[str, Any]:
 
 
 async def _look(backend: Backend) -> dict[str, Any]:
-    kafka = await _probe_kafka(backend)
+    kafka, (state, failure) = await asyncio.gather(_probe_kafka(backend), _probe_journal(backend))
+    journal = await _journal_state(backend.settings.journal_dir)
+    if journal is not None:
+        journal["state"] = state
+        if failure is not None:
+            journal["failure"] = failure
+    status = "ok" if kafka["reachable"] else "degraded"
     return {
-        "status": "ok" if kafka["reachable"] else "degraded",
+        "status": "failed" if state == "failed" else status,
         "kafka": kafka,
-        "journal": await _journal_state(backend.settings.journal_dir),
+        "journal": journal,
         "producers": await _producers(backend),
     }
+
+
+async def _probe_journal(backend: Backend) -> tuple[str, str | None]:
+    """("ok" | "failed" | "slow" | "unknown", why): whether the journal still writes. An
+    fsync is the probe: free when nothing is unsynced, and it fails at once with the
+    store's ``JournalDiskError`` once a failed fsync or write has stopped the store
+    (records are refused with 503 from then on)."""
+    producer = backend.clients.get("producer-journal")
+    if producer is None or producer.closed:
+        return "ok", None
+    try:
+        await asyncio.wait_for(producer.fsync(), _PROBE_TIMEOUT)
+    except JournalDiskError as exc:
+        return "failed", str(exc) or type(exc).__name__
+    except TimeoutError:
+        return "slow", None
+    except Exception as exc:  # closed meanwhile (a stop), or something unforeseen: said
+        return "unknown", f"{type(exc).__name__}: {exc}"
+    return "ok", None
 
 
 async def _probe_kafka(backend: Backend) -> dict[str, Any]:
@@ -126,7 +156,7 @@ async def _producers(backend: Backend) -> dict[str, Any]:
 
 async def _healthz(gateway: Context, request: Request, params: Mapping[str, str]) -> Response:
     document = await health(gateway.backend)
-    return JsonResponse(200 if document["kafka"]["reachable"] else 503, document)
+    return JsonResponse(200 if document["status"] == "ok" else 503, document)
 
 
 async def _metrics(gateway: Context, request: Request, params: Mapping[str, str]) -> Response:
@@ -191,11 +221,13 @@ class _GatewayCollector:
                 buckets.append((bound, float(cumulative)))
             latency.add_metric([route], buckets, seen["latency_sum"][route])
         yield latency
+        refused = {**self.gateway.limits.rejected, **self.gateway.security.rejected}
         yield _counter(
             "pykaf_gateway_rejected",
-            "requests the limits refused, by reason (rate, concurrency, body_too_large, ...)",
+            "requests refused, by reason (rate, concurrency, body_too_large, ...;"
+            " bad_credentials, forbidden, too_many_failures: authentication and permissions)",
             ["reason"],
-            {(reason,): n for reason, n in dict(self.gateway.limits.rejected).items()},
+            {(reason,): n for reason, n in refused.items()},
         )
         backend = self.gateway.backend
         yield _counter(
@@ -238,16 +270,17 @@ OPS_ROUTES: list[Route] = [
         "/healthz",
         _healthz,
         "healthz",
-        "Kafka reachable, journal state",
+        "Kafka reachable, journal state (and whether it still writes)",
         public=True,
         openapi={
             "responses": {
                 "200": {
-                    "description": "Kafka answers",
+                    "description": "Kafka answers and the journal (if any) writes",
                     "content": {"application/json": {"schema": _HEALTH_SCHEMA}},
                 },
                 "503": {
-                    "description": "Kafka does not answer (the journal state says what waits)",
+                    "description": "Kafka does not answer (the journal state says what"
+                    " waits), or the journal's disk failed (journal.state 'failed')",
                     "content": {
                         "application/json": {
                             "schema": {

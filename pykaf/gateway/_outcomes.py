@@ -6,6 +6,7 @@ from pykaf.errors import (
     BufferFullError,
     DeliveryError,
     DeliveryTimeoutError,
+    JournalDiskError,
     JournalFullError,
     KafkaTimeoutError,
     MessageTooLargeError,
@@ -30,6 +31,16 @@ def http_error_for(exc: BaseException, *, retry_after: int) -> HttpError:
     if isinstance(exc, BufferFullError | JournalFullError):
         return HttpError(
             429, f"{text}; retry after {retry_after} s", headers={"retry-after": str(retry_after)}
+        )
+    if isinstance(exc, JournalDiskError):
+        # Failed fsync, EIO, read-only: the gateway's trouble, not the client's. 503 is
+        # what clients retry (elsewhere, behind a load balancer); 50301 is Confluent's
+        # "unavailable, retry" refinement.
+        return HttpError(
+            503,
+            f"the gateway's journal failed on its disk: {text}; retry after {retry_after} s",
+            error_code=50301,
+            headers={"retry-after": str(retry_after)},
         )
     if isinstance(exc, UnknownTopicOrPartitionError):
         return HttpError(404, text, error_code=40403)

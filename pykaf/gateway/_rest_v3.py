@@ -3,7 +3,8 @@
 The shapes are Confluent's REST Proxy's (``kind``, ``metadata.self`` and
 ``resource_name``, ``related`` links, ``data`` lists, ``{"error_code", "message"}``
 errors with its codes: 40002 for a request Kafka refuses, 40403 for an unknown topic,
-50002/50003 for other Kafka errors), so clients written against it work here. The
+50002/50003 for other Kafka errors, 50301 with Retry-After when the journal's disk
+failed: retry), so clients written against it work here. The
 links point where Confluent's do, also to resources this gateway does not serve
 (brokers, configs, ACLs...).
 """
@@ -339,8 +340,9 @@ async def _create_topic(ctx: Context, request: Request, params: Mapping[str, str
 async def _delete_topic(ctx: Context, request: Request, params: Mapping[str, str]) -> Response:
     await _check_cluster(ctx, params["cluster_id"])
     topic = check_topic_name(params["topic_name"])
-    # Deleting is managing topics, which the "create" permission stands for.
-    ctx.security.authorize(request.principal, "create", topic)
+    # Its own action: a principal allowed to create topics may not destroy one (and its
+    # records) unless a rule says "delete" (or "*").
+    ctx.security.authorize(request.principal, "delete", topic)
     outcomes = await _admin(ctx.backend.admin().delete_topics([topic], timeout=_ADMIN_TIMEOUT))
     await _admin(_item(outcomes, topic))
     return Response(204, content_type="application/json")

@@ -7,6 +7,10 @@ without credentials is anonymous (principal None) when no authentication is conf
 or when ``allow_anonymous`` is set; otherwise it gets 401, as does any credential that is
 not accepted. A 401 never says what was wrong (which user, which part), only how to
 authenticate (``WWW-Authenticate``).
+
+Failed authentications are budgeted per client address (``auth_failure_limit`` per
+``auth_failure_window``): past it, the address's requests get 429 with Retry-After before
+any credential is looked at, so wrong passwords in a loop cost no hashing.
 """
 
 from __future__ import annotations
@@ -23,18 +27,24 @@ from pykaf.gateway._asgi import HttpError, Request
 from pykaf.gateway._auth_certs import common_name
 from pykaf.gateway._auth_config import (
     check_bool,
+    check_number,
     check_optional_str,
     check_str_map,
     settings_from_mapping,
 )
-from pykaf.gateway._auth_failures import FailureEpisodes
+from pykaf.gateway._auth_failures import FailureBudget, FailureEpisodes
 from pykaf.gateway._auth_permissions import ACTIONS, Action, RuleSet, check_rules
 from pykaf.gateway._auth_secrets import PasswordTable, TokenTable
 
 __all__ = ["Action", "Security", "SecuritySettings", "check_binding"]
 
 _CLIENT_CERT_MODES: Final = ("none", "optional", "required")
-_VERBS: Final = {"produce": "produce to", "describe": "describe", "create": "create"}
+_VERBS: Final = {
+    "produce": "produce to",
+    "describe": "describe",
+    "create": "create",
+    "delete": "delete",
+}
 
 Rules = Mapping[str, Sequence[str]]
 
@@ -62,8 +72,9 @@ class SecuritySettings:
     #: beyond loopback without authentication.
     allow_anonymous: bool = False
     #: principal → {topic pattern: [actions]} (patterns: "name", "prefix-*", "*";
-    #: actions: produce, describe, create, "*"); the principal "*" means every
-    #: authenticated principal. None: every authenticated principal may do everything.
+    #: actions: produce, describe, create, delete, "*"; "create" does not grant
+    #: "delete"); the principal "*" means every authenticated principal. None: every
+    #: authenticated principal may do everything.
     permissions: Mapping[str, Rules] | None = None
     #: {topic pattern: [actions]} for anonymous requests. None: everything when no
     #: authentication is configured, nothing otherwise.
@@ -72,6 +83,16 @@ class SecuritySettings:
     principal_header: str | None = None
     #: The realm named in ``WWW-Authenticate``.
     realm: str = "pykaf gateway"
+    #: Failed authentications one client address may have per ``auth_failure_window``
+    #: seconds (then one more every window / limit); past it, its requests get 429 with
+    #: Retry-After, before their credentials are checked: no password hashing, and no
+    #: guessing. Every request from the address is refused meanwhile, good credentials
+    #: too (telling them apart would be the check it is spared). Clients behind one proxy
+    #: share its address, unless the server takes the forwarded one (``pykaf gateway``
+    #: does from proxies at 127.0.0.1/::1, or those listed in FORWARDED_ALLOW_IPS).
+    #: None: no budget.
+    auth_failure_limit: int | None = 20
+    auth_failure_window: float = 60.0
     #: TLS on the HTTP side (served by the server, e.g. ``pykaf gateway``): the server's
     #: certificate chain and key (PEM), the key's password, the CA file that verifies
     #: client certificates, and whether a client certificate is asked for: "none",
@@ -99,6 +120,12 @@ class SecuritySettings:
             check_optional_str(name, getattr(self, name))
         check_optional_str("tls_keyfile_password", self.tls_keyfile_password)
         check_optional_str("realm", self.realm)
+        check_number(
+            "auth_failure_limit", self.auth_failure_limit, low=1, optional=True, integer=True
+        )
+        check_number("auth_failure_window", self.auth_failure_window, low=1e-3)
+        if self.auth_failure_window == float("inf"):
+            raise ValueError("auth_failure_window must be a finite number of seconds")
         if '"' in self.realm or "\\" in self.realm:
             raise ValueError(f"realm must not hold quotes or backslashes, not {self.realm!r}")
         if self.tls_client_cert is not None and self.tls_client_cert not in _CLIENT_CERT_MODES:
@@ -166,7 +193,7 @@ class Security:
     ``authorize`` checks one action on one topic (or raises 403).
 
     ``rejected`` counts refusals by reason ("missing_credentials", "bad_credentials",
-    "forbidden") for /metrics."""
+    "forbidden", "too_many_failures": an address past its failure budget) for /metrics."""
 
     def __init__(self, settings: SecuritySettings) -> None:
         self.settings = settings
@@ -174,10 +201,12 @@ class Security:
         self._tokens = TokenTable(settings.tokens)
         self._passwords = PasswordTable(settings.users)
         self._failures = FailureEpisodes()
+        self._budget = FailureBudget(settings.auth_failure_limit, settings.auth_failure_window)
         self.rejected: dict[str, int] = {
             "missing_credentials": 0,
             "bad_credentials": 0,
             "forbidden": 0,
+            "too_many_failures": 0,
         }
         challenges = []
         if self._tokens:
@@ -222,11 +251,15 @@ class Security:
     async def authenticate(self, request: Request) -> str | None:
         if not self._configured:
             return None  # open (loopback, or allowed): credentials are not looked at
+        if self._budget:  # some address failed lately: this one may be out of tries
+            wait = self._budget.wait(_address(request))
+            if wait:
+                raise self._too_many_failures(wait)
         header = request.headers.get("authorization")
         scheme, _, credentials = (header or "").strip().partition(" ")
         scheme = scheme.lower()
         if scheme in self._schemes:
-            principal = await self._from_header(scheme, credentials.strip())
+            principal = await self._from_header(scheme, credentials.strip(), request)
         elif self.settings.client_cert and _client_cert_name(request) is not None:
             # An Authorization header of a scheme not configured here may be meant for
             # something else (a proxy): the verified certificate decides.
@@ -242,12 +275,12 @@ class Security:
         self._failures.succeeded(_address(request))
         return principal
 
-    async def _from_header(self, scheme: str, credentials: str) -> str | None:
+    async def _from_header(self, scheme: str, credentials: str, request: Request) -> str | None:
         if scheme == "bearer":
             return self._tokens.principal(credentials)
-        return await self._basic(credentials)
+        return await self._basic(credentials, request)
 
-    async def _basic(self, credentials: str) -> str | None:
+    async def _basic(self, credentials: str, request: Request) -> str | None:
         try:
             text = base64.b64decode(credentials, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
@@ -260,8 +293,17 @@ class Security:
             return user
         if table.needs_slow_check(user):
             # scrypt/PBKDF2 take tens of milliseconds: off the event loop (hashlib lets
-            # go of the GIL), so other requests keep flowing meanwhile.
-            good = await asyncio.to_thread(table.check, user, password)
+            # go of the GIL), so other requests keep flowing meanwhile. The check holds
+            # one of the address's tries while it runs: concurrent guesses from one
+            # address stay within its budget too.
+            address = _address(request)
+            wait = self._budget.reserve(address)
+            if wait:
+                raise self._too_many_failures(wait)
+            try:
+                good = await asyncio.to_thread(table.check, user, password)
+            finally:
+                self._budget.release(address)
         else:
             good = table.check(user, password)
         if not good:
@@ -285,13 +327,26 @@ class Security:
 
     def _unauthorized(self, request: Request, reason: str, detail: str) -> HttpError:
         self.rejected[reason] += 1
-        self._failures.failed(_address(request), detail)
+        address = _address(request)
+        self._failures.failed(address, detail)
+        if reason == "bad_credentials":  # none sent costs no check and guesses nothing
+            self._budget.failed(address)
         return HttpError(
             401,
             f"authentication required: send {self._how}",
             error_code=40101,
             headers={"www-authenticate": self._challenge},
         )
+
+    def _too_many_failures(self, wait: int) -> HttpError:
+        self.rejected["too_many_failures"] += 1
+        limit, window = self.settings.auth_failure_limit, self.settings.auth_failure_window
+        message = (
+            f"too many failed authentications from this address ({limit} within {window:g}"
+            f" s): its requests are refused without being checked; retry after {wait} s"
+        )
+        # 42901: Confluent's "too many requests" refinement, as the request rate's.
+        return HttpError(429, message, error_code=42901, headers={"retry-after": str(wait)})
 
     # -- permissions ------------------------------------------------------------------
 

@@ -46,7 +46,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     #: Port to listen on (0: a free one; ``on_listening`` is told which).
     port: int = 8080
-    #: Seconds requests in flight get to finish once a stop is asked for (SIGTERM).
+    #: Seconds requests in flight get to finish once a stop is asked for (SIGTERM); then
+    #: the producers flush within the gateway's ``close_timeout`` (``GatewaySettings``).
     graceful_timeout: float = 30.0
     #: The HTTP parser: httptools when installed ("auto"), else h11.
     parser: Parser = "auto"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
@@ -45,6 +46,12 @@ class GatewaySettings:
     #: Seconds an answer waits for a record to be acknowledged before giving up with 504
     #: (the record stays in custody and is still delivered).
     ack_timeout: float = 60.0
+    #: Seconds a stop gives the producers to flush what they hold: the ASGI lifespan's
+    #: shutdown (``pykaf gateway``'s SIGTERM, after requests in flight finish) and
+    #: ``Gateway.close()``. What is left then stays in the journal for the next start
+    #: (journal custody), or is logged as unreported (memory). With Kafka down, a stop
+    #: takes this long when records wait.
+    close_timeout: float = 30.0
     #: Authentication, permissions and the principal header.
     security: SecuritySettings = field(default_factory=SecuritySettings)
     #: Body and header sizes, request rates, slow clients.
@@ -65,9 +72,18 @@ class GatewaySettings:
             raise ValueError(f"retry_after must be >= 0 seconds, not {self.retry_after!r}")
         if not self.ack_timeout > 0:
             raise ValueError(f"ack_timeout must be > 0 seconds, not {self.ack_timeout!r}")
+        if not _finite(self.close_timeout) or self.close_timeout < 0:
+            raise ValueError(
+                f"close_timeout must be a number of seconds >= 0, not {self.close_timeout!r}"
+            )
 
     @property
     def default_async_custody(self) -> Custody:
         if self.async_custody is not None:
             return self.async_custody
         return "journal" if self.journal_dir is not None else "memory"
+
+
+def _finite(value: object) -> bool:
+    # Not bool (True is an int), not NaN or infinity: a stop must end.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -220,7 +220,7 @@ async def test_permissions_decide_each_v3_route(kafka: BlockingCluster) -> None:
         tokens={"t-reader": "reader", "t-writer": "writer"},
         permissions={
             "reader": {"*": ["describe"]},
-            "writer": {"events": ["produce", "describe"], "new-*": ["create"]},
+            "writer": {"events": ["produce", "describe"], "new-*": ["create", "delete"]},
         },
     )
     app = create_app(GatewaySettings(bootstrap=kafka.bootstrap, security=security))

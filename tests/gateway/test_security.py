@@ -5,6 +5,7 @@ gateway in-process behind httpx, against the embedded broker."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -79,7 +80,12 @@ async def test_missing_and_bad_tokens_get_the_same_401_with_a_challenge(
         hashed = await http.post("/async/events", content=b"x", headers=bearer("t-b"))
         assert plain.status_code == hashed.status_code == 202, plain.text
         rejected = http.app.security.rejected  # type: ignore[attr-defined]
-        assert rejected == {"missing_credentials": 1, "bad_credentials": 2, "forbidden": 0}
+        assert rejected == {
+            "missing_credentials": 1,
+            "bad_credentials": 2,
+            "forbidden": 0,
+            "too_many_failures": 0,
+        }
 
 
 async def test_basic_users_with_plain_and_hashed_passwords(kafka: BlockingCluster) -> None:
@@ -265,7 +271,10 @@ async def test_failures_are_logged_once_per_episode_per_address(
     kafka: BlockingCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="pykaf.gateway.security")
-    async with gateway(kafka, TOKENS) as http:
+    # Without the failure budget (its own tests: test_items_auth_budget.py), which would
+    # refuse this address's 21st request.
+    unbudgeted = dataclasses.replace(TOKENS, auth_failure_limit=None)
+    async with gateway(kafka, unbudgeted) as http:
         for _ in range(20):
             assert (await http.post("/async/events", headers=bearer("bad"))).status_code == 401
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
