@@ -69,6 +69,9 @@ def _int(name: str, raw: str | None) -> int | None:
     return value
 
 
+_KAFKA_HTTP = "x-kafka-"
+
+
 def record_context(
     request: Request, principal_header: str | None
 ) -> tuple[bytes | None, int | None, int | None, list[tuple[str, bytes]]]:
@@ -76,28 +79,37 @@ def record_context(
     query wins where both are given)."""
     query = request.query
     http = request.headers
+    principal = None if principal_header is None else request.principal
+    if not query and principal is None:
+        # The common request names none of them: one look at the header names.
+        for name in http:
+            if name.startswith(_KAFKA_HTTP):
+                break
+        else:
+            return None, None, None, []
     raw_key = query.get("key", http.get("x-kafka-key"))
     key = None if raw_key is None else raw_key.encode()
     partition = _int("partition", query.get("partition", http.get("x-kafka-partition")))
     timestamp = _int("timestamp", query.get("timestamp", http.get("x-kafka-timestamp")))
     headers: list[tuple[str, bytes]] = []
-    for name, value in request.header_list:
-        if name.startswith(_HEADER_HTTP) and len(name) > len(_HEADER_HTTP):
-            headers.append((name[len(_HEADER_HTTP) :], value.encode("latin-1")))
+    if any(name.startswith(_HEADER_HTTP) for name in http):
+        for name, value in request.header_list:
+            if name.startswith(_HEADER_HTTP) and len(name) > len(_HEADER_HTTP):
+                headers.append((name[len(_HEADER_HTTP) :], value.encode("latin-1")))
     for name, value in query.items():
         if name.startswith(_HEADER_QUERY) and len(name) > len(_HEADER_QUERY):
             headers.append((name[len(_HEADER_QUERY) :], value.encode()))
-    if principal_header is not None and request.principal is not None:
+    if principal_header is not None and principal is not None:
         headers = [h for h in headers if h[0] != principal_header]  # never forged
-        headers.append((principal_header, request.principal.encode()))
+        headers.append((principal_header, principal.encode()))
     return key, partition, timestamp, headers
 
 
-def one_record(request: Request, body: bytes, principal_header: str | None) -> ProducerRecord:
+def one_record(request: Request, body: bytes, principal_header: str | None) -> LineBatch:
+    """The body as one record (a batch of one value: no record object on the way to
+    the producer; ``/async`` is measured against a do-nothing endpoint)."""
     key, partition, timestamp, headers = record_context(request, principal_header)
-    return ProducerRecord(
-        value=body, key=key, partition=partition, timestamp=timestamp, headers=headers or None
-    )
+    return LineBatch([body], key, partition, timestamp, headers or None, single=True)
 
 
 def batch_records(
@@ -135,6 +147,8 @@ class LineBatch:
     partition: int | None
     timestamp: int | None
     headers: list[tuple[str, bytes]] | None
+    #: The whole body is this one record (not a batch that has one line).
+    single: bool = False
 
     def __len__(self) -> int:
         return len(self.values)
