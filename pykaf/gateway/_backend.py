@@ -476,6 +476,37 @@ class Backend:
         count_records(1)
         return sent
 
+    def send_many(
+        self, topic: str, records: Sequence[Sequence[Any]], custody: Custody
+    ) -> list[asyncio.Future[RecordMetadata] | Exception]:
+        """Records given as ``(value, key, partition, headers, timestamp, ...)`` (what
+        follows is not looked at: a v3 ``Parsed`` goes as it is), each sent
+        with its own future (resolved when Kafka acknowledges it), in order; a record
+        the producer refuses at once has its exception in its place."""
+        producer = self.producer(custody)
+        send = producer.send
+        sent: list[asyncio.Future[RecordMetadata] | Exception] = []
+        refused = 0
+        for record in records:
+            try:
+                future = send(
+                    topic,
+                    record[0],
+                    record[1],
+                    partition=record[2],
+                    headers=record[3],
+                    timestamp=record[4],
+                )
+                sent.append(future)
+            except ProducerClosedError:
+                sent.append(HttpError(503, "the gateway is shutting down"))
+                refused += 1
+            except Exception as exc:  # a bad record, or one refused at once
+                sent.append(exc)
+                refused += 1
+        count_records(len(records) - refused)
+        return sent
+
     def _sending(
         self, topic: str, record: ProducerRecord, custody: Custody
     ) -> asyncio.Future[RecordMetadata]:
