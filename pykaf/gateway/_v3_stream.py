@@ -90,6 +90,7 @@ class _Stream:
         self.principal_header = settings.security.principal_header
         self.ack_timeout = settings.ack_timeout
         self.retry_after = settings.retry_after
+        self.stream_timeout = settings.limits.stream_timeout
 
     # -- reading --------------------------------------------------------------------------
 
@@ -97,16 +98,27 @@ class _Stream:
         framing = ConcatenatedJson(min(MAX_RECORD_CHARS, self.request.max_body))
         pending = self.pending
         try:
-            async for chunk in self.request.chunks():
-                self._submit(framing.feed(chunk))
-                while len(pending) > self.limit:  # the writer is behind: wait for room
-                    self.room.clear()
-                    self.reading_paused = True
-                    await self.room.wait()
-                    self.reading_paused = False
-            self._submit(framing.close())
+            # The whole stream's deadline bounds the reading (a client that trickles
+            # records forever); the records taken before it are still answered.
+            async with asyncio.timeout(self.stream_timeout):
+                async for chunk in self.request.chunks():
+                    self._submit(framing.feed(chunk))
+                    while len(pending) > self.limit:  # the writer is behind: wait for room
+                        self.room.clear()
+                        self.reading_paused = True
+                        await self.room.wait()
+                        self.reading_paused = False
+                self._submit(framing.close())
         except HttpError as exc:  # too large, too slow, not UTF-8: the stream ends here
             self._add((None, "", exc, True, _NO_RUN))
+        except TimeoutError:
+            error = HttpError(
+                408,
+                f"the stream went on past the gateway's limit of {self.stream_timeout:g} s"
+                " (stream_timeout): the records before this one were taken, the rest was"
+                " not read",
+            )
+            self._add((None, "", error, True, _NO_RUN))
         else:
             if self.records == 0:
                 error = HttpError(422, "Payload error. Request body is empty. Data is required.")
