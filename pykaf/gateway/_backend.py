@@ -376,7 +376,8 @@ class Backend:
         for a partition the topic lacks refuses the whole request (400) before any is
         taken: a client that sends it again must not duplicate the rest."""
         producer = self.producer(custody)
-        await self.prepare(topic, custody, producer)
+        if topic not in self._known[id(producer)]:  # known: no await (the hot path)
+            await self.prepare(topic, custody, producer)
         if isinstance(records, LineBatch):
             lines: LineBatch | None = records
             # One partition for all the lines: checked once (none named: nothing to check).
