@@ -172,8 +172,12 @@ class Request:
             elif b"%" in raw or b"+" in raw:
                 self._query = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
             else:  # nothing escaped (``?custody=journal``): split, without urllib's work
-                pairs = (part.partition("=") for part in raw.decode("latin-1").split("&") if part)
-                self._query = {name: value for name, _, value in pairs}
+                query: dict[str, str] = {}
+                for part in raw.decode("latin-1").split("&"):
+                    if part:
+                        name, _, value = part.partition("=")
+                        query[name] = value
+                self._query = query
         return self._query
 
     def declared_length(self) -> int | None:

@@ -88,3 +88,15 @@ def test_metrics_snapshot_keeps_its_shape() -> None:
     assert seen["latency"]["async"][1] == 2  # 0.0002 s: the 0.00025 bound
     assert seen["latency"]["unmatched"][-2] == 1  # 20 s: the 30 s bound
     assert seen["latency_sum"] == {"async": 0.0004, "unmatched": 20.0}
+
+
+async def test_a_topic_name_with_a_trailing_newline_is_refused_every_time(
+    http: httpx.AsyncClient,
+) -> None:
+    # The name check's pattern once ended in "$", which also matches before a final
+    # newline: "events\n" passed as a valid name (and the check is now remembered).
+    for _ in range(2):
+        answer = await http.post("/async/events%0A", content=b"x")
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error_code"] == 40002
+    assert (await http.post("/async/events", content=b"x")).status_code == 202
