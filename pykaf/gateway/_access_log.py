@@ -18,7 +18,7 @@ import time
 from contextvars import ContextVar, Token
 from typing import Any, Final
 
-from pykaf.gateway._asgi import Message, Receive, Request, Scope, Send
+from pykaf.gateway._asgi import Message, Request, Scope, Send
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -44,37 +44,26 @@ CLIENT_CLOSED: Final = 499
 
 
 class Exchange:
-    """One HTTP exchange as it crosses the wire: status, bytes each way, records."""
+    """One HTTP exchange as it crosses the wire: status, bytes out, records. The app
+    records its own whole answers (``answered``); a handler that answers itself sends
+    through ``send``, which looks at what passes. The bytes in are the request's own
+    count (``Request.bytes_in``): no wrapper around ``receive``."""
 
-    __slots__ = (
-        "_receive",
-        "_send",
-        "bytes_in",
-        "bytes_out",
-        "records",
-        "request",
-        "route",
-        "started",
-        "status",
-    )
+    __slots__ = ("_send", "bytes_out", "records", "request", "route", "started", "status")
 
-    def __init__(self, receive: Receive, send: Send) -> None:
-        self._receive = receive
+    def __init__(self, send: Send) -> None:
         self._send = send
         self.started = time.monotonic()
         self.status: int | None = None
-        self.bytes_in = 0
         self.bytes_out = 0
         self.records = 0
         self.request: Request | None = None  # set once the request is parsed
         self.route: str | None = None  # the matched route's name
 
-    async def receive(self) -> Message:
-        message = await self._receive()
-        body = message.get("body")
-        if body:
-            self.bytes_in += len(body)
-        return message
+    def answered(self, status: int, size: int) -> None:
+        """The app sends a whole answer of ``size`` body bytes itself."""
+        self.status = status
+        self.bytes_out += size
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -83,6 +72,10 @@ class Exchange:
         elif kind == "http.response.start":
             self.status = message["status"]
         await self._send(message)
+
+    @property
+    def bytes_in(self) -> int:
+        return 0 if self.request is None else self.request.bytes_in
 
 
 _current: ContextVar[Exchange | None] = ContextVar("pykaf_gateway_exchange", default=None)
@@ -95,6 +88,19 @@ def count_records(count: int) -> None:
         exchange.records += count
 
 
+class _RouteCounts:
+    """One route's counters (found by one lookup per request)."""
+
+    __slots__ = ("latency", "latency_sum", "records", "statuses", "too_many")
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, int] = {}
+        self.records = 0
+        self.too_many = 0
+        self.latency = [0] * (len(LATENCY_BOUNDS) + 1)  # counts per bound, then +Inf
+        self.latency_sum = 0.0
+
+
 class RequestMetrics:
     """The gateway's own counters, read by ``/metrics`` (plain numbers: recording one
     request needs no metrics library, only a scrape does)."""
@@ -102,34 +108,38 @@ class RequestMetrics:
     def __init__(self) -> None:
         # A scrape may run in another thread (a host app's own exporter): one lock.
         self._lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = {}
-        self.records: dict[str, int] = {}
-        self.too_many: dict[str, int] = {}
-        self.latency: dict[str, list[int]] = {}  # per route: counts per bound, then +Inf
-        self.latency_sum: dict[str, float] = {}
+        self._routes: dict[str, _RouteCounts] = {}
 
     def observe(self, route: str, status: int, seconds: float, records: int) -> None:
         with self._lock:
-            key = (route, status)
-            self.requests[key] = self.requests.get(key, 0) + 1
-            if records:
-                self.records[route] = self.records.get(route, 0) + records
-            if status == 429:
-                self.too_many[route] = self.too_many.get(route, 0) + 1
-            counts = self.latency.get(route)
+            counts = self._routes.get(route)
             if counts is None:
-                counts = self.latency[route] = [0] * (len(LATENCY_BOUNDS) + 1)
-            counts[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
-            self.latency_sum[route] = self.latency_sum.get(route, 0.0) + seconds
+                counts = self._routes[route] = _RouteCounts()
+            statuses = counts.statuses
+            statuses[status] = statuses.get(status, 0) + 1
+            if records:
+                counts.records += records
+            if status == 429:
+                counts.too_many += 1
+            counts.latency[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+            counts.latency_sum += seconds
 
     def snapshot(self) -> dict[str, Any]:
+        """``requests`` by (route, status), ``records`` and ``too_many`` by route (routes
+        with some only), ``latency`` (counts per bound, then +Inf) and ``latency_sum``
+        by route."""
         with self._lock:
+            routes = list(self._routes.items())
             return {
-                "requests": dict(self.requests),
-                "records": dict(self.records),
-                "too_many": dict(self.too_many),
-                "latency": {route: list(counts) for route, counts in self.latency.items()},
-                "latency_sum": dict(self.latency_sum),
+                "requests": {
+                    (route, status): count
+                    for route, counts in routes
+                    for status, count in counts.statuses.items()
+                },
+                "records": {route: c.records for route, c in routes if c.records},
+                "too_many": {route: c.too_many for route, c in routes if c.too_many},
+                "latency": {route: list(c.latency) for route, c in routes},
+                "latency_sum": {route: c.latency_sum for route, c in routes},
             }
 
 
@@ -154,8 +164,8 @@ class GatewayTelemetry:
                 return
         self.prometheus.add(client, role)
 
-    def begin(self, receive: Receive, send: Send) -> tuple[Exchange, Token[Exchange | None]]:
-        exchange = Exchange(receive, send)
+    def begin(self, send: Send) -> tuple[Exchange, Token[Exchange | None]]:
+        exchange = Exchange(send)
         return exchange, _current.set(exchange)
 
     def end(self, exchange: Exchange, token: Token[Exchange | None], scope: Scope) -> None:

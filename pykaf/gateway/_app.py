@@ -4,7 +4,6 @@ passes (authentication, limits), and errors in Confluent's JSON shape."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from pykaf.gateway._access_log import Exchange, GatewayTelemetry
@@ -48,7 +47,12 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            # The access log and the request metrics see what crosses, however it ends.
+            exchange, token = self.telemetry.begin(send)
+            try:
+                await self._answer(scope, receive, send, exchange)
+            finally:
+                self.telemetry.end(exchange, token, scope)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         # websocket and anything else: not ours; the server answers for us.
@@ -87,25 +91,18 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The access log and the request metrics see what crosses, however it ends.
-        exchange, token = self.telemetry.begin(receive, send)
-        try:
-            await self._answer(scope, exchange)
-        finally:
-            self.telemetry.end(exchange, token, scope)
-
-    async def _answer(self, scope: Scope, exchange: Exchange) -> None:
-        receive, send = exchange.receive, exchange.send
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         limits = self.settings.limits
+        # A handler that answers itself (streaming) sends through the exchange, which
+        # looks at what passes; a whole answer goes straight to the server (below).
         request = exchange.request = Request(
             scope,
             receive,
-            send,
+            exchange.send,
             max_body=limits.max_body_bytes,
             read_timeout=limits.body_read_timeout,
         )
-        request.started = time.monotonic()
+        request.started = exchange.started
         admission = None
         try:
             found = self.router.match(request.method, request.path)
@@ -139,6 +136,7 @@ class Gateway:
             if admission is not None:  # a concurrency slot (``limits.max_concurrent``)
                 admission.release()
         if response is not None:
+            exchange.answered(response.status, len(response.body))
             await response.send_to(send)
 
 

@@ -239,17 +239,24 @@ class Backend:
             self._opened("admin", self._admin)
         return self._admin
 
+    def listed(self, topic: str) -> bool:
+        """Whether the cluster's list of topics, as last seen, has ``topic`` (a list
+        older than ``_TOPICS_FRESH`` is refreshed in the background meanwhile)."""
+        if topic not in self._topics:
+            return False
+        if time.monotonic() - self._topics_at >= _TOPICS_FRESH and (
+            self._refresh is None or self._refresh.done()
+        ):
+            self._refresh = asyncio.ensure_future(self._list_topics())
+        return True
+
     async def topic_exists(self, topic: str) -> bool | None:
         """True or False as the cluster says, None when Kafka could not be asked. A topic
         seen in the cluster's list counts as there until a later list says otherwise
         (a list older than ``_TOPICS_FRESH`` is refreshed in the background)."""
-        now = time.monotonic()
-        if topic in self._topics:
-            if now - self._topics_at >= _TOPICS_FRESH and (
-                self._refresh is None or self._refresh.done()
-            ):
-                self._refresh = asyncio.ensure_future(self._list_topics())
+        if self.listed(topic):
             return True
+        now = time.monotonic()
         if self.reachable is False and now - self._topics_tried_at < _UNKNOWN_RECHECK:
             return None  # Kafka was just found unreachable: do not wait on it per request
         if now - self._unknown_at.get(topic, -1e9) < _UNKNOWN_RECHECK:
@@ -333,13 +340,16 @@ class Backend:
 
     # -- records --------------------------------------------------------------------------
 
-    async def prepare(self, topic: str, custody: Custody) -> None:
+    async def prepare(
+        self, topic: str, custody: Custody, producer: AsyncProducer | None = None
+    ) -> None:
         """Make ``topic`` known to the custody's producer before its first record. A
         producer here waits only ``max_block`` (50 ms: a full buffer must answer 429 at
         once) for a topic's metadata, which a busy Kafka can miss on a fresh producer;
         so the first record of a topic waits here, up to ``_PREPARE_TIMEOUT`` while
         Kafka answers, and fails at once with 503 when Kafka is known to be away."""
-        producer = self.producer(custody)
+        if producer is None:
+            producer = self.producer(custody)
         known = self._known[id(producer)]
         if topic in known:
             return
@@ -365,23 +375,35 @@ class Backend:
         appended to the journal, or appended and fsynced ("journal_sync"). A record
         for a partition the topic lacks refuses the whole request (400) before any is
         taken: a client that sends it again must not duplicate the rest."""
-        await self.prepare(topic, custody)
         producer = self.producer(custody)
+        if topic not in self._known[id(producer)]:  # known: no await (the hot path)
+            await self.prepare(topic, custody, producer)
         if isinstance(records, LineBatch):
             lines: LineBatch | None = records
-            # One partition for all the lines: checked once.
-            single = [ProducerRecord(partition=records.partition)] if records.values else []
-            bad = await self._bad_partitions(producer, topic, single)
+            # One partition for all the lines: checked once (none named: nothing to check).
+            bad = []
+            if records.partition is not None:
+                named = [ProducerRecord(partition=records.partition)]
+                bad = await self._bad_partitions(producer, topic, named)
             records = []
         else:
             lines = None
             bad = await self._bad_partitions(producer, topic, records)
         if bad:
             index, error = bad[0]
-            where = f"record {index}: " if len(records) > 1 or lines else ""
+            where = f"record {index}: " if len(records) > 1 or (lines and not lines.single) else ""
             raise HttpError(400, f"{where}{error}; nothing was taken", error_code=40002)
         try:
-            if lines is not None:
+            if lines is not None and lines.single:
+                await producer.produce(
+                    topic,
+                    lines.values[0],
+                    lines.key,
+                    partition=lines.partition,
+                    headers=lines.headers,
+                    timestamp=lines.timestamp,
+                )
+            elif lines is not None:
                 await producer.produce_batch(topic, lines.items(), partition=lines.partition)
             elif len(records) == 1:
                 r = records[0]
@@ -453,6 +475,37 @@ class Backend:
         except ProducerClosedError:
             raise HttpError(503, "the gateway is shutting down") from None
         count_records(1)
+        return sent
+
+    def send_many(
+        self, topic: str, records: Sequence[Sequence[Any]], custody: Custody
+    ) -> list[asyncio.Future[RecordMetadata] | Exception]:
+        """Records given as ``(value, key, partition, headers, timestamp, ...)`` (what
+        follows is not looked at: a v3 ``Parsed`` goes as it is), each sent
+        with its own future (resolved when Kafka acknowledges it), in order; a record
+        the producer refuses at once has its exception in its place."""
+        producer = self.producer(custody)
+        send = producer.send
+        sent: list[asyncio.Future[RecordMetadata] | Exception] = []
+        refused = 0
+        for record in records:
+            try:
+                future = send(
+                    topic,
+                    record[0],
+                    record[1],
+                    partition=record[2],
+                    headers=record[3],
+                    timestamp=record[4],
+                )
+                sent.append(future)
+            except ProducerClosedError:
+                sent.append(HttpError(503, "the gateway is shutting down"))
+                refused += 1
+            except Exception as exc:  # a bad record, or one refused at once
+                sent.append(exc)
+                refused += 1
+        count_records(len(records) - refused)
         return sent
 
     def _sending(

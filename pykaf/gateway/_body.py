@@ -28,7 +28,10 @@ __all__ = [
     "record_context",
 ]
 
-_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+# fullmatch, not "^...$": "$" also matches before a final newline.
+_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+_VALID_TOPICS: set[str] = set()
+_VALID_TOPICS_KEPT = 4096
 _HEADER_QUERY = "header."
 _HEADER_HTTP = "x-kafka-header-"
 # Kafka's fields are int32 (partition) and int64 (timestamp): larger would fail only
@@ -37,12 +40,17 @@ _MAXIMUM = {"partition": 2**31 - 1, "timestamp": 2**63 - 1}
 
 
 def check_topic_name(topic: str) -> str:
-    if not _TOPIC.match(topic) or topic in (".", ".."):
+    if topic in _VALID_TOPICS:  # checked before: a set lookup instead of the pattern
+        return topic
+    if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
         raise HttpError(
             400,
             f"{topic!r} is not a valid topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
             error_code=40002,
         )
+    if len(_VALID_TOPICS) >= _VALID_TOPICS_KEPT:  # bounded: any names may be posted to
+        _VALID_TOPICS.clear()
+    _VALID_TOPICS.add(topic)
     return topic
 
 
@@ -69,6 +77,21 @@ def _int(name: str, raw: str | None) -> int | None:
     return value
 
 
+_KAFKA_HTTP = "x-kafka-"
+
+
+_QUERY_FIELDS = frozenset({"key", "partition", "timestamp"})
+
+
+def _names_record_fields(query: dict[str, str], http: dict[str, str]) -> bool:
+    """Whether the query or the HTTP headers name a key, partition, timestamp or record
+    header (one look at the names: most requests name none)."""
+    for name in query:
+        if name in _QUERY_FIELDS or name.startswith(_HEADER_QUERY):
+            return True
+    return any(name.startswith(_KAFKA_HTTP) for name in http)
+
+
 def record_context(
     request: Request, principal_header: str | None
 ) -> tuple[bytes | None, int | None, int | None, list[tuple[str, bytes]]]:
@@ -76,28 +99,32 @@ def record_context(
     query wins where both are given)."""
     query = request.query
     http = request.headers
+    principal = None if principal_header is None else request.principal
+    if principal is None and not _names_record_fields(query, http):
+        return None, None, None, []  # the common request: it names none of them
     raw_key = query.get("key", http.get("x-kafka-key"))
     key = None if raw_key is None else raw_key.encode()
     partition = _int("partition", query.get("partition", http.get("x-kafka-partition")))
     timestamp = _int("timestamp", query.get("timestamp", http.get("x-kafka-timestamp")))
     headers: list[tuple[str, bytes]] = []
-    for name, value in request.header_list:
-        if name.startswith(_HEADER_HTTP) and len(name) > len(_HEADER_HTTP):
-            headers.append((name[len(_HEADER_HTTP) :], value.encode("latin-1")))
+    if any(name.startswith(_HEADER_HTTP) for name in http):
+        for name, value in request.header_list:
+            if name.startswith(_HEADER_HTTP) and len(name) > len(_HEADER_HTTP):
+                headers.append((name[len(_HEADER_HTTP) :], value.encode("latin-1")))
     for name, value in query.items():
         if name.startswith(_HEADER_QUERY) and len(name) > len(_HEADER_QUERY):
             headers.append((name[len(_HEADER_QUERY) :], value.encode()))
-    if principal_header is not None and request.principal is not None:
+    if principal_header is not None and principal is not None:
         headers = [h for h in headers if h[0] != principal_header]  # never forged
-        headers.append((principal_header, request.principal.encode()))
+        headers.append((principal_header, principal.encode()))
     return key, partition, timestamp, headers
 
 
-def one_record(request: Request, body: bytes, principal_header: str | None) -> ProducerRecord:
+def one_record(request: Request, body: bytes, principal_header: str | None) -> LineBatch:
+    """The body as one record (a batch of one value: no record object on the way to
+    the producer; ``/async`` is measured against a do-nothing endpoint)."""
     key, partition, timestamp, headers = record_context(request, principal_header)
-    return ProducerRecord(
-        value=body, key=key, partition=partition, timestamp=timestamp, headers=headers or None
-    )
+    return LineBatch([body], key, partition, timestamp, headers or None, single=True)
 
 
 def batch_records(
@@ -135,6 +162,8 @@ class LineBatch:
     partition: int | None
     timestamp: int | None
     headers: list[tuple[str, bytes]] | None
+    #: The whole body is this one record (not a batch that has one line).
+    single: bool = False
 
     def __len__(self) -> int:
         return len(self.values)

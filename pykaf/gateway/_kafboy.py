@@ -41,8 +41,9 @@ async def _request(
     gateway.security.authorize(request.principal, "produce", topic)
     body = await request.body()
     header = gateway.settings.security.principal_header
-    records = batch_records(request, body, header) if batch else [one_record(request, body, header)]
-    await gateway.backend.check_topic(topic, custody)
+    records = batch_records(request, body, header) if batch else one_record(request, body, header)
+    if not gateway.backend.listed(topic):  # the cluster's list, as known, names it: no await
+        await gateway.backend.check_topic(topic, custody)
     return topic, custody, records
 
 

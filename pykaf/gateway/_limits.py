@@ -66,6 +66,11 @@ class LimitSettings:
     #: Requests in progress at once per principal (per address when anonymous); 429 past
     #: it. None: no cap.
     max_concurrent: int | None = None
+    #: Seconds a streaming request (Confluent v3 records in streaming mode) may go on
+    #: sending records; past it the gateway reads no more of it, answers the records it
+    #: took, and ends the answer with a 408 error object. None: no limit (a client that
+    #: trickles records is then bounded by ``body_read_timeout`` per chunk only).
+    stream_timeout: float | None = 300.0
 
     def __post_init__(self) -> None:
         check_number("max_body_bytes", self.max_body_bytes, low=0, integer=True)
@@ -75,6 +80,7 @@ class LimitSettings:
         check_number("rate", self.rate, low=1e-9, optional=True)
         check_number("burst", self.burst, low=1, optional=True)
         check_number("max_concurrent", self.max_concurrent, low=1, optional=True, integer=True)
+        check_number("stream_timeout", self.stream_timeout, low=1e-3, optional=True)
         if self.burst is not None and self.rate is None:
             raise ValueError("burst needs rate (requests per second)")
         if not isinstance(self.principal_rates, Mapping):

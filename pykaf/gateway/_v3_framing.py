@@ -28,7 +28,10 @@ _IN_STRING = re.compile(r'["\\]')
 # Where a bare scalar (a number, true, garbage...) ends.
 _SCALAR_END = re.compile(r'[ \t\n\r{\["]')
 _CONTAINERS = (dict, list, str)
-_decode = json.JSONDecoder().raw_decode
+_BLANKS = " \t\n\r"
+# ``raw_decode`` without its wrapper: (value, end), StopIteration when no value starts
+# at the index, ValueError when one starts but is not valid.
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,21 +131,9 @@ class ConcatenatedJson:
         end_of_text = len(text)
         while True:
             if self._scan is None:
-                blank = _WHITESPACE.match(text, pos)
-                assert blank is not None  # the pattern matches the empty string
-                pos = blank.end()
+                pos = self._whole_values(text, pos, final, values)
                 if pos == end_of_text:
                     break
-                try:
-                    value, end = _decode(text, pos)
-                except ValueError:
-                    pass
-                else:
-                    # A number at the very end may go on in the next chunk.
-                    if end < end_of_text or final or isinstance(value, _CONTAINERS):
-                        values.append(self._sized(value, end - pos))
-                        pos = end
-                        continue
                 text, pos, end_of_text = text[pos:], 0, end_of_text - pos
                 self._scan = _Scan()
             framed = self._scan.end_of(text)
@@ -160,6 +151,33 @@ class ConcatenatedJson:
             pos = framed
         self._text = text[pos:] if pos < end_of_text else ""
         return values
+
+    def _whole_values(self, text: str, pos: int, final: bool, values: list[Any]) -> int:
+        """Append the values that are whole in ``text`` from ``pos`` on, each decoded in
+        one call of the C scanner (the common case: a tight loop, its state in locals);
+        returns where the first value that is not whole (or not valid) starts."""
+        scan, blank, limit, append = (
+            _scan_once,
+            _WHITESPACE.match,
+            self.max_value_chars,
+            values.append,
+        )
+        end_of_text = len(text)
+        while pos < end_of_text:
+            if text[pos] in _BLANKS:
+                pos = blank(text, pos).end()  # type: ignore[union-attr]  # matches ""
+                if pos == end_of_text:
+                    break
+            try:
+                value, end = scan(text, pos)
+            except (StopIteration, ValueError):
+                return pos  # framed lexically, then decoded or reported in its place
+            # A number at the very end may go on in the next chunk.
+            if end == end_of_text and not final and value.__class__ not in _CONTAINERS:
+                return pos
+            append(value if end - pos <= limit else BadValue(413, self._too_large().message))
+            pos = end
+        return pos
 
     def _sized(self, value: Any, size: int) -> Any:
         if size > self.max_value_chars:

@@ -2,11 +2,14 @@
 one (chunked) request, one delivery report per record, in order, each written as soon as
 its record is acknowledged while later records are still arriving.
 
-Two tasks share a bounded queue: the reader parses records as the body arrives and sends
-each one at once (the producer batches them); the writer waits for the oldest record's
-acknowledgement, writes its report, and writes with it every later report already
-known. When ``MAX_IN_FLIGHT`` records await their reports the reader stops reading, so a
-fast client is held back by TCP rather than by the gateway's memory.
+Two tasks share the records sent and not yet answered (``_Stream.pending``, in order):
+the reader parses the records of each chunk as it arrives and sends them at once (the
+producer batches them); the writer waits for the oldest record's acknowledgement and
+writes its report with every later report already known, in one send. Work is done per
+chunk where it can be (one deadline, one fsync, one count), per record only where each
+needs its own (its future, its report). When more than ``MAX_IN_FLIGHT`` records beyond
+the one being waited for await their reports the reader stops reading, so a fast
+client is held back by TCP rather than by the gateway's memory.
 
 The HTTP status is decided by the first report: until then a failure of the whole
 request (unknown topic, an empty or oversized body) is an ordinary error answer; after
@@ -20,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypeAlias
 
 from pykaf import RecordMetadata
 from pykaf.gateway._asgi import ClientGone, HttpError, Request, Response
@@ -33,7 +37,8 @@ from pykaf.gateway._v3_records import Parsed, Reports, parse_record
 
 __all__ = ["MAX_IN_FLIGHT", "MAX_RECORD_CHARS", "produce_records"]
 
-#: Records sent whose reports are not written yet, at most (then reading pauses).
+#: Records sent whose reports are not written yet, at most, beside the one the writer
+#: waits for (then reading pauses).
 MAX_IN_FLIGHT = 1024
 #: One record's JSON, at most (Kafka's default message limit is 1 MiB; base64 adds 1/3).
 MAX_RECORD_CHARS = 4 * 1024 * 1024
@@ -43,32 +48,25 @@ log = logging.getLogger("pykaf.gateway")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class _Pending:
-    """A record on its way (its future), or its error when that is known at once."""
+class _Run:
+    """What the records of one chunk share: their deadline and their fsync."""
 
-    __slots__ = ("deadline", "error", "fatal", "fsync", "future", "parsed")
+    __slots__ = ("deadline", "fsync", "fsync_error")
 
-    def __init__(
-        self,
-        *,
-        error: HttpError | None = None,
-        future: asyncio.Future[RecordMetadata] | None = None,
-        parsed: Parsed | None = None,
-        deadline: float = 0.0,
-        fatal: bool = False,
-    ) -> None:
-        self.error = error
-        self.future = future
-        self.parsed = parsed
+    def __init__(self, deadline: float) -> None:
         self.deadline = deadline
-        self.fsync: Awaitable[None] | None = None
-        self.fatal = fatal  # the stream ends after this one (``error`` says why)
-
-    def ready(self) -> bool:
-        return self.future is None or (self.future.done() and self.fsync is None)
+        self.fsync: Awaitable[None] | None = None  # journal_sync: awaited once
+        self.fsync_error: HttpError | None = None
 
 
-_END = _Pending()
+# One record on its way: (its future, or None when its ``error`` is known at once; the
+# sizes its report gives; that error; whether the stream ends after it; its run). A
+# tuple: one per record.
+_Entry: TypeAlias = tuple[
+    "asyncio.Future[RecordMetadata] | None", str, HttpError | None, bool, _Run
+]
+# The run of the entries that end a stream (no record, no deadline).
+_NO_RUN = _Run(0.0)
 
 
 class _Stream:
@@ -80,7 +78,11 @@ class _Stream:
         self.reports = Reports(cluster_id, topic)
         self.topic = topic
         self.custody = custody
-        self.queue: asyncio.Queue[_Pending] = asyncio.Queue(MAX_IN_FLIGHT)
+        self.pending: deque[_Entry] = deque()
+        self.limit = MAX_IN_FLIGHT + 1  # the one the writer waits for, and the rest
+        self.more = asyncio.Event()  # the reader added entries (or is done)
+        self.room = asyncio.Event()  # the writer took entries: the reader may go on
+        self.reading_paused = False
         self.started = False  # the 200 and the first report have been sent
         self.records = 0
         self.read_done = asyncio.Event()
@@ -88,78 +90,134 @@ class _Stream:
         self.principal_header = settings.security.principal_header
         self.ack_timeout = settings.ack_timeout
         self.retry_after = settings.retry_after
+        self.stream_timeout = settings.limits.stream_timeout
 
     # -- reading --------------------------------------------------------------------------
 
     async def read(self) -> None:
         framing = ConcatenatedJson(min(MAX_RECORD_CHARS, self.request.max_body))
+        pending = self.pending
         try:
-            async for chunk in self.request.chunks():
-                await self._submit(framing.feed(chunk))
-            await self._submit(framing.close())
+            # The whole stream's deadline bounds the reading (a client that trickles
+            # records forever); the records taken before it are still answered.
+            async with asyncio.timeout(self.stream_timeout):
+                async for chunk in self.request.chunks():
+                    self._submit(framing.feed(chunk))
+                    while len(pending) > self.limit:  # the writer is behind: wait for room
+                        self.room.clear()
+                        self.reading_paused = True
+                        await self.room.wait()
+                        self.reading_paused = False
+                self._submit(framing.close())
         except HttpError as exc:  # too large, too slow, not UTF-8: the stream ends here
-            await self.queue.put(_Pending(error=exc, fatal=True))
+            self._add((None, "", exc, True, _NO_RUN))
+        except TimeoutError:
+            error = HttpError(
+                408,
+                f"the stream went on past the gateway's limit of {self.stream_timeout:g} s"
+                " (stream_timeout): the records before this one were taken, the rest was"
+                " not read",
+            )
+            self._add((None, "", error, True, _NO_RUN))
         else:
             if self.records == 0:
                 error = HttpError(422, "Payload error. Request body is empty. Data is required.")
-                await self.queue.put(_Pending(error=error, fatal=True))
+                self._add((None, "", error, True, _NO_RUN))
         self.read_done.set()
-        await self.queue.put(_END)
+        self.more.set()
 
-    async def _submit(self, values: list[Any]) -> None:
-        entries = [self._send(value) for value in values]
-        self.records += len(entries)
-        if self.custody == "journal_sync":
+    def _add(self, entry: _Entry) -> None:
+        self.pending.append(entry)
+        self.more.set()
+
+    def _submit(self, values: list[Any]) -> None:
+        """Parse and send the records of one chunk, each in its place."""
+        if not values:
+            return
+        self.records += len(values)
+        run = _Run(time.monotonic() + self.ack_timeout)
+        header, principal = self.principal_header, self.request.principal
+        parsed: list[Parsed | HttpError] = []
+        for value in values:
+            if value.__class__ is BadValue:
+                parsed.append(HttpError(value.status, value.message))
+                continue
+            try:
+                parsed.append(parse_record(value, header, principal))
+            except HttpError as exc:
+                parsed.append(exc)
+        good = [p for p in parsed if p.__class__ is tuple]
+        sent = iter(self.ctx.backend.send_many(self.topic, good, self.custody) if good else ())
+        pending = self.pending
+        retry_after = self.retry_after
+        futures = False
+        for one in parsed:
+            if one.__class__ is not tuple:
+                pending.append((None, "", one, False, run))  # type: ignore[arg-type]
+                continue
+            future = next(sent)
+            if isinstance(future, Exception):
+                error = http_error_for(future, retry_after=retry_after)
+                pending.append((None, "", error, False, run))
+            else:
+                pending.append((future, one[5], None, False, run))
+                futures = True
+        if futures and self.custody == "journal_sync":
             # One fsync covers the records of this chunk; their reports wait for it, so a
             # record whose acknowledgement times out is known to be on disk.
-            sent = [e for e in entries if e.future is not None]
-            if sent:
-                fsync = asyncio.ensure_future(self.ctx.backend.producer(self.custody).fsync())
-                for entry in sent:
-                    entry.fsync = fsync
-        for entry in entries:
-            await self.queue.put(entry)  # waits while MAX_IN_FLIGHT are pending
-
-    def _send(self, value: Any) -> _Pending:
-        if isinstance(value, BadValue):
-            return _Pending(error=HttpError(value.status, value.message))
-        try:
-            parsed = parse_record(value, self.principal_header, self.request.principal)
-            future = self.ctx.backend.send(self.topic, parsed.record, self.custody)
-        except Exception as exc:  # a bad record, or one the producer refused at once
-            return _Pending(error=http_error_for(exc, retry_after=self.retry_after))
-        return _Pending(future=future, parsed=parsed, deadline=time.monotonic() + self.ack_timeout)
+            run.fsync = asyncio.ensure_future(self.ctx.backend.producer(self.custody).fsync())
+        self.more.set()
 
     # -- writing --------------------------------------------------------------------------
 
     async def write(self) -> None:
-        carried: _Pending | None = None
+        pending = self.pending
+        reports: list[str] = []
+        limit = self.limit
+        delivered = self.reports.delivered
         while True:
-            entry = carried or await self.queue.get()
-            carried = None
-            if entry is _END:
-                break
-            report, error = await self._report(entry)
-            if error is not None and not self.started and (entry.fatal or await self._single()):
+            if not pending:
+                if self.reading_paused:
+                    self.room.set()
+                if reports:  # every report known so far, in one send
+                    await self._emit(reports)
+                    reports = []
+                if self.read_done.is_set():
+                    break
+                self.more.clear()
+                await self.more.wait()
+                continue
+            future, sizes, error, fatal, run = pending[0]
+            if future is not None:
+                if run.fsync is not None or not future.done():
+                    if self.reading_paused and len(pending) <= limit:
+                        self.room.set()  # the reader runs only while this one waits
+                    if reports:  # what is known goes out before waiting
+                        await self._emit(reports)
+                        reports = []
+                    error = await self._settled(future, run)
+                else:
+                    error = run.fsync_error
+                if error is None:
+                    failure = future.exception()
+                    if failure is None:
+                        pending.popleft()
+                        reports.append(delivered(sizes, future.result()))
+                        continue
+                    error = http_error_for(failure, retry_after=self.retry_after)
+            pending.popleft()
+            assert error is not None  # an entry without a future has its error
+            if not self.started and not reports and (fatal or await self._single()):
                 # Nothing answered yet and nothing else to answer: the request fails with
                 # its own status (and headers: Retry-After), like any other request.
-                await Response(error.status, report.encode(), error.headers).send_to(
-                    self.request.send
-                )
+                body = Reports.failed(error).encode()
+                await Response(error.status, body, error.headers).send_to(self.request.send)
                 return
-            reports = [report]
-            ending = entry.fatal
-            # Every later report already known goes out in the same write.
-            while not ending and not self.queue.empty():
-                following = self.queue.get_nowait()
-                if following is _END or not following.ready():
-                    carried = following
-                    break
-                reports.append((await self._report(following))[0])
-                ending = following.fatal
-            await self._emit(reports)
-            if ending:
+            reports.append(Reports.failed(error))
+            if fatal:
                 break
+        if reports:
+            await self._emit(reports)
         await self.request.send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _single(self) -> bool:
@@ -171,34 +229,28 @@ class _Stream:
         await self.read_done.wait()
         return self.records == 1
 
-    async def _report(self, entry: _Pending) -> tuple[str, HttpError | None]:
-        """The entry's report, and its error if it is one."""
-        if entry.error is not None:
-            return Reports.failed(entry.error), entry.error
-        future = entry.future
-        assert future is not None
-        assert entry.parsed is not None
+    async def _settled(self, future: asyncio.Future[RecordMetadata], run: _Run) -> HttpError | None:
+        """Wait (within the record's deadline) for ``future`` and its run's fsync; the
+        error that stops it being reported as delivered, if any (its own failure is
+        looked at by the caller)."""
         if not future.done():
-            await asyncio.wait((future,), timeout=max(0.0, entry.deadline - time.monotonic()))
-        error = None
-        if entry.fsync is not None:
+            await asyncio.wait((future,), timeout=max(0.0, run.deadline - time.monotonic()))
+        if run.fsync is not None:
             try:
-                await entry.fsync
+                await run.fsync
             except Exception as exc:
-                error = http_error_for(exc, retry_after=self.retry_after)
-            entry.fsync = None
-        if error is None and not future.done():
+                run.fsync_error = http_error_for(exc, retry_after=self.retry_after)
+            run.fsync = None
+        if run.fsync_error is not None:
+            return run.fsync_error
+        if not future.done():
             # Not cancelled: the record stays in custody and may still be delivered.
-            error = HttpError(
+            return HttpError(
                 504,
                 f"not acknowledged within {self.ack_timeout:g} s"
                 " (it stays in custody and may still be delivered)",
             )
-        elif error is None and future.exception() is not None:
-            error = http_error_for(future.exception(), retry_after=self.retry_after)  # type: ignore[arg-type]
-        if error is not None:
-            return Reports.failed(error), error
-        return self.reports.delivered(entry.parsed, future.result()), None
+        return None
 
     async def _emit(self, reports: list[str]) -> None:
         send = self.request.send

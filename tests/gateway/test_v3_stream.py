@@ -231,16 +231,16 @@ async def test_reports_are_written_while_the_request_is_still_arriving(
 
 
 def held_sends(app: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[asyncio.Future[Any]]:
-    """``Backend.send`` replaced: each record's future, made here, is the test's to
+    """``Backend.send_many`` replaced: each record's future, made here, is the test's to
     resolve (or to leave pending)."""
     loop = asyncio.get_running_loop()
     futures: list[asyncio.Future[Any]] = []
 
-    def send(topic: str, record: Any, custody: str) -> asyncio.Future[Any]:
-        futures.append(loop.create_future())
-        return futures[-1]
+    def send_many(topic: str, records: list[Any], custody: str) -> list[asyncio.Future[Any]]:
+        futures.extend(loop.create_future() for _ in records)
+        return futures[-len(records) :]
 
-    monkeypatch.setattr(app.backend, "send", send)
+    monkeypatch.setattr(app.backend, "send_many", send_many)
     return futures
 
 
@@ -366,12 +366,14 @@ async def test_a_single_record_kafka_refuses_gets_its_own_status(
 ) -> None:
     loop = asyncio.get_running_loop()
 
-    def full(topic: str, record: Any, custody: str) -> asyncio.Future[RecordMetadata]:
-        future: asyncio.Future[RecordMetadata] = loop.create_future()
-        future.set_exception(BufferFullError("the buffer is full"))
-        return future
+    def full(topic: str, records: list[Any], custody: str) -> list[asyncio.Future[RecordMetadata]]:
+        refused: list[asyncio.Future[RecordMetadata]] = []
+        for _ in records:
+            refused.append(loop.create_future())
+            refused[-1].set_exception(BufferFullError("the buffer is full"))
+        return refused
 
-    monkeypatch.setattr(app.backend, "send", full)
+    monkeypatch.setattr(app.backend, "send_many", full)
     cid = await cluster_id(app)
     url = f"/v3/clusters/{cid}/topics/events/records"
     answer = await http.post(url, json={"value": None})
