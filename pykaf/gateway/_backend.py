@@ -535,7 +535,12 @@ class Backend:
             else:
                 futures.append(self._sending(topic, record, custody))
         if custody == "journal_sync":
-            await self.producer(custody).fsync()
+            try:
+                await self.producer(custody).fsync()
+            except Exception as exc:  # the journal failed: the request is answered as such
+                for future in futures:  # their outcomes are no one's now: not "never retrieved"
+                    future.add_done_callback(_retrieved)
+                raise http_error_for(exc, retry_after=self.settings.retry_after) from None
         done, _ = await asyncio.wait(futures, timeout=self.settings.ack_timeout)
         outcomes: list[Outcome] = []
         for future in futures:
@@ -567,6 +572,11 @@ class Backend:
             headers={"retry-after": str(self.settings.retry_after)},
             extra={"accepted": taken},
         )
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _refused(exc: BaseException) -> asyncio.Future[RecordMetadata]:

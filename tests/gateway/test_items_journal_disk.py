@@ -81,10 +81,6 @@ async def test_healthz_says_the_journal_writes(http: httpx.AsyncClient) -> None:
     assert "failure" not in document["journal"]
 
 
-@pytest.mark.xfail(
-    reason="Backend.deliver awaits the journal_sync fsync outside its error mapping (a"
-    " JournalSyncError reaches the app as 500); _backend.py is another helper's file"
-)
 @pytest.mark.usefixtures("failing_fsync")
 async def test_a_failed_fsync_on_a_safe_sync_route_answers_503(http: httpx.AsyncClient) -> None:
     _assert_disk_failure(await http.post("/safe/sync/events", content=b"a"))
