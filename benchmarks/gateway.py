@@ -91,35 +91,40 @@ async def do_nothing(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def serve(kind: str, port: int, bootstrap: str, journal_dir: str | None, profile: bool) -> None:
+    """The gateway as ``pykaf gateway`` serves it (``pykaf.gateway.serve``: uvicorn with
+    httptools, TCP_NODELAY, the start-up heap frozen for the collector); the do-nothing
+    app on uvicorn with the same parser, settings and freeze, so only the app differs."""
+    import gc  # noqa: PLC0415
+
     import uvicorn  # noqa: PLC0415
 
-    app: Any = do_nothing
-    if kind == "gateway":
-        from pykaf.gateway import GatewaySettings, create_app  # noqa: PLC0415
-
-        app = create_app(
-            GatewaySettings(
-                bootstrap=bootstrap, journal_dir=journal_dir, producer_options=PRODUCER_OPTIONS
-            )
-        )
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         # uvicorn raises SIGTERM again after its graceful shutdown, through the handler
         # that was there before it: this one lets the process go on to print the profile.
         signal.signal(signal.SIGTERM, lambda *_: None)
         profiler.enable()
-    # The same settings for both apps: only the app differs.
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http="httptools",
-        loop="asyncio",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=30,
-    )
+    if kind == "gateway":
+        from pykaf.gateway import GatewaySettings, serve  # noqa: PLC0415
+
+        settings = GatewaySettings(
+            bootstrap=bootstrap, journal_dir=journal_dir, producer_options=PRODUCER_OPTIONS
+        )
+        serve(settings, port=port, parser="httptools", graceful_timeout=30.0)
+    else:
+        gc.collect()
+        gc.freeze()
+        uvicorn.run(
+            do_nothing,
+            host="127.0.0.1",
+            port=port,
+            http="httptools",
+            loop="asyncio",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_keep_alive=30,
+        )
     if profiler is not None:
         profiler.disable()
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(30)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import ipaddress
 import signal
@@ -53,6 +54,11 @@ class ServerSettings:
     parser: Parser = "auto"
     #: Connections the kernel queues before the server accepts them.
     backlog: int = 2048
+    #: Once started, move every object alive to the collector's permanent generation
+    #: (``gc.freeze()``, as CPython's ``gc`` docs advise for servers): see
+    #: ``_freeze_start_up``. Process-wide: turn it off when the program serving the
+    #: gateway wants its own collector settings.
+    freeze_gc: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -129,7 +135,20 @@ async def serve_async(
     except BaseException:
         listener.close()
         raise
+    if server.freeze_gc:
+        _freeze_start_up()
     await _server_class(uvicorn)(config, url, on_listening).serve(sockets=[listener])
+
+
+def _freeze_start_up() -> None:
+    # A started gateway holds a large heap that lives as long as the process (the
+    # protocol's schema classes, the clients, the settings): every full collection,
+    # which the requests' short-lived objects trigger every few hundred requests,
+    # scanned all of it. Frozen, it is never scanned again (garbage first, so none is
+    # kept). Measured (benchmarks/gateway.py, /async): 106-110 -> 70-75 us of server
+    # CPU per request, p99 55 -> 10 ms.
+    gc.collect()
+    gc.freeze()
 
 
 def _import_uvicorn() -> Any:
