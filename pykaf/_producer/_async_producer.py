@@ -307,8 +307,10 @@ class AsyncProducer:
     async def fsync(self) -> None:
         """Return once every record produced so far is on disk (fsynced in the journal):
         "journal_sync" for the records before this call, chosen per call (callers waiting
-        together share one fsync). Custody "memory" keeps nothing on disk: this raises
-        ``ValueError`` there rather than pretend."""
+        together share one fsync). Raises the journal's ``JournalDiskError`` once it has
+        stopped, even with nothing left to sync (a health check can rely on it). Custody
+        "memory" keeps nothing on disk: this raises ``ValueError`` there rather than
+        pretend."""
         if self._custody is None:
             raise ValueError('fsync() needs custody "journal" or "journal_sync" (and journal_dir)')
         await self._synced()
@@ -318,6 +320,8 @@ class AsyncProducer:
         accumulator = self._accumulator
         assert isinstance(accumulator, JournalAccumulator)
         assert self._custody is not None
+        if accumulator.store.failed is not None:  # stopped: nothing is synced any more
+            raise accumulator.store.failed
         serial = accumulator.last_serial
         if serial >= 0:
             await self._custody.commit.synced(serial, asyncio.get_running_loop())

@@ -80,8 +80,9 @@ class GroupCommit:
         or failed with the journal's error. Callers waiting together share one fsync."""
         future: asyncio.Future[None] = loop.create_future()
         with self._cond:
-            if self.failure is not None:
-                future.set_exception(self.failure)
+            failure = self.failure if self.failure is not None else self.store.failed
+            if failure is not None:
+                future.set_exception(failure)
             elif serial < self.store.synced_serial:
                 future.set_result(None)
             else:

@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 from _custody_support import FAST, one_broker
 
-from pykaf._errors import JournalFailedError, JournalFullError, JournalSyncError
+from pykaf._errors import (
+    JournalDiskError,
+    JournalFailedError,
+    JournalFullError,
+    JournalSyncError,
+)
 from pykaf._producer._async_producer import AsyncProducer
 from pykaf._producer._producer import Producer
 from pykaf.broker import BlockingCluster
@@ -189,3 +194,38 @@ def test_async_producer_waits_for_a_full_journal_then_raises(
             return taken
 
     assert 0 < asyncio.run(main()) < 100
+
+
+def test_fsync_reports_a_journal_stopped_by_a_failed_append(
+    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: with every record already synced, fsync() returned as if the journal
+    # worked after an append had stopped it (EIO allocating the next segment), so a
+    # health probe built on it (the gateway's /healthz) said "ok".
+    async def run() -> None:
+        async with AsyncProducer(
+            cluster.bootstrap,
+            custody="journal",
+            journal_dir=tmp_path,
+            journal_segment_bytes=64 * 1024,
+            **FAST,
+        ) as p:
+            await p.produce("t", b"x" * 1000)
+            await p.fsync()  # synced: nothing left for the next fsync to do
+
+            def broken(fd: int, offset: int, length: int) -> None:
+                raise OSError(errno.EIO, "Input/output error")
+
+            async def past_the_segment() -> None:  # the next one cannot be allocated
+                for _ in range(200):
+                    await p.produce("t", b"x" * 1000)
+
+            monkeypatch.setattr(os, "posix_fallocate", broken)
+            with pytest.raises(JournalDiskError, match="allocate"):
+                await past_the_segment()
+            monkeypatch.undo()
+            with pytest.raises(JournalDiskError, match="allocate"):
+                await p.fsync()
+            await p.flush(30)
+
+    asyncio.run(run())
