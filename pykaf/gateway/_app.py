@@ -43,6 +43,7 @@ class Gateway:
         self.backend.client_listeners.append(self.telemetry.watch_client)
         self.context = Context(settings, self.backend, self.security, self.limits, self.telemetry)
         self.router = Router(list(ROUTES if routes is None else routes))
+        self._start_failure: str | None = None  # the last start at a request that failed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -71,6 +72,28 @@ class Gateway:
                 " (kept in the journal for the next start)" if self.settings.journal_dir else "",
             )
         return left
+
+    async def _start_for_request(self) -> None:
+        # A host framework that does not pass lifespan on: the clients start at a request.
+        # If they cannot (the journal locked by a live producer, damaged, on a failing
+        # disk), every request says why with 503 (the gateway's trouble, retried later),
+        # and the log says it once per cause, not once per request.
+        try:
+            await self.start()
+        except Exception as exc:
+            retry_after = self.settings.retry_after
+            cause = f"{type(exc).__name__}: {exc}"
+            if cause != self._start_failure:
+                self._start_failure = cause
+                log.warning("the gateway cannot start its Kafka clients: %s", cause)
+            raise HttpError(
+                503,
+                f"the gateway cannot start its Kafka clients ({cause}); retry after"
+                f" {retry_after} s",
+                error_code=50301,
+                headers={"retry-after": str(retry_after)},
+            ) from None
+        self._start_failure = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -120,7 +143,7 @@ class Gateway:
                 request.principal = await self.security.authenticate(request)
                 admission = self.limits.admit(request)
             if not self.backend.started:
-                await self.start()
+                await self._start_for_request()
             response = await route.handler(self.context, request, params)
         except HttpError as exc:
             self.limits.observe(exc)

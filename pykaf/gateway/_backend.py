@@ -107,9 +107,9 @@ class Backend:
         at the cluster's topics; the memory producer opens on first use."""
         if self.started:
             return
-        self.started = True
         if self.settings.journal_dir is not None:
-            self.journal_producer()
+            self.journal_producer()  # may raise (locked, damaged): then not started
+        self.started = True
         self._watch = asyncio.ensure_future(self._watch_topics())
 
     async def _watch_topics(self) -> None:
