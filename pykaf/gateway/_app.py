@@ -19,6 +19,7 @@ from pykaf.gateway._asgi import (
 )
 from pykaf.gateway._backend import Backend
 from pykaf.gateway._limits import Limits
+from pykaf.gateway._outcomes import unavailable
 from pykaf.gateway._route_table import ROUTES
 from pykaf.gateway._routes import Context, Route, Router
 from pykaf.gateway._security import Security
@@ -81,18 +82,12 @@ class Gateway:
         try:
             await self.start()
         except Exception as exc:
-            retry_after = self.settings.retry_after
             cause = f"{type(exc).__name__}: {exc}"
             if cause != self._start_failure:
                 self._start_failure = cause
                 log.warning("the gateway cannot start its Kafka clients: %s", cause)
-            raise HttpError(
-                503,
-                f"the gateway cannot start its Kafka clients ({cause}); retry after"
-                f" {retry_after} s",
-                error_code=50301,
-                headers={"retry-after": str(retry_after)},
-            ) from None
+            why = f"the gateway cannot start its Kafka clients ({cause})"
+            raise unavailable(why, self.settings.retry_after) from None
         self._start_failure = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

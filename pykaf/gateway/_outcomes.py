@@ -17,7 +17,18 @@ from pykaf.errors import (
 )
 from pykaf.gateway._asgi import HttpError
 
-__all__ = ["http_error_for"]
+__all__ = ["http_error_for", "unavailable"]
+
+
+def unavailable(why: str, retry_after: int) -> HttpError:
+    """503 with Retry-After: the gateway's own trouble, which clients retry (elsewhere,
+    behind a load balancer); 50301 is Confluent's "unavailable, retry" refinement."""
+    return HttpError(
+        503,
+        f"{why}; retry after {retry_after} s",
+        error_code=50301,
+        headers={"retry-after": str(retry_after)},
+    )
 
 
 def http_error_for(exc: BaseException, *, retry_after: int) -> HttpError:
@@ -33,15 +44,8 @@ def http_error_for(exc: BaseException, *, retry_after: int) -> HttpError:
             429, f"{text}; retry after {retry_after} s", headers={"retry-after": str(retry_after)}
         )
     if isinstance(exc, JournalDiskError):
-        # Failed fsync, EIO, read-only: the gateway's trouble, not the client's. 503 is
-        # what clients retry (elsewhere, behind a load balancer); 50301 is Confluent's
-        # "unavailable, retry" refinement.
-        return HttpError(
-            503,
-            f"the gateway's journal failed on its disk: {text}; retry after {retry_after} s",
-            error_code=50301,
-            headers={"retry-after": str(retry_after)},
-        )
+        # Failed fsync, EIO, read-only: the gateway's trouble, not the client's.
+        return unavailable(f"the gateway's journal failed on its disk: {text}", retry_after)
     if isinstance(exc, UnknownTopicOrPartitionError):
         return HttpError(404, text, error_code=40403)
     if isinstance(exc, RecordTooLargeError | MessageTooLargeError):
