@@ -1,10 +1,11 @@
-"""Kafka down for 60 s behind ``pykaf gateway --journal-dir``: HTTP clients keep getting
+"""Kafka down behind ``pykaf gateway --journal-dir``: HTTP clients keep getting
 202 throughout, and every record accepted arrives afterwards, none lost, duplicated or
 out of order within its writer's partition.
 
 Kafka is the embedded broker as its own process, with a data directory: SIGKILL takes it
 down (nothing is flushed or closed), and it comes back on the same port and directory.
-The one long test of the suite (``-m "not slow"`` leaves it out).
+The default run takes Kafka down for 15 s; the issue's 60 s is ``-m slow`` (the default
+run leaves it out: CI's time budget).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from _processes import (
 import pykaf.gateway._backend as backend_module
 from pykaf.broker import BlockingCluster
 
-OUTAGE = 60.0  # seconds Kafka stays down
+OUTAGE = 60.0  # seconds Kafka stays down (the issue's figure, ``-m slow``)
+SHORT_OUTAGE = 15.0  # the default run's
 WRITERS = 3  # one per partition: a writer's records keep their order in its partition
 # Each writer waits this long between requests: load, not speed, is what this test is
 # about (about 250 requests/s in all, thousands of records in the journal).
@@ -102,6 +104,15 @@ class Writers:
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_kafka_down_60_s_clients_get_202_and_every_record_arrives(tmp_path: Path) -> None:
+    _down_and_back(tmp_path, OUTAGE)
+
+
+@pytest.mark.timeout(300)
+def test_kafka_down_15_s_clients_get_202_and_every_record_arrives(tmp_path: Path) -> None:
+    _down_and_back(tmp_path, SHORT_OUTAGE)
+
+
+def _down_and_back(tmp_path: Path, outage: float) -> None:
     broker = BrokerProcess.start(tmp_path / "data", free_port(), tmp_path / "broker.log")
     gateway: GatewayProcess | None = None
     try:
@@ -115,7 +126,7 @@ def test_kafka_down_60_s_clients_get_202_and_every_record_arrives(tmp_path: Path
             tmp_path / "gateway.log",
         )
         writers = Writers(gateway.url)
-        broker, figures = asyncio.run(_outage(broker, gateway, writers))
+        broker, figures = asyncio.run(_outage(broker, gateway, writers, outage))
         assert writers.statuses.keys() == {202}, writers.statuses
         assert writers.during_outage[202] > 1000, writers.during_outage
         records = read_topic(broker.bootstrap, "events", 3, until=writers.total(), timeout=120)
@@ -134,7 +145,7 @@ def test_kafka_down_60_s_clients_get_202_and_every_record_arrives(tmp_path: Path
 
 
 async def _outage(
-    broker: BrokerProcess, gateway: GatewayProcess, writers: Writers
+    broker: BrokerProcess, gateway: GatewayProcess, writers: Writers, outage: float
 ) -> tuple[BrokerProcess, dict[str, float]]:
     tasks = [asyncio.ensure_future(writers.run(n)) for n in range(WRITERS)]
     figures: dict[str, float] = {}
@@ -148,7 +159,7 @@ async def _outage(
             # Operations see it: 503 with the backlog growing in the journal.
             health = await _health_until(http, lambda h: h["journal"]["pending_records"] > 0)
             assert health["kafka"]["reachable"] is False
-            while time.monotonic() - began < OUTAGE:
+            while time.monotonic() - began < outage:
                 _raise_if_done(tasks)
                 await asyncio.sleep(0.2)
             figures["accepted_during_outage"] = writers.total() - before
