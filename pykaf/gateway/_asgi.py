@@ -262,13 +262,8 @@ class Request:
         """The whole body, at most ``max_body`` bytes (413 past it)."""
         if self._body is None:
             self.declared_length()
-            # Most bodies come in one message: no generator, no join, no extra call.
-            if self.read_timeout is None:
-                message = await self.receive()
-            else:
-                message = await self._receive_within(self.read_timeout)
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
+            # Most bodies come in one message: no generator, no join.
+            message = await self._next_message()
             body, total = self._counted(message, 0)
             if message.get("more_body", False):
                 parts = [body]
