@@ -103,22 +103,23 @@ class PendingIndex:
             assert part is not None
         else:
             key = (topic, partition)
-            part = self._partitions.get(key)
-            if part is None:
-                part = self._partitions[key] = _Partition()
+            part = self._partition(key)
             self._last_key = key
             self._last = part
         part.serials.append(serial)
         part.done.append(0)
         self._newest += 1
 
-    def add_run(self, topic: str, partition: int, first: int, end: int) -> None:
-        """Records ``first`` to ``end - 1``, all of one partition, journaled in the newest
-        segment (``JournalTail``'s appends, indexed when the store settles it)."""
-        key = (topic, partition)
+    def _partition(self, key: tuple[str, int]) -> _Partition:
         part = self._partitions.get(key)
         if part is None:
             part = self._partitions[key] = _Partition()
+        return part
+
+    def add_run(self, topic: str, partition: int, first: int, end: int) -> None:
+        """Records ``first`` to ``end - 1``, all of one partition, journaled in the newest
+        segment (``JournalTail``'s appends, indexed when the store settles it)."""
+        part = self._partition((topic, partition))
         part.serials.extend(range(first, end))
         part.done.extend(bytes(end - first))
         self._newest += end - first
@@ -133,10 +134,7 @@ class PendingIndex:
 
     def _insert(self, serial: int, topic: str, partition: int, segment: int) -> None:
         self._fold()
-        key = (topic, partition)
-        part = self._partitions.get(key)
-        if part is None:
-            part = self._partitions[key] = _Partition()
+        part = self._partition((topic, partition))
         part.serials.append(serial)
         part.done.append(0)
         self._segment_pending[segment] += 1
