@@ -10,6 +10,8 @@ Once woken it waits ``interval`` (so one fsync covers everything appended meanwh
 "journal" level's bound on unsynced records), unless an asyncio caller waits for the
 sync ("journal_sync" on an event loop), then writes the queued DONE entries, syncs,
 resolves the waiters the sync covered, and reclaims acknowledged segments now and then.
+Then it reads the newest segment's next pages into the page cache
+(``JournalStore.read_ahead``): the appending threads then store into pages that are there.
 A failed sync stops the store (``JournalSyncError``); the waiters get the error and later
 appends raise ``JournalFailedError`` from the store itself.
 """
@@ -140,6 +142,9 @@ class GroupCommit:
             if late:
                 with self._cond:
                     self._waiters[:0] = late
+            if error is None:
+                # After the waiters are answered: their latency does not include it.
+                self.store.read_ahead()
             if error is not None and self.store.failed is None:
                 # Full even with the headroom for DONE entries (or closed under us):
                 # keep them for the next round, a little later.

@@ -70,7 +70,7 @@ from pykaf._producer.journal._format import (
 )
 from pykaf._producer.journal._identities import BatchIdentities
 from pykaf._producer.journal._lock import DirectoryLock
-from pykaf._producer.journal._mapped import MappedSegment, capacity_for
+from pykaf._producer.journal._mapped import READ_STEP, MappedSegment, capacity_for, read_ahead
 from pykaf._producer.journal._pending import PendingIndex
 from pykaf._producer.journal._record_writer import FastAppend, Tail, encode_record_into
 from pykaf._producer.journal._record_writer import JournalTail as _JournalTail
@@ -162,6 +162,8 @@ class JournalStore:
         # waits take the lock again through ``acquire``, which settles the tail.)
         self._idle = threading.Condition(cast("threading.Lock", self._mutex))
         self._in_flight = False  # an fsync runs outside the lock
+        self._ahead_turn = threading.Lock()  # ``read_ahead``: one at a time, with its buffer
+        self._ahead_buffer: bytearray | None = None
         self._lock: DirectoryLock | None = None
         self._names: dict[str, bytes] = {}  # topic -> its UTF-8 name (``_name_of``)
         self._reset()
@@ -504,6 +506,26 @@ class JournalStore:
                     finally:
                         self._in_flight = False
                         self._idle.notify_all()
+
+    def read_ahead(self) -> None:
+        """Read the pages ahead of the newest segment's end into the page cache, so that
+        appends into them do not fault them in holding the GIL (``_mapped``'s module
+        doc). For the journal's own thread, after a sync: the reading runs outside the
+        lock and never raises; a second caller meanwhile returns at once."""
+        if not self._ahead_turn.acquire(blocking=False):
+            return
+        try:
+            with self._mutex:
+                target = self._file
+                if target is None or self._lock is None or self._health.failure is not None:
+                    return
+                plan = target.plan_read_ahead(self._segments[-1].size)
+            if plan is not None:
+                if self._ahead_buffer is None:
+                    self._ahead_buffer = bytearray(READ_STEP)
+                read_ahead(plan, self._ahead_buffer)
+        finally:
+            self._ahead_turn.release()
 
     def _wait_idle(self) -> None:
         # With the lock held: let an fsync in flight settle first (the wait releases it).
