@@ -226,6 +226,13 @@ class AsyncProducer:
         Their reports go to ``on_replayed_delivery`` (or, failures, to ``on_error``)."""
         return {} if self._custody is None else self._custody.recovered()
 
+    def pending(self) -> int:
+        """Records produced and not reported yet (``Producer.pending``), plus those whose
+        ``produce`` still waits for metadata or memory."""
+        custody = self._custody
+        unfed = 0 if custody is None else custody.unfed()
+        return self._accumulator.pending() + unfed + len(self._backlog)
+
     def replay_stats(self) -> ReplayStats:
         """What became of the recovered records so far (``Producer.replay_stats``)."""
         if self._custody is None:

@@ -184,6 +184,14 @@ class Producer:
         Their reports go to ``on_replayed_delivery`` (or, failures, to ``on_error``)."""
         return {} if self._custody is None else self._custody.recovered()
 
+    def pending(self) -> int:
+        """How many records are produced and not reported yet (delivered or failed): in
+        memory, and with a journal also those waiting in it only (recovered after a
+        crash, or past ``buffer_memory``). confluent-kafka's ``len(producer)``; unlike
+        ``flush(0)``, it sends nothing early and waits for nothing."""
+        custody = self._custody
+        return self._accumulator.pending() + (0 if custody is None else custody.unfed())
+
     def replay_stats(self) -> ReplayStats:
         """What became of the recovered records so far: how many the broker accepted as
         the very batches the crashed producer had sent (``proven``: not duplicated), how

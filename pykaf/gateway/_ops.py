@@ -134,9 +134,7 @@ async def _producers(backend: Backend) -> dict[str, Any]:
     for role, client in backend.clients.items():
         if not role.startswith("producer") or client.closed:
             continue
-        # flush(0) waits for nothing (it sends what lingers now, a batch a few ms
-        # early): the producer's own public count of records not yet reported.
-        pending += await client.flush(0)
+        pending += client.pending()
         if role == "producer-journal":
             stats = client.replay_stats()
             replay = {

@@ -89,9 +89,12 @@ def test_journal_accepts_while_every_broker_is_down_and_delivers_all_after(
             p.produce("t", value, partition=i % PARTITIONS, on_delivery=reports.for_value(value))
         assert p.flush(1.0) == count  # nothing can be delivered while every broker is down
         assert inspect_journal(tmp_path).pending_records == count
+        # In memory and, spilling, in the journal only: all counted, none reported.
+        assert p.pending() == count
         assert reports.failed == []
         mock.broker_up(ALL)
         assert p.flush(60) == 0
+        assert p.pending() == 0
     assert reports.failed == []
     assert set(reports.delivered.values()) == {1}  # one report each
     assert len(reports.delivered) == count
