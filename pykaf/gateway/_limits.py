@@ -53,7 +53,7 @@ class LimitSettings:
     #: Largest request head (request line and headers) the server reads (431 past it).
     max_header_bytes: int = 32 * 1024
     #: Seconds a client may take to send a request's head, and an idle new connection to
-    #: start one (408 and closed past it); None: no limit.
+    #: start one (408 and closed past it, within a quarter of it more); None: no limit.
     header_timeout: float | None = 10.0
     #: Requests per second per principal (per client address when anonymous), with
     #: ``burst`` at once after a quiet spell (None: ``max(1, rate)``); 429 past it. None:

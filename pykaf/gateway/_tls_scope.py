@@ -8,8 +8,9 @@
   (``max_incomplete_event_size``), httptools (llhttp) none at all, so a client could
   stream one endless header into memory. Past ``LimitSettings.max_header_bytes``: 431.
 - A slow-head timeout: uvicorn waits forever for a head that arrives a byte at a time
-  (or for a new connection that sends nothing). Past ``LimitSettings.header_timeout``:
-  408, and the connection is closed.
+  (or for a new connection that sends nothing). Past ``LimitSettings.header_timeout``
+  (checked a few times per timeout by one timer per loop, ``_head_clock``): 408, and the
+  connection is closed.
 
 ``uvicorn_options(security, limits)`` gives every ``uvicorn.Config`` keyword the gateway
 needs (the protocol, the head size for h11, TLS); uvicorn is imported only when asked
@@ -25,6 +26,7 @@ import ssl
 from typing import Any, Final, Literal
 
 from pykaf.gateway._auth_certs import rfc4514_name
+from pykaf.gateway._head_clock import HeadClock
 from pykaf.gateway._limits import Limits, LimitSettings
 from pykaf.gateway._security import SecuritySettings
 
@@ -84,23 +86,29 @@ class _Guard:
         self.protocol = protocol
         self.settings = settings
         self.limits = limits
-        self.timer: asyncio.TimerHandle | None = None
+        self.clock: HeadClock | None = None  # the loop's, once a head is timed
+        self.timed = False  # a head is open, its deadline on the clock
         self.head_bytes = 0
         self.refused = False  # answered 408/431: what the client still sends is dropped
         self.linger: asyncio.TimerHandle | None = None
 
     def arm(self) -> None:
         timeout = self.settings.header_timeout
-        if timeout is not None and self.timer is None and not self.refused:
-            self.timer = self.protocol.loop.call_later(timeout, self._slow_head)
+        if timeout is not None and not self.timed and not self.refused:
+            clock = self.clock
+            if clock is None:
+                clock = self.clock = HeadClock.of(self.protocol.loop, timeout)
+            clock.watch(self._slow_head)
+            self.timed = True
 
     def disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.timed:
+            self.timed = False
+            assert self.clock is not None
+            self.clock.unwatch(self._slow_head)
 
     def _slow_head(self) -> None:
-        self.timer = None
+        self.timed = False
         self.refuse(
             408,
             "slow_header",

@@ -1,0 +1,43 @@
+"""``HeadClock``: the slow-head deadlines of one loop, one timer for all of them. A head
+still open past its deadline is expired once (between 1 and 1.25 timeouts); a head
+completed in time never is; the timer stops once nothing is open; one clock per loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pykaf.gateway._head_clock import HeadClock
+
+
+def test_open_heads_expire_once_and_completed_ones_never() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        clock = HeadClock.of(loop, 0.2)
+        assert HeadClock.of(loop, 0.2) is clock
+        expired: list[str] = []
+        slow = lambda: expired.append("slow")  # noqa: E731
+        prompt = lambda: expired.append("prompt")  # noqa: E731
+        started = loop.time()
+        clock.watch(slow)
+        clock.watch(prompt)
+        clock.unwatch(prompt)  # its head completed in time
+        for _ in range(100):  # bounded: 100 x 10 ms
+            if expired:
+                break
+            await asyncio.sleep(0.01)
+        waited = loop.time() - started
+        assert expired == ["slow"]
+        assert 0.2 <= waited <= 0.2 * 1.25 + 0.1  # a scheduling margin on a busy machine
+        assert clock.open == {}
+        await asyncio.sleep(0.15)  # more checks would find nothing: still expired once
+        assert expired == ["slow"]
+        assert clock._timer is None  # nothing open: no timer left running
+
+    asyncio.run(main())
+
+
+def test_each_loop_has_its_own_clock() -> None:
+    async def clock_of_this_loop() -> HeadClock:
+        return HeadClock.of(asyncio.get_running_loop(), 1.0)
+
+    assert asyncio.run(clock_of_this_loop()) is not asyncio.run(clock_of_this_loop())
