@@ -27,7 +27,9 @@ class HeadClock:
     is called for each that passes its deadline, once, and it is forgotten then."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        self.loop = loop
+        # Weak: ``_CLOCKS`` is keyed by the loop, and a value that held its key would keep
+        # every loop (and its clocks) alive for good.
+        self._loop = weakref.ref(loop)
         self.timeout = timeout
         self.period = max(timeout / _CHECKS_PER_TIMEOUT, _SHORTEST_PERIOD)
         self.open: dict[Callable[[], None], float] = {}  # expired callback -> deadline
@@ -44,24 +46,32 @@ class HeadClock:
             clock = clocks[timeout] = cls(loop, timeout)
         return clock
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        assert loop is not None  # called on the loop, which is alive then
+        return loop
+
     def watch(self, expired: Callable[[], None]) -> None:
-        self.open[expired] = self.loop.time() + self.timeout
+        loop = self.loop
+        self.open[expired] = loop.time() + self.timeout
         if self._timer is None:
-            self._timer = self.loop.call_later(self.period, self._check)
+            self._timer = loop.call_later(self.period, self._check)
 
     def unwatch(self, expired: Callable[[], None]) -> None:
         self.open.pop(expired, None)
 
     def _check(self) -> None:
         self._timer = None
-        now = self.loop.time()
+        loop = self.loop
+        now = loop.time()
         late = [expired for expired, deadline in self.open.items() if deadline <= now]
         for expired in late:
             del self.open[expired]
         for expired in late:
             expired()
         if self.open:
-            self._timer = self.loop.call_later(self.period, self._check)
+            self._timer = loop.call_later(self.period, self._check)
 
 
 # Each loop's clocks, by timeout (a server's settings give one), gone with the loop.

@@ -5,8 +5,9 @@ completed in time never is; the timer stops once nothing is open; one clock per 
 from __future__ import annotations
 
 import asyncio
+import gc
 
-from pykaf.gateway._head_clock import HeadClock
+from pykaf.gateway._head_clock import _CLOCKS, HeadClock
 
 
 def test_open_heads_expire_once_and_completed_ones_never() -> None:
@@ -36,8 +37,12 @@ def test_open_heads_expire_once_and_completed_ones_never() -> None:
     asyncio.run(main())
 
 
-def test_each_loop_has_its_own_clock() -> None:
+def test_each_loop_has_its_own_clock_and_a_closed_loop_leaves_none_behind() -> None:
     async def clock_of_this_loop() -> HeadClock:
         return HeadClock.of(asyncio.get_running_loop(), 1.0)
 
-    assert asyncio.run(clock_of_this_loop()) is not asyncio.run(clock_of_this_loop())
+    first = asyncio.run(clock_of_this_loop())
+    assert first is not asyncio.run(clock_of_this_loop())
+    gc.collect()
+    assert first._loop() is None  # a clock does not keep its loop (and itself) alive
+    assert all(clock is not first for clocks in _CLOCKS.values() for clock in clocks.values())
