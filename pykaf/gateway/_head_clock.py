@@ -12,11 +12,14 @@ between 1 and 1.25 times ``header_timeout``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Callable
 from typing import Final
 
 __all__ = ["HeadClock"]
+
+log = logging.getLogger("pykaf.gateway")
 
 _CHECKS_PER_TIMEOUT: Final = 4
 _SHORTEST_PERIOD: Final = 0.01  # seconds: a tiny timeout does not spin the loop
@@ -68,10 +71,13 @@ class HeadClock:
         late = [expired for expired, deadline in self.open.items() if deadline <= now]
         for expired in late:
             del self.open[expired]
-        for expired in late:
-            expired()
         if self.open:
             self._timer = loop.call_later(self.period, self._check)
+        for expired in late:
+            try:
+                expired()
+            except Exception:  # one connection's trouble must not spare the others
+                log.exception("refusing a slow request head failed")
 
 
 # Each loop's clocks, by timeout (a server's settings give one), gone with the loop.

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+
+import pytest
 
 from pykaf.gateway._head_clock import _CLOCKS, HeadClock
 
@@ -46,3 +49,32 @@ def test_each_loop_has_its_own_clock_and_a_closed_loop_leaves_none_behind() -> N
     gc.collect()
     assert first._loop() is None  # a clock does not keep its loop (and itself) alive
     assert all(clock is not first for clocks in _CLOCKS.values() for clock in clocks.values())
+
+
+def test_a_refusal_that_fails_does_not_spare_the_other_slow_heads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        clock = HeadClock.of(loop, 0.05)
+        expired: list[str] = []
+
+        def broken() -> None:
+            raise ConnectionResetError("the transport went away")
+
+        clock.watch(broken)
+        clock.watch(lambda: expired.append("other"))
+        for _ in range(100):  # bounded: 100 x 10 ms
+            if expired:
+                break
+            await asyncio.sleep(0.01)
+        clock.watch(lambda: expired.append("later"))  # the clock still runs after it
+        for _ in range(100):
+            if len(expired) == 2:
+                break
+            await asyncio.sleep(0.01)
+        return expired
+
+    with caplog.at_level(logging.ERROR, logger="pykaf.gateway"):
+        assert asyncio.run(main()) == ["other", "later"]
+    assert "refusing a slow request head failed" in caplog.text
