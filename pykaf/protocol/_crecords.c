@@ -1612,9 +1612,10 @@ tail_append(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
 
 PyDoc_STRVAR(tail_settle_doc,
 "settle() -> tuple[int, int, int, list[tuple[str, int, int, int]]] | None\n\n"
-"Disarm; return None when nothing was written since the last settle, else (pos,\n"
+"Disarm; return None when nothing was written since the last ``applied``, else (pos,\n"
 "next_serial, bytes written, runs): each run a topic, a partition and the serials\n"
-"[first, end) written to it, in order.");
+"[first, end) written to it, in order. The state is kept until ``applied``: a settle\n"
+"whose apply was cut short (a signal handler raising in Python) gets it again.");
 
 static PyObject *
 tail_settle(JournalTail *self, PyObject *Py_UNUSED(ignored))
@@ -1626,15 +1627,20 @@ tail_settle(JournalTail *self, PyObject *Py_UNUSED(ignored))
     if (tail_close_run(self) < 0) {
         return NULL; /* memory: still dirty, the next settle tries again */
     }
-    PyObject *runs = self->runs;
-    PyObject *result = Py_BuildValue("(nKnO)", self->pos, self->next_serial, self->added, runs);
-    if (result == NULL) {
-        return NULL;
-    }
+    return Py_BuildValue("(nKnO)", self->pos, self->next_serial, self->added, self->runs);
+}
+
+PyDoc_STRVAR(tail_applied_doc,
+"applied()\n\n"
+"The store took in what ``settle`` returned: forget it (the tail may be armed again).");
+
+static PyObject *
+tail_applied(JournalTail *self, PyObject *Py_UNUSED(ignored))
+{
     Py_CLEAR(self->runs);
     self->added = 0;
     self->records = 0;
-    return result;
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -1665,14 +1671,15 @@ static PyMethodDef tail_methods[] = {
     {"arm", (PyCFunction)(void (*)(void))tail_arm, METH_FASTCALL, tail_arm_doc},
     {"append", (PyCFunction)(void (*)(void))tail_append, METH_FASTCALL, tail_append_doc},
     {"settle", (PyCFunction)tail_settle, METH_NOARGS, tail_settle_doc},
+    {"applied", (PyCFunction)tail_applied, METH_NOARGS, tail_applied_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef tail_getset[] = {
     {"next_serial", (getter)tail_get_next_serial, NULL,
      "The serial after the last one written (as armed, or since).", NULL},
-    {"added", (getter)tail_get_added, NULL, "Bytes written since the last settle.", NULL},
-    {"records", (getter)tail_get_records, NULL, "Records written since the last settle.", NULL},
+    {"added", (getter)tail_get_added, NULL, "Bytes written since the last applied.", NULL},
+    {"records", (getter)tail_get_records, NULL, "Records written since the last applied.", NULL},
     {"armed", (getter)tail_get_armed, NULL, "Whether append may write.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -64,6 +64,7 @@ class Tail(Protocol):
     append: FastAppend
 
     def settle(self) -> tuple[int, int, int, list[tuple[str, int, int, int]]] | None: ...
+    def applied(self) -> None: ...
 
 
 JournalTail: Callable[[], Tail] | None = getattr(_crecords, "JournalTail", None)

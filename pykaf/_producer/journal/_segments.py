@@ -177,6 +177,7 @@ class JournalStore:
         self._unindexed_from: int | None = None
         self._identities: dict[tuple[str, int], Identity] = {}
         self._next_serial = 0
+        self._tail_indexed = 0  # the tail's runs below this serial are in the index
         self._used = 0
         self._synced_size = 0  # of the newest segment
         self._synced_serial = 0  # records below it are durable
@@ -355,13 +356,26 @@ class JournalStore:
         state = tail.settle()
         if state is None:
             return
-        pos, next_serial, added, runs = state
-        self._segments[-1].size = pos  # armed only on the newest segment, under the lock
-        self._used += added
-        self._next_serial = max(self._next_serial, next_serial)
+        # The tail keeps this state until ``applied()``. A signal handler that raises
+        # anywhere below (Ctrl-C in the producing thread) leaves it there, the next
+        # settle returns it again, and applying it twice changes nothing more: the size
+        # and serial are absolute, and only runs past ``_tail_indexed`` are indexed.
+        # Before, such a Ctrl-C lost it: the segment's size stayed behind what the tail
+        # had written, and the next append overwrote records produce() had accepted.
+        pos, next_serial, _added, runs = state
+        segment = self._segments[-1]  # armed only on the newest segment, under the lock
+        if pos > segment.size:
+            # One statement, no call inside: the two stores are not split by a signal.
+            self._used, segment.size = self._used + pos - segment.size, pos
+        self._next_serial = max(self._next_serial, next_serial)  # absolute: a retry is alike
         add_run = self._index.add_run  # armed only while appends are indexed
         for topic, partition, first, end in runs:
-            add_run(topic, partition, first, end)
+            if end > self._tail_indexed:
+                # Indexed, then noted: cut short between the two, a run is indexed twice
+                # (its segment is kept longer), never missed (reclaimed too early).
+                add_run(topic, partition, first, end)
+                self._tail_indexed = end
+        tail.applied()
 
     def _append_entries(self, entries: Sequence[Entry]) -> int:
         chunks: list[bytes] = []

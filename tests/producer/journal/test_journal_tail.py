@@ -137,6 +137,11 @@ def test_a_tail_is_armed_only_when_settled_and_disarms_past_its_mark() -> None:
     pos, next_serial, added, runs = tail.settle()
     assert (next_serial, added) == (2, pos)
     assert runs == [("t", 0, 0, 2)]
+    # Kept until applied (a store's apply cut short gets it again), and not armable then.
+    assert tail.settle() == (pos, next_serial, added, runs)
+    with pytest.raises(RuntimeError, match="settled"):
+        tail.arm(memoryview(target), 0, 4096, 2, 10_000)
+    tail.applied()
     assert tail.settle() is None
     with pytest.raises(ValueError, match="do not fit"):
         tail.arm(memoryview(target), 0, 4097, 2, 10_000)
