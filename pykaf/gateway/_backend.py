@@ -458,25 +458,6 @@ class Backend:
             headers={"retry-after": str(self.settings.retry_after)},
         )
 
-    def send(
-        self, topic: str, record: ProducerRecord, custody: Custody
-    ) -> asyncio.Future[RecordMetadata]:
-        """One record; the future resolves when Kafka acknowledges it."""
-        producer = self.producer(custody)
-        try:
-            sent = producer.send(
-                topic,
-                record.value,
-                record.key,
-                partition=record.partition,
-                headers=record.headers,
-                timestamp=record.timestamp,
-            )
-        except ProducerClosedError:
-            raise HttpError(503, "the gateway is shutting down") from None
-        count_records(1)
-        return sent
-
     def send_many(
         self, topic: str, records: Sequence[Sequence[Any]], custody: Custody
     ) -> list[asyncio.Future[RecordMetadata] | Exception]:
@@ -508,16 +489,6 @@ class Backend:
         count_records(len(records) - refused)
         return sent
 
-    def _sending(
-        self, topic: str, record: ProducerRecord, custody: Custody
-    ) -> asyncio.Future[RecordMetadata]:
-        # A record the producer refuses at once (a partition the topic does not have, a
-        # full buffer) is that record's outcome, not the whole request's failure.
-        try:
-            return self.send(topic, record, custody)
-        except Exception as exc:
-            return _refused(exc)
-
     async def deliver(
         self, topic: str, records: Sequence[ProducerRecord] | LineBatch, custody: Custody
     ) -> list[Outcome]:
@@ -528,12 +499,18 @@ class Backend:
             return []  # asyncio.wait() refuses an empty set
         await self.prepare(topic, custody)
         bad = dict(await self._bad_partitions(self.producer(custody), topic, records))
-        futures: list[asyncio.Future[RecordMetadata]] = []
-        for index, record in enumerate(records):
-            if index in bad:
-                futures.append(_refused(bad[index]))
-            else:
-                futures.append(self._sending(topic, record, custody))
+        good = [
+            (r.value, r.key, r.partition, r.headers, r.timestamp)
+            for i, r in enumerate(records)
+            if i not in bad
+        ]
+        # A record the producer refuses at once (a full buffer, a closing gateway) is that
+        # record's outcome, not the whole request's failure.
+        sent = iter(self.send_many(topic, good, custody))
+        futures = [
+            _refused(bad[index]) if index in bad else _as_future(next(sent))
+            for index in range(len(records))
+        ]
         if custody == "journal_sync":
             try:
                 await self.producer(custody).fsync()
@@ -577,6 +554,12 @@ class Backend:
 def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _as_future(
+    sent: asyncio.Future[RecordMetadata] | Exception,
+) -> asyncio.Future[RecordMetadata]:
+    return _refused(sent) if isinstance(sent, Exception) else sent
 
 
 def _refused(exc: BaseException) -> asyncio.Future[RecordMetadata]:
