@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pykaf import AsyncAdmin, AsyncProducer, ProducerRecord, RecordMetadata
@@ -224,6 +224,19 @@ class Backend:
                 record.topic,
                 error,
             )
+
+    def orphan(self, topic: str, futures: Iterable[asyncio.Future[RecordMetadata]]) -> None:
+        """Records whose answer is given without their outcome (504: not acknowledged in
+        time; 503: a failed fsync) or that no one waits for any more (the client gone):
+        a failure that comes later is counted and logged like any record failed after
+        its answer (``_failed``), not left as an exception no one retrieves."""
+
+        def settled(future: asyncio.Future[RecordMetadata]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                self._failed(ProducerRecord(topic=topic), future.exception())  # type: ignore[arg-type]
+
+        for future in futures:
+            future.add_done_callback(settled)
 
     def _replayed(self, metadata: RecordMetadata | None, error: BaseException | None) -> None:
         if error is not None:
@@ -515,10 +528,10 @@ class Backend:
             try:
                 await self.producer(custody).fsync()
             except Exception as exc:  # the journal failed: the request is answered as such
-                for future in futures:  # their outcomes are no one's now: not "never retrieved"
-                    future.add_done_callback(_retrieved)
+                self.orphan(topic, futures)
                 raise http_error_for(exc, retry_after=self.settings.retry_after) from None
-        done, _ = await asyncio.wait(futures, timeout=self.settings.ack_timeout)
+        done, late = await asyncio.wait(futures, timeout=self.settings.ack_timeout)
+        self.orphan(topic, late)  # answered 504: still in custody, their end still counts
         outcomes: list[Outcome] = []
         for future in futures:
             if future not in done:
@@ -549,11 +562,6 @@ class Backend:
             headers={"retry-after": str(self.settings.retry_after)},
             extra={"accepted": taken},
         )
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _as_future(

@@ -244,13 +244,25 @@ class _Stream:
         if run.fsync_error is not None:
             return run.fsync_error
         if not future.done():
-            # Not cancelled: the record stays in custody and may still be delivered.
+            # Not cancelled: the record stays in custody and may still be delivered (and
+            # a failure later is counted as one after its answer).
+            self.ctx.backend.orphan(self.topic, (future,))
             return HttpError(
                 504,
                 f"not acknowledged within {self.ack_timeout:g} s"
                 " (it stays in custody and may still be delivered)",
             )
         return None
+
+    def orphan_pending(self) -> None:
+        """The stream ended with records not answered (the client gone, a failure of
+        ours): their outcomes are counted when they come (``Backend.orphan``), and a
+        chunk's fsync no one awaits is retrieved (the journal logs its own failure)."""
+        pending, self.pending = self.pending, deque()
+        self.ctx.backend.orphan(self.topic, (e[0] for e in pending if e[0] is not None))
+        for fsync in {id(e[4].fsync): e[4].fsync for e in pending if e[4].fsync}.values():
+            if isinstance(fsync, asyncio.Future):
+                fsync.add_done_callback(_retrieve)
 
     async def _emit(self, reports: list[str]) -> None:
         send = self.request.send
@@ -276,6 +288,7 @@ async def produce_records(
     finally:
         for task in (reader, writer):
             task.cancel()
+        stream.orphan_pending()
     for task in (reader, writer):
         failure = None if task.cancelled() else task.exception()
         if failure is None:
@@ -287,3 +300,8 @@ async def produce_records(
         # A bug of ours after the 200: the app cannot answer 500 any more.
         log.error("the v3 produce stream to %r failed", topic, exc_info=failure)
         return
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
