@@ -460,27 +460,39 @@ class JournalAccumulator(JournalFeed):
         a crash is the same idempotent batch. A copy into the mapped segment (a killed
         process loses nothing appended); an OS crash before the group fsync may lose it,
         and those records then fall back to at-least-once. Never raises: without its
-        entry a batch is still sent (a crash then re-sends it unproven)."""
-        entries = []
+        entry a batch is still sent (a crash then re-sends it unproven).
+
+        The store's lock-free ``fast_identity`` (C) first; from the first entry it
+        refuses on, the rest go through the locked ``append`` in order (which settles
+        what the fast path wrote first)."""
+        fast = self.store.fast_identity
+        entries: list[Identity] | None = None
+        wrote = False
         for b in batches:
             identity: Any = b.identity
             if identity is None or b.journal_first < 0 or b.pinned is not None:
                 continue  # not idempotent, a split half, or already journaled
             if b.originals is not None:
                 continue  # transform_batch: a replay transforms anew (at-least-once)
-            entries.append(
-                Identity(
-                    b.topic,
-                    b.partition,
-                    identity.producer_id,
-                    identity.epoch,
-                    b.base_sequence,
-                    b.journal_first,
-                    b.journal_last,
-                    len(b.records),
-                )
+            fields = (
+                b.topic,
+                b.partition,
+                identity.producer_id,
+                identity.epoch,
+                b.base_sequence,
+                b.journal_first,
+                b.journal_last,
+                len(b.records),
             )
+            if entries is None:
+                if fast(*fields) >= 0:
+                    wrote = True
+                    continue
+                entries = []
+            entries.append(Identity(*fields))
         if not entries:
+            if wrote:
+                self._identity_trouble = False
             return
         try:
             self.store.append(entries)

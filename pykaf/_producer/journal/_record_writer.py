@@ -17,6 +17,7 @@ from pykaf._producer.journal._format import encode_record_into_python
 
 __all__ = [
     "FastAppend",
+    "FastIdentity",
     "JournalTail",
     "RecordInto",
     "Tail",
@@ -25,6 +26,13 @@ __all__ = [
 ]
 
 FastAppend = Callable[[int, str, int, int, bytes | None, bytes | None], int]
+# (topic, partition, producer_id, epoch, base_sequence, first_serial, last_serial,
+#  record_count) -> where the IDENTITY entry ends, or -1 (nothing written)
+FastIdentity = Callable[[str, int, int, int, int, int, int, int], int]
+# What ``settle`` hands back: (pos, next_serial, bytes written, runs, identities).
+TailRun = tuple[str, int, int, int]
+TailIdentity = tuple[str, int, int, int, int, int, int, int]
+Settled = tuple[int, int, int, list[TailRun] | None, list[TailIdentity] | None]
 RecordInto = Callable[[memoryview, int, int, int, bytes, int, int, bytes | None, bytes | None], int]
 
 
@@ -62,8 +70,10 @@ class Tail(Protocol):
 
     # (serial, topic, partition, timestamp_ms, key, value) -> where the entry ends, or -1
     append: FastAppend
+    # The same for an IDENTITY entry (the sender's, before a Produce request).
+    identity: FastIdentity
 
-    def settle(self) -> tuple[int, int, int, list[tuple[str, int, int, int]]] | None: ...
+    def settle(self) -> Settled | None: ...
     def applied(self) -> None: ...
 
 

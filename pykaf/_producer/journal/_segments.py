@@ -72,7 +72,12 @@ from pykaf._producer.journal._identities import BatchIdentities
 from pykaf._producer.journal._lock import DirectoryLock
 from pykaf._producer.journal._mapped import READ_STEP, MappedSegment, capacity_for, read_ahead
 from pykaf._producer.journal._pending import PendingIndex
-from pykaf._producer.journal._record_writer import FastAppend, Tail, encode_record_into
+from pykaf._producer.journal._record_writer import (
+    FastAppend,
+    FastIdentity,
+    Tail,
+    encode_record_into,
+)
 from pykaf._producer.journal._record_writer import JournalTail as _JournalTail
 from pykaf._producer.journal._recovery import (
     Recovery,
@@ -92,6 +97,19 @@ _NAMES_CACHED: Final = 1024  # encoded topic names kept (``_name_of``)
 
 def _no_fast_append(
     serial: int, topic: str, partition: int, timestamp_ms: int, key: object, value: object
+) -> int:
+    return -1
+
+
+def _no_fast_identity(
+    topic: str,
+    partition: int,
+    producer_id: int,
+    epoch: int,
+    base_sequence: int,
+    first_serial: int,
+    last_serial: int,
+    record_count: int,
 ) -> int:
     return -1
 
@@ -157,6 +175,10 @@ class JournalStore:
         # was written (then call ``try_append_record``). (serial, topic, partition,
         # timestamp_ms, key, value) -> where the entry ends.
         self.fast_append: FastAppend = _no_fast_append if self._tail is None else self._tail.append
+        # The same for an IDENTITY entry: ``append([Identity(...)])`` when it returns -1.
+        self.fast_identity: FastIdentity = (
+            _no_fast_identity if self._tail is None else self._tail.identity
+        )
         self._sync_mutex = threading.Lock()  # one sync at a time; taken before _mutex
         # Notified when an fsync settles. (Condition takes any lock-like object; its
         # waits take the lock again through ``acquire``, which settles the tail.)
@@ -362,19 +384,22 @@ class JournalStore:
         # and serial are absolute, and only runs past ``_tail_indexed`` are indexed.
         # Before, such a Ctrl-C lost it: the segment's size stayed behind what the tail
         # had written, and the next append overwrote records produce() had accepted.
-        pos, next_serial, _added, runs = state
+        pos, next_serial, _added, runs, identities = state
         segment = self._segments[-1]  # armed only on the newest segment, under the lock
         if pos > segment.size:
             # One statement, no call inside: the two stores are not split by a signal.
             self._used, segment.size = self._used + pos - segment.size, pos
         self._next_serial = max(self._next_serial, next_serial)  # absolute: a retry is alike
         add_run = self._index.add_run  # armed only while appends are indexed
-        for topic, partition, first, end in runs:
+        for topic, partition, first, end in runs or ():
             if end > self._tail_indexed:
                 # Indexed, then noted: cut short between the two, a run is indexed twice
                 # (its segment is kept longer), never missed (reclaimed too early).
                 add_run(topic, partition, first, end)
                 self._tail_indexed = end
+        for identity in identities or ():
+            # The newest per partition, as ``_append_entries`` keeps it (alike if repeated).
+            self._identities[identity[0], identity[1]] = Identity(*identity)
         tail.applied()
 
     def _append_entries(self, entries: Sequence[Entry]) -> int:

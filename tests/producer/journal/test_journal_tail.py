@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pykaf._producer.journal import Done, JournalRecord, JournalStore
+from pykaf._producer.journal import Done, Identity, JournalRecord, JournalStore
 from pykaf._producer.journal._record_writer import JournalTail
 
 needs_tail = pytest.mark.skipif(JournalTail is None, reason="the C journal tail is not built")
@@ -134,11 +134,11 @@ def test_a_tail_is_armed_only_when_settled_and_disarms_past_its_mark() -> None:
     assert tail.append(2, "t", 0, 0, None, b"v") == -1
     with pytest.raises(RuntimeError, match="settled"):
         tail.arm(memoryview(target), 0, 4096, 2, 10_000)
-    pos, next_serial, added, runs = tail.settle()
-    assert (next_serial, added) == (2, pos)
+    pos, next_serial, added, runs, identities = tail.settle()
+    assert (next_serial, added, identities) == (2, pos, None)
     assert runs == [("t", 0, 0, 2)]
     # Kept until applied (a store's apply cut short gets it again), and not armable then.
-    assert tail.settle() == (pos, next_serial, added, runs)
+    assert tail.settle() == (pos, next_serial, added, runs, None)
     with pytest.raises(RuntimeError, match="settled"):
         tail.arm(memoryview(target), 0, 4096, 2, 10_000)
     tail.applied()
@@ -210,6 +210,107 @@ def test_a_writer_and_a_committer_together_lose_and_tear_nothing(tmp_path: Path)
     survivors = _reopened(directory, 16 * 1024)
     assert survivors == records[done_below:]  # intact, in order, none lost
     assert len(survivors) == pending
+
+
+def _identity_of(record: JournalRecord) -> Identity:
+    # As the sender journals one before a Produce request: a batch's id, epoch, sequence.
+    return Identity(
+        record.topic,
+        record.partition,
+        4_000 + record.serial,
+        3,
+        record.serial,
+        0,
+        record.serial,
+        record.serial + 1,
+    )
+
+
+@needs_tail
+def test_identities_through_the_tail_write_what_the_locked_path_writes(tmp_path: Path) -> None:
+    records = _records(300)
+    ways = []
+    for name, fast in (("locked", False), ("tail", True)):
+        store = JournalStore(tmp_path / name, max_bytes=1 << 22, segment_bytes=64 * 1024)
+        store.open()
+        for record in records:
+            if fast:
+                _append(store, record)
+            else:
+                store.append([record])
+            if record.serial % 5 == 4:
+                identity = _identity_of(record)
+                if fast and store.fast_identity(*identity) >= 0:
+                    ways.append("tail")
+                else:
+                    store.append([identity])
+        # The lock settles what the tail wrote: the newest identity of each partition.
+        identities = store.identities()
+        assert identities == {
+            (r.topic, r.partition): _identity_of(r) for r in records if r.serial % 5 == 4
+        }
+        store.close()
+    assert len(ways) > 30  # the tail took most of the 60
+    assert _files(tmp_path / "tail") == _files(tmp_path / "locked")
+    reopened = JournalStore(tmp_path / "tail", max_bytes=1 << 22, segment_bytes=64 * 1024)
+    assert reopened.open().identities == identities
+    reopened.close()
+
+
+@needs_tail
+def test_the_tail_refuses_identities_the_locked_path_must_do(store: JournalStore) -> None:
+    good = ("t", 0, 7, 1, 0, 0, 0, 1)
+    assert store.fast_identity(*good) == -1  # not armed yet
+    store.append_record(0, "t", 0, 0, None, b"v", None)
+    store.append_record(1, "t", 0, 0, None, b"v", None)  # arms the tail
+    refused: list[tuple[object, ...]] = [
+        ("t", -1, 7, 1, 0, 0, 0, 1),  # a partition out of range
+        ("t", 2**31, 7, 1, 0, 0, 0, 1),
+        ("t", 0, 2**63, 1, 0, 0, 0, 1),  # a producer id past int64
+        ("t", 0, 7, 2**15, 0, 0, 0, 1),  # an epoch past int16
+        ("t", 0, 7, 1, 2**31, 0, 0, 1),  # a sequence past int32
+        ("t", 0, 7, 1, 0, -1, 0, 1),  # a serial below zero
+        ("t", 0, 7, 1, 0, 0, 2**64, 1),
+        ("t", 0, 7, 1, 0, 0, 0, 2**32),  # a count past uint32
+        ("t", 0, 7, 1, 0, 0, 0, True),  # not an int
+        (b"t", 0, 7, 1, 0, 0, 0, 1),
+        ("\udcff", 0, 7, 1, 0, 0, 0, 1),  # not UTF-8
+        ("t" * 4096, 0, 7, 1, 0, 0, 0, 1),  # past the segment: a roll is the lock's
+    ]
+    before = store.used_bytes
+    for args in refused:
+        assert store.fast_identity(*args) == -1, args  # type: ignore[arg-type]
+    assert store.used_bytes == before
+    assert store.fast_identity(*good) > 0
+    assert store.used_bytes > before
+    assert store.identities() == {("t", 0): Identity(*good)}
+
+
+@needs_tail
+def test_a_tail_that_wrote_identities_only_settles_them() -> None:
+    tail = JournalTail()
+    target = bytearray(4096)
+    tail.arm(memoryview(target), 0, 4096, 5, 60)
+    first = tail.identity("t", 1, 7, 0, 10, 2, 4, 3)
+    assert first == 8 + 41 + 1  # prefix, fixed fields, topic
+    assert tail.records == 0
+    assert tail.added == first
+    with pytest.raises(RuntimeError, match="settled"):
+        tail.arm(memoryview(target), first, 4096, 5, 10_000)
+    end = tail.identity("u", 0, 8, 0, 0, 5, 5, 1)
+    assert end == 2 * first
+    assert not tail.armed  # past drop_at, as for a record
+    assert tail.identity("u", 0, 8, 0, 1, 6, 6, 1) == -1
+    assert tail.settle() == (
+        end,
+        5,
+        end,
+        None,
+        [("t", 1, 7, 0, 10, 2, 4, 3), ("u", 0, 8, 0, 0, 5, 5, 1)],
+    )
+    tail.applied()
+    assert tail.settle() is None
+    tail.arm(memoryview(target), end, 4096, 5, 10_000)  # settled: armable again
 
 
 def test_without_the_extension_the_store_takes_the_locked_path(store: JournalStore) -> None:

@@ -1,0 +1,97 @@
+"""``JournalAccumulator.journal_identities``: the sender's IDENTITY entries go through the
+store's lock-free ``fast_identity`` (C) while it takes them; from the first it refuses on,
+every later one goes through the locked ``append``, in order, so an entry never lands
+before one that was meant to precede it. A refused locked append is logged once per
+episode and never raises into the sender."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pykaf._errors import JournalError
+from pykaf._producer._journaled import JournalAccumulator
+from pykaf._producer.journal import Identity
+
+
+class _Store:
+    def __init__(self, fast_takes: int, fail: bool = False) -> None:
+        self.fast_takes = fast_takes  # how many fast calls succeed before it refuses
+        self.fail = fail
+        self.fast: list[tuple[Any, ...]] = []
+        self.locked: list[list[Identity]] = []
+        self.directory = "/nowhere"
+        self.failed = None
+
+    def fast_identity(self, *fields: Any) -> int:
+        if len(self.fast) >= self.fast_takes:
+            return -1
+        self.fast.append(fields)
+        return 100
+
+    def append(self, entries: list[Identity]) -> int:
+        if self.fail:
+            raise JournalError("the disk is gone")
+        self.locked.append(list(entries))
+        return 100
+
+
+def _batch(partition: int, *, identity: bool = True) -> Any:
+    return SimpleNamespace(
+        identity=SimpleNamespace(producer_id=9, epoch=2) if identity else None,
+        journal_first=partition * 10,
+        journal_last=partition * 10 + 4,
+        pinned=None,
+        originals=None,
+        topic="t",
+        partition=partition,
+        base_sequence=partition * 5,
+        records=[None] * 5,
+    )
+
+
+def _fields(partition: int) -> tuple[Any, ...]:
+    return ("t", partition, 9, 2, partition * 5, partition * 10, partition * 10 + 4, 5)
+
+
+def _journal(store: _Store, batches: list[Any], trouble: bool = False) -> Any:
+    owner = SimpleNamespace(store=store, _identity_trouble=trouble)
+    JournalAccumulator.journal_identities(owner, batches)  # type: ignore[arg-type]
+    return owner
+
+
+def test_all_through_the_fast_path_when_it_takes_them() -> None:
+    store = _Store(fast_takes=10)
+    owner = _journal(store, [_batch(0), _batch(1, identity=False), _batch(2)], trouble=True)
+    assert store.fast == [_fields(0), _fields(2)]
+    assert store.locked == []
+    assert owner._identity_trouble is False  # written again: a new episode may be logged
+
+
+def test_from_the_first_refusal_on_the_rest_go_locked_in_order() -> None:
+    # The second is refused; the third would fit the fast path but must not pass it.
+    store = _Store(fast_takes=1)
+    _journal(store, [_batch(0), _batch(1), _batch(2)])
+    assert store.fast == [_fields(0)]
+    assert store.locked == [[Identity(*_fields(1)), Identity(*_fields(2))]]
+
+
+def test_a_failing_locked_append_is_logged_once_and_never_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _Store(fast_takes=0, fail=True)
+    with caplog.at_level(logging.WARNING, logger="pykaf.producer.journal"):
+        owner = _journal(store, [_batch(0)])
+        assert owner._identity_trouble is True
+        JournalAccumulator.journal_identities(owner, [_batch(1)])  # type: ignore[arg-type]
+    assert [r.getMessage().count("cannot be journaled") for r in caplog.records] == [1]
+
+
+def test_nothing_to_journal_keeps_the_episode_open() -> None:
+    store = _Store(fast_takes=10)
+    owner = _journal(store, [_batch(0, identity=False)], trouble=True)
+    assert store.fast == []
+    assert owner._identity_trouble is True
