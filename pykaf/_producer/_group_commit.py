@@ -13,7 +13,9 @@ resolves the waiters the sync covered, and reclaims acknowledged segments now an
 Then it reads the newest segment's next pages into the page cache
 (``JournalStore.read_ahead``): the appending threads then store into pages that are there.
 A failed sync stops the store (``JournalSyncError``); the waiters get the error and later
-appends raise ``JournalFailedError`` from the store itself.
+appends raise ``JournalFailedError`` from the store itself. Anything else a round raises
+is a bug: logged at ERROR with its traceback, once per episode, and the round's work is
+tried again shortly; the thread does not end with it (``_unexpected``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = ["GroupCommit"]
 log = logging.getLogger("pykaf.producer.journal")
 
 _RECLAIM_EVERY: Final = 0.5  # seconds between reclaims (each one syncs and scans)
+_RETRY_AFTER: Final = 0.05  # seconds before a round that raised unexpectedly is tried again
 
 
 class _StoreClosed(Exception):
@@ -56,6 +59,7 @@ class GroupCommit:
         self.interval = interval
         self.idle = False  # read without the lock by appenders (see the module doc)
         self.failure: JournalError | None = None
+        self._trouble = False  # an unexpected error was logged, and no round succeeded since
         self._cond = threading.Condition()
         self._dones: list[Done] = []
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -128,35 +132,83 @@ class GroupCommit:
                 dones, self._dones = self._dones, []
                 waiters, self._waiters = self._waiters, []
             try:
-                error = self._commit(dones)
+                if not self._round(dones, waiters):
+                    return
             except _StoreClosed:
                 return
-            synced = self.store.synced_serial
-            late = []
-            for serial, loop, future in waiters:
-                if error is None and serial >= synced:
-                    late.append((serial, loop, future))  # appended after the ticket
-                    continue
-                with contextlib.suppress(RuntimeError):  # its loop is closed
-                    loop.call_soon_threadsafe(_resolve, future, error)
-            if late:
-                with self._cond:
-                    self._waiters[:0] = late
-            if error is None:
-                # After the waiters are answered: their latency does not include it.
-                self.store.read_ahead()
-            if error is not None and self.store.failed is None:
-                # Full even with the headroom for DONE entries (or closed under us):
-                # keep them for the next round, a little later.
-                with self._cond:
-                    self._dones[:0] = dones
-                    self._cond.wait(max(self.interval, 0.01))
-            elif error is not None:
-                self._fail_waiters(error)
-                return
+            except Exception as exc:  # a bug in a step: custody must not end with it
+                self._unexpected(exc, dones, waiters)
+            else:
+                self._trouble = False
         with contextlib.suppress(_StoreClosed):
-            self._commit([])
-            self._reclaim(force=True)
+            try:
+                self._commit([])
+                self._reclaim(force=True)
+            except Exception:
+                log.exception(
+                    "journal %s: the last sync before closing failed", self.store.directory
+                )
+
+    def _round(
+        self,
+        dones: list[Done],
+        waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]],
+    ) -> bool:
+        """Write ``dones``, sync, answer ``waiters`` the sync covered, read ahead; False
+        once the store has stopped (the thread ends)."""
+        error = self._commit(dones)
+        synced = self.store.synced_serial
+        late = []
+        for serial, loop, future in waiters:
+            if error is None and serial >= synced:
+                late.append((serial, loop, future))  # appended after the ticket
+                continue
+            with contextlib.suppress(RuntimeError):  # its loop is closed
+                loop.call_soon_threadsafe(_resolve, future, error)
+        if late:
+            with self._cond:
+                self._waiters[:0] = late
+        if error is None:
+            # After the waiters are answered: their latency does not include it.
+            self.store.read_ahead()
+        if error is not None and self.store.failed is None:
+            # Full even with the headroom for DONE entries (or closed under us):
+            # keep them for the next round, a little later.
+            with self._cond:
+                self._dones[:0] = dones
+                self._cond.wait(max(self.interval, 0.01))
+        elif error is not None:
+            self._fail_waiters(error)
+            return False
+        return True
+
+    def _unexpected(
+        self,
+        exc: Exception,
+        dones: list[Done],
+        waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]],
+    ) -> None:
+        """A round raised what no step should (a bug): logged at ERROR with its traceback
+        once per episode (until a round succeeds), and the round's work put back for the
+        next one, a little later. Before, the thread ended: "journal_sync" callers on a
+        loop waited forever, and nothing was fsynced, marked done or reclaimed again.
+        Putting back is safe: a DONE entry written twice changes nothing more, and a
+        waiter answered already is not answered again (``_resolve``)."""
+        if not self._trouble:
+            self._trouble = True
+            log.error(
+                "journal %s: the journal's thread hit an unexpected error (%s); it goes on,"
+                " retrying every %gs",
+                self.store.directory,
+                exc,
+                _RETRY_AFTER,
+                exc_info=exc,
+            )
+        with self._cond:
+            self._dones[:0] = dones
+            self._waiters[:0] = waiters
+            if not self._stopping:
+                self._cond.wait(_RETRY_AFTER)
 
     def _commit(self, dones: list[Done]) -> JournalError | None:
         store = self.store

@@ -496,18 +496,27 @@ class JournalAccumulator(JournalFeed):
             return
         try:
             self.store.append(entries)
-        except (JournalError, RuntimeError) as exc:  # RuntimeError: closed under a last send
+        except Exception as exc:  # never into the sender: its batches go without them
             if not self._identity_trouble:
                 self._identity_trouble = True
                 # A stopped store was already said at WARNING, with its cause, once for
-                # its episode: this consequence of it is not a second alarm.
+                # its episode: this consequence of it is not a second alarm. What is not
+                # a journal's error (RuntimeError: closed under a last send) is a bug: at
+                # ERROR, with its traceback.
+                expected = isinstance(exc, JournalError | RuntimeError)
+                level = logging.WARNING
+                if not expected:
+                    level = logging.ERROR
+                elif self.store.failed is not None:
+                    level = logging.INFO
                 log.log(
-                    logging.INFO if self.store.failed is not None else logging.WARNING,
+                    level,
                     "journal %s: the identities of batches being sent cannot be journaled"
                     " (%s): after a crash they would be sent again unproven (duplicates"
                     " possible) instead of deduplicated by the broker",
                     self.store.directory,
                     exc,
+                    exc_info=None if expected else exc,
                 )
             return
         self._identity_trouble = False
