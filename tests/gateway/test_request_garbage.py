@@ -31,7 +31,7 @@ def saved_garbage() -> Iterator[list[Any]]:
         gc.garbage.clear()
 
 
-def _scope(path: str, query: bytes = b"") -> dict[str, Any]:
+def _scope(path: str, query: bytes = b"", body: bytes = b"v") -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -42,37 +42,47 @@ def _scope(path: str, query: bytes = b"") -> dict[str, Any]:
         "raw_path": path.encode(),
         "query_string": query,
         "root_path": "",
-        "headers": [(b"host", b"gateway"), (b"content-length", b"1")],
+        "headers": [
+            (b"host", b"gateway"),
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json" if body.startswith(b"{") else b"text/plain"),
+        ],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 80),
     }
 
 
+_V3_RECORD = b'{"value": {"type": "STRING", "data": "v"}}'
+
+
 @pytest.mark.parametrize(
-    ("path", "query", "status"),
+    ("path", "query", "body", "status"),
     [
-        ("/async/events", b"custody=memory", 202),
-        ("/async/events", b"custody=journal", 202),
-        ("/sync/events", b"", 200),
-        ("/batch/async/events", b"", 202),
-        ("/async/bad%20topic", b"", 400),  # an error answer
-        ("/nowhere", b"", 404),
+        ("/async/events", b"custody=memory", b"v", 202),
+        ("/async/events", b"custody=journal", b"v", 202),
+        ("/sync/events", b"", b"v", 200),
+        ("/batch/async/events", b"", b"v\nw\n", 202),
+        ("/async/bad%20topic", b"", b"v", 400),  # an error answer
+        ("/nowhere", b"", b"v", 404),
+        ("/v3/clusters/{cid}/topics/events/records", b"", _V3_RECORD, 200),
+        ("/v3/clusters/{cid}/topics/events/records", b"", _V3_RECORD * 2, 200),  # a stream
     ],
 )
 async def test_a_request_leaves_no_cycle(
-    app: Gateway, saved_garbage: list[Any], path: str, query: bytes, status: int
+    app: Gateway, saved_garbage: list[Any], path: str, query: bytes, body: bytes, status: int
 ) -> None:
+    path = path.format(cid=await app.backend.cluster_id())
     statuses = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"v", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
     for _ in range(20):
-        await app(_scope(path, query), receive, send)
+        await app(_scope(path, query, body), receive, send)
     assert statuses == [status] * 20
     gc.collect()
     cyclic = [o for o in saved_garbage if isinstance(o, Request | Exchange)]
