@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +84,7 @@ _KAFKA_HTTP = "x-kafka-"
 _QUERY_FIELDS = frozenset({"key", "partition", "timestamp"})
 
 
-def _names_record_fields(query: dict[str, str], http: dict[str, str]) -> bool:
+def _names_record_fields(query: Mapping[str, str], http: dict[str, str]) -> bool:
     """Whether the query or the HTTP headers name a key, partition, timestamp or record
     header (one look at the names: most requests name none)."""
     for name in query:
