@@ -155,7 +155,9 @@ class GroupCommit:
         waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]],
     ) -> bool:
         """Write ``dones``, sync, answer ``waiters`` the sync covered, read ahead; False
-        once the store has stopped (the thread ends)."""
+        once the store has stopped (the thread ends). Each list is emptied as its work
+        is done: what is left in them when a step raises is what ``_unexpected`` puts
+        back for the next round."""
         error = self._commit(dones)
         synced = self.store.synced_serial
         late = []
@@ -165,6 +167,7 @@ class GroupCommit:
                 continue
             with contextlib.suppress(RuntimeError):  # its loop is closed
                 loop.call_soon_threadsafe(_resolve, future, error)
+        waiters.clear()
         if late:
             with self._cond:
                 self._waiters[:0] = late
@@ -176,6 +179,7 @@ class GroupCommit:
             # keep them for the next round, a little later.
             with self._cond:
                 self._dones[:0] = dones
+                dones.clear()
                 self._cond.wait(max(self.interval, 0.01))
         elif error is not None:
             self._fail_waiters(error)
@@ -192,8 +196,9 @@ class GroupCommit:
         once per episode (until a round succeeds), and the round's work put back for the
         next one, a little later. Before, the thread ended: "journal_sync" callers on a
         loop waited forever, and nothing was fsynced, marked done or reclaimed again.
-        Putting back is safe: a DONE entry written twice changes nothing more, and a
-        waiter answered already is not answered again (``_resolve``)."""
+        Only what the round had not done yet is put back (``_round`` empties its lists as
+        it goes); were more put back, a DONE entry written twice would change nothing
+        more, and a waiter answered already is not answered again (``_resolve``)."""
         if not self._trouble:
             self._trouble = True
             log.error(
@@ -215,6 +220,7 @@ class GroupCommit:
         try:
             if dones:
                 store.append(dones)
+                dones.clear()  # written: a step that fails later must not write them again
             store.sync()
         except RuntimeError as exc:  # closed under us (a close that gave up waiting)
             raise _StoreClosed from exc

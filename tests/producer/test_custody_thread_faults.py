@@ -18,6 +18,7 @@ import pytest
 from _custody_support import FAST, one_broker
 
 from pykaf._producer._async_producer import AsyncProducer
+from pykaf._producer.journal import Done
 from pykaf.broker import BlockingCluster
 
 
@@ -81,8 +82,14 @@ def test_journal_sync_goes_on_after_an_unexpected_error_in_the_journal_thread(
     async def body(producer: AsyncProducer, store: Any) -> None:
         bug = _Bug(getattr(store, step), times=None if step == "reclaim" else 1)
         setattr(store, step, bug)
-        for i in range(20):  # "journal_sync": each returns after the fsync covering it
+        # "journal_sync": each returns after the fsync covering it. Reclaim runs every
+        # half second: produce until the bug has struck, and a few more after it.
+        after = 0
+        for i in range(2000):  # bounded (about 3 ms each, and 50 ms after a strike)
             await asyncio.wait_for(producer.produce("t", b"%d" % i), 10)
+            after += bug.raised > 0
+            if after >= 20:
+                break
         assert bug.raised >= 1
         assert store.synced_serial >= store.next_serial  # every record fsynced
         setattr(store, step, bug.real)
@@ -129,5 +136,40 @@ def test_an_unexpected_error_journaling_identities_never_stops_the_sender(
         assert all(f.done() and f.exception() is None for f in sent)
         assert bug.raised >= 1
         store.append = bug.real
+
+    assert _errors_with(cluster, tmp_path, caplog, "journal", body) == 1
+
+
+def test_work_done_before_an_unexpected_error_is_not_done_again(
+    cluster: BlockingCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A step after the DONE entries were written fails every round (read-ahead): the
+    # rounds go on, and each DONE entry is written once, not once per retry.
+    async def body(producer: AsyncProducer, store: Any) -> None:
+        written: list[Any] = []
+        real_append = store.append
+
+        def append(entries: Any) -> int:
+            written.extend(e for e in entries if isinstance(e, Done))
+            return int(real_append(entries))
+
+        store.append = append
+        bug = _Bug(store.read_ahead, times=None)
+        store.read_ahead = bug
+        for i in range(200):  # bounded: until a few rounds have failed after their DONEs
+            await producer.send("t", b"%d" % i)
+            assert await producer.flush(30) == 0
+            if bug.raised >= 3:
+                break
+            await asyncio.sleep(0.02)
+        for _ in range(300):  # bounded: the thread writes the last DONE entries soon
+            if store.pending_records == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert bug.raised >= 3
+        assert store.pending_records == 0
+        assert written
+        assert len(written) == len(set(written))  # none twice
+        store.read_ahead = bug.real
 
     assert _errors_with(cluster, tmp_path, caplog, "journal", body) == 1
