@@ -73,16 +73,17 @@ _QUERIES_KEPT = 256
 
 
 def _parse_query(raw: bytes) -> Mapping[str, str]:
-    if not raw:
-        return {}
+    """Read-only (shared by the requests that send ``raw``: a handler that wrote to it
+    would change the next request's query)."""
     if b"%" in raw or b"+" in raw:
-        return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
-    query: dict[str, str] = {}  # nothing escaped: split, without urllib's work
-    for part in raw.decode("latin-1").split("&"):
-        if part:
-            name, _, value = part.partition("=")
-            query[name] = value
-    return query
+        query = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+    else:
+        query = {}  # nothing escaped: split, without urllib's work
+        for part in raw.decode("latin-1").split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                query[name] = value
+    return types.MappingProxyType(query)
 
 
 _COROUTINE = types.CoroutineType

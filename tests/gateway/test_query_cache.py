@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from pykaf.gateway import _asgi
 from pykaf.gateway._asgi import Request
 
@@ -35,3 +37,10 @@ def test_the_cache_stays_bounded() -> None:
     for i in range(3 * _asgi._QUERIES_KEPT):
         assert _request(b"n=%d" % i).query == {"n": str(i)}
     assert len(_asgi._QUERIES) <= _asgi._QUERIES_KEPT
+
+
+def test_a_shared_query_cannot_be_changed() -> None:
+    query = _request(b"custody=memory").query
+    with pytest.raises(TypeError):
+        query["custody"] = "journal"  # type: ignore[index]
+    assert _request(b"custody=memory").query == {"custody": "memory"}
