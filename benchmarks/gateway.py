@@ -440,7 +440,7 @@ def bodies(work: Path, args: argparse.Namespace) -> None:
     args.v3_body.write_text("".join(json.dumps(record) + "\n" for _ in range(args.batch)))
 
 
-def paired_async(binary: Path, args: argparse.Namespace) -> list[float]:
+def paired_async(binary: Path, work: Path, args: argparse.Namespace) -> list[float]:
     """``--pairs``: the do-nothing endpoint and ``/async`` in turns, both servers up, each
     pair's rows a few seconds apart: a machine shared with other work slows both rows of a
     pair alike, where rows run once, minutes apart, can see different machines. Returns
@@ -448,9 +448,10 @@ def paired_async(binary: Path, args: argparse.Namespace) -> list[float]:
     paired = Rows()
     ratios = []
     bootstrap = args.mock.bootstrap
+    journal = str(work / "journal-pairs") if args.custody != "memory" else None
     with (
         server("nothing", bootstrap, None) as (nothing_base, nothing_pid),
-        server("gateway", bootstrap, None) as (gateway_base, gateway_pid),
+        server("gateway", bootstrap, journal) as (gateway_base, gateway_pid),
     ):
         for i in range(args.pairs):
             http_row(paired, f"do-nothing #{i + 1}", binary, f"{nothing_base}/", nothing_pid,
@@ -565,7 +566,7 @@ def main() -> int:
             gateway_rows(rows, binary, work, args)
             direct_row(rows, "direct produce()", "single", mock.bootstrap, args)
             direct_row(rows, "direct produce_batch", "batch", mock.bootstrap, args)
-            pairs = paired_async(binary, args) if args.pairs > 0 else []
+            pairs = paired_async(binary, work, args) if args.pairs > 0 else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_average = os.getloadavg()[0]
