@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -55,21 +56,54 @@ def _reopened(directory: Path, segment_bytes: int) -> list[JournalRecord]:
         store.close()
 
 
-@needs_tail
-def test_the_tail_writes_the_same_files_as_the_locked_path(tmp_path: Path) -> None:
-    records = _records(400)
-    ways = []
+def _identity_of(record: JournalRecord) -> Identity:
+    # As the sender journals one before a Produce request: a batch's id, epoch, sequence.
+    return Identity(
+        record.topic,
+        record.partition,
+        4_000 + record.serial,
+        3,
+        record.serial,
+        0,
+        record.serial,
+        record.serial + 1,
+    )
+
+
+def _write_both_ways(
+    tmp_path: Path, records: list[JournalRecord], *, identity_every: int = 0
+) -> tuple[Counter[str], dict[str, dict[tuple[str, int], Identity]]]:
+    """``records`` (and, with ``identity_every``, an identity after every that many) into
+    ``tmp_path / "locked"`` through the locked path and into ``tmp_path / "tail"`` the
+    producer's way (lock-free first). Returns the ways the tail side took ("tail",
+    "locked", "identity tail") and each side's identities before it closed."""
+    ways: Counter[str] = Counter()
+    identities = {}
     for name, fast in (("locked", False), ("tail", True)):
         store = JournalStore(tmp_path / name, max_bytes=1 << 22, segment_bytes=64 * 1024)
         store.open()
         for record in records:
             if fast:
-                ways.append(_append(store, record))
+                ways[_append(store, record)] += 1
             else:
                 store.append([record])
+            if identity_every and record.serial % identity_every == identity_every - 1:
+                identity = _identity_of(record)
+                if fast and store.fast_identity(*identity) >= 0:
+                    ways["identity tail"] += 1
+                else:
+                    store.append([identity])
         assert store.next_serial == len(records)
+        identities[name] = store.identities()  # the lock settles what the tail wrote
         store.close()
-    assert ways.count("tail") > len(records) // 2  # the tail took most of them
+    return ways, identities
+
+
+@needs_tail
+def test_the_tail_writes_the_same_files_as_the_locked_path(tmp_path: Path) -> None:
+    records = _records(400)
+    ways, _ = _write_both_ways(tmp_path, records)
+    assert ways["tail"] > len(records) // 2  # the tail took most of them
     assert _files(tmp_path / "tail") == _files(tmp_path / "locked")
     assert _reopened(tmp_path / "tail", 64 * 1024) == records
 
@@ -212,48 +246,17 @@ def test_a_writer_and_a_committer_together_lose_and_tear_nothing(tmp_path: Path)
     assert len(survivors) == pending
 
 
-def _identity_of(record: JournalRecord) -> Identity:
-    # As the sender journals one before a Produce request: a batch's id, epoch, sequence.
-    return Identity(
-        record.topic,
-        record.partition,
-        4_000 + record.serial,
-        3,
-        record.serial,
-        0,
-        record.serial,
-        record.serial + 1,
-    )
-
-
 @needs_tail
 def test_identities_through_the_tail_write_what_the_locked_path_writes(tmp_path: Path) -> None:
     records = _records(300)
-    ways = []
-    for name, fast in (("locked", False), ("tail", True)):
-        store = JournalStore(tmp_path / name, max_bytes=1 << 22, segment_bytes=64 * 1024)
-        store.open()
-        for record in records:
-            if fast:
-                _append(store, record)
-            else:
-                store.append([record])
-            if record.serial % 5 == 4:
-                identity = _identity_of(record)
-                if fast and store.fast_identity(*identity) >= 0:
-                    ways.append("tail")
-                else:
-                    store.append([identity])
-        # The lock settles what the tail wrote: the newest identity of each partition.
-        identities = store.identities()
-        assert identities == {
-            (r.topic, r.partition): _identity_of(r) for r in records if r.serial % 5 == 4
-        }
-        store.close()
-    assert len(ways) > 30  # the tail took most of the 60
+    ways, identities = _write_both_ways(tmp_path, records, identity_every=5)
+    # The newest identity of each partition, on both sides.
+    expected = {(r.topic, r.partition): _identity_of(r) for r in records if r.serial % 5 == 4}
+    assert identities == {"locked": expected, "tail": expected}
+    assert ways["identity tail"] > 30  # the tail took most of the 60
     assert _files(tmp_path / "tail") == _files(tmp_path / "locked")
     reopened = JournalStore(tmp_path / "tail", max_bytes=1 << 22, segment_bytes=64 * 1024)
-    assert reopened.open().identities == identities
+    assert reopened.open().identities == expected
     reopened.close()
 
 
