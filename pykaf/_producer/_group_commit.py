@@ -138,6 +138,11 @@ class GroupCommit:
                 return
             except Exception as exc:  # a bug in a step: custody must not end with it
                 self._unexpected(exc, dones, waiters)
+                if self._stopping:
+                    # Closing: no retry for good. What the close leaves is for the next
+                    # producer on the journal; the waiters get the error, not a hang.
+                    self._fail_waiters(JournalError(f"the journal could not be synced: {exc}"))
+                    break
             else:
                 self._trouble = False
         with contextlib.suppress(_StoreClosed):
@@ -212,7 +217,7 @@ class GroupCommit:
         with self._cond:
             self._dones[:0] = dones
             self._waiters[:0] = waiters
-            if not self._stopping:
+            if not self._stopping:  # (closing: ``_run`` stops retrying)
                 self._cond.wait(_RETRY_AFTER)
 
     def _commit(self, dones: list[Done]) -> JournalError | None:

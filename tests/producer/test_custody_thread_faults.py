@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from _custody_support import FAST, one_broker
 
+from pykaf._errors import JournalError
 from pykaf._producer._async_producer import AsyncProducer
 from pykaf._producer.journal import Done
 from pykaf.broker import BlockingCluster
@@ -173,3 +174,36 @@ def test_work_done_before_an_unexpected_error_is_not_done_again(
         store.read_ahead = bug.real
 
     assert _errors_with(cluster, tmp_path, caplog, "journal", body) == 1
+
+
+def test_a_close_under_a_persistent_error_ends_the_thread_and_answers_its_waiters(
+    cluster: BlockingCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every sync raises (a bug): a "journal_sync" caller waits; the producer closes. The
+    # journal's thread must end (not retry without pause for good) and the caller get
+    # an error instead of waiting forever.
+    async def main() -> None:
+        producer = AsyncProducer(
+            cluster.bootstrap, custody="journal_sync", journal_dir=tmp_path, **FAST
+        )
+        await producer.send("t", b"warm")
+        store = producer._accumulator.store
+        assert producer._custody is not None
+        thread = producer._custody.commit._thread
+        bug = _Bug(store.sync, times=None, thread="pykaf-journal")
+        store.sync = bug
+        waiting = asyncio.ensure_future(producer.produce("t", b"never synced"))
+        for _ in range(200):  # bounded: the bug strikes within a round or two
+            if bug.raised:
+                break
+            await asyncio.sleep(0.01)
+        assert bug.raised
+        assert not waiting.done()
+        await producer.close(2)
+        thread.join(10)
+        assert not thread.is_alive()
+        with pytest.raises(JournalError, match="a bug in a journal step"):
+            await asyncio.wait_for(waiting, 10)
+
+    with caplog.at_level(logging.ERROR, logger="pykaf.producer.journal"):
+        asyncio.run(main())
