@@ -1420,10 +1420,35 @@ done:
  * not fit, a field of another type or out of range) returns -1 with nothing written: the
  * store's Python path then does it, and says what is wrong. */
 
+/* What ``append`` and ``identity`` note for ``settle`` is kept in C arrays, not Python
+ * lists: between their checks and their write nothing may run Python code. A list or
+ * tuple allocated there could start a collection, whose finalizers run Python code that
+ * may let go of the GIL; another thread could then settle the tail and unmap the segment
+ * before the entry was written (a SIGSEGV in tail_append, once in a full test run).
+ * PyMem_Realloc never collects. */
+typedef struct {
+    PyObject *topic; /* strong */
+    long partition;
+    unsigned long long first;
+    unsigned long long end;
+} TailRun;
+
+typedef struct {
+    PyObject *topic; /* strong */
+    long long partition;
+    long long producer_id;
+    long long epoch;
+    long long base_sequence;
+    unsigned long long first;
+    unsigned long long last;
+    long long count;
+} TailIdentity;
+
 typedef struct {
     PyObject_HEAD
     int armed;
     int has_buf;
+    int settling;               /* settle() is building its lists: applied() must wait */
     Py_buffer buf;              /* the mapped segment, while armed */
     Py_ssize_t pos;             /* where the next entry goes */
     Py_ssize_t limit;           /* no entry ends past this */
@@ -1431,8 +1456,12 @@ typedef struct {
     unsigned long long next_serial;
     Py_ssize_t added;           /* bytes written since the last settle */
     Py_ssize_t records;         /* records written since the last settle */
-    PyObject *runs;             /* finished runs: [(topic, partition, first, end)], or NULL */
-    PyObject *identities;       /* IDENTITY entries written: [(topic, partition, ...)], or NULL */
+    TailRun *runs;              /* finished runs, in order */
+    Py_ssize_t run_count;
+    Py_ssize_t run_capacity;
+    TailIdentity *identities;   /* IDENTITY entries written, in order */
+    Py_ssize_t identity_count;
+    Py_ssize_t identity_capacity;
     PyObject *run_topic;        /* the open run's topic (strong), or NULL */
     long run_partition;
     unsigned long long run_first;
@@ -1449,39 +1478,71 @@ tail_release(JournalTail *self)
     self->armed = 0;
 }
 
+/* Forget the noted runs and identities (their topics' references too). */
+static void
+tail_forget(JournalTail *self)
+{
+    for (Py_ssize_t i = 0; i < self->run_count; i++) {
+        Py_DECREF(self->runs[i].topic);
+    }
+    self->run_count = 0;
+    for (Py_ssize_t i = 0; i < self->identity_count; i++) {
+        Py_DECREF(self->identities[i].topic);
+    }
+    self->identity_count = 0;
+}
+
 static void
 tail_dealloc(JournalTail *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     tail_release(self);
-    Py_CLEAR(self->runs);
-    Py_CLEAR(self->identities);
+    tail_forget(self);
+    PyMem_Free(self->runs);
+    PyMem_Free(self->identities);
     Py_CLEAR(self->run_topic);
     type->tp_free((PyObject *)self);
     Py_DECREF(type);
 }
 
-/* Close the open run into ``runs``; 0, or -1 with an exception (memory). */
+/* Room for one more item in ``*items``; 0, or -1 (no memory, no exception set). */
+static int
+tail_make_room(void **items, Py_ssize_t count, Py_ssize_t *capacity, size_t item_size)
+{
+    if (count < *capacity) {
+        return 0;
+    }
+    Py_ssize_t bigger = *capacity < 8 ? 8 : *capacity * 2;
+    if ((size_t)bigger > PY_SSIZE_T_MAX / item_size) {
+        return -1;
+    }
+    void *grown = PyMem_Realloc(*items, (size_t)bigger * item_size);
+    if (grown == NULL) {
+        return -1;
+    }
+    *items = grown;
+    *capacity = bigger;
+    return 0;
+}
+
+/* Close the open run into ``runs``; 0, or -1 with MemoryError. Runs no Python code. */
 static int
 tail_close_run(JournalTail *self)
 {
     if (self->run_topic == NULL) {
         return 0;
     }
-    if (self->runs == NULL && (self->runs = PyList_New(0)) == NULL) {
+    if (tail_make_room((void **)&self->runs, self->run_count, &self->run_capacity,
+                       sizeof(TailRun)) < 0) {
+        PyErr_NoMemory();
         return -1;
     }
-    PyObject *run = Py_BuildValue("(Olkk)", self->run_topic, self->run_partition,
-                                  self->run_first, self->run_end);
-    if (run == NULL) {
-        return -1;
-    }
-    int rc = PyList_Append(self->runs, run);
-    Py_DECREF(run);
-    if (rc < 0) {
-        return -1;
-    }
-    Py_CLEAR(self->run_topic);
+    TailRun *run = &self->runs[self->run_count++];
+    run->topic = self->run_topic; /* the reference moves */
+    run->partition = self->run_partition;
+    run->first = self->run_first;
+    run->end = self->run_end;
+    self->run_topic = NULL;
     return 0;
 }
 
@@ -1498,7 +1559,7 @@ tail_arm(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "arm expected 5 arguments, got %zd", nargs);
         return NULL;
     }
-    if (self->added || self->run_topic != NULL || self->runs != NULL || self->identities != NULL) {
+    if (self->added || self->run_topic != NULL || self->run_count || self->identity_count) {
         PyErr_SetString(PyExc_RuntimeError, "the journal tail must be settled before it is armed");
         return NULL;
     }
@@ -1671,26 +1732,20 @@ tail_identity(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
         return PyLong_FromLong(-1);
     }
     /* Noted first: a failure there (memory) must leave nothing written. */
-    PyObject *noted = PyTuple_New(8);
-    if (noted == NULL) {
-        PyErr_Clear();
+    if (tail_make_room((void **)&self->identities, self->identity_count,
+                       &self->identity_capacity, sizeof(TailIdentity)) < 0) {
         return PyLong_FromLong(-1);
     }
-    for (Py_ssize_t i = 0; i < 8; i++) {
-        Py_INCREF(args[i]);
-        PyTuple_SET_ITEM(noted, i, args[i]);
-    }
-    if (self->identities == NULL && (self->identities = PyList_New(0)) == NULL) {
-        Py_DECREF(noted);
-        PyErr_Clear();
-        return PyLong_FromLong(-1);
-    }
-    int rc = PyList_Append(self->identities, noted);
-    Py_DECREF(noted);
-    if (rc < 0) {
-        PyErr_Clear();
-        return PyLong_FromLong(-1);
-    }
+    TailIdentity *noted = &self->identities[self->identity_count++];
+    Py_INCREF(topic);
+    noted->topic = topic;
+    noted->partition = partition;
+    noted->producer_id = producer_id;
+    noted->epoch = epoch;
+    noted->base_sequence = base_sequence;
+    noted->first = first;
+    noted->last = last;
+    noted->count = count;
     unsigned char *at = (unsigned char *)self->buf.buf + self->pos;
     unsigned char *start = at + JOURNAL_PREFIX;
     unsigned char *p = start;
@@ -1726,6 +1781,51 @@ PyDoc_STRVAR(tail_settle_doc,
 "The state is kept until ``applied``: a settle whose apply was cut short (a signal\n"
 "handler raising in Python) gets it again.");
 
+/* The lists noted since the last ``applied`` (None for none); NULL with an exception.
+ * Allocating them may run Python code (a collection's finalizers), and so let other
+ * threads run: the tail is disarmed by then, so their appends refuse, and ``applied``
+ * refuses while ``settling`` is set, so the arrays stay as they are. */
+static PyObject *
+tail_runs_list(JournalTail *self)
+{
+    if (self->run_count == 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *runs = PyList_New(self->run_count);
+    for (Py_ssize_t i = 0; runs != NULL && i < self->run_count; i++) {
+        TailRun *run = &self->runs[i];
+        PyObject *item = Py_BuildValue("(OlKK)", run->topic, run->partition, run->first,
+                                       run->end);
+        if (item == NULL) {
+            Py_CLEAR(runs);
+            break;
+        }
+        PyList_SET_ITEM(runs, i, item);
+    }
+    return runs;
+}
+
+static PyObject *
+tail_identities_list(JournalTail *self)
+{
+    if (self->identity_count == 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *identities = PyList_New(self->identity_count);
+    for (Py_ssize_t i = 0; identities != NULL && i < self->identity_count; i++) {
+        TailIdentity *noted = &self->identities[i];
+        PyObject *item = Py_BuildValue("(OLLLLKKL)", noted->topic, noted->partition,
+                                       noted->producer_id, noted->epoch, noted->base_sequence,
+                                       noted->first, noted->last, noted->count);
+        if (item == NULL) {
+            Py_CLEAR(identities);
+            break;
+        }
+        PyList_SET_ITEM(identities, i, item);
+    }
+    return identities;
+}
+
 static PyObject *
 tail_settle(JournalTail *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1736,9 +1836,15 @@ tail_settle(JournalTail *self, PyObject *Py_UNUSED(ignored))
     if (tail_close_run(self) < 0) {
         return NULL; /* memory: still dirty, the next settle tries again */
     }
-    PyObject *runs = self->runs == NULL ? Py_None : self->runs;
-    PyObject *identities = self->identities == NULL ? Py_None : self->identities;
-    return Py_BuildValue("(nKnOO)", self->pos, self->next_serial, self->added, runs, identities);
+    self->settling += 1;
+    PyObject *runs = tail_runs_list(self);
+    PyObject *identities = runs == NULL ? NULL : tail_identities_list(self);
+    self->settling -= 1;
+    if (identities == NULL) {
+        Py_XDECREF(runs);
+        return NULL;
+    }
+    return Py_BuildValue("(nKnNN)", self->pos, self->next_serial, self->added, runs, identities);
 }
 
 PyDoc_STRVAR(tail_applied_doc,
@@ -1748,8 +1854,11 @@ PyDoc_STRVAR(tail_applied_doc,
 static PyObject *
 tail_applied(JournalTail *self, PyObject *Py_UNUSED(ignored))
 {
-    Py_CLEAR(self->runs);
-    Py_CLEAR(self->identities);
+    if (self->settling) {
+        PyErr_SetString(PyExc_RuntimeError, "applied() while settle() builds its lists");
+        return NULL;
+    }
+    tail_forget(self);
     self->added = 0;
     self->records = 0;
     Py_RETURN_NONE;

@@ -5,10 +5,14 @@ thread writes DONE entries, syncs, rolls and reclaims beside it."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -321,3 +325,70 @@ def test_without_the_extension_the_store_takes_the_locked_path(store: JournalSto
         pytest.skip("the C journal tail is built")
     store.append_record(0, "t", 0, 0, None, b"v", None)
     assert store.fast_append(1, "t", 0, 0, None, b"v") == -1
+
+
+class _SettleWhenCollected:
+    """Garbage in a reference cycle whose finalizer settles the tail, as another thread
+    may do while a finalizer's Python code has let go of the GIL, and then reuses the
+    buffer the tail let go of (as a store that rolls and unmaps the segment)."""
+
+    def __init__(self, tail: Any, target: bytearray, settled: list[object]) -> None:
+        self.cycle = self
+        self.tail, self.target, self.settled = tail, target, settled
+
+    def __del__(self) -> None:
+        self.settled.append(self.tail.settle())
+        self.tail.applied()
+        self.target[:] = b"\xaa" * len(self.target)  # reused: nothing may land here now
+
+
+@contextlib.contextmanager
+def _collecting_at_every_allocation() -> Iterator[None]:
+    # Lists and small tuples come from free lists, which count no allocation: held
+    # empty, every list or tuple a call makes may start a collection.
+    held = [[None] for _ in range(200)] + [(i, 0, 0, 0) for i in range(3000)]
+    held += [(i, 0, 0, 0, 0, 0, 0, 0) for i in range(3000)]
+    threshold = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        del held
+
+
+@needs_tail
+@pytest.mark.parametrize("write", ["record", "identity"])
+def test_nothing_is_written_into_a_buffer_a_collection_settled_mid_append(write: str) -> None:
+    # The tail's appends are atomic under the GIL only if nothing inside them can run
+    # Python code. Before, a run or an identity was noted in a Python list between the
+    # checks and the write: an allocation there could start a collection, a finalizer
+    # could run (and let another thread settle the tail and unmap the segment), and the
+    # entry was then written where the tail no longer had a buffer (a SIGSEGV in a full
+    # test run, in tail_append).
+    tail = JournalTail()
+    target = bytearray(4096)
+    tail.arm(memoryview(target), 0, 4096, 0, 4096)
+    first = tail.append(0, "a", 0, 0, None, b"v" * 20)
+    settled: list[object] = []
+    with _collecting_at_every_allocation():
+        _SettleWhenCollected(tail, target, settled)
+        if write == "record":
+            end = tail.append(1, "b", 0, 0, None, b"w" * 20)  # a new run: the old one noted
+        else:
+            end = tail.identity("b", 0, 7, 0, 0, 0, 0, 1)
+        for _ in range(10):  # else at a later allocation
+            if settled:
+                break
+            _SettleWhenCollected.__new__(_SettleWhenCollected)
+    assert settled, "the finalizer never ran"
+    # Written before the finalizer let go of the buffer, or not at all: never after.
+    assert bytes(target[first:]) == b"\xaa" * (4096 - first)
+    assert end > first  # armed when called: written
+    state = settled[0]  # and reported by the finalizer's settle
+    assert isinstance(state, tuple)
+    assert state[0] == end
+    if write == "record":
+        assert state[3] == [("a", 0, 0, 1), ("b", 0, 1, 2)]
+    else:
+        assert state[4] == [("b", 0, 7, 0, 0, 0, 0, 1)]
