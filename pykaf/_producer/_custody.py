@@ -52,6 +52,9 @@ log = logging.getLogger("pykaf.producer.journal")
 
 # Between two looks for a topic's metadata while brokers are away (the feeder's retry).
 _NO_METADATA_PAUSE: Final = 0.05
+# A failed feed pass is tried again after this, doubling up to the max (seconds).
+_FEED_RETRY_FIRST: Final = 0.1
+_FEED_RETRY_MAX: Final = 5.0
 
 
 class Custody:
@@ -93,6 +96,8 @@ class Custody:
         self._read_position = ReadPosition()  # the feed's, across its passes
         self._feeder_running = False
         self._feed_wanted = False
+        self._feed_stop = threading.Event()  # set by close(): a failing feed stops retrying
+        self._feed_failure: Exception | None = None  # the episode's first error, logged
         if self.recovery.pending_records:
             log.warning(
                 "journal %s: %d record(s) of an earlier producer were not acknowledged;"
@@ -151,6 +156,7 @@ class Custody:
 
     def close(self, timeout: float) -> None:
         """After the producer's last report: DONE entries written, synced, reclaimed."""
+        self._feed_stop.set()
         try:
             self.commit.close(timeout)
         finally:
@@ -198,45 +204,75 @@ class Custody:
         threading.Thread(target=self._feed, name="pykaf-journal-feed", daemon=True).start()
 
     def _feed(self) -> None:
-        accumulator = self._accumulator
-        assert accumulator is not None
-        position = self._read_position  # where the last pass stopped
+        """The feeder thread: passes over the journal until it has caught up. An error
+        (a read the disk failed, a bug) does not end it: it is logged once per episode
+        and the pass starts again, after a pause that doubles up to ``_FEED_RETRY_MAX``,
+        until one gets through or the producer closes. Before, the thread ended there,
+        and the records still in the journal waited for another spill or a new producer
+        (flush() for them in vain). A retried pass takes nothing twice: each record put
+        back moved the feed's start past it (``JournalFeed._fed``)."""
+        pause = _FEED_RETRY_FIRST
         try:
             while True:
-                span = accumulator.feed_span()
-                if span is None:
-                    self.downtime.replay_finished(accumulator.unfed)
-                    with self._feeder_lock:
-                        if not self._feed_wanted:
-                            self._feeder_running = False
-                            return
-                        self._feed_wanted = False
-                    continue
-                first, end = span
-                self.downtime.replay_started(accumulator.unfed)
-                for rec in self.store.read_pending(first, end, position):
-                    if not self._put_back(accumulator, rec):
-                        return  # closed: the rest stays in the journal (close() says so)
-                    self.downtime.fed()
-                accumulator.fed_through(end)
-        except JournalError as exc:
-            log.error(
-                "journal %s: the feed of journaled records stopped: %s; they stay in the"
-                " journal (a new producer on it tries again)",
-                self.store.directory,
-                exc,
-            )
-        except Exception:
-            # A bug, not a disk: said in the log (a thread's traceback on stderr is easy
-            # to miss); the records stay in the journal and flush() counts them pending.
-            log.exception(
-                "journal %s: the feed of journaled records stopped; they stay in the"
-                " journal (a new producer on it tries again)",
-                self.store.directory,
-            )
+                try:
+                    self._feed_passes()
+                    return
+                except Exception as exc:
+                    # An interrupted read may have looked past records it did not put back.
+                    self._read_position = ReadPosition()
+                    if self._feed_failure is None:
+                        pause = _FEED_RETRY_FIRST  # a new episode
+                    self._feed_failed(exc)
+                if self._feed_stop.wait(pause):
+                    return  # closing: the rest stays in the journal (close() says so)
+                pause = min(pause * 2, _FEED_RETRY_MAX)
         finally:
             with self._feeder_lock:
                 self._feeder_running = False
+
+    def _feed_passes(self) -> None:
+        accumulator = self._accumulator
+        assert accumulator is not None
+        position = self._read_position  # where the last pass stopped
+        while True:
+            span = accumulator.feed_span()
+            if span is None:
+                self._feed_recovered()
+                self.downtime.replay_finished(accumulator.unfed)
+                with self._feeder_lock:
+                    if not self._feed_wanted:
+                        self._feeder_running = False
+                        return
+                    self._feed_wanted = False
+                continue
+            first, end = span
+            self.downtime.replay_started(accumulator.unfed)
+            for rec in self.store.read_pending(first, end, position):
+                if not self._put_back(accumulator, rec):
+                    return  # closed: the rest stays in the journal (close() says so)
+                self.downtime.fed()
+            accumulator.fed_through(end)
+            self._feed_recovered()
+
+    def _feed_failed(self, exc: Exception) -> None:
+        if self._feed_failure is not None:
+            log.debug("journal %s: the feed failed again: %r", self.store.directory, exc)
+            return
+        self._feed_failure = exc
+        message = (
+            "journal %s: the feed of journaled records failed: %s; it tries again, and the"
+            " records wait in the journal meanwhile"
+        )
+        if isinstance(exc, JournalError):
+            log.error(message, self.store.directory, exc)  # the disk: its cause says it
+        else:
+            # A bug, not a disk: with its traceback (a thread's on stderr is easy to miss).
+            log.exception(message, self.store.directory, f"{type(exc).__name__}: {exc}")
+
+    def _feed_recovered(self) -> None:
+        if self._feed_failure is not None:
+            self._feed_failure = None
+            log.info("journal %s: the feed of journaled records goes on", self.store.directory)
 
     def _expired(self, rec: JournalRecord) -> bool:
         # journal_delivery_timeout, for records that waited in the journal only: their

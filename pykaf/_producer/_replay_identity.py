@@ -207,6 +207,8 @@ class ReplayPlan:
             return out
         identity = queue[0]
         held = self._held.setdefault(key, [])
+        if held and rec.serial <= held[-1].serial:
+            return out  # held already: a feed pass that failed after it is tried again
         held.append(rec)
         if len(held) < identity.record_count:
             return out

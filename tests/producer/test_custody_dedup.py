@@ -266,3 +266,15 @@ def test_a_journaled_batch_larger_than_memory_goes_as_lone_records_unproven() ->
     assert accumulator.taken == [([0], None), ([1], None), ([2], None)]
     assert tally.snapshot().resent_unproven == 3
     assert tally.snapshot().settled
+
+
+def test_a_feed_pass_tried_again_holds_each_record_of_a_batch_once() -> None:
+    # A feed pass that fails after the plan held part of a batch is tried again from the
+    # first record not put back: the held records come again, and are held once.
+    records = [JournalRecord(s, "t", 0, 0, None, b"v", []) for s in range(3)]
+    plan = ReplayPlan({("t", 0): (Identity("t", 0, 4, 0, 5, 0, 2, 3),)}, ReplayTally("j", 3), 3)
+    accumulator = FakeAccumulator()
+    for serial in (0, 1, 0, 1, 2):  # the first pass failed after holding 0 and 1
+        for unit in plan.take(records[serial], accumulator):
+            plan.put(accumulator, unit, None, block=True)
+    assert accumulator.taken == [([0, 1, 2], 5)]

@@ -7,6 +7,7 @@ an outage when asked; the downtime events."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from test_custody import (
     values_by_partition,
 )
 
-from pykaf._errors import DeliveryTimeoutError, JournalKeptError
+from pykaf._errors import DeliveryTimeoutError, JournalDiskError, JournalKeptError
 from pykaf._producer._async_producer import AsyncProducer
 from pykaf._producer._custody_events import CustodyEvent
 from pykaf._producer._journaled import JournalAccumulator
@@ -267,3 +268,61 @@ def test_the_feed_reads_each_journaled_entry_about_once(
     written = values_by_partition(cluster.bootstrap)
     assert sum(len(values) for values in written.values()) == 2500
     assert_in_order(written, b"n")
+
+
+class _FailingOnce:
+    """Stands in for ``feed_span``: raises ``error`` the first ``times`` calls after it is
+    armed, then calls the real one."""
+
+    def __init__(self, real: Any, error: Exception, times: int) -> None:
+        self.real, self.error, self.left = real, error, times
+        self.armed = False
+
+    def __call__(self) -> Any:
+        if self.armed and self.left > 0:
+            self.left -= 1
+            raise self.error
+        return self.real()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        JournalDiskError("journal read of 0.log failed: Input/output error (errno 5)", errno=5),
+        KeyError("a bug"),
+    ],
+    ids=["disk", "bug"],
+)
+def test_the_feed_goes_on_after_an_error_and_says_so_once(
+    cluster: BlockingCluster,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+) -> None:
+    # Before, the feeder thread ended at its first error (a read the disk failed, or a
+    # bug): the records still waiting in the journal stayed there until another spill
+    # started a new feeder, or a new producer; flush() waited for them in vain.
+    reports = Reports()
+    journal_log = caplog.at_level(logging.INFO, logger="pykaf.producer.journal")
+    with journal_log, down_after_warming(cluster, tmp_path) as producer:
+        accumulator = producer._accumulator
+        assert isinstance(accumulator, JournalAccumulator)
+        failing = _FailingOnce(accumulator.feed_span, error, times=3)
+        accumulator.feed_span = failing  # type: ignore[method-assign]
+        for i in range(COUNT):
+            producer.produce("t", value(i), on_delivery=reports.callback(value(i)))
+        assert accumulator.spilled > COUNT // 2
+        failing.armed = True  # the feeder's next pass fails, three times in a row
+        cluster.faults.broker_up(1)
+        assert producer.flush(30) == 0
+        assert failing.left == 0
+    assert reports.failed == []
+    assert sum(reports.ok.values()) == COUNT
+    assert set(reports.ok.values()) == {1}
+    assert_all_once_in_order(cluster.bootstrap, COUNT)
+    said = [r for r in caplog.records if "feed of journaled records" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.ERROR, logging.INFO]
+    if isinstance(error, JournalDiskError):
+        assert str(error) in said[0].getMessage()  # the disk's cause, in the message
+    else:
+        assert said[0].exc_info is not None  # a bug: its traceback
