@@ -1505,24 +1505,23 @@ tail_dealloc(JournalTail *self)
     Py_DECREF(type);
 }
 
-/* Room for one more item in ``*items``; 0, or -1 (no memory, no exception set). */
-static int
-tail_make_room(void **items, Py_ssize_t count, Py_ssize_t *capacity, size_t item_size)
+/* ``items`` with room for one more than ``count`` (grown when full), or NULL with
+ * ``items`` unchanged and no exception set (no memory). */
+static void *
+tail_room(void *items, Py_ssize_t count, Py_ssize_t *capacity, size_t item_size)
 {
     if (count < *capacity) {
-        return 0;
+        return items;
     }
     Py_ssize_t bigger = *capacity < 8 ? 8 : *capacity * 2;
     if ((size_t)bigger > PY_SSIZE_T_MAX / item_size) {
-        return -1;
+        return NULL;
     }
-    void *grown = PyMem_Realloc(*items, (size_t)bigger * item_size);
-    if (grown == NULL) {
-        return -1;
+    void *grown = PyMem_Realloc(items, (size_t)bigger * item_size);
+    if (grown != NULL) {
+        *capacity = bigger;
     }
-    *items = grown;
-    *capacity = bigger;
-    return 0;
+    return grown;
 }
 
 /* Close the open run into ``runs``; 0, or -1 with MemoryError. Runs no Python code. */
@@ -1532,12 +1531,13 @@ tail_close_run(JournalTail *self)
     if (self->run_topic == NULL) {
         return 0;
     }
-    if (tail_make_room((void **)&self->runs, self->run_count, &self->run_capacity,
-                       sizeof(TailRun)) < 0) {
+    TailRun *runs = tail_room(self->runs, self->run_count, &self->run_capacity, sizeof(TailRun));
+    if (runs == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    TailRun *run = &self->runs[self->run_count++];
+    self->runs = runs;
+    TailRun *run = &runs[self->run_count++];
     run->topic = self->run_topic; /* the reference moves */
     run->partition = self->run_partition;
     run->first = self->run_first;
@@ -1732,11 +1732,13 @@ tail_identity(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
         return PyLong_FromLong(-1);
     }
     /* Noted first: a failure there (memory) must leave nothing written. */
-    if (tail_make_room((void **)&self->identities, self->identity_count,
-                       &self->identity_capacity, sizeof(TailIdentity)) < 0) {
+    TailIdentity *identities = tail_room(self->identities, self->identity_count,
+                                         &self->identity_capacity, sizeof(TailIdentity));
+    if (identities == NULL) {
         return PyLong_FromLong(-1);
     }
-    TailIdentity *noted = &self->identities[self->identity_count++];
+    self->identities = identities;
+    TailIdentity *noted = &identities[self->identity_count++];
     Py_INCREF(topic);
     noted->topic = topic;
     noted->partition = partition;
