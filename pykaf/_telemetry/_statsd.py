@@ -247,10 +247,21 @@ class StatsdBridge:
     # -- the flusher's side ----------------------------------------------------------------
 
     def _run(self) -> None:
+        broken = False  # an episode of failing flushes, said once
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                # A bug, not the network (``_send`` handles that): said once, with its
+                # traceback, and the flusher goes on; that interval's metrics are lost.
+                # Before, the thread ended here and no metric was sent again.
+                if not broken:
+                    broken = True
+                    log.exception("statsd: a flush to %s failed; the next ones go on", self._where)
+            else:
+                broken = False
 
     def _lines(self) -> list[str]:
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -204,3 +205,30 @@ def test_bad_settings_are_refused_at_setup(options: dict[str, object], message: 
     with pytest.raises(ValueError, match=message):
         telemetry.statsd(bus, **{"host": "127.0.0.1", **options})  # type: ignore[arg-type]
     assert not bus.active
+
+
+def test_a_bug_in_a_flush_is_said_once_and_the_flusher_goes_on(
+    listener: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before, an exception in the flusher's thread ended it: threading printed it on
+    # stderr and no metric was sent again, without a word in the log.
+    bus = EventBus()
+    # Flushes only when woken here (the interval is longer than the test): two bad ones
+    # in a row, with no good one between them, are one episode.
+    bridge = telemetry.statsd(bus, "127.0.0.1", listener.getsockname()[1], flush_interval=30)
+    with caplog.at_level(logging.ERROR, "pykaf.telemetry"):
+        for _ in range(2):
+            with bridge._lock:
+                bridge._gauges["bad"] = None  # type: ignore[assignment]
+            bridge._wake.set()
+            deadline = time.monotonic() + 5.0
+            while "bad" in bridge._gauges and time.monotonic() < deadline:
+                time.sleep(0.005)  # the flusher takes the gauges as it starts a flush
+        bus.emit(make(DowntimeBegan))
+        bridge._wake.set()  # the flusher is alive: this flush sends
+        assert receive(listener, {"pykaf.mainbroker_unreachable"})
+    bridge.close()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+    assert "statsd" in errors[0].getMessage()
