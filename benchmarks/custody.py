@@ -22,6 +22,12 @@ time (confluent: ``produce`` + ``flush``), p50 and p99 in ms. Also measured alon
 1 KiB write plus ``os.fdatasync`` on the journal's disk (median and p99 of 200), the
 floor under any journal_sync call.
 
+Where the time goes: each throughput run also reads, from ``/proc`` (Linux), the CPU
+(user and system) and the page faults of each of the child's threads over its window,
+per record; their medians follow the table. The producing thread (MainThread), the
+event loop's (pykaf-producer) and the journal's (pykaf-journal): the first two share
+one GIL, so their sum, not either alone, bounds the rate.
+
 Goals (issue 12): journal throughput >= 0.8x memory's; journal_sync one-at-a-time p50
 <= memory p50 + one fsync. Reported, and the exit status is 1 when one is missed.
 """
@@ -35,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -73,16 +80,18 @@ def child(
                     if i >= WARMUP:
                         latencies.append(time.perf_counter() - start)
                 return {"latencies": latencies, "failed": failed}
+            before = thread_usage()
             start = time.perf_counter()
             produce = producer.produce
             for _ in range(count):
                 produce(topic, value)
             failed += producer.flush(120)
             seconds = time.perf_counter() - start
+            threads = per_record(before, thread_usage(), count)
             # Records that went to the journal only (memory full past the short wait) and
             # were read back from disk: the costly way through, shown beside the rate.
             spilled = getattr(producer._accumulator, "spilled", 0)
-            return {"seconds": seconds, "failed": failed, "spilled": spilled}
+            return {"seconds": seconds, "failed": failed, "spilled": spilled, "threads": threads}
 
 
 def _confluent(mode: str, bootstrap: str, topic: str, count: int, value: bytes) -> dict[str, Any]:
@@ -126,6 +135,50 @@ def _confluent(mode: str, bootstrap: str, topic: str, count: int, value: bytes) 
                 producer.poll(0.001)
     failed += producer.flush(120)
     return {"seconds": time.perf_counter() - start, "failed": failed}
+
+
+def thread_usage() -> dict[str, tuple[int, int, int]]:
+    """This process's threads by name: (user ticks, system ticks, minor page faults),
+    from ``/proc`` (none elsewhere)."""
+    usage = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        usage[thread.name] = (int(fields[11]), int(fields[12]), int(fields[7]))
+    return usage
+
+
+def per_record(
+    before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]], count: int
+) -> dict[str, list[float]]:
+    """Per thread: [user us, system us, page faults per 1,000] per record."""
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, (user, system, faults) in after.items():
+        user0, system0, faults0 = before.get(name, (0, 0, 0))
+        out[name] = [
+            (user - user0) * tick_us / count,
+            (system - system0) * tick_us / count,
+            (faults - faults0) * 1000 / count,
+        ]
+    return out
+
+
+def print_threads(threads: dict[str, list[dict[str, list[float]]]]) -> None:
+    """The medians of ``per_record`` over the runs, a line per case."""
+    print("where the time goes, per record: user+system us of CPU (page faults per 1,000)")
+    for case, runs in threads.items():
+        names = sorted({name for run in runs for name in run})
+        cells = []
+        for name in names:
+            user, system, faults = (
+                statistics.median(run[name][i] for run in runs if name in run) for i in range(3)
+            )
+            cells.append(f"{name} {user:.2f}+{system:.2f} ({faults:.0f})")
+        print(f"  {case:<14}" + "   ".join(cells))
 
 
 def fsync_alone(samples: int = 200) -> tuple[float, float]:
@@ -180,6 +233,7 @@ def main() -> int:
     rates: dict[str, list[float]] = {c: [] for c in cases}
     spilled: dict[str, list[int]] = {c: [] for c in cases}
     lat: dict[str, list[float]] = {c: [] for c in cases}
+    threads: dict[str, list[dict[str, list[float]]]] = {c: [] for c in cases if c != "confluent"}
     with MockCluster(1) as mock:
         topic = "custody-bench"
         mock.create_topic(topic, args.partitions, 1)
@@ -190,6 +244,8 @@ def main() -> int:
                     raise RuntimeError(f"{case}: {result['failed']} record(s) failed")
                 rates[case].append(args.messages / result["seconds"])
                 spilled[case].append(int(result.get("spilled", 0)))
+                if result.get("threads") and case in threads:
+                    threads[case].append(result["threads"])
                 result = run_child(args, case, "latency", mock.bootstrap, topic)
                 lat[case].extend(result["latencies"])
     print(f"{args.messages} x {args.size} B, {args.runs} run(s); mock cluster, acks=all")
@@ -218,6 +274,8 @@ def main() -> int:
         print(f"{case:<14}{rate:>12,.0f}{ratio:>11}{p50:>9.3f}{p99:>9.3f}   {spread:<22}{paired}")
         if any(spilled[case]):
             print(f"{'':<14}spilled to the journal only, run by run: {spilled[case]}")
+    if any(threads.values()):
+        print_threads({case: runs for case, runs in threads.items() if runs})
     missed = []
     if base and "journal" in summary and summary["journal"][0] < 0.8 * base[0]:
         missed.append("journal throughput < 0.8x memory")
