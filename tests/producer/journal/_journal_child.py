@@ -10,12 +10,21 @@ the "acknowledged to the caller" the recovery must keep.
 ``unsynced DIR SEED COUNT``: append records (mostly one per call, the producer's hot path,
 copied into the mapped segment) and print ``R serial`` right after each append, with no
 sync: a SIGKILL must lose none of them (they are in the page cache).
+``collecting DIR COUNT``: append COUNT records the producer's way (the lock-free tail
+first) while a second thread writes DONE entries, syncs and reclaims, with the cyclic
+collector running every few allocations and finalizers that let go of the GIL; then
+reopen and print ``survivors ok`` when what is pending is exactly the records past the
+last DONE, in order (``survivors BAD ...`` else).
 """
 
 from __future__ import annotations
 
+import gc
+import os
 import random
 import sys
+import threading
+import time
 
 from pykaf._producer.journal import Done, JournalRecord, JournalStore
 
@@ -88,9 +97,70 @@ def unsynced(directory: str, seed: int, count: int) -> None:
     store.close()
 
 
+class _Garbage:
+    """A reference cycle whose finalizer lets go of the GIL, as finalizer code may."""
+
+    def __init__(self) -> None:
+        self.cycle = self
+
+    def __del__(self) -> None:
+        time.sleep(0)
+
+
+def collecting(directory: str, count: int) -> None:
+    store = _store(directory)
+    store.open()
+    records = [
+        JournalRecord(s, "t" if s % 11 else "u", (s // 7) % 3, 1, None, os.urandom(200), [])
+        for s in range(count)
+    ]
+    stop = threading.Event()
+    done_below = 0
+
+    def commit() -> None:
+        nonlocal done_below
+        while not stop.is_set() or done_below < store.next_serial - 1_000:
+            below = store.next_serial - 500  # the newest stay pending
+            for first in range(done_below, below, 50):
+                last = min(first + 49, below - 1)
+                for partition in range(3):
+                    store.append(
+                        [Done("t", partition, first, last), Done("u", partition, first, last)]
+                    )
+            done_below = max(done_below, below)
+            store.sync()
+            store.reclaim()
+
+    committer = threading.Thread(target=commit)
+    committer.start()
+    # Lists and small tuples come from free lists, which count no allocation: held empty.
+    held = [[None] for _ in range(300)] + [(i, 0, 0, 0) for i in range(3_000)]
+    gc.set_threshold(3, 1, 1)
+    try:
+        for r in records:
+            _Garbage()
+            if store.fast_append(r.serial, r.topic, r.partition, 1, None, r.value) < 0:
+                store.append_record(r.serial, r.topic, r.partition, 1, None, r.value, None)
+    finally:
+        gc.set_threshold(700, 10, 10)
+        del held
+        stop.set()
+        committer.join(60)
+    store.sync()
+    store.close()
+    store = _store(directory)
+    store.open()
+    got = [(r.serial, r.value) for r in store.read_pending(0, store.next_serial)]
+    store.close()
+    want = [(r.serial, r.value) for r in records[done_below:]]
+    print("survivors ok" if got == want else f"survivors BAD {len(got)} of {len(want)}")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "hold":
         hold(sys.argv[2])
+    elif sys.argv[1] == "collecting":
+        collecting(sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1] == "unsynced":
         unsynced(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:

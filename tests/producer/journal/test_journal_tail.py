@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -392,3 +394,26 @@ def test_nothing_is_written_into_a_buffer_a_collection_settled_mid_append(write:
         assert state[3] == [("a", 0, 0, 1), ("b", 0, 1, 2)]
     else:
         assert state[4] == [("b", 0, 7, 0, 0, 0, 0, 1)]
+
+
+CHILD = Path(__file__).with_name("_journal_child.py")
+
+
+@needs_tail
+def test_appends_beside_a_committer_survive_collections_that_let_go_of_the_gil(
+    tmp_path: Path,
+) -> None:
+    # The store-level twin of the test above, in a child process (the old code died of
+    # SIGSEGV there at once): an appender and a committer thread, the collector running
+    # every few allocations, finalizers that let the other thread run mid-append.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, str(CHILD), "collecting", str(tmp_path / "j"), "6000"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "survivors ok"
