@@ -344,6 +344,10 @@ class _SettleWhenCollected:
         self.target[:] = b"\xaa" * len(self.target)  # reused: nothing may land here now
 
 
+class _Allocated:
+    """An object the collector counts: allocating one may start a collection."""
+
+
 @contextlib.contextmanager
 def _collecting_at_every_allocation() -> Iterator[None]:
     # Lists and small tuples come from free lists, which count no allocation: held
@@ -379,10 +383,11 @@ def test_nothing_is_written_into_a_buffer_a_collection_settled_mid_append(write:
             end = tail.append(1, "b", 0, 0, None, b"w" * 20)  # a new run: the old one noted
         else:
             end = tail.identity("b", 0, 7, 0, 0, 0, 0, 1)
+        kept = []  # kept alive: an object freed at once gives its count back
         for _ in range(10):  # else at a later allocation
             if settled:
                 break
-            _SettleWhenCollected.__new__(_SettleWhenCollected)
+            kept.append(_Allocated())
     assert settled, "the finalizer never ran"
     # Written before the finalizer let go of the buffer, or not at all: never after.
     assert bytes(target[first:]) == b"\xaa" * (4096 - first)
