@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -17,6 +18,7 @@ from consumer_helpers import data_batch, produce_raw, values
 from pykaf._client._async_client import AsyncClient
 from pykaf._consumer._async_consumer import AsyncConsumer
 from pykaf._consumer._records import TopicPartition
+from pykaf._consumer.group import _session as session_module
 from pykaf._errors import ConsumerStartError, GroupJoinError
 from pykaf.broker import Cluster
 
@@ -51,6 +53,19 @@ async def poll_until(consumer: AsyncConsumer, done: Callable[[], bool]) -> int:
         while not done():
             read += len(await consumer.poll(timeout=0.2))
     return read
+
+
+def group_member(cluster: Cluster, group: str, **options: Any) -> AsyncConsumer:
+    """A consumer of "h" in ``group``, with the short bounds of these tests."""
+    return AsyncConsumer(
+        cluster.bootstrap,
+        group_id=group,
+        topics=["h"],
+        auto_offset_reset="earliest",
+        **FAST,
+        **GROUP,
+        **options,
+    )
 
 
 def failures(consumer: AsyncConsumer, key: str) -> int:
@@ -120,15 +135,7 @@ async def test_a_group_not_joined_within_its_rebalance_timeout_goes_to_on_error(
     caplog.set_level(logging.INFO, logger=LOGGER)
     errors: list[BaseException] = []
     cluster.faults.push_errors("JoinGroup", [COORDINATOR_NOT_AVAILABLE] * 1000)
-    consumer = AsyncConsumer(
-        cluster.bootstrap,
-        group_id="health",
-        topics=["h"],
-        auto_offset_reset="earliest",
-        on_error=errors.append,
-        **FAST,
-        **GROUP,
-    )
+    consumer = group_member(cluster, "health", on_error=errors.append)
     try:
         # Two budgets ran out: one report, one warning of each kind.
         await poll_until(consumer, lambda: failures(consumer, "join budget") >= 2)
@@ -141,5 +148,69 @@ async def test_a_group_not_joined_within_its_rebalance_timeout_goes_to_on_error(
         read += await poll_until(consumer, lambda: failures(consumer, "join budget") == 0)
         assert messages(caplog, logging.INFO, "joined again")
         assert len(errors) == 1
+    finally:
+        await consumer.close()
+
+
+async def test_a_bug_that_ends_the_heartbeats_is_said_and_the_member_joins_again(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, an exception the heartbeat loop does not handle (a bug: the client's own
+    # errors are handled) ended its task in silence; the coordinator evicted the member
+    # a session timeout later, and nothing said why.
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    real_build = session_module.build_request
+    armed = {"left": 0}
+
+    def build(name: str, *args: object, **kwargs: object) -> object:
+        if name == "Heartbeat" and armed["left"] > 0:
+            armed["left"] -= 1
+            raise RuntimeError("a bug in the heartbeat loop")
+        return real_build(name, *args, **kwargs)
+
+    monkeypatch.setattr(session_module, "build_request", build)
+    consumer = group_member(cluster, "beats")
+    try:
+        assert await poll_until(consumer, lambda: bool(consumer.assignment())) >= 0
+        driver = consumer._assignment.membership
+        first = driver.generation.generation_id
+        armed["left"] = 1
+        await poll_until(consumer, lambda: driver.generation.generation_id > first)
+        said = messages(caplog, logging.ERROR, "heartbeat task stopped on an unexpected error")
+        assert len(said) == 1
+        assert "a bug in the heartbeat loop" in said[0]
+        assert any(r.exc_info for r in caplog.records if r.levelno == logging.ERROR)
+        # The new generation beats: the member stays in its group beyond a session.
+        beats = driver._heartbeat_task
+        assert beats is not None
+        assert not beats.done()
+    finally:
+        await consumer.close()
+
+
+async def test_a_bug_that_ends_the_metadata_watch_is_said_and_the_watch_goes_on(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    consumer = group_member(cluster, "watch", metadata_max_age=0.1)
+    try:
+        await poll_until(consumer, lambda: bool(consumer.assignment()))
+        driver = consumer._assignment.membership
+        watch = driver._topics
+        real_check = watch._check
+        checks = {"bugs": 1, "after": 0}
+
+        async def check() -> None:
+            if checks["bugs"]:
+                checks["bugs"] -= 1
+                raise KeyError("a bug in the metadata watch")
+            checks["after"] += 1
+            await real_check()
+
+        watch._check = check
+        await poll_until(consumer, lambda: checks["after"] >= 2)  # the watch went on
+        said = messages(caplog, logging.ERROR, "metadata task stopped on an unexpected error")
+        assert len(said) == 1
+        assert "a bug in the metadata watch" in said[0]
     finally:
         await consumer.close()

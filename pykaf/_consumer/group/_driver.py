@@ -49,6 +49,7 @@ from pykaf._consumer.group._rebalance_callbacks import (
     partition_names,
 )
 from pykaf._consumer.group._session import Session
+from pykaf._consumer.group._task_watch import TaskWatch
 from pykaf._consumer.group._telemetry import GroupTelemetry
 from pykaf._consumer.group._topic_watch import TopicWatch
 from pykaf._errors import ClientClosedError, PykafError
@@ -149,6 +150,7 @@ class GroupMembership:
         self._leader = False
         self._closing = False  # no more joins (close() is under way)
         self._closed = False  # nothing at all any more
+        self._task_watch = TaskWatch(group_id, lambda: self._closing or self._closed)
 
     # -- what the consumer reads ----------------------------------------------------------
 
@@ -225,9 +227,17 @@ class GroupMembership:
             self._topics.pattern = None
             self._state.subscribe(names)
         if self._watch_task is None:
-            self._watch_task = asyncio.create_task(
-                self._topics.run(), name=f"pykaf group {self.group_id} metadata"
-            )
+            self._start_topic_watch()
+
+    def _start_topic_watch(self) -> None:
+        task = asyncio.create_task(self._topics.run(), name=f"pykaf group {self.group_id} metadata")
+        self._watch_task = task
+
+        def restart() -> None:
+            if self._watch_task is task:  # not stopped meanwhile (unsubscribe, close)
+                self._start_topic_watch()
+
+        self._task_watch.watch(task, "metadata", restart)
 
     async def unsubscribe(self) -> None:
         """Give everything up (``on_revoked``) and leave the group."""
@@ -347,10 +357,19 @@ class GroupMembership:
         self._session.versions = outcome.versions
         self._leader = outcome.leader
         self._topics.snapshot = outcome.snapshot
-        self._heartbeat_task = asyncio.create_task(
+        heartbeats = asyncio.create_task(
             self._session.heartbeats(self._state.generation),
             name=f"pykaf group {self.group_id} heartbeat",
         )
+        self._heartbeat_task = heartbeats
+
+        def rejoin() -> None:
+            # The next poll joins again, and a new generation's heartbeats start: a
+            # rebalance now rather than an eviction a session timeout later.
+            if self._heartbeat_task is heartbeats:
+                self._state.request_rejoin("its heartbeat task stopped on an unexpected error")
+
+        self._task_watch.watch(heartbeats, "heartbeat", rejoin)
         return outcome
 
     # -- offsets --------------------------------------------------------------------------
