@@ -85,6 +85,7 @@ class ProducerEngine(BatchOutcomes):
             client, accumulator, settings, loop, self._backoff, on_change=self._metadata_changed
         )
         self._identity_task: asyncio.Task[None] | None = None
+        self._identity_bug_said = False  # an unexpected error asking for an id was logged
         # (serial, callback): called once every batch with serial <= it is finished.
         self._flushes: list[tuple[int, Callable[[], object]]] = []
         self._space: asyncio.Event | None = None
@@ -253,8 +254,17 @@ class ProducerEngine(BatchOutcomes):
                         self._fatal = exc
                         self.schedule_pump()
                         return
-                    attempt += 1
-                    await asyncio.sleep(self._backoff.delay(attempt, random.random()))
+                except Exception:
+                    # A bug, none of the client's errors: said once with its traceback,
+                    # then tried again. Before, the task ended, and asyncio printed the
+                    # exception only when the task was collected.
+                    if not self._identity_bug_said:
+                        self._identity_bug_said = True
+                        log.exception("asking for a producer id failed; trying again")
+                else:
+                    continue
+                attempt += 1
+                await asyncio.sleep(self._backoff.delay(attempt, random.random()))
         finally:
             self._identity_task = None
         self.schedule_pump()

@@ -116,6 +116,7 @@ class ProducerMetadata:
         self._unreachable_since = 0.0  # when that episode began (the loop's clock)
         self._unreachable_failures = 0  # failed requests in it
         self.closing = False
+        self._bug_said = False  # an unexpected error in the refresh was logged
 
     def refresh(self, topics: Iterable[str]) -> None:
         """Fetch metadata for ``topics`` soon (one request at a time)."""
@@ -132,22 +133,16 @@ class ProducerMetadata:
                     return
                 self._stale.clear()
                 self._kick.clear()
-                asked_at = self._loop.time()
                 try:
-                    view = await self._client.metadata(wanted)
-                except (PykafError, OSError) as exc:
-                    for topic in wanted:
-                        self.errors[topic] = exc
-                    if isinstance(exc, SaslError | TlsError):
-                        # Credentials or a certificate refused: waiting will not fix
-                        # them, say it now.
-                        self._fail_waiters(exc)
+                    missing = await self._ask(wanted)
+                except Exception:
+                    # A bug, none of the client's errors: said once with its traceback,
+                    # then asked again as after a failure. Before, it ended the task, and
+                    # callers waiting for the topic waited out max_block.
+                    if not self._bug_said:
+                        self._bug_said = True
+                        log.exception("the producer's metadata refresh failed; trying again")
                     missing = set(wanted)
-                    self._warn_waiting(exc, asked_at)
-                else:
-                    if self._unreachable:
-                        self._answered_again()
-                    missing = self._apply(wanted, view)
                 # Ask again for what is still missing, if someone still needs it: a
                 # caller waiting for the topic, or batches for leaderless partitions.
                 again = {t for t in missing if t in self._waiters or self._accumulator.knows(t)}
@@ -164,6 +159,24 @@ class ProducerMetadata:
                         await self._kick.wait()
         finally:
             self._task = None
+
+    async def _ask(self, wanted: set[str]) -> set[str]:
+        """One metadata request for ``wanted``; the topics still missing."""
+        asked_at = self._loop.time()
+        try:
+            view = await self._client.metadata(wanted)
+        except (PykafError, OSError) as exc:
+            for topic in wanted:
+                self.errors[topic] = exc
+            if isinstance(exc, SaslError | TlsError):
+                # Credentials or a certificate refused: waiting will not fix them, say
+                # it now.
+                self._fail_waiters(exc)
+            self._warn_waiting(exc, asked_at)
+            return set(wanted)
+        if self._unreachable:
+            self._answered_again()
+        return self._apply(wanted, view)
 
     def _fail_waiters(self, error: BaseException) -> None:
         waiters, self._waiters = self._waiters, {}
