@@ -97,7 +97,7 @@ class Custody:
         self._feeder_running = False
         self._feed_wanted = False
         self._feed_stop = threading.Event()  # set by close(): a failing feed stops retrying
-        self._feed_failure: Exception | None = None  # the episode's first error, logged
+        self._feed_failing = False  # an error of the feed was logged, none got through since
         if self.recovery.pending_records:
             log.warning(
                 "journal %s: %d record(s) of an earlier producer were not acknowledged;"
@@ -220,7 +220,7 @@ class Custody:
                 except Exception as exc:
                     # An interrupted read may have looked past records it did not put back.
                     self._read_position = ReadPosition()
-                    if self._feed_failure is None:
+                    if not self._feed_failing:
                         pause = _FEED_RETRY_FIRST  # a new episode
                     self._feed_failed(exc)
                 if self._feed_stop.wait(pause):
@@ -255,10 +255,10 @@ class Custody:
             self._feed_recovered()
 
     def _feed_failed(self, exc: Exception) -> None:
-        if self._feed_failure is not None:
+        if self._feed_failing:
             log.debug("journal %s: the feed failed again: %r", self.store.directory, exc)
             return
-        self._feed_failure = exc
+        self._feed_failing = True
         message = (
             "journal %s: the feed of journaled records failed: %s; it tries again, and the"
             " records wait in the journal meanwhile"
@@ -270,8 +270,8 @@ class Custody:
             log.exception(message, self.store.directory, f"{type(exc).__name__}: {exc}")
 
     def _feed_recovered(self) -> None:
-        if self._feed_failure is not None:
-            self._feed_failure = None
+        if self._feed_failing:
+            self._feed_failing = False
             log.info("journal %s: the feed of journaled records goes on", self.store.directory)
 
     def _expired(self, rec: JournalRecord) -> bool:
