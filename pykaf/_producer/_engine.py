@@ -85,7 +85,7 @@ class ProducerEngine(BatchOutcomes):
             client, accumulator, settings, loop, self._backoff, on_change=self._metadata_changed
         )
         self._identity_task: asyncio.Task[None] | None = None
-        self._identity_bug_said = False  # an unexpected error asking for an id was logged
+        self._identity_bug_said = False  # a bug asking for an id was logged, none got through since
         # (serial, callback): called once every batch with serial <= it is finished.
         self._flushes: list[tuple[int, Callable[[], object]]] = []
         self._space: asyncio.Event | None = None
@@ -255,13 +255,14 @@ class ProducerEngine(BatchOutcomes):
                         self.schedule_pump()
                         return
                 except Exception:
-                    # A bug, none of the client's errors: said once with its traceback,
-                    # then tried again. Before, the task ended, and asyncio printed the
-                    # exception only when the task was collected.
-                    if not self._identity_bug_said:
-                        self._identity_bug_said = True
-                        log.exception("asking for a producer id failed; trying again")
+                    # A bug, none of the client's errors: said once per episode with its
+                    # traceback, then tried again. Before, the task ended, and asyncio
+                    # printed the exception only when the task was collected.
+                    level = logging.DEBUG if self._identity_bug_said else logging.ERROR
+                    self._identity_bug_said = True
+                    log.log(level, "asking for a producer id failed; trying again", exc_info=True)
                 else:
+                    self._identity_bug_said = False  # got through: the episode is over
                     continue
                 attempt += 1
                 await asyncio.sleep(self._backoff.delay(attempt, random.random()))

@@ -116,7 +116,7 @@ class ProducerMetadata:
         self._unreachable_since = 0.0  # when that episode began (the loop's clock)
         self._unreachable_failures = 0  # failed requests in it
         self.closing = False
-        self._bug_said = False  # an unexpected error in the refresh was logged
+        self._bug_said = False  # an unexpected error in the refresh was logged, none since
 
     def refresh(self, topics: Iterable[str]) -> None:
         """Fetch metadata for ``topics`` soon (one request at a time)."""
@@ -136,13 +136,15 @@ class ProducerMetadata:
                 try:
                     missing = await self._ask(wanted)
                 except Exception:
-                    # A bug, none of the client's errors: said once with its traceback,
-                    # then asked again as after a failure. Before, it ended the task, and
-                    # callers waiting for the topic waited out max_block.
-                    if not self._bug_said:
-                        self._bug_said = True
-                        log.exception("the producer's metadata refresh failed; trying again")
+                    # A bug, none of the client's errors: said once per episode with its
+                    # traceback, then asked again as after a failure. Before, it ended the
+                    # task, and callers waiting for the topic waited out max_block.
+                    level = logging.DEBUG if self._bug_said else logging.ERROR
+                    self._bug_said = True
+                    log.log(level, "a metadata refresh failed; trying again", exc_info=True)
                     missing = set(wanted)
+                else:
+                    self._bug_said = False  # got through: the episode, if any, is over
                 # Ask again for what is still missing, if someone still needs it: a
                 # caller waiting for the topic, or batches for leaderless partitions.
                 again = {t for t in missing if t in self._waiters or self._accumulator.knows(t)}

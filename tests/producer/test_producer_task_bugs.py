@@ -74,3 +74,20 @@ def test_a_bug_in_a_background_task_is_said_once_and_the_task_goes_on(
     assert said[0].exc_info is not None
     assert said[0].exc_info[1] is bug
     assert not [r for r in errors if "never retrieved" in r.getMessage()]
+
+
+def test_a_bug_that_comes_again_after_a_good_refresh_is_said_again(
+    cluster: BlockingCluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once per episode, not once per producer: a refresh that got through ends it.
+    cluster.create_topic("u", 1)
+    real = ProducerMetadata._apply
+    with (
+        caplog.at_level(logging.ERROR, logger="pykaf.producer"),
+        Producer(cluster.bootstrap, **FAST) as producer,
+    ):
+        for topic in ("t", "u"):  # each one's first refresh fails, the next gets through
+            monkeypatch.setattr(ProducerMetadata, "_apply", _failing_once(real, KeyError(topic)))
+            producer.send(topic, b"v").result(20)
+    said = [r for r in caplog.records if r.name == "pykaf.producer" and r.levelno >= logging.ERROR]
+    assert [repr(r.exc_info[1]) for r in said if r.exc_info] == ["KeyError('t')", "KeyError('u')"]
