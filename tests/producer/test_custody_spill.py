@@ -64,6 +64,14 @@ def assert_all_once_in_order(bootstrap: str, count: int) -> dict[int, list[bytes
     return written
 
 
+def assert_every_record_reported_once(reports: Reports, bootstrap: str) -> dict[int, list[bytes]]:
+    """Each of the COUNT records got one report, a success, and is in Kafka once, in order."""
+    assert reports.failed == []
+    assert sum(reports.ok.values()) == COUNT
+    assert set(reports.ok.values()) == {1}
+    return assert_all_once_in_order(bootstrap, COUNT)
+
+
 @contextmanager
 def down_after_warming(
     cluster: BlockingCluster, tmp_path: Path, **options: Any
@@ -99,10 +107,7 @@ def test_records_past_buffer_memory_wait_in_the_journal_while_brokers_are_down(
         cluster.faults.broker_up(1)
         assert producer.flush(60) == 0
         assert accumulator.used == 0
-    assert reports.failed == []
-    assert sum(reports.ok.values()) == COUNT
-    assert set(reports.ok.values()) == {1}
-    written = assert_all_once_in_order(cluster.bootstrap, COUNT)
+    written = assert_every_record_reported_once(reports, cluster.bootstrap)
     # Keyless records still move between partitions while they spill (KIP-480).
     assert sum(1 for vs in written.values() if any(v.startswith(b"d") for v in vs)) == 3
     assert pending_in(tmp_path) == 0
@@ -153,10 +158,7 @@ def test_async_records_past_buffer_memory_wait_in_the_journal_while_brokers_are_
             assert await producer.flush(60) == 0
 
     asyncio.run(main())
-    assert reports.failed == []
-    assert sum(reports.ok.values()) == COUNT
-    assert set(reports.ok.values()) == {1}
-    assert_all_once_in_order(cluster.bootstrap, COUNT)
+    assert_every_record_reported_once(reports, cluster.bootstrap)
     assert pending_in(tmp_path) == 0
 
 
@@ -316,10 +318,7 @@ def test_the_feed_goes_on_after_an_error_and_says_so_once(
         cluster.faults.broker_up(1)
         assert producer.flush(30) == 0
         assert failing.left == 0
-    assert reports.failed == []
-    assert sum(reports.ok.values()) == COUNT
-    assert set(reports.ok.values()) == {1}
-    assert_all_once_in_order(cluster.bootstrap, COUNT)
+    assert_every_record_reported_once(reports, cluster.bootstrap)
     said = [r for r in caplog.records if "feed of journaled records" in r.getMessage()]
     assert [r.levelno for r in said] == [logging.ERROR, logging.INFO]
     if isinstance(error, JournalDiskError):
