@@ -2013,6 +2013,83 @@ plain_value_ends(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t 
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* The accumulator's records of plain values, out of the collector's sight               */
+/* ------------------------------------------------------------------------------------ */
+
+/* The twin of ``pykaf._producer._accumulator.extend_plain_records_python``. A record the
+ * accumulator keeps is a tuple ``(key, value, headers, timestamp)``; for a plain value
+ * that is ``(None, value, None, None)``, which can never be part of a reference cycle.
+ * Made by Python, each such tuple is tracked by the cyclic collector until a collection
+ * finds it holds nothing collectable: ``produce_batch`` of 1,000 values then paid for
+ * about 1.4 young-generation collections that walked those tuples, about 20% of its CPU
+ * (measured: 0.41 us a record against 0.32 with the collector's threshold raised). Made
+ * here, they are untracked from birth: a collection has nothing of them to walk. */
+PyDoc_STRVAR(extend_plain_records_doc,
+"extend_plain_records(records, values, start, stop, /) -> None\n\n"
+"records.extend((None, v, None, None) for v in values[start:stop]), the tuples\n"
+"untracked by the cyclic collector (they hold no container).");
+
+static PyObject *
+extend_plain_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "extend_plain_records() takes 4 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    PyObject *records = args[0], *values = args[1];
+    if (!PyList_CheckExact(records) || !PyList_CheckExact(values)) {
+        PyErr_SetString(PyExc_TypeError, "extend_plain_records() wants two lists");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[2]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t stop = PyLong_AsSsize_t(args[3]);
+    if (stop == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (start < 0 || stop < start || stop > PyList_GET_SIZE(values)) {
+        PyErr_Format(PyExc_ValueError, "extend_plain_records(): %zd:%zd is outside 0:%zd",
+                     start, stop, PyList_GET_SIZE(values));
+        return NULL;
+    }
+    for (Py_ssize_t i = start; i < stop; i++) {
+        /* PyTuple_New may run a collection, and with it finalisers, which could resize
+         * ``values``: it is read only after, and checked again. */
+        PyObject *record = PyTuple_New(4);
+        if (record == NULL) {
+            return NULL;
+        }
+        if (i >= PyList_GET_SIZE(values)) {
+            Py_DECREF(record);
+            PyErr_SetString(PyExc_RuntimeError,
+                            "extend_plain_records(): the values changed while being taken");
+            return NULL;
+        }
+        PyObject *value = PyList_GET_ITEM(values, i);
+        Py_INCREF(value);
+        Py_INCREF(Py_None);
+        Py_INCREF(Py_None);
+        Py_INCREF(Py_None);
+        PyTuple_SET_ITEM(record, 0, Py_None);
+        PyTuple_SET_ITEM(record, 1, value);
+        PyTuple_SET_ITEM(record, 2, Py_None);
+        PyTuple_SET_ITEM(record, 3, Py_None);
+        if (PyBytes_CheckExact(value) || value == Py_None) {
+            PyObject_GC_UnTrack(record); /* nothing in it can hold a cycle */
+        }
+        int failed = PyList_Append(records, record);
+        Py_DECREF(record);
+        if (failed) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Module                                                                               */
 /* ------------------------------------------------------------------------------------ */
 
@@ -2024,6 +2101,8 @@ static PyMethodDef crecords_methods[] = {
     {"murmur2", (PyCFunction)murmur2, METH_O, murmur2_doc},
     {"plain_value_ends", (PyCFunction)(void (*)(void))plain_value_ends, METH_FASTCALL,
      plain_value_ends_doc},
+    {"extend_plain_records", (PyCFunction)(void (*)(void))extend_plain_records, METH_FASTCALL,
+     extend_plain_records_doc},
 #ifdef PYKAF_JOURNAL_RECORDS
     {"journal_record_into", (PyCFunction)(void (*)(void))journal_record_into, METH_FASTCALL,
      journal_record_into_doc},

@@ -1,7 +1,8 @@
 """Typed stub of the C accelerator ``_crecords.c``: same contract as ``_record_codec``.
 
 ``murmur2`` is the C twin of ``pykaf._producer._partitioner.murmur2_python``;
-``plain_value_ends`` of ``pykaf._producer._accumulator.plain_value_ends_python``;
+``plain_value_ends`` and ``extend_plain_records`` of ``plain_value_ends_python`` and
+``extend_plain_records_python`` in ``pykaf._producer._accumulator``;
 ``journal_record_into`` (x86 builds only) of ``pykaf._producer.journal._format.
 encode_record_into_python``.
 """
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 __all__ = [
     "decode_records",
     "encode_records",
+    "extend_plain_records",
     "journal_record_into",
     "murmur2",
     "plain_value_ends",
@@ -35,6 +37,9 @@ def decode_records(
 ) -> list[_R]: ...
 def murmur2(data: bytes | bytearray | memoryview, /) -> int: ...
 def plain_value_ends(values: list[Any], overhead: int, limit: int, /) -> list[int] | None: ...
+def extend_plain_records(
+    records: list[tuple[Any, Any, Any, Any]], values: list[bytes], start: int, stop: int, /
+) -> None: ...
 def journal_record_into(
     target: memoryview,
     pos: int,
