@@ -22,6 +22,8 @@ __all__ = [
     "RecordInto",
     "Tail",
     "encode_record_into",
+    "no_fast_append",
+    "no_fast_identity",
     "record_into_in_c",
 ]
 
@@ -79,6 +81,28 @@ class Tail(Protocol):
 
 JournalTail: Callable[[], Tail] | None = getattr(_crecords, "JournalTail", None)
 """The C type of ``Tail``, or None without the extension."""
+
+
+# The store's ``fast_append`` and ``fast_identity`` without the extension: nothing is
+# ever written without the lock (-1), so every append takes the locked path.
+def no_fast_append(
+    serial: int, topic: str, partition: int, timestamp_ms: int, key: object, value: object
+) -> int:
+    return -1
+
+
+def no_fast_identity(
+    topic: str,
+    partition: int,
+    producer_id: int,
+    epoch: int,
+    base_sequence: int,
+    first_serial: int,
+    last_serial: int,
+    record_count: int,
+) -> int:
+    return -1
+
 
 encode_record_into: RecordInto = (
     encode_record_into_python if _c_record_into is None else _c_record_into

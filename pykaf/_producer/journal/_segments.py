@@ -1,5 +1,7 @@
 """The journal on disk: segment files, recovery, appends, group-commit syncs, reclaim.
 
+The syncs are in ``_store_sync`` (``StoreSync``, this store's base class).
+
 Blocking file I/O, no event loop: the producer runs it where blocking is allowed. Its
 methods may be called from several threads (one lock guards the state), and ``sync`` runs
 its fsync outside that lock: a group-commit thread can sync while appends go on, and
@@ -12,10 +14,10 @@ The produce path's common append (a RECORD without headers that fits the newest
 segment's map) skips the lock: ``fast_append`` is a ``JournalTail`` (C) that the lock's
 holder arms with where to write, and that writes, counts and notes the serials per
 partition in one call, which under the GIL no Python code can interleave with. The
-lock is a ``_SettlingLock``: whoever takes it (a ``Condition`` wait included) first
-settles the tail, taking in what it wrote and disarming it, so that every section under
-the lock sees the state as if the tail's appends had been its own. ~2 us a record less
-than the locked path (benchmarks/custody.py, the journal level).
+lock is a ``SettlingLock`` (``_settling_lock``): whoever takes it (a ``Condition`` wait
+included) first settles the tail, taking in what it wrote and disarming it, so that
+every section under the lock sees the state as if the tail's appends had been its own.
+~2 us a record less than the locked path (benchmarks/custody.py, the journal level).
 
 A journal directory holds ``LOCK`` (see ``_lock``) and ``<first serial, 20 digits>.journal``
 segments of entries (``_format``). A segment is named after the next serial when it was
@@ -53,13 +55,12 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final, cast
 
 from pykaf._errors import JournalDiskError, JournalFullError
 from pykaf._producer.journal._disk import DiskHealth
-from pykaf._producer.journal._durability import SyncTicket, cut_unsynced, fsync_ticket
 from pykaf._producer.journal._format import (
     Done,
     Entry,
@@ -70,13 +71,15 @@ from pykaf._producer.journal._format import (
 )
 from pykaf._producer.journal._identities import BatchIdentities
 from pykaf._producer.journal._lock import DirectoryLock
-from pykaf._producer.journal._mapped import READ_STEP, MappedSegment, capacity_for, read_ahead
+from pykaf._producer.journal._mapped import MappedSegment, capacity_for
 from pykaf._producer.journal._pending import PendingIndex
 from pykaf._producer.journal._record_writer import (
     FastAppend,
     FastIdentity,
     Tail,
     encode_record_into,
+    no_fast_append,
+    no_fast_identity,
 )
 from pykaf._producer.journal._record_writer import JournalTail as _JournalTail
 from pykaf._producer.journal._recovery import (
@@ -86,6 +89,8 @@ from pykaf._producer.journal._recovery import (
     recover_segments,
     segment_name,
 )
+from pykaf._producer.journal._settling_lock import SettlingLock
+from pykaf._producer.journal._store_sync import StoreSync
 from pykaf._producer.journal._tail import ReadPosition, SegmentSpan, read_pending_span
 
 __all__ = ["JournalStore"]
@@ -95,61 +100,7 @@ _RECOVERABLE_WRITE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
 _NAMES_CACHED: Final = 1024  # encoded topic names kept (``_name_of``)
 
 
-def _no_fast_append(
-    serial: int, topic: str, partition: int, timestamp_ms: int, key: object, value: object
-) -> int:
-    return -1
-
-
-def _no_fast_identity(
-    topic: str,
-    partition: int,
-    producer_id: int,
-    epoch: int,
-    base_sequence: int,
-    first_serial: int,
-    last_serial: int,
-    record_count: int,
-) -> int:
-    return -1
-
-
-class _SettlingLock:
-    """The store's lock: a ``threading.Lock`` that settles the store's ``JournalTail``
-    each time it is taken (``Condition.wait`` takes it again through ``acquire`` too).
-    The tail writes without the lock, so a section under it must first take in what
-    the tail wrote, and stop it: then the section sees, and alone changes, the state."""
-
-    __slots__ = ("_lock", "_settle")
-
-    def __init__(self, settle: Callable[[], None]) -> None:
-        self._lock = threading.Lock()
-        self._settle = settle
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        taken = self._lock.acquire(blocking, timeout)
-        if taken:
-            try:
-                self._settle()
-            except BaseException:
-                self._lock.release()
-                raise
-        return taken
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def locked(self) -> bool:
-        return self._lock.locked()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-
-class JournalStore:
+class JournalStore(StoreSync):
     """The segment files of one journal directory (see the module doc)."""
 
     def __init__(
@@ -168,16 +119,16 @@ class JournalStore:
         # Room above max_bytes for IDENTITY and DONE entries (see the module doc).
         self.headroom = max(64 * 1024, max_bytes // 64)
         # The produce path's appends without the lock (``JournalTail``, C; None without
-        # the extension): whoever takes the lock settles it first (``_SettlingLock``).
+        # the extension): whoever takes the lock settles it first (``SettlingLock``).
         self._tail: Tail | None = None if _JournalTail is None else _JournalTail()
-        self._mutex = _SettlingLock(self._settle_tail)  # guards everything below
+        self._mutex = SettlingLock(self._settle_tail)  # guards everything below
         # ``try_append_record`` without the lock, when the tail is armed: -1 when nothing
         # was written (then call ``try_append_record``). (serial, topic, partition,
         # timestamp_ms, key, value) -> where the entry ends.
-        self.fast_append: FastAppend = _no_fast_append if self._tail is None else self._tail.append
+        self.fast_append: FastAppend = no_fast_append if self._tail is None else self._tail.append
         # The same for an IDENTITY entry: ``append([Identity(...)])`` when it returns -1.
         self.fast_identity: FastIdentity = (
-            _no_fast_identity if self._tail is None else self._tail.identity
+            no_fast_identity if self._tail is None else self._tail.identity
         )
         self._sync_mutex = threading.Lock()  # one sync at a time; taken before _mutex
         # Notified when an fsync settles. (Condition takes any lock-like object; its
@@ -517,111 +468,6 @@ class JournalStore:
             raise self._health.error(exc, "allocate", segment.path, usable=usable) from exc
         target.write(segment.size, chunks)
         self._health.ok()
-
-    # -- sync ----------------------------------------------------------------------------
-
-    def sync(self) -> None:
-        """Make everything appended so far durable; returns at once when nothing is new.
-        The fsync runs outside the store's lock: appends from other threads go on."""
-        with self._sync_mutex:
-            with self._mutex:
-                ticket = self._ticket()
-                if ticket is None:
-                    return
-                self._in_flight = True
-            failure: tuple[OSError, Path] | None = None
-            completed = False
-            try:
-                failure = fsync_ticket(ticket, self.directory)
-                completed = True
-            finally:
-                ticket.close()
-                with self._mutex:
-                    # Settled before anyone waiting may sync: a failure must stop the
-                    # store before another fsync could report the same pages clean.
-                    try:
-                        if completed:
-                            self._settle(ticket, failure)
-                    finally:
-                        self._in_flight = False
-                        self._idle.notify_all()
-
-    def read_ahead(self) -> None:
-        """Read the pages ahead of the newest segment's end into the page cache, so that
-        appends into them do not fault them in holding the GIL (``_mapped``'s module
-        doc). For the journal's own thread, after a sync: the reading runs outside the
-        lock and never raises; a second caller meanwhile returns at once."""
-        if not self._ahead_turn.acquire(blocking=False):
-            return
-        try:
-            with self._mutex:
-                target = self._file
-                if target is None or self._lock is None or self._health.failure is not None:
-                    return
-                plan = target.plan_read_ahead(self._segments[-1].size)
-            if plan is not None:
-                if self._ahead_buffer is None:
-                    self._ahead_buffer = bytearray(READ_STEP)
-                read_ahead(plan, self._ahead_buffer)
-        finally:
-            self._ahead_turn.release()
-
-    def _wait_idle(self) -> None:
-        # With the lock held: let an fsync in flight settle first (the wait releases it).
-        while self._in_flight:
-            self._idle.wait()
-
-    def _sync_locked(self) -> None:
-        # The same sync, with the lock held throughout (a roll, a reclaim).
-        self._wait_idle()
-        ticket = self._ticket()
-        if ticket is not None:
-            try:
-                self._settle(ticket, fsync_ticket(ticket, self.directory))
-            finally:
-                ticket.close()
-
-    def _ticket(self) -> SyncTicket | None:
-        self._check_usable()
-        if not self._segments:
-            return None
-        segment = self._segments[-1]
-        file_needed = segment.size > self._synced_size
-        directory = self._created if self._created > self._directory_synced else -1
-        if not file_needed and directory < 0:
-            return None
-        fd = -1
-        if file_needed:
-            assert self._file is not None  # something was written to it since the last sync
-            try:
-                fd = os.dup(self._file.fd)
-            except OSError as exc:
-                raise self._health.error(exc, "dup", segment.path, usable=True) from exc
-        return SyncTicket(
-            fd=fd,
-            segment=segment,
-            size=segment.size,
-            serial=self._next_serial,
-            synced_size=self._synced_size,
-            synced_serial=self._synced_serial,
-            directory=directory,
-        )
-
-    def _settle(self, ticket: SyncTicket, failure: tuple[OSError, Path] | None) -> None:
-        if failure is not None:
-            self._sync_failed(ticket, *failure)
-        self._synced_serial = max(self._synced_serial, ticket.serial)
-        if ticket.segment is self._segments[-1]:
-            self._synced_size = max(self._synced_size, ticket.size)
-        self._directory_synced = max(self._directory_synced, ticket.directory)
-
-    def _sync_failed(self, ticket: SyncTicket, exc: OSError, path: Path) -> None:
-        # fsyncgate: what this sync covered may be lost while the page cache still shows
-        # it, and a later fsync would not say so. Cut it, and everything after it, so that
-        # a reopen reads only what an earlier sync made durable; then stop.
-        if self._health.failure is None:
-            cut_unsynced(ticket, self._segments[self._segments.index(ticket.segment) + 1 :])
-        raise self._health.sync_error(exc, path, ticket.synced_serial) from exc
 
     # -- reclaim -------------------------------------------------------------------------
 

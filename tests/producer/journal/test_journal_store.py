@@ -13,7 +13,7 @@ import pytest
 
 from pykaf._errors import JournalCorruptError, JournalFullError, JournalLockedError
 from pykaf._producer.journal import Done, Identity, JournalRecord, JournalStore
-from pykaf._producer.journal import _segments as segments_module
+from pykaf._producer.journal import _store_sync as store_sync_module
 from pykaf._producer.journal._format import encode, walk
 from pykaf._producer.journal._inspect import scan as scan_directory
 
@@ -413,14 +413,14 @@ def test_reclaim_syncs_outside_the_lock_so_appends_go_on(
     store.append([Done("t", 0, 0, 59)])
     store.append([_record(60)])  # new since the last sync: reclaim's sync has work
     entered, release = threading.Event(), threading.Event()
-    real = segments_module.fsync_ticket
+    real = store_sync_module.fsync_ticket
 
     def slow_fsync(*args: Any) -> Any:
         entered.set()
         assert release.wait(10)
         return real(*args)
 
-    monkeypatch.setattr(segments_module, "fsync_ticket", slow_fsync)
+    monkeypatch.setattr(store_sync_module, "fsync_ticket", slow_fsync)
     removed: list[int] = []
     reclaimer = threading.Thread(target=lambda: removed.append(store.reclaim()))
     reclaimer.start()
