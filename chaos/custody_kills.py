@@ -1,11 +1,15 @@
 """Break custody on purpose: SIGKILL a journal_sync producer again and again, then count.
 
     python chaos/custody_kills.py [--kills 200] [--partitions 4] [--seed N] [--down 0.3]
+                                  [--client blocking|async] [--workers 16]
 
 The embedded broker (three brokers) runs in this process. A child process opens a
 ``Producer(custody="journal_sync")`` on one journal directory (re-sending what the previous
 child left, first) and produces unique values as fast as it can, writing each value to a
-log file once its ``produce()`` has returned. Each child is SIGKILLed at a random moment
+log file once its ``produce()`` has returned. With ``--client async`` the child is an
+``AsyncProducer(custody="journal_sync")`` driven by ``--workers`` coroutines, each awaiting
+its own ``produce()`` calls one after the other (so they share the group fsyncs), writing
+``<child>.<worker>-<seq>`` values. Each child is SIGKILLed at a random moment
 (while appending, during an fsync, during the replay of the previous child's records, or
 while every broker is down: with probability ``--down`` the brokers go down before the kill
 and come back after it). After the last kill one more child drains the journal and closes.
@@ -13,7 +17,8 @@ and come back after it). After the last kill one more child drains the journal a
 Then every partition is read back and counted:
   lost        values whose produce() returned (in a log) but are not in Kafka: must be 0
   duplicated  values present more than once (re-sends after a crash; counted, reported)
-  reordered   per child and partition, values out of produce order (must be 0)
+  reordered   per child (per worker of an async child) and partition, values out of
+              produce order (must be 0)
 and what each child's replay of the previous one's records came to (``replay_stats()``,
 summed over the children whose replay settled before their kill): re-sent as the same
 idempotent batches and so proven not duplicated, sent again unproven, never sent before.
@@ -80,21 +85,79 @@ with open(log_path, "a", buffering=1) as log, Producer(
             log.write(value.decode() + "\\n")  # after produce() returned: in custody
 """.replace("TOPIC_NAME", TOPIC)
 
+# The same with the asyncio producer: ``WORKERS`` coroutines await their own produce()
+# calls one after the other, so their records share the group fsyncs ("journal_sync"
+# callers on a loop wait together), and each worker's values keep their order.
+ASYNC_CHILD = """
+import asyncio, sys, threading, time
+from pykaf import AsyncProducer
+
+bootstrap, journal, child, log_path, drain, stats_path, workers = sys.argv[1:8]
+failures = []
+
+def replayed(metadata, error):
+    if error is not None:
+        failures.append(repr(error))
+
+async def note_replay(producer):
+    # Once the replay of what the previous child left is settled (bounded: 60 s).
+    for _ in range(1200):
+        stats = producer.replay_stats()
+        if stats.settled:
+            with open(stats_path, "a") as out:
+                fields = (stats.proven, stats.resent_unproven, stats.unsent, stats.failed)
+                out.write(" ".join(map(str, fields)) + "\\n")
+            return
+        await asyncio.sleep(0.05)
+
+async def worker(producer, log, number):
+    for seq in range(10_000_000):
+        value = f"{child}.{number}-{seq}".encode()
+        await producer.produce("TOPIC_NAME", value, key=f"{number}-{seq % 97}".encode())
+        log.write(value.decode() + "\\n")  # after produce() returned: in custody
+
+async def main():
+    with open(log_path, "a", buffering=1) as log:
+        async with AsyncProducer(
+            bootstrap, custody="journal_sync", journal_dir=journal, linger=0.001,
+            max_block=120, on_replayed_delivery=replayed,
+        ) as producer:
+            print("open", sum(producer.recovered().values()), flush=True)
+            if drain == "1":
+                left = await producer.flush(120)
+                await note_replay(producer)
+                print("flushed", left, len(failures), failures[:3], flush=True)
+            else:
+                noting = asyncio.ensure_future(note_replay(producer))
+                await asyncio.gather(*(worker(producer, log, n) for n in range(int(workers))))
+                await noting
+
+asyncio.run(main())
+""".replace("TOPIC_NAME", TOPIC)
+
 
 def start_child(
-    bootstrap: str, journal: str, child: int, logs: Path, drain: bool
+    bootstrap: str,
+    journal: str,
+    child: int,
+    logs: Path,
+    drain: bool,
+    *,
+    workers: int = 0,
 ) -> subprocess.Popen[str]:
+    """The blocking child, or with ``workers`` the asyncio one."""
     return subprocess.Popen(
         [
             sys.executable,
             "-c",
-            CHILD,
+            ASYNC_CHILD if workers else CHILD,
             bootstrap,
             journal,
             str(child),
             str(logs / f"{child}.log"),
             "1" if drain else "0",
             str(logs / "replays.txt"),
+            *([str(workers)] if workers else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -128,9 +191,12 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--down", type=float, default=0.3, help="share of kills with brokers down")
+    parser.add_argument("--client", choices=("blocking", "async"), default="blocking")
+    parser.add_argument("--workers", type=int, default=16, help="coroutines of an async child")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
+    workers = args.workers if args.client == "async" else 0
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as scratch, BlockingCluster(brokers=BROKERS) as cluster:
         journal, logs = os.path.join(scratch, "journal"), Path(scratch) / "logs"
@@ -139,7 +205,9 @@ def main() -> int:
         replayed = 0
         downs = 0
         for child in range(args.kills):
-            process = start_child(cluster.bootstrap, journal, child, logs, drain=False)
+            process = start_child(
+                cluster.bootstrap, journal, child, logs, drain=False, workers=workers
+            )
             assert process.stdout is not None
             opened = process.stdout.readline().split()
             if opened and opened[0] == "open":
@@ -156,7 +224,9 @@ def main() -> int:
             if down:
                 for node in range(1, BROKERS + 1):
                     cluster.faults.broker_up(node)
-        drain = start_child(cluster.bootstrap, journal, args.kills, logs, drain=True)
+        drain = start_child(
+            cluster.bootstrap, journal, args.kills, logs, drain=True, workers=workers
+        )
         out, _ = drain.communicate(timeout=300)
         print("drain:", out.strip().replace("\n", " | "))
         print("journal after the drain:", inspect_journal(journal).pending_records, "pending")
@@ -188,7 +258,8 @@ def main() -> int:
                 reordered += 1
             last[child] = max(last.get(child, -1), int(seq))
     print(
-        f"seed {seed}: {args.kills} SIGKILLs ({downs} with every broker down),"
+        f"seed {seed}, {args.client} client: {args.kills} SIGKILLs ({downs} with every broker"
+        f" down),"
         f" {len(accepted):,} records accepted (produce() returned), {replayed:,} replayed at opens,"
         f" {sum(counts.values()):,} in Kafka; lost {len(lost)}, duplicated {duplicated},"
         f" reordered {reordered}; {time.monotonic() - started:.0f} s"
