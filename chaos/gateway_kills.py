@@ -1,0 +1,193 @@
+"""Break the gateway on purpose: SIGKILL ``pykaf gateway`` again and again, then count.
+
+    python chaos/gateway_kills.py [--kills 50] [--writers 4] [--partitions 4] [--seed N]
+                                  [--down 0.3]
+
+The embedded broker (three brokers) runs in this process. Each round starts ``pykaf
+gateway --journal-dir D`` on the same journal (it replays what the previous one left),
+and ``--writers`` HTTP clients post numbered records to the ``/safe`` routes (answered
+202 only after the journal's fsync), one request at a time each, one record in four as a
+batch of three lines; a writer notes a value once it is answered 202. The gateway is
+SIGKILLed at a random moment; with probability ``--down`` every broker goes down first
+(the answers then come from the journal alone) and comes back after the kill. After the
+last kill one more gateway drains the journal and stops with SIGTERM.
+
+Then every partition is read back and counted, per writer:
+  lost        values answered 202 that are not in Kafka: must be 0
+  duplicated  values present more than once (a re-send after a crash; counted)
+  reordered   values below one already read from the writer's partition (must be 0)
+  in flight   requests the kill cut short: their records may or may not be in Kafka
+Exit status 1 if anything was lost or reordered. Random moments, so this is a tool to
+break things with, not a test: its bound is ``--kills`` gateways of a second or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from pykaf.broker import BlockingCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "gateway"))
+
+# The tests' process helpers (``pykaf gateway`` by pid, counting what arrived).
+from _processes import (
+    GatewayProcess,
+    count_arrivals,
+    patient_config,
+    read_topic,
+)
+
+TOPIC = "gateway-chaos"
+BROKERS = 3
+
+
+class Writers:
+    """The HTTP clients of every round: what each writer had answered 202, in order."""
+
+    def __init__(self, count: int, partitions: int) -> None:
+        self.count = count
+        self.partitions = partitions
+        self.acked: dict[int, list[bytes]] = {n: [] for n in range(count)}
+        self.next_seq = dict.fromkeys(range(count), 0)
+        self.in_flight = 0
+        self.answered_now = 0
+
+    def tag(self, number: int) -> bytes:
+        return b"w%d" % number
+
+    async def run(self, url: str, number: int) -> None:
+        partition = number % self.partitions
+        mine = self.acked[number]
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            for _ in range(1_000_000):
+                seq = self.next_seq[number]
+                if seq % 4 == 3:  # a batch of three lines
+                    values = [self._value(number, partition, seq + n) for n in range(3)]
+                    path = "/safe/batch/async"
+                else:
+                    values = [self._value(number, partition, seq)]
+                    path = "/safe/async"
+                try:
+                    answer = await http.post(
+                        f"{path}/{TOPIC}?partition={partition}", content=b"\n".join(values)
+                    )
+                except httpx.TransportError:
+                    self.in_flight += 1  # the kill: this request's records may be in
+                    self.next_seq[number] = seq + len(values)
+                    return
+                if answer.status_code != 202:
+                    raise SystemExit(f"writer {number}: {answer.status_code} {answer.text}")
+                mine.extend(values)
+                self.answered_now += len(values)
+                self.next_seq[number] = seq + len(values)
+
+    def _value(self, number: int, partition: int, seq: int) -> bytes:
+        return b"%s:%d:%d" % (self.tag(number), partition, seq)
+
+
+async def one_round(
+    gateway: GatewayProcess,
+    writers: Writers,
+    rng: random.Random,
+    go_down: Callable[[], None] | None,
+) -> None:
+    """Writers post until the gateway is SIGKILLed at a random moment (after at least one
+    answer, so every round writes)."""
+    writers.answered_now = 0
+    tasks = [asyncio.ensure_future(writers.run(gateway.url, n)) for n in range(writers.count)]
+    deadline = time.monotonic() + 30
+    while writers.answered_now == 0:
+        if time.monotonic() > deadline or all(t.done() for t in tasks):
+            for task in tasks:
+                task.cancel()
+            raise SystemExit(
+                f"no answer within 30 s; the gateway's log:\n{gateway.log.read_text()}"
+            )
+        await asyncio.sleep(0.01)
+    if go_down is not None:
+        await asyncio.sleep(rng.uniform(0.0, 0.3))
+        go_down()
+    await asyncio.sleep(rng.uniform(0.0, 0.8))
+    gateway.kill()
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+
+def start_gateway(bootstrap: str, scratch: Path) -> GatewayProcess:
+    args = ["-b", bootstrap, "--port", "0", "--journal-dir", str(scratch / "journal")]
+    args += ["--config", patient_config(scratch)]
+    return GatewayProcess.start(args, scratch / "gateway.log")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=50)
+    parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--down", type=float, default=0.3, help="share of kills with brokers down")
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    started = time.monotonic()
+    writers = Writers(args.writers, args.partitions)
+    downs = 0
+    with tempfile.TemporaryDirectory() as directory, BlockingCluster(brokers=BROKERS) as cluster:
+        scratch = Path(directory)
+        cluster.create_topic(TOPIC, args.partitions)
+
+        def all_down() -> None:
+            for node in range(1, BROKERS + 1):
+                cluster.faults.broker_down(node)
+
+        for _ in range(args.kills):
+            gateway = start_gateway(cluster.bootstrap, scratch)
+            down = rng.random() < args.down
+            downs += down
+            asyncio.run(one_round(gateway, writers, rng, all_down if down else None))
+            if down:
+                for node in range(1, BROKERS + 1):
+                    cluster.faults.broker_up(node)
+        total = sum(len(values) for values in writers.acked.values())
+        gateway = start_gateway(cluster.bootstrap, scratch)  # drains what the journal holds
+        try:
+            records = read_topic(
+                cluster.bootstrap, TOPIC, args.partitions, until=total, timeout=120
+            )
+        finally:
+            status = gateway.terminate()
+        lost = duplicated = reordered = strangers = 0
+        for number, values in writers.acked.items():
+            expected = {number % args.partitions: values}
+            arrivals = count_arrivals(records, expected, tag=writers.tag(number))
+            lost += arrivals.total_lost
+            duplicated += arrivals.total_duplicated
+            reordered += arrivals.total_reordered
+            strangers += arrivals.unexpected
+        log = (scratch / "gateway.log").read_text()
+    print(
+        f"seed {seed}: {args.kills} SIGKILLs of the gateway ({downs} with every broker down),"
+        f" {total:,} records answered 202 by /safe routes, {len(records):,} in Kafka;"
+        f" lost {lost}, duplicated {duplicated}, reordered {reordered};"
+        f" {writers.in_flight} requests cut short by a kill ({strangers} of their records"
+        f" arrived); the last gateway stopped with status {status};"
+        f" {time.monotonic() - started:.0f} s"
+    )
+    errors = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
+    if errors:
+        print(
+            f"the gateways logged {len(errors)} ERROR line(s), first ones:", *errors[:5], sep="\n"
+        )
+    return 1 if lost or reordered or status != 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
