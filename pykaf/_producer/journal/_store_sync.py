@@ -6,7 +6,8 @@ module doc): ``sync`` takes a ``SyncTicket`` of what is new under the lock, fsyn
 outside the lock (appends go on), and settles it under the lock again; syncs never
 overlap (``_sync_mutex``, and a roll or a reclaim waits for the one in flight), so a
 failure cannot be consumed by one fsync while another reports the same pages clean. A
-failed fsync cuts what it covered from the files and stops the store for good.
+failed fsync cuts what it covered from the files and stops the store for good. Here too:
+``read_ahead``, which the syncing thread runs after each sync (``_mapped``).
 """
 
 from __future__ import annotations
