@@ -60,6 +60,9 @@ class Writers:
         self.next_seq = dict.fromkeys(range(count), 0)
         self.in_flight = 0
         self.answered_now = 0
+        # Per round: each writer's first sequence number then, and whether brokers were
+        # down (to say where a lost record was written).
+        self.rounds: list[tuple[dict[int, int], bool]] = []
 
     def tag(self, number: int) -> bytes:
         return b"w%d" % number
@@ -103,6 +106,7 @@ async def one_round(
     """Writers post until the gateway is SIGKILLed at a random moment (after at least one
     answer, so every round writes)."""
     writers.answered_now = 0
+    writers.rounds.append((dict(writers.next_seq), go_down is not None))
     tasks = [asyncio.ensure_future(writers.run(gateway.url, n)) for n in range(writers.count)]
     deadline = time.monotonic() + 30
     while writers.answered_now == 0:
@@ -159,12 +163,15 @@ def main() -> int:
         total = sum(len(values) for values in writers.acked.values())
         gateway = start_gateway(cluster.bootstrap, scratch)  # drains what the journal holds
         try:
+            answered = [value for values in writers.acked.values() for value in values]
             records = read_topic(
-                cluster.bootstrap, TOPIC, args.partitions, until=total, timeout=120
+                cluster.bootstrap, TOPIC, args.partitions, until=answered, timeout=120
             )
         finally:
             status = gateway.terminate()
         lost = duplicated = reordered = strangers = 0
+        present = {record.value for record in records}
+        missing = [v for values in writers.acked.values() for v in values if v not in present]
         for number, values in writers.acked.items():
             expected = {number % args.partitions: values}
             arrivals = count_arrivals(records, expected, tag=writers.tag(number))
@@ -181,6 +188,14 @@ def main() -> int:
         f" arrived); the last gateway stopped with status {status};"
         f" {time.monotonic() - started:.0f} s"
     )
+    if missing:
+        print("lost, first ones:", *missing[:10])
+        for value in missing[:10]:
+            tag, _, seq = value.decode().split(":")
+            number = int(tag[1:])
+            rounds = enumerate(writers.rounds)
+            which = max(i for i, (firsts, _) in rounds if firsts[number] <= int(seq))
+            print(f"  {value.decode()}: round {which}, brokers down: {writers.rounds[which][1]}")
     errors = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
     if errors:
         print(

@@ -198,15 +198,29 @@ class Arrivals:
         return sum(self.reordered.values())
 
 
-def read_topic(bootstrap: str, topic: str, partitions: int, *, until: int, timeout: float) -> Any:
-    """Every record of ``topic`` from the start: reads until ``until`` records arrived or
-    ``timeout`` passed, then one more short look (nothing beyond them)."""
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    *,
+    until: int | Iterable[bytes],
+    timeout: float,
+) -> Any:
+    """Every record of ``topic`` from the start: reads until ``until`` records arrived
+    (or, given values, until each of them was read) or ``timeout`` passed, then one more
+    short look (nothing beyond them). Values, where records nobody waits for may arrive
+    too (a request a kill cut short): a count would end the reading before the last
+    records waited for."""
+    count = until if isinstance(until, int) else None
+    wanted: set[bytes] = set() if isinstance(until, int) else set(until)
     records: list[Any] = []
     with Consumer(bootstrap, auto_offset_reset="earliest") as consumer:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         deadline = time.monotonic() + timeout
-        while len(records) < until and time.monotonic() < deadline:
-            records.extend(consumer.poll(0.5))
+        while (wanted if count is None else len(records) < count) and (time.monotonic() < deadline):
+            batch = consumer.poll(0.5)
+            records.extend(batch)
+            wanted.difference_update(record.value for record in batch)
         records.extend(consumer.poll(0.5))
     return records
 
