@@ -1,13 +1,16 @@
 """Break the gateway on purpose: SIGKILL ``pykaf gateway`` again and again, then count.
 
     python chaos/gateway_kills.py [--kills 50] [--writers 4] [--partitions 4] [--seed N]
-                                  [--down 0.3]
+                                  [--down 0.3] [--custody journal_sync|journal]
 
 The embedded broker (three brokers) runs in this process. Each round starts ``pykaf
 gateway --journal-dir D`` on the same journal (it replays what the previous one left),
 and ``--writers`` HTTP clients post numbered records to the ``/safe`` routes (answered
 202 only after the journal's fsync), one request at a time each, one record in four as a
-batch of three lines; a writer notes a value once it is answered 202. The gateway is
+batch of three lines; a writer notes a value once it is answered 202. With ``--custody
+journal`` they post to ``/async`` and ``/batch/async`` with ``?custody=journal``: answered
+once appended to the journal, before its fsync, which a killed process must not lose
+either (the append is in the page cache; only an OS crash may lose it). The gateway is
 SIGKILLed at a random moment; with probability ``--down`` every broker goes down first
 (the answers then come from the journal alone) and comes back after the kill. After the
 last kill one more gateway drains the journal and stops with SIGTERM.
@@ -53,8 +56,10 @@ BROKERS = 3
 class Writers:
     """The HTTP clients of every round: what each writer had answered 202, in order."""
 
-    def __init__(self, count: int, partitions: int) -> None:
+    def __init__(self, count: int, partitions: int, custody: str) -> None:
         self.count = count
+        self.prefix = "/safe" if custody == "journal_sync" else ""
+        self.query = "" if custody == "journal_sync" else f"&custody={custody}"
         self.partitions = partitions
         self.acked: dict[int, list[bytes]] = {n: [] for n in range(count)}
         self.next_seq = dict.fromkeys(range(count), 0)
@@ -75,13 +80,14 @@ class Writers:
                 seq = self.next_seq[number]
                 if seq % 4 == 3:  # a batch of three lines
                     values = [self._value(number, partition, seq + n) for n in range(3)]
-                    path = "/safe/batch/async"
+                    path = f"{self.prefix}/batch/async"
                 else:
                     values = [self._value(number, partition, seq)]
-                    path = "/safe/async"
+                    path = f"{self.prefix}/async"
                 try:
                     answer = await http.post(
-                        f"{path}/{TOPIC}?partition={partition}", content=b"\n".join(values)
+                        f"{path}/{TOPIC}?partition={partition}{self.query}",
+                        content=b"\n".join(values),
                     )
                 except httpx.TransportError:
                     self.in_flight += 1  # the kill: this request's records may be in
@@ -138,11 +144,12 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--down", type=float, default=0.3, help="share of kills with brokers down")
+    parser.add_argument("--custody", choices=("journal_sync", "journal"), default="journal_sync")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     started = time.monotonic()
-    writers = Writers(args.writers, args.partitions)
+    writers = Writers(args.writers, args.partitions, args.custody)
     downs = 0
     with tempfile.TemporaryDirectory() as directory, BlockingCluster(brokers=BROKERS) as cluster:
         scratch = Path(directory)
@@ -182,7 +189,7 @@ def main() -> int:
         log = (scratch / "gateway.log").read_text()
     print(
         f"seed {seed}: {args.kills} SIGKILLs of the gateway ({downs} with every broker down),"
-        f" {total:,} records answered 202 by /safe routes, {len(records):,} in Kafka;"
+        f" {total:,} records answered 202 (custody {args.custody}), {len(records):,} in Kafka;"
         f" lost {lost}, duplicated {duplicated}, reordered {reordered};"
         f" {writers.in_flight} requests cut short by a kill ({strangers} of their records"
         f" arrived); the last gateway stopped with status {status};"
