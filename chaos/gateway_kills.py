@@ -29,9 +29,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,6 +205,14 @@ def main() -> int:
             rounds = enumerate(writers.rounds)
             which = max(i for i, (firsts, _) in rounds if firsts[number] <= int(seq))
             print(f"  {value.decode()}: round {which}, brokers down: {writers.rounds[which][1]}")
+    # What the gateways warned of, each message once with its count (numbers and paths
+    # masked): a broker, group or disk failing shows once per episode, not per record.
+    warnings = Counter(
+        re.sub(r"/tmp/\S+|\d+", "#", line) for line in log.splitlines() if " WARNING " in line
+    )
+    print(f"the gateways' WARNING lines ({sum(warnings.values())}), by message:")
+    for message, count in warnings.most_common():
+        print(f"  {count:5} {message[:160]}")
     errors = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
     if errors:
         print(
