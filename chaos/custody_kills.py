@@ -172,7 +172,7 @@ def read_back(bootstrap: str, partitions: int) -> dict[int, list[str]]:
     with Consumer(bootstrap, auto_offset_reset="earliest", stop_at_end=True) as consumer:
         consumer.assign(tps)
         for record in consumer:
-            seen[record.partition].append(record.value.decode())
+            seen[record.partition].append((record.value or b"").decode())
     return seen
 
 
@@ -253,10 +253,10 @@ def main() -> int:
     for values in seen.values():
         last: dict[str, int] = {}
         for value in values:
-            child, seq = value.rsplit("-", 1)
-            if int(seq) < last.get(child, -1) and counts[value] == 1:
+            writer, seq = value.rsplit("-", 1)  # a child, or a worker of an async child
+            if int(seq) < last.get(writer, -1) and counts[value] == 1:
                 reordered += 1
-            last[child] = max(last.get(child, -1), int(seq))
+            last[writer] = max(last.get(writer, -1), int(seq))
     print(
         f"seed {seed}, {args.client} client: {args.kills} SIGKILLs ({downs} with every broker"
         f" down),"
