@@ -46,25 +46,32 @@ from pykaf.journal import inspect_journal
 TOPIC = "custody-chaos"
 BROKERS = 3
 
-CHILD = """
-import sys, threading, time
-from pykaf import Producer
-
-bootstrap, journal, child, log_path, drain, stats_path = sys.argv[1:7]
-failures = []
+# Both children's failures of replayed records and the counts of their replay.
+REPLAY_NOTES = """failures = []
 
 def replayed(metadata, error):
     if error is not None:
         failures.append(repr(error))
 
+def noted(producer):
+    # Once the replay of what the previous child left is settled: its counts, noted.
+    stats = producer.replay_stats()
+    if stats.settled:
+        with open(stats_path, "a") as out:
+            fields = (stats.proven, stats.resent_unproven, stats.unsent, stats.failed)
+            out.write(" ".join(map(str, fields)) + "\\n")
+    return stats.settled
+"""
+
+CHILD = """
+import sys, threading, time
+from pykaf import Producer
+
+bootstrap, journal, child, log_path, drain, stats_path = sys.argv[1:7]
+REPLAY_NOTES
 def note_replay(producer):
-    # Once the replay of what the previous child left is settled (bounded: 60 s).
-    for _ in range(1200):
-        stats = producer.replay_stats()
-        if stats.settled:
-            with open(stats_path, "a") as out:
-                fields = (stats.proven, stats.resent_unproven, stats.unsent, stats.failed)
-                out.write(" ".join(map(str, fields)) + "\\n")
+    for _ in range(1200):  # bounded: 60 s
+        if noted(producer):
             return
         time.sleep(0.05)
 
@@ -83,7 +90,7 @@ with open(log_path, "a", buffering=1) as log, Producer(
             value = f"{child}-{seq}".encode()
             producer.produce("TOPIC_NAME", value, key=str(seq % 97).encode())
             log.write(value.decode() + "\\n")  # after produce() returned: in custody
-""".replace("TOPIC_NAME", TOPIC)
+""".replace("TOPIC_NAME", TOPIC).replace("REPLAY_NOTES\n", REPLAY_NOTES)
 
 # The same with the asyncio producer: ``WORKERS`` coroutines await their own produce()
 # calls one after the other, so their records share the group fsyncs ("journal_sync"
@@ -93,20 +100,10 @@ import asyncio, sys, threading, time
 from pykaf import AsyncProducer
 
 bootstrap, journal, child, log_path, drain, stats_path, workers = sys.argv[1:8]
-failures = []
-
-def replayed(metadata, error):
-    if error is not None:
-        failures.append(repr(error))
-
+REPLAY_NOTES
 async def note_replay(producer):
-    # Once the replay of what the previous child left is settled (bounded: 60 s).
-    for _ in range(1200):
-        stats = producer.replay_stats()
-        if stats.settled:
-            with open(stats_path, "a") as out:
-                fields = (stats.proven, stats.resent_unproven, stats.unsent, stats.failed)
-                out.write(" ".join(map(str, fields)) + "\\n")
+    for _ in range(1200):  # bounded: 60 s
+        if noted(producer):
             return
         await asyncio.sleep(0.05)
 
@@ -133,7 +130,7 @@ async def main():
                 await noting
 
 asyncio.run(main())
-""".replace("TOPIC_NAME", TOPIC)
+""".replace("TOPIC_NAME", TOPIC).replace("REPLAY_NOTES\n", REPLAY_NOTES)
 
 
 def start_child(
