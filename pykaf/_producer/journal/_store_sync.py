@@ -57,6 +57,11 @@ class StoreSync:
                 ticket = self._ticket()
                 if ticket is None:
                     return
+                if self._file is not None:
+                    # Before the fsync, not after: its writeback would otherwise
+                    # write-protect each page still mapped, one TLB flush (an
+                    # interrupt to the other cores) a page (``_mapped``'s module doc).
+                    self._file.drop_behind(ticket.size)
                 self._in_flight = True
             failure: tuple[OSError, Path] | None = None
             completed = False

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,53 +40,75 @@ def _value(serial: int) -> bytes:
     return random.Random(serial).randbytes(VALUE)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_a_long_append_keeps_the_written_pages_out_of_memory(tmp_path: Path) -> None:
-    store = JournalStore(tmp_path, max_bytes=1 << 30, segment_bytes=SEGMENT)
-    store.open()
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[JournalStore]:
+    opened = JournalStore(tmp_path, max_bytes=1 << 30, segment_bytes=SEGMENT)
+    opened.open()
     try:
-        store.append_record(0, "t", 0, 0, None, _value(0), None)  # maps the segment
-        before = _mapped_file_kib()
-        peak = 0
-        serial = 1
-        while store.used_bytes < WRITTEN:
-            store.append_record(serial, "t", serial % 3, serial, None, _value(serial), None)
-            serial += 1
-            if serial % 1024 == 0:
-                peak = max(peak, _mapped_file_kib() - before)
-        # Without dropping, the 48 MiB written would all be resident in the map.
-        assert peak * 1024 < 4 * DROP_STEP, f"{peak} KiB of written pages held"
-        pending = list(store.read_pending(0, store.next_serial))
-        assert [r.serial for r in pending] == list(range(serial))
-        assert all(r.value == _value(r.serial) for r in pending)
+        yield opened
     finally:
-        store.close()
+        opened.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_long_append_keeps_the_written_pages_out_of_memory(store: JournalStore) -> None:
+    store.append_record(0, "t", 0, 0, None, _value(0), None)  # maps the segment
+    before = _mapped_file_kib()
+    peak = 0
+    serial = 1
+    while store.used_bytes < WRITTEN:
+        store.append_record(serial, "t", serial % 3, serial, None, _value(serial), None)
+        serial += 1
+        if serial % 1024 == 0:
+            peak = max(peak, _mapped_file_kib() - before)
+    # Without dropping, the 48 MiB written would all be resident in the map.
+    assert peak * 1024 < 4 * DROP_STEP, f"{peak} KiB of written pages held"
+    pending = list(store.read_pending(0, store.next_serial))
+    assert [r.serial for r in pending] == list(range(serial))
+    assert all(r.value == _value(r.serial) for r in pending)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_sync_leaves_no_written_page_in_the_map(store: JournalStore) -> None:
+    # Less than DROP_STEP written: only the sync drops them. A page still mapped when the
+    # fsync writes it back costs a TLB flush (an interrupt to the other cores) each.
+    store.append_record(0, "t", 0, 0, None, _value(0), None)  # maps the segment
+    store.sync()
+    before = _mapped_file_kib()
+    serial = 1
+    while store.used_bytes < DROP_STEP // 2:
+        store.append_record(serial, "t", 0, serial, None, _value(serial), None)
+        serial += 1
+    written = _mapped_file_kib() - before
+    assert written * 1024 >= DROP_STEP // 4, f"only {written} KiB mapped: nothing to drop"
+    store.sync()
+    left = _mapped_file_kib() - before
+    assert left <= 8, f"{left} KiB of written pages still mapped after the sync"
+    pending = list(store.read_pending(0, store.next_serial))
+    assert [r.serial for r in pending] == list(range(serial))
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="needs posix_fadvise")
-def test_pages_dropped_from_the_map_are_still_written_by_a_sync(tmp_path: Path) -> None:
+def test_pages_dropped_from_the_map_are_still_written_by_a_sync(
+    store: JournalStore, tmp_path: Path
+) -> None:
     # Dropping a dirty page from a MAP_SHARED map leaves it dirty in the page cache: the
     # sync writes it. Had the drop lost the dirty bit, the sync would skip the page and
     # evicting it from the cache would leave zeros on disk.
-    store = JournalStore(tmp_path, max_bytes=1 << 30, segment_bytes=SEGMENT)
-    store.open()
+    serial = 0
+    while store.used_bytes < 3 * DROP_STEP:
+        store.append_record(serial, "t", 0, serial, None, _value(serial), None)
+        serial += 1
+    store.sync()
+    (path,) = tmp_path.glob("*.journal")
+    fd = os.open(path, os.O_RDONLY)
     try:
-        serial = 0
-        while store.used_bytes < 3 * DROP_STEP:
-            store.append_record(serial, "t", 0, serial, None, _value(serial), None)
-            serial += 1
-        store.sync()
-        (path,) = tmp_path.glob("*.journal")
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages leave the cache
-        finally:
-            os.close(fd)
-        pending = list(store.read_pending(0, store.next_serial))
-        assert [r.serial for r in pending] == list(range(serial))
-        assert all(r.value == _value(r.serial) for r in pending)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages leave the cache
     finally:
-        store.close()
+        os.close(fd)
+    pending = list(store.read_pending(0, store.next_serial))
+    assert [r.serial for r in pending] == list(range(serial))
+    assert all(r.value == _value(r.serial) for r in pending)
 
 
 _CHILD = textwrap.dedent(
