@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -226,7 +226,7 @@ def read_topic(
 
 
 def count_arrivals(
-    records: Iterable[Any], expected: dict[int, Sequence[bytes]], *, tag: bytes
+    records: Iterable[Any], expected: Mapping[int, Sequence[bytes]], *, tag: bytes
 ) -> Arrivals:
     """Compare the records whose value starts with ``tag`` with ``expected`` (partition
     -> the values written there, in order). Reordered: a record whose sequence number
