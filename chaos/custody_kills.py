@@ -1,7 +1,7 @@
 """Break custody on purpose: SIGKILL a journal_sync producer again and again, then count.
 
     python chaos/custody_kills.py [--kills 200] [--partitions 4] [--seed N] [--down 0.3]
-                                  [--client blocking|async] [--workers 16]
+                                  [--moves 0.0] [--client blocking|async] [--workers 16]
 
 The embedded broker (three brokers) runs in this process. A child process opens a
 ``Producer(custody="journal_sync")`` on one journal directory (re-sending what the previous
@@ -12,7 +12,10 @@ its own ``produce()`` calls one after the other (so they share the group fsyncs)
 ``<child>.<worker>-<seq>`` values. Each child is SIGKILLed at a random moment
 (while appending, during an fsync, during the replay of the previous child's records, or
 while every broker is down: with probability ``--down`` the brokers go down before the kill
-and come back after it). After the last kill one more child drains the journal and closes.
+and come back after it). With ``--moves P`` the topic has three replicas, and during a
+child's life (with probability P) each partition's leader moves to another broker, once
+or twice, at random moments: the producer finds the new leader while it appends, syncs,
+replays or is killed. After the last kill one more child drains the journal and closes.
 
 Then every partition is read back and counted:
   lost        values whose produce() returned (in a log) but are not in Kafka: must be 0
@@ -188,6 +191,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--down", type=float, default=0.3, help="share of kills with brokers down")
+    parser.add_argument("--moves", type=float, default=0.0, help="share of kills with leader moves")
     parser.add_argument("--client", choices=("blocking", "async"), default="blocking")
     parser.add_argument("--workers", type=int, default=16, help="coroutines of an async child")
     args = parser.parse_args()
@@ -198,9 +202,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch, BlockingCluster(brokers=BROKERS) as cluster:
         journal, logs = os.path.join(scratch, "journal"), Path(scratch) / "logs"
         logs.mkdir()
-        cluster.create_topic(TOPIC, args.partitions)
+        cluster.create_topic(
+            TOPIC, args.partitions, replication_factor=BROKERS if args.moves > 0 else None
+        )
+        leaders = [1 + p % BROKERS for p in range(args.partitions)]  # as assigned, and moved
         replayed = 0
-        downs = 0
+        downs = moved = 0
         for child in range(args.kills):
             process = start_child(
                 cluster.bootstrap, journal, child, logs, drain=False, workers=workers
@@ -215,7 +222,18 @@ def main() -> int:
                 time.sleep(rng.uniform(0.0, 0.3))
                 for node in range(1, BROKERS + 1):
                     cluster.faults.broker_down(node)
-            time.sleep(rng.uniform(0.0, 0.6))
+            life = rng.uniform(0.0, 0.6)
+            if not down and rng.random() < args.moves:
+                moved += 1
+                steps = rng.randint(1, 2)
+                for _ in range(steps):
+                    time.sleep(life / (steps + 1))
+                    for partition in range(args.partitions):
+                        others = [n for n in range(1, BROKERS + 1) if n != leaders[partition]]
+                        leaders[partition] = rng.choice(others)
+                        cluster.faults.move_leader(TOPIC, partition, leaders[partition])
+                life /= steps + 1
+            time.sleep(life)
             process.send_signal(signal.SIGKILL)
             process.wait(30)
             if down:
@@ -256,7 +274,7 @@ def main() -> int:
             last[writer] = max(last.get(writer, -1), int(seq))
     print(
         f"seed {seed}, {args.client} client: {args.kills} SIGKILLs ({downs} with every broker"
-        f" down),"
+        f" down, {moved} with leaders moved),"
         f" {len(accepted):,} records accepted (produce() returned), {replayed:,} replayed at opens,"
         f" {sum(counts.values()):,} in Kafka; lost {len(lost)}, duplicated {duplicated},"
         f" reordered {reordered}; {time.monotonic() - started:.0f} s"
