@@ -8,7 +8,8 @@ partition ``i % PARTITIONS``, prints ``produced`` and waits to be killed.
 
 ``fill_journal(...)`` is the parent side: it runs that child, calls ``brokers_down`` once
 the child is ready, waits (bounded) until the journal shows exactly ``COUNT`` records
-pending (the warm-up records' DONE entries are written), then SIGKILLs the child by pid.
+pending (the warm-up records' DONE entries are written), then SIGKILLs the child by pid
+(after ``before_kill``, when given).
 ``read_values`` reads a topic back per partition with the public ``Consumer``.
 """
 
@@ -21,8 +22,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["expected_values", "fill_journal", "read_values"]
+__all__ = ["expected_values", "fill_journal", "read_values", "replay_journal"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 _WAIT = 60.0  # seconds any single step of the parent may take
@@ -46,8 +48,10 @@ def fill_journal(
     topic: str = "t",
     partitions: int = 3,
     count: int = 300,
+    before_kill: Callable[[int], None] | None = None,
 ) -> None:
-    """Leave ``count`` records pending in ``directory`` (see the module doc)."""
+    """Leave ``count`` records pending in ``directory`` (see the module doc);
+    ``before_kill`` is given the child's pid just before the SIGKILL."""
     from pykaf.journal import inspect_journal
 
     child = subprocess.Popen(
@@ -69,10 +73,33 @@ def fill_journal(
         while inspect_journal(directory).pending_records != count:
             assert time.monotonic() < deadline, inspect_journal(directory)
             time.sleep(0.01)
+        if before_kill is not None:
+            before_kill(child.pid)
     finally:
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=_WAIT)
+
+
+def replay_journal(
+    directory: Path, bootstrap: str, *, partitions: int, count: int, **settings: Any
+) -> tuple[list[tuple[Any, BaseException | None]], Any]:
+    """Open a producer on the journal ``fill_journal`` left (``count`` records over
+    ``partitions`` of "t"), check what it says it recovered, flush it; returns the
+    ``on_replayed_delivery`` reports ``(metadata, error)`` and its ``replay_stats()``."""
+    from pykaf import Producer
+
+    replayed: list[tuple[Any, BaseException | None]] = []
+    with Producer(
+        bootstrap,
+        custody="journal",
+        journal_dir=directory,
+        on_replayed_delivery=lambda m, e: replayed.append((m, e)),
+        **settings,
+    ) as producer:
+        assert producer.recovered() == {("t", p): count // partitions for p in range(partitions)}
+        assert producer.flush(60) == 0
+        return replayed, producer.replay_stats()
 
 
 def read_values(bootstrap: str, topic: str, partitions: int) -> dict[int, list[bytes]]:

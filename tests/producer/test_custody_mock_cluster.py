@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custody_filler import expected_values, fill_journal, read_values
+from custody_filler import expected_values, fill_journal, read_values, replay_journal
 from peers.mock_cluster import MockCluster
 
 from pykaf import DeliveryError, Producer, RecordMetadata
@@ -113,16 +113,9 @@ def test_a_producer_killed_while_brokers_are_down_is_replayed_in_full_after(
     journal = tmp_path / "journal"
     fill_journal(journal, mock.bootstrap, lambda: mock.broker_down(ALL), count=count)
     mock.broker_up(ALL)
-    replayed: list[tuple[RecordMetadata | None, BaseException | None]] = []
-    with Producer(
-        mock.bootstrap,
-        custody="journal",
-        journal_dir=journal,
-        on_replayed_delivery=lambda m, e: replayed.append((m, e)),
-        **SETTINGS,
-    ) as producer:
-        assert producer.recovered() == {("t", p): count // PARTITIONS for p in range(PARTITIONS)}
-        assert producer.flush(60) == 0
+    replayed, _stats = replay_journal(
+        journal, mock.bootstrap, partitions=PARTITIONS, count=count, **SETTINGS
+    )
     assert [e for _, e in replayed if e is not None] == []
     assert len(replayed) == count  # one report each
     offsets = Counter((m.partition, m.offset) for m, _ in replayed if m is not None)

@@ -1,0 +1,167 @@
+"""Custody "journal" against independent brokers (tansu, in Rust; librdkafka's mock
+cluster): a producer SIGKILLed with records in its journal that the broker was sent but
+never acknowledged to it, and a new producer on that journal afterwards. (The embedded
+broker runs in the test's process and cannot be frozen: ``test_custody_dedup.py``.)
+
+The broker is frozen (SIGSTOP) while the child produces, so its Produce requests wait
+unread in the socket. Then either the child is killed at once ("unread": the requests die
+with its connection, or the broker reads them late), or the child is frozen too and the
+broker woken first ("acks lost"): it writes the child's batches and answers into a socket
+nobody reads, and only then is the child killed. Both ways some batches may reach the
+broker twice, from the dead producer and from the replay. The replay sends them as the
+same idempotent batches (producer id, epoch and sequences were journaled before the
+first send), and a broker that keeps the producers' state drops the copies: every record
+the child accepted arrives once, in order per partition, and each has one report. With
+the journaled identities ignored, "acks lost" fails on both brokers (duplicates)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from custody_filler import expected_values, fill_journal, replay_journal
+from peers.mock_cluster import MockCluster
+from peers.tansu import Tansu
+from test_producer_peers import read_back
+
+from pykaf.journal import inspect_journal
+
+pytestmark = pytest.mark.peer
+
+PARTITIONS = 3
+COUNT = 1_500
+WAIT = 30.0  # bounds each wait on the broker
+SETTINGS: dict[str, Any] = {
+    "linger": 0.002,
+    "request_timeout": 2.0,
+    "retry_backoff_max": 0.2,
+    "max_block": 30.0,
+}
+
+
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """SIGSTOP ``pid`` now; SIGCONT on the way out, however it is left (a test that fails
+    must not leave the broker stopped for the fixture's close)."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def wait_for_a_child_record(bootstrap: str) -> None:
+    """Until the broker holds at least one of the child's records (not a warm-up one)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "pykaf-custody-acks-lost-probe",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 20,
+            "log_level": 3,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition("t", p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.2):
+                if message.error() is None and message.value() != b"warm":
+                    return
+        raise AssertionError(f"the broker wrote none of the child's records within {WAIT} s")
+    finally:
+        consumer.close()
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A peer in a process of its own: what the test freezes and talks to."""
+
+    bootstrap: str
+    pid: int
+    trust_watermarks: bool
+    #: Drops a batch it has already written (same producer id, epoch and sequence).
+    #: librdkafka's mock checks sequences only for transactional producers
+    #: (``rd_kafka_mock_validate_records``): there a replay can only duplicate.
+    deduplicates: bool
+
+
+@pytest.fixture(params=["tansu", "mock"])
+def broker(request: pytest.FixtureRequest) -> Broker:
+    if request.param == "tansu":
+        tansu: Tansu = request.getfixturevalue("tansu")
+        tansu.create_topic("t", PARTITIONS)
+        return Broker(tansu.bootstrap, tansu.pid, trust_watermarks=False, deduplicates=True)
+    mock: MockCluster = request.getfixturevalue("mock_cluster")
+    mock.create_topic("t", PARTITIONS)
+    return Broker(mock.bootstrap, mock.pid, trust_watermarks=True, deduplicates=False)
+
+
+@pytest.mark.parametrize("moment", ["unread", "acks lost"])
+def test_a_producer_killed_with_unacknowledged_requests_is_replayed_once_each(
+    broker: Broker, tmp_path: Path, moment: str
+) -> None:
+    journal = tmp_path / "journal"
+    with ExitStack() as waking:
+
+        def freeze_broker() -> None:
+            waking.enter_context(frozen(broker.pid))
+
+        def before_kill(child: int) -> None:
+            if moment == "acks lost":
+                os.kill(child, signal.SIGSTOP)  # (SIGKILL ends a stopped process too)
+                waking.close()  # the broker wakes, reads the requests, answers them
+                wait_for_a_child_record(broker.bootstrap)
+
+        fill_journal(
+            journal,
+            broker.bootstrap,
+            freeze_broker,
+            partitions=PARTITIONS,
+            count=COUNT,
+            before_kill=before_kill,
+        )
+    replayed, stats = replay_journal(
+        journal, broker.bootstrap, partitions=PARTITIONS, count=COUNT, **SETTINGS
+    )
+    # The broker still knows the dead producer: nothing went again without its identity.
+    assert stats.resent_unproven == 0, stats
+    assert stats.failed == 0, stats
+    assert [e for _, e in replayed if e is not None] == []
+    assert len(replayed) == COUNT  # one report each
+    assert inspect_journal(journal).pending_records == 0
+    # The child's warm-up records, then its COUNT records: each once, in produce order
+    # (where the broker deduplicates; else none lost, in order, at most twice each).
+    log = read_back(
+        broker.bootstrap,
+        "t",
+        PARTITIONS,
+        PARTITIONS + COUNT,
+        trust_watermarks=broker.trust_watermarks,
+    )
+    values = {p: [v for _offset, _key, v in rows] for p, rows in log.records.items()}
+    assert Counter(v for vs in values.values() for v in vs)[b"warm"] == PARTITIONS
+    written = {p: [v for v in vs if v != b"warm"] for p, vs in values.items()}
+    expected = expected_values(COUNT, PARTITIONS)
+    if broker.deduplicates:
+        assert written == expected, (
+            f"replay: {stats}; per partition {[len(v) for v in written.values()]}"
+        )
+        return
+    copies = Counter(v for vs in written.values() for v in vs)
+    assert set(copies) == {v for vs in expected.values() for v in vs}  # none lost, none else
+    assert max(copies.values()) <= 2
+    for partition, values_here in written.items():
+        # The replay's copies come last, all of them, in produce order; a copy the dead
+        # producer's request wrote may come before.
+        last_copies = list(dict.fromkeys(reversed(values_here)))[::-1]
+        assert last_copies == expected[partition], f"partition {partition}"
