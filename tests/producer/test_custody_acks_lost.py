@@ -30,8 +30,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from custody_filler import expected_values, fill_journal, replay_journal
 from peers.mock_cluster import MockCluster
+from peers.readback import read_back
 from peers.tansu import Tansu
-from test_producer_peers import read_back
 
 from pykaf.journal import inspect_journal
 

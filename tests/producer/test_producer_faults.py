@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from test_producer_peers import KEYS, Log, check_log, keyed, read_back
+from peers.readback import Log, read_back
+from test_producer_peers import KEYS, check_log, keyed
 
 from pykaf import Client
 from pykaf._errors import DeliveryError, ProducerClosedError
