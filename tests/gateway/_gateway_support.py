@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
+
+import httpx
 
 from pykaf import Consumer, ConsumerRecord, TopicPartition
 from pykaf.broker import BlockingCluster
+from pykaf.gateway import GatewaySettings, create_app
 
-__all__ = ["FAST", "read_all", "wait_for"]
+__all__ = ["FAST", "gateway_http", "read_all", "wait_for"]
 
 # Fast for tests: small batches leave at once.
 FAST: dict[str, Any] = {"linger": 0.001, "request_timeout": 5.0}
@@ -35,3 +39,21 @@ async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def gateway_http(
+    settings: GatewaySettings, *, timeout: float = 10.0
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway app in-process behind httpx, started; on the way out it must close
+    with every record reported (within ``timeout``, also httpx's timeout)."""
+    gateway = create_app(settings)
+    await gateway.start()
+    try:
+        transport = httpx.ASGITransport(app=gateway)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gateway", timeout=timeout
+        ) as client:
+            yield client
+    finally:
+        assert await gateway.close(timeout) == 0

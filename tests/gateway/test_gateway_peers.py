@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
-from _gateway_support import FAST
-from peers.mock_cluster import MockCluster
+from _gateway_support import FAST, gateway_http
+from peers.process_broker import PROCESS_BROKERS, ProcessBroker, process_broker
 from peers.readback import read_back
-from peers.tansu import Tansu
 
-from pykaf.gateway import Gateway, GatewaySettings, create_app
+from pykaf.gateway import GatewaySettings
 
 pytestmark = pytest.mark.peer
 
@@ -27,39 +25,17 @@ PARTITIONS = 3
 STREAMED = 200
 
 
-@dataclass(frozen=True)
-class Peer:
-    name: str
-    bootstrap: str
-    trust_watermarks: bool
-
-
-@pytest.fixture(params=["tansu", "mock"])
-def peer(request: pytest.FixtureRequest) -> Iterator[Peer]:
-    if request.param == "tansu":
-        tansu: Tansu = request.getfixturevalue("tansu")
-        tansu.create_topic("events", PARTITIONS)
-        yield Peer("tansu", tansu.bootstrap, trust_watermarks=False)
-    else:
-        mock: MockCluster = request.getfixturevalue("mock_cluster")
-        mock.create_topic("events", PARTITIONS)
-        yield Peer("mock", mock.bootstrap, trust_watermarks=True)
+@pytest.fixture(params=PROCESS_BROKERS)
+def peer(request: pytest.FixtureRequest) -> ProcessBroker:
+    return process_broker(request, "events", PARTITIONS)
 
 
 @pytest_asyncio.fixture
-async def http(peer: Peer, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    gateway: Gateway = create_app(
-        GatewaySettings(
-            bootstrap=peer.bootstrap, journal_dir=str(tmp_path / "journal"), producer_options=FAST
-        )
-    )
-    await gateway.start()
-    try:
-        transport = httpx.ASGITransport(app=gateway)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
-    finally:
-        assert await gateway.close(10) == 0  # every record reported before the end
+async def http(peer: ProcessBroker, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    journal = str(tmp_path / "journal")
+    settings = GatewaySettings(bootstrap=peer.bootstrap, journal_dir=journal, producer_options=FAST)
+    async with gateway_http(settings) as client:
+        yield client
 
 
 def b64(data: bytes) -> str:
@@ -71,7 +47,9 @@ async def chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
         yield part
 
 
-async def test_every_route_kind_writes_where_it_says(peer: Peer, http: httpx.AsyncClient) -> None:
+async def test_every_route_kind_writes_where_it_says(
+    peer: ProcessBroker, http: httpx.AsyncClient
+) -> None:
     placed: dict[bytes, tuple[int, int]] = {}  # value -> (partition, offset) as answered
     accepted: list[bytes] = []  # answered 202: where is not said
 

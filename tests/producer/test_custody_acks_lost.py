@@ -22,16 +22,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from custody_filler import expected_values, fill_journal, replay_journal
-from peers.mock_cluster import MockCluster
+from peers.process_broker import PROCESS_BROKERS, ProcessBroker, process_broker
 from peers.readback import read_back
-from peers.tansu import Tansu
 
 from pykaf.journal import inspect_journal
 
@@ -82,33 +80,14 @@ def wait_for_a_child_record(bootstrap: str) -> None:
         consumer.close()
 
 
-@dataclass(frozen=True)
-class Broker:
-    """A peer in a process of its own: what the test freezes and talks to."""
-
-    bootstrap: str
-    pid: int
-    trust_watermarks: bool
-    #: Drops a batch it has already written (same producer id, epoch and sequence).
-    #: librdkafka's mock checks sequences only for transactional producers
-    #: (``rd_kafka_mock_validate_records``): there a replay can only duplicate.
-    deduplicates: bool
-
-
-@pytest.fixture(params=["tansu", "mock"])
-def broker(request: pytest.FixtureRequest) -> Broker:
-    if request.param == "tansu":
-        tansu: Tansu = request.getfixturevalue("tansu")
-        tansu.create_topic("t", PARTITIONS)
-        return Broker(tansu.bootstrap, tansu.pid, trust_watermarks=False, deduplicates=True)
-    mock: MockCluster = request.getfixturevalue("mock_cluster")
-    mock.create_topic("t", PARTITIONS)
-    return Broker(mock.bootstrap, mock.pid, trust_watermarks=True, deduplicates=False)
+@pytest.fixture(params=PROCESS_BROKERS)
+def broker(request: pytest.FixtureRequest) -> ProcessBroker:
+    return process_broker(request, "t", PARTITIONS)
 
 
 @pytest.mark.parametrize("moment", ["unread", "acks lost"])
 def test_a_producer_killed_with_unacknowledged_requests_is_replayed_once_each(
-    broker: Broker, tmp_path: Path, moment: str
+    broker: ProcessBroker, tmp_path: Path, moment: str
 ) -> None:
     journal = tmp_path / "journal"
     with ExitStack() as waking:
