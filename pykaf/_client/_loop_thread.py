@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -14,6 +16,12 @@ from pykaf._errors import ClientClosedError, KafkaTimeoutError
 __all__ = ["LoopThread"]
 
 _T = TypeVar("_T")
+
+# How long the interpreter's exit waits for each loop thread still running (``_stop_at_exit``).
+_EXIT_STOP = 1.0
+# A stopping loop's leftover tasks are cancelled in this many rounds, within this long.
+_LEFTOVERS_ROUNDS = 5
+_LEFTOVERS_WAIT = 1.0
 
 
 class LoopThread:
@@ -33,6 +41,7 @@ class LoopThread:
         self._pending: set[concurrent.futures.Future[Any]] = set()
         self._thread.start()
         self._started.wait()
+        _RUNNING.add(self)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -45,14 +54,19 @@ class LoopThread:
             self.loop.close()
 
     def _cancel_leftovers(self) -> None:
-        tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            # Bounded: cancelled tasks finish in a few loop iterations unless they refuse
-            # cancellation, which pykaf's never do; the timeout guards anyway.
+        # A task may start another as it unwinds (a fetcher cancelled mid-fetch asks for
+        # metadata): that one is cancelled in the next round. Bounded: a few rounds, one
+        # second in all (pykaf's tasks never refuse cancellation; the bound guards anyway).
+        deadline = self.loop.time() + _LEFTOVERS_WAIT
+        for _ in range(_LEFTOVERS_ROUNDS):
+            tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+            remaining = deadline - self.loop.time()
+            if not tasks or remaining <= 0:
+                return
+            for task in tasks:
+                task.cancel()
             gather = asyncio.gather(*tasks, return_exceptions=True)
-            self.loop.run_until_complete(asyncio.wait_for(gather, 1.0))
+            self.loop.run_until_complete(asyncio.wait_for(gather, remaining))
 
     @property
     def in_loop_thread(self) -> bool:
@@ -105,3 +119,20 @@ class LoopThread:
             self._thread.join(timeout)
         for future in list(self._pending):
             future.cancel()
+
+
+# Loop threads still running when the interpreter exits (their client was never closed).
+# A daemon thread is not stopped at exit, only abandoned: its loop's pending tasks were
+# then destroyed as the interpreter finalised, and asyncio said so at ERROR ("Task was
+# destroyed but it is pending!", a Consumer left open by a script whose broker had gone).
+# Stopped here instead, their tasks end cancelled. Registered at import, before the
+# producers' exit hook (``_producer``), so it runs after it (atexit is last in, first
+# out): an open producer flushes through its loop first.
+_RUNNING: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    for loop_thread in list(_RUNNING):
+        with contextlib.suppress(Exception):
+            loop_thread.stop(_EXIT_STOP)
