@@ -280,18 +280,24 @@ class Custody:
         expiry = self._expiry_ms
         return expiry is not None and time.time() * 1000 - rec.timestamp_ms > expiry
 
-    def _expiry_error(self, rec: JournalRecord) -> DeliveryTimeoutError:
+    def _expiry_error(self, unit: ReplayUnit) -> DeliveryTimeoutError:
         assert self._expiry_ms is not None
+        rec = unit.records[0]
+        # Sent by the crashed producer (an identity was journaled for it): its answer
+        # never came back to anyone, so Kafka may hold it.
+        sent = unit.identity is not None or unit.sent_before
+        maybe = " (sent before a crash, unanswered: it may be in the log all the same)"
         return DeliveryTimeoutError(
-            f"a journaled record to {rec.topic}-{rec.partition} was not delivered within"
-            f" journal_delivery_timeout ({self._expiry_ms / 1000:g}s)"
+            f"a journaled record to {rec.topic}-{rec.partition} was not acknowledged within"
+            f" journal_delivery_timeout ({self._expiry_ms / 1000:g}s){maybe if sent else ''}",
+            maybe_persisted=sent,
         )
 
     def _put_back(self, accumulator: JournalAccumulator, rec: JournalRecord) -> bool:
         # Records of a batch sent before a crash go back together, as that batch.
         for unit in self.replay_plan.take(rec, accumulator):
             if self._expired(unit.records[0]):  # the oldest of the unit
-                self._lost_unit(accumulator, unit, self._expiry_error(unit.records[0]))
+                self._lost_unit(accumulator, unit, self._expiry_error(unit))
             elif not self._put_unit(accumulator, unit):
                 return False
         return True

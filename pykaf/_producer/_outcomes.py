@@ -307,6 +307,14 @@ class BatchOutcomes:
     def _delivery_error(self, batch: Batch, error: BaseException, retriable: bool) -> DeliveryError:
         persisted = batch.maybe_persisted or self.settings.acks_code == 0
         where = f"{len(batch.records)} record(s) to {batch.topic}-{batch.partition}"
+        # The message says what ``maybe_persisted`` says: "not delivered" alone would be
+        # untrue of records a broker wrote without its answer reaching us (a hung broker
+        # that wakes writes them; seen with tansu frozen by SIGSTOP, every one of 1,000).
+        maybe = ""
+        if self.settings.acks_code == 0:
+            maybe = " (acks=0: no answer is asked for, so they may be in the log)"
+        elif persisted:
+            maybe = " (a request carrying them got no answer: they may be in the log all the same)"
         if self._closing:
             if self.accumulator.keeps_at_close:
                 return JournalKeptError(
@@ -322,12 +330,12 @@ class BatchOutcomes:
             )
         if retriable:
             return DeliveryTimeoutError(
-                f"{where}: not delivered within delivery_timeout"
-                f" ({self.settings.delivery_timeout:g}s); last error: {error}",
+                f"{where}: not acknowledged within delivery_timeout"
+                f" ({self.settings.delivery_timeout:g}s){maybe}; last error: {error}",
                 maybe_persisted=persisted,
                 cause=error,
             )
-        return DeliveryError(f"{where}: {error}", maybe_persisted=persisted, cause=error)
+        return DeliveryError(f"{where}: {error}{maybe}", maybe_persisted=persisted, cause=error)
 
     def _put_back(self, part: PartitionQueue) -> None:
         batches, part.returned = part.returned, []

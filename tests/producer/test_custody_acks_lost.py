@@ -31,6 +31,7 @@ from custody_filler import expected_values, fill_journal, replay_journal
 from peers.process_broker import PROCESS_BROKERS, ProcessBroker, process_broker
 from peers.readback import read_back
 
+from pykaf.errors import DeliveryTimeoutError
 from pykaf.journal import inspect_journal
 
 pytestmark = pytest.mark.peer
@@ -85,11 +86,9 @@ def broker(request: pytest.FixtureRequest) -> ProcessBroker:
     return process_broker(request, "t", PARTITIONS)
 
 
-@pytest.mark.parametrize("moment", ["unread", "acks lost"])
-def test_a_producer_killed_with_unacknowledged_requests_is_replayed_once_each(
-    broker: ProcessBroker, tmp_path: Path, moment: str
-) -> None:
-    journal = tmp_path / "journal"
+def leave_unanswered(broker: ProcessBroker, journal: Path, moment: str) -> None:
+    """A child SIGKILLed with ``COUNT`` records journaled, sent, and not answered to it
+    (see the module doc for the two moments)."""
     with ExitStack() as waking:
 
         def freeze_broker() -> None:
@@ -109,6 +108,14 @@ def test_a_producer_killed_with_unacknowledged_requests_is_replayed_once_each(
             count=COUNT,
             before_kill=before_kill,
         )
+
+
+@pytest.mark.parametrize("moment", ["unread", "acks lost"])
+def test_a_producer_killed_with_unacknowledged_requests_is_replayed_once_each(
+    broker: ProcessBroker, tmp_path: Path, moment: str
+) -> None:
+    journal = tmp_path / "journal"
+    leave_unanswered(broker, journal, moment)
     replayed, stats = replay_journal(
         journal, broker.bootstrap, partitions=PARTITIONS, count=COUNT, **SETTINGS
     )
@@ -144,3 +151,30 @@ def test_a_producer_killed_with_unacknowledged_requests_is_replayed_once_each(
         # producer's request wrote may come before.
         last_copies = list(dict.fromkeys(reversed(values_here)))[::-1]
         assert last_copies == expected[partition], f"partition {partition}"
+
+
+def test_records_sent_before_a_crash_that_expire_say_they_may_be_in_the_log(
+    broker: ProcessBroker, tmp_path: Path
+) -> None:
+    # journal_delivery_timeout fails what waited too long: records the dead producer had
+    # sent, and whose answers nobody read, may be in the log, and the broker here holds
+    # some of them indeed: their reports must say so (before: maybe_persisted False).
+    journal = tmp_path / "journal"
+    leave_unanswered(broker, journal, "acks lost")
+    replayed, _stats = replay_journal(
+        journal,
+        broker.bootstrap,
+        partitions=PARTITIONS,
+        count=COUNT,
+        journal_delivery_timeout=0.001,
+        **SETTINGS,
+    )
+    errors = [error for _, error in replayed]
+    assert len(errors) == COUNT
+    assert all(isinstance(error, DeliveryTimeoutError) for error in errors), errors[:3]
+    assert all(error.maybe_persisted for error in errors if error is not None)
+    assert all("may be in the log" in str(error) for error in errors)
+    log = read_back(
+        broker.bootstrap, "t", PARTITIONS, PARTITIONS + 1, trust_watermarks=broker.trust_watermarks
+    )
+    assert log.total > PARTITIONS  # the warm-up records and some of the "failed" ones

@@ -403,6 +403,9 @@ def test_delivery_timeout_says_maybe_persisted() -> None:
                 future.result(30)
             hold.release()
         assert info.value.maybe_persisted is True
+        # The message says so too ("not delivered" would be untrue: it may be written).
+        assert "not acknowledged within delivery_timeout" in str(info.value)
+        assert "they may be in the log all the same" in str(info.value)
         # Refused every time ("not the leader": nothing appended): certainly not persisted.
         with Producer(cluster.bootstrap, **options) as p:
             p.send("slow", b"warm").result(30)
@@ -412,6 +415,7 @@ def test_delivery_timeout_says_maybe_persisted() -> None:
                 future.result(30)
             cluster.faults.clear()
         assert info2.value.maybe_persisted is False
+        assert "may be in the log" not in str(info2.value)
 
 
 def test_record_too_large_fails_at_once(cluster: BlockingCluster) -> None:
