@@ -86,6 +86,9 @@ class ProducerEngine(BatchOutcomes):
         )
         self._identity_task: asyncio.Task[None] | None = None
         self._identity_bug_said = False  # a bug asking for an id was logged, none got through since
+        # The cluster refused to bump this producer's epoch (KIP-360) once: from then on a
+        # reset asks for a new producer id instead (``_init_producer_id``).
+        self._no_bump = False
         # (serial, callback): called once every batch with serial <= it is finished.
         self._flushes: list[tuple[int, Callable[[], object]]] = []
         self._space: asyncio.Event | None = None
@@ -250,6 +253,19 @@ class ProducerEngine(BatchOutcomes):
                     if isinstance(exc, ClientClosedError):
                         return
                     if not getattr(exc, "retriable", False) and not isinstance(exc, OSError):
+                        if idem.identity is not None and not self._no_bump:
+                            # Brokers that speak InitProducerId v3+ without the epoch bump
+                            # answer it with an error (tansu: UNKNOWN_SERVER_ERROR; the
+                            # mock cluster: INVALID_PRODUCER_ID_MAPPING). A new producer id
+                            # starts every partition at sequence 0 all the same; failing
+                            # for good instead would fail every later record.
+                            self._no_bump = True
+                            log.warning(
+                                "the cluster refused to bump this producer's epoch (%s):"
+                                " asking for a new producer id instead",
+                                exc,
+                            )
+                            continue
                         log.error("InitProducerId failed for good: %s", exc)
                         self._fatal = exc
                         self.schedule_pump()
@@ -274,7 +290,7 @@ class ProducerEngine(BatchOutcomes):
         versions = await self.client.api_versions()
         version = versions.version(_INIT_PRODUCER_ID)
         current = idem.identity
-        bump = current is not None and version >= 3
+        bump = current is not None and version >= 3 and not self._no_bump
         request = build_request(
             _INIT_PRODUCER_ID,
             version,
