@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pykaf import RecordMetadata
-from pykaf.gateway._asgi import JsonResponse, Request, Response
+from pykaf.gateway._asgi import JsonResponse, Request, Response, error_body
 from pykaf.gateway._body import batch_records, check_topic_name, custody_of, one_record
 from pykaf.gateway._kafboy_openapi import kafboy_operation
 from pykaf.gateway._outcomes import http_error_for
@@ -88,7 +88,7 @@ def _acknowledged(*, batch: bool, safe: bool) -> Any:
             if isinstance(outcome, BaseException):
                 error = http_error_for(outcome, retry_after=retry_after)
                 first_error = first_error or error
-                answers.append({"error_code": error.error_code, "message": error.message})
+                answers.append(error_body(error.error_code, error.message, error.extra))
             else:
                 answers.append(_placed(outcome))
         status = 200 if first_error is None else first_error.status

@@ -20,9 +20,16 @@ from pykaf import __version__
 from pykaf.gateway._asgi import Request, Response
 from pykaf.gateway._routes import Context, Route
 
-__all__ = ["ERROR_SCHEMA", "openapi_document", "with_openapi"]
+__all__ = ["ERROR_SCHEMA", "MAYBE_PERSISTED", "openapi_document", "with_openapi"]
 
 OPENAPI_VERSION = "3.1.0"
+
+#: In an error answer for a record that failed: present (true) only when Kafka may hold it.
+MAYBE_PERSISTED: dict[str, Any] = {
+    "type": "boolean",
+    "description": "true when the record failed but may be in Kafka all the same (a"
+    " request carrying it went unanswered): sending it again may write it twice",
+}
 
 #: Every error answer's body: Confluent REST Proxy's shape.
 ERROR_SCHEMA: dict[str, Any] = {
@@ -41,6 +48,7 @@ ERROR_SCHEMA: dict[str, Any] = {
             "description": "a 429 to a batch: how many of its records were taken before the"
             " refusal (send the rest again)",
         },
+        "maybe_persisted": MAYBE_PERSISTED,
     },
 }
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}

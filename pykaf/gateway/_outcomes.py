@@ -32,7 +32,16 @@ def unavailable(why: str, retry_after: int) -> HttpError:
 
 
 def http_error_for(exc: BaseException, *, retry_after: int) -> HttpError:
-    """What a client is told when its record could not be taken or delivered."""
+    """What a client is told when its record could not be taken or delivered; with
+    ``"maybe_persisted": true`` when the producer says Kafka may hold it all the same (a
+    client that retries then knows it may write the record twice)."""
+    error = _http_error_for(exc, retry_after=retry_after)
+    if isinstance(exc, DeliveryError) and exc.maybe_persisted:
+        error.extra["maybe_persisted"] = True
+    return error
+
+
+def _http_error_for(exc: BaseException, *, retry_after: int) -> HttpError:
     if isinstance(exc, HttpError):
         return exc
     text = str(exc) or type(exc).__name__

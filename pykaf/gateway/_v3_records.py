@@ -216,4 +216,5 @@ class Reports:
 
     @staticmethod
     def failed(error: HttpError) -> str:
-        return json.dumps(error_body(error.error_code, error.message), separators=(",", ":"))
+        body = error_body(error.error_code, error.message, error.extra)
+        return json.dumps(body, separators=(",", ":"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pykaf.gateway._openapi import MAYBE_PERSISTED
+
 __all__ = [
     "CLUSTER_LIST_OPENAPI",
     "CLUSTER_OPENAPI",
@@ -240,6 +242,7 @@ _PRODUCE_RESPONSE: dict[str, Any] = {
         "timestamp": {"type": "string", "format": "date-time"},
         "key": _SIZE,
         "value": _SIZE,
+        "maybe_persisted": MAYBE_PERSISTED,
     },
 }
 PRODUCE_OPENAPI: dict[str, Any] = {

@@ -42,7 +42,12 @@ async def http(broker: ProcessBroker, tmp_path: Path) -> AsyncIterator[httpx.Asy
         bootstrap=broker.bootstrap,
         journal_dir=str(tmp_path / "journal"),
         ack_timeout=ACK_TIMEOUT,
-        producer_options={"linger": 0.001, "request_timeout": 1.0, "retry_backoff_max": 0.2},
+        producer_options={
+            "linger": 0.001,
+            "request_timeout": 1.0,
+            "retry_backoff_max": 0.2,
+            "delivery_timeout": 1.5,  # memory custody: fails before ack_timeout
+        },
     )
     async with gateway_http(settings, timeout=BOUND) as client:  # closes once all reported
         yield client
@@ -62,7 +67,9 @@ async def wait_for_health(http: httpx.AsyncClient, wanted: str) -> None:
 async def test_a_frozen_broker_gets_202s_errors_in_time_and_every_record_after(
     broker: ProcessBroker, http: httpx.AsyncClient
 ) -> None:
-    warm = await http.post("/sync/events", content=b"warm")
+    # Partition 0 throughout /sync?custody=memory: its leader's connection is up before
+    # the freeze, so the request carrying "maybe" below is sent (and goes unanswered).
+    warm = await http.post("/sync/events?partition=0", content=b"warm")
     assert warm.status_code == 200, warm.text
     assert await health(http) == "ok"
     os.kill(broker.pid, signal.SIGSTOP)
@@ -78,6 +85,12 @@ async def test_a_frozen_broker_gets_202s_errors_in_time_and_every_record_after(
         # Not acknowledged within ack_timeout: said so, and kept (it may still arrive).
         assert waited.status_code == 504, waited.text
         assert "stays in custody" in waited.json()["message"]
+        # In memory, past delivery_timeout: failed, and said to be maybe in Kafka (the
+        # request carrying it went unanswered: the broker may write it when it wakes).
+        maybe = await http.post("/sync/events?custody=memory&partition=0", content=b"maybe")
+        assert maybe.status_code == 504, maybe.text
+        assert maybe.json().get("maybe_persisted") is True, maybe.text
+        assert "may be in the log" in maybe.json()["message"]
         await wait_for_health(http, "degraded")
     finally:
         os.kill(broker.pid, signal.SIGCONT)
@@ -87,5 +100,5 @@ async def test_a_frozen_broker_gets_202s_errors_in_time_and_every_record_after(
     log = read_back(
         broker.bootstrap, "events", PARTITIONS, TAKEN + 3, trust_watermarks=broker.trust_watermarks
     )
-    found = [v for rows in log.records.values() for _offset, _key, v in rows]
+    found = [v for rows in log.records.values() for _offset, _key, v in rows if v != b"maybe"]
     assert sorted(found) == sorted([b"warm", *taken, b"waited", b"after"])
