@@ -8,6 +8,14 @@ connection that succeeds logs at INFO how long it lasted and how many attempts f
 The cluster as a whole has episodes too: when no broker (bootstrap addresses included)
 can be reached, which is what a producer or consumer waiting for metadata is stuck on.
 
+A broker that keeps dropping its connections (it closes each one on a request it cannot
+take, say) begins an episode a second: past ``FLAP_WARNINGS`` episodes within
+``FLAP_WINDOW`` seconds it is flapping, said once at WARNING with the count, and then its
+drops are only counted and told again at most once a window (its recoveries at DEBUG),
+until it stays up for a window. Before, a WARNING and an INFO came every second for as
+long as it went on (a consumer group on librdkafka's mock cluster, whose JoinGroup v6 it
+advertises and cannot parse).
+
 Time is passed in (the loop's clock), so the wording and counting are tested exactly.
 ``on_cluster`` listeners hear the cluster's episodes begin (True) and end (False): a
 journaled producer counts its downtime with them.
@@ -17,6 +25,7 @@ Shared by everything built on one ``AsyncClient``: producer, consumer and raw cl
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
@@ -30,6 +39,10 @@ log = logging.getLogger("pykaf.client")
 
 
 _CLUSTER: Final = "cluster"  # the key of "no broker at all can be reached"
+#: Episodes of one broker warned about one by one within ``FLAP_WINDOW`` seconds; past
+#: that it is flapping (see the module doc).
+FLAP_WARNINGS: Final = 3
+FLAP_WINDOW: Final = 60.0
 
 
 class OutageLog:
@@ -37,6 +50,11 @@ class OutageLog:
         self._brokers: Episodes[Address] = Episodes()
         self._cluster: Episodes[str] = Episodes()
         self.on_cluster: list[Callable[[bool], object]] = []
+        # Flapping (module doc): each broker's episode starts within the last window, when
+        # its drops may be told next, and how many were not told since the last time.
+        self._starts: dict[Address, deque[float]] = {}
+        self._told_at: dict[Address, float] = {}
+        self._untold: dict[Address, int] = {}
 
     def _tell(self, down: bool) -> None:
         for listener in self.on_cluster:
@@ -60,23 +78,50 @@ class OutageLog:
         requests unanswered: WARNING if this begins an episode, else counted."""
         if self._brokers.failed(address, now).failures > 1:
             return
+        flapping = self._flapping(address, now)
+        if flapping is None:
+            return  # counted, told with the next summary
         cause, check = unreachable_cause(error)
         broker = describe_broker(address, node_id)
         detail = str(error).removeprefix(f"{broker}: ").removeprefix(f"broker at {address}: ")
         log.warning(
             "%s is unreachable (%s): %s. Check %s. Retrying with backoff; repeated"
-            " failures are counted and reported when it answers again.",
+            " failures are counted and reported when it answers again.%s",
             broker,
             cause,
             detail,
             check,
+            flapping,
+        )
+
+    def _flapping(self, address: Address, now: float) -> str | None:
+        """A new episode of ``address``: what its WARNING adds ("" when it is not
+        flapping), or None when it is flapping and was told about within the window."""
+        starts = self._starts.setdefault(address, deque())
+        starts.append(now)
+        while starts[0] < now - FLAP_WINDOW:
+            starts.popleft()
+        if len(starts) <= FLAP_WARNINGS:
+            return ""
+        if now < self._told_at.get(address, -FLAP_WINDOW) + FLAP_WINDOW:
+            self._untold[address] = self._untold.get(address, 0) + 1
+            return None
+        self._told_at[address] = now
+        untold = self._untold.pop(address, 0)
+        since = f" ({untold} not told since the last time)" if untold else ""
+        return (
+            f" It has dropped {len(starts)} times in the last {FLAP_WINDOW:g} s{since}: until"
+            f" it stays up that long, its drops are counted and told once in {FLAP_WINDOW:g} s."
         )
 
     def broker_reached(self, address: Address, node_id: int | None, now: float) -> None:
         """A connection to ``address`` opened: ends its episode and the cluster's."""
         episode = self._brokers.ended(address)
         if episode is not None:
-            log.info(
+            starts = self._starts.get(address)
+            flapping = starts is not None and len(starts) > FLAP_WARNINGS
+            log.log(
+                logging.DEBUG if flapping else logging.INFO,
                 "%s reachable again after %.1f s, %d failed attempt%s",
                 describe_broker(address, node_id),
                 now - episode.since,
