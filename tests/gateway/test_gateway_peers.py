@@ -16,6 +16,7 @@ import pytest_asyncio
 from _gateway_support import FAST, gateway_http
 from peers.process_broker import PROCESS_BROKERS, ProcessBroker, process_broker
 from peers.readback import read_back
+from peers.tansu import Tansu
 
 from pykaf.gateway import GatewaySettings
 
@@ -109,3 +110,21 @@ async def test_every_route_kind_writes_where_it_says(
     assert log.total == total  # and nothing twice
     keyed = [key for rows in log.records.values() for _o, key, v in rows if v == b"sync-1"]
     assert keyed == [b"k1"]
+
+
+async def test_topics_made_and_deleted_through_v3_on_tansu(tansu: Tansu) -> None:
+    # (librdkafka's mock offers no CreateTopics: the gateway answers 400 40002 there.)
+    settings = GatewaySettings(bootstrap=tansu.bootstrap, producer_options=FAST)
+    async with gateway_http(settings) as http:
+        cid = (await http.get("/v3/clusters")).json()["data"][0]["cluster_id"]
+        topics = f"/v3/clusters/{cid}/topics"
+        made = await http.post(topics, json={"topic_name": "made", "partitions_count": 2})
+        assert made.status_code == 201, made.text
+        assert made.json()["partitions_count"] == 2
+        assert (await http.get(f"{topics}/made")).json()["partitions_count"] == 2
+        record = {"value": {"type": "STRING", "data": "into made"}}
+        written = await http.post(f"{topics}/made/records", json=record)
+        assert written.status_code == 200, written.text
+        assert (await http.delete(f"{topics}/made")).status_code == 204
+        gone = await http.get(f"{topics}/made")
+        assert (gone.status_code, gone.json()["error_code"]) == (404, 40403)
