@@ -66,6 +66,10 @@ _MESSAGE_TOO_LARGE: Final = 10
 # Codes after which the leader may have written the batch (the answer is not "no").
 _MAYBE_WRITTEN_CODES: Final = frozenset({7, 20})  # REQUEST_TIMED_OUT, NOT_ENOUGH_..._AFTER_APPEND
 
+# What a failed record's message adds when it may be in the log all the same.
+_NO_ANSWER_ASKED = " (acks=0: no answer is asked for, so they may be in the log)"
+_NO_ANSWER_CAME = " (a request carrying them got no answer: they may be in the log all the same)"
+
 
 class BatchOutcomes:
     """The answer side of ``ProducerEngine`` (see the module doc)."""
@@ -307,14 +311,6 @@ class BatchOutcomes:
     def _delivery_error(self, batch: Batch, error: BaseException, retriable: bool) -> DeliveryError:
         persisted = batch.maybe_persisted or self.settings.acks_code == 0
         where = f"{len(batch.records)} record(s) to {batch.topic}-{batch.partition}"
-        # The message says what ``maybe_persisted`` says: "not delivered" alone would be
-        # untrue of records a broker wrote without its answer reaching us (a hung broker
-        # that wakes writes them; seen with tansu frozen by SIGSTOP, every one of 1,000).
-        maybe = ""
-        if self.settings.acks_code == 0:
-            maybe = " (acks=0: no answer is asked for, so they may be in the log)"
-        elif persisted:
-            maybe = " (a request carrying them got no answer: they may be in the log all the same)"
         if self._closing:
             if self.accumulator.keeps_at_close:
                 return JournalKeptError(
@@ -328,6 +324,12 @@ class BatchOutcomes:
                 maybe_persisted=persisted,
                 cause=error,
             )
+        # The message says what ``maybe_persisted`` says: "not delivered" alone would be
+        # untrue of records a broker wrote without its answer reaching us (a hung broker
+        # that wakes writes them; seen with tansu frozen by SIGSTOP, every one of 1,000).
+        maybe = ""
+        if persisted:
+            maybe = _NO_ANSWER_ASKED if self.settings.acks_code == 0 else _NO_ANSWER_CAME
         if retriable:
             return DeliveryTimeoutError(
                 f"{where}: not acknowledged within delivery_timeout"
