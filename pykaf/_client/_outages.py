@@ -97,10 +97,8 @@ class OutageLog:
     def _flapping(self, address: Address, now: float) -> str | None:
         """A new episode of ``address``: what its WARNING adds ("" when it is not
         flapping), or None when it is flapping and was told about within the window."""
-        starts = self._starts.setdefault(address, deque())
+        starts = self._recent_starts(address, now)
         starts.append(now)
-        while starts[0] < now - FLAP_WINDOW:
-            starts.popleft()
         if len(starts) <= FLAP_WARNINGS:
             return ""
         if now < self._told_at.get(address, -FLAP_WINDOW) + FLAP_WINDOW:
@@ -114,12 +112,20 @@ class OutageLog:
             f" it stays up that long, its drops are counted and told once in {FLAP_WINDOW:g} s."
         )
 
+    def _recent_starts(self, address: Address, now: float) -> deque[float]:
+        """``address``'s episode starts within the last ``FLAP_WINDOW`` seconds."""
+        starts = self._starts.setdefault(address, deque())
+        while starts and starts[0] < now - FLAP_WINDOW:
+            starts.popleft()
+        return starts
+
     def broker_reached(self, address: Address, node_id: int | None, now: float) -> None:
         """A connection to ``address`` opened: ends its episode and the cluster's."""
         episode = self._brokers.ended(address)
         if episode is not None:
-            starts = self._starts.get(address)
-            flapping = starts is not None and len(starts) > FLAP_WARNINGS
+            # Counted now, not at the episode's start: a long outage that began while it
+            # flapped ends at INFO like any other.
+            flapping = len(self._recent_starts(address, now)) > FLAP_WARNINGS
             log.log(
                 logging.DEBUG if flapping else logging.INFO,
                 "%s reachable again after %.1f s, %d failed attempt%s",

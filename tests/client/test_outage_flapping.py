@@ -68,3 +68,16 @@ def test_two_outages_a_few_seconds_apart_are_two_warnings(
     drops(OutageLog(), [100.0, 105.0])
     assert len(lines(caplog, logging.WARNING)) == 2
     assert len(lines(caplog, logging.INFO)) == 2
+
+
+def test_a_long_outage_that_began_while_it_flapped_ends_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pykaf.client")
+    outages = OutageLog()
+    drops(outages, [100.0 + i for i in range(10)])
+    caplog.clear()
+    outages.broker_failed(ADDRESS, 1, BrokerConnectionError("connection lost"), 110.0)
+    outages.broker_reached(ADDRESS, 1, 700.0)  # down for ten minutes
+    (recovered,) = lines(caplog, logging.INFO)
+    assert "reachable again after 590.0 s" in recovered
