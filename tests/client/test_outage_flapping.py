@@ -24,6 +24,16 @@ def drops(outages: OutageLog, times: list[float]) -> None:
         outages.broker_reached(ADDRESS, 1, at + 0.1)
 
 
+def flapped(caplog: pytest.LogCaptureFixture) -> OutageLog:
+    """An outage log that has seen ten drops a second apart (t=100..109), its lines
+    cleared; INFO and up captured."""
+    caplog.set_level(logging.INFO, logger="pykaf.client")
+    outages = OutageLog()
+    drops(outages, [100.0 + i for i in range(10)])
+    caplog.clear()
+    return outages
+
+
 def lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == level]
 
@@ -51,10 +61,7 @@ def test_a_flapping_broker_is_told_once_a_window_with_its_count(
 def test_a_broker_that_stays_up_for_a_window_is_warned_about_as_usual_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="pykaf.client")
-    outages = OutageLog()
-    drops(outages, [100.0 + i for i in range(10)])
-    caplog.clear()
+    outages = flapped(caplog)
     drops(outages, [110.0 + FLAP_WINDOW])  # up for a whole window since the last drop
     (warning,) = lines(caplog, logging.WARNING)
     assert "has dropped" not in warning
@@ -73,10 +80,7 @@ def test_two_outages_a_few_seconds_apart_are_two_warnings(
 def test_a_long_outage_that_began_while_it_flapped_ends_at_info(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="pykaf.client")
-    outages = OutageLog()
-    drops(outages, [100.0 + i for i in range(10)])
-    caplog.clear()
+    outages = flapped(caplog)
     outages.broker_failed(ADDRESS, 1, BrokerConnectionError("connection lost"), 110.0)
     outages.broker_reached(ADDRESS, 1, 700.0)  # down for ten minutes
     (recovered,) = lines(caplog, logging.INFO)
