@@ -1,12 +1,14 @@
 """Custody levels side by side: memory, journal and journal_sync, beside confluent-kafka.
 
     python benchmarks/custody.py [--messages 50000] [--latency 500] [--size 1024]
+                                 [--batch-size B]
                                  [--partitions 6] [--runs 3] [--only a,b,...]
 
 One broker: librdkafka's mock cluster in its own process. Every case runs in its own
 subprocess (its own GIL), the cases interleaved run by run; each cell is the median of
 ``--runs`` runs. Values are ``--size`` bytes (1 KiB), acks=all with idempotence (pykaf's
-default), linger 5 ms for throughput and 0 for latency.
+default), linger 5 ms for throughput and 0 for latency, ``--batch-size`` bytes per batch
+(pykaf's default, 256 KiB, unless given: ``--batch-size 16384`` shows the Java client's).
 
 Cases:
   memory         ``Producer(custody="memory")``: records in RAM until acknowledged
@@ -53,7 +55,7 @@ WARMUP = 50
 
 
 def child(
-    case: str, mode: str, bootstrap: str, topic: str, count: int, size: int
+    case: str, mode: str, bootstrap: str, topic: str, count: int, size: int, batch_size: int
 ) -> dict[str, Any]:
     value = os.urandom(size)
     if case == "confluent":
@@ -68,6 +70,8 @@ def child(
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("CUSTODY_DIR")) as directory:
         options: dict[str, Any] = {"custody": case, "linger": 0.0 if mode == "latency" else 0.005}
+        if batch_size:
+            options["batch_size"] = batch_size
         if case != "memory":
             options["journal_dir"] = directory
         with Producer(bootstrap, on_error=on_error, **options) as producer:
@@ -204,7 +208,7 @@ def run_child(
 ) -> dict[str, Any]:
     count = args.latency if mode == "latency" else args.messages
     command = [sys.executable, __file__, "--child", case, mode, bootstrap, topic, str(count)]
-    command += ["--size", str(args.size)]
+    command += ["--size", str(args.size), "--batch-size", str(args.batch_size)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{case} {mode} failed:\n{done.stderr[-3000:]}")
@@ -217,6 +221,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--latency", type=int, default=500)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=0, help="pykaf's (0: its default)")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default=",".join(CASES))
@@ -224,7 +229,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         case, mode, bootstrap, topic, count = args.child
-        print(json.dumps(child(case, mode, bootstrap, topic, int(count), args.size)))
+        print(
+            json.dumps(child(case, mode, bootstrap, topic, int(count), args.size, args.batch_size))
+        )
         return 0
     from peers.mock_cluster import MockCluster  # noqa: PLC0415
 
@@ -248,7 +255,8 @@ def main() -> int:
                     threads[case].append(result["threads"])
                 result = run_child(args, case, "latency", mock.bootstrap, topic)
                 lat[case].extend(result["latencies"])
-    print(f"{args.messages} x {args.size} B, {args.runs} run(s); mock cluster, acks=all")
+    batches = f"batch_size {args.batch_size}" if args.batch_size else "pykaf's default batch_size"
+    print(f"{args.messages} x {args.size} B, {args.runs} run(s); mock cluster, acks=all, {batches}")
     print(f"fsync alone (1 KiB write + fdatasync): p50 {fsync_p50:.3f} ms, p99 {fsync_p99:.3f} ms")
     print(
         f"{'case':<14}{'msgs/s':>12}{'vs memory':>11}{'p50 ms':>9}{'p99 ms':>9}"

@@ -44,9 +44,11 @@ RECORD_OVERHEAD: Final = 12
 # measured with tracemalloc (tests/producer/test_buffer_memory.py), CPython 3.11, 64-bit:
 # the record tuple, its list slot and the value's bytes object header come to ~104 bytes
 # (a key's bytes object ~40 more: counted as half of that, keys being common); a report
-# (index, callback or future) ~190. Counted against buffer_memory when a batch is sealed.
+# (index, callback or future) ~190, and the index's int object (28) once past CPython's
+# cached small ints (256): most of a batch's, batches being 256 KiB. Counted against
+# buffer_memory when a batch is sealed.
 PYTHON_RECORD_COST: Final = 124
-PYTHON_REPORT_COST: Final = 190
+PYTHON_REPORT_COST: Final = 218
 _HEADER_OVERHEAD: Final = 4
 _RESERVE_STEP: Final = 16384
 _STICKY: Final = frozenset({"sticky", "murmur2", "sticky_round_robin"})

@@ -52,7 +52,7 @@ class DemoOptions:
     partitions: int = 6
     brokers: int = 3
     value_size: int = 100
-    batch_bytes: int = 1 << 20  # librdkafka's default batch.size; pykaf's default is 16 KiB
+    batch_bytes: int = 1 << 20  # librdkafka's default batch.size; pykaf's default is 256 KiB
     topic: str = "pykaf-demo"
     # An existing cluster to run against (None: start the embedded broker), the client
     # settings to reach it with (security), and whether its topic outlives the run.

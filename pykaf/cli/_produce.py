@@ -32,7 +32,7 @@ __all__ = ["parse_delimiter", "run_produce"]
 
 _CHUNK: Final = 1 << 20  # bytes read at a time
 _CODECS: Final = ("none", "gzip", "snappy", "lz4", "zstd")
-# Bigger batches than the producer's default (16 KiB), as librdkafka's batch.size (1 MiB):
+# Bigger batches than the producer's default (256 KiB), toward librdkafka's batch.size (1 MB):
 # a command line pushes one stream as fast as it can; fewer, larger requests win.
 _BATCH_BYTES: Final = 512 * 1024
 _ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\"}

@@ -452,6 +452,23 @@ def test_metadata_updates_move_partitions_between_brokers() -> None:
     assert state.nodes == set()
 
 
+def test_by_default_a_batch_holds_a_quarter_mebibyte_of_1_kib_records() -> None:
+    # The default batch_size (256 KiB): 1 KiB records in 16 KiB batches (the Java
+    # client's default) cost 40% of the producer's throughput (benchmarks/custody.py).
+    value = b"x" * 1024
+    acc, _, _ = make(leaders=[1, 1])
+    for _ in range(240):
+        acc.append("t", value, partition=0)
+    (batch,) = queued(acc, 0)
+    assert len(batch.records) == 240
+    for _ in range(20):  # past 256 KiB: a second batch opens
+        acc.append("t", value, partition=0)
+    first, second = queued(acc, 0)
+    assert len(first.records) + len(second.records) == 260
+    assert 250 <= len(first.records) < 256
+    assert acc.used <= 2 * 256 * 1024
+
+
 def test_a_large_batch_size_reserves_memory_as_the_batch_fills() -> None:
     value = b"x" * 1000
     acc, _, _ = make(batch_size=100_000, buffer_memory=40_000, leaders=[1, 1])

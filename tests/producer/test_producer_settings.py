@@ -18,7 +18,7 @@ def test_defaults() -> None:
     assert s.enable_idempotence is True
     assert s.idempotent
     assert s.linger == 0.005
-    assert s.batch_size == 16384
+    assert s.batch_size == 256 * 1024
     assert s.compression == "none"
     assert s.buffer_memory == 32 * 1024 * 1024
     assert s.max_block == 60.0
