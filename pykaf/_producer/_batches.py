@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 from collections import deque
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Any, Final
 
 from pykaf._producer._delivery import Report
@@ -148,16 +149,18 @@ class Batch:
         )
 
 
-def split_batch(batch: Batch) -> tuple[Batch, Batch]:
-    """``batch`` in two halves, oldest records first, for a broker that refused it as too
-    large (MESSAGE_TOO_LARGE). The halves keep its serial, times and deadline; with a
-    sequence, the first keeps its base sequence and the second follows on, so the
-    records keep the sequences they had (as the Java client splits) and batches behind
-    them stay valid. The halves carry no memory of their own: ``batch`` keeps it."""
+def split_batch(batch: Batch, pieces: int = 2) -> list[Batch]:
+    """``batch`` in ``pieces`` parts (halves by default; at most one a record), oldest
+    records first, for a broker that refused it as too large (MESSAGE_TOO_LARGE). The
+    parts keep its serial, times and deadline; with a sequence, the first keeps its base
+    sequence and each next follows on, so the records keep the sequences they had (as
+    the Java client splits) and batches behind them stay valid. The parts carry no
+    memory of their own: ``batch`` keeps it."""
     records = batch.records
-    middle = len(records) // 2
+    pieces = max(2, min(pieces, len(records)))
+    bounds = [len(records) * i // pieces for i in range(pieces + 1)]
     halves = []
-    for start, stop in ((0, middle), (middle, len(records))):
+    for start, stop in pairwise(bounds):
         half = Batch(batch.part, batch.serial, batch.created, batch.created_ms, batch.deadline)
         half.records = records[start:stop]
         if batch.reports:
@@ -170,8 +173,8 @@ def split_batch(batch: Batch) -> tuple[Batch, Batch]:
             half.base_sequence = (batch.base_sequence + start) & 0x7FFFFFFF
         half.parent = batch
         halves.append(half)
-    batch.children_left = 2
-    return halves[0], halves[1]
+    batch.children_left = len(halves)
+    return halves
 
 
 def _record_size(record: tuple[Any, Any, Any, Any]) -> int:

@@ -204,7 +204,10 @@ class BatchOutcomes:
         part.in_flight -= 1
         self._batches_in_flight -= 1
         self._splits_open += 1
-        part.returned.extend(split_batch(batch))
+        # In halves, or in as many parts as the topic's batches are capped at now
+        # (``refused_as_too_large``): batches built before the cap are refused once.
+        cap = self.accumulator.refused_as_too_large(batch.topic, batch.size)
+        part.returned.extend(split_batch(batch, -(-batch.size // cap)))
         log.debug("split %r: the broker refused it as too large", batch)
         if part.in_flight == 0:
             batches, part.returned = part.returned, []

@@ -7,13 +7,17 @@ the per-broker index the drain walks (``_by_node``), rebuilt only when a leader 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from pykaf._producer._accumulator_state import AccumulatorState
 from pykaf._producer._batches import PartitionQueue, TopicQueues
+from pykaf.protocol._records import BATCH_OVERHEAD
 
 __all__ = ["TopicTable"]
+
+log = logging.getLogger("pykaf.producer")
 
 
 class TopicTable(AccumulatorState):
@@ -59,6 +63,33 @@ class TopicTable(AccumulatorState):
             if changed:
                 self._reindex()
             return changed
+
+    def refused_as_too_large(self, name: str, size: int) -> int:
+        """The broker refused a batch of ``name`` of about ``size`` bytes as too large (the
+        topic's max.message.bytes is below ``batch_size``): its batches are capped at half
+        that from now on, and again if those are refused too. Without it, every batch
+        was refused and split anew: a topic limited to 100 KB took 1 KiB records at a
+        fifth of the rate with 256 KiB batches. Said at INFO, once per cap. Returns the
+        topic's cap (for the batch's split)."""
+        with self._lock:
+            t = self._topics.get(name)
+            # Half, rounded up: the refused batch splits in two, each at the cap.
+            limit = max(-(-size // 2), BATCH_OVERHEAD + 1)
+            if t is None:
+                return limit
+            if limit >= t.batch_limit:
+                return t.batch_limit
+            t.batch_limit = limit
+            t.reserve = min(t.reserve, limit)
+        log.info(
+            "topic %s refused a batch of about %d bytes as too large (its max.message.bytes):"
+            " its batches are now at most %d bytes (batch_size %d)",
+            name,
+            size,
+            limit,
+            self._settings.for_topic(name).batch_size,
+        )
+        return limit
 
     def _reindex(self) -> None:
         by_node: dict[int, list[PartitionQueue]] = {}

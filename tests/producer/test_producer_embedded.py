@@ -7,6 +7,7 @@ one report.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -461,6 +462,39 @@ def test_a_batch_the_broker_finds_too_large_is_split(
         # written first (Kafka's documented trade-off: order needs idempotence, or one
         # request in flight): all there once, order not promised.
         assert sorted(written) == values
+
+
+def test_a_topic_that_refuses_large_batches_is_split_for_once_not_every_batch(
+    cluster: BlockingCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 256 KiB batches (the default) to a topic whose max.message.bytes is 100 KB: the
+    # first refusals cap the topic's batches, and later batches fit. Before, every batch
+    # was refused and split again: 237 splits for 20,000 records of 1 KiB, a fifth of
+    # the rate of a topic with the default limit.
+    cluster.create_topic("small", 1, configs={"max.message.bytes": "100000"})
+    values = [b"%05d-" % i + b"v" * 1024 for i in range(5000)]
+    splits: list[int] = []
+    with (
+        caplog.at_level(logging.DEBUG, logger="pykaf.producer"),
+        Producer(cluster.bootstrap, **{**FAST, "linger": 0.05}) as p,
+    ):
+        p.send("small", b"warm").result(30)
+        for round_ in range(5):
+            for value in values[round_ * 1000 : (round_ + 1) * 1000]:
+                p.produce("small", value)
+            assert p.flush(30) == 0
+            split = [r for r in caplog.records if r.getMessage().startswith("split ")]
+            splits.append(len(split) - sum(splits))
+    # The first round's batches (1 MB, built before the first refusal came back) are
+    # refused once each and split to the cap; after that, none.
+    assert splits[0] > 0
+    assert splits[1:] == [0, 0, 0, 0], splits
+    capped = [r for r in caplog.records if "max.message.bytes" in r.getMessage()]
+    assert capped
+    assert all(r.levelno == logging.INFO for r in capped)
+    assert "small" in capped[0].getMessage()
+    written = [r.value for r in read_topic(cluster.bootstrap, "small")[0]]
+    assert written == [b"warm", *values]
 
 
 def test_bad_settings_are_refused_at_construction() -> None:
