@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from pykaf._producer._accumulator_state import AccumulatorState
-from pykaf._producer._batches import Batch, PartitionQueue
+from pykaf._producer._batches import Batch, PartitionQueue, split_batch
 
 __all__ = ["Draining", "ReadyState"]
 
@@ -136,6 +136,8 @@ class Draining(AccumulatorState):
                     or head.created + part.topic.linger <= now
                 ):
                     continue
+                if head.size > part.topic.batch_limit and _splittable(head):
+                    head = self._split_to_cap(part, head)
                 if out and total + head.size > max_bytes:
                     break
                 if not gate(part, head):
@@ -148,6 +150,19 @@ class Draining(AccumulatorState):
                 out.append(head)
             self._drain_from[node] = start + 1
         return out
+
+    def _split_to_cap(self, part: PartitionQueue, head: Batch) -> Batch:
+        """Lock held: ``head``, never sent, is larger than its topic's batches are capped at
+        now (a batch of the topic was refused as too large: ``refused_as_too_large``).
+        Put it in the queue as parts that fit, before it is sent and refused too; its
+        memory stays its own, as a refused batch's does. The first part."""
+        self._seal(head)
+        if head is part.open:
+            part.open = None
+        part.batches.popleft()
+        pieces = split_batch(head, -(-head.size // part.topic.batch_limit))
+        part.batches.extendleft(reversed(pieces))
+        return pieces[0]
 
     def put_back(self, part: PartitionQueue, batches: Iterable[Batch]) -> None:
         """Return failed batches to the front of their partition, oldest first."""
@@ -204,3 +219,16 @@ class Draining(AccumulatorState):
                     part.batches.clear()
                     part.open = None
         return out
+
+
+def _splittable(batch: Batch) -> bool:
+    # Never sent (no sequence yet), not a part already, more than one record, and not a
+    # batch whose identity or records are fixed (a journaled replay, a transformed one).
+    return (
+        batch.attempts == 0
+        and batch.base_sequence < 0
+        and batch.parent is None
+        and batch.pinned is None
+        and batch.originals is None
+        and len(batch.records) > 1
+    )

@@ -497,6 +497,29 @@ def test_a_topic_that_refuses_large_batches_is_split_for_once_not_every_batch(
     assert written == [b"warm", *values]
 
 
+def test_batches_queued_before_the_topic_refused_one_are_split_before_they_are_sent(
+    cluster: BlockingCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 5 MB produced at once (twenty 256 KiB batches) to a topic that takes 100 KB: the
+    # batches still queued when the first refusal comes back go out split to the cap,
+    # not to be refused one by one (30 refusals before). Refused still: what is in
+    # flight at each halving, 5 batches of 256 KiB, then their 10 halves.
+    cluster.create_topic("small", 1, configs={"max.message.bytes": "100000"})
+    values = [b"%05d-" % i + b"v" * 1024 for i in range(5000)]
+    with (
+        caplog.at_level(logging.DEBUG, logger="pykaf.producer"),
+        Producer(cluster.bootstrap, **{**FAST, "linger": 0.05}) as p,
+    ):
+        p.send("small", b"warm").result(30)
+        for value in values:
+            p.produce("small", value)
+        assert p.flush(30) == 0
+    refused = [r for r in caplog.records if r.getMessage().startswith("split ")]
+    assert len(refused) <= 15, f"{len(refused)} batches refused as too large"
+    written = [r.value for r in read_topic(cluster.bootstrap, "small")[0]]
+    assert written == [b"warm", *values]
+
+
 def test_bad_settings_are_refused_at_construction() -> None:
     for options, advice in [
         ({"lingr": 1}, "did you mean linger"),
