@@ -237,6 +237,7 @@ class TopicQueues:
         "available",
         "batch_limit",
         "can_stick",
+        "capped_at",
         "compression",
         "compression_level",
         "count",
@@ -261,14 +262,21 @@ class TopicQueues:
         self.linger = own.linger
         self.compression = own.compression
         self.compression_level = own.compression_level
-        # A batch never grows past a request: the request limit caps the batch size.
-        limit = min(own.batch_size, settings.max_request_size)
-        self.batch_limit = max(limit, BATCH_OVERHEAD + 1)
-        # Memory is reserved per batch in steps of this (see Accumulator._room).
-        self.reserve = min(self.batch_limit, _RESERVE_STEP)
+        self.batch_limit = self.reserve = 0
+        self.capped_at = 0.0  # when a refusal capped batch_limit (TopicTable), or 0.0
+        self.uncap(settings)
         self.count = 0
         self.available: tuple[int, ...] = ()
         self.parts: list[PartitionQueue] = []
+
+    def uncap(self, settings: ProducerSettings) -> None:
+        """Batches up to the topic's ``batch_size`` (a cap a refusal taught, lifted)."""
+        # A batch never grows past a request: the request limit caps the batch size.
+        limit = min(settings.for_topic(self.name).batch_size, settings.max_request_size)
+        self.batch_limit = max(limit, BATCH_OVERHEAD + 1)
+        # Memory is reserved per batch in steps of this (see Accumulator._room).
+        self.reserve = min(self.batch_limit, _RESERVE_STEP)
+        self.capped_at = 0.0
 
 
 def as_bytes(value: object, what: str) -> bytes:

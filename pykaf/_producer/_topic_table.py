@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from pykaf._producer._accumulator_state import AccumulatorState
 from pykaf._producer._batches import PartitionQueue, TopicQueues
 from pykaf.protocol._records import BATCH_OVERHEAD
 
-__all__ = ["TopicTable"]
+__all__ = ["CAP_KEPT", "TopicTable"]
 
 log = logging.getLogger("pykaf.producer")
+
+# Seconds a cap taught by a refusal holds before a metadata answer lifts it (the topic's
+# max.message.bytes may have been raised; if not, the next refusal teaches it again).
+CAP_KEPT: Final = 600.0
 
 
 class TopicTable(AccumulatorState):
@@ -47,6 +51,9 @@ class TopicTable(AccumulatorState):
             if t is None:
                 t = self._topics[name] = TopicQueues(name, self._settings, self._rng)
             t.topic_id = topic_id
+            if t.capped_at and self._clock() - t.capped_at >= CAP_KEPT:
+                t.uncap(self._settings)
+                log.info("topic %s: batches up to batch_size again (a cap lifted)", name)
             changed = False
             for index in range(len(t.parts), len(leaders)):
                 t.parts.append(PartitionQueue(t, index))
@@ -70,7 +77,8 @@ class TopicTable(AccumulatorState):
         that from now on, and again if those are refused too. Without it, every batch
         was refused and split anew: a topic limited to 100 KB took 1 KiB records at a
         fifth of the rate with 256 KiB batches. Said at INFO, once per cap. Returns the
-        topic's cap (for the batch's split)."""
+        topic's cap (for the batch's split). A metadata answer ``CAP_KEPT`` seconds on
+        lifts it (``set_topic``)."""
         with self._lock:
             t = self._topics.get(name)
             # Half, rounded up: the refused batch splits in two, each at the cap.
@@ -81,6 +89,7 @@ class TopicTable(AccumulatorState):
                 return t.batch_limit
             t.batch_limit = limit
             t.reserve = min(t.reserve, limit)
+            t.capped_at = self._clock()
         log.info(
             "topic %s refused a batch of about %d bytes as too large (its max.message.bytes):"
             " its batches are now at most %d bytes (batch_size %d)",

@@ -19,6 +19,7 @@ from pykaf._producer._batches import (
 )
 from pykaf._producer._delivery import ProducerRecord
 from pykaf._producer._settings import ProducerSettings
+from pykaf._producer._topic_table import CAP_KEPT
 from pykaf.protocol import BATCH_OVERHEAD, decode_batches
 from pykaf.protocol._records import encode_batch
 
@@ -467,6 +468,23 @@ def test_by_default_a_batch_holds_a_quarter_mebibyte_of_1_kib_records() -> None:
     assert len(first.records) + len(second.records) == 260
     assert 250 <= len(first.records) < 256
     assert acc.used <= 2 * 256 * 1024
+
+
+def test_a_cap_learnt_from_a_refusal_is_lifted_at_a_metadata_answer_minutes_later() -> None:
+    # A topic's max.message.bytes may be raised: the cap a refusal taught is tried
+    # again at the first metadata answer CAP_KEPT seconds on (and learnt again if the
+    # limit is still low), not kept for the producer's life.
+    acc, clock, _ = make(leaders=[1, 1])
+    topic = acc.topic("t")
+    assert topic is not None
+    assert acc.refused_as_too_large("t", 200_000) == 100_000
+    assert (topic.batch_limit, topic.reserve) == (100_000, 16384)
+    clock.now += CAP_KEPT - 1
+    acc.set_topic("t", [1, 1])
+    assert topic.batch_limit == 100_000
+    clock.now += 1
+    acc.set_topic("t", [1, 1])
+    assert (topic.batch_limit, topic.reserve) == (256 * 1024, 16384)
 
 
 def test_a_large_batch_size_reserves_memory_as_the_batch_fills() -> None:
