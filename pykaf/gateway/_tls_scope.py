@@ -11,6 +11,8 @@
   (or for a new connection that sends nothing). Past ``LimitSettings.header_timeout``
   (checked a few times per timeout by one timer per loop, ``_head_clock``): 408, and the
   connection is closed.
+- One write per whole answer (httptools only): its head waits for its body
+  (``_one_write``).
 
 ``uvicorn_options(security, limits)`` gives every ``uvicorn.Config`` keyword the gateway
 needs (the protocol, the head size for h11, TLS); uvicorn is imported only when asked
@@ -23,11 +25,12 @@ import asyncio
 import functools
 import json
 import ssl
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from pykaf.gateway._auth_certs import rfc4514_name
 from pykaf.gateway._head_clock import HeadClock
 from pykaf.gateway._limits import Limits, LimitSettings
+from pykaf.gateway._one_write import OneWriteTransport
 from pykaf.gateway._security import SecuritySettings
 
 __all__ = ["tls_extension", "uvicorn_http_protocol", "uvicorn_options"]
@@ -286,6 +289,12 @@ def _base_classes() -> tuple[type[asyncio.Protocol], type[asyncio.Protocol] | No
                 self.too_large = True
                 raise _HeadTooLarge()  # httptools raises it on as a parser error: 431 below
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and cycle.transport is self.transport:  # a new cycle
+                # What the cycle calls of a transport, ``OneWriteTransport`` has.
+                cycle.transport = cast(
+                    "asyncio.Transport", OneWriteTransport(self.transport, cycle)
+                )
 
         def send_400_response(self, msg: str) -> None:
             if self.too_large:

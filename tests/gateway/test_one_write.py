@@ -1,0 +1,222 @@
+"""One write per whole answer (``_one_write``), on a real uvicorn server with the
+gateway's httptools protocol: the head of an answer framed by content-length leaves with
+its body; a streaming answer's head, a HEAD answer's, ``100 Continue`` and a failed
+app's head are never held."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("httptools")
+
+from pykaf.gateway import uvicorn_http_protocol  # noqa: E402
+from pykaf.gateway._one_write import OneWriteTransport  # noqa: E402
+
+Writes = list[bytes]
+
+
+class _App:
+    """Answers by path; ``/stream`` sends its head, then waits for ``release`` before
+    its one chunk."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        message = await receive()
+        body = message.get("body", b"")
+        if path == "/stream":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await self.release.wait()
+            await send({"type": "http.response.body", "body": b"chunk", "more_body": False})
+            return
+        if path == "/fail":
+            headers = [(b"content-length", b"10")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            raise RuntimeError("the app fails mid-answer (expected by the test)")
+        answer = b"echo:" + body
+        headers = [(b"content-length", b"%d" % len(answer))]
+        await send({"type": "http.response.start", "status": 202, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+
+@pytest_asyncio.fixture
+async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[int, _App, Writes]]:
+    """The app on uvicorn with the gateway's protocol, in this loop; every write the
+    connections' transports make is recorded."""
+    writes: Writes = []
+    real_write: Callable[..., None] = asyncio.selector_events._SelectorSocketTransport.write  # type: ignore[attr-defined]
+
+    def recording(transport: Any, data: bytes) -> None:
+        if isinstance(transport.get_protocol(), served_by):  # the server's, not the client's
+            writes.append(bytes(data))
+        real_write(transport, data)
+
+    monkeypatch.setattr(asyncio.selector_events._SelectorSocketTransport, "write", recording)  # type: ignore[attr-defined]
+    app = _App()
+    served_by = uvicorn_http_protocol(parser="httptools")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level="critical",
+        access_log=False,
+        http=served_by,
+    )
+    srv = uvicorn.Server(config)
+    task = asyncio.ensure_future(srv.serve(sockets=[listener]))
+    for _ in range(200):  # up to 10 s
+        if srv.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    assert srv.started
+    try:
+        yield listener.getsockname()[1], app, writes
+    finally:
+        app.release.set()
+        srv.should_exit = True
+        await asyncio.wait_for(task, 10)
+        listener.close()
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head + await asyncio.wait_for(reader.readexactly(length), 10)
+
+
+async def test_a_whole_answer_leaves_in_one_write(server: tuple[int, _App, Writes]) -> None:
+    port, _, writes = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\n\r\nabc")
+    answer = await _read_answer(reader)
+    assert answer.startswith(b"HTTP/1.1 202 ")
+    assert answer.endswith(b"\r\n\r\necho:abc")
+    assert writes == [answer]  # head and body together: one send, not two
+    writer.close()
+
+
+async def test_pipelined_requests_are_answered_whole_and_in_order(
+    server: tuple[int, _App, Writes],
+) -> None:
+    port, _, writes = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /a HTTP/1.1\r\nhost: t\r\ncontent-length: 1\r\n\r\n1"
+        b"POST /b HTTP/1.1\r\nhost: t\r\ncontent-length: 1\r\n\r\n2"
+    )
+    first, second = await _read_answer(reader), await _read_answer(reader)
+    assert first.endswith(b"echo:1")
+    assert second.endswith(b"echo:2")
+    assert writes == [first, second]
+    writer.close()
+
+
+async def test_a_streaming_answer_s_head_is_not_held(server: tuple[int, _App, Writes]) -> None:
+    port, app, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n")
+    # The head arrives while the app still holds its first chunk back.
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert b"transfer-encoding: chunked" in head.lower()
+    app.release.set()
+    rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10)
+    assert rest == b"5\r\nchunk\r\n0\r\n\r\n"
+    writer.close()
+
+
+async def test_a_head_answer_arrives_and_the_connection_stays_usable(
+    server: tuple[int, _App, Writes],
+) -> None:
+    port, _, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"HEAD /x HTTP/1.1\r\nhost: t\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 202 ")
+    assert b"content-length: 5" in head
+    writer.write(b"POST /y HTTP/1.1\r\nhost: t\r\ncontent-length: 1\r\n\r\nz")
+    assert (await _read_answer(reader)).endswith(b"echo:z")
+    writer.close()
+
+
+async def test_100_continue_goes_before_the_body_is_sent(
+    server: tuple[int, _App, Writes],
+) -> None:
+    port, _, writes = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n"
+    )
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"ok")
+    answer = await _read_answer(reader)
+    assert answer.endswith(b"echo:ok")
+    assert writes == [interim, answer]
+    writer.close()
+
+
+async def test_an_app_failing_mid_answer_still_sends_its_head_then_closes(
+    server: tuple[int, _App, Writes],
+) -> None:
+    port, _, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /fail HTTP/1.1\r\nhost: t\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, no body
+    writer.close()
+
+
+class _FakeTransport:
+    def __init__(self) -> None:
+        self.writes: Writes = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+class _Cycle:
+    def __init__(self, method: str = "POST", chunked: bool | None = False) -> None:
+        self.scope = {"method": method}
+        self.response_started = False
+        self.chunked_encoding = chunked
+
+
+def test_a_held_head_leaves_with_close_and_the_rest_is_passed_on() -> None:
+    real = _FakeTransport()
+    cycle = _Cycle()
+    one = OneWriteTransport(real, cycle)  # type: ignore[arg-type]
+    cycle.response_started = True
+    one.write(b"HEAD\r\n\r\n")
+    assert real.writes == []
+    assert one.get_extra_info("peername") == "info:peername"
+    one.close()
+    assert real.writes == [b"HEAD\r\n\r\n"]
+    assert real.closed
+    assert one.is_closing()
