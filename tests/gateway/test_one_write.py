@@ -100,6 +100,16 @@ async def _read_answer(reader: asyncio.StreamReader) -> bytes:
     return head + await asyncio.wait_for(reader.readexactly(length), 10)
 
 
+async def _ask(
+    port: int, request: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Connect, send ``request`` and read the first head that comes back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    return reader, writer, head
+
+
 async def test_a_whole_answer_leaves_in_one_write(server: tuple[int, _App, Writes]) -> None:
     port, _, writes = server
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -129,10 +139,8 @@ async def test_pipelined_requests_are_answered_whole_and_in_order(
 
 async def test_a_streaming_answer_s_head_is_not_held(server: tuple[int, _App, Writes]) -> None:
     port, app, _ = server
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n")
     # The head arrives while the app still holds its first chunk back.
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    reader, writer, head = await _ask(port, b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n")
     assert b"transfer-encoding: chunked" in head.lower()
     app.release.set()
     rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10)
@@ -144,9 +152,7 @@ async def test_a_head_answer_arrives_and_the_connection_stays_usable(
     server: tuple[int, _App, Writes],
 ) -> None:
     port, _, _ = server
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"HEAD /x HTTP/1.1\r\nhost: t\r\n\r\n")
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    reader, writer, head = await _ask(port, b"HEAD /x HTTP/1.1\r\nhost: t\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 202 ")
     assert b"content-length: 5" in head
     writer.write(b"POST /y HTTP/1.1\r\nhost: t\r\ncontent-length: 1\r\n\r\nz")
@@ -158,11 +164,9 @@ async def test_100_continue_goes_before_the_body_is_sent(
     server: tuple[int, _App, Writes],
 ) -> None:
     port, _, writes = server
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n"
+    reader, writer, interim = await _ask(
+        port, b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n"
     )
-    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
     writer.write(b"ok")
     answer = await _read_answer(reader)
@@ -175,9 +179,7 @@ async def test_an_app_failing_mid_answer_still_sends_its_head_then_closes(
     server: tuple[int, _App, Writes],
 ) -> None:
     port, _, _ = server
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /fail HTTP/1.1\r\nhost: t\r\n\r\n")
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    reader, writer, head = await _ask(port, b"GET /fail HTTP/1.1\r\nhost: t\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, no body
     writer.close()
