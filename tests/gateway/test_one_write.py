@@ -1,7 +1,7 @@
-"""One write per whole answer (``_one_write``), on a real uvicorn server with the
-gateway's httptools protocol: the head of an answer framed by content-length leaves with
-its body; a streaming answer's head, a HEAD answer's, ``100 Continue`` and a failed
-app's head are never held."""
+"""The gateway's httptools protocol on a real uvicorn server: one write per whole answer
+(``_one_write``: the head of an answer framed by content-length leaves with its body; a
+streaming answer's head, a HEAD answer's, ``100 Continue`` and a failed app's head are
+never held), and the keep-alive deadline of idle connections on the loop's one clock."""
 
 from __future__ import annotations
 
@@ -51,9 +51,12 @@ class _App:
 
 
 @pytest_asyncio.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[int, _App, Writes]]:
+async def server(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[int, _App, Writes]]:
     """The app on uvicorn with the gateway's protocol, in this loop; every write the
-    connections' transports make is recorded."""
+    connections' transports make is recorded. The keep-alive timeout is uvicorn's
+    default, or the fixture's parameter (indirect parametrisation)."""
     writes: Writes = []
     real_write: Callable[..., None] = asyncio.selector_events._SelectorSocketTransport.write  # type: ignore[attr-defined]
 
@@ -73,6 +76,7 @@ async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[int, _A
         log_level="critical",
         access_log=False,
         http=served_by,
+        timeout_keep_alive=getattr(request, "param", 5),
     )
     srv = uvicorn.Server(config)
     task = asyncio.ensure_future(srv.serve(sockets=[listener]))
@@ -222,3 +226,38 @@ def test_a_held_head_leaves_with_close_and_the_rest_is_passed_on() -> None:
     assert real.writes == [b"HEAD\r\n\r\n"]
     assert real.closed
     assert one.is_closing()
+
+
+# The server's keep-alive timeout: 0.3 s.
+_SHORT_KEEP_ALIVE = pytest.mark.parametrize("server", [0.3], indirect=True)
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, one: bytes) -> None:
+    writer.write(b"POST /k HTTP/1.1\r\nhost: t\r\ncontent-length: 1\r\n\r\n" + one)
+    assert (await _read_answer(reader)).endswith(b"echo:" + one)
+
+
+@_SHORT_KEEP_ALIVE
+async def test_keep_alive_closes_idle_connections_only(
+    server: tuple[int, _App, Writes],
+) -> None:
+    port, app, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    await _echo(reader, writer, b"0")
+    # A request longer than the timeout (twice it) is not cut: the connection is busy.
+    writer.write(b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    await asyncio.sleep(0.6)
+    app.release.set()
+    rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10)
+    assert rest == b"5\r\nchunk\r\n0\r\n\r\n"
+    # In use: a request every 0.1 s for 0.9 s, three times the timeout, keeps it open.
+    for i in range(1, 10):
+        await asyncio.sleep(0.1)
+        await _echo(reader, writer, b"%d" % i)
+    # Idle: closed by the server within 1.25 times the timeout (plus scheduling).
+    idle_from = loop.time()
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    assert 0.3 <= loop.time() - idle_from < 2.0
+    writer.close()
