@@ -1214,6 +1214,28 @@ crc32c_of(const unsigned char *p, size_t n)
     return crc ^ 0xFFFFFFFFu;
 }
 
+/* The CRC of a RECORD entry's body from its parts: the fixed fields as written, then the
+ * topic, key and value from where they came from, not read back from the target. */
+static uint32_t
+crc32c_of_parts(const unsigned char *fixed, size_t fixed_len, const char *name,
+                Py_ssize_t name_len, const Slice *key, const Slice *value)
+{
+    uint32_t crc = 0xFFFFFFFFu;
+    int hw = __builtin_cpu_supports("sse4.2");
+    crc = hw ? crc32c_sse42(crc, fixed, fixed_len) : crc32c_bitwise(crc, fixed, fixed_len);
+    const unsigned char *parts[3] = {(const unsigned char *)name,
+                                     (const unsigned char *)key->ptr,
+                                     (const unsigned char *)value->ptr};
+    Py_ssize_t lens[3] = {name_len, key->len, value->len};
+    for (int i = 0; i < 3; i++) {
+        if (lens[i] > 0) {
+            crc = hw ? crc32c_sse42(crc, parts[i], (size_t)lens[i])
+                     : crc32c_bitwise(crc, parts[i], (size_t)lens[i]);
+        }
+    }
+    return crc ^ 0xFFFFFFFFu;
+}
+
 /* Little-endian stores, byte by byte: right on any host; compilers merge them. */
 static inline unsigned char *
 put_le(unsigned char *p, uint64_t v, int bytes)
@@ -1302,7 +1324,7 @@ journal_write_record(unsigned char *at, Py_ssize_t body, unsigned long long seri
     if (value->len > 0) {
         memcpy(p, value->ptr, (size_t)value->len);
     }
-    uint32_t crc = crc32c_of(start, (size_t)body);
+    uint32_t crc = crc32c_of_parts(start, JOURNAL_RECORD_FIXED, name, name_len, key, value);
     /* The barrier keeps the compiler from moving these stores before the copies above. */
     __asm__ __volatile__("" ::: "memory");
     put_le(put_le(at, (uint64_t)body, 4), crc, 4);
