@@ -14,6 +14,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Final, Self
@@ -342,9 +343,20 @@ class Producer:
         been written), close the connections and stop the producer's thread. Returns the
         number of records that failed because of the close. Never hangs: bounded by
         ``timeout`` plus the client's ``close_timeout`` and a small margin."""
+        closing = self._begin_close(timeout)
+        if closing is not None:
+            self._end_close(*closing)
+        return self._failed_by_close
+
+    def _begin_close(
+        self, timeout: float | None
+    ) -> tuple[concurrent.futures.Future[int] | None, float] | None:
+        """``close`` up to the flush handed to the producer's loop, which goes on there
+        while the caller does something else (closes other producers: ``_close_open_producers``);
+        None when the producer was closed already. ``_end_close`` waits for it."""
         with self._close_lock:
             if self._closed:
-                return self._failed_by_close
+                return None
             self._closed = True
         flush_bound = self.settings.delivery_timeout if timeout is None else max(0.0, timeout)
         custody = self._custody
@@ -353,24 +365,35 @@ class Producer:
             # bound; what it could not stays in the journal for the next producer.
             flush_bound = custody.wait_fed(flush_bound)[1]
         self._accumulator.close()
-        bound = flush_bound + self.settings.client.close_timeout + _MARGIN
         _OPEN.discard(self)
+        bound = flush_bound + self.settings.client.close_timeout + _MARGIN
+        closing: concurrent.futures.Future[int] | None = None
+        try:
+            closing = self._loop.submit(self._engine.close(flush_bound))
+        except ClientClosedError:
+            pass  # the loop stopped already: nothing to flush through it
+        except KeyboardInterrupt:
+            self._end_close(None, bound)  # nothing was handed over: close without a flush
+            raise
+        return closing, bound
+
+    def _end_close(self, closing: concurrent.futures.Future[int] | None, bound: float) -> None:
         try:
             # A loop too stuck to close in time is abandoned: close() must return.
             with contextlib.suppress(KafkaTimeoutError, ClientClosedError):
-                self._failed_by_close = self._wait_for_close(flush_bound, bound)
+                self._failed_by_close = self._wait_for_close(closing, bound)
         finally:
             self._loop.stop(_MARGIN)
+            custody = self._custody
             if custody is not None:
                 # Every report is given: their DONE entries are written and synced (and
                 # what stays in the journal for the next producer is said at WARNING).
                 custody.close(self.settings.client.close_timeout + _MARGIN)
-        return self._failed_by_close
 
-    def _wait_for_close(self, flush_bound: float, bound: float) -> int:
-        closing: concurrent.futures.Future[int] | None = None
+    def _wait_for_close(self, closing: concurrent.futures.Future[int] | None, bound: float) -> int:
         try:
-            closing = self._loop.submit(self._engine.close(flush_bound))
+            if closing is None:  # the flush was never handed over: close without one
+                closing = self._loop.submit(self._engine.close(0.0))
             return self._loop.wait(closing, bound)
         except KeyboardInterrupt:
             # Ctrl-C during the flush: stop it; every record left fails at once (its
@@ -384,13 +407,6 @@ class Producer:
                 )
             raise
 
-    def _close_at_exit(self) -> None:
-        """The interpreter exits with this producer open: flush briefly, report the rest
-        (callbacks, on_error) and say so, rather than lose the buffer in silence."""
-        pending = self._accumulator.pending()
-        failed = self.close(EXIT_FLUSH)
-        warn_unclosed(self, pending, failed, "interpreter exit")
-
 
 # Open producers, closed by ``_close_open_producers`` at interpreter exit. Strong
 # references on purpose: a producer dropped without close() still owes reports.
@@ -399,9 +415,23 @@ _OPEN: set[Producer] = set()
 
 @atexit.register
 def _close_open_producers() -> None:
+    """The interpreter exits with producers open: flush them briefly, report the rest
+    (callbacks, on_error) and say so, rather than lose their buffers in silence. Their
+    flushes run at the same time, within one ``EXIT_FLUSH`` from now, each on its own
+    loop: three producers left open with their brokers away took three flushes one after
+    the other (3 x 5 s, plus each one's close_timeout)."""
+    ends_at = time.monotonic() + EXIT_FLUSH
+    closing = []
     for producer in list(_OPEN):
         with contextlib.suppress(Exception):
-            producer._close_at_exit()
+            pending = producer._accumulator.pending()
+            begun = producer._begin_close(max(0.0, ends_at - time.monotonic()))
+            closing.append((producer, pending, begun))
+    for producer, pending, begun in closing:
+        with contextlib.suppress(Exception):
+            if begun is not None:
+                producer._end_close(*begun)
+            warn_unclosed(producer, pending, producer._failed_by_close, "interpreter exit")
 
 
 def _releaser(lock: threading.Lock) -> Callable[[], None]:

@@ -114,9 +114,15 @@ def finish(process: subprocess.Popen[str], before: list[str]) -> tuple[Counter[s
         process.kill()
         process.communicate()
         raise AssertionError(f"the script did not exit within {BOUND:g}s") from None
+    return finish_reports(process, [*before, *out.splitlines()], err), err
+
+
+def finish_reports(process: subprocess.Popen[str], lines: list[str], err: str) -> Counter[str]:
+    """Every record reported once, each failed with ProducerClosedError."""
     reports: Counter[str] = Counter()
     outcomes: dict[str, str] = {}
-    for line in [*before, *out.splitlines()]:
+    out = "\n".join(lines)
+    for line in lines:
         if line.startswith("report "):
             _, value, kind = line.rstrip("\n").split(" ", 2)
             reports[value] += 1
@@ -124,7 +130,7 @@ def finish(process: subprocess.Popen[str], before: list[str]) -> tuple[Counter[s
     assert set(reports) == {f"v{i}" for i in range(RECORDS)}, (out, err)
     assert set(reports.values()) == {1}, reports  # exactly one report each
     assert set(outcomes.values()) == {"failed ProducerClosedError"}, outcomes
-    return reports, err
+    return reports
 
 
 def test_a_script_that_exits_without_close_reports_every_record(
@@ -263,3 +269,57 @@ def test_a_second_ctrl_c_in_asyncio_run_cuts_the_close_short(
     process.send_signal(signal.SIGINT)
     _, err = finish(process, before)
     assert "KeyboardInterrupt" in err
+
+
+SEVERAL_OPEN = """
+import os, sys
+import pykaf._producer._producer as producer_module
+
+def say(line):  # one write a line: the producers' threads print at the same time
+    os.write(1, (line + "\\n").encode())
+
+def report(value):
+    def on_delivery(metadata, error):
+        kind = "ok" if error is None else "failed " + type(error).__name__
+        say(f"report {value.decode()} {kind}")
+    return on_delivery
+
+from pykaf._producer._producer import Producer
+
+producer_module.EXIT_FLUSH = 2.0  # short: the order of the closes is what is looked at
+producers = [Producer(sys.argv[1], linger=0.002) for _ in range(3)]
+for q in producers:
+    q.send("exit", b"warm-up").result(30)
+print("warm", flush=True)
+sys.stdin.readline()  # the test holds the broker's answers from here
+for k, q in enumerate(producers):
+    real_close = q._engine.close
+
+    async def close(timeout, real_close=real_close, k=k):
+        say(f"closing {k}")
+        try:
+            return await real_close(timeout)
+        finally:
+            say(f"closed {k}")
+
+    q._engine.close = close
+for i in range(int(sys.argv[2])):
+    value = b"v%d" % i
+    producers[i % 3].produce("exit", value, on_delivery=report(value))
+print("done", flush=True)  # ... and no close()
+"""
+
+
+def test_producers_left_open_at_exit_flush_at_the_same_time(held: BlockingCluster) -> None:
+    # Three producers whose records cannot be delivered: each flush lasts its whole
+    # bound, and one after the other they took three bounds (plus three close_timeouts).
+    process = start(held, "", script=SEVERAL_OPEN)
+    before = wait_for_line(process, "done")
+    assert process.stdout is not None
+    out, _ = process.communicate(timeout=BOUND)
+    lines = [line.strip() for line in out.splitlines()]
+    closings = [n for n, line in enumerate(lines) if line.startswith("closing ")]
+    closeds = [n for n, line in enumerate(lines) if line.startswith("closed ")]
+    assert len(closings) == len(closeds) == 3, out
+    assert max(closings) < min(closeds), out  # every flush began before any ended
+    finish_reports(process, [*before, *out.splitlines()], out)
