@@ -7,6 +7,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -112,9 +113,15 @@ class LoopThread:
         """Stop the loop and join the thread, waiting at most ``timeout`` seconds."""
         if self._stopped:
             return
+        self._ask_to_stop()
+        self._join(timeout)
+
+    def _ask_to_stop(self) -> None:
         self._stopped = True
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def _join(self, timeout: float) -> None:
         if not self.in_loop_thread:
             self._thread.join(timeout)
         for future in list(self._pending):
@@ -133,6 +140,13 @@ _RUNNING: weakref.WeakSet[LoopThread] = weakref.WeakSet()
 
 @atexit.register
 def _stop_at_exit() -> None:
-    for loop_thread in list(_RUNNING):
+    # All are asked first, then joined within one ``_EXIT_STOP`` from now: a loop stuck
+    # in a callback no longer makes the next ones wait their own turn as well.
+    running = [loop_thread for loop_thread in list(_RUNNING) if not loop_thread._stopped]
+    for loop_thread in running:
         with contextlib.suppress(Exception):
-            loop_thread.stop(_EXIT_STOP)
+            loop_thread._ask_to_stop()
+    ends_at = time.monotonic() + _EXIT_STOP
+    for loop_thread in running:
+        with contextlib.suppress(Exception):
+            loop_thread._join(max(0.0, ends_at - time.monotonic()))

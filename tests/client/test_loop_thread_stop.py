@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from pykaf._client import _loop_thread
 from pykaf._client._loop_thread import LoopThread
 
@@ -47,6 +49,26 @@ def test_the_exit_hook_stops_loop_threads_left_running() -> None:
     _loop_thread._stop_at_exit()  # what the interpreter's exit runs (atexit)
     assert loop_thread.loop.is_closed()
     assert all(task.cancelled() for task in started), started
+
+
+def test_the_exit_hook_asks_every_loop_to_stop_before_it_waits_for_any(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One after the other, a loop stuck in a callback made the next ones wait a whole
+    # _EXIT_STOP each before they were even asked (a program's exit: N seconds).
+    loop_threads = [LoopThread() for _ in range(3)]
+    asked_at_each_join: list[list[bool]] = []
+    real_join = LoopThread._join
+
+    def join(self: LoopThread, timeout: float) -> None:
+        asked_at_each_join.append([lt._stopped for lt in loop_threads])
+        real_join(self, timeout)
+
+    monkeypatch.setattr(LoopThread, "_join", join)
+    _loop_thread._stop_at_exit()
+    assert all(lt.loop.is_closed() for lt in loop_threads)
+    assert len(asked_at_each_join) >= 3
+    assert all(all(asked) for asked in asked_at_each_join), asked_at_each_join
 
 
 _SCRIPT = textwrap.dedent(
