@@ -180,8 +180,13 @@ class GroupCommit:
             # After the waiters are answered: their latency does not include it.
             self.store.read_ahead()
         if error is not None and self.store.failed is None:
-            # Full even with the headroom for DONE entries (or closed under us):
-            # keep them for the next round, a little later.
+            # Full even with the headroom for DONE entries, or the disk full: they count
+            # in memory (``mark_done``), so reclaim can delete the segments they empty;
+            # else nothing ever freed the disk, and every later produce() was refused.
+            # Their entries are kept for the next round, a little later.
+            if dones:
+                self.store.mark_done(dones)
+                self._reclaim(force=True)
             with self._cond:
                 self._dones[:0] = dones
                 dones.clear()

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from pykaf._errors import (
+    JournalDiskError,
     JournalError,
     JournalFullError,
     JournalKeptError,
@@ -340,7 +341,11 @@ class JournalAccumulator(JournalFeed):
                         self.store.append_record(
                             serial, topic, part.index, timestamp, key, value, headers
                         )
-                except JournalFullError as exc:
+                except (JournalFullError, JournalDiskError) as exc:
+                    if isinstance(exc, JournalDiskError) and self.store.failed is not None:
+                        raise  # the store stopped (EIO, a failed fsync): no waiting helps
+                    # Full, or the disk full (ENOSPC: the store goes on): acknowledged
+                    # records free it as reclaim deletes their segments.
                     self._wait_for_journal(exc, deadline - clock())
                     continue
                 self._next_record = serial + 1
@@ -444,7 +449,7 @@ class JournalAccumulator(JournalFeed):
                 exc,
             )
 
-    def _wait_for_journal(self, exc: JournalFullError, remaining: float) -> None:
+    def _wait_for_journal(self, exc: JournalError, remaining: float) -> None:
         # Lock held. Back-pressure: acknowledged records free the journal (reclaim), so
         # wait like a full buffer does, up to max_block, then raise the typed error.
         if not self._full_episode:

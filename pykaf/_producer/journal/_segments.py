@@ -39,9 +39,12 @@ Durability rules, and why:
 - A failed fsync stops the store for good ("fsyncgate", see ``_durability``): what it
   did not cover is cut from the files, ``JournalSyncError.first_unsynced_serial`` says
   which records are not in custody; close and open again to go on.
-- ``reclaim`` deletes the oldest segments whose records are all done (never the newest),
-  after syncing the DONE entries that justify it; a segment is never deleted out of order,
-  because its IDENTITY and DONE entries may speak for records in older ones.
+- ``reclaim`` (``_reclaim``) deletes the oldest segments whose records are all done
+  (never the newest), after syncing the DONE entries that justify it; a segment is never
+  deleted out of order, because its IDENTITY and DONE entries may speak for records in
+  older ones. A disk too full for the DONE entries themselves: the records count as done
+  in memory (``mark_done``), so that reclaim frees it, and an append that finds the disk
+  full rolls past a newest segment holding nothing pending (which reclaim then deletes).
 - ``max_bytes`` bounds the entries (``used_bytes`` counts valid bytes; on disk, the newest
   segment's unused capacity comes on top: at most one ``segment_bytes`` more, since a
   segment is cut back to its entries when the next is started); RECORD appends beyond it
@@ -73,6 +76,7 @@ from pykaf._producer.journal._identities import BatchIdentities
 from pykaf._producer.journal._lock import DirectoryLock
 from pykaf._producer.journal._mapped import MappedSegment, capacity_for
 from pykaf._producer.journal._pending import PendingIndex
+from pykaf._producer.journal._reclaim import StoreReclaim
 from pykaf._producer.journal._record_writer import (
     FastAppend,
     FastIdentity,
@@ -90,7 +94,6 @@ from pykaf._producer.journal._recovery import (
     segment_name,
 )
 from pykaf._producer.journal._settling_lock import SettlingLock
-from pykaf._producer.journal._store_sync import StoreSync
 from pykaf._producer.journal._tail import ReadPosition, SegmentSpan, read_pending_span
 
 __all__ = ["JournalStore"]
@@ -100,7 +103,7 @@ _RECOVERABLE_WRITE: Final = frozenset((errno.ENOSPC, errno.EDQUOT))
 _NAMES_CACHED: Final = 1024  # encoded topic names kept (``_name_of``)
 
 
-class JournalStore(StoreSync):
+class JournalStore(StoreReclaim):
     """The segment files of one journal directory (see the module doc)."""
 
     def __init__(
@@ -381,7 +384,11 @@ class JournalStore(StoreSync):
                     f"record serial {first} is below the next serial {self._next_serial}:"
                     " serials must increase"
                 )
-            self._write(segment, chunks, size)
+            try:
+                self._write(segment, chunks, size)
+            except JournalDiskError as exc:
+                segment = self._roll_past_full(exc, size)
+                self._write(segment, chunks, size)
             segment.size += size
             self._used += size
             self._next_serial = max(self._next_serial, serial + 1)
@@ -469,83 +476,23 @@ class JournalStore(StoreSync):
         target.write(segment.size, chunks)
         self._health.ok()
 
-    # -- reclaim -------------------------------------------------------------------------
-
-    def reclaim(self) -> int:
-        """Delete the oldest segments whose records are all done (never the newest);
-        returns how many. Syncs first: the DONE entries must outlive the deletion.
-
-        Both syncs (the DONE entries before, the directory after) run outside the lock
-        when they can, as ``sync`` does: under it, an fsync of everything appended since
-        the last one held every produce() waiting (up to 0.3 s of a 50k-record run's
-        flush measured, benchmarks/custody.py)."""
-        self.sync()
-        with self._mutex:
-            removed = self._reclaim(directory_now=False)
-        if removed:
-            self.sync()  # the directory (``_created``), outside the lock
-        return removed
-
-    # -- records indexed later (the producer's spill) ---------------------------------------
-
-    def defer_index(self, serial: int) -> None:
-        """Records from ``serial`` on are appended without entering the pending index
-        (9 bytes each in memory): a producer whose records wait in the journal only (an
-        outage of hours) keeps its memory bounded. They are pending all the same:
-        ``read_pending`` returns them, reclaim keeps every segment that may hold one,
-        and a reopen indexes them from the files. ``index_fed`` adds each as it leaves
-        the journal-only state; ``resume_index`` ends the deferral once all have."""
-        with self._mutex:
-            if self._unindexed_from is None:
-                self._unindexed_from = serial
-
-    def index_fed(self, serial: int, topic: str, partition: int) -> None:
-        """Record ``serial`` (appended while indexing was deferred) enters the index."""
-        with self._mutex:
-            floor = self._unindexed_from
-            if floor is not None and serial >= floor:
-                self._index.add_at(serial, topic, partition)
-
-    def resume_index(self) -> None:
-        """Every deferred record is indexed (or done): appends index again."""
-        with self._mutex:
-            self._unindexed_from = None
-
-    def _reclaim(self, *, directory_now: bool = True) -> int:
-        self._check_usable()
-        if not self._dones_durable():
-            self._sync_locked()
-        removed = 0
-        floor = self._unindexed_from
-        while (
-            len(self._segments) > 1
-            and self._index.pending_in(self._segments[0].name) == 0
-            and (floor is None or self._segments[1].name <= floor)  # none deferred in it
+    def _roll_past_full(self, exc: JournalDiskError, size: int) -> Segment:
+        # The disk is full and the newest segment holds nothing pending any more (its
+        # records are done, if only in memory: ``mark_done``): start the next segment and
+        # delete this one, which frees its space for the write. Else ``exc`` stands. An
+        # fsync in flight settles first (the wait releases the lock): then nothing below
+        # releases it, as in ``_active``.
+        self._wait_idle()
+        if (
+            exc.errno not in _RECOVERABLE_WRITE
+            or self._index.pending_in(self._segments[-1].name) != 0
+            or not self._rollable()
+            or self._unindexed_from is not None
         ):
-            segment = self._segments[0]
-            try:
-                segment.path.unlink(missing_ok=True)
-            except OSError as exc:
-                raise self._health.error(exc, "unlink", segment.path, usable=True) from exc
-            self._segments.pop(0)
-            self._index.drop_segment(segment.name)
-            self._used -= segment.size
-            removed += 1
-        if removed:
-            self._created += 1  # the directory changed: the next sync covers it
-            if directory_now:
-                self._sync_locked()
-        return removed
-
-    def _dones_durable(self) -> bool:
-        # Is every DONE entry written so far on disk? Then reclaim needs no sync.
-        mark = self._done_end
-        if mark is None:
-            return True
-        name, end = mark
-        if name != self._segments[-1].name:
-            return True  # in an older segment: synced when it rolled
-        return self._synced_size >= end
+            raise exc
+        self._roll()
+        self._reclaim()
+        return self._active(size)
 
     # -- reading back --------------------------------------------------------------------
 

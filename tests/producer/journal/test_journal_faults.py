@@ -10,8 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,28 +23,6 @@ SEGMENT = 64 * 1024
 
 def _record(serial: int, size: int = 1000) -> JournalRecord:
     return JournalRecord(serial, "t", 0, serial, None, b"x" * size, [])
-
-
-def _mount(target: Path, *options: str) -> bool:
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(target)],
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
-    return done.returncode == 0
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    target = tmp_path / f"fs-{uuid.uuid4().hex[:8]}"
-    target.mkdir()
-    if os.geteuid() != 0 or not _mount(target, "size=1m"):
-        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], check=False, timeout=30)
 
 
 def _files_size(directory: Path) -> int:
@@ -220,3 +196,52 @@ def test_a_failed_fsync_stops_the_store_and_cuts_what_it_did_not_cover(
         assert recovery.next_serial == 3
     finally:
         reopened.close()
+
+
+def _fill(store: JournalStore, first: int) -> int:
+    """Append 1000-byte records from ``first`` until the disk is full; the next serial."""
+    serial = first
+    with pytest.raises(JournalDiskError) as caught:  # noqa: PT012 (fill until it breaks)
+        for serial in range(first, first + 10_000):
+            store.append([_record(serial)])
+    assert caught.value.errno == errno.ENOSPC
+    return serial
+
+
+def test_records_done_in_memory_let_reclaim_free_a_full_disk(small_fs: Path) -> None:
+    # The disk filled up with records; once they were acknowledged, their DONE entries
+    # did not fit either, nothing was ever reclaimed and the journal refused every
+    # record for good. Marked done in memory (``mark_done``), their segments go.
+    store = JournalStore(small_fs / "j", max_bytes=64 << 20, segment_bytes=SEGMENT)
+    store.open()
+    full_at = _fill(store, 0)
+    store.mark_done([Done("t", 0, 0, full_at - 1)])
+    assert store.reclaim() > 0
+    _fill(store, full_at)  # as much room again, in the segments reclaim freed
+    store.close()
+
+
+def test_a_full_disk_rolls_past_a_newest_segment_that_is_all_done(small_fs: Path) -> None:
+    # One segment larger than the disk: reclaim never deletes the newest, so the next
+    # append starts a new segment and the old one goes.
+    store = JournalStore(small_fs / "j", max_bytes=64 << 20, segment_bytes=4 << 20)
+    store.open()
+    full_at = _fill(store, 0)
+    assert len(list(store.directory.glob("*.journal"))) == 1
+    store.mark_done([Done("t", 0, 0, full_at - 1)])
+    store.append([_record(full_at)])
+    assert [p.name for p in store.directory.glob("*.journal")] == [f"{full_at:020d}.journal"]
+    store.sync()
+    assert [r.serial for r in store.read_pending(0, store.next_serial)] == [full_at]
+    store.close()
+
+
+def test_a_full_disk_keeps_a_newest_segment_with_records_pending(small_fs: Path) -> None:
+    store = JournalStore(small_fs / "j", max_bytes=64 << 20, segment_bytes=4 << 20)
+    store.open()
+    full_at = _fill(store, 0)
+    store.mark_done([Done("t", 0, 0, full_at - 2)])  # the last record still pending
+    with pytest.raises(JournalDiskError):
+        store.append([_record(full_at)])
+    assert [r.serial for r in store.read_pending(0, store.next_serial)] == [full_at - 1]
+    store.close()
