@@ -486,7 +486,10 @@ class JournalFullError(JournalError):
 class JournalDiskError(JournalError):
     """The disk refused a journal operation (ENOSPC, EIO, EROFS, ...). ``errno`` and
     ``path`` say what and where, ``operation`` which call failed; ``__cause__`` is the
-    ``OSError``. The store says in its message whether it can still be used."""
+    ``OSError``. The store says in its message whether it can still be used. From
+    ``produce_batch``: ``taken`` is how many of its items were taken before it."""
+
+    taken: int | None = None
 
     def __init__(
         self,

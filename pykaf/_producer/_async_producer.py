@@ -22,6 +22,7 @@ from pykaf._client._validate import settings_or_options
 from pykaf._errors import (
     BufferFullError,
     DeliveryError,
+    JournalDiskError,
     JournalFullError,
     KafkaTimeoutError,
     ProducerClosedError,
@@ -361,8 +362,8 @@ class AsyncProducer:
                     on_delivery=on_delivery,
                 )
                 return
-            except (TopicUnknownError, BufferFullError, JournalFullError):
-                pass
+            except (TopicUnknownError, BufferFullError, JournalFullError, JournalDiskError):
+                pass  # waited for behind the backlog (a stopped journal raises there)
         check_report(on_delivery)
         done: asyncio.Future[None] = engine.loop.create_future()
         self._wait((topic, value, key, partition, headers, timestamp), on_delivery, done)
@@ -398,8 +399,8 @@ class AsyncProducer:
                     on_delivery=future,
                 )
                 return future
-            except (TopicUnknownError, BufferFullError, JournalFullError):
-                pass
+            except (TopicUnknownError, BufferFullError, JournalFullError, JournalDiskError):
+                pass  # waited for behind the backlog (a stopped journal raises there)
         self._wait((topic, value, key, partition, headers, timestamp), future, None)
         return future
 
@@ -442,7 +443,7 @@ class AsyncProducer:
                     await engine.wait_for_space(remaining)  # then one more try, or raise
                     if self._backlog:
                         break  # others wait already: behind them, in order
-                except (TopicUnknownError, JournalFullError):
+                except (TopicUnknownError, JournalFullError, JournalDiskError):
                     start += taken[0]
                     break
         # The slow path, one item at a time, behind the backlog: an item that cannot be
@@ -453,7 +454,7 @@ class AsyncProducer:
             self._wait((topic, value, key, part, headers, timestamp), on_delivery, done)
             try:
                 await done
-            except (BufferFullError, JournalFullError) as exc:
+            except (BufferFullError, JournalFullError, JournalDiskError) as exc:
                 exc.taken = index
                 raise
 
@@ -509,12 +510,21 @@ class AsyncProducer:
                 if remaining <= 0:
                     raise
                 await engine.wait_for_space(remaining)
-            except JournalFullError:
-                if remaining <= 0:
+            except (JournalFullError, JournalDiskError) as exc:
+                if remaining <= 0 or not self._room_may_return(exc):
                     raise
                 # Room returns as acknowledged segments are reclaimed (on the journal's
                 # thread, which does not signal this loop): look again shortly.
                 await asyncio.sleep(min(remaining, _JOURNAL_FULL_POLL))
+
+    def _room_may_return(self, exc: Exception) -> bool:
+        # A full journal, or a disk error the journal goes on after (ENOSPC, EDQUOT):
+        # reclaim frees room as records are delivered. A stopped journal (EIO, a failed
+        # fsync) never takes a record again: no waiting helps.
+        custody = self._custody
+        return not isinstance(exc, JournalDiskError) or (
+            custody is not None and custody.store.failed is None
+        )
 
     @staticmethod
     def _fail_waiting(item: _Waiting, exc: BaseException) -> None:
