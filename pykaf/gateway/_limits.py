@@ -155,6 +155,7 @@ class Limits:
                 "slow_body",
                 "header_too_large",
                 "slow_header",
+                "invalid_request",
             ),
             0,
         )

@@ -11,6 +11,8 @@
   (or for a new connection that sends nothing). Past ``LimitSettings.header_timeout``
   (checked a few times per timeout by one timer per loop, ``_head_clock``): 408, and the
   connection is closed.
+- What a client can make uvicorn log (a WARNING per unparsable request) said once a
+  minute with a count (``_peer_log``).
 - One write per whole answer (httptools only): its head waits for its body
   (``_one_write``); and the keep-alive deadline of an idle connection on the same
   one-timer clock as the slow heads, not a timer per answer (httptools only).
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import ssl
 from typing import Any, Final, Literal, cast
 
@@ -32,6 +35,7 @@ from pykaf.gateway._auth_certs import rfc4514_name
 from pykaf.gateway._head_clock import HeadClock
 from pykaf.gateway._limits import Limits, LimitSettings
 from pykaf.gateway._one_write import OneWriteTransport
+from pykaf.gateway._peer_log import PeerLog
 from pykaf.gateway._security import SecuritySettings
 
 __all__ = ["tls_extension", "uvicorn_http_protocol", "uvicorn_options"]
@@ -171,13 +175,17 @@ class _Guarded(asyncio.Protocol):
 
     limit_settings: LimitSettings = LimitSettings()
     gateway_limits: Limits | None = None
+    peer_log: PeerLog | None = None  # the server's (``uvicorn_http_protocol``)
     app: Any
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
+    logger: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.guard = _Guard(self, self.limit_settings, self.gateway_limits)
+        if self.peer_log is not None:
+            self.logger = self.peer_log  # what a client can make it log: throttled
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -351,7 +359,12 @@ def uvicorn_http_protocol(
         settings, counted = limits.settings, limits
     else:
         settings, counted = limits or LimitSettings(), None
-    return type(base.__name__, (base,), {"limit_settings": settings, "gateway_limits": counted})
+    peer_log = PeerLog(logging.getLogger("uvicorn.error"), counted)
+    return type(
+        base.__name__,
+        (base,),
+        {"limit_settings": settings, "gateway_limits": counted, "peer_log": peer_log},
+    )
 
 
 def uvicorn_options(

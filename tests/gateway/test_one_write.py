@@ -1,11 +1,13 @@
 """The gateway's httptools protocol on a real uvicorn server: one write per whole answer
 (``_one_write``: the head of an answer framed by content-length leaves with its body; a
 streaming answer's head, a HEAD answer's, ``100 Continue`` and a failed app's head are
-never held), and the keep-alive deadline of idle connections on the loop's one clock."""
+never held), the keep-alive deadline of idle connections on the loop's one clock, and a
+flood of invalid requests said once in the log."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -261,3 +263,22 @@ async def test_keep_alive_closes_idle_connections_only(
     assert await asyncio.wait_for(reader.read(), 10) == b""
     assert 0.3 <= loop.time() - idle_from < 2.0
     writer.close()
+
+
+async def test_a_flood_of_invalid_requests_is_one_warning(
+    server: tuple[int, _App, Writes], caplog: pytest.LogCaptureFixture
+) -> None:
+    # uvicorn said "Invalid HTTP request received." at WARNING once per request: any
+    # client could write the log's lines (and block a server whose stderr is not read).
+    port, _, _ = server
+    with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+        for _ in range(20):
+            reader, writer, head = await _ask(port, b"\x00garbage\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400 ")
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await _echo(reader, writer, b"k")  # and the server goes on
+        writer.close()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+    assert len(warnings) == 1, warnings
+    assert "Invalid HTTP request received." in warnings[0]
