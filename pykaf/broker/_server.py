@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypeAlias
 
 from pykaf._errors import PykafError, RemoteProtocolError
+from pykaf.broker._bad_clients import BadClients
 from pykaf.broker._read_budget import ReadBudget
 from pykaf.broker._registry import (
     CloseConnection,
@@ -157,6 +158,8 @@ class BrokerServer:
         self._extra_servers: list[asyncio.Server | SniffingListener] = []
         self._connections: dict[int, tuple[asyncio.Task[None], asyncio.StreamWriter]] = {}
         self._ids = itertools.count(1)
+        #: Connections closed for breaking the protocol (logged once a minute, counted).
+        self.bad_clients = BadClients(log, node.node_id)
 
     @property
     def node(self) -> BrokerNode:
@@ -315,7 +318,7 @@ class BrokerServer:
                 exc.reason,
             )
         except RemoteProtocolError as exc:
-            log.warning("broker %d: closing connection from %s: %s", self.node.node_id, peer, exc)
+            self.bad_clients.closed(peer, exc)
             _forget_traceback(exc)
         except (ConnectionError, OSError) as exc:
             _forget_traceback(exc)  # the client went away; nothing to tell

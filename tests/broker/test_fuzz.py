@@ -39,10 +39,11 @@ _FUZZED_KEYS = sorted(
 
 
 class BrokerLog(logging.Handler):
-    """Every record of the ``pykaf.broker`` logger (it is written from the loop thread)."""
+    """Every record of the ``pykaf.broker`` logger (it is written from the loop thread),
+    DEBUG included: each bad connection's close is told there (at WARNING once a minute)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
         self._lock_records = threading.Lock()
 
@@ -66,7 +67,7 @@ def broker_log() -> Iterator[BrokerLog]:
     logger = logging.getLogger("pykaf.broker")
     old_level = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     try:
         yield handler
     finally:

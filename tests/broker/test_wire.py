@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import uuid
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 from wire_client import WireClient, raw_frame
 
+from pykaf._errors import RemoteProtocolError
 from pykaf.broker import BlockingCluster
+from pykaf.broker._bad_clients import BadClients
 from pykaf.protocol._messages import decode_response
 from pykaf.protocol._records import decode_batches, encode_batch, iter_batch_headers
 
@@ -501,3 +504,36 @@ def test_offset_for_leader_epoch_after_a_leader_move(cluster: BlockingCluster) -
         assert end_of(1) == (0, 1, 3)
         assert end_of(0, current=0)[0] == 74  # FENCED_LEADER_EPOCH: the client is behind
         assert end_of(0, current=5)[0] == 75  # UNKNOWN_LEADER_EPOCH: the client is ahead
+
+
+def test_a_flood_of_bad_clients_is_one_warning_and_a_count(
+    cluster: BlockingCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One WARNING per bad connection let any client write the broker's log (and block a
+    # broker whose stderr nobody read: 5,000 connections of garbage, then no answers).
+    address = str(cluster.brokers[0])
+    with caplog.at_level(logging.WARNING, logger="pykaf.broker"):
+        for _ in range(20):
+            with WireClient(address) as bad:
+                bad.send_raw(raw_frame(999, 0, 1, b""))
+                assert bad.is_closed_by_peer()
+    lines = [r.getMessage() for r in caplog.records if "closing connection" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "at most once a minute" in lines[0]
+    assert cluster.cluster.servers[0].bad_clients.count == 20
+
+
+def test_bad_clients_are_said_again_after_a_quiet_minute_with_the_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    bad = BadClients(logging.getLogger("test.bad"), 1, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.bad"):
+        for i in range(4):
+            bad.closed(f"peer:{i}", RemoteProtocolError("a frame too short"))
+        now[0] += 61.0
+        bad.closed("peer:9", RemoteProtocolError("an unknown API"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "peer:0" in lines[0]
+    assert "peer:9: an unknown API; 3 more connection(s)" in lines[1]
