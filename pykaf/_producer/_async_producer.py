@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
@@ -38,6 +37,11 @@ from pykaf._producer._delivery import (
     unpack_item,
 )
 from pykaf._producer._engine import ProducerEngine
+from pykaf._producer._exit_flush import (
+    INTERRUPTED_FLUSH,
+    OPEN_GUARDS,
+    close_when_loop_ends,
+)
 from pykaf._producer._journaled import JournalAccumulator
 from pykaf._producer._replay_identity import ReplayStats, ReplayTally
 from pykaf._producer._settings import ProducerSettings
@@ -64,62 +68,11 @@ class _Waiting:
         self.started = started
 
 
-log = logging.getLogger("pykaf.producer")
-
 _JOURNAL_FULL_POLL: Final = 0.01
 
 
 def _never() -> bool:
     return False
-
-
-#: Seconds an open producer flushes when its program ends (interpreter exit, the end of
-#: ``asyncio.run``), and after Ctrl-C or a cancellation in ``with``, before failing what
-#: is left: short, the user is leaving.
-EXIT_FLUSH: Final = 5.0
-INTERRUPTED_FLUSH: Final = 3.0
-
-
-def warn_unclosed(producer: object, pending: int, failed: int, ending: str) -> None:
-    """The one line that says a producer was left open with records buffered."""
-    if pending:
-        log.warning(
-            "%r was not closed before %s: %d record(s) were still buffered; after a flush"
-            " of up to %gs, %d failed with ProducerClosedError (reported to their callbacks"
-            " or on_error); call close() or use 'with'",
-            producer,
-            ending,
-            pending,
-            EXIT_FLUSH,
-            failed,
-        )
-
-
-async def _close_when_loop_ends(producer: AsyncProducer) -> AsyncGenerator[None]:
-    """An async generator the loop knows: ``asyncio.run`` closes it as it ends (after
-    cancelling the tasks), which closes a producer the program left open."""
-    try:
-        yield
-    finally:
-        pending = producer._accumulator.pending() + len(producer._backlog)
-        if producer._closing is None:
-            failed = await producer.close(EXIT_FLUSH)
-            warn_unclosed(producer, pending, failed, "its event loop ended")
-        elif not producer._closing.done() or producer._closing.cancelled():
-            # A close that was cut short (a second Ctrl-C): no more waiting.
-            failed = await producer._close(0.0)
-            if pending:
-                log.warning(
-                    "%r: its close was interrupted; %d record(s) still buffered failed with"
-                    " ProducerClosedError (reported to their callbacks or on_error)",
-                    producer,
-                    failed,
-                )
-
-
-# The guards of open producers. Strong references on purpose (the loop keeps only weak
-# ones): a producer the program dropped without close() still owes reports.
-_OPEN_GUARDS: set[AsyncGenerator[None]] = set()
 
 
 class AsyncProducer:
@@ -234,6 +187,10 @@ class AsyncProducer:
         unfed = 0 if custody is None else custody.unfed()
         return self._accumulator.pending() + unfed + len(self._backlog)
 
+    def _buffered(self) -> int:
+        # Records taken and not reported yet, and appends still waiting to be taken.
+        return self._accumulator.pending() + len(self._backlog)
+
     def replay_stats(self) -> ReplayStats:
         """What became of the recovered records so far (``Producer.replay_stats``)."""
         if self._custody is None:
@@ -252,8 +209,8 @@ class AsyncProducer:
             )
             self._accumulator.wake = engine.schedule_pump
             # Started by hand up to its yield: from here the loop tracks it.
-            self._exit_guard = _close_when_loop_ends(self)
-            _OPEN_GUARDS.add(self._exit_guard)
+            self._exit_guard = close_when_loop_ends(self)
+            OPEN_GUARDS.add(self._exit_guard)
             with contextlib.suppress(StopIteration):
                 self._exit_guard.asend(None).send(None)
             if self._custody is not None:
@@ -585,7 +542,7 @@ class AsyncProducer:
             self._closing.cancel()
             raise
         if self._exit_guard is not None:
-            _OPEN_GUARDS.discard(self._exit_guard)
+            OPEN_GUARDS.discard(self._exit_guard)
         self._closing.set_result(count)
         return count
 

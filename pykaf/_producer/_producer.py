@@ -23,7 +23,6 @@ from pykaf._client._async_client import AsyncClient
 from pykaf._client._loop_thread import LoopThread
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import ClientClosedError, DeliveryError, KafkaTimeoutError, ProducerClosedError
-from pykaf._producer._async_producer import EXIT_FLUSH, INTERRUPTED_FLUSH, warn_unclosed
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
 from pykaf._producer._delivery import (
@@ -33,6 +32,7 @@ from pykaf._producer._delivery import (
     Reporter,
 )
 from pykaf._producer._engine import ProducerEngine
+from pykaf._producer._exit_flush import EXIT_FLUSH, INTERRUPTED_FLUSH, warn_unclosed
 from pykaf._producer._future import DeliveryFuture
 from pykaf._producer._replay_identity import ReplayStats, ReplayTally
 from pykaf._producer._settings import ProducerSettings
