@@ -165,7 +165,11 @@ class ConcatenatedJson:
         end_of_text = len(text)
         while pos < end_of_text:
             if text[pos] in _BLANKS:
-                pos = blank(text, pos).end()  # type: ignore[union-attr]  # matches ""
+                # One blank (the newline between two records) is stepped over without
+                # the regex: 0.2 us a record of newline-delimited JSON.
+                pos += 1
+                if pos < end_of_text and text[pos] in _BLANKS:
+                    pos = blank(text, pos).end()  # type: ignore[union-attr]  # matches ""
                 if pos == end_of_text:
                     break
             try:
