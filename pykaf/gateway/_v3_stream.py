@@ -110,7 +110,7 @@ class _Stream:
                         self.reading_paused = False
                 self._submit(framing.close())
         except HttpError as exc:  # too large, too slow, not UTF-8: the stream ends here
-            self._add((None, "", exc, True, _NO_RUN))
+            self._add((None, "", _bare(exc), True, _NO_RUN))
         except TimeoutError:
             error = HttpError(
                 408,
@@ -151,7 +151,7 @@ class _Stream:
             try:
                 parsed.append(parse_record(value, header, principal))
             except HttpError as exc:
-                parsed.append(exc)
+                parsed.append(_bare(exc))
         good = [p for p in parsed if p.__class__ is tuple]
         sent = iter(self.ctx.backend.send_many(self.topic, good, self.custody) if good else ())
         pending = self.pending
@@ -306,6 +306,15 @@ async def produce_records(
         # A bug of ours after the 200: the app cannot answer 500 any more.
         log.error("the v3 produce stream to %r failed", topic, exc_info=failure)
         return
+
+
+def _bare(error: HttpError) -> HttpError:
+    """``error`` without its traceback and context, to be kept in the stream: their
+    frames hold the stream, which would hold them (a cycle per failed record, for the
+    collector to find; the gateway's requests leave none)."""
+    error.__traceback__ = None
+    error.__context__ = None
+    return error
 
 
 def _not_common(item: Any) -> None:

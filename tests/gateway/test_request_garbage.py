@@ -66,6 +66,10 @@ _V3_RECORD = b'{"value": {"type": "STRING", "data": "v"}}'
         ("/nowhere", b"", b"v", 404),
         ("/v3/clusters/{cid}/topics/events/records", b"", _V3_RECORD, 200),
         ("/v3/clusters/{cid}/topics/events/records", b"", _V3_RECORD * 2, 200),  # a stream
+        ("/v3/clusters/{cid}/topics/events/records", b"", b'{"value": 1}', 400),  # a bad record
+        ("/v3/clusters/{cid}/topics/events/records", b"", b'{"value": 1}' * 2, 200),  # two
+        ("/v3/clusters/{cid}/topics/events/records", b"", _V3_RECORD + b"\xff", 400),  # not UTF-8
+        ("/v3/clusters/{cid}/topics/nowhere/records", b"", _V3_RECORD, 404),
     ],
 )
 async def test_a_request_leaves_no_cycle(
