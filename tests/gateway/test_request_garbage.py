@@ -64,6 +64,11 @@ _V3_RECORD = b'{"value": {"type": "STRING", "data": "v"}}'
         ("/batch/async/events", b"", b"v\nw\n", 202),
         ("/async/bad%20topic", b"", b"v", 400),  # an error answer
         ("/nowhere", b"", b"v", 404),
+        ("/batch/sync/events", b"", b"v\nw\n", 200),
+        ("/batch/sync/events", b"partition=7", b"v\nw\n", 400),
+        ("/sync/events", b"partition=7", b"v", 400),
+        ("/sync/nowhere", b"", b"v", 404),
+        ("/safe/async/events", b"", b"v", 202),
         ("/v3/clusters/{cid}/topics/events/records", b"", _V3_RECORD, 200),
         ("/v3/clusters/{cid}/topics/events/records", b"", _V3_RECORD * 2, 200),  # a stream
         ("/v3/clusters/{cid}/topics/events/records", b"", b'{"value": 1}', 400),  # a bad record
