@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pykaf.broker import BlockingCluster
 from pykaf.gateway import Gateway
 from pykaf.gateway._access_log import Exchange
 from pykaf.gateway._asgi import Request
@@ -93,6 +94,47 @@ async def test_a_request_leaves_no_cycle(
     for _ in range(20):
         await app(_scope(path, query, body), receive, send)
     assert statuses == [status] * 20
+    gc.collect()
+    cyclic = [o for o in saved_garbage if isinstance(o, Request | Exchange)]
+    assert cyclic == []
+
+
+# Kafka refuses each record (INVALID_RECORD is not retriable: the record fails at once).
+_REFUSED = 87
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/sync/events", b"v", 500),
+        ("/batch/sync/events", b"v\nw\n", 500),
+        ("/v3/clusters/{cid}/topics/events/records", _V3_RECORD, 500),
+        ("/v3/clusters/{cid}/topics/events/records", _V3_RECORD * 2, 200),
+    ],
+)
+async def test_a_record_kafka_refuses_leaves_no_cycle(
+    app: Gateway,
+    kafka: BlockingCluster,
+    saved_garbage: list[Any],
+    path: str,
+    body: bytes,
+    status: int,
+) -> None:
+    path = path.format(cid=await app.backend.cluster_id())
+    statuses = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for _ in range(10):
+        kafka.faults.push_errors("Produce", [_REFUSED] * 4)
+        await app(_scope(path, b"", body), receive, send)
+        kafka.faults.clear()
+    assert statuses == [status] * 10
     gc.collect()
     cyclic = [o for o in saved_garbage if isinstance(o, Request | Exchange)]
     assert cyclic == []
