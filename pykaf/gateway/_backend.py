@@ -497,6 +497,9 @@ class Backend:
                 sent.append(HttpError(503, "the gateway is shutting down"))
                 refused += 1
             except Exception as exc:  # a bad record, or one refused at once
+                # Without its traceback: its frame is this one, whose ``sent`` would hold
+                # it (a reference cycle per refused record).
+                exc.__traceback__ = None
                 sent.append(exc)
                 refused += 1
         count_records(len(records) - refused)

@@ -76,6 +76,19 @@ _V3_RECORD = b'{"value": {"type": "STRING", "data": "v"}}'
         ("/v3/clusters/{cid}/topics/events/records", b"", b'{"value": 1}' * 2, 200),  # two
         ("/v3/clusters/{cid}/topics/events/records", b"", _V3_RECORD + b"\xff", 400),  # not UTF-8
         ("/v3/clusters/{cid}/topics/nowhere/records", b"", _V3_RECORD, 404),
+        # Refused by the producer at once (no partition 7): the error in its place.
+        (
+            "/v3/clusters/{cid}/topics/events/records",
+            b"",
+            _V3_RECORD[:-1] + b', "partition_id": 7}',
+            400,
+        ),
+        (
+            "/v3/clusters/{cid}/topics/events/records",
+            b"",
+            (_V3_RECORD[:-1] + b', "partition_id": 7}') * 2,
+            200,
+        ),
     ],
 )
 async def test_a_request_leaves_no_cycle(
