@@ -86,6 +86,19 @@ class _Malformed(Exception):
         return "".join(reversed(self.path)).lstrip(".")
 
 
+def _short(step: str | None) -> _Malformed:
+    """The error of a read past the end of the frame, ``step`` its place in the path.
+
+    Made here, not in the handler: an exception held in a local of the frame it is raised
+    from is in a reference cycle with that frame (its traceback holds the frame), and the
+    frames of the walk hold views of the connection's buffer, which cannot then move past
+    the frame until the collector runs (``BufferError`` in ``next_event``)."""
+    short = _Malformed("runs past the end of the frame")
+    if step:
+        short.path.append(step)
+    return short
+
+
 class _Plan:
     """One kio entity class as a walk plan (``nullable``: an int8 marker precedes it)."""
 
@@ -240,10 +253,7 @@ def _walk_entity(plan: _Plan, data: Buffer, pos: int, end: int, strict: bool) ->
             exc.path.append("." + op[2])
         raise
     except _SHORT:
-        short = _Malformed("runs past the end of the frame")
-        if op[2]:
-            short.path.append("." + op[2])
-        raise short from None
+        raise _short("." + op[2] if op[2] else None) from None
     return pos
 
 
@@ -314,9 +324,7 @@ def _walk_array(op: _Op, data: Buffer, pos: int, end: int, strict: bool) -> int:
         exc.path.append(f"[{i}]")
         raise
     except _SHORT:
-        short = _Malformed("runs past the end of the frame")
-        short.path.append(f"[{i}]")
-        raise short from None
+        raise _short(f"[{i}]") from None
     return pos
 
 

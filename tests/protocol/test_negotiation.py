@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -153,3 +154,48 @@ def test_unsupported_api_versions_on_the_server_side() -> None:
     assert isinstance(answer, Response)
     assert answer.response.error_code == 35
     assert api_versions_retry_version(answer.response, sent_version=99) == ours.max_version
+
+
+@pytest.fixture
+def no_collector() -> Any:
+    """The cyclic collector off: what only it would free stays alive, as it does between
+    two of its runs (which is when a connection reads its next frame)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # An old broker's answer to ApiVersions v4: UNSUPPORTED_VERSION in the v0 layout.
+        encode_response(18, 0, 7, _broker((18, 0, 2), (0, 0, 8), error_code=35, version=0))[4:],
+        # UNSUPPORTED_VERSION and a body no layout reads (the decode fuzz campaign's find).
+        bytes.fromhex("00000007002300"),
+    ],
+    ids=["old-broker-v0-body", "unreadable-body"],
+)
+def test_the_api_versions_fallback_leaves_the_connection_reading(
+    no_collector: None, answer: bytes
+) -> None:
+    """The fallback read tries layouts that fail; a failed try must not keep a view of
+    the connection's buffer alive (exceptions and frames in a reference cycle did, until
+    the collector ran), or the buffer cannot move past the frame: BufferError, not a
+    typed error, out of ``next_event``."""
+    client = ClientConnection(first_correlation_id=7)
+    client.send(
+        build_request("ApiVersions", 4, client_software_name="t", client_software_version="0")
+    )
+    client.send(build_request("ApiVersions", 0))
+    client.receive_data(len(answer).to_bytes(4, "big") + answer)
+    first = client.next_event()
+    assert isinstance(first, Response)
+    assert first.response.error_code == 35
+    # The connection goes on to the next frame.
+    client.receive_data(encode_response(18, 0, 8, _broker((18, 0, 2), version=0)))
+    second = client.next_event()
+    assert isinstance(second, Response)
+    assert second.correlation_id == 8
