@@ -15,3 +15,16 @@ __all__ = ["mock_cluster", "mock_cluster_factory", "mock_cluster_session", "tans
 
 # The embedded broker's fixtures (kafka_cluster, kafka_cluster_sync), as users enable them.
 pytest_plugins = ["pykaf.broker.pytest_plugin"]
+
+
+def pytest_configure(config: object) -> None:
+    """Ctrl-C as a terminal sends it, in every process the tests start: a run started in
+    the background by a shell without job control (``cmd &`` in a script) inherits SIGINT
+    ignored, and so would every child, where the tests that press Ctrl-C (the producer's,
+    the consumer's and the CLI's exits) then see nothing happen. Here, before the workers
+    and the children start: an exec'd child gets SIGINT's default back (only an ignored
+    signal is inherited), and Python makes it KeyboardInterrupt again."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
