@@ -60,9 +60,10 @@ from pykaf._producer._batches import (
     check_report,
     normalise,
 )
-from pykaf._producer._delivery import Report, unpack_item
+from pykaf._producer._delivery import Report
 from pykaf._producer._group_commit import GroupCommit
-from pykaf._producer._journaled_feed import JournalFeed, NoRoom
+from pykaf._producer._journaled_feed import NoRoom
+from pykaf._producer._journaled_runs import JournalRuns
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer.journal import Done, Identity, JournalRecord, JournalStore
 from pykaf.protocol._records import BATCH_OVERHEAD
@@ -91,7 +92,7 @@ class _RefuseWhenFull:
             raise NoRoom(need)
 
 
-class JournalAccumulator(JournalFeed):
+class JournalAccumulator(JournalRuns):
     """An ``Accumulator`` whose records are journaled first (see the module doc)."""
 
     keeps_at_close = True
@@ -232,33 +233,6 @@ class JournalAccumulator(JournalFeed):
             self._sync_to(serial)
         elif self.commit.idle:
             self.commit.kick()
-
-    def append_many(
-        self,
-        topic: str,
-        items: Iterable[Any],
-        *,
-        partition: int | None = None,
-        on_delivery: Report = None,
-        taken: list[int] | None = None,
-    ) -> None:
-        """``produce_batch``, journaled item by item; one fsync at the end ("journal_sync")."""
-        if on_delivery is not None and on_delivery.__class__ not in FUTURES:
-            check_report(on_delivery)
-        count = 0
-        serial = -1
-        try:
-            for item in items:
-                key, value, headers, timestamp, part = unpack_item(item, topic, partition)
-                serial = self._take(topic, value, key, part, headers, timestamp, on_delivery)
-                count += 1
-        finally:
-            if taken is not None:
-                taken[0] = count
-            if count and self._sync_each:
-                self._sync_to(serial)
-            elif count and self.commit.idle:
-                self.commit.kick()
 
     def _sync_to(self, serial: int) -> None:
         """Return once record ``serial`` is fsynced. Group commit among callers: one

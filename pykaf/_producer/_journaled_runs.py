@@ -1,0 +1,159 @@
+"""``JournalRuns``: ``produce_batch`` for ``JournalAccumulator`` (``_journaled``). Plain
+values (bytes) are journaled and taken on ``append``'s hot path in runs, up to
+``_LOCK_RUN`` a lock hold (``_append_run``, kept in step with ``append``); any other item,
+or a value that path cannot take (a batch to open, a spill, the topic not known yet), goes
+through ``_take``, the general path. A mixin over the accumulator's state, as
+``JournalFeed`` is: it reads the journal fields ``JournalAccumulator`` sets up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any, Final
+
+from pykaf._producer._accumulator import _LOCK_RUN
+from pykaf._producer._batches import FUTURES, RECORD_OVERHEAD, check_report
+from pykaf._producer._delivery import Report, unpack_item
+from pykaf._producer._group_commit import GroupCommit
+from pykaf._producer._journaled_feed import JournalFeed
+from pykaf._producer.journal._record_writer import FastAppend
+
+__all__ = ["JournalRuns"]
+
+log = logging.getLogger("pykaf.producer.journal")
+
+# ``_append_run``'s answers besides an item: the items ended; the run's bound was reached.
+_NO_ITEM: Final = object()
+_RUN_ENDED: Final = object()
+
+
+class JournalRuns(JournalFeed):
+    """The ``produce_batch`` side of ``JournalAccumulator`` (see the module doc)."""
+
+    # Set up by ``JournalAccumulator.__init__``.
+    commit: GroupCommit
+    last_serial: int
+    _sync_each: bool
+    _full_episode: bool
+    _fast_append: FastAppend
+
+    def _take(
+        self,
+        topic: str,
+        value: Any,
+        key: Any,
+        partition: int | None,
+        headers: Any,
+        timestamp: int | None,
+        report: Report,
+    ) -> int:
+        raise NotImplementedError  # JournalAccumulator's
+
+    def _sync_to(self, serial: int) -> None:
+        raise NotImplementedError  # JournalAccumulator's
+
+    def append_many(
+        self,
+        topic: str,
+        items: Iterable[Any],
+        *,
+        partition: int | None = None,
+        on_delivery: Report = None,
+        taken: list[int] | None = None,
+    ) -> None:
+        """``produce_batch``, journaled item by item; one fsync at the end ("journal_sync").
+
+        Plain values (bytes) take ``append``'s hot path in runs, under one lock hold a
+        run (``_append_run``); any other item, or a value that path cannot take, goes
+        through ``_take``. Measured (1,000 values of 1 KiB a call, mock cluster): 187,000
+        records/s with every item through ``_take``, slower than ``produce()`` one at a
+        time."""
+        if on_delivery is not None and on_delivery.__class__ not in FUTURES:
+            check_report(on_delivery)
+        progress = [0, -1]  # records taken, the last one's serial
+        try:
+            rest = iter(items)
+            while True:
+                item = self._append_run(topic, rest, partition, on_delivery, progress)
+                if item is _RUN_ENDED:
+                    continue  # the lock was let go between two runs: others had their turn
+                if item is _NO_ITEM:
+                    break
+                key, value, headers, timestamp, part = unpack_item(item, topic, partition)
+                progress[1] = self._take(topic, value, key, part, headers, timestamp, on_delivery)
+                progress[0] += 1
+        finally:
+            count, serial = progress
+            if taken is not None:
+                taken[0] = count
+            if count and self._sync_each:
+                self._sync_to(serial)
+            elif count and self.commit.idle:
+                self.commit.kick()
+
+    def _append_run(
+        self,
+        topic: str,
+        items: Iterator[Any],
+        partition: int | None,
+        on_delivery: Report,
+        progress: list[int],
+    ) -> Any:
+        """Take plain values from ``items`` on ``append``'s hot path (kept in step with
+        it), up to ``_LOCK_RUN`` under one lock hold; returns the first item it cannot
+        take (``_take``'s), ``_NO_ITEM`` at the end, or ``_RUN_ENDED`` when the run's
+        bound is reached (to be called again)."""
+        t = self._topics.get(topic)
+        if t is None:
+            return next(items, _NO_ITEM)  # ``_take`` learns the topic
+        plain = self._plain_limit
+        lock = self._lock
+        lock.acquire()
+        try:
+            for _ in range(_LOCK_RUN):
+                item = next(items, _NO_ITEM)
+                if item.__class__ is not bytes or self._spill_next >= 0 or self._closed:
+                    return item
+                size = RECORD_OVERHEAD + len(item)
+                if partition is None:
+                    part = t.sticky
+                elif partition.__class__ is int and 0 <= partition < t.count:
+                    part = t.parts[partition]
+                else:
+                    return item  # _take raises the error
+                batch = None if part is None else part.open
+                if batch is None or size > plain:
+                    return item
+                filled = batch.size + size
+                if filled > batch.reserved or filled > t.batch_limit:
+                    return item
+                at = self._next_record
+                stamp = batch.created_ms
+                end = self._fast_append(at, topic, batch.partition, stamp, None, item)
+                if end < 0:
+                    end = self.store.try_append_record(
+                        at, topic, batch.partition, stamp, None, item
+                    )
+                    if end < 0:
+                        return item
+                progress[1] = self.last_serial = at
+                progress[0] += 1
+                self._next_record = at + 1
+                records = batch.records
+                records.append((None, item, None, stamp))
+                batch.size = filled
+                if on_delivery is not None:
+                    if batch.reports is None:
+                        batch.reports = [(len(records) - 1, on_delivery)]
+                    else:
+                        batch.reports.append((len(records) - 1, on_delivery))
+                if batch.journal_first < 0:
+                    batch.journal_first = at
+                batch.journal_last = at
+                if self._full_episode:
+                    self._full_episode = False
+                    log.info("the journal in %s has room again", self.store.directory)
+        finally:
+            lock.release()
+        return _RUN_ENDED
