@@ -93,12 +93,27 @@ def start(
     return process
 
 
+def _line_from(process: subprocess.Popen[str]) -> str:
+    """One line of stdout, read from the descriptor a byte at a time: ``readline`` on the
+    text stream reads ahead into its buffer, and ``communicate`` afterwards reads the
+    descriptor, not that buffer, so the lines read ahead were lost (a close's "closing"
+    lines, written right after "done", at times)."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    line = bytearray()
+    for _ in range(1 << 16):
+        byte = os.read(fd, 1)
+        line += byte
+        if byte in (b"", b"\n"):
+            break
+    return line.decode()
+
+
 def wait_for_line(process: subprocess.Popen[str], wanted: str) -> list[str]:
     """Lines of stdout up to the one starting with ``wanted`` (bounded by BOUND)."""
-    assert process.stdout is not None
     lines: list[str] = []
     for _ in range(10_000):
-        line = process.stdout.readline()
+        line = _line_from(process)
         assert line, f"the script ended before {wanted!r}: {process.communicate(timeout=BOUND)}"
         if line.startswith(wanted):
             return lines
