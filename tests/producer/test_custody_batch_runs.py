@@ -60,6 +60,8 @@ def test_a_batch_of_values_is_journaled_as_memory_holds_it_and_the_broker_gets_i
         accumulator = p._accumulator
         assert isinstance(accumulator, JournalAccumulator)
         sent = [b"b%03d" % i + bytes(i % 7 * 50) for i in range(300)]
+        # Answers held: nothing is acknowledged (and leaves the journal) while it is read.
+        held = cluster.faults.hold_responses("Produce")
         p.produce_batch(
             "t", sent, partition=partition, on_delivery=lambda _m, error: reports.append(error)
         )
@@ -69,7 +71,7 @@ def test_a_batch_of_values_is_journaled_as_memory_holds_it_and_the_broker_gets_i
         journal = _journal_of(accumulator)
         assert [v for *_, v, _ts in journal] == sent  # serial order is the batch's order
         by_value = {v: (part, k, ts) for _s, part, k, v, ts in journal}
-        # What memory still holds (full batches have gone to the broker) is as journaled,
+        # What memory still holds (full batches went to the broker) is as journaled,
         # and per partition in journal order.
         memory = [(part, k, v, ts) for part, k, v, ts in _memory_of(accumulator) if v != b"warm"]
         assert memory
@@ -80,6 +82,7 @@ def test_a_batch_of_values_is_journaled_as_memory_holds_it_and_the_broker_gets_i
             assert in_journal[len(in_journal) - len(in_memory) :] == in_memory
             if partition is not None:
                 assert in_journal == (sent if number == partition else [])
+        held.release()
         assert p.flush(30) == 0
     assert reports == [None] * len(sent)  # one report each, every one a delivery
     written = read_topic(cluster.bootstrap, "t")
