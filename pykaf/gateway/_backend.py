@@ -27,7 +27,7 @@ from pykaf.errors import (
 from pykaf.gateway._access_log import count_records
 from pykaf.gateway._asgi import HttpError
 from pykaf.gateway._body import LineBatch
-from pykaf.gateway._outcomes import http_error_for
+from pykaf.gateway._outcomes import http_error_for, without_frames
 from pykaf.gateway._settings import Custody, GatewaySettings
 
 __all__ = ["Backend", "Outcome"]
@@ -497,10 +497,7 @@ class Backend:
                 sent.append(HttpError(503, "the gateway is shutting down"))
                 refused += 1
             except Exception as exc:  # a bad record, or one refused at once
-                # Without its traceback: its frame is this one, whose ``sent`` would hold
-                # it (a reference cycle per refused record).
-                exc.__traceback__ = None
-                sent.append(exc)
+                sent.append(without_frames(exc))  # its frame is this one, holding ``sent``
                 refused += 1
         count_records(len(records) - refused)
         return sent

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from pykaf.errors import (
     BufferFullError,
     DeliveryError,
@@ -17,7 +19,18 @@ from pykaf.errors import (
 )
 from pykaf.gateway._asgi import HttpError
 
-__all__ = ["http_error_for", "unavailable"]
+__all__ = ["http_error_for", "unavailable", "without_frames"]
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def without_frames(error: _E) -> _E:
+    """``error`` without its traceback and context, to be kept after its handler: their
+    frames hold what holds the error (a stream, a list of outcomes), a reference cycle per
+    failed record for the collector to find; the gateway's requests leave none."""
+    error.__traceback__ = None
+    error.__context__ = None
+    return error
 
 
 def unavailable(why: str, retry_after: int) -> HttpError:

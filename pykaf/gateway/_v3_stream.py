@@ -29,7 +29,7 @@ from typing import Any, TypeAlias
 
 from pykaf import RecordMetadata
 from pykaf.gateway._asgi import ClientGone, HttpError, Request, Response
-from pykaf.gateway._outcomes import http_error_for
+from pykaf.gateway._outcomes import http_error_for, without_frames
 from pykaf.gateway._routes import Context
 from pykaf.gateway._settings import Custody
 from pykaf.gateway._v3_framing import BadValue, ConcatenatedJson
@@ -110,7 +110,7 @@ class _Stream:
                         self.reading_paused = False
                 self._submit(framing.close())
         except HttpError as exc:  # too large, too slow, not UTF-8: the stream ends here
-            self._add((None, "", _bare(exc), True, _NO_RUN))
+            self._add((None, "", without_frames(exc), True, _NO_RUN))
         except TimeoutError:
             error = HttpError(
                 408,
@@ -151,7 +151,7 @@ class _Stream:
             try:
                 parsed.append(parse_record(value, header, principal))
             except HttpError as exc:
-                parsed.append(_bare(exc))
+                parsed.append(without_frames(exc))
         good = [p for p in parsed if p.__class__ is tuple]
         sent = iter(self.ctx.backend.send_many(self.topic, good, self.custody) if good else ())
         pending = self.pending
@@ -306,15 +306,6 @@ async def produce_records(
         # A bug of ours after the 200: the app cannot answer 500 any more.
         log.error("the v3 produce stream to %r failed", topic, exc_info=failure)
         return
-
-
-def _bare(error: HttpError) -> HttpError:
-    """``error`` without its traceback and context, to be kept in the stream: their
-    frames hold the stream, which would hold them (a cycle per failed record, for the
-    collector to find; the gateway's requests leave none)."""
-    error.__traceback__ = None
-    error.__context__ = None
-    return error
 
 
 def _not_common(item: Any) -> None:

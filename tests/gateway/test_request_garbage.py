@@ -53,6 +53,21 @@ def _scope(path: str, query: bytes = b"", body: bytes = b"v") -> dict[str, Any]:
     }
 
 
+async def _status(app: Gateway, path: str, query: bytes, body: bytes) -> int:
+    """One request through the app, as a server passes it: the status it answered."""
+    statuses = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(_scope(path, query, body), receive, send)
+    return statuses[0]
+
+
 _V3_RECORD = b'{"value": {"type": "STRING", "data": "v"}}'
 
 
@@ -95,17 +110,7 @@ async def test_a_request_leaves_no_cycle(
     app: Gateway, saved_garbage: list[Any], path: str, query: bytes, body: bytes, status: int
 ) -> None:
     path = path.format(cid=await app.backend.cluster_id())
-    statuses = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    for _ in range(20):
-        await app(_scope(path, query, body), receive, send)
+    statuses = [await _status(app, path, query, body) for _ in range(20)]
     assert statuses == [status] * 20
     gc.collect()
     cyclic = [o for o in saved_garbage if isinstance(o, Request | Exchange)]
@@ -135,17 +140,9 @@ async def test_a_record_kafka_refuses_leaves_no_cycle(
 ) -> None:
     path = path.format(cid=await app.backend.cluster_id())
     statuses = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
     for _ in range(10):
         kafka.faults.push_errors("Produce", [_REFUSED] * 4)
-        await app(_scope(path, b"", body), receive, send)
+        statuses.append(await _status(app, path, b"", body))
         kafka.faults.clear()
     assert statuses == [status] * 10
     gc.collect()
