@@ -10,8 +10,9 @@ Once woken it waits ``interval`` (so one fsync covers everything appended meanwh
 "journal" level's bound on unsynced records), unless an asyncio caller waits for the
 sync ("journal_sync" on an event loop), then writes the queued DONE entries, syncs,
 resolves the waiters the sync covered, and reclaims acknowledged segments now and then.
-Then it reads the newest segment's next pages into the page cache
-(``JournalStore.read_ahead``): the appending threads then store into pages that are there.
+Then it writes the newest segment's next pages ahead of the appends, with zeros
+(``JournalStore.write_ahead``): the appending threads then store into pages the kernel
+has prepared already.
 A failed sync stops the store (``JournalSyncError``); the waiters get the error and later
 appends raise ``JournalFailedError`` from the store itself. Anything else a round raises
 is a bug: logged at ERROR with its traceback, once per episode, and the round's work is
@@ -159,7 +160,7 @@ class GroupCommit:
         dones: list[Done],
         waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]],
     ) -> bool:
-        """Write ``dones``, sync, answer ``waiters`` the sync covered, read ahead; False
+        """Write ``dones``, sync, answer ``waiters`` the sync covered, write ahead; False
         once the store has stopped (the thread ends). Each list is emptied as its work
         is done: what is left in them when a step raises is what ``_unexpected`` puts
         back for the next round."""
@@ -178,7 +179,7 @@ class GroupCommit:
                 self._waiters[:0] = late
         if error is None:
             # After the waiters are answered: their latency does not include it.
-            self.store.read_ahead()
+            self.store.write_ahead()
         if error is not None and self.store.failed is None:
             # Full even with the headroom for DONE entries, or the disk full: they count
             # in memory (``mark_done``), so reclaim can delete the segments they empty;

@@ -76,7 +76,7 @@ def _errors_with(
     return _errors_about(caplog, "a bug in a journal step")
 
 
-@pytest.mark.parametrize("step", ["read_ahead", "reclaim"])
+@pytest.mark.parametrize("step", ["write_ahead", "reclaim"])
 def test_journal_sync_goes_on_after_an_unexpected_error_in_the_journal_thread(
     cluster: BlockingCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture, step: str
 ) -> None:
@@ -155,8 +155,8 @@ def test_work_done_before_an_unexpected_error_is_not_done_again(
             return int(real_append(entries))
 
         store.append = append
-        bug = _Bug(store.read_ahead, times=None)
-        store.read_ahead = bug
+        bug = _Bug(store.write_ahead, times=None)
+        store.write_ahead = bug
         for i in range(200):  # bounded: until a few rounds have failed after their DONEs
             await producer.send("t", b"%d" % i)
             assert await producer.flush(30) == 0
@@ -171,7 +171,7 @@ def test_work_done_before_an_unexpected_error_is_not_done_again(
         assert store.pending_records == 0
         assert written
         assert len(written) == len(set(written))  # none twice
-        store.read_ahead = bug.real
+        store.write_ahead = bug.real
 
     assert _errors_with(cluster, tmp_path, caplog, "journal", body) == 1
 

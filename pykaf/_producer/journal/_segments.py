@@ -138,8 +138,8 @@ class JournalStore(StoreReclaim):
         # waits take the lock again through ``acquire``, which settles the tail.)
         self._idle = threading.Condition(cast("threading.Lock", self._mutex))
         self._in_flight = False  # an fsync runs outside the lock
-        self._ahead_turn = threading.Lock()  # ``read_ahead``: one at a time, with its buffer
-        self._ahead_buffer: bytearray | None = None
+        self._ahead_turn = threading.Lock()  # ``write_ahead``: one caller at a time
+        self._ahead_in_flight = False  # a step of it runs outside the lock
         self._lock: DirectoryLock | None = None
         self._names: dict[str, bytes] = {}  # topic -> its UTF-8 name (``_name_of``)
         self._reset()
@@ -302,8 +302,14 @@ class JournalStore(StoreReclaim):
                 return -1
             segment = self._segments[-1]
             start = segment.size
-            # Where the entry may end: the map, the segment, the journal's bound.
-            limit = min(start + self.max_bytes - self._used, target.capacity, self.segment_bytes)
+            # Where the entry may end: the map, the segment, the journal's bound, and the
+            # pages being written ahead (``_mapped``).
+            limit = min(
+                start + self.max_bytes - self._used,
+                target.capacity,
+                self.segment_bytes,
+                target.fence,
+            )
             end = encode_record_into(
                 target.view, start, limit, serial, name, partition, timestamp_ms, key, value
             )
@@ -320,7 +326,12 @@ class JournalStore(StoreReclaim):
                 self._health.ok()
             elif self._tail is not None and self._unindexed_from is None:
                 # The next appends go through ``fast_append``, until the lock is taken.
-                limit = min(end + self.max_bytes - self._used, target.capacity, self.segment_bytes)
+                limit = min(
+                    end + self.max_bytes - self._used,
+                    target.capacity,
+                    self.segment_bytes,
+                    target.fence,
+                )
                 self._tail.arm(target.view, end, limit, self._next_serial, target.drop_at)
             return end
 
@@ -376,7 +387,11 @@ class JournalStore(StoreReclaim):
                 return self._segments[-1].size if self._segments else 0
             self._active(size)
             self._make_room(size, first >= 0)
-            # Both may have waited for an fsync in flight (releasing the lock): look again.
+            while self._ahead_in_the_way(size):
+                self._idle.wait()  # a step being written ahead, where this entry goes
+                self._active(size)
+                self._make_room(size, first >= 0)
+            # Each may have waited for an fsync in flight (releasing the lock): look again.
             self._check_usable()
             segment = self._segments[-1]
             if 0 <= first < self._next_serial:
@@ -404,6 +419,11 @@ class JournalStore(StoreReclaim):
                 else:
                     self._identities[entry.topic, entry.partition] = entry
             return segment.size
+
+    def _ahead_in_the_way(self, size: int) -> bool:
+        # Lock held: would ``size`` bytes at the end cross a fenced step (``_mapped``)?
+        target = self._file
+        return target is not None and self._segments[-1].size + size > target.fence
 
     def _name_of(self, topic: str) -> bytes:
         # Topic names are few and each is encoded per record otherwise; the bound only

@@ -7,7 +7,7 @@ outside the lock (appends go on), and settles it under the lock again; syncs nev
 overlap (``_sync_mutex``, and a roll or a reclaim waits for the one in flight), so a
 failure cannot be consumed by one fsync while another reports the same pages clean. A
 failed fsync cuts what it covered from the files and stops the store for good. Here too:
-``read_ahead``, which the syncing thread runs after each sync (``_mapped``).
+``write_ahead``, which the syncing thread runs after each sync (``_mapped``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from pykaf._producer.journal._disk import DiskHealth
 from pykaf._producer.journal._durability import SyncTicket, cut_unsynced, fsync_ticket
 from pykaf._producer.journal._lock import DirectoryLock
-from pykaf._producer.journal._mapped import READ_STEP, MappedSegment, read_ahead
+from pykaf._producer.journal._mapped import AHEAD_STEP, WRITE_AHEAD, MappedSegment, write_ahead
 from pykaf._producer.journal._recovery import Segment
 from pykaf._producer.journal._settling_lock import SettlingLock
 
@@ -35,7 +35,7 @@ class StoreSync:
     _idle: threading.Condition  # notified when an fsync settles
     _in_flight: bool  # an fsync runs outside the lock
     _ahead_turn: threading.Lock
-    _ahead_buffer: bytearray | None
+    _ahead_in_flight: bool  # a step of ``write_ahead`` runs outside the lock
     _lock: DirectoryLock | None
     _health: DiskHealth
     _segments: list[Segment]
@@ -80,29 +80,38 @@ class StoreSync:
                         self._in_flight = False
                         self._idle.notify_all()
 
-    def read_ahead(self) -> None:
-        """Read the pages ahead of the newest segment's end into the page cache, so that
-        appends into them do not fault them in holding the GIL (``_mapped``'s module
-        doc). For the journal's own thread, after a sync: the reading runs outside the
-        lock and never raises; a second caller meanwhile returns at once."""
+    def write_ahead(self) -> None:
+        """Write zeros into the pages ahead of the newest segment's end, so that appends
+        into them do not make the kernel prepare them holding the GIL (``_mapped``'s
+        module doc). For the journal's own thread, after a sync: each step is written
+        outside the lock (appends go on, up to the step's fence) and nothing raises; a
+        second caller meanwhile returns at once."""
         if not self._ahead_turn.acquire(blocking=False):
             return
         try:
-            with self._mutex:
-                target = self._file
-                if target is None or self._lock is None or self._health.failure is not None:
-                    return
-                plan = target.plan_read_ahead(self._segments[-1].size)
-            if plan is not None:
-                if self._ahead_buffer is None:
-                    self._ahead_buffer = bytearray(READ_STEP)
-                read_ahead(plan, self._ahead_buffer)
+            for _ in range(WRITE_AHEAD // AHEAD_STEP + 1):  # bounded: a step at a time
+                with self._mutex:
+                    target = self._file
+                    if target is None or self._lock is None or self._health.failure is not None:
+                        return
+                    step = target.plan_ahead(self._segments[-1].size)
+                    if step is None:
+                        return
+                    self._ahead_in_flight = True
+                try:
+                    write_ahead(step)
+                finally:
+                    with self._mutex:
+                        target.ahead_done()
+                        self._ahead_in_flight = False
+                        self._idle.notify_all()
         finally:
             self._ahead_turn.release()
 
     def _wait_idle(self) -> None:
-        # With the lock held: let an fsync in flight settle first (the wait releases it).
-        while self._in_flight:
+        # With the lock held: let an fsync in flight settle first (the wait releases it),
+        # and a step written ahead (a roll or a close cuts the file: not under it).
+        while self._in_flight or self._ahead_in_flight:
             self._idle.wait()
 
     def _sync_locked(self) -> None:
