@@ -164,7 +164,9 @@ class JournalRuns(JournalFeed):
                 if batch is None or size > plain:
                     return item
                 filled = batch.size + size
-                if filled > batch.reserved or filled > t.batch_limit:
+                if filled > t.batch_limit or (
+                    filled > batch.reserved and not self._room(batch, t, size)
+                ):
                     return item
                 at = self._next_record
                 stamp = batch.created_ms
