@@ -167,8 +167,8 @@ class Downtime:
             log.info("journal %s: feeding %d journaled record(s) back", self.directory, waiting)
         self._emit("replay_started", waiting, 0.0)
 
-    def fed(self) -> None:
-        self._replayed += 1
+    def fed(self, count: int = 1) -> None:
+        self._replayed += count
 
     def replay_finished(self, waiting: int) -> None:
         since = self._replay_since

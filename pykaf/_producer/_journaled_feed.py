@@ -13,7 +13,7 @@ from typing import Any
 
 from pykaf._errors import BufferFullError, ProducerClosedError
 from pykaf._producer._accumulator import Accumulator
-from pykaf._producer._batches import Batch, PartitionQueue, normalise
+from pykaf._producer._batches import RECORD_OVERHEAD, Batch, PartitionQueue, normalise
 from pykaf._producer._delivery import Report
 from pykaf._producer._idempotence import ProducerIdentity
 from pykaf._producer._replay_identity import ReplayTally
@@ -135,6 +135,62 @@ class JournalFeed(Accumulator):
                 break
         if wake:
             (self.feed_wake or self.wake)()
+
+    def replay_run(self, records: list[JournalRecord], report: Report, *, block: bool) -> int:
+        """``replay`` for a run of records without headers, under one hold of the lock
+        (the feed after a spill or an outage: one record at a time, the lock, the
+        checks and the journal's index per record held it near 55,000 1 KiB records/s).
+        Returns how many it put back, in order: it stops at a record of a topic it does
+        not know, a partition that does not exist, one with headers, or (``block``
+        False) when memory is full; ``replay`` then says what is wrong with that one.
+        Raises ``ProducerClosedError`` when closed (what it put back before stays)."""
+        taken = 0
+        while True:
+            # Put back, of which indexed; whether to wake the loop; whether memory is full.
+            done = [taken, taken, 0, 0]
+            with self._lock:
+                try:
+                    self._replay_run_locked(records, report, done)
+                finally:
+                    # Indexed before the lock goes: once acknowledged, a record is
+                    # marked done in the index, which must know it by then.
+                    if done[0] > done[1]:
+                        self.store.index_fed_many(records[done[1] : done[0]])
+            if done[2]:
+                # Before any wait for memory too: the loop sends the new batches.
+                (self.feed_wake or self.wake)()
+            taken = done[0]
+            if not done[3] or not block:
+                return taken
+            with self._lock:
+                if self._closed:
+                    raise ProducerClosedError("the producer is closed")
+                self._space.wait(1.0)  # the loop frees memory as batches complete
+
+    def _replay_run_locked(
+        self, records: list[JournalRecord], report: Report, done: list[int]
+    ) -> None:
+        topics = self._topics
+        reports = self._spill_reports
+        opened = self.opened_serial
+        for rec in records[done[0] :]:
+            t = topics.get(rec.topic)
+            partition = rec.partition
+            if t is None or rec.headers or not 0 <= partition < t.count:
+                return
+            key, value = rec.key, rec.value
+            size = RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+            record = (key, value, None, rec.timestamp_ms)
+            own = reports.get(rec.serial) if rec.serial >= opened else report
+            try:
+                if self._put(t, partition, record, size, own):
+                    done[2] = 1
+            except NoRoom:
+                done[3] = 1
+                return
+            self._mark(t.parts[partition], rec.serial)
+            self._fed(rec.serial)
+            done[0] += 1
 
     def replay_batch(
         self,

@@ -154,6 +154,8 @@ class Replaying(Protocol):
 
     def replay(self, rec: JournalRecord, report: Report, *, block: bool) -> None: ...
 
+    def replay_run(self, records: list[JournalRecord], report: Report, *, block: bool) -> int: ...
+
     def replay_batch(
         self,
         records: list[JournalRecord],
@@ -220,6 +222,23 @@ class ReplayPlan:
         else:
             out.append(ReplayUnit(held, identity, True))
         return out
+
+    def is_plain(self, rec: JournalRecord) -> bool:
+        """Whether ``take`` would make ``rec`` a unit of its own, never sent (no batch
+        of its partition waits to be rebuilt), and it has no headers: ``put_run`` may
+        put it back."""
+        return not rec.headers and not self._queues.get((rec.topic, rec.partition))
+
+    def put_run(
+        self, accumulator: Replaying, records: list[JournalRecord], report: Report, *, block: bool
+    ) -> int:
+        """Put back plain records (``is_plain``) in one go; returns how many (the rest go
+        one by one through ``put``, which raises what is wrong), and counts them."""
+        taken = accumulator.replay_run(records, report, block=block)
+        recovered = sum(1 for rec in records[:taken] if rec.serial < self._recovered_below)
+        if recovered:
+            self.tally.unsent(recovered)
+        return taken
 
     def put(self, accumulator: Replaying, unit: ReplayUnit, report: Report, *, block: bool) -> None:
         """Put ``unit`` back (raises as ``JournalAccumulator.replay`` does: then nothing

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from _custody_support import FAST, one_broker
+from _produce_readback import read_topic
 from test_custody import (
     Reports,
     assert_in_order,
@@ -326,3 +327,52 @@ def test_the_feed_goes_on_after_an_error_and_says_so_once(
         assert str(error) in said[0].getMessage()  # the disk's cause, in the message
     else:
         assert said[0].exc_info is not None  # a bug: its traceback
+
+
+def test_the_feed_puts_plain_records_back_in_runs_and_the_rest_one_by_one(
+    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Spilled records of every kind, interleaved: plain values, keyed ones, ones with
+    # headers, and two topics. The feed takes plain ones in runs (``replay_run``) and
+    # the others through ``replay``; each arrives once, in order, as it was produced.
+    cluster.create_topic("u", 2)
+    one_by_one: list[int] = []
+    real_replay = JournalAccumulator.replay
+
+    def replay(self: JournalAccumulator, rec: Any, report: Any, *, block: bool) -> None:
+        one_by_one.append(rec.serial)
+        real_replay(self, rec, report, block=block)
+
+    monkeypatch.setattr(JournalAccumulator, "replay", replay)
+    reports = Reports()
+    sent: dict[str, list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]] = {"t": [], "u": []}
+    with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, **OUTAGE) as producer:
+        producer.send("t", b"warm", partition=0).result(30)
+        producer.send("u", b"warm", partition=0).result(30)  # known before the outage
+        cluster.faults.broker_down(1)
+        for i in range(COUNT):
+            topic = "u" if i % 5 == 0 else "t"
+            key = b"k%d" % (i % 4) if i % 3 == 0 else None
+            headers = [("h", b"%d" % i)] if i % 7 == 0 else []
+            report = reports.callback(value(i))
+            producer.produce(topic, value(i), key, headers=headers or None, on_delivery=report)
+            sent[topic].append((key, value(i), headers))
+        accumulator = producer._accumulator
+        assert isinstance(accumulator, JournalAccumulator)
+        assert accumulator.spilled > COUNT // 2
+        cluster.faults.broker_up(1)
+        assert producer.flush(60) == 0
+    assert reports.failed == []
+    assert sum(reports.ok.values()) == COUNT
+    assert set(reports.ok.values()) == {1}
+    # Only the records with headers (1 in 7) and a few at the runs' edges go one by one.
+    assert 0 < len(one_by_one) < COUNT // 5
+    for topic, expected in sent.items():
+        parts = {
+            number: [r for r in records if r.value != b"warm"]
+            for number, records in read_topic(cluster.bootstrap, topic).items()
+        }
+        assert_in_order({n: [r.value[:6] for r in rs] for n, rs in parts.items()}, b"d")
+        got = [(r.key, r.value, list(r.headers)) for rs in parts.values() for r in rs]
+        assert sorted(got, key=repr) == sorted(expected, key=repr)
+    assert pending_in(tmp_path) == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pykaf._producer.journal._format import Done
+from pykaf._producer.journal._format import Done, JournalRecord
 from pykaf._producer.journal._pending import PendingIndex
 from pykaf._producer.journal._store_sync import StoreSync
 
@@ -72,6 +72,17 @@ class StoreReclaim(StoreSync):
             floor = self._unindexed_from
             if floor is not None and serial >= floor:
                 self._index.add_at(serial, topic, partition)
+
+    def index_fed_many(self, records: Sequence[JournalRecord]) -> None:
+        """``index_fed`` for many records, under one hold of the lock."""
+        with self._mutex:
+            floor = self._unindexed_from
+            if floor is None:
+                return
+            add = self._index.add_at
+            for rec in records:
+                if rec.serial >= floor:
+                    add(rec.serial, rec.topic, rec.partition)
 
     def resume_index(self) -> None:
         """Every deferred record is indexed (or done): appends index again."""
