@@ -47,6 +47,7 @@ __all__ = [
     "IDENTITY",
     "PREFIX_BYTES",
     "RECORD_FIXED_BYTES",
+    "RECORD_LAYOUT",
     "RECORD",
     "Done",
     "Entry",
@@ -79,6 +80,7 @@ _MIN_ENTRY: Final = PREFIX_BYTES + 1
 # The fixed parts start with the kind byte: one pack per entry, and the CRC covers it.
 _RECORD: Final = struct.Struct("<BQiqHiiH")
 RECORD_FIXED_BYTES: Final = PREFIX_BYTES + _RECORD.size  # a RECORD entry before its topic
+RECORD_LAYOUT: Final = _RECORD  # its fixed fields (the feed's reader decodes them itself)
 _HEADER: Final = struct.Struct("<Hi")
 _IDENTITY: Final = struct.Struct("<BqhiiQQIH")
 _DONE: Final = struct.Struct("<BQQiH")

@@ -540,10 +540,17 @@ class JournalStore(StoreReclaim):
             raise self._health.error(exc, "read", where, usable=True) from exc
 
     def _is_pending(self, serial: int, topic: str, partition: int) -> bool:
+        # A deferred record (a spill's, or recovered) is pending until fed, and each is
+        # read once: known without the lock (one read of an attribute, under the GIL).
+        # The floor only moves while the feed that calls this is between passes
+        # (``defer_index`` when a spill begins, ``resume_index`` once it has caught up).
+        floor = self._unindexed_from
+        if floor is not None and serial >= floor:
+            return True
         with self._mutex:
             floor = self._unindexed_from
             if floor is not None and serial >= floor:
-                return True  # deferred: pending until fed (each is read once)
+                return True
             return self._index.is_pending(serial, topic, partition)
 
     # -- close ---------------------------------------------------------------------------

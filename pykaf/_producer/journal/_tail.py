@@ -29,6 +29,7 @@ from pykaf._errors import JournalCorruptError
 from pykaf._producer.journal._format import (
     PREFIX_BYTES,
     RECORD,
+    RECORD_LAYOUT,
     Frame,
     JournalRecord,
     decode_frame,
@@ -96,6 +97,7 @@ def _read_segment(
     where: ReadPosition,
 ) -> Iterator[JournalRecord]:
     offset = where.offset  # of ``data`` in the file
+    names: dict[bytes, str] = {}  # topic names decoded (``_plain_record``)
     data = b""
     at = 0  # in ``data``
     while offset + at < size:
@@ -109,21 +111,93 @@ def _read_segment(
             offset, data, at = _refill(fd, offset, data, at, need, size, path)
         if crc32c(memoryview(data)[at + PREFIX_BYTES : at + need]) != crc:
             raise JournalCorruptError(path, offset + at, "a CRC mismatch")
-        frame = Frame(at, data[at + PREFIX_BYTES], at + need)
-        if frame.kind != RECORD:
+        kind = data[at + PREFIX_BYTES]
+        if kind != RECORD:
             at += need
             where.offset = offset + at
             continue
-        serial, topic, partition = peek_record(data, frame, path=path)
-        if serial >= end:
+        plain = _plain_record(data, at, at + need, first, end, is_pending, names)
+        if plain is _AFTER:
             return  # for a later read: ``where`` stays before it
+        if plain is _GENERAL:
+            frame = Frame(at, kind, at + need)
+            serial, topic, partition = peek_record(data, frame, path=path)
+            if serial >= end:
+                return
+            record: JournalRecord | None = None
+            if serial >= first and is_pending(serial, topic, partition):
+                entry = decode_frame(data, frame, path=path)
+                assert isinstance(entry, JournalRecord)
+                record = entry
+        else:
+            record = plain
         at += need
         where.offset = offset + at
-        if serial < first or not is_pending(serial, topic, partition):
-            continue
-        record = decode_frame(data, frame, path=path)
-        assert isinstance(record, JournalRecord)
-        yield record
+        if record is not None:
+            yield record
+
+
+# ``_plain_record``'s answers besides a record or None (not pending, or before ``first``).
+_AFTER: Final = JournalRecord(-1, "", -1, -1, None, None, [])  # a serial at ``end`` or past
+_GENERAL: Final = JournalRecord(-2, "", -1, -1, None, None, [])  # for ``decode_frame``
+_NAMES_KEPT: Final = 1024  # topic names decoded, kept for the next records
+
+
+def _plain_record(
+    data: bytes,
+    at: int,
+    entry_end: int,
+    first: int,
+    end: int,
+    is_pending: Callable[[int, str, int], bool],
+    names: dict[bytes, str],
+) -> JournalRecord | None:
+    """The RECORD entry at ``at`` (CRC checked) read straight from ``data`` when it has
+    no headers and its lengths add up: the record when its serial is in ``[first,
+    end)`` and pending, None when not, ``_AFTER`` past ``end``; ``_GENERAL`` for any
+    other entry (``decode_frame`` reads it, and says what is wrong). One unpack and
+    slices of ``data`` (bytes), where ``peek_record`` and ``decode_frame`` each cast a
+    view and unpack: the feed's read was 70% of its time (55,000-93,000 records/s)."""
+    body = at + PREFIX_BYTES + RECORD_LAYOUT.size
+    if body > entry_end:
+        return _GENERAL
+    _, serial, partition, stamp, name_len, key_len, value_len, headers = RECORD_LAYOUT.unpack_from(
+        data, at + PREFIX_BYTES
+    )
+    key_at = body + name_len
+    value_at = key_at + (key_len if key_len > 0 else 0)
+    if (
+        headers
+        or key_len < -1
+        or value_len < -1
+        or value_at + (value_len if value_len > 0 else 0) != entry_end
+    ):
+        return _GENERAL
+    if serial >= end:
+        return _AFTER
+    if serial < first:
+        return None
+    raw = data[body:key_at]
+    topic = names.get(raw)
+    if topic is None:
+        try:
+            topic = raw.decode()
+        except UnicodeDecodeError:
+            return _GENERAL
+        if len(names) >= _NAMES_KEPT:
+            names.clear()
+        names[raw] = topic
+    if not is_pending(serial, topic, partition):
+        return None
+    return JournalRecord(
+        serial,
+        topic,
+        partition,
+        stamp,
+        None if key_len < 0 else data[key_at:value_at],
+        None if value_len < 0 else data[value_at:entry_end],
+        [],
+    )
 
 
 def _refill(

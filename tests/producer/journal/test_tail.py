@@ -133,3 +133,47 @@ def test_damage_reads_as_records_or_a_typed_error(
         assert outcome.path == str(target)
     else:
         assert len(outcome) <= 60
+
+
+ANY_RECORD = st.tuples(
+    st.sampled_from(["t", "tópico", "x" * 200]),
+    st.integers(0, 3),
+    st.integers(0, 2**62),
+    st.none() | st.binary(max_size=40),
+    st.none() | st.binary(max_size=3000),
+    st.lists(st.tuples(st.text(max_size=8), st.none() | st.binary(max_size=20)), max_size=2),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(ANY_RECORD, min_size=1, max_size=40), done_upto=st.integers(-1, 40))
+def test_any_record_reads_back_as_written(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    rows: list[tuple[str, int, int, bytes | None, bytes | None, list[tuple[str, bytes | None]]]],
+    done_upto: int,
+) -> None:
+    # The reader's own decoding of plain records (``_plain_record``) and the general
+    # one (``decode_frame``: headers) agree with what was written, entry by entry; done
+    # records of partition 0 are skipped.
+    monkeypatch.setattr(_tail, "_CHUNK", 4096)
+    store = JournalStore(tmp_path_factory.mktemp("any"), max_bytes=64 << 20, segment_bytes=1 << 20)
+    store.open()
+    written = [
+        JournalRecord(serial, topic, partition, stamp, key, value, headers)
+        for serial, (topic, partition, stamp, key, value, headers) in enumerate(rows)
+    ]
+    try:
+        store.append(written)
+        if done_upto >= 0:
+            for topic in {r.topic for r in written}:
+                store.append((Done(topic, 0, 0, done_upto),))
+        expected = [r for r in written if done_upto < 0 or r.partition != 0 or r.serial > done_upto]
+        assert list(store.read_pending(0, len(written))) == expected
+        assert list(store.read_pending(1, len(written) - 1)) == [
+            r for r in expected if 1 <= r.serial < len(written) - 1
+        ]
+    finally:
+        store.close()
