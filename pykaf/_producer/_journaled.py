@@ -19,9 +19,12 @@ the memory/disk boundary, and memory stays bounded by ``buffer_memory`` however 
 outage (the journal grows instead, up to ``journal_max_bytes``). produce() blocks on
 memory for a moment at most: a blocking caller waits up to ``_SPILL_AFTER`` for room
 before a spill begins (brokers merely slower than the caller free it by then, and a
-record read back from disk costs more than that wait). Records recovered after a crash
-are fed the same way, before anything newer. A spilled record keeps only its report
-(when it has one) in memory until it is fed.
+record read back from disk costs more than that wait). While records spill, a blocking
+caller waits for the feeder to hand back two records per record it adds, unless the
+feed has stopped moving (an outage): a backlog a stall left behind shrinks, and the
+spill ends, while the caller goes on (``_wait_for_feed``). Records recovered after a
+crash are fed the same way, before anything newer. A spilled record keeps only its
+report (when it has one) in memory until it is fed.
 
 A record refused after its RECORD entry is written (a bad partition, the producer closed)
 is withdrawn at once with a DONE entry of its own serial, so that a restart never re-sends
@@ -130,6 +133,8 @@ class JournalAccumulator(JournalRuns):
             store.defer_index(store.next_serial)
         self.unfed = recovered  # records in the journal only, not handed to memory yet
         self.spilled = 0  # records of this producer that went to the journal only
+        self.fed_total = 0  # records the feeder handed to memory, ever (``_wait_for_feed``)
+        self._feed_stalled_at = -1  # ``fed_total`` when a wait for the feed timed out
         self._spill_reports: dict[int, Report] = {}  # serial -> report, until fed
         self._sticky_fill: dict[str, int] = {}  # spill: bytes given the sticky partition
         self._fed_change = threading.Condition(self._lock)
@@ -291,13 +296,17 @@ class JournalAccumulator(JournalRuns):
         now = clock()
         deadline = now + self.max_block
         spill_after = now + min(self.max_block, _SPILL_AFTER)
-        spill_began = wake = False
+        spill_began = wake = fed_for = False
         placed: PartitionQueue | None = None
         with self._lock:
             while True:
                 if self._closed:
                     raise ProducerClosedError("the producer is closed")
                 spilling = self._spill_next >= 0
+                if spilling and not fed_for and self._can_block():
+                    fed_for = True  # once a call: a moment at most, as below
+                    self._wait_for_feed(spill_after)
+                    continue  # the spill may have ended meanwhile
                 if placed is None or spilling:
                     part = self._place(t, key, partition, size, spilling)
                 else:
@@ -359,6 +368,28 @@ class JournalAccumulator(JournalRuns):
         if wake:
             self.wake()
         return serial
+
+    def _wait_for_feed(self, until: float) -> None:
+        """Lock held, records spilling: wait until the feeder has handed two more records
+        back to memory, up to ``until``. A blocking caller that outran the feeder grew
+        the backlog for as long as it ran: a producer that spilled over a moment's stall
+        (a saturated broker's hiccup) stayed at the feeder's pace, under half its own,
+        until it paused. With two fed per record added the backlog shrinks and the spill
+        ends. A feed that does not move (an outage: memory full, nothing acknowledged)
+        makes one caller wait ``until`` once; later callers do not wait until it moves
+        again (the journal takes their records, as the outage needs). After an outage a
+        caller waits about two records' feeding (microseconds) a call."""
+        fed = self.fed_total
+        if fed == self._feed_stalled_at:
+            return
+        target = fed + 2
+        clock = self._clock
+        while self._spill_next >= 0 and self.fed_total < target and not self._closed:
+            remaining = until - clock()
+            if remaining <= 0:
+                self._feed_stalled_at = self.fed_total
+                return
+            self._fed_change.wait(remaining)
 
     def _no_room(self, t: TopicQueues, part: PartitionQueue, size: int) -> bool:
         # Lock held: might ``_put`` need memory that ``buffer_memory`` has not? An

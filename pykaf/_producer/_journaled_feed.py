@@ -38,6 +38,7 @@ class JournalFeed(Accumulator):
     store: JournalStore
     opened_serial: int
     unfed: int
+    fed_total: int
     feed_wake: Callable[[], object] | None
     _next_record: int
     _spill_next: int
@@ -266,6 +267,7 @@ class JournalFeed(Accumulator):
         # Lock held: one record left the journal-only state.
         self._spill_reports.pop(serial, None)
         self.unfed -= 1
+        self.fed_total += 1
         if 0 <= self._spill_next <= serial:
             self._spill_next = serial + 1
             self._fed_change.notify_all()
