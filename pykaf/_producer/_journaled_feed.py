@@ -142,8 +142,9 @@ class JournalFeed(Accumulator):
         (the feed after a spill or an outage: one record at a time, the lock, the
         checks and the journal's index per record held it near 55,000 1 KiB records/s).
         Returns how many it put back, in order: it stops at a record of a topic it does
-        not know, a partition that does not exist, one with headers, or (``block``
-        False) when memory is full; ``replay`` then says what is wrong with that one.
+        not know, a partition that does not exist, one with headers or a negative
+        timestamp, or (``block`` False) when memory is full; ``replay`` then says what
+        is wrong with that one.
         Raises ``ProducerClosedError`` when closed (what it put back before stays)."""
         taken = 0
         while True:
@@ -177,8 +178,8 @@ class JournalFeed(Accumulator):
         for rec in records[done[0] :]:
             t = topics.get(rec.topic)
             partition = rec.partition
-            if t is None or rec.headers or not 0 <= partition < t.count:
-                return
+            if t is None or rec.headers or not 0 <= partition < t.count or rec.timestamp_ms < 0:
+                return  # ``replay`` says what is wrong
             key, value = rec.key, rec.value
             size = RECORD_OVERHEAD + len(key or b"") + len(value or b"")
             record = (key, value, None, rec.timestamp_ms)

@@ -198,6 +198,42 @@ def test_recovered_records_go_first_and_report_to_on_replayed_delivery(
     assert pending_in(tmp_path) == 0
 
 
+def test_a_recovered_record_that_cannot_be_sent_fails_alone(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    # A journal written by hand (or damaged, its CRC right): one recovered record has a
+    # negative timestamp. It fails with a report; the records around it, put back in
+    # runs by the feed (``replay_run`` stops at it), are delivered in order.
+    store = JournalStore(tmp_path, max_bytes=1 << 30, segment_bytes=64 << 20)
+    store.open()
+    try:
+        store.append(
+            [
+                JournalRecord(i, "t", 0, -5 if i == 7 else 1_000 + i, None, b"old%d" % i, [])
+                for i in range(20)
+            ]
+        )
+        store.sync()
+    finally:
+        store.close()
+    replayed: list[tuple[RecordMetadata | None, BaseException | None]] = []
+    with Producer(
+        cluster.bootstrap,
+        custody="journal",
+        journal_dir=tmp_path,
+        on_replayed_delivery=lambda m, e: replayed.append((m, e)),
+        **FAST,
+    ) as producer:
+        assert producer.flush(30) == 0
+    failed = [e for _m, e in replayed if e is not None]
+    assert len(replayed) == 20
+    assert len(failed) == 1
+    assert "timestamp" in str(failed[0])
+    written = values_by_partition(cluster.bootstrap)
+    assert written[0] == [b"old%d" % i for i in range(20) if i != 7]
+    assert pending_in(tmp_path) == 0
+
+
 def test_async_producer_sends_recovered_records_first(
     cluster: BlockingCluster, tmp_path: Path
 ) -> None:
