@@ -369,7 +369,13 @@ class JournalAccumulator(JournalRuns):
             self.wake()
         return serial
 
-    def _wait_for_feed(self, until: float) -> None:
+    def wait_for_feed_briefly(self, count: int) -> None:
+        """Lock held, records spilling, a caller that may block: ``_wait_for_feed`` for
+        ``count`` records, up to the wait a spill allows (``produce_batch``'s runs)."""
+        if self._can_block():
+            self._wait_for_feed(self._clock() + min(self.max_block, _SPILL_AFTER), count)
+
+    def _wait_for_feed(self, until: float, count: int = 2) -> None:
         """Lock held, records spilling: wait until the feeder has handed two more records
         back to memory, up to ``until``. A blocking caller that outran the feeder grew
         the backlog for as long as it ran: a producer that spilled over a moment's stall
@@ -378,11 +384,12 @@ class JournalAccumulator(JournalRuns):
         ends. A feed that does not move (an outage: memory full, nothing acknowledged)
         makes one caller wait ``until`` once; later callers do not wait until it moves
         again (the journal takes their records, as the outage needs). After an outage a
-        caller waits about two records' feeding (microseconds) a call."""
+        caller waits about two records' feeding (microseconds) a call. ``count``: the
+        records to wait for (``produce_batch``'s runs: twice the run's)."""
         fed = self.fed_total
         if fed == self._feed_stalled_at:
             return
-        target = fed + 2
+        target = fed + count
         clock = self._clock
         while self._spill_next >= 0 and self.fed_total < target and not self._closed:
             remaining = until - clock()

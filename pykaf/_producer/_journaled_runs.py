@@ -67,6 +67,9 @@ class JournalRuns(JournalFeed):
     def _keep(self, serial: int, report: Report) -> None:
         raise NotImplementedError  # JournalAccumulator's
 
+    def wait_for_feed_briefly(self, count: int) -> None:
+        raise NotImplementedError  # JournalAccumulator's
+
     def append_many(
         self,
         topic: str,
@@ -125,6 +128,10 @@ class JournalRuns(JournalFeed):
         lock = self._lock
         lock.acquire()
         try:
+            if self._spill_next >= 0:
+                # As ``_take`` does per record: the feeder hands back two records for each
+                # this run may add, so the backlog shrinks (not while the feed is stuck).
+                self.wait_for_feed_briefly(2 * _LOCK_RUN)
             wall = -1  # a spilled record's timestamp: the run's, read once (``_take``'s)
             for _ in range(_LOCK_RUN):
                 item = next(items, _NO_ITEM)

@@ -125,8 +125,9 @@ def test_a_producer_killed_while_brokers_are_down_is_replayed_in_full_after(
     assert inspect_journal(journal).pending_records == 0
 
 
+@pytest.mark.parametrize("call", ["produce", "produce_batch"])
 def test_a_spill_over_a_stall_ends_while_the_caller_keeps_producing(
-    tmp_path: Path, mock: MockCluster
+    tmp_path: Path, mock: MockCluster, call: str
 ) -> None:
     # A producer faster than the feeder spills over a stall of the broker (its answers
     # 300 ms late: memory fills). Once answers are quick again, each produce() waits
@@ -159,10 +160,15 @@ def test_a_spill_over_a_stall_ends_while_the_caller_keeps_producing(
             mock.set_rtt(ALL, 0)
         assert accumulator.spilled >= 500
         ended_after = None
-        for extra in range(50_000):  # bounded: the spill ends well within it
-            tag = b"%07d" % sent
-            producer.produce("t", value + tag, on_delivery=reports.for_value(tag))
-            sent += 1
+        for extra in range(0, 50_000, 100):  # bounded: the spill ends well within it
+            tags = [b"%07d" % (sent + i) for i in range(100)]
+            if call == "produce":
+                for tag in tags:
+                    producer.produce("t", value + tag, on_delivery=reports.for_value(tag))
+            else:  # one report for the batch's records: counted under b"batch"
+                values = [value + tag for tag in tags]
+                producer.produce_batch("t", values, on_delivery=reports.for_value(b"batch"))
+            sent += 100
             if accumulator.is_fed():
                 ended_after = extra
                 break
@@ -170,4 +176,4 @@ def test_a_spill_over_a_stall_ends_while_the_caller_keeps_producing(
         assert producer.flush(60) == 0
     assert reports.failed == []
     assert sum(reports.delivered.values()) == sent
-    assert set(reports.delivered.values()) == {1}
+    assert {n for tag, n in reports.delivered.items() if tag != b"batch"} == {1}
