@@ -171,18 +171,27 @@ def leave_records(directory: Path, count: int, prefix: bytes) -> None:
         store.close()
 
 
+def replaying_producer(
+    cluster: BlockingCluster,
+    directory: Path,
+    replayed: list[tuple[RecordMetadata | None, BaseException | None]],
+) -> Producer:
+    """A journaled producer on ``directory`` whose replayed records report to ``replayed``."""
+    return Producer(
+        cluster.bootstrap,
+        custody="journal",
+        journal_dir=directory,
+        on_replayed_delivery=lambda m, e: replayed.append((m, e)),
+        **FAST,
+    )
+
+
 def test_recovered_records_go_first_and_report_to_on_replayed_delivery(
     cluster: BlockingCluster, tmp_path: Path
 ) -> None:
     leave_records(tmp_path, 30, b"old")
     replayed: list[tuple[RecordMetadata | None, BaseException | None]] = []
-    with Producer(
-        cluster.bootstrap,
-        custody="journal",
-        journal_dir=tmp_path,
-        on_replayed_delivery=lambda m, e: replayed.append((m, e)),
-        **FAST,
-    ) as producer:
+    with replaying_producer(cluster, tmp_path, replayed) as producer:
         assert producer.recovered() == {("t", 0): 10, ("t", 1): 10, ("t", 2): 10}
         for i in range(30):
             producer.produce("t", b"new%d" % i, partition=i % 3)
@@ -217,13 +226,7 @@ def test_a_recovered_record_that_cannot_be_sent_fails_alone(
     finally:
         store.close()
     replayed: list[tuple[RecordMetadata | None, BaseException | None]] = []
-    with Producer(
-        cluster.bootstrap,
-        custody="journal",
-        journal_dir=tmp_path,
-        on_replayed_delivery=lambda m, e: replayed.append((m, e)),
-        **FAST,
-    ) as producer:
+    with replaying_producer(cluster, tmp_path, replayed) as producer:
         assert producer.flush(30) == 0
     failed = [e for _m, e in replayed if e is not None]
     assert len(replayed) == 20

@@ -15,7 +15,7 @@ import pytest
 from _custody_support import FAST, one_broker
 from _produce_readback import read_topic
 from test_custody import assert_in_order, pending_in
-from test_custody_hot_path import _journal_of, _memory_of
+from test_custody_hot_path import _counting_takes, _journal_of, _memory_of
 
 from pykaf import ProducerRecord
 from pykaf._producer import _journaled, _journaled_runs
@@ -28,19 +28,6 @@ from pykaf.broker import BlockingCluster
 def cluster() -> Iterator[BlockingCluster]:
     with one_broker(3) as running:
         yield running
-
-
-def _counting_takes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the records that go through ``_take`` (the general path)."""
-    taken: list[int] = []
-    general = JournalAccumulator._take
-
-    def counted(self: JournalAccumulator, *args: Any) -> int:
-        taken.append(1)
-        return general(self, *args)
-
-    monkeypatch.setattr(JournalAccumulator, "_take", counted)
-    return taken
 
 
 @pytest.mark.parametrize("partition", [None, 1])

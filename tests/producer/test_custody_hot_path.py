@@ -48,6 +48,19 @@ def _memory_of(accumulator: JournalAccumulator) -> list[tuple[int, Any, Any, int
     return out
 
 
+def _counting_takes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the records that go through ``_take`` (the general path)."""
+    taken: list[int] = []
+    general = JournalAccumulator._take
+
+    def counted(self: JournalAccumulator, *args: Any) -> int:
+        taken.append(1)
+        return general(self, *args)
+
+    monkeypatch.setattr(JournalAccumulator, "_take", counted)
+    return taken
+
+
 def test_every_path_journals_what_memory_holds_and_the_broker_gets(
     cluster: BlockingCluster, tmp_path: Path
 ) -> None:
@@ -142,14 +155,7 @@ def test_a_batch_growing_its_reservation_stays_on_the_hot_path(
 ) -> None:
     # A batch reserves memory by steps as it fills (``Accumulator._room``); the hot path
     # grows it itself. Before, every step went through ``_take``: 1 record in 15 of 1 KiB.
-    taken: list[int] = []
-    general = JournalAccumulator._take
-
-    def counted(self: JournalAccumulator, *args: Any) -> int:
-        taken.append(1)
-        return general(self, *args)
-
-    monkeypatch.setattr(JournalAccumulator, "_take", counted)
+    taken = _counting_takes(monkeypatch)
     options = {**FAST, "linger": 30.0, "delivery_timeout": 60.0, "batch_size": 1 << 20}
     with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, **options) as p:
         p.produce("t", b"warm", partition=0)
