@@ -75,6 +75,11 @@ def _never() -> bool:
     return False
 
 
+def _room_wait(exc: BufferFullError) -> float:
+    # How long to await room: until ``max_block``, or a journal's ``RoomSoon`` bound.
+    return float(getattr(exc, "retry_after", float("inf")))
+
+
 class AsyncProducer:
     """Produce records to Kafka from asyncio code.
 
@@ -127,6 +132,7 @@ class AsyncProducer:
             BlockWhenFull(),
             can_block=_never,
             sync_in_caller=False,
+            awaits_room=True,
         )
         # Never block the loop: a full buffer or an unknown topic raises, and the append
         # waits in the backlog instead.
@@ -397,7 +403,8 @@ class AsyncProducer:
                     if remaining <= 0:
                         exc.taken = start
                         raise
-                    await engine.wait_for_space(remaining)  # then one more try, or raise
+                    # then one more try, or raise (``RoomSoon``: sooner, then it spills)
+                    await engine.wait_for_space(min(remaining, _room_wait(exc)))
                     if self._backlog:
                         break  # others wait already: behind them, in order
                 except (TopicUnknownError, JournalFullError, JournalDiskError):
@@ -463,10 +470,10 @@ class AsyncProducer:
                 return
             except TopicUnknownError:
                 await engine.ensure_topic(topic, max(remaining, 0.001))
-            except BufferFullError:
+            except BufferFullError as exc:
                 if remaining <= 0:
                     raise
-                await engine.wait_for_space(remaining)
+                await engine.wait_for_space(min(remaining, _room_wait(exc)))
             except (JournalFullError, JournalDiskError) as exc:
                 if remaining <= 0 or not self._room_may_return(exc):
                     raise

@@ -416,6 +416,7 @@ def build_accumulator(
     *,
     can_block: Callable[[], bool],
     sync_in_caller: bool,
+    awaits_room: bool = False,
 ) -> Accumulator:
     """The accumulator for the custody level: the plain one for "memory"."""
     if custody is None:
@@ -426,5 +427,6 @@ def build_accumulator(
         custody.commit,
         sync_each=custody.sync_each and sync_in_caller,
         can_block=can_block,
+        awaits_room=awaits_room,
         recovered=custody.recovery.pending_records,
     )

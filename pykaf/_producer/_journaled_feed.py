@@ -20,7 +20,7 @@ from pykaf._producer._replay_identity import ReplayTally
 from pykaf._producer.journal import Identity, JournalRecord, JournalStore
 from pykaf.protocol._records import BATCH_OVERHEAD
 
-__all__ = ["JournalFeed", "NoRoom"]
+__all__ = ["JournalFeed", "NoRoom", "RoomSoon"]
 
 
 class NoRoom(Exception):
@@ -29,6 +29,19 @@ class NoRoom(Exception):
     def __init__(self, need: int) -> None:
         super().__init__(need)
         self.need = need
+
+
+class RoomSoon(BufferFullError):
+    """``buffer_memory`` is full, for less than a spill waits: nothing was journaled. An
+    ``AsyncProducer`` awaits room (up to ``retry_after`` seconds) and tries again; by
+    then room came, or the record goes to the journal only (``JournalAccumulator._take``)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            f"buffer_memory is full: the record waits up to {retry_after:.3f}s for room"
+            " before it waits in the journal only"
+        )
+        self.retry_after = retry_after
 
 
 class JournalFeed(Accumulator):
