@@ -122,6 +122,23 @@ def test_every_path_journals_what_memory_holds_and_the_broker_gets(
     assert pending_in(tmp_path) == 0
 
 
+def _assert_each_once_in_order(
+    reports: Reports, cluster: BlockingCluster, directory: Path, count: int
+) -> None:
+    """``count`` records ``d00000``... each reported once, in Kafka once and in order per
+    partition, and the journal in ``directory`` empty."""
+    assert reports.failed == []
+    assert len(reports.ok) == count
+    assert set(reports.ok.values()) == {1}
+    written = {
+        p: [r.value[:6] for r in rs if r.value]
+        for p, rs in read_topic(cluster.bootstrap, "t").items()
+    }
+    assert sum(len(vs) for vs in written.values()) == count
+    assert_in_order(written, b"d")
+    assert pending_in(directory) == 0
+
+
 def test_a_memory_full_for_a_moment_does_not_spill_a_blocking_caller(
     cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,16 +157,7 @@ def test_a_memory_full_for_a_moment_does_not_spill_a_blocking_caller(
         assert isinstance(accumulator, JournalAccumulator)
         assert accumulator.spilled == 0
         assert p.flush(60) == 0
-    assert reports.failed == []
-    assert len(reports.ok) == count
-    assert set(reports.ok.values()) == {1}
-    written = {
-        p: [r.value[:6] for r in rs if r.value]
-        for p, rs in read_topic(cluster.bootstrap, "t").items()
-    }
-    assert sum(len(vs) for vs in written.values()) == count
-    assert_in_order(written, b"d")
-    assert pending_in(tmp_path) == 0
+    _assert_each_once_in_order(reports, cluster, tmp_path, count)
 
 
 def test_a_memory_full_for_a_moment_does_not_spill_an_async_caller(
@@ -177,16 +185,7 @@ def test_a_memory_full_for_a_moment_does_not_spill_an_async_caller(
             return accumulator.spilled
 
     assert asyncio.run(main()) == 0
-    assert reports.failed == []
-    assert len(reports.ok) == count
-    assert set(reports.ok.values()) == {1}
-    written = {
-        p: [r.value[:6] for r in rs if r.value]
-        for p, rs in read_topic(cluster.bootstrap, "t").items()
-    }
-    assert sum(len(vs) for vs in written.values()) == count
-    assert_in_order(written, b"d")
-    assert pending_in(tmp_path) == 0
+    _assert_each_once_in_order(reports, cluster, tmp_path, count)
 
 
 def test_a_batch_growing_its_reservation_stays_on_the_hot_path(
