@@ -161,21 +161,20 @@ class JournalFeed(Accumulator):
         Raises ``ProducerClosedError`` when closed (what it put back before stays)."""
         taken = 0
         while True:
-            # Put back, of which indexed; whether to wake the loop; whether memory is full.
-            done = [taken, taken, 0, 0]
+            done = [taken, 0, 0]  # put back so far; whether to wake the loop; memory full
             with self._lock:
                 try:
                     self._replay_run_locked(records, report, done)
                 finally:
                     # Indexed before the lock goes: once acknowledged, a record is
                     # marked done in the index, which must know it by then.
-                    if done[0] > done[1]:
-                        self.store.index_fed_many(records[done[1] : done[0]])
-            if done[2]:
+                    if done[0] > taken:
+                        self.store.index_fed_many(records[taken : done[0]])
+            if done[1]:
                 # Before any wait for memory too: the loop sends the new batches.
                 (self.feed_wake or self.wake)()
             taken = done[0]
-            if not done[3] or not block:
+            if not done[2] or not block:
                 return taken
             with self._lock:
                 if self._closed:
@@ -199,9 +198,9 @@ class JournalFeed(Accumulator):
             own = reports.get(rec.serial) if rec.serial >= opened else report
             try:
                 if self._put(t, partition, record, size, own):
-                    done[2] = 1
+                    done[1] = 1
             except NoRoom:
-                done[3] = 1
+                done[2] = 1
                 return
             self._mark(t.parts[partition], rec.serial)
             self._fed(rec.serial)

@@ -139,52 +139,45 @@ def _assert_each_once_in_order(
     assert pending_in(directory) == 0
 
 
-def test_a_memory_full_for_a_moment_does_not_spill_a_blocking_caller(
-    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("caller", ["blocking", "async"])
+def test_a_memory_full_for_a_moment_does_not_spill_a_caller(
+    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caller: str
 ) -> None:
     # The broker is up: memory frees as batches are acknowledged. A wait far longer than
     # any acknowledgement (the bound is a constant, raised here so the outcome does not
-    # hang on the machine's speed) and nothing goes to the journal only.
-    monkeypatch.setattr(_journaled, "_SPILL_AFTER", 60.0)
-    reports = Reports()
-    count = 2000  # ~2 MB through 128 KiB of buffer_memory
-    options = {**FAST, "buffer_memory": 128 * 1024, "max_block": 60.0}
-    with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, **options) as p:
-        for i in range(count):
-            v = b"d%05d" % i + bytes(1000)
-            p.produce("t", v, partition=i % 3, on_delivery=reports.callback(v[:6]))
-        accumulator = p._accumulator
-        assert isinstance(accumulator, JournalAccumulator)
-        assert accumulator.spilled == 0
-        assert p.flush(60) == 0
-    _assert_each_once_in_order(reports, cluster, tmp_path, count)
-
-
-def test_a_memory_full_for_a_moment_does_not_spill_an_async_caller(
-    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The same for an AsyncProducer: its produce() awaits room (``RoomSoon``) as long as
-    # a blocking caller would wait, before records go to the journal only. Before, they
+    # hang on the machine's speed) and nothing goes to the journal only. An
+    # AsyncProducer's produce() awaits room (``RoomSoon``) as long: before, its records
     # spilled the moment memory was full (a saturating AsyncProducer of 1 KiB records
-    # on the mock cluster: 85% spilled, 81,000-85,000 records/s; now none, 257,000-300,000).
+    # on the mock cluster: 85% spilled, 81,000-85,000 records/s; now none,
+    # 257,000-300,000).
     monkeypatch.setattr(_journaled, "_SPILL_AFTER", 60.0)
     reports = Reports()
     count = 2000  # ~2 MB through 128 KiB of buffer_memory
     options = {**FAST, "buffer_memory": 128 * 1024, "max_block": 60.0}
+    values = [b"d%05d" % i + bytes(1000) for i in range(count)]
 
-    async def main() -> int:
+    def blocking() -> int:
+        with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, **options) as p:
+            for i, v in enumerate(values):
+                p.produce("t", v, partition=i % 3, on_delivery=reports.callback(v[:6]))
+            accumulator = p._accumulator
+            assert isinstance(accumulator, JournalAccumulator)
+            spilled = accumulator.spilled
+            assert p.flush(60) == 0
+            return spilled
+
+    async def awaiting() -> int:
         async with AsyncProducer(
             cluster.bootstrap, custody="journal", journal_dir=tmp_path, **options
         ) as p:
-            for i in range(count):
-                v = b"d%05d" % i + bytes(1000)
+            for i, v in enumerate(values):
                 await p.produce("t", v, partition=i % 3, on_delivery=reports.callback(v[:6]))
             accumulator = p._accumulator
             assert isinstance(accumulator, JournalAccumulator)
             assert await p.flush(60) == 0
             return accumulator.spilled
 
-    assert asyncio.run(main()) == 0
+    assert (blocking() if caller == "blocking" else asyncio.run(awaiting())) == 0
     _assert_each_once_in_order(reports, cluster, tmp_path, count)
 
 
