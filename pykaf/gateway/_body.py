@@ -19,6 +19,7 @@ from typing import Any
 from pykaf import ProducerRecord
 from pykaf.gateway._asgi import HttpError, Request
 from pykaf.gateway._settings import CUSTODY_LEVELS, Custody
+from pykaf.protocol import split_lines
 
 __all__ = [
     "LineBatch",
@@ -144,12 +145,8 @@ def batch_records(
             _json_item(i, item, key, partition, timestamp, headers, principal_header)
             for i, item in enumerate(items)
         ]
-    lines = body.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the last line does not start another record
-    if b"\r" in body:
-        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-    return LineBatch(lines, key, partition, timestamp, headers or None)
+    # One record per line, a CR before the newline dropped (in C when built).
+    return LineBatch(split_lines(body), key, partition, timestamp, headers or None)
 
 
 @dataclass(slots=True)

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         encode_batch,
         iter_batch_headers,
         parse_control_record,
+        split_lines,
         using_c_accelerator,
     )
     from pykaf.protocol._sasl import (
@@ -105,7 +106,7 @@ else:
             "pykaf.protocol._records": (
                 "BATCH_OVERHEAD BatchHeader ControlType Record RecordBatch TimestampType"
                 " decode_batches encode_batch iter_batch_headers parse_control_record"
-                " using_c_accelerator"
+                " split_lines using_c_accelerator"
             ),
             "pykaf.protocol._sasl": (
                 "SASL_MECHANISMS SaslClient SaslServer sasl_client sasl_server"
@@ -168,6 +169,7 @@ __all__ = [
     "sasl_client",
     "sasl_server",
     "scram_credentials",
+    "split_lines",
     "using_c_accelerator",
     "validate_level",
 ]

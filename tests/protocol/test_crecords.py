@@ -20,6 +20,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pykaf.protocol import _record_codec
+from pykaf.protocol._records import split_lines_python
 
 _crecords: Any = pytest.importorskip(
     "pykaf.protocol._crecords", reason="the C accelerator is not built"
@@ -548,3 +549,39 @@ def test_batch_layer_uses_the_accelerator() -> None:
         pytest.skip("PYKAF_NO_EXTENSIONS is set")
     assert records_mod.using_c_accelerator()
     assert records_mod._codec is _crecords
+
+
+# -- split_lines: a body's lines for the gateway's batches of lines --------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    body=st.lists(st.sampled_from([b"\n", b"\r", b"\r\n", b"a", b"bc", b"\x00"]), max_size=40).map(
+        b"".join
+    )
+)
+def test_split_lines_matches_reference(body: bytes) -> None:
+    assert _crecords.split_lines(body) == split_lines_python(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "lines"),
+    [
+        (b"", []),
+        (b"\n", [b""]),
+        (b"a", [b"a"]),
+        (b"a\n", [b"a"]),
+        (b"a\r\n\r\nb\r", [b"a", b"", b"b"]),
+        (b"a\rb\n", [b"a\rb"]),  # only a CR right before a newline (or the end) goes
+    ],
+)
+def test_split_lines_keeps_every_record_and_only_the_line_ends(
+    body: bytes, lines: list[bytes]
+) -> None:
+    assert _crecords.split_lines(body) == lines
+    assert split_lines_python(body) == lines
+
+
+def test_split_lines_wants_bytes() -> None:
+    with pytest.raises(TypeError, match="wants bytes, not bytearray"):
+        _crecords.split_lines(bytearray(b"a\n"))
