@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from pykaf import Consumer, ConsumerRecord, TopicPartition
 from pykaf.broker import BlockingCluster
 from pykaf.gateway import GatewaySettings, create_app
 
-__all__ = ["FAST", "gateway_http", "read_all", "wait_for"]
+__all__ = ["FAST", "gateway_http", "read_all", "uvicorn_in_loop", "wait_for"]
 
 # Fast for tests: small batches leave at once.
 FAST: dict[str, Any] = {"linger": 0.001, "request_timeout": 5.0}
@@ -57,3 +58,23 @@ async def gateway_http(
             yield client
     finally:
         assert await gateway.close(timeout) == 0
+
+
+@asynccontextmanager
+async def uvicorn_in_loop(app: Any, **config: Any) -> AsyncIterator[int]:
+    """``app`` on a uvicorn server in this loop (``config``: ``uvicorn.Config``'s
+    keywords), on a free port, which it yields; stopped on the way out."""
+    import uvicorn
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, **config))
+    task = asyncio.ensure_future(server.serve(sockets=[listener]))
+    try:
+        await wait_for(lambda: server.started or task.done(), "uvicorn to start")
+        assert server.started
+        yield listener.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        listener.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,6 +16,8 @@ import pytest_asyncio
 
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("httptools")
+
+from _gateway_support import uvicorn_in_loop  # noqa: E402
 
 from pykaf.gateway import uvicorn_http_protocol  # noqa: E402
 from pykaf.gateway._one_write import OneWriteTransport  # noqa: E402
@@ -70,30 +71,18 @@ async def server(
     monkeypatch.setattr(asyncio.selector_events._SelectorSocketTransport, "write", recording)  # type: ignore[attr-defined]
     app = _App()
     served_by = uvicorn_http_protocol(parser="httptools")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
+    async with uvicorn_in_loop(
         app,
         lifespan="off",
         log_level="critical",
         access_log=False,
         http=served_by,
         timeout_keep_alive=getattr(request, "param", 5),
-    )
-    srv = uvicorn.Server(config)
-    task = asyncio.ensure_future(srv.serve(sockets=[listener]))
-    for _ in range(200):  # up to 10 s
-        if srv.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert srv.started
-    try:
-        yield listener.getsockname()[1], app, writes
-    finally:
-        app.release.set()
-        srv.should_exit = True
-        await asyncio.wait_for(task, 10)
-        listener.close()
+    ) as port:
+        try:
+            yield port, app, writes
+        finally:
+            app.release.set()
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> bytes:
