@@ -62,7 +62,7 @@ def test_a_bad_config_file_is_one_line_and_nothing_listens(tmp_path: Path) -> No
     assert done.stdout == ""
     assert done.stderr == (
         f"pykaf gateway: {path}: unknown key server.prot (did you mean server.port?);"
-        " known: backlog, freeze_gc, graceful_timeout, host, parser, port\n"
+        " known: backlog, freeze_gc, gc_threshold, graceful_timeout, host, parser, port\n"
     )
 
 

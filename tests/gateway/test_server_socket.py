@@ -41,16 +41,17 @@ import gc, os, signal, sys
 from pykaf.gateway import GatewaySettings, serve
 
 def listening(url):
-    print(gc.get_freeze_count(), flush=True)
+    print(gc.get_freeze_count(), *gc.get_threshold(), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
+gc.set_threshold(700, 11, 12)
 serve(GatewaySettings(bootstrap=sys.argv[1]), port=0, on_listening=listening,
-      freeze_gc=sys.argv[2] == "on")
+      freeze_gc=sys.argv[2] == "on", gc_threshold=50_000 if sys.argv[2] == "on" else None)
 """
 
 
 @pytest.mark.parametrize("freeze", ["on", "off"])
-def test_the_server_freezes_its_start_up_heap_for_the_collector(
+def test_the_server_freezes_its_start_up_heap_and_raises_the_young_threshold(
     kafka: BlockingCluster, freeze: str
 ) -> None:
     # Every full collection scanned the started gateway's heap (the protocol's schema
@@ -63,8 +64,12 @@ def test_the_server_freezes_its_start_up_heap_for_the_collector(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    frozen = int(done.stdout.split()[0])
+    frozen, *threshold = map(int, done.stdout.split())
     if freeze == "on":
         assert frozen > 10_000  # the heap a started gateway holds
+        # One young collection per 50,000 container allocations, not per 700 (a batch
+        # of 1,000 lines makes 1,000 record tuples); the older generations' own.
+        assert threshold == [50_000, 11, 12]
     else:
         assert frozen == 0
+        assert threshold == [700, 11, 12]  # the process's own, untouched
