@@ -161,7 +161,7 @@ class JournalFeed(Accumulator):
         Raises ``ProducerClosedError`` when closed (what it put back before stays)."""
         taken = 0
         while True:
-            done = [taken, 0, 0]  # put back so far; whether to wake the loop; memory full
+            done = [taken, 0, 0]  # put back so far; whether to wake the loop; bytes it lacked
             with self._lock:
                 try:
                     self._replay_run_locked(records, report, done)
@@ -179,7 +179,12 @@ class JournalFeed(Accumulator):
             with self._lock:
                 if self._closed:
                     raise ProducerClosedError("the producer is closed")
-                self._space.wait(1.0)  # the loop frees memory as batches complete
+                # The loop frees memory as batches complete, and says so to whoever waits
+                # then. The lock was let go since the record found no room: if memory
+                # was freed meanwhile, that was said to nobody. Before, the feeder then
+                # waited out the whole second (memory empty, the spill growing behind).
+                if self._used + done[2] > self._limit:
+                    self._space.wait(1.0)
 
     def _replay_run_locked(
         self, records: list[JournalRecord], report: Report, done: list[int]
@@ -199,8 +204,8 @@ class JournalFeed(Accumulator):
             try:
                 if self._put(t, partition, record, size, own):
                     done[1] = 1
-            except NoRoom:
-                done[2] = 1
+            except NoRoom as full:
+                done[2] = max(full.need, 1)
                 return
             self._mark(t.parts[partition], rec.serial)
             self._fed(rec.serial)

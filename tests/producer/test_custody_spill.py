@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from pykaf._errors import DeliveryTimeoutError, JournalDiskError, JournalKeptErr
 from pykaf._producer._async_producer import AsyncProducer
 from pykaf._producer._custody_events import CustodyEvent
 from pykaf._producer._journaled import JournalAccumulator
+from pykaf._producer._journaled_feed import NoRoom
 from pykaf._producer._producer import Producer
 from pykaf._producer.journal import _tail
 from pykaf.broker import BlockingCluster
@@ -376,3 +378,48 @@ def test_the_feed_puts_plain_records_back_in_runs_and_the_rest_one_by_one(
         got = [(r.key, r.value, list(r.headers)) for rs in parts.values() for r in rs]
         assert sorted(got, key=repr) == sorted(expected, key=repr)
     assert pending_in(tmp_path) == 0
+
+
+def test_the_feed_does_not_wait_for_room_that_came_while_it_let_the_lock_go(
+    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``replay_run`` lets the lock go between a record that found memory full and its
+    # wait for room; memory freed in between was said to nobody, and the feeder waited
+    # out a whole second with memory empty and the spill growing behind it (found by an
+    # AsyncProducer whose spill never ended: the feed stood still, memory at 0 bytes).
+    # Here memory is "full" once, for the feed's first record, while it has room: the
+    # feeder must not wait for it.
+    feeder = "pykaf-journal-feed"
+    lacked: list[int] = []  # the bytes the one refused record was said to lack
+    waits_with_room: list[int] = []
+    real_put = JournalAccumulator._put
+
+    def put(self: JournalAccumulator, t: Any, partition: Any, *rest: Any) -> bool:
+        if threading.current_thread().name == feeder and not lacked:
+            lacked.append(rest[1])  # its size
+            raise NoRoom(rest[1])
+        return real_put(self, t, partition, *rest)
+
+    monkeypatch.setattr(JournalAccumulator, "_put", put)
+    reports = Reports()
+    with down_after_warming(cluster, tmp_path) as producer:
+        accumulator = producer._accumulator
+        assert isinstance(accumulator, JournalAccumulator)
+        space = accumulator._space
+        real_wait = space.wait
+
+        def wait(timeout: float | None = None) -> bool:
+            on_feeder = threading.current_thread().name == feeder
+            if on_feeder and lacked and accumulator._used + lacked[0] <= accumulator._limit:
+                waits_with_room.append(accumulator._used)
+            return real_wait(timeout)
+
+        monkeypatch.setattr(space, "wait", wait)
+        for i in range(COUNT):
+            producer.produce("t", value(i), on_delivery=reports.callback(value(i)))
+        assert accumulator.spilled > COUNT // 2
+        cluster.faults.broker_up(1)
+        assert producer.flush(60) == 0
+    assert lacked, "the feed put no record back"
+    assert waits_with_room == []
+    assert_every_record_reported_once(reports, cluster.bootstrap)
