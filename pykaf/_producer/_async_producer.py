@@ -75,9 +75,13 @@ def _never() -> bool:
     return False
 
 
-def _room_wait(exc: BufferFullError) -> float:
-    # How long to await room: until ``max_block``, or a journal's ``RoomSoon`` bound.
-    return float(getattr(exc, "retry_after", float("inf")))
+def _room_wait(exc: BufferFullError, remaining: float) -> float | None:
+    """Seconds to await room before one more try (None: raise). A journal's ``RoomSoon``
+    says its own (within ``max_block``; the journal takes the record after it)."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        return float(retry_after)
+    return remaining if remaining > 0 else None
 
 
 class AsyncProducer:
@@ -251,7 +255,7 @@ class AsyncProducer:
 
         def wake() -> None:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(engine.schedule_pump)
+                loop.call_soon_threadsafe(engine.feed_moved)
 
         custody.attach(self._accumulator, ensure_topic=ensure_topic, report=report, wake=wake)
         self._client.on_cluster_outage(custody.downtime.cluster_changed)
@@ -399,12 +403,12 @@ class AsyncProducer:
                     return
                 except BufferFullError as exc:
                     start += taken[0]
-                    remaining = deadline - engine.loop.time()
-                    if remaining <= 0:
+                    wait = _room_wait(exc, deadline - engine.loop.time())
+                    if wait is None:
                         exc.taken = start
                         raise
                     # then one more try, or raise (``RoomSoon``: sooner, then it spills)
-                    await engine.wait_for_space(min(remaining, _room_wait(exc)))
+                    await engine.wait_for_space(wait)
                     if self._backlog:
                         break  # others wait already: behind them, in order
                 except (TopicUnknownError, JournalFullError, JournalDiskError):
@@ -471,9 +475,10 @@ class AsyncProducer:
             except TopicUnknownError:
                 await engine.ensure_topic(topic, max(remaining, 0.001))
             except BufferFullError as exc:
-                if remaining <= 0:
+                wait = _room_wait(exc, remaining)
+                if wait is None:
                     raise
-                await engine.wait_for_space(min(remaining, _room_wait(exc)))
+                await engine.wait_for_space(wait)
             except (JournalFullError, JournalDiskError) as exc:
                 if remaining <= 0 or not self._room_may_return(exc):
                     raise

@@ -313,6 +313,13 @@ class ProducerEngine(BatchOutcomes):
         if self._space is not None:
             self._space.set()
 
+    def feed_moved(self) -> None:
+        # The journal's feeder handed records back to memory (from its thread, through
+        # the loop): send them, and wake the callers that await the feed (``FeedSoon``)
+        # as those that await room.
+        self.schedule_pump()
+        self._on_space()
+
     async def wait_for_space(self, timeout: float) -> bool:
         if self._space is None:
             self._space = asyncio.Event()

@@ -65,7 +65,7 @@ from pykaf._producer._batches import (
 )
 from pykaf._producer._delivery import Report
 from pykaf._producer._group_commit import GroupCommit
-from pykaf._producer._journaled_feed import NoRoom, RoomSoon
+from pykaf._producer._journaled_feed import FeedSoon, NoRoom, RoomSoon
 from pykaf._producer._journaled_runs import JournalRuns
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer.journal import Done, Identity, JournalRecord, JournalStore
@@ -124,8 +124,10 @@ class JournalAccumulator(JournalRuns):
         self._sync_each = sync_each  # "journal_sync" in the caller's thread (blocking)
         self._can_block = can_block
         # An ``AsyncProducer``'s: a full memory raises ``RoomSoon`` (its caller awaits
-        # room) for as long as a blocking caller would wait, before records spill.
+        # room) for as long as a blocking caller would wait (within the producer's own
+        # ``max_block``), before records spill; a spill ``FeedSoon``, for the feed.
         self._awaits_room = awaits_room
+        self._await_for = min(settings.max_block, _SPILL_AFTER) if awaits_room else 0.0
         self._full_since: float | None = None  # when ``RoomSoon`` was first raised
         self.last_serial = -1  # the serial of the last record taken
         self._full_episode = False
@@ -308,10 +310,15 @@ class JournalAccumulator(JournalRuns):
                 if self._closed:
                     raise ProducerClosedError("the producer is closed")
                 spilling = self._spill_next >= 0
-                if spilling and not fed_for and self._can_block():
+                if spilling and not fed_for:
                     fed_for = True  # once a call: a moment at most, as below
-                    self._wait_for_feed(spill_after)
-                    continue  # the spill may have ended meanwhile
+                    if self._can_block():
+                        self._wait_for_feed(spill_after)
+                        continue  # the spill may have ended meanwhile
+                    if self._awaits_room:
+                        left = self.feed_wait_left(2, self._await_for)
+                        if left > 0:
+                            raise FeedSoon(left)  # awaited on the loop, then again
                 if placed is None or spilling:
                     part = self._place(t, key, partition, size, spilling)
                 else:
@@ -335,7 +342,7 @@ class JournalAccumulator(JournalRuns):
                         moment = clock()
                         if self._full_since is None:
                             self._full_since = moment
-                        left = self._full_since + _SPILL_AFTER - moment
+                        left = self._full_since + self._await_for - moment
                         if left > 0:
                             raise RoomSoon(left)
                 serial = self._next_record
@@ -386,10 +393,15 @@ class JournalAccumulator(JournalRuns):
         return serial
 
     def wait_for_feed_briefly(self, count: int) -> None:
-        """Lock held, records spilling, a caller that may block: ``_wait_for_feed`` for
-        ``count`` records, up to the wait a spill allows (``produce_batch``'s runs)."""
+        """Lock held, records spilling (``produce_batch``'s runs): ``_wait_for_feed`` for
+        ``count`` records, up to the wait a spill allows; an ``AsyncProducer``'s call
+        raises ``FeedSoon`` instead, to await it on its loop."""
         if self._can_block():
             self._wait_for_feed(self._clock() + min(self.max_block, _SPILL_AFTER), count)
+        elif self._awaits_room:
+            left = self.feed_wait_left(count, self._await_for)
+            if left > 0:
+                raise FeedSoon(left)
 
     def _wait_for_feed(self, until: float, count: int = 2) -> None:
         """Lock held, records spilling: wait until the feeder has handed two more records

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from pykaf._errors import BufferFullError, ProducerClosedError
 from pykaf._producer._accumulator import Accumulator
@@ -20,7 +20,12 @@ from pykaf._producer._replay_identity import ReplayTally
 from pykaf._producer.journal import Identity, JournalRecord, JournalStore
 from pykaf.protocol._records import BATCH_OVERHEAD
 
-__all__ = ["JournalFeed", "NoRoom", "RoomSoon"]
+__all__ = ["FeedSoon", "JournalFeed", "NoRoom", "RoomSoon"]
+
+# A stalled feed (``feed_wait_left``): an ``AsyncProducer``'s loop gets a turn once per
+# this many records aimed at (twice the records added), for this long at most.
+_YIELD_EVERY: Final = 128
+_TURN: Final = 1e-6
 
 
 class NoRoom(Exception):
@@ -44,6 +49,20 @@ class RoomSoon(BufferFullError):
         self.retry_after = retry_after
 
 
+class FeedSoon(RoomSoon):
+    """Records wait in the journal only (a spill) and the feeder is handing them back: an
+    ``AsyncProducer``'s record awaits that (up to ``retry_after`` seconds), as a blocking
+    caller waits for it (``JournalFeed.feed_wait_left``), before it joins the backlog."""
+
+    def __init__(self, retry_after: float) -> None:
+        BufferFullError.__init__(
+            self,
+            f"records wait in the journal: this one waits up to {retry_after:.3f}s for the"
+            " feeder to hand some back before it joins them",
+        )
+        self.retry_after = retry_after
+
+
 class JournalFeed(Accumulator):
     """The feed side of ``JournalAccumulator`` (see the module doc)."""
 
@@ -58,6 +77,12 @@ class JournalFeed(Accumulator):
     _spill_reports: dict[int, Report]
     _sticky_fill: dict[str, int]
     _fed_change: threading.Condition
+    _feed_stalled_at: int
+    _clock: Callable[[], float]
+    #: An ``AsyncProducer``'s wait for the feed: (fed_total when it began, the fed_total
+    #: it waits for, until when, whether a whole wait); see ``feed_wait_left``.
+    _feed_aim: tuple[int, int, float, bool] | None = None
+    _since_turn = 0  # records aimed at since the loop last had a turn (stalled feed)
 
     def _mark(self, part: PartitionQueue, serial: int) -> None:
         # Lock held: the record just put is the last of its partition's open batch.
@@ -66,6 +91,39 @@ class JournalFeed(Accumulator):
         if batch.journal_first < 0:
             batch.journal_first = serial
         batch.journal_last = serial
+
+    def feed_wait_left(self, count: int, bound: float) -> float:
+        """Lock held, records spilling, an ``AsyncProducer``'s call (it cannot wait here:
+        its loop would stop): the seconds it should await the feeder before its records
+        join the backlog in the journal (0: now). ``_wait_for_feed``'s rule, awaited:
+        the first call aims at ``count`` more records fed; a later call goes on once the
+        feeder got there or ``bound`` seconds passed. A feed that did not move at all in
+        that time is stalled (an outage): calls go on without waiting until it moves
+        (and always, with ``bound`` 0), but for a moment (one turn of the loop) once per
+        ``_YIELD_EVERY`` records aimed at. The producer's I/O shares the loop with a
+        caller that may never await: it acknowledges the records that free the memory
+        the feed needs. Before, a caller that outran the feeder after a stall kept its
+        loop to itself, and the spill went on for as long as it produced."""
+        fed = self.fed_total
+        now = self._clock()
+        aim = self._feed_aim
+        if aim is not None:
+            began, target, until, whole = aim
+            if fed < target and now < until:
+                return until - now
+            self._feed_aim = None
+            if whole and fed == began:
+                self._feed_stalled_at = fed
+            return 0.0
+        if fed == self._feed_stalled_at or bound <= 0:
+            self._since_turn += count
+            if self._since_turn < _YIELD_EVERY:
+                return 0.0
+            self._since_turn = 0
+            self._feed_aim = (fed, fed + count, now, False)  # the next call goes on
+            return _TURN
+        self._feed_aim = (fed, fed + count, now + bound, True)
+        return bound
 
     # -- the feed (one feeder thread at a time, see _custody) -------------------------------
 

@@ -139,6 +139,17 @@ def _assert_each_once_in_order(
     assert pending_in(directory) == 0
 
 
+def _through_small_memory(
+    monkeypatch: pytest.MonkeyPatch, count: int, *, max_block: float
+) -> tuple[Reports, dict[str, Any], list[bytes]]:
+    """Reports, producer options with 128 KiB of buffer_memory, and ``count`` values of
+    1 KiB (``d00000``...); the spill's wait raised to 60 s (a constant: raised so that
+    no outcome hangs on the machine's speed)."""
+    monkeypatch.setattr(_journaled, "_SPILL_AFTER", 60.0)
+    options = {**FAST, "buffer_memory": 128 * 1024, "max_block": max_block}
+    return Reports(), options, [b"d%05d" % i + bytes(1000) for i in range(count)]
+
+
 @pytest.mark.parametrize("caller", ["blocking", "async"])
 def test_a_memory_full_for_a_moment_does_not_spill_a_caller(
     cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caller: str
@@ -150,11 +161,8 @@ def test_a_memory_full_for_a_moment_does_not_spill_a_caller(
     # spilled the moment memory was full (a saturating AsyncProducer of 1 KiB records
     # on the mock cluster: 85% spilled, 81,000-85,000 records/s; now none,
     # 257,000-300,000).
-    monkeypatch.setattr(_journaled, "_SPILL_AFTER", 60.0)
-    reports = Reports()
     count = 2000  # ~2 MB through 128 KiB of buffer_memory
-    options = {**FAST, "buffer_memory": 128 * 1024, "max_block": 60.0}
-    values = [b"d%05d" % i + bytes(1000) for i in range(count)]
+    reports, options, values = _through_small_memory(monkeypatch, count, max_block=60.0)
 
     def blocking() -> int:
         with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, **options) as p:
@@ -178,6 +186,34 @@ def test_a_memory_full_for_a_moment_does_not_spill_a_caller(
             return accumulator.spilled
 
     assert (blocking() if caller == "blocking" else asyncio.run(awaiting())) == 0
+    _assert_each_once_in_order(reports, cluster, tmp_path, count)
+
+
+def test_an_async_caller_s_wait_for_room_ends_within_its_max_block(
+    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An AsyncProducer awaits room (``RoomSoon``) for the spill's wait, but no longer
+    # than its own max_block: then the journal takes the record. Before, a max_block
+    # below the spill's wait raised BufferFullError from produce() while the journal
+    # had room (max_block 10 ms, a broker 300 ms slow: 4 of 3,000 produce() calls).
+    count = 600  # ~600 KB through 128 KiB of buffer_memory
+    reports, options, values = _through_small_memory(monkeypatch, count, max_block=0.5)
+
+    async def main() -> int:
+        async with AsyncProducer(
+            cluster.bootstrap, custody="journal", journal_dir=tmp_path, **options
+        ) as p:
+            await p.send("t", b"", partition=0)  # the topic known, the broker reached
+            cluster.faults.broker_down(1)
+            for i, v in enumerate(values):  # none raises: the journal takes them
+                await p.produce("t", v, partition=i % 3, on_delivery=reports.callback(v[:6]))
+            accumulator = p._accumulator
+            assert isinstance(accumulator, JournalAccumulator)
+            cluster.faults.broker_up(1)
+            assert await p.flush(60) == 0
+            return accumulator.spilled
+
+    assert asyncio.run(main()) > count // 2
     _assert_each_once_in_order(reports, cluster, tmp_path, count)
 
 

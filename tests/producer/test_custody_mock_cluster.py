@@ -7,9 +7,10 @@ journal after they are back."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from custody_filler import expected_values, fill_journal, read_values, replay_journal
 from peers.mock_cluster import MockCluster
 
-from pykaf import DeliveryError, Producer, RecordMetadata
+from pykaf import AsyncProducer, DeliveryError, Producer, RecordMetadata
 from pykaf.journal import inspect_journal
 
 pytestmark = pytest.mark.peer
@@ -125,9 +126,13 @@ def test_a_producer_killed_while_brokers_are_down_is_replayed_in_full_after(
     assert inspect_journal(journal).pending_records == 0
 
 
+Produce = Callable[[bytes, Any], Awaitable[None]]
+
+
 @pytest.mark.parametrize("call", ["produce", "produce_batch"])
+@pytest.mark.parametrize("caller", ["blocking", "async"])
 def test_a_spill_over_a_stall_ends_while_the_caller_keeps_producing(
-    tmp_path: Path, mock: MockCluster, call: str
+    tmp_path: Path, mock: MockCluster, caller: str, call: str
 ) -> None:
     # A producer faster than the feeder spills over a stall of the broker (its answers
     # 300 ms late: memory fills). Once answers are quick again, each produce() waits
@@ -135,45 +140,72 @@ def test_a_spill_over_a_stall_ends_while_the_caller_keeps_producing(
     # and the spill ends while the caller goes on. Before, the caller outran the
     # feeder, the backlog grew for as long as it produced, and the producer stayed at
     # the feeder's pace (600,000 records after a 0.4 s stall: 103,000-145,000 records/s
-    # against 256,000-296,000).
+    # against 256,000-296,000). An AsyncProducer's record awaits the feed on its loop
+    # (``FeedSoon``); before, it never awaited, its loop never ran the I/O that frees
+    # memory for the feed, and its spill went on for as long as it produced.
     reports = Reports()
     value = bytes(1000)
-    sent = 0
-    with Producer(
-        mock.bootstrap,
-        custody="journal",
-        journal_dir=tmp_path,
-        buffer_memory=512 * 1024,
+    options: dict[str, Any] = {
+        "custody": "journal",
+        "journal_dir": tmp_path,
+        "buffer_memory": 512 * 1024,
         **SETTINGS,
-    ) as producer:
-        producer.send("t", b"warm").result(30)
-        accumulator: Any = producer._accumulator
+    }
+
+    async def drive(one: Produce, many: Produce, accumulator: Any) -> tuple[int, int]:
+        sent = 0
         mock.set_rtt(ALL, 300)
         try:
             for _ in range(100_000):  # bounded: until the spill has begun
                 tag = b"%07d" % sent
-                producer.produce("t", value + tag, on_delivery=reports.for_value(tag))
+                await one(value + tag, reports.for_value(tag))
                 sent += 1
                 if accumulator.spilled >= 500:
                     break
         finally:
             mock.set_rtt(ALL, 0)
         assert accumulator.spilled >= 500
-        ended_after = None
         for extra in range(0, 50_000, 100):  # bounded: the spill ends well within it
             tags = [b"%07d" % (sent + i) for i in range(100)]
             if call == "produce":
                 for tag in tags:
-                    producer.produce("t", value + tag, on_delivery=reports.for_value(tag))
+                    await one(value + tag, reports.for_value(tag))
             else:  # one report for the batch's records: counted under b"batch"
-                values = [value + tag for tag in tags]
-                producer.produce_batch("t", values, on_delivery=reports.for_value(b"batch"))
+                await many([value + tag for tag in tags], reports.for_value(b"batch"))
             sent += 100
             if accumulator.is_fed():
-                ended_after = extra
-                break
-        assert ended_after is not None, f"still spilling: {accumulator.unfed} records behind"
-        assert producer.flush(60) == 0
+                return sent, extra
+        raise AssertionError(f"still spilling: {accumulator.unfed} records behind")
+
+    async def blocking() -> tuple[int, int]:
+        with Producer(mock.bootstrap, **options) as producer:
+            producer.send("t", b"warm").result(30)
+
+            async def one(v: bytes, report: Any) -> None:
+                producer.produce("t", v, on_delivery=report)
+
+            async def many(vs: Any, report: Any) -> None:
+                producer.produce_batch("t", vs, on_delivery=report)
+
+            got = await drive(one, many, producer._accumulator)
+            assert producer.flush(60) == 0
+        return got
+
+    async def awaiting() -> tuple[int, int]:
+        async with AsyncProducer(mock.bootstrap, **options) as producer:
+            await producer.send("t", b"warm")
+
+            async def one(v: bytes, report: Any) -> None:
+                await producer.produce("t", v, on_delivery=report)
+
+            async def many(vs: Any, report: Any) -> None:
+                await producer.produce_batch("t", vs, on_delivery=report)
+
+            got = await drive(one, many, producer._accumulator)
+            assert await producer.flush(60) == 0
+        return got
+
+    sent, _ = asyncio.run(blocking() if caller == "blocking" else awaiting())
     assert reports.failed == []
     assert sum(reports.delivered.values()) == sent
     assert {n for tag, n in reports.delivered.items() if tag != b"batch"} == {1}
