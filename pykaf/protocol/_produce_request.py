@@ -40,7 +40,7 @@ _TOPIC_ID: Final = 13
 _PRODUCE_KEY: Final = 0
 _MAX_INT32: Final = 2**31 - 1
 
-_HEAD = struct.Struct(">ihhi")  # length (patched last), api key, version, correlation id
+_HEAD_TAIL = struct.Struct(">hhi")  # api key, version, correlation id (the length goes before)
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _ACKS_TIMEOUT = struct.Struct(">hi")
@@ -123,8 +123,13 @@ def encode_produce_request(
         )
     if type(correlation_id) is not int or not 0 <= correlation_id <= _MAX_INT32:
         raise LocalProtocolError(f"correlation_id must be in 0..{_MAX_INT32}")
-    out = bytearray(_HEAD.pack(0, _PRODUCE_KEY, version, correlation_id))
-    out += _string(client_id)  # the header's client id is never compact
+    # The request as a list of parts joined once at the end: the batches (most of the
+    # bytes) are copied once. Appended to a bytearray and then made bytes, they were
+    # copied two to three times (the array's growth, then ``bytes``): 0.158 -> 0.071 us
+    # per KiB of batches (six of 256 KiB), 26% of the producer thread's samples were
+    # ``memmove`` before (1 KiB records, memory level).
+    out: list[bytes] = [b"", _HEAD_TAIL.pack(_PRODUCE_KEY, version, correlation_id)]
+    out.append(_string(client_id))  # the header's client id is never compact
     try:
         if version >= _FLEXIBLE:
             _flexible_body(out, version, transactional_id, acks, timeout_ms, topics)
@@ -132,37 +137,38 @@ def encode_produce_request(
             _classic_body(out, transactional_id, acks, timeout_ms, topics)
     except (struct.error, AttributeError, TypeError) as exc:
         raise LocalProtocolError(f"cannot encode Produce v{version}: {exc}") from exc
-    _I32.pack_into(out, 0, len(out) - 4)
-    return bytes(out)
+    out[0] = _I32.pack(sum(map(len, out)))
+    return b"".join(out)
 
 
 def _classic_body(
-    out: bytearray,
+    out: list[bytes],
     transactional_id: str | None,
     acks: int,
     timeout_ms: int,
     topics: Sequence[ProduceTopic],
 ) -> None:
     i32 = _I32.pack
-    out += _string(transactional_id)
-    out += _ACKS_TIMEOUT.pack(acks, timeout_ms)
-    out += i32(len(topics))
+    add = out.append
+    add(_string(transactional_id))
+    add(_ACKS_TIMEOUT.pack(acks, timeout_ms))
+    add(i32(len(topics)))
     for name, partitions in topics:
         if not isinstance(name, str):
             raise TypeError(f"Produce before v13 names topics: got {name!r}")
-        out += _string(name)
-        out += i32(len(partitions))
+        add(_string(name))
+        add(i32(len(partitions)))
         for index, records in partitions:
-            out += i32(index)
+            add(i32(index))
             if records is None:
-                out += _NULL_I32
+                add(_NULL_I32)
             else:
-                out += i32(len(records))
-                out += records
+                add(i32(len(records)))
+                add(records)
 
 
 def _flexible_body(
-    out: bytearray,
+    out: list[bytes],
     version: int,
     transactional_id: str | None,
     acks: int,
@@ -170,34 +176,35 @@ def _flexible_body(
     topics: Sequence[ProduceTopic],
 ) -> None:
     i32 = _I32.pack
+    add = out.append
     by_id = version >= _TOPIC_ID
-    out += b"\x00"  # the header's empty tagged fields
-    out += _compact_string(transactional_id)
-    out += _ACKS_TIMEOUT.pack(acks, timeout_ms)
-    out += _uvarint(len(topics) + 1)
+    add(b"\x00")  # the header's empty tagged fields
+    add(_compact_string(transactional_id))
+    add(_ACKS_TIMEOUT.pack(acks, timeout_ms))
+    add(_uvarint(len(topics) + 1))
     for name, partitions in topics:
         if by_id:
             if name is None:
-                out += _ZERO_UUID
+                add(_ZERO_UUID)
             elif isinstance(name, uuid.UUID):
-                out += name.bytes
+                add(name.bytes)
             else:
                 raise TypeError(f"Produce v13+ names topics by id: got {name!r}")
         elif isinstance(name, str):
-            out += _compact_string(name)
+            add(_compact_string(name))
         else:
             raise TypeError(f"Produce before v13 names topics: got {name!r}")
-        out += _uvarint(len(partitions) + 1)
+        add(_uvarint(len(partitions) + 1))
         for index, records in partitions:
-            out += i32(index)
+            add(i32(index))
             if records is None:
-                out += b"\x00"
+                add(b"\x00")
             else:
-                out += _uvarint(len(records) + 1)
-                out += records
-            out += b"\x00"  # the partition's empty tagged fields
-        out += b"\x00"  # the topic's empty tagged fields
-    out += b"\x00"  # the request's empty tagged fields
+                add(_uvarint(len(records) + 1))
+                add(records)
+            add(b"\x00")  # the partition's empty tagged fields
+        add(b"\x00")  # the topic's empty tagged fields
+    add(b"\x00")  # the request's empty tagged fields
 
 
 def encode_produce_entity(
