@@ -45,7 +45,7 @@ from pykaf._producer._exit_flush import (
 from pykaf._producer._journaled import JournalAccumulator
 from pykaf._producer._replay_identity import ReplayStats, ReplayTally
 from pykaf._producer._settings import ProducerSettings
-from pykaf._producer._when_full import BlockWhenFull
+from pykaf._producer._when_full import BlockWhenFull, room_wait
 
 __all__ = ["AsyncProducer"]
 
@@ -73,15 +73,6 @@ _JOURNAL_FULL_POLL: Final = 0.01
 
 def _never() -> bool:
     return False
-
-
-def _room_wait(exc: BufferFullError, remaining: float) -> float | None:
-    """Seconds to await room before one more try (None: raise). A journal's ``RoomSoon``
-    says its own (within ``max_block``; the journal takes the record after it)."""
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        return float(retry_after)
-    return remaining if remaining > 0 else None
 
 
 class AsyncProducer:
@@ -403,7 +394,7 @@ class AsyncProducer:
                     return
                 except BufferFullError as exc:
                     start += taken[0]
-                    wait = _room_wait(exc, deadline - engine.loop.time())
+                    wait = room_wait(exc, deadline - engine.loop.time())
                     if wait is None:
                         exc.taken = start
                         raise
@@ -475,7 +466,7 @@ class AsyncProducer:
             except TopicUnknownError:
                 await engine.ensure_topic(topic, max(remaining, 0.001))
             except BufferFullError as exc:
-                wait = _room_wait(exc, remaining)
+                wait = room_wait(exc, remaining)
                 if wait is None:
                     raise
                 await engine.wait_for_space(wait)

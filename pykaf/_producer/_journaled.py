@@ -403,29 +403,6 @@ class JournalAccumulator(JournalRuns):
             if left > 0:
                 raise FeedSoon(left)
 
-    def _wait_for_feed(self, until: float, count: int = 2) -> None:
-        """Lock held, records spilling: wait until the feeder has handed two more records
-        back to memory, up to ``until``. A blocking caller that outran the feeder grew
-        the backlog for as long as it ran: a producer that spilled over a moment's stall
-        (a saturated broker's hiccup) stayed at the feeder's pace, under half its own,
-        until it paused. With two fed per record added the backlog shrinks and the spill
-        ends. A feed that does not move (an outage: memory full, nothing acknowledged)
-        makes one caller wait ``until`` once; later callers do not wait until it moves
-        again (the journal takes their records, as the outage needs). After an outage a
-        caller waits about two records' feeding (microseconds) a call. ``count``: the
-        records to wait for (``produce_batch``'s runs: twice the run's)."""
-        fed = self.fed_total
-        if fed == self._feed_stalled_at:
-            return
-        target = fed + count
-        clock = self._clock
-        while self._spill_next >= 0 and self.fed_total < target and not self._closed:
-            remaining = until - clock()
-            if remaining <= 0:
-                self._feed_stalled_at = self.fed_total
-                return
-            self._fed_change.wait(remaining)
-
     def _no_room(self, t: TopicQueues, part: PartitionQueue, size: int) -> bool:
         # Lock held: might ``_put`` need memory that ``buffer_memory`` has not? An
         # estimate of ``_append_new``'s need, never below it (a miss would spill): it

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from pykaf._errors import BufferFullError
 
-__all__ = ["BlockWhenFull", "WhenFull"]
+__all__ = ["BlockWhenFull", "WhenFull", "room_wait"]
 
 
 class WhenFull(Protocol):
@@ -59,3 +59,12 @@ class BlockWhenFull:
                     " buffer_memory or max_block, or produce more slowly)"
                 )
             space.wait(remaining)
+
+
+def room_wait(exc: BufferFullError, remaining: float) -> float | None:
+    """Seconds to await room before one more try (None: raise). A journal's ``RoomSoon``
+    says its own (within ``max_block``; the journal takes the record after it)."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        return float(retry_after)
+    return remaining if remaining > 0 else None
