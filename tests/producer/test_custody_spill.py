@@ -393,6 +393,9 @@ def test_the_feed_puts_plain_records_back_in_runs_and_the_rest_one_by_one(
     assert pending_in(tmp_path) == 0
 
 
+_ROOM = 64 * 1024  # free memory enough for any new batch (its first reservation and more)
+
+
 def test_the_feed_does_not_wait_for_room_that_came_while_it_let_the_lock_go(
     cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -400,17 +403,21 @@ def test_the_feed_does_not_wait_for_room_that_came_while_it_let_the_lock_go(
     # wait for room; memory freed in between was said to nobody, and the feeder waited
     # out a whole second with memory empty and the spill growing behind it (found by an
     # AsyncProducer whose spill never ended: the feed stood still, memory at 0 bytes).
-    # Here memory is "full" once, for the feed's first record, while it has room: the
-    # feeder must not wait for it.
+    # Here memory is "full" once, for a record the feed puts back while it has room for
+    # any new batch: the feeder must not wait for it.
     feeder = "pykaf-journal-feed"
     lacked: list[int] = []  # the bytes the one refused record was said to lack
+    resumed: list[bool] = []  # the feed put a record back since (later waits are real)
     waits_with_room: list[int] = []
     real_put = JournalAccumulator._put
 
     def put(self: JournalAccumulator, t: Any, partition: Any, *rest: Any) -> bool:
-        if threading.current_thread().name == feeder and not lacked:
-            lacked.append(rest[1])  # its size
-            raise NoRoom(rest[1])
+        if threading.current_thread().name == feeder:
+            if not lacked and self._used + _ROOM <= self._limit:
+                lacked.append(rest[1])  # its size
+                raise NoRoom(rest[1])
+            if lacked:
+                resumed.append(True)
         return real_put(self, t, partition, *rest)
 
     monkeypatch.setattr(JournalAccumulator, "_put", put)
@@ -422,8 +429,11 @@ def test_the_feed_does_not_wait_for_room_that_came_while_it_let_the_lock_go(
         real_wait = space.wait
 
         def wait(timeout: float | None = None) -> bool:
+            # Between the refusal (memory had room for any new batch) and the next record
+            # put back, memory only empties (nothing else puts records in): a wait there
+            # waits for room that is there. (Later waits may be real: memory full again.)
             on_feeder = threading.current_thread().name == feeder
-            if on_feeder and lacked and accumulator._used + lacked[0] <= accumulator._limit:
+            if on_feeder and lacked and not resumed:
                 waits_with_room.append(accumulator._used)
             return real_wait(timeout)
 
