@@ -303,22 +303,17 @@ class JournalAccumulator(JournalRuns):
         now = clock()
         deadline = now + self.max_block
         spill_after = now + min(self.max_block, _SPILL_AFTER)
-        spill_began = wake = fed_for = False
+        spill_began = wake = fed_waited = False
         placed: PartitionQueue | None = None
         with self._lock:
             while True:
                 if self._closed:
                     raise ProducerClosedError("the producer is closed")
                 spilling = self._spill_next >= 0
-                if spilling and not fed_for:
-                    fed_for = True  # once a call: a moment at most, as below
-                    if self._can_block():
-                        self._wait_for_feed(spill_after)
+                if spilling and not fed_waited:
+                    fed_waited = True  # once a call: a moment at most, as below
+                    if self.wait_for_feed_briefly(2):
                         continue  # the spill may have ended meanwhile
-                    if self._awaits_room:
-                        left = self.feed_wait_left(2, self._await_for)
-                        if left > 0:
-                            raise FeedSoon(left)  # awaited on the loop, then again
                 if placed is None or spilling:
                     part = self._place(t, key, partition, size, spilling)
                 else:
@@ -392,16 +387,19 @@ class JournalAccumulator(JournalRuns):
             self.wake()
         return serial
 
-    def wait_for_feed_briefly(self, count: int) -> None:
-        """Lock held, records spilling (``produce_batch``'s runs): ``_wait_for_feed`` for
-        ``count`` records, up to the wait a spill allows; an ``AsyncProducer``'s call
-        raises ``FeedSoon`` instead, to await it on its loop."""
+    def wait_for_feed_briefly(self, count: int) -> bool:
+        """Lock held, records spilling (``_take``, per record; ``produce_batch``'s runs):
+        ``_wait_for_feed`` for ``count`` records, up to the wait a spill allows, and
+        True (the lock was let go meanwhile); an ``AsyncProducer``'s call raises
+        ``FeedSoon`` instead, to await it on its loop; False when nothing waited."""
         if self._can_block():
             self._wait_for_feed(self._clock() + min(self.max_block, _SPILL_AFTER), count)
-        elif self._awaits_room:
+            return True
+        if self._awaits_room:
             left = self.feed_wait_left(count, self._await_for)
             if left > 0:
-                raise FeedSoon(left)
+                raise FeedSoon(left)  # awaited on the loop, then the call again
+        return False
 
     def _no_room(self, t: TopicQueues, part: PartitionQueue, size: int) -> bool:
         # Lock held: might ``_put`` need memory that ``buffer_memory`` has not? An

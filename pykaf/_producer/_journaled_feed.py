@@ -41,9 +41,9 @@ class RoomSoon(BufferFullError):
     ``AsyncProducer`` awaits room (up to ``retry_after`` seconds) and tries again; by
     then room came, or the record goes to the journal only (``JournalAccumulator._take``)."""
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, waits_for: str = "for room") -> None:
         super().__init__(
-            f"buffer_memory is full: the record waits up to {retry_after:.3f}s for room"
+            f"buffer_memory is full: the record waits up to {retry_after:.3f}s {waits_for}"
             " before it waits in the journal only"
         )
         self.retry_after = retry_after
@@ -55,12 +55,7 @@ class FeedSoon(RoomSoon):
     caller waits for it (``JournalFeed.feed_wait_left``), before it joins the backlog."""
 
     def __init__(self, retry_after: float) -> None:
-        BufferFullError.__init__(
-            self,
-            f"records wait in the journal: this one waits up to {retry_after:.3f}s for the"
-            " feeder to hand some back before it joins them",
-        )
-        self.retry_after = retry_after
+        super().__init__(retry_after, "for the feeder to hand records back")
 
 
 class JournalFeed(Accumulator):

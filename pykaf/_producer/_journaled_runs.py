@@ -67,7 +67,7 @@ class JournalRuns(JournalFeed):
     def _keep(self, serial: int, report: Report) -> None:
         raise NotImplementedError  # JournalAccumulator's
 
-    def wait_for_feed_briefly(self, count: int) -> None:
+    def wait_for_feed_briefly(self, count: int) -> bool:
         raise NotImplementedError  # JournalAccumulator's
 
     def append_many(
