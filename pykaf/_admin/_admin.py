@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -86,13 +87,13 @@ class Admin:
             self._closed = True
         try:
             with contextlib.suppress(KafkaTimeoutError):
-                self._loop.run(self._admin.close(), self.settings.close_timeout + _MARGIN)
+                self._loop.run(self._admin.close, self.settings.close_timeout + _MARGIN)
         finally:
             self._loop.stop(_MARGIN)
 
-    def _call(self, coro: Coroutine[Any, Any, _T], timeout: float | None) -> _T:
+    def _call(self, make: Callable[[], Coroutine[Any, Any, _T]], timeout: float | None) -> _T:
         each = self.settings.request_timeout if timeout is None else timeout
-        return self._loop.run(coro, each * _REQUESTS_PER_CALL + _MARGIN)
+        return self._loop.run(make, each * _REQUESTS_PER_CALL + _MARGIN)
 
     def create_topics(
         self,
@@ -103,26 +104,31 @@ class Admin:
     ) -> Outcomes[str, TopicCreated]:
         """Blocking ``AsyncAdmin.create_topics``."""
         return self._call(
-            self._admin.create_topics(topics, validate_only=validate_only, timeout=timeout), timeout
+            partial(
+                self._admin.create_topics, topics, validate_only=validate_only, timeout=timeout
+            ),
+            timeout,
         )
 
     def delete_topics(
         self, names: Iterable[str], *, timeout: float | None = None
     ) -> Outcomes[str, uuid.UUID | None]:
         """Blocking ``AsyncAdmin.delete_topics``."""
-        return self._call(self._admin.delete_topics(names, timeout=timeout), timeout)
+        return self._call(partial(self._admin.delete_topics, names, timeout=timeout), timeout)
 
     def list_topics(
         self, *, internal: bool = False, timeout: float | None = None
     ) -> dict[str, TopicListing]:
         """Blocking ``AsyncAdmin.list_topics``."""
-        return self._call(self._admin.list_topics(internal=internal, timeout=timeout), timeout)
+        return self._call(
+            partial(self._admin.list_topics, internal=internal, timeout=timeout), timeout
+        )
 
     def describe_topics(
         self, names: Iterable[str], *, timeout: float | None = None
     ) -> Outcomes[str, TopicDescription]:
         """Blocking ``AsyncAdmin.describe_topics``."""
-        return self._call(self._admin.describe_topics(names, timeout=timeout), timeout)
+        return self._call(partial(self._admin.describe_topics, names, timeout=timeout), timeout)
 
     def create_partitions(
         self,
@@ -133,7 +139,9 @@ class Admin:
     ) -> Outcomes[str, int]:
         """Blocking ``AsyncAdmin.create_partitions``."""
         return self._call(
-            self._admin.create_partitions(totals, validate_only=validate_only, timeout=timeout),
+            partial(
+                self._admin.create_partitions, totals, validate_only=validate_only, timeout=timeout
+            ),
             timeout,
         )
 
@@ -147,7 +155,8 @@ class Admin:
     ) -> Outcomes[ConfigResource, Mapping[str, ConfigEntry]]:
         """Blocking ``AsyncAdmin.describe_configs``."""
         return self._call(
-            self._admin.describe_configs(
+            partial(
+                self._admin.describe_configs,
                 resources,
                 include_synonyms=include_synonyms,
                 include_documentation=include_documentation,
@@ -165,7 +174,9 @@ class Admin:
     ) -> Outcomes[ConfigResource, None]:
         """Blocking ``AsyncAdmin.alter_configs``."""
         return self._call(
-            self._admin.alter_configs(changes, validate_only=validate_only, timeout=timeout),
+            partial(
+                self._admin.alter_configs, changes, validate_only=validate_only, timeout=timeout
+            ),
             timeout,
         )
 
@@ -178,20 +189,20 @@ class Admin:
     ) -> list[GroupListing]:
         """Blocking ``AsyncAdmin.list_groups``."""
         return self._call(
-            self._admin.list_groups(states=states, types=types, timeout=timeout), timeout
+            partial(self._admin.list_groups, states=states, types=types, timeout=timeout), timeout
         )
 
     def describe_groups(
         self, group_ids: Iterable[str], *, timeout: float | None = None
     ) -> Outcomes[str, GroupDescription]:
         """Blocking ``AsyncAdmin.describe_groups``."""
-        return self._call(self._admin.describe_groups(group_ids, timeout=timeout), timeout)
+        return self._call(partial(self._admin.describe_groups, group_ids, timeout=timeout), timeout)
 
     def delete_groups(
         self, group_ids: Iterable[str], *, timeout: float | None = None
     ) -> Outcomes[str, None]:
         """Blocking ``AsyncAdmin.delete_groups``."""
-        return self._call(self._admin.delete_groups(group_ids, timeout=timeout), timeout)
+        return self._call(partial(self._admin.delete_groups, group_ids, timeout=timeout), timeout)
 
     def list_group_offsets(
         self,
@@ -202,7 +213,7 @@ class Admin:
     ) -> Outcomes[TopicPartition, GroupOffset]:
         """Blocking ``AsyncAdmin.list_group_offsets``."""
         return self._call(
-            self._admin.list_group_offsets(group_id, partitions, timeout=timeout), timeout
+            partial(self._admin.list_group_offsets, group_id, partitions, timeout=timeout), timeout
         )
 
     def alter_group_offsets(
@@ -216,8 +227,13 @@ class Admin:
     ) -> Outcomes[TopicPartition, int]:
         """Blocking ``AsyncAdmin.alter_group_offsets``."""
         return self._call(
-            self._admin.alter_group_offsets(
-                group_id, offsets, topics=topics, to=to, timeout=timeout
+            partial(
+                self._admin.alter_group_offsets,
+                group_id,
+                offsets,
+                topics=topics,
+                to=to,
+                timeout=timeout,
             ),
             timeout,
         )
@@ -231,7 +247,8 @@ class Admin:
     ) -> Outcomes[TopicPartition, None]:
         """Blocking ``AsyncAdmin.delete_group_offsets``."""
         return self._call(
-            self._admin.delete_group_offsets(group_id, partitions, timeout=timeout), timeout
+            partial(self._admin.delete_group_offsets, group_id, partitions, timeout=timeout),
+            timeout,
         )
 
     def list_offsets(
@@ -243,25 +260,26 @@ class Admin:
     ) -> Outcomes[TopicPartition, ListedOffset]:
         """Blocking ``AsyncAdmin.list_offsets``."""
         return self._call(
-            self._admin.list_offsets(queries, isolation=isolation, timeout=timeout), timeout
+            partial(self._admin.list_offsets, queries, isolation=isolation, timeout=timeout),
+            timeout,
         )
 
     def delete_records(
         self, before: Mapping[TopicPartition, int], *, timeout: float | None = None
     ) -> Outcomes[TopicPartition, int]:
         """Blocking ``AsyncAdmin.delete_records``."""
-        return self._call(self._admin.delete_records(before, timeout=timeout), timeout)
+        return self._call(partial(self._admin.delete_records, before, timeout=timeout), timeout)
 
     def describe_cluster(self, *, timeout: float | None = None) -> ClusterDescription:
         """Blocking ``AsyncAdmin.describe_cluster``."""
-        return self._call(self._admin.describe_cluster(timeout=timeout), timeout)
+        return self._call(partial(self._admin.describe_cluster, timeout=timeout), timeout)
 
     def api_versions(self, *, timeout: float | None = None) -> Outcomes[int, BrokerApiVersions]:
         """Blocking ``AsyncAdmin.api_versions``."""
-        return self._call(self._admin.api_versions(timeout=timeout), timeout)
+        return self._call(partial(self._admin.api_versions, timeout=timeout), timeout)
 
     def describe_log_dirs(
         self, brokers: Iterable[int] | None = None, *, timeout: float | None = None
     ) -> Outcomes[int, tuple[LogDirDescription, ...]]:
         """Blocking ``AsyncAdmin.describe_log_dirs``."""
-        return self._call(self._admin.describe_log_dirs(brokers, timeout=timeout), timeout)
+        return self._call(partial(self._admin.describe_log_dirs, brokers, timeout=timeout), timeout)

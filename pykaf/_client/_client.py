@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -82,8 +83,8 @@ class Client:
         timeout: float | None = None,
     ) -> Any:
         """Blocking ``AsyncClient.request``: send a kio request, return its response."""
-        coro = self._aclient.request(request, to=to, purpose=purpose, timeout=timeout)
-        return self._loop.run(coro, self._bound(timeout))
+        make = partial(self._aclient.request, request, to=to, purpose=purpose, timeout=timeout)
+        return self._loop.run(make, self._bound(timeout))
 
     def metadata(
         self, topics: Iterable[str] | None = None, *, timeout: float | None = None
@@ -91,15 +92,15 @@ class Client:
         """Blocking ``AsyncClient.metadata``."""
         if topics is not None and not isinstance(topics, str):
             topics = list(topics)  # iterate in the caller's thread, not the loop's
-        coro = self._aclient.metadata(topics, timeout=timeout)
-        return self._loop.run(coro, self._bound(timeout))
+        make = partial(self._aclient.metadata, topics, timeout=timeout)
+        return self._loop.run(make, self._bound(timeout))
 
     def api_versions(
         self, node: Target | None = None, *, timeout: float | None = None
     ) -> BrokerApiVersions:
         """Blocking ``AsyncClient.api_versions``."""
-        coro = self._aclient.api_versions(node, timeout=timeout)
-        return self._loop.run(coro, self._bound(timeout))
+        make = partial(self._aclient.api_versions, node, timeout=timeout)
+        return self._loop.run(make, self._bound(timeout))
 
     def close(self) -> None:
         """Close the connections (pending calls fail with ``ClientClosedError``), then stop
@@ -111,6 +112,6 @@ class Client:
         try:
             # A loop too stuck to close in time is abandoned: close() must return.
             with contextlib.suppress(KafkaTimeoutError):
-                self._loop.run(self._aclient.close(), self.settings.close_timeout + _MARGIN)
+                self._loop.run(self._aclient.close, self.settings.close_timeout + _MARGIN)
         finally:
             self._loop.stop(_MARGIN)

@@ -9,12 +9,12 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from pykaf._errors import ClientClosedError, KafkaTimeoutError
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "start_on_loop"]
 
 _T = TypeVar("_T")
 
@@ -23,6 +23,49 @@ _EXIT_STOP = 1.0
 # A stopping loop's leftover tasks are cancelled in this many rounds, within this long.
 _LEFTOVERS_ROUNDS = 5
 _LEFTOVERS_WAIT = 1.0
+
+
+def start_on_loop(
+    loop: asyncio.AbstractEventLoop, make: Callable[[], Coroutine[Any, Any, _T]]
+) -> concurrent.futures.Future[_T]:
+    """``asyncio.run_coroutine_threadsafe`` for ``make()``, with the coroutine made on the
+    loop, not in the calling thread.
+
+    Ctrl-C's ``KeyboardInterrupt`` lands in the main thread at any call: a coroutine made
+    there and interrupted before it was handed over was never awaited, and Python said
+    so on stderr ("coroutine ... was never awaited", a CLI's clean Ctrl-C exit). So was
+    one handed over as the loop stopped. Made on the loop, a coroutine exists only as a
+    task, and a stopping loop cancels its tasks (``LoopThread``). Cancelling the returned
+    future cancels the task; cancelled before the loop got to it, nothing is made.
+    """
+    future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+    def settle(task: asyncio.Task[_T]) -> None:
+        if task.cancelled():
+            future.cancel()
+        elif future.set_running_or_notify_cancel():
+            exc = task.exception()
+            if exc is None:
+                future.set_result(task.result())
+            else:
+                future.set_exception(exc)
+
+    def start() -> None:
+        if future.cancelled():
+            return
+        try:
+            task = loop.create_task(make())
+        except BaseException as exc:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(exc)
+            raise
+        task.add_done_callback(settle)
+        future.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(task.cancel) if done.cancelled() else None
+        )
+
+    loop.call_soon_threadsafe(start)
+    return future
 
 
 class LoopThread:
@@ -73,24 +116,24 @@ class LoopThread:
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None) -> _T:
-        """Run ``coro`` on the loop and wait for it, at most ``timeout`` seconds (None:
+    def run(self, make: Callable[[], Coroutine[Any, Any, _T]], timeout: float | None) -> _T:
+        """Run ``make()`` on the loop and wait for it, at most ``timeout`` seconds (None:
         unbounded; callers pass the operation's own timeout plus a margin). On timeout the
-        coroutine is cancelled and ``KafkaTimeoutError`` raised."""
+        coroutine is cancelled and ``KafkaTimeoutError`` raised. ``make`` (a
+        ``functools.partial`` of a coroutine function) is called on the loop:
+        ``start_on_loop`` says why."""
         if self._stopped:
-            coro.close()
             raise ClientClosedError("the client is closed")
         if self.in_loop_thread:
-            coro.close()
             raise RuntimeError(
                 "a blocking pykaf Client was called from its own event loop thread;"
                 " use AsyncClient in async code"
             )
-        return self.wait(self.submit(coro), timeout)
+        return self.wait(self.submit(make), timeout)
 
-    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
-        """Start ``coro`` on the loop; ``wait`` for its future (``run`` does both)."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+    def submit(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> concurrent.futures.Future[_T]:
+        """Start ``make()`` on the loop; ``wait`` for its future (``run`` does both)."""
+        future = start_on_loop(self.loop, make)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
         return future

@@ -28,11 +28,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from functools import partial
 from time import sleep
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
-from pykaf._client._loop_thread import LoopThread
+from pykaf._client._loop_thread import LoopThread, start_on_loop
 from pykaf._consumer._assignment import Callback
 from pykaf._consumer._async_consumer import AsyncConsumer
 from pykaf._consumer._hand_out import CHUNK, HandOut
@@ -130,18 +131,16 @@ class Consumer:
                 "this consumer is closed and cannot be used again; create a new Consumer"
             )
 
-    def _run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
-        """Run ``coro`` on the loop, serving callbacks meanwhile; bounded by ``timeout``
-        (default: request_timeout) plus a margin."""
-        if self._closed:
-            coro.close()
-            self._check_open()
+    def _run(self, make: Callable[[], Coroutine[Any, Any, _T]], timeout: float | None = None) -> _T:
+        """Run ``make()`` on the loop, serving callbacks meanwhile; bounded by ``timeout``
+        (default: request_timeout) plus a margin. ``make`` is called on the loop, so a
+        Ctrl-C here never leaves a coroutine nobody awaits (``start_on_loop``)."""
+        self._check_open()
         if timeout is None:
             timeout = self.settings.client.request_timeout
         if self._loop.in_loop_thread:
-            coro.close()
             raise RuntimeError("a blocking Consumer was called from its own loop thread")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop.loop)
+        future = start_on_loop(self._loop.loop, make)
         # This call's own wakeups: its end, and "a callback is waiting" (_CALLS).
         wake: queue.SimpleQueue[object] = queue.SimpleQueue()
         future.add_done_callback(lambda _: wake.put(_DONE))
@@ -202,7 +201,7 @@ class Consumer:
 
     def _start(self) -> None:
         if not self._started:
-            self._run(self._async._start(), self._group_bound())
+            self._run(self._async._start, self._group_bound())
             self._started = True
 
     def _group_bound(self) -> float:
@@ -216,7 +215,7 @@ class Consumer:
         if not a._startup.pending:
             return True
         wait = min(_IDLE_WAKE, max(0.0, deadline - time.monotonic()))
-        return self._run(a._ready(wait), wait)
+        return self._run(partial(a._ready, wait), wait)
 
     def _group_step(self, force: bool, deadline: float = math.inf) -> None:
         """The group upkeep, on the loop: waits for a join up to ``deadline``
@@ -228,14 +227,14 @@ class Consumer:
         if force or now >= self._next_group_step:
             self._next_group_step = now + _GROUP_STEP_INTERVAL
             wait = None if deadline == math.inf else max(0.0, deadline - now)
-            self._run(a.group_step(wait), self._group_bound())
+            self._run(partial(a.group_step, wait), self._group_bound())
 
     # -- assignment ---------------------------------------------------------------------
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         self._check_open()
         self._start()
-        self._run(self._async.assign(list(partitions)))
+        self._run(partial(self._async.assign, list(partitions)))
 
     def assignment(self) -> set[TopicPartition]:
         return self._async.assignment()
@@ -254,17 +253,18 @@ class Consumer:
         self._start()
         if not isinstance(topics, str | re.Pattern):
             topics = list(topics)
-        coro = self._async.subscribe(
+        make = partial(
+            self._async.subscribe,
             topics,
             on_assigned=self._in_caller(on_assigned),
             on_revoked=self._in_caller(on_revoked),
             on_lost=self._in_caller(on_lost),
         )
-        self._run(coro, self._group_bound())
+        self._run(make, self._group_bound())
 
     def unsubscribe(self) -> None:
         self._check_open()
-        self._run(self._async.unsubscribe(), self._group_bound())
+        self._run(self._async.unsubscribe, self._group_bound())
 
     # -- reading ------------------------------------------------------------------------
 
@@ -345,23 +345,23 @@ class Consumer:
     # -- positions ----------------------------------------------------------------------
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        self._run(self._async.seek(tp, offset))
+        self._run(partial(self._async.seek, tp, offset))
 
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
-        self._run(self._async.seek_to_beginning(*tps))
+        self._run(partial(self._async.seek_to_beginning, *tps))
 
     def seek_to_end(self, *tps: TopicPartition) -> None:
-        self._run(self._async.seek_to_end(*tps))
+        self._run(partial(self._async.seek_to_end, *tps))
 
     def seek_to_timestamp(
         self, tp_or_mapping: TopicPartition | Mapping[TopicPartition, int], ts_ms: int | None = None
     ) -> None:
         if not isinstance(tp_or_mapping, TopicPartition):
             tp_or_mapping = dict(tp_or_mapping)
-        self._run(self._async.seek_to_timestamp(tp_or_mapping, ts_ms))
+        self._run(partial(self._async.seek_to_timestamp, tp_or_mapping, ts_ms))
 
     def position(self, tp: TopicPartition) -> int:
-        return self._run(self._async.position(tp))
+        return self._run(partial(self._async.position, tp))
 
     def pause(self, *tps: TopicPartition) -> None:
         self._check_open()
@@ -377,26 +377,26 @@ class Consumer:
     # -- offsets ------------------------------------------------------------------------
 
     def beginning_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        return self._run(self._async.beginning_offsets(list(tps)))
+        return self._run(partial(self._async.beginning_offsets, list(tps)))
 
     def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        return self._run(self._async.end_offsets(list(tps)))
+        return self._run(partial(self._async.end_offsets, list(tps)))
 
     def earliest_offset(self, tp: TopicPartition) -> int:
-        return self._run(self._async.earliest_offset(tp))
+        return self._run(partial(self._async.earliest_offset, tp))
 
     def latest_offset(self, tp: TopicPartition) -> int:
-        return self._run(self._async.latest_offset(tp))
+        return self._run(partial(self._async.latest_offset, tp))
 
     def offsets_for_times(
         self, timestamps: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, tuple[int, int] | None]:
-        return self._run(self._async.offsets_for_times(dict(timestamps)))
+        return self._run(partial(self._async.offsets_for_times, dict(timestamps)))
 
     # -- commits ------------------------------------------------------------------------
 
     def commit(self, offsets: Offsets | None = None) -> None:
-        self._run(self._async.commit(None if offsets is None else dict(offsets)))
+        self._run(partial(self._async.commit, None if offsets is None else dict(offsets)))
 
     def commit_async(
         self,
@@ -405,13 +405,15 @@ class Consumer:
     ) -> None:
         """Start a commit; ``callback(offsets, error)`` runs in this thread during a later
         call (poll, iteration, commit...)."""
-        coro = self._async.commit_async(
-            None if offsets is None else dict(offsets), self._in_caller(callback)
+        make = partial(
+            self._async.commit_async,
+            None if offsets is None else dict(offsets),
+            self._in_caller(callback),
         )
-        self._run(coro)
+        self._run(make)
 
     def committed(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
-        return self._run(self._async.committed(list(tps)))
+        return self._run(partial(self._async.committed, list(tps)))
 
     # -- closing ------------------------------------------------------------------------
 
@@ -432,7 +434,7 @@ class Consumer:
                 bound = 2 * step + close_timeout + _MARGIN
                 # A loop too stuck to close in time is abandoned: close() returns.
                 with contextlib.suppress(KafkaTimeoutError, ConsumerClosedError):
-                    self._run(self._async.close(timeout), bound)
+                    self._run(partial(self._async.close, timeout), bound)
             finally:
                 self._closed = True
                 self._event.set()

@@ -106,6 +106,11 @@ class AccumulatorState:
                 whole.reserved += extra
                 self._used += extra
 
+    @property
+    def wake_pending(self) -> bool:
+        """A wake of the loop was promised (``_wake``) and the loop has not looked since."""
+        return self._wake_pending
+
     def _wake(self, wake: bool) -> bool:
         # Lock held. At most one wake pending: ``ready`` clears the flag when it looks.
         if not wake or self._wake_pending:

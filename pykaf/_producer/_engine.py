@@ -52,6 +52,9 @@ __all__ = ["ProducerEngine"]
 log = logging.getLogger("pykaf.producer")
 
 _INIT_PRODUCER_ID: Final = 22
+# A blocking producer's loop looks this often for a wake promised and never sent
+# (``watch_wakes``).
+_WAKE_WATCH: Final = 0.5
 
 
 class ProducerEngine(BatchOutcomes):
@@ -79,6 +82,9 @@ class ProducerEngine(BatchOutcomes):
         self._backoff = Backoff(initial=settings.retry_backoff, maximum=settings.retry_backoff_max)
         self._senders: dict[int, BrokerSender] = {}
         self._pump_scheduled = False
+        self._pumps = 0
+        self._pumps_at_watch = 0
+        self._wake_watch: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.metadata = ProducerMetadata(
@@ -132,6 +138,7 @@ class ProducerEngine(BatchOutcomes):
 
     def pump(self) -> None:
         self._pump_scheduled = False
+        self._pumps += 1
         self._release()
         if self._closed:
             return
@@ -165,6 +172,22 @@ class ProducerEngine(BatchOutcomes):
             self._check_flushes()
         if self.bus.active:
             self.batch_events.fill(self.accumulator.used)
+
+    def watch_wakes(self) -> None:
+        """On the loop, every ``_WAKE_WATCH`` seconds until closed: pump if the wake the
+        accumulator promised has not come in a whole round.
+
+        A blocking producer's caller sends the wake it promised right after the
+        accumulator's lock, unless Ctrl-C's ``KeyboardInterrupt`` lands in between (a
+        program may catch it and go on producing). Then no wake comes, and while the
+        promise stands no later append sends one: records would wait for close, or for
+        their delivery deadline."""
+        if self._closed:
+            return
+        if self.accumulator.wake_pending and self._pumps == self._pumps_at_watch:
+            self.pump()
+        self._pumps_at_watch = self._pumps
+        self._wake_watch = self.loop.call_later(_WAKE_WATCH, self.watch_wakes)
 
     def _arm(self, when: float | None) -> None:
         if when == self._timer_at:
@@ -496,6 +519,8 @@ class ProducerEngine(BatchOutcomes):
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._wake_watch is not None:
+            self._wake_watch.cancel()
         if self._identity_task is not None:
             self._identity_task.cancel()
         self._flushes.extend(self.accumulator.take_flush_watchers())

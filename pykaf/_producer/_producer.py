@@ -16,6 +16,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -128,6 +129,7 @@ class Producer:
 
         accumulator.wake = wake
         self._wake_loop = wake
+        call_soon_threadsafe(self._engine.watch_wakes)
         accumulator.fetch_topic = self._ensure_topic
         accumulator.max_block = self.settings.max_block
         # The hot path: produce() is the accumulator's append itself, no wrapper call
@@ -287,7 +289,9 @@ class Producer:
             )
         try:
             outcome = self._loop.run(
-                _returning_errors(self._engine.ensure_topic(topic, self.settings.max_block)),
+                lambda: _returning_errors(
+                    self._engine.ensure_topic(topic, self.settings.max_block)
+                ),
                 self.settings.max_block + _MARGIN,
             )
         except ClientClosedError:
@@ -369,7 +373,7 @@ class Producer:
         bound = flush_bound + self.settings.client.close_timeout + _MARGIN
         closing: concurrent.futures.Future[int] | None = None
         try:
-            closing = self._loop.submit(self._engine.close(flush_bound))
+            closing = self._loop.submit(partial(self._engine.close, flush_bound))
         except ClientClosedError:
             pass  # the loop stopped already: nothing to flush through it
         except KeyboardInterrupt:
@@ -393,14 +397,14 @@ class Producer:
     def _wait_for_close(self, closing: concurrent.futures.Future[int] | None, bound: float) -> int:
         try:
             if closing is None:  # the flush was never handed over: close without one
-                closing = self._loop.submit(self._engine.close(0.0))
+                closing = self._loop.submit(partial(self._engine.close, 0.0))
             return self._loop.wait(closing, bound)
         except KeyboardInterrupt:
             # Ctrl-C during the flush: stop it; every record left fails at once (its
             # report runs), then the interrupt goes on.
             self._loop.loop.call_soon_threadsafe(self._engine.cut_flush)
             if closing is None:  # interrupted while handing the close over: again, no flush
-                closing = self._loop.submit(self._engine.close(0.0))
+                closing = self._loop.submit(partial(self._engine.close, 0.0))
             with contextlib.suppress(KafkaTimeoutError, ClientClosedError):
                 self._failed_by_close = self._loop.wait(
                     closing, self.settings.client.close_timeout + _MARGIN

@@ -134,6 +134,6 @@ def test_a_timeout_raised_inside_the_call_keeps_its_own_message() -> None:
     loop = LoopThread()
     try:
         with pytest.raises(KafkaTimeoutError, match="broker 3"):
-            loop.run(times_out(), 5.0)
+            loop.run(times_out, 5.0)
     finally:
         loop.stop(5.0)

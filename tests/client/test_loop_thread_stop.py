@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ async def _task_that_starts_another_as_it_unwinds(started: list[asyncio.Task[Non
 def test_stop_cancels_the_tasks_that_cancelled_tasks_start() -> None:
     started: list[asyncio.Task[None]] = []
     loop_thread = LoopThread()
-    loop_thread.run(_task_that_starts_another_as_it_unwinds(started), 5.0)
+    loop_thread.run(partial(_task_that_starts_another_as_it_unwinds, started), 5.0)
     loop_thread.stop(5.0)
     assert loop_thread.loop.is_closed()
     assert len(started) == 2
@@ -45,7 +46,7 @@ def test_stop_cancels_the_tasks_that_cancelled_tasks_start() -> None:
 def test_the_exit_hook_stops_loop_threads_left_running() -> None:
     started: list[asyncio.Task[None]] = []
     loop_thread = LoopThread()
-    loop_thread.run(_task_that_starts_another_as_it_unwinds(started), 5.0)
+    loop_thread.run(partial(_task_that_starts_another_as_it_unwinds, started), 5.0)
     _loop_thread._stop_at_exit()  # what the interpreter's exit runs (atexit)
     assert loop_thread.loop.is_closed()
     assert all(task.cancelled() for task in started), started

@@ -6,12 +6,12 @@ few seconds (no timing is asserted)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from script_runs import run_script
 
 SCRIPT = Path(__file__).with_name("exit_scenarios.py")
 # Well above a scenario's few seconds, well below the 30 s request_timeout the old code
@@ -21,17 +21,7 @@ NOISE = ("Task was destroyed", "never retrieved", "Traceback")
 
 
 def run(scenario: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), scenario],
-        capture_output=True,
-        text=True,
-        timeout=BOUND,
-        env=env,
-        check=False,
-    )
+    done = run_script(SCRIPT, scenario, timeout=BOUND)
     for noise in NOISE:
         assert noise not in done.stderr, done.stderr
     assert done.returncode == 0, done.stderr

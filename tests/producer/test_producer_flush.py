@@ -98,3 +98,50 @@ def test_flush_after_close_returns(cluster: BlockingCluster) -> None:
     p.produce("z", b"a")
     assert p.close(10) == 0
     assert p.flush(1) == 0
+
+
+class _InterruptedOnce:
+    """The loop's wake, interrupted once as Ctrl-C does (``KeyboardInterrupt`` between
+    the accumulator's promise of a wake and the wake itself)."""
+
+    def __init__(self, wake: Any) -> None:
+        self.wake = wake
+        self.interrupted = False
+
+    def __call__(self) -> None:
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        self.wake()
+
+
+def test_a_flush_after_an_interrupted_wake_still_delivers(cluster: BlockingCluster) -> None:
+    cluster.create_topic("w", 1)
+    with Producer(cluster.bootstrap, linger=0.0, request_timeout=5.0) as p:
+        p.flush(0)
+        wake = _InterruptedOnce(p._accumulator.wake)
+        p._accumulator.wake = wake
+        with pytest.raises(KeyboardInterrupt):
+            p.produce("w", b"a")
+        assert wake.interrupted
+        # The wake was promised and never sent; the flush must not rely on it.
+        assert p.flush(10) == 0
+    assert written(cluster, "w") == 1
+
+
+def test_records_after_an_interrupted_wake_are_sent_without_a_flush(
+    cluster: BlockingCluster,
+) -> None:
+    cluster.create_topic("n", 1)
+    delivered = threading.Event()
+    with Producer(cluster.bootstrap, linger=0.0, request_timeout=5.0) as p:
+        wake = _InterruptedOnce(p._accumulator.wake)
+        p._accumulator.wake = wake
+        with pytest.raises(KeyboardInterrupt):
+            p.produce("n", b"first")
+        # The program goes on producing (it caught the Ctrl-C): a record now and then.
+        for i in range(200):
+            p.produce("n", b"%d" % i, on_delivery=lambda *_: delivered.set())
+            if delivered.wait(0.02):
+                break
+        assert delivered.is_set()

@@ -1,0 +1,108 @@
+"""Ctrl-C at every call: run by ``test_ctrl_c_anywhere.py`` as ``python ctrl_c_sweep.py NAME``.
+
+Python runs a SIGINT handler, so raises Ctrl-C's ``KeyboardInterrupt``, between any two
+calls of the main thread. Here a profile hook raises it at the k-th call into pykaf's
+code, for every k a blocking operation makes; the operation is then run once more,
+uninterrupted, and must work. The test reads this process's stderr, where Python says
+"coroutine ... was never awaited" and asyncio "Task was destroyed but it is pending!".
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pykaf import Admin, Client, Consumer, Producer, TopicPartition
+from pykaf.broker import BlockingCluster
+
+PYKAF = str(Path(__file__).resolve().parents[2] / "pykaf")
+CALLS = 80  # above the calls any one operation below makes (the sweep reports its hits)
+FAST = {"request_timeout": 2.0, "retry_backoff": 0.05}
+# A seek waits for the fetch in flight (up to fetch_max_wait) before position() answers.
+CONSUMING = {**FAST, "fetch_max_wait": 0.05}
+GROUP = {"session_timeout": 6.0, "heartbeat_interval": 0.5, "rebalance_timeout": 1.0}
+
+
+def interrupt_at(k: int) -> Callable[[FrameType, str, Any], None]:
+    calls = 0
+
+    def hook(frame: FrameType, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code.co_filename.startswith(PYKAF):
+            calls += 1
+            if calls == k:
+                sys.setprofile(None)
+                raise KeyboardInterrupt
+
+    return hook
+
+
+def sweep(operation: Callable[[], object]) -> None:
+    """``operation`` interrupted at its 1st, 2nd, ... call into pykaf; then run whole."""
+    interrupted = 0
+    for k in range(1, CALLS + 1):
+        sys.setprofile(interrupt_at(k))  # this thread only: the loop's is not interrupted
+        try:
+            operation()
+        except KeyboardInterrupt:
+            interrupted += 1
+        finally:
+            sys.setprofile(None)
+    print("interrupted", interrupted, "times; then", operation())
+
+
+def consumer_poll(cluster: BlockingCluster) -> None:
+    with Consumer(cluster.bootstrap, topics=["t"], group_id="g", **CONSUMING, **GROUP) as consumer:
+        consumer.poll(timeout=5)  # joined: each poll below makes a group step
+        sweep(lambda: consumer.poll(timeout=0.01))
+
+
+def consumer_calls(cluster: BlockingCluster) -> None:
+    with Consumer(cluster.bootstrap, group_id="g", **CONSUMING) as consumer:
+        tp = TopicPartition("t", 0)
+        consumer.assign([tp])
+
+        def calls() -> object:
+            consumer.seek_to_beginning(tp)
+            consumer.commit({tp: 0})
+            return consumer.position(tp), consumer.committed([tp])
+
+        sweep(calls)
+
+
+def client_metadata(cluster: BlockingCluster) -> None:
+    with Client(cluster.bootstrap, **FAST) as client:
+        sweep(lambda: sorted(client.metadata(["t"]).topics))
+
+
+def admin_list_topics(cluster: BlockingCluster) -> None:
+    with Admin(cluster.bootstrap, **FAST) as admin:
+        sweep(lambda: sorted(admin.list_topics()))
+
+
+def producer_flush(cluster: BlockingCluster) -> None:
+    with Producer(cluster.bootstrap, linger=0.0, **FAST) as producer:
+
+        def produce_and_flush() -> object:
+            producer.produce("t", b"v")
+            return producer.flush(5.0)
+
+        sweep(produce_and_flush)
+
+
+SCENARIOS = {
+    f.__name__: f
+    for f in (consumer_poll, consumer_calls, client_metadata, admin_list_topics, producer_flush)
+}
+
+if __name__ == "__main__":
+    with BlockingCluster(brokers=1) as cluster:
+        cluster.create_topic("t", partitions=1)
+        SCENARIOS[sys.argv[1]](cluster)
+    gc.collect()  # a coroutine never awaited is reported as it is collected
+    print("DONE", threading.active_count())
