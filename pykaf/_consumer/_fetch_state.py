@@ -271,12 +271,15 @@ class FetchState:
 
     def resets_due(self, now: float) -> list[tuple[PartitionState, int, int]]:
         """Partitions waiting for a ListOffsets: (state, target, generation); they are
-        marked in flight until ``reset_done``/``reset_failed``."""
+        marked ``resetting`` until ``reset_done``/``retarget``/``reset_failed``. A fetch
+        in flight does not hold a reset back: the reset outdated it (``_drop``), and
+        ``position()`` waits for the reset, which would otherwise wait out a long poll
+        (up to fetch_max_wait)."""
         with self.lock:
             due = []
             for state in self.partitions.values():
-                if state.reset is not None and not state.in_flight and state.retry_at <= now:
-                    state.in_flight = True
+                if state.reset is not None and not state.resetting and state.retry_at <= now:
+                    state.resetting = True
                     due.append((state, state.reset, state.generation))
             return due
 
@@ -284,7 +287,7 @@ class FetchState:
         self, state: PartitionState, generation: int, offset: int, epoch: int | None
     ) -> None:
         with self.lock:
-            state.in_flight = False
+            state.resetting = False
             if generation != state.generation:
                 return
             state.reset = None
@@ -295,7 +298,7 @@ class FetchState:
     def retarget(self, state: PartitionState, generation: int, target: int) -> None:
         """Resolve ``state``'s reset with ``target`` instead (a timestamp past the end)."""
         with self.lock:
-            state.in_flight = False
+            state.resetting = False
             if generation == state.generation:
                 state.reset = target
 
@@ -305,7 +308,7 @@ class FetchState:
         """A ListOffsets did not resolve: retried after the backoff; ``error`` (if not
         None) is raised to the application."""
         with self.lock:
-            state.in_flight = False
+            state.resetting = False
             if generation != state.generation:
                 return
             state.retry_at = now + self._retry_backoff
@@ -338,7 +341,7 @@ class FetchState:
             times = [
                 s.retry_at
                 for s in self.partitions.values()
-                if not s.in_flight and now < s.retry_at < float("inf")
+                if not s.in_flight and not s.resetting and now < s.retry_at < float("inf")
             ]
             return min(times, default=None)
 

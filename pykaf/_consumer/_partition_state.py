@@ -49,6 +49,7 @@ class PartitionState:
         "position",
         "position_epoch",
         "reset",
+        "resetting",
         "retry_at",
         "tp",
     )
@@ -60,6 +61,7 @@ class PartitionState:
         self.fetch_offset = 0
         self.generation = 0
         self.reset: int | None = None
+        self.resetting = False  # a ListOffsets for ``reset`` is in flight
         self.paused = False
         self.in_flight = False
         self.buffered = 0

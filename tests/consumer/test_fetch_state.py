@@ -241,6 +241,36 @@ def test_seek_drops_buffered_and_in_flight_answers() -> None:
     assert state.take(10) == []
 
 
+def test_a_reset_does_not_wait_for_the_fetch_in_flight() -> None:
+    """seek_to_beginning with a fetch in flight: the ListOffsets goes out now, not once
+    the fetch is answered (a long poll: ``position()`` waited up to fetch_max_wait)."""
+    state = new_state()
+    positioned(state, offset=7)
+    part = state.partitions[TP]
+    [(gen, offset)] = state.fetch_started([part])  # a long poll waits at the broker
+    state.request_reset(TP, EARLIEST)
+    [(due, target, reset_gen)] = state.resets_due(0.0)
+    assert (due, target) == (part, EARLIEST)
+    assert state.resets_due(0.0) == []  # one ListOffsets at a time
+    state.reset_done(part, reset_gen, 0, None)
+    assert (part.position, part.reset) == (0, None)
+    assert state.fetchable(0.0) == []  # the stale fetch is still out: no second one yet
+    assert not state.fetch_answered(
+        part,
+        gen,
+        offset,
+        error_code=0,
+        high_watermark=10,
+        last_stable_offset=10,
+        log_start_offset=0,
+        records=data_batch(values("z", 3), base_offset=7),
+        aborted=None,
+        stop_at_end=False,
+    )
+    assert part.position == 0  # the stale answer moved nothing
+    assert state.fetchable(0.0) == [part]
+
+
 def test_pause_parks_buffered_records_until_resume() -> None:
     state = new_state()
     positioned(state)
