@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pykaf._consumer._completed_fetch import next_fetch_offset
 from pykaf._consumer._fetch_state import EARLIEST, LATEST, FetchState
+from pykaf._consumer._partition_state import PartitionState
 from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._errors import CorruptRecordError, NoOffsetError, PykafError
 from pykaf._kafka_errors import MessageTooLargeError, OffsetOutOfRangeError
@@ -217,6 +218,24 @@ def test_take_chunk_hands_one_partition_at_a_time() -> None:
     assert state.take_chunk(100) is None
 
 
+def answer_late(
+    state: FetchState, part: PartitionState, gen: int, offset: int, data: bytes
+) -> bool:
+    """Answer a fetch started earlier (``fetch_started``'s generation and offset)."""
+    return state.fetch_answered(
+        part,
+        gen,
+        offset,
+        error_code=0,
+        high_watermark=10,
+        last_stable_offset=10,
+        log_start_offset=0,
+        records=data,
+        aborted=None,
+        stop_at_end=False,
+    )
+
+
 def test_seek_drops_buffered_and_in_flight_answers() -> None:
     state = new_state()
     positioned(state)
@@ -226,18 +245,7 @@ def test_seek_drops_buffered_and_in_flight_answers() -> None:
     state.seek(TP, 2)  # ...made stale by a seek
     assert state.buffered == 0
     assert part.fetch_offset == 2
-    assert not state.fetch_answered(
-        part,
-        gen,
-        offset,
-        error_code=0,
-        high_watermark=10,
-        last_stable_offset=10,
-        log_start_offset=0,
-        records=data_batch(values("z", 5), base_offset=5),
-        aborted=None,
-        stop_at_end=False,
-    )
+    assert not answer_late(state, part, gen, offset, data_batch(values("z", 5), base_offset=5))
     assert state.take(10) == []
 
 
@@ -255,18 +263,7 @@ def test_a_reset_does_not_wait_for_the_fetch_in_flight() -> None:
     state.reset_done(part, reset_gen, 0, None)
     assert (part.position, part.reset) == (0, None)
     assert state.fetchable(0.0) == []  # the stale fetch is still out: no second one yet
-    assert not state.fetch_answered(
-        part,
-        gen,
-        offset,
-        error_code=0,
-        high_watermark=10,
-        last_stable_offset=10,
-        log_start_offset=0,
-        records=data_batch(values("z", 3), base_offset=7),
-        aborted=None,
-        stop_at_end=False,
-    )
+    assert not answer_late(state, part, gen, offset, data_batch(values("z", 3), base_offset=7))
     assert part.position == 0  # the stale answer moved nothing
     assert state.fetchable(0.0) == [part]
 
