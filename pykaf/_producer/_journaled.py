@@ -195,57 +195,65 @@ class JournalAccumulator(JournalRuns):
             if t is None:
                 t = self._unknown(topic)
             lock = self._lock
-            lock.acquire()
+            # acquire() then try, not ``with`` (80 ns more a record); the outer handler
+            # releases what Ctrl-C may leave held in between (``_accumulator_state``).
             try:
-                if self._spill_next < 0 and not self._closed:
-                    if partition is None:
-                        part = t.sticky if key is None else None
-                    elif partition.__class__ is int and 0 <= partition < t.count:
-                        part = t.parts[partition]
-                    else:
-                        part = None  # _take raises the error
-                    batch = None if part is None else part.open
-                    if batch is not None:
-                        filled = batch.size + size
-                        # Both bounds: a sticky batch past batch_limit moves (``_place``).
-                        # Past its reservation, the batch grows it here while memory
-                        # allows (``_room``): once every ``t.reserve`` bytes, 1 record in
-                        # 15 of 1 KiB, which through ``_take`` cost 0.2-0.3 us a record
-                        # on average (a sixth of the hot path's time).
-                        if filled <= t.batch_limit and (
-                            filled <= batch.reserved or self._room(batch, t, size)
-                        ):
-                            at = self._next_record
-                            # A record without a timestamp gets its batch's opening time
-                            # when encoded (``Accumulator``): journaled with that same time.
-                            stamp = batch.created_ms if timestamp is None else timestamp
-                            # The store's lock-free append (C), else its locked one.
-                            end = self._fast_append(at, topic, batch.partition, stamp, key, value)
-                            if end < 0:
-                                end = self.store.try_append_record(
+                lock.acquire()
+                try:
+                    if self._spill_next < 0 and not self._closed:
+                        if partition is None:
+                            part = t.sticky if key is None else None
+                        elif partition.__class__ is int and 0 <= partition < t.count:
+                            part = t.parts[partition]
+                        else:
+                            part = None  # _take raises the error
+                        batch = None if part is None else part.open
+                        if batch is not None:
+                            filled = batch.size + size
+                            # Both bounds: a sticky batch past batch_limit moves (``_place``).
+                            # Past its reservation, the batch grows it here while memory
+                            # allows (``_room``): once every ``t.reserve`` bytes, 1 record in
+                            # 15 of 1 KiB, which through ``_take`` cost 0.2-0.3 us a record
+                            # on average (a sixth of the hot path's time).
+                            if filled <= t.batch_limit and (
+                                filled <= batch.reserved or self._room(batch, t, size)
+                            ):
+                                at = self._next_record
+                                # A record without a timestamp gets its batch's opening time
+                                # when encoded (``Accumulator``): journaled with that same time.
+                                stamp = batch.created_ms if timestamp is None else timestamp
+                                # The store's lock-free append (C), else its locked one.
+                                end = self._fast_append(
                                     at, topic, batch.partition, stamp, key, value
                                 )
-                            if end >= 0:
-                                serial = self.last_serial = at
-                                self._next_record = at + 1
-                                records = batch.records
-                                records.append((key, value, None, stamp))
-                                batch.size = filled
-                                if on_delivery is not None:
-                                    if batch.reports is None:
-                                        batch.reports = [(len(records) - 1, on_delivery)]
-                                    else:
-                                        batch.reports.append((len(records) - 1, on_delivery))
-                                if batch.journal_first < 0:
-                                    batch.journal_first = at
-                                batch.journal_last = at
-                                if self._full_episode:
-                                    self._full_episode = False
-                                    log.info(
-                                        "the journal in %s has room again", self.store.directory
+                                if end < 0:
+                                    end = self.store.try_append_record(
+                                        at, topic, batch.partition, stamp, key, value
                                     )
-            finally:
-                lock.release()
+                                if end >= 0:
+                                    serial = self.last_serial = at
+                                    self._next_record = at + 1
+                                    records = batch.records
+                                    records.append((key, value, None, stamp))
+                                    batch.size = filled
+                                    if on_delivery is not None:
+                                        if batch.reports is None:
+                                            batch.reports = [(len(records) - 1, on_delivery)]
+                                        else:
+                                            batch.reports.append((len(records) - 1, on_delivery))
+                                    if batch.journal_first < 0:
+                                        batch.journal_first = at
+                                    batch.journal_last = at
+                                    if self._full_episode:
+                                        self._full_episode = False
+                                        log.info(
+                                            "the journal in %s has room again", self.store.directory
+                                        )
+                finally:
+                    lock.release()
+            except BaseException:
+                self._release_if_interrupted()
+                raise
         if serial < 0:
             serial = self._take(topic, value, key, partition, headers, timestamp, on_delivery)
         if self._sync_each:

@@ -125,9 +125,7 @@ class JournalRuns(JournalFeed):
         if t is None:
             return next(items, _NO_ITEM)  # ``_take`` learns the topic
         plain = self._plain_limit
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:  # not acquire() then try: see _accumulator_state (Ctrl-C)
             if self._spill_next >= 0:
                 # As ``_take`` does per record: the feeder hands back two records for each
                 # this run may add, so the backlog shrinks (not while the feed is stuck).
@@ -201,6 +199,4 @@ class JournalRuns(JournalFeed):
                 if self._full_episode:
                     self._full_episode = False
                     log.info("the journal in %s has room again", self.store.directory)
-        finally:
-            lock.release()
         return _RUN_ENDED
