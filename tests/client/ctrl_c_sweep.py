@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,19 +22,26 @@ from pykaf import Admin, Client, Consumer, Producer, TopicPartition
 from pykaf.broker import BlockingCluster
 
 PYKAF = str(Path(__file__).resolve().parents[2] / "pykaf")
-CALLS = 80  # above the calls any one operation below makes (the sweep reports its hits)
+CALLS = 200  # above the points any one operation below has (the sweep reports its hits)
 FAST = {"request_timeout": 2.0, "retry_backoff": 0.05}
 # A seek waits for the fetch in flight (up to fetch_max_wait) before position() answers.
 CONSUMING = {**FAST, "fetch_max_wait": 0.05}
 GROUP = {"session_timeout": 6.0, "heartbeat_interval": 0.5, "rebalance_timeout": 1.0}
 
 
-def interrupt_at(k: int) -> Callable[[FrameType, str, Any], None]:
+BOTH = ("call", "c_return")
+
+
+def interrupt_at(k: int, points: tuple[str, ...] = BOTH) -> Callable[[FrameType, str, Any], None]:
+    """A profile hook raising KeyboardInterrupt at the k-th point where CPython would run
+    a signal handler in pykaf's code: a Python function's start ("call"), and just after
+    a C function returns ("c_return": the exception replaces its result, as the check
+    after a call does)."""
     calls = 0
 
     def hook(frame: FrameType, event: str, arg: Any) -> None:
         nonlocal calls
-        if event == "call" and frame.f_code.co_filename.startswith(PYKAF):
+        if event in points and frame.f_code.co_filename.startswith(PYKAF):
             calls += 1
             if calls == k:
                 sys.setprofile(None)
@@ -42,11 +50,11 @@ def interrupt_at(k: int) -> Callable[[FrameType, str, Any], None]:
     return hook
 
 
-def sweep(operation: Callable[[], object]) -> None:
+def sweep(operation: Callable[[], object], points: tuple[str, ...] = BOTH) -> None:
     """``operation`` interrupted at its 1st, 2nd, ... call into pykaf; then run whole."""
     interrupted = 0
     for k in range(1, CALLS + 1):
-        sys.setprofile(interrupt_at(k))  # this thread only: the loop's is not interrupted
+        sys.setprofile(interrupt_at(k, points))  # this thread only: the loop's is not interrupted
         try:
             operation()
         except KeyboardInterrupt:
@@ -87,6 +95,8 @@ def admin_list_topics(cluster: BlockingCluster) -> None:
 
 def producer_flush(cluster: BlockingCluster) -> None:
     with Producer(cluster.bootstrap, linger=0.0, **FAST) as producer:
+        producer.produce("t", b"warm")  # the topic known: the sweep reaches the append
+        producer.flush(5.0)
 
         def produce_and_flush() -> object:
             producer.produce("t", b"v")
@@ -95,9 +105,31 @@ def producer_flush(cluster: BlockingCluster) -> None:
         sweep(produce_and_flush)
 
 
+def journaled_producer_flush(cluster: BlockingCluster) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        options = {"custody": "journal", "journal_dir": directory, "linger": 0.0, **FAST}
+        with Producer(cluster.bootstrap, **options) as producer:
+            producer.produce("t", b"warm")
+            producer.flush(5.0)
+
+            def produce_and_flush() -> object:
+                producer.produce("t", b"v")
+                producer.produce_batch("t", [b"w"] * 3)
+                return producer.flush(5.0)
+
+            sweep(produce_and_flush)
+
+
 SCENARIOS = {
     f.__name__: f
-    for f in (consumer_poll, consumer_calls, client_metadata, admin_list_topics, producer_flush)
+    for f in (
+        consumer_poll,
+        consumer_calls,
+        client_metadata,
+        admin_list_topics,
+        producer_flush,
+        journaled_producer_flush,
+    )
 }
 
 if __name__ == "__main__":
@@ -105,4 +137,4 @@ if __name__ == "__main__":
         cluster.create_topic("t", partitions=1)
         SCENARIOS[sys.argv[1]](cluster)
     gc.collect()  # a coroutine never awaited is reported as it is collected
-    print("DONE", threading.active_count())
+    print("DONE", [t.name for t in threading.enumerate()])

@@ -1,7 +1,9 @@
 """Ctrl-C wherever it lands in a blocking call leaves the client working and quiet.
 
 Each scenario of ``ctrl_c_sweep.py`` runs in its own process: a blocking operation is
-interrupted at each of its calls into pykaf in turn, then runs once more, whole. That
+interrupted at each point of pykaf's code where CPython would raise a signal handler's
+``KeyboardInterrupt`` (a function's start, just after a C call returns), then runs once
+more, whole. That
 last run must work (a promised wake that never came stalled a producer: its flush
 waited out its timeout), and stderr must hold none of Python's "coroutine ... was never
 awaited" (a ``Consumer`` made a coroutine in the caller's thread and was interrupted
@@ -24,8 +26,22 @@ BOUND = 60.0
 NOISE = ("never awaited", "Task was destroyed", "never retrieved", "Traceback", "Exception in")
 
 
+# Known, open: an interrupt inside the journal store's append, after the record is
+# written and before the producer counts its serial, leaves the store refusing the next
+# serial ("record serial 1 is below the next serial 2"): every later produce() raises.
+JOURNAL_SERIAL = pytest.mark.xfail(
+    reason="an interrupt mid-append desynchronises the journal's serials", strict=True
+)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="profile hooks and KeyboardInterrupt")
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        pytest.param(name, marks=JOURNAL_SERIAL) if name.startswith("journaled") else name
+        for name in sorted(SCENARIOS)
+    ],
+)
 def test_ctrl_c_at_any_call_leaves_the_client_working_and_quiet(scenario: str) -> None:
     done = run_script(SCRIPT, scenario, timeout=BOUND, python_options=("-X", "dev"))
     for noise in NOISE:
@@ -43,4 +59,5 @@ EXPECTED = {
     "client_metadata": "['t']",
     "admin_list_topics": "['t']",
     "producer_flush": "0",
+    "journaled_producer_flush": "0",
 }

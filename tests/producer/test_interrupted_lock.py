@@ -15,9 +15,10 @@ Before, every case left the lock held.
 from __future__ import annotations
 
 import contextlib
-import threading
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -97,16 +98,27 @@ def test_an_interrupt_never_leaves_the_lock_held(
 
 
 def test_the_journal_store_s_lock_is_not_left_held_either() -> None:
-    # The store's lock (SettlingLock) took its inner lock with acquire() before its try:
-    # a journaled produce() loop hung at close, 1 Ctrl-C in 25.
+    # The store's lock (SettlingLock) took its inner lock with acquire() before its try,
+    # and ``with`` went through a Python __enter__ calling acquire(): a journaled
+    # produce() loop hung at close, 1 Ctrl-C in 25. Here the interrupt lands where
+    # CPython checks for it right after the lock is taken (the C acquire returning).
     settled: list[int] = []
     store_lock = SettlingLock(lambda: settled.append(1))
-    inner = Interrupting(threading.RLock())
-    store_lock._lock = inner  # type: ignore[assignment]
-    with pytest.raises(KeyboardInterrupt):
-        store_lock.acquire()
-    assert not inner._is_owned()
-    store_lock._lock = inner.real
+    here = SettlingLock.__module__.replace(".", "/") + ".py"
+
+    def interrupt_once_taken(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "c_return" and frame.f_code.co_filename.endswith(here):
+            sys.setprofile(None)
+            raise KeyboardInterrupt
+
+    for take in (store_lock.acquire, store_lock.__enter__):
+        sys.setprofile(interrupt_once_taken)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                take()
+        finally:
+            sys.setprofile(None)
+        assert not store_lock._is_owned()
     with store_lock:  # and it is taken again, settling as ever
         assert store_lock._is_owned()
     assert settled == [1]

@@ -5,56 +5,57 @@ The produce path's common append skips the store's lock (``JournalTail``, C, in
 without it, and stop it: then the section sees, and alone changes, the state. Taking the
 lock does both, ``Condition.wait`` taking it again included (see ``_segments``).
 
-Ctrl-C: CPython raises the ``KeyboardInterrupt`` of a signal handler at its first check
-after a call returns, so also right after the inner lock's ``acquire()`` took it. The
-lock stayed held: the journal's thread and ``close()`` then waited for it forever (1 of
-25 Ctrl-Cs of a journaled ``produce()`` loop hung). ``acquire`` releases it on any
-exception while this thread holds it; the inner lock is an ``RLock`` only to know that.
+Ctrl-C: CPython raises a signal handler's ``KeyboardInterrupt`` at its first check after
+a call returns, and at the start of a Python function. The lock stayed held when one
+landed just after the inner ``acquire()``, or at the start of a Python ``__exit__``
+(``with`` does not call ``__exit__`` again): the journal's thread and ``close()`` then
+waited for it forever (1 of 25 Ctrl-Cs of a journaled ``produce()`` loop hung). So the
+lock is an ``RLock`` (C) itself, whose ``release`` and ``__exit__`` are C with no such
+check, and the taking releases it on any exception while this thread holds it.
 """
 
 from __future__ import annotations
 
-import threading
+import _thread
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["SettlingLock"]
 
 
-class SettlingLock:
+class SettlingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed only
     """The store's lock: a lock that settles the store's ``JournalTail`` each time it is
-    taken (``Condition.wait`` takes it again through ``acquire`` too). The tail writes
-    without the lock, so a section under it must first take in what the tail wrote, and
-    stop it: then the section sees, and alone changes, the state. Never taken twice by
-    one thread (reentrant only to know its owner, module doc)."""
+    taken (``Condition.wait`` takes it again through ``_acquire_restore``). The tail
+    writes without the lock, so a section under it must first take in what the tail
+    wrote, and stop it: then the section sees, and alone changes, the state. Never
+    taken twice by one thread (reentrant only to know its owner, module doc)."""
 
-    __slots__ = ("_lock", "_settle")
+    __slots__ = ("_settle",)
+
+    def __new__(cls, settle: Callable[[], None]) -> SettlingLock:
+        return super().__new__(cls)
 
     def __init__(self, settle: Callable[[], None]) -> None:
-        self._lock = threading.RLock()
         self._settle = settle
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        lock = self._lock
         try:
-            if not lock.acquire(blocking, timeout):
+            if not super().acquire(blocking, timeout):
                 return False
             self._settle()
         except BaseException:
             # The settling failed, or an interrupt landed just after the lock was taken.
-            if lock._is_owned():  # type: ignore[attr-defined]
-                lock.release()
+            if self._is_owned():  # type: ignore[attr-defined]
+                self.release()
             raise
         return True
 
-    def release(self) -> None:
-        self._lock.release()
+    # ``with`` takes it through ``acquire`` itself: a ``__enter__`` that called it would
+    # meet the check after that call, the lock taken, and ``with`` would not release it.
+    __enter__ = acquire
 
-    def _is_owned(self) -> bool:
-        """For ``threading.Condition``, which asks the lock it was given."""
-        return bool(self._lock._is_owned())  # type: ignore[attr-defined]
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+    def _acquire_restore(self, state: Any) -> None:
+        # ``Condition.wait`` taking the lock back: settle as any taking does. Held by the
+        # caller's ``with`` by contract, so an exception here leaves it to that release.
+        super()._acquire_restore(state)  # type: ignore[misc]
+        self._settle()
