@@ -51,6 +51,7 @@ from pykaf._producer._batches import (
     check_report,
     normalise,
 )
+from pykaf._producer._ctrl_c import whole
 from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._drain import Draining
 from pykaf._producer._flush_bookkeeping import FlushBookkeeping
@@ -79,6 +80,7 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
 
     # -- appending (any thread) -----------------------------------------------------------
 
+    @whole
     def append(
         self,
         topic: str,
@@ -162,6 +164,7 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
         if wake:
             self.wake()
 
+    @whole
     def append_many(
         self,
         topic: str,

@@ -63,6 +63,7 @@ from pykaf._producer._batches import (
     check_report,
     normalise,
 )
+from pykaf._producer._ctrl_c import whole
 from pykaf._producer._delivery import Report
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._journaled_feed import FeedSoon, NoRoom, RoomSoon
@@ -151,6 +152,7 @@ class JournalAccumulator(JournalRuns):
 
     # -- appending (any thread) -----------------------------------------------------------
 
+    @whole
     def append(
         self,
         topic: str,

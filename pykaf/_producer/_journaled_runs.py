@@ -20,6 +20,7 @@ from pykaf._producer._batches import (
     TopicQueues,
     check_report,
 )
+from pykaf._producer._ctrl_c import whole
 from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._journaled_feed import JournalFeed
@@ -70,6 +71,7 @@ class JournalRuns(JournalFeed):
     def wait_for_feed_briefly(self, count: int) -> bool:
         raise NotImplementedError  # JournalAccumulator's
 
+    @whole
     def append_many(
         self,
         topic: str,

@@ -24,6 +24,7 @@ from pykaf._client._async_client import AsyncClient
 from pykaf._client._loop_thread import LoopThread
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import ClientClosedError, DeliveryError, KafkaTimeoutError, ProducerClosedError
+from pykaf._producer._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
 from pykaf._producer._delivery import (
@@ -143,6 +144,8 @@ class Producer:
         _OPEN.add(self)
         if self._custody is not None:
             self._attach(self._custody, client, reporter)
+        # Ctrl-C in the middle of an append waits for its end (``_ctrl_c``).
+        self._defers_ctrl_c = defer_in_main_thread()
 
     def _attach(self, custody: Custody, client: AsyncClient, reporter: Reporter) -> None:
         # The journal's feeder runs in a thread of its own: it reaches the loop safely.
@@ -393,6 +396,9 @@ class Producer:
                 # Every report is given: their DONE entries are written and synced (and
                 # what stays in the journal for the next producer is said at WARNING).
                 custody.close(self.settings.client.close_timeout + _MARGIN)
+            if self._defers_ctrl_c:
+                self._defers_ctrl_c = False
+                release_handler()
 
     def _wait_for_close(self, closing: concurrent.futures.Future[int] | None, bound: float) -> int:
         try:

@@ -26,22 +26,8 @@ BOUND = 60.0
 NOISE = ("never awaited", "Task was destroyed", "never retrieved", "Traceback", "Exception in")
 
 
-# Known, open: an interrupt inside the journal store's append, after the record is
-# written and before the producer counts its serial, leaves the store refusing the next
-# serial ("record serial 1 is below the next serial 2"): every later produce() raises.
-JOURNAL_SERIAL = pytest.mark.xfail(
-    reason="an interrupt mid-append desynchronises the journal's serials", strict=True
-)
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="profile hooks and KeyboardInterrupt")
-@pytest.mark.parametrize(
-    "scenario",
-    [
-        pytest.param(name, marks=JOURNAL_SERIAL) if name.startswith("journaled") else name
-        for name in sorted(SCENARIOS)
-    ],
-)
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_ctrl_c_at_any_call_leaves_the_client_working_and_quiet(scenario: str) -> None:
     done = run_script(SCRIPT, scenario, timeout=BOUND, python_options=("-X", "dev"))
     for noise in NOISE:

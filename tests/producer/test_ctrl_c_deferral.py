@@ -1,0 +1,95 @@
+"""``_ctrl_c``: a blocking producer defers Ctrl-C while an append runs (the end-to-end
+proof is tests/client/test_ctrl_c_anywhere.py's journaled sweep, which failed without
+it: the journal refused every serial after an interrupted append)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+
+from pykaf._producer import _ctrl_c
+from pykaf._producer._ctrl_c import deferred, whole
+from pykaf._producer._producer import Producer
+
+pytestmark = pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread() or sys.platform == "win32",
+    reason="SIGINT handlers belong to the main thread",
+)
+
+
+@whole
+def _marked() -> FrameType:
+    return _inner()
+
+
+def _inner() -> FrameType:
+    return sys._getframe()
+
+
+@whole
+def _waiting_in_marked() -> list[bool]:
+    seen: list[bool] = []
+    condition = threading.Condition()
+    with condition:
+        condition.wait_for(lambda: seen.append(deferred(sys._getframe())) or True, 1.0)
+    return seen
+
+
+def test_an_interrupt_inside_a_marked_function_is_deferred() -> None:
+    assert deferred(_marked())  # a frame below the marked one
+    assert not deferred(_inner())  # not called from it
+    assert not deferred(None)
+
+
+def test_an_interrupt_in_a_wait_of_a_marked_function_is_not_deferred() -> None:
+    assert _waiting_in_marked() == [False]  # the caller must be able to stop waiting
+
+
+@pytest.fixture
+def default_handler() -> Iterator[None]:
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _producer() -> Producer:
+    return Producer("127.0.0.1:1", request_timeout=1.0, close_timeout=1.0)
+
+
+def test_producers_install_the_handler_and_the_last_one_closed_restores_the_default(
+    default_handler: None,
+) -> None:
+    first, second = _producer(), _producer()
+    assert signal.getsignal(signal.SIGINT) is _ctrl_c._handler
+    first.close(0.1)
+    assert signal.getsignal(signal.SIGINT) is _ctrl_c._handler
+    second.close(0.1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_application_s_own_handler_is_left_alone(default_handler: None) -> None:
+    def own(signum: int, frame: FrameType | None) -> None:
+        pass
+
+    signal.signal(signal.SIGINT, own)
+    producer = _producer()
+    assert signal.getsignal(signal.SIGINT) is own
+    producer.close(0.1)
+    assert signal.getsignal(signal.SIGINT) is own
+
+
+def test_outside_an_append_ctrl_c_is_python_s_keyboard_interrupt(default_handler: None) -> None:
+    producer = _producer()
+    try:
+        with pytest.raises(KeyboardInterrupt):  # at the check after the call
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        producer.close(0.1)
