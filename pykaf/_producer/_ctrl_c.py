@@ -11,10 +11,10 @@ So, like trio's protection of its own internals, a blocking ``Producer`` created
 main thread while SIGINT has Python's default handler replaces it with ``_handler``. It
 looks at the interrupted thread's frames: inside one of the functions marked
 ``@whole`` (the producer's appends), and not inside a wait (a ``Condition.wait``, where
-an interrupt is as safe as ever and the caller must be able to stop waiting), it sends
-the signal again a millisecond later (to the main thread: a wait it entered meanwhile is
-interrupted too), by when the marked function has returned; anywhere else it raises
-``KeyboardInterrupt`` as the default handler does. The appends cost nothing more: the
+an interrupt is as safe as ever and the caller must be able to stop waiting), a watcher
+thread sends the signal again (to the main thread: a wait is interrupted too) once the
+marked function has returned or entered its wait, looking every millisecond; anywhere
+else it raises ``KeyboardInterrupt`` as the default handler does. The appends cost nothing more: the
 handler does the work, when Ctrl-C comes. The last producer closed puts the default
 handler back, if it is still ours (``asyncio.run`` installs its own only over the
 default one).
@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import _thread
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, TypeVar
@@ -51,10 +53,13 @@ def whole(fn: _F) -> _F:
     return fn
 
 
-# Ctrl-C deferred is sent again this long after (a marked function takes microseconds).
-_AGAIN_AFTER = 0.001
-# The thread that sends a deferred Ctrl-C again, while it waits (tests join it).
-redelivery: threading.Timer | None = None
+# A deferred Ctrl-C's watcher looks this often whether the marked function has returned
+# (most take microseconds; a long produce_batch without a wait for room, longer)...
+_LOOK_EVERY = 0.001
+# ... this many times at most, then sends it anyway (every loop here is bounded).
+_LOOKS = 600_000
+# The thread waiting to send a deferred Ctrl-C again (tests join it).
+redelivery: threading.Thread | None = None
 
 
 def deferred(frame: FrameType | None) -> bool:
@@ -74,16 +79,25 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     if not deferred(frame):
         raise KeyboardInterrupt
     # Again, once the function has returned. Not from here: the handler itself would
-    # meet it at its next check, recursing. A real signal to the main thread, so that a
-    # wait it has entered meanwhile is interrupted too.
-    redelivery = threading.Timer(_AGAIN_AFTER, _send_again, (signum,))
-    redelivery.daemon = True
-    redelivery.start()
+    # meet it at its next check, recursing. One watcher at a time (presses meanwhile
+    # count once), not a thread per look.
+    if redelivery is None or not redelivery.is_alive():
+        redelivery = threading.Thread(
+            target=_send_once_whole, args=(signum,), name="pykaf-ctrl-c", daemon=True
+        )
+        redelivery.start()
 
 
-def _send_again(signum: int) -> None:
+def _send_once_whole(signum: int) -> None:
+    """The deferred Ctrl-C, sent again to the main thread once it has left the marked
+    function (or entered its wait): a real signal, so that a wait is interrupted too."""
+    main = threading.main_thread().ident or 0
+    for _ in range(_LOOKS):
+        time.sleep(_LOOK_EVERY)
+        if not deferred(sys._current_frames().get(main)):
+            break
     try:
-        signal.pthread_kill(threading.main_thread().ident or 0, signum)
+        signal.pthread_kill(main, signum)
     except (AttributeError, OSError):  # no pthread_kill (Windows), or the thread is gone
         _thread.interrupt_main(signal.Signals(signum))
 

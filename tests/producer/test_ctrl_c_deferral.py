@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -91,5 +92,36 @@ def test_outside_an_append_ctrl_c_is_python_s_keyboard_interrupt(default_handler
     try:
         with pytest.raises(KeyboardInterrupt):  # at the check after the call
             signal.raise_signal(signal.SIGINT)
+    finally:
+        producer.close(0.1)
+
+
+@whole
+def _long_append(presses: int) -> int:
+    """A marked function that takes a while (a long produce_batch, no wait for room):
+    Ctrl-C pressed ``presses`` times in it; returns how many threads ran at its end."""
+    for _ in range(presses):
+        signal.raise_signal(signal.SIGINT)
+    ends = time.monotonic() + 0.05
+    while time.monotonic() < ends:  # busy, as an append is (a wait would take it)
+        pass
+    return threading.active_count()
+
+
+def test_a_deferred_ctrl_c_comes_once_the_marked_function_returns_from_one_watcher(
+    default_handler: None,
+) -> None:
+    producer = _producer()
+    counts: list[int] = []
+
+    def press_then_wait() -> None:
+        counts.append(_long_append(3))  # nothing raised in there...
+        threading.Event().wait(5.0)  # ... but here, at once: bounded if it were not
+
+    try:
+        before = threading.active_count()
+        with pytest.raises(KeyboardInterrupt):
+            press_then_wait()
+        assert counts == [before + 1]  # one watcher, however many presses and looks
     finally:
         producer.close(0.1)
