@@ -26,7 +26,9 @@ warm-up record first, so connecting and metadata are not timed):
   kafka-python   ``send`` then ``flush`` (``api_version=(2, 3, 0)``: it cannot read the
                  mock's newer ApiVersions answer)
 After each run the parent reads the topic's end offsets: "complete" says every record
-(and no more) was written.
+(and no more) was written. The asyncio rows (pykaf-async, aiokafka) also run a task that
+sleeps 1 ms at a time on the same loop: how late it wakes (max and p99) is how long the
+producing coroutine held the loop from everything else on it (its own I/O included).
 
 Latency (linger 0 for every client: one record at a time, linger would only add its own
 delay; 100 warm-up records, then ``--latency`` records, each sent after the previous one
@@ -66,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import importlib
 import io
@@ -145,6 +148,28 @@ class Result:
         self.seconds = 0.0
         self.failed = 0
         self.latencies: list[float] = []
+        self.loop_lags: list[float] = []  # asyncio rows: a 1 ms sleeper's lateness
+
+
+class LoopLag:
+    """A task on the running loop that sleeps 1 ms at a time and notes how late it wakes:
+    how long other code held the loop (``Result.loop_lags``)."""
+
+    def __init__(self, lags: list[float]) -> None:
+        self.lags = lags
+        self.task = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            await asyncio.sleep(0.001)
+            self.lags.append(loop.time() - began - 0.001)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
 
 def pykaf_options(job: Job) -> dict[str, Any]:
@@ -238,12 +263,14 @@ def run_pykaf_async(job: Job) -> Result:
                         result.latencies.append(clock() - start)
                 return
             await p.send(topic, value)
+            lag = LoopLag(result.loop_lags)
             start = time.perf_counter()
             produce = p.produce
             for _ in range(job.count):
                 await produce(topic, value)
             result.failed += await p.flush(120)
             result.seconds = time.perf_counter() - start
+            await lag.stop()
 
     asyncio.run(main())
     return result
@@ -325,6 +352,7 @@ def run_aiokafka(job: Job) -> Result:
                         result.latencies.append(clock() - start)
                 return
             await producer.send_and_wait(topic, value)
+            lag = LoopLag(result.loop_lags)
             start = time.perf_counter()
             send = producer.send
             last = None
@@ -334,6 +362,7 @@ def run_aiokafka(job: Job) -> Result:
             if last is not None:
                 await last
             result.seconds = time.perf_counter() - start
+            await lag.stop()
         finally:
             await producer.stop()
 
@@ -552,6 +581,10 @@ def child(args: argparse.Namespace) -> int:
         "failed": result.failed,
         "rss_kib": peak_rss_kib(),
     }
+    lags = sorted(result.loop_lags)
+    if lags:
+        summary["lag_max"] = lags[-1]
+        summary["lag_p99"] = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
     if latencies:
         summary["p50"] = latencies[len(latencies) // 2]
         summary["p99"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -730,6 +763,19 @@ def print_tables(
                 f" {cpu:>10.2f}  {'yes' if complete else 'NO'}"
             )
             missed += not complete
+    lagging = [
+        (config, client, results)
+        for config in args.configs
+        for client in args.clients
+        if (results := throughput.get((config, client))) and "lag_max" in results[0]
+    ]
+    if lagging:
+        print("\nthe event loop held by an asyncio row's producing coroutine (medians of runs)")
+        print(f"{'config':<21} {'client':<20} {'max ms':>8} {'p99 ms':>8}")
+        for config, client, results in lagging:
+            worst = statistics.median(r["lag_max"] for r in results) * 1000
+            p99 = statistics.median(r["lag_p99"] for r in results) * 1000
+            print(f"{CONFIGS[config][0]:<21} {client:<20} {worst:>8.1f} {p99:>8.1f}")
     if latency:
         print(
             f"\nlatency: one record at a time, {args.latency:,} records after"

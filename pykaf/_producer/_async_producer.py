@@ -4,7 +4,8 @@ Records are appended into the accumulator in the caller's task, synchronously; t
 engine (``_engine.ProducerEngine``) runs on the same loop and is woken only when a batch
 becomes ready or a linger timer must start. ``await produce(...)`` therefore returns at
 once unless the buffer is full or the topic's metadata is not known yet: those appends
-wait in a backlog, in call order, so a later record never overtakes an earlier one.
+wait in a backlog, in call order, so a later record never overtakes an earlier one. One
+call in ``_TURN_EVERY`` gives the loop a turn first, so a loop of them shares it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull, room_wait
 
 __all__ = ["AsyncProducer"]
+
+# Before the append (a cancel there takes nothing). Without it a loop of awaited produce()
+# calls held the loop (its I/O, other tasks, Ctrl-C) until ``buffer_memory`` was full:
+# 58-103 ms at a time with 100 B records, now 2.2 ms, and more records/s, not fewer
+# (README, "The producer"). Every 256 calls cost 1 KiB records a third of their rate.
+_TURN_EVERY: Final = 1024
 
 
 class _Waiting:
@@ -134,6 +141,7 @@ class AsyncProducer:
         self._accumulator.max_block = 0.0
         self._accumulator.fetch_topic = None
         self._append = self._accumulator.append
+        self._until_turn = _TURN_EVERY
         self._engine: ProducerEngine | None = None
         self._backlog: deque[_Waiting] = deque()
         self._backlog_task: asyncio.Task[None] | None = None
@@ -306,8 +314,13 @@ class AsyncProducer:
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
         """Queue one record; ``on_delivery(metadata, error)`` gets its outcome. Waits
-        only when the buffer is full or the topic is new (up to ``max_block``)."""
+        only when the buffer is full or the topic is new (up to ``max_block``), and gives
+        the loop a turn every thousand calls."""
         engine = self._engine or self._start()
+        self._until_turn -= 1
+        if not self._until_turn:
+            self._until_turn = _TURN_EVERY
+            await asyncio.sleep(0)
         if not self._backlog:
             try:
                 self._append(

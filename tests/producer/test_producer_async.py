@@ -66,6 +66,35 @@ async def test_send_produce_flush_close(cluster: Cluster) -> None:
         await producer.produce("a", b"late")
 
 
+async def test_a_loop_of_awaited_produce_calls_gives_the_loop_turns(cluster: Cluster) -> None:
+    # While the buffer has room, produce() completes without awaiting anything: a loop of
+    # them held the loop (its I/O, the broker here, every other task) until
+    # ``buffer_memory`` was full, 60-100 ms at a time with small records. It gives the
+    # loop a turn every thousand calls now; a task counting its turns sees them.
+    await cluster.create_topic("turns", 1)
+    turns = 0
+    counting = True
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while counting:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with AsyncProducer(cluster.bootstrap, **{**FAST, "linger": 10.0}) as producer:
+        await producer.produce("turns", b"first")  # the topic known: no call below waits
+        counter = asyncio.create_task(count_turns())
+        await asyncio.sleep(0)
+        before = turns
+        for _ in range(20_000):
+            await producer.produce("turns", b"v")
+        during = turns - before
+        counting = False
+        await counter
+        assert await producer.flush(10) == 0
+    assert during >= 20_000 // 2_048
+
+
 async def test_produce_batch_and_futures(cluster: Cluster) -> None:
     await cluster.create_topic("b", 2)
     async with AsyncProducer(cluster.bootstrap, **FAST) as producer:
