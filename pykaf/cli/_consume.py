@@ -77,7 +77,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="pykaf consume",
         description="Write the records of TOPIC(s) to stdout: by default each value and a newline.",
     )
-    parser.add_argument("topics", nargs="+", metavar="TOPIC")
+    parser.add_argument("topics", nargs="*", metavar="TOPIC")
+    parser.add_argument(
+        "-t",
+        dest="topic_flags",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="a topic, as kcat spells it (repeatable; beside or instead of TOPIC)",
+    )
     parser.add_argument("-o", dest="offset", help=f"where to start: {_OFFSET_HELP}")
     parser.add_argument("-p", dest="partition", type=int, help="only this partition")
     parser.add_argument(
@@ -321,5 +329,9 @@ def _final_commit(printed: _Printed) -> None:
 
 
 def run_consume(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.topics = args.topic_flags + args.topics
+    if not args.topics:
+        parser.error("which topic? pykaf consume TOPIC (or -t TOPIC, as kcat)")
     return run_command(_consume, args)

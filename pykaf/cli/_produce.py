@@ -66,10 +66,18 @@ def _parse_header(text: str) -> tuple[str, bytes]:
 def _parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="pykaf produce",
+        usage="pykaf produce [options] TOPIC [FILE ...]  (or: -t TOPIC [FILE ...])",
         description="Produce records read from stdin (or FILEs) to TOPIC: one per line.",
     )
-    parser.add_argument("topic", metavar="TOPIC")
-    parser.add_argument("files", nargs="*", metavar="FILE", help="read these instead of stdin")
+    parser.add_argument(
+        "operands",
+        nargs="*",
+        metavar="TOPIC [FILE]",
+        help="the topic, then files to read instead of stdin (- for stdin)",
+    )
+    parser.add_argument(
+        "-t", dest="topic_flag", metavar="TOPIC", help="the topic, as kcat spells it"
+    )
     parser.add_argument(
         "-D", dest="delimiter", default="\\n", help="record delimiter (default \\n; \\t, \\0...)"
     )
@@ -231,5 +239,13 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def run_produce(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    # ``TOPIC [FILE...]``, or kcat's ``-t TOPIC [FILE...]``: then every operand is a file.
+    if args.topic_flag is not None:
+        args.topic, args.files = args.topic_flag, args.operands
+    elif args.operands:
+        args.topic, args.files = args.operands[0], args.operands[1:]
+    else:
+        parser.error("which topic? pykaf produce TOPIC [FILE...] (or -t TOPIC, as kcat)")
     return run_command(_produce, args)

@@ -63,3 +63,21 @@ def test_progress_prints_quarters_when_not_a_terminal() -> None:
     assert len(lines) == 4
     assert lines[-1].startswith("work [##############################] 100.0%")
     assert "1,000/1,000" in lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        ("produce", "pykaf produce TOPIC [FILE...] (or -t TOPIC, as kcat)"),
+        ("consume", "pykaf consume TOPIC (or -t TOPIC, as kcat)"),
+    ],
+)
+def test_a_data_command_without_a_topic_says_how_to_name_one(
+    capsys: pytest.CaptureFixture[str], command: str, usage: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse's way, with our status and line
+        main([command])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"which topic? {usage}" in err

@@ -61,6 +61,21 @@ def test_offset_specs(ten: str, offset: str, expected: list[int]) -> None:
     assert lines(done.stdout) == [b"value-%06d" % i for i in expected]
 
 
+def test_kcats_dash_t_names_topics_beside_or_instead_of_the_operands(
+    one_broker: BlockingCluster, ten: str
+) -> None:
+    if "two" not in one_broker.state.topics:
+        fill(one_broker, "two", 2)
+    alone = cli(["consume", "-b", ten, "-t", "ten", "-e"])
+    assert (alone.returncode, alone.stderr) == (0, b"")
+    assert lines(alone.stdout) == [b"value-%06d" % i for i in range(10)]
+    both = cli(["consume", "-b", ten, "-t", "two", "ten", "-e"])
+    assert both.returncode == 0, both.stderr
+    assert sorted(lines(both.stdout)) == sorted(
+        [b"value-%06d" % i for i in range(10)] + [b"value-000000", b"value-000001"]
+    )
+
+
 def test_count_partition_and_format_tokens(one_broker: BlockingCluster) -> None:
     fill(one_broker, "three-parts", 30, partitions=3)
     done = cli(

@@ -93,6 +93,17 @@ def test_files_delimiter_constant_key_partition_and_compression(
     ]
 
 
+def test_kcats_dash_t_names_the_topic_and_every_operand_is_a_file(
+    one_broker: BlockingCluster, tmp_path: os.PathLike[str]
+) -> None:
+    one_broker.create_topic("dash-t", 1)
+    path = os.path.join(tmp_path, "lines")
+    with open(path, "wb") as out:
+        out.write(b"a\nb\n")
+    assert main(["produce", "-b", one_broker.bootstrap, "-t", "dash-t", path]) == 0
+    assert [value for _, _, value, _ in read_all(one_broker.bootstrap, "dash-t")] == [b"a", b"b"]
+
+
 def test_json_mode_takes_what_consume_json_writes(one_broker: BlockingCluster) -> None:
     one_broker.create_topic("json-in", 2)
     one_broker.create_topic("json-copy", 2)
