@@ -12,7 +12,11 @@ every poll, and in ``on_revoked``); with ``--auto-commit`` they rely on auto-com
 instead (of what was handed out, never ahead of it). At random moments one member is
 SIGKILLed (sometimes two at once) and a new one started in its place; ``--static`` gives
 the places static member ids (``group_instance_id``), so a new member takes its
-predecessor's place without a rebalance. After the last kill the producer stops, the
+predecessor's place without a rebalance. With ``--outages P`` a share P of those rounds
+takes one broker (a third of the time every broker) down around the kill, for up to 3 s:
+the group's coordinator, partition leaders or the whole cluster gone while members join,
+commit and die. With ``--moves P`` a share moves every partition's leader to another
+broker. After the last kill the producer stops, the
 members consume until every record was processed (bounded), then close.
 
 Then it counts:
@@ -53,7 +57,7 @@ BROKERS = 3
 CHILD = """
 import logging, sys, threading, time
 from pykaf import Consumer
-from pykaf import CommitFailedError, RebalancingCommitError
+from pykaf import PykafError
 if len(sys.argv) > 7:
     logging.basicConfig(filename=sys.argv[7], level=logging.DEBUG,
                         format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
@@ -74,7 +78,7 @@ def commit():
     # next owner (at least once); the next poll rejoins.
     try:
         consumer.commit()
-    except (CommitFailedError, RebalancingCommitError) as exc:
+    except PykafError as exc:  # refused (a rebalance), or no coordinator (an outage)
         say(f"E {time.time():.3f} {type(exc).__name__}: {exc}")
 
 def revoked(partitions):
@@ -164,7 +168,8 @@ def start_member(place: int, generation: int, bootstrap: str, args: argparse.Nam
 
 
 def produce(bootstrap: str, partitions: int, rate: float, stop: threading.Event) -> list[int]:
-    """Numbered records until ``stop``; returns the numbers acknowledged."""
+    """Numbered records until ``stop``; returns the numbers acknowledged (a record
+    refused or failed is not counted, and not looked for)."""
     acknowledged: list[int] = []
 
     def report(n: int) -> Callable[[object, BaseException | None], None]:
@@ -215,6 +220,8 @@ def main() -> int:
     parser.add_argument("--auto-commit", action="store_true")
     parser.add_argument("--rate", type=float, default=3000.0)
     parser.add_argument("--drain", type=float, default=120.0)
+    parser.add_argument("--outages", type=float, default=0.0, help="share of rounds, brokers down")
+    parser.add_argument("--moves", type=float, default=0.0, help="share of rounds moving leaders")
     parser.add_argument("--logs", help="a directory for each member's DEBUG log")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
@@ -231,10 +238,25 @@ def main() -> int:
             target=lambda: result.append(produce(bootstrap, args.partitions, args.rate, stop))
         )
         producer.start()
-        kills = 0
+        kills = outages = moves = 0
+        leaders = [1 + p % BROKERS for p in range(args.partitions)]  # as assigned, and moved
         try:
             while kills < args.kills:
                 time.sleep(rng.uniform(0.3, 3.0))
+                down: list[int] = []
+                if rng.random() < args.outages:  # one broker (a third of the time all) down
+                    outages += 1
+                    every = rng.random() < 1 / 3
+                    down = list(range(1, BROKERS + 1)) if every else [rng.randint(1, BROKERS)]
+                    for node in down:
+                        cluster.faults.broker_down(node)
+                    time.sleep(rng.uniform(0.0, 1.5))
+                if not down and rng.random() < args.moves:  # each leader to another broker
+                    moves += 1
+                    for partition in range(args.partitions):
+                        others = [n for n in range(1, BROKERS + 1) if n != leaders[partition]]
+                        leaders[partition] = rng.choice(others)
+                        cluster.faults.move_leader(TOPIC, partition, leaders[partition])
                 victims = rng.sample(range(len(members)), 2 if rng.random() < 0.2 else 1)
                 for i in victims:
                     member = members[i]
@@ -242,6 +264,10 @@ def main() -> int:
                     member.process.wait(30)
                     gone.append(member)
                     kills += 1
+                if down:
+                    time.sleep(rng.uniform(0.0, 1.5))
+                    for node in down:
+                        cluster.faults.broker_up(node)
                 if rng.random() < 0.3:
                     time.sleep(rng.uniform(0.5, 4.0))  # a gap: the survivors take over
                 for i in victims:
@@ -249,7 +275,10 @@ def main() -> int:
         finally:
             stop.set()
             producer.join(120)
-        acknowledged = set(result[0]) if result else set()
+        if not result:
+            print("the producing thread failed (its traceback above)")
+            return 1
+        acknowledged = set(result[0])
         deadline = time.monotonic() + args.drain
 
         def seen() -> Counter[int]:
@@ -277,7 +306,8 @@ def main() -> int:
     print(
         f"seed {seed}, {args.assignor}{', static' if args.static else ''}"
         f"{', auto-commit' if args.auto_commit else ''}: {kills} SIGKILLs of {args.members}"
-        f" members, {len(acknowledged):,} records acknowledged, {len(counts):,} processed;"
+        f" members ({outages} rounds with brokers down, {moves} with leaders moved),"
+        f" {len(acknowledged):,} records acknowledged, {len(counts):,} processed;"
         f" lost {len(lost)}, duplicated {duplicated}, rewound {rewound},"
         f" wrong partition {wrong}, committed behind the end {behind};"
         f" commits refused {dict(errors)};"
