@@ -138,6 +138,7 @@ class AsyncConsumer:
             health=self._health,
         )
         self._started = False
+        self._handed_since_turn = 0  # records poll() returned since it gave the loop a turn
         self._closed = False
 
     def __repr__(self) -> str:
@@ -264,6 +265,12 @@ class AsyncConsumer:
             raise ValueError(f"timeout must be >= 0 seconds or None, not {timeout!r}")
         self.handed.abandon()
         self.look_for_end_again()
+        if self._handed_since_turn >= CHUNK:
+            # Buffered records return without awaiting anything: a loop of poll() calls
+            # would hold the loop (its fetches, other tasks, Ctrl-C) until the buffer
+            # ran dry. A turn first, once per CHUNK records (a cancel here takes none).
+            self._handed_since_turn = 0
+            await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         assert self._data is not None
@@ -278,6 +285,7 @@ class AsyncConsumer:
             data.clear()
             records = self._state.take(limit)
             if records:
+                self._handed_since_turn += len(records)
                 return records
             self._raise_failure()
             if self.settings.stop_at_end and self._state.all_at_end():
@@ -342,6 +350,9 @@ class AsyncConsumer:
                     yield record
                 if handed.current is chunk:
                     handed.current = None
+                # The loop's turn between chunks, as poll() gives it: from the buffer the
+                # iteration awaits nothing, and held the loop until the buffer ran dry.
+                await asyncio.sleep(0)
         finally:
             # Left mid-chunk (break, error): what was not handed is fetched again. Only
             # this iteration's own chunk: an async generator is finalised late, maybe
