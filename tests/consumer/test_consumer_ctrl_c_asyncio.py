@@ -17,7 +17,7 @@ from script_runs import run_script
 
 from pykaf._consumer._hand_out import CHUNK
 
-CHILD = Path(__file__).with_name("_ctrl_c_asyncio_child.py")
+CHILD = Path(__file__).with_name("_consumer_ctrl_c_asyncio_child.py")
 INTERRUPT_AFTER = 1_000  # the child's
 POLL_RECORDS = 500  # the child's max_records
 NOISE = ("Traceback", "never awaited", "Task was destroyed", "never retrieved", "Exception in")

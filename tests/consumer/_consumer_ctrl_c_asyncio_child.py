@@ -2,7 +2,7 @@
 buffered records: asyncio cancels ``main`` at the loop's next turn. Prints how many
 records were handed out and what the group committed.
 
-    python _ctrl_c_asyncio_child.py iterate|poll
+    python _consumer_ctrl_c_asyncio_child.py iterate|poll
 """
 
 from __future__ import annotations
