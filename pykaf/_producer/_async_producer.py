@@ -29,6 +29,7 @@ from pykaf._errors import (
 )
 from pykaf._producer._async_backlog import AsyncBacklog, Waiting
 from pykaf._producer._batches import TopicUnknownError, check_report
+from pykaf._producer._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
 from pykaf._producer._delivery import (
@@ -122,6 +123,7 @@ class AsyncProducer(AsyncBacklog):
         self._accumulator.fetch_topic = None
         self._append = self._accumulator.append
         self._until_turn = _TURN_EVERY
+        self._defers_ctrl_c = False
         self._engine: ProducerEngine | None = None
         self._backlog: deque[Waiting] = deque()
         self._backlog_task: asyncio.Task[None] | None = None
@@ -197,6 +199,9 @@ class AsyncProducer(AsyncBacklog):
                 asyncio.get_running_loop(),
             )
             self._accumulator.wake = engine.schedule_pump
+            # A loop in the main thread under Python's own SIGINT handler: a Ctrl-C
+            # waits until the loop is out of pykaf's code (``_ctrl_c``).
+            self._defers_ctrl_c = defer_in_main_thread()
             # Started by hand up to its yield: from here the loop tracks it.
             self._exit_guard = close_when_loop_ends(self)
             OPEN_GUARDS.add(self._exit_guard)
@@ -468,6 +473,9 @@ class AsyncProducer(AsyncBacklog):
         try:
             return await self._close_engine(timeout)
         finally:
+            if self._defers_ctrl_c:
+                self._defers_ctrl_c = False
+                release_handler()
             if self._custody is not None:
                 # After the last report: the DONE entries are written and synced, off
                 # the loop (fsyncs block).

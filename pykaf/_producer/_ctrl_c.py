@@ -19,6 +19,23 @@ handler does the work, when Ctrl-C comes. The last producer closed puts the defa
 handler back, if it is still ours (``asyncio.run`` installs its own only over the
 default one).
 
+An ``AsyncProducer`` whose loop runs in the main thread under Python's default handler
+(``loop.run_until_complete``, ``run_forever``: not ``asyncio.run``, whose own handler
+cancels the main task instead) installs it too, at its first use. There a Ctrl-C landed
+wherever the loop was: in a pykaf callback (a batch taken from its partition's queue
+and never put in its request: its records waited for close() and failed), in a task of
+the producer (its metadata watch ended by the exception for good), or in asyncio's own
+steps between a socket read and the protocol that takes the bytes, or in
+``run_until_complete``'s own cleanup (its stop callback left on the future: a later run
+stopped at once, "Event loop stopped before Future completed"). So while the loop runs
+in this thread (``run_until_complete``, ``run_forever``, ``_run_once`` on the stack),
+anywhere but its wait for I/O (a selector's ``select``), the interrupt waits too: it
+comes while the loop waits, where every callback and task is as it was, and leaves
+through the loop's own cleanup. It waits for a wait with nothing ready to run (for up to
+``_PATIENCE`` ms: a loop never idle takes a busy one then): a future done just before
+has its callbacks scheduled, not run, and ``run_until_complete``'s own, run later, stopped
+the next run at once.
+
 Not installed, the sections keep their own guards (``_accumulator_state``: the lock is
 released if an exception leaves it held).
 """
@@ -26,6 +43,8 @@ released if an exception leaves it held).
 from __future__ import annotations
 
 import _thread
+import asyncio.base_events
+import selectors
 import signal
 import sys
 import threading
@@ -43,6 +62,21 @@ _WHOLE: set[CodeType] = set()  # the marked functions' code
 _WAITS: frozenset[CodeType] = frozenset(
     (threading.Condition.wait.__code__, threading.Condition.wait_for.__code__)
 )
+# The loop running in this thread (its steps and its own start and stop), and its wait
+# for I/O within a step (module doc).
+_LOOP: frozenset[CodeType] = frozenset(
+    method.__code__
+    for method in (
+        asyncio.base_events.BaseEventLoop._run_once,  # type: ignore[attr-defined]
+        asyncio.base_events.BaseEventLoop.run_forever,
+        asyncio.base_events.BaseEventLoop.run_until_complete,
+    )
+)
+_SELECTS: frozenset[CodeType] = frozenset(
+    kind.select.__code__
+    for name in ("SelectSelector", "PollSelector", "EpollSelector", "KqueueSelector")
+    if (kind := getattr(selectors, name, None)) is not None
+)
 _users = 0  # producers that asked for the handler and have not released it
 _lock = threading.Lock()
 
@@ -58,25 +92,40 @@ def whole(fn: _F) -> _F:
 _LOOK_EVERY = 0.001
 # ... this many times at most, then sends it anyway (every loop here is bounded).
 _LOOKS = 600_000
+# On an event loop, a deferred Ctrl-C waits this many looks for the loop to wait with
+# nothing ready (its ``select`` with a timeout), then takes any wait for I/O (module doc).
+_PATIENCE = 100
 # The thread waiting to send a deferred Ctrl-C again (tests join it).
 redelivery: threading.Thread | None = None
+_urgent = False  # the redelivery ran out of patience: a busy loop's wait will do
 
 
-def deferred(frame: FrameType | None) -> bool:
-    """Is ``frame`` (the interrupted one) inside a marked function, not in its wait?"""
+def deferred(frame: FrameType | None, *, busy_wait_will_do: bool = False) -> bool:
+    """Is ``frame`` (the interrupted one) inside a marked function, not in its wait, or
+    inside this thread's running event loop, not in its wait for I/O? A wait for I/O
+    with callbacks ready to run (``select(0)``) counts only if ``busy_wait_will_do``:
+    a future done then has its callbacks scheduled and not run, and one of
+    ``run_until_complete`` stopped the next run at once ("Event loop stopped before
+    Future completed")."""
+    in_wait = False  # a thread wait: interrupted at once, unless a loop step holds it
     while frame is not None:
         code = frame.f_code
         if code in _WAITS:
-            return False
-        if code in _WHOLE:
-            return True
+            in_wait = True
+        elif code in _SELECTS:
+            return not busy_wait_will_do and frame.f_locals.get("timeout") == 0
+        elif code in _WHOLE:
+            return not in_wait
+        elif code in _LOOP:
+            return True  # a loop step never waits long: whatever it runs is whole
         frame = frame.f_back
     return False
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    global redelivery
-    if not deferred(frame):
+    global redelivery, _urgent
+    if not deferred(frame, busy_wait_will_do=_urgent):
+        _urgent = False
         raise KeyboardInterrupt
     # Again, once the function has returned. Not from here: the handler itself would
     # meet it at its next check, recursing. One watcher at a time (presses meanwhile
@@ -91,10 +140,13 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 def _send_once_whole(signum: int) -> None:
     """The deferred Ctrl-C, sent again to the main thread once it has left the marked
     function (or entered its wait): a real signal, so that a wait is interrupted too."""
+    global _urgent
     main = threading.main_thread().ident or 0
-    for _ in range(_LOOKS):
+    for look in range(_LOOKS):
         time.sleep(_LOOK_EVERY)
-        if not deferred(sys._current_frames().get(main)):
+        if look == _PATIENCE:
+            _urgent = True
+        if not deferred(sys._current_frames().get(main), busy_wait_will_do=_urgent):
             break
     try:
         signal.pthread_kill(main, signum)
