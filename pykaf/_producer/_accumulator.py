@@ -37,6 +37,7 @@ from itertools import accumulate, islice, repeat
 from operator import add
 from typing import Any, Final
 
+from pykaf._client._ctrl_c import whole
 from pykaf._errors import ProducerClosedError, RecordTooLargeError
 from pykaf._producer._batches import (
     FUTURES,
@@ -51,7 +52,6 @@ from pykaf._producer._batches import (
     check_report,
     normalise,
 )
-from pykaf._producer._ctrl_c import whole
 from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._drain import Draining
 from pykaf._producer._flush_bookkeeping import FlushBookkeeping

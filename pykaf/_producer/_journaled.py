@@ -43,6 +43,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from pykaf._client._ctrl_c import whole
 from pykaf._errors import (
     JournalDiskError,
     JournalError,
@@ -63,7 +64,6 @@ from pykaf._producer._batches import (
     check_report,
     normalise,
 )
-from pykaf._producer._ctrl_c import whole
 from pykaf._producer._delivery import Report
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._journaled_feed import FeedSoon, NoRoom, RoomSoon

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
+from pykaf._client._ctrl_c import whole
 from pykaf._producer._accumulator import _LOCK_RUN
 from pykaf._producer._batches import (
     FUTURES,
@@ -20,7 +21,6 @@ from pykaf._producer._batches import (
     TopicQueues,
     check_report,
 )
-from pykaf._producer._ctrl_c import whole
 from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._journaled_feed import JournalFeed

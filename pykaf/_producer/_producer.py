@@ -21,10 +21,10 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
+from pykaf._client._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._client._loop_thread import LoopThread
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import ClientClosedError, DeliveryError, KafkaTimeoutError, ProducerClosedError
-from pykaf._producer._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
 from pykaf._producer._delivery import (

@@ -13,8 +13,8 @@ from types import FrameType
 
 import pytest
 
-from pykaf._producer import _ctrl_c
-from pykaf._producer._ctrl_c import deferred, whole
+from pykaf._client import _ctrl_c
+from pykaf._client._ctrl_c import deferred, whole
 from pykaf._producer._producer import Producer
 
 pytestmark = pytest.mark.skipif(

@@ -1,4 +1,7 @@
-"""Ctrl-C waits until a blocking producer's bookkeeping is whole.
+"""Ctrl-C waits until pykaf's bookkeeping is whole (a blocking producer's appends, and
+whatever an event loop of the main thread runs for an async client).
+
+Here, under the client layer, so that the producer and the consumer both use it.
 
 CPython raises a signal handler's ``KeyboardInterrupt`` in the main thread wherever it
 next checks for signals: at the start of any Python function and just after any call
@@ -19,9 +22,10 @@ handler does the work, when Ctrl-C comes. The last producer closed puts the defa
 handler back, if it is still ours (``asyncio.run`` installs its own only over the
 default one).
 
-An ``AsyncProducer`` whose loop runs in the main thread under Python's default handler
-(``loop.run_until_complete``, ``run_forever``: not ``asyncio.run``, whose own handler
-cancels the main task instead) installs it too, at its first use. There a Ctrl-C landed
+An ``AsyncProducer`` or ``AsyncConsumer`` whose loop runs in the main thread under
+Python's default handler (``loop.run_until_complete``, ``run_forever``: not
+``asyncio.run``, whose own handler cancels the main task instead) installs it too, at
+its first use (released at close). There a Ctrl-C landed
 wherever the loop was: in a pykaf callback (a batch taken from its partition's queue
 and never put in its request: its records waited for close() and failed), in a task of
 the producer (its metadata watch ended by the exception for good), or in asyncio's own
