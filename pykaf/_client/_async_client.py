@@ -10,6 +10,7 @@ from typing import Any, Self, TypeVar
 
 from pykaf._client._address import parse_bootstrap
 from pykaf._client._cluster import ClusterView
+from pykaf._client._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._client._metadata import ClusterMetadata
 from pykaf._client._pool import ConnectionPool
 from pykaf._client._settings import ClientSettings
@@ -68,6 +69,8 @@ class AsyncClient:
         self._idle: asyncio.Event | None = None
         self._closing = False
         self._closed = False
+        self._ctrl_c_asked = False  # whether its first call asked for pykaf's SIGINT handler
+        self._defers_ctrl_c = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "open"
@@ -184,6 +187,12 @@ class AsyncClient:
         if self._closing:
             coro.close()
             raise ClientClosedError("the client is closed")
+        if not self._ctrl_c_asked:
+            # A loop in the main thread under Python's own SIGINT handler: a Ctrl-C
+            # waits until the loop waits for I/O (``_ctrl_c``): it landed in a request's
+            # bookkeeping, and the connection's in-flight slot stayed taken for good.
+            self._ctrl_c_asked = True
+            self._defers_ctrl_c = defer_in_main_thread()
         task = asyncio.current_task()
         if task is None:  # not in a task (a bare callback): nothing close() could cancel
             return await coro
@@ -211,6 +220,9 @@ class AsyncClient:
         if self._closing:
             return
         self._closing = True
+        if self._defers_ctrl_c:
+            self._defers_ctrl_c = False
+            release_handler()
         self._stats.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.close_timeout

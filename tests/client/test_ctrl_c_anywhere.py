@@ -11,8 +11,8 @@ before handing it over: the CLI's Ctrl-C printed it), nor asyncio's noise. An
 ``AsyncProducer`` whose loop runs in the main thread (``run_until_complete``) is swept
 too: there the interrupt landed in its callbacks and tasks (a batch dropped between its
 queue and its request, the metadata task ended: "Task exception was never retrieved",
-and flush never returned 0 again), and an ``AsyncConsumer`` too (records never handed
-out). A hang fails
+and flush never returned 0 again), an ``AsyncConsumer`` (records never handed out) and an
+``AsyncAdmin`` (a connection's in-flight slot never given back) too. A hang fails
 by the subprocess timeout, far above the few seconds a scenario takes.
 """
 
@@ -53,4 +53,5 @@ EXPECTED = {
     "journaled_producer_flush": "0",
     "async_producer_run_until_complete": "0",
     "async_consumer_run_until_complete": "True",
+    "async_admin_run_until_complete": "['t']",
 }

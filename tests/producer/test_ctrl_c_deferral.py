@@ -53,12 +53,16 @@ def test_an_interrupt_in_a_wait_of_a_marked_function_is_not_deferred() -> None:
 
 @pytest.fixture
 def default_handler() -> Iterator[None]:
-    before = signal.getsignal(signal.SIGINT)
+    # No holder left over by an earlier test of this process (an async client that test
+    # did not close keeps the handler, as it would in a program).
+    before, users = signal.getsignal(signal.SIGINT), _ctrl_c._users
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    _ctrl_c._users = 0
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, before)
+        _ctrl_c._users = users
 
 
 def _producer() -> Producer:
