@@ -17,28 +17,28 @@ looks at the interrupted thread's frames: inside one of the functions marked
 an interrupt is as safe as ever and the caller must be able to stop waiting), a watcher
 thread sends the signal again (to the main thread: a wait is interrupted too) once the
 marked function has returned or entered its wait, looking every millisecond; anywhere
-else it raises ``KeyboardInterrupt`` as the default handler does. The appends cost nothing more: the
-handler does the work, when Ctrl-C comes. The last producer closed puts the default
-handler back, if it is still ours (``asyncio.run`` installs its own only over the
-default one).
+else it raises ``KeyboardInterrupt`` as the default handler does. The appends cost
+nothing more: the handler does the work, when Ctrl-C comes. The last holder closed puts
+the default handler back, if it is still ours (``asyncio.run`` installs its own only
+over the default one).
 
-An ``AsyncProducer`` or ``AsyncConsumer`` whose loop runs in the main thread under
-Python's default handler (``loop.run_until_complete``, ``run_forever``: not
-``asyncio.run``, whose own handler cancels the main task instead) installs it too, at
-its first use (released at close). There a Ctrl-C landed
-wherever the loop was: in a pykaf callback (a batch taken from its partition's queue
-and never put in its request: its records waited for close() and failed), in a task of
-the producer (its metadata watch ended by the exception for good), or in asyncio's own
-steps between a socket read and the protocol that takes the bytes, or in
-``run_until_complete``'s own cleanup (its stop callback left on the future: a later run
-stopped at once, "Event loop stopped before Future completed"). So while the loop runs
-in this thread (``run_until_complete``, ``run_forever``, ``_run_once`` on the stack),
-anywhere but its wait for I/O (a selector's ``select``), the interrupt waits too: it
-comes while the loop waits, where every callback and task is as it was, and leaves
-through the loop's own cleanup. It waits for a wait with nothing ready to run (for up to
-``_PATIENCE`` ms: a loop never idle takes a busy one then): a future done just before
-has its callbacks scheduled, not run, and ``run_until_complete``'s own, run later, stopped
-the next run at once.
+An async client (``AsyncClient``, so every async class: its first call; an
+``AsyncProducer`` and ``AsyncConsumer`` at their start too) whose loop runs in the main
+thread under Python's default handler (``loop.run_until_complete``, ``run_forever``; not
+``asyncio.run``, whose own handler cancels the main task instead) installs it as well,
+until it is closed. There a Ctrl-C landed wherever the loop was: in a pykaf callback (a
+batch taken from its partition's queue and never put in its request), in a task (the
+producer's metadata watch ended by the exception for good), in a request's bookkeeping
+(a connection's in-flight slot never given back), in asyncio's own steps between a
+socket read and the protocol that takes the bytes, or in ``run_until_complete``'s
+cleanup. So while the loop runs in this thread (``run_until_complete``, ``run_forever``,
+``_run_once`` on the stack), anywhere but its wait for I/O (a selector's ``select``),
+the interrupt waits, thread waits inside a loop step included (a step never waits long):
+it comes while the loop waits, where every callback and task is as it was, and leaves
+through the loop's own cleanup. It waits for a wait with nothing ready to run, for up to
+``_PATIENCE`` looks (a loop never idle takes a busy one then): a future done just before
+has its callbacks scheduled and not run, and ``run_until_complete``'s stop callback, run
+by the next run, stopped it at once ("Event loop stopped before Future completed").
 
 Not installed, the sections keep their own guards (``_accumulator_state``: the lock is
 released if an exception leaves it held).
