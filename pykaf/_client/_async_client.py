@@ -188,11 +188,7 @@ class AsyncClient:
             coro.close()
             raise ClientClosedError("the client is closed")
         if not self._ctrl_c_asked:
-            # A loop in the main thread under Python's own SIGINT handler: a Ctrl-C
-            # waits until the loop waits for I/O (``_ctrl_c``): it landed in a request's
-            # bookkeeping, and the connection's in-flight slot stayed taken for good.
-            self._ctrl_c_asked = True
-            self._defers_ctrl_c = defer_in_main_thread()
+            self.hold_ctrl_c()
         task = asyncio.current_task()
         if task is None:  # not in a task (a bare callback): nothing close() could cancel
             return await coro
@@ -211,6 +207,17 @@ class AsyncClient:
                 self._callers[task] = count
             if not self._callers and self._idle is not None:
                 self._idle.set()
+
+    def hold_ctrl_c(self) -> None:
+        """On a loop in the main thread under Python's own SIGINT handler, install pykaf's
+        until this client is closed (once; its first call does it, the producer and the
+        consumer at their start): a Ctrl-C then waits until the loop waits for I/O
+        (``_ctrl_c``). Where it landed before: a request's bookkeeping (a connection's
+        in-flight slot taken for good), the producer's batches and tasks, the
+        consumer's fetch state."""
+        if not self._ctrl_c_asked:
+            self._ctrl_c_asked = True
+            self._defers_ctrl_c = defer_in_main_thread()
 
     # -- closing ------------------------------------------------------------------------
 

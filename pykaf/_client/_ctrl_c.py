@@ -22,8 +22,8 @@ nothing more: the handler does the work, when Ctrl-C comes. The last holder clos
 the default handler back, if it is still ours (``asyncio.run`` installs its own only
 over the default one).
 
-An async client (``AsyncClient``, so every async class: its first call; an
-``AsyncProducer`` and ``AsyncConsumer`` at their start too) whose loop runs in the main
+An async client (``AsyncClient.hold_ctrl_c``: at its first call, and at the start of the
+``AsyncProducer`` or ``AsyncConsumer`` that owns it) whose loop runs in the main
 thread under Python's default handler (``loop.run_until_complete``, ``run_forever``; not
 ``asyncio.run``, whose own handler cancels the main task instead) installs it as well,
 until it is closed. There a Ctrl-C landed wherever the loop was: in a pykaf callback (a
@@ -81,7 +81,7 @@ _SELECTS: frozenset[CodeType] = frozenset(
     for name in ("SelectSelector", "PollSelector", "EpollSelector", "KqueueSelector")
     if (kind := getattr(selectors, name, None)) is not None
 )
-_users = 0  # producers that asked for the handler and have not released it
+_users = 0  # holders (producers, async clients) that asked for it and have not released it
 _lock = threading.Lock()
 
 

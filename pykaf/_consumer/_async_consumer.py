@@ -27,7 +27,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from pykaf._client._async_client import AsyncClient
-from pykaf._client._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._client._validate import settings_or_options
 from pykaf._consumer._assignment import AssignedPartitions, Callback, parse_subscription
 from pykaf._consumer._fetch_state import EARLIEST, LATEST, FetchState
@@ -139,7 +138,6 @@ class AsyncConsumer:
             health=self._health,
         )
         self._started = False
-        self._defers_ctrl_c = False
         self._handed_since_turn = 0  # records poll() returned since it gave the loop a turn
         self._closed = False
 
@@ -176,10 +174,8 @@ class AsyncConsumer:
         if self._started:
             return
         self._started = True
-        # A loop in the main thread under Python's own SIGINT handler: a Ctrl-C waits
-        # until the loop waits for I/O, not inside the fetcher's or the group's steps
-        # (``_ctrl_c``; released at close).
-        self._defers_ctrl_c = defer_in_main_thread()
+        # Ctrl-C on a loop of the main thread waits for the loop's wait (``_ctrl_c``).
+        self._client.hold_ctrl_c()
         self._data = asyncio.Event()
         self._fetcher.start()
         self._commits.start_clock(asyncio.get_running_loop().time())
@@ -472,9 +468,6 @@ class AsyncConsumer:
             await self._stop_tasks()
             await self._fetcher.close()
             await self._client.close()
-            if self._defers_ctrl_c:
-                self._defers_ctrl_c = False
-                release_handler()
             self._data_arrived()  # wake whoever waits, so they see the close
 
     async def _stop_tasks(self) -> None:

@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
-from pykaf._client._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import (
     BufferFullError,
@@ -123,7 +122,6 @@ class AsyncProducer(AsyncBacklog):
         self._accumulator.fetch_topic = None
         self._append = self._accumulator.append
         self._until_turn = _TURN_EVERY
-        self._defers_ctrl_c = False
         self._engine: ProducerEngine | None = None
         self._backlog: deque[Waiting] = deque()
         self._backlog_task: asyncio.Task[None] | None = None
@@ -199,9 +197,8 @@ class AsyncProducer(AsyncBacklog):
                 asyncio.get_running_loop(),
             )
             self._accumulator.wake = engine.schedule_pump
-            # A loop in the main thread under Python's own SIGINT handler: a Ctrl-C
-            # waits until the loop is out of pykaf's code (``_ctrl_c``).
-            self._defers_ctrl_c = defer_in_main_thread()
+            # Ctrl-C on a loop of the main thread waits for the loop's wait (``_ctrl_c``).
+            self._client.hold_ctrl_c()
             # Started by hand up to its yield: from here the loop tracks it.
             self._exit_guard = close_when_loop_ends(self)
             OPEN_GUARDS.add(self._exit_guard)
@@ -473,9 +470,6 @@ class AsyncProducer(AsyncBacklog):
         try:
             return await self._close_engine(timeout)
         finally:
-            if self._defers_ctrl_c:
-                self._defers_ctrl_c = False
-                release_handler()
             if self._custody is not None:
                 # After the last report: the DONE entries are written and synced, off
                 # the loop (fsyncs block).
