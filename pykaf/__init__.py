@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from pykaf._producer._custody_events import CustodyEvent
     from pykaf._producer._delivery import ProducerRecord, RecordMetadata
     from pykaf._producer._producer import Producer
+    from pykaf._producer._receipt import Receipt
     from pykaf._producer._replay_identity import ReplayStats
     from pykaf._producer._settings import ProducerSettings
 else:
@@ -88,6 +89,7 @@ else:
             "pykaf._producer._custody_events": "CustodyEvent",
             "pykaf._producer._delivery": "ProducerRecord RecordMetadata",
             "pykaf._producer._producer": "Producer",
+            "pykaf._producer._receipt": "Receipt",
             "pykaf._producer._replay_identity": "ReplayStats",
             "pykaf._producer._settings": "ProducerSettings",
         },
@@ -142,6 +144,7 @@ __all__ = [
     "Purpose",
     "PykafError",
     "RebalancingCommitError",
+    "Receipt",
     "RecordMetadata",
     "RecordTooLargeError",
     "RemoteProtocolError",

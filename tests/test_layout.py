@@ -63,6 +63,7 @@ PUBLIC = {
         "Purpose",
         "PykafError",
         "RebalancingCommitError",
+        "Receipt",
         "RecordMetadata",
         "RecordTooLargeError",
         "RemoteProtocolError",

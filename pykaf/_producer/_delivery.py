@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol, TypeAlias
 
 from pykaf._errors import DeliveryError
 from pykaf._producer._future import DeliveryFuture, resolve_many
+from pykaf._producer._receipt import ReceiptRun
 from pykaf._telemetry._log_limit import LogLimiter
 
 __all__ = [
@@ -143,6 +144,16 @@ class Reporter:
         futures: list[tuple[Any, RecordMetadata]] = []  # resolved together, one lock
         for index, report in reports:
             ts = records[index][3] if use_own else None
+            if report.__class__ is ReceiptRun:  # a run of records: told in one step
+                report.receipt.tell(
+                    report.first,
+                    report.count,
+                    partition,
+                    base_offset + index if base_offset >= 0 else -1,
+                    default_ts if ts is None else ts,
+                    None,
+                )
+                continue
             metadata = RecordMetadata(
                 topic,
                 partition,
@@ -171,7 +182,11 @@ class Reporter:
             for index, report in reports:
                 reported.add(index)
                 cls = report.__class__
-                if cls is DeliveryFuture:
+                if cls is ReceiptRun:  # a run of records: told in one step
+                    reported.update(range(index, index + report.count))
+                    receipt = report.receipt
+                    receipt.tell(report.first, report.count, -1, -1, -1, copy.copy(error))
+                elif cls is DeliveryFuture:
                     report.try_set_exception(copy.copy(error))
                 elif cls is _CFuture:
                     # A copy each: one exception raised in several threads would

@@ -1,0 +1,168 @@
+"""``AsyncProducer.produce_values`` and its ``Receipt``: each record taken is told exactly
+once, by run, with the partition and offset it really has in Kafka (read back), through
+batch boundaries, a batch split for a broker that found it too large, and failures; and
+the path takes none where it is not open (a journal, records waiting, an unknown topic,
+values that are not plain bytes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from _custody_support import FAST
+
+from pykaf import AsyncConsumer, AsyncProducer, Receipt, TopicPartition
+from pykaf._errors import DeliveryError
+from pykaf._producer._batches import Batch, split_batch
+from pykaf._producer._receipt import ReceiptRun
+from pykaf.broker import Cluster
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    async with Cluster(brokers=1) as running:
+        yield running
+
+
+def told(receipt: Receipt) -> list[tuple[int, int, int, int, Any]]:
+    """Each record's outcome, by its index: (index, partition, offset, timestamp, error),
+    asserting that every record was told exactly once."""
+    each: dict[int, tuple[int, int, int, int, Any]] = {}
+    for first, count, partition, offset, timestamp, error in receipt.runs:
+        for k in range(count):
+            assert first + k not in each, f"record {first + k} told twice"
+            at = -1 if offset < 0 else offset + k
+            each[first + k] = (first + k, partition, at, timestamp, error)
+    assert sorted(each) == list(range(receipt.expected)), "a record not told"
+    return [each[i] for i in range(receipt.expected)]
+
+
+async def read_back(cluster: Cluster, topic: str, partitions: int, count: int) -> dict[Any, bytes]:
+    found: dict[tuple[int, int], bytes] = {}
+    async with AsyncConsumer(cluster.bootstrap, auto_offset_reset="earliest") as consumer:
+        await consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        async with asyncio.timeout(20):
+            while len(found) < count:
+                for r in await consumer.poll(0.5):
+                    found[r.partition, r.offset] = r.value
+    return found
+
+
+async def test_every_value_taken_is_told_once_with_where_it_is(cluster: Cluster) -> None:
+    await cluster.create_topic("t", 3)
+    values = [b"%06d" % i + b"x" * 50 for i in range(5000)]
+    # Small batches: the values span many batches and partitions (the sticky one moves).
+    async with AsyncProducer(cluster.bootstrap, **dict(FAST, batch_size=4096)) as producer:
+        await producer.partitions_for("t")
+        receipt = Receipt(asyncio.get_running_loop())
+        assert producer.produce_values("t", values, receipt) == len(values)
+        await asyncio.wait_for(receipt.done, 20)
+    outcomes = told(receipt)
+    assert len(receipt.runs) > 3  # runs, not one report per record
+    assert len({o[1] for o in outcomes}) == 3
+    assert all(o[4] is None and o[3] > 0 for o in outcomes)
+    stored = await read_back(cluster, "t", 3, len(values))
+    assert [stored[o[1], o[2]] for o in outcomes] == values
+
+
+async def test_a_batch_split_for_being_too_large_splits_its_runs(cluster: Cluster) -> None:
+    await cluster.create_topic("big", 1)
+    values = [b"%05d" % i for i in range(3000)]
+    async with AsyncProducer(cluster.bootstrap, **dict(FAST, linger=0.2)) as producer:
+        await producer.partitions_for("big")
+        cluster.faults.push_errors("Produce", 10)  # MESSAGE_TOO_LARGE: split in halves
+        receipt = Receipt(asyncio.get_running_loop())
+        assert producer.produce_values("big", values, receipt) == len(values)
+        await asyncio.wait_for(receipt.done, 20)
+    outcomes = told(receipt)
+    assert all(o[4] is None for o in outcomes)
+    stored = await read_back(cluster, "big", 1, len(values))
+    assert [stored[0, o[2]] for o in outcomes] == values
+
+
+def test_split_batch_keeps_each_record_of_a_run_in_its_part() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        receipt = Receipt(loop)
+        part = SimpleNamespace(topic=SimpleNamespace(name="t"), index=0)
+        batch = Batch(part, 0, 0.0, 0, 0.0)  # type: ignore[arg-type]
+        batch.records = [(None, b"%d" % i, None, None) for i in range(10)]
+        # records 0-5 from run (first 100), 6 alone, 7-9 from run (first 200)
+        batch.reports = [
+            (0, ReceiptRun(receipt, 100, 6)),
+            (6, ReceiptRun(receipt, 106, 1)),
+            (7, ReceiptRun(receipt, 200, 3)),
+        ]
+        parts = split_batch(batch, 3)  # records 0-2, 3-5, 6-9
+        shapes = [
+            [(i, r.first, r.count) for i, r in part.reports or []]  # type: ignore[attr-defined]
+            for part in parts
+        ]
+    finally:
+        loop.close()
+    assert shapes == [[(0, 100, 3)], [(0, 103, 3)], [(0, 106, 1), (1, 200, 3)]]
+
+
+async def test_a_batch_kafka_refuses_tells_its_runs_the_error(cluster: Cluster) -> None:
+    await cluster.create_topic("no", 1)
+    async with AsyncProducer(cluster.bootstrap, **dict(FAST, linger=0.2)) as producer:
+        await producer.partitions_for("no")
+        cluster.faults.push_errors("Produce", 29)  # TOPIC_AUTHORIZATION_FAILED: final
+        receipt = Receipt(asyncio.get_running_loop())
+        assert producer.produce_values("no", [b"a"] * 100, receipt) == 100
+        await asyncio.wait_for(receipt.done, 20)
+    outcomes = told(receipt)
+    assert all(isinstance(o[4], DeliveryError) and o[2] == -1 for o in outcomes)
+
+
+async def test_the_path_takes_none_where_it_is_not_open(cluster: Cluster, tmp_path: Path) -> None:
+    await cluster.create_topic("t", 1)
+    loop = asyncio.get_running_loop()
+    async with AsyncProducer(cluster.bootstrap, **FAST) as producer:
+        assert producer.produce_values("unknown", [b"a"], Receipt(loop)) == 0
+        await producer.partitions_for("t")
+        assert producer.produce_values("t", ["text"], Receipt(loop)) == 0  # type: ignore[list-item]
+        assert producer.produce_values("t", [b"a", None], Receipt(loop)) == 0  # type: ignore[list-item]
+    journal = dict(FAST, custody="journal", journal_dir=str(tmp_path / "j"))
+    async with AsyncProducer(cluster.bootstrap, **journal) as producer:
+        await producer.partitions_for("t")
+        receipt = Receipt(loop)
+        assert producer.produce_values("t", [b"a"], receipt) == 0  # each record journaled
+        assert receipt.expected == 0
+        assert not receipt.done.done()
+
+
+async def test_a_full_buffer_takes_what_fits_in_order(cluster: Cluster) -> None:
+    await cluster.create_topic("t", 1)
+    options = dict(FAST, buffer_memory=64 * 1024, batch_size=8 * 1024)
+    async with AsyncProducer(cluster.bootstrap, **options) as producer:
+        await producer.partitions_for("t")
+        held = cluster.faults.hold_responses("Produce")
+        receipt = Receipt(asyncio.get_running_loop())
+        values = [b"%04d" % i + b"x" * 496 for i in range(1000)]
+        taken = producer.produce_values("t", values, receipt)
+        assert 0 < taken < len(values)
+        assert receipt.expected == taken
+        held.release()
+        await asyncio.wait_for(receipt.done, 20)
+        outcomes = told(receipt)
+    stored = await read_back(cluster, "t", 1, taken)
+    assert [stored[0, o[2]] for o in outcomes] == values[:taken]
+
+
+async def test_a_close_before_delivery_tells_every_run(cluster: Cluster) -> None:
+    await cluster.create_topic("t", 1)
+    options = dict(FAST, delivery_timeout=1.0, request_timeout=0.5)
+    producer = AsyncProducer(cluster.bootstrap, **options)
+    await producer.partitions_for("t")
+    held = cluster.faults.hold_responses("Produce")
+    receipt = Receipt(asyncio.get_running_loop())
+    assert producer.produce_values("t", [b"v"] * 500, receipt) == 500
+    await producer.close(0.1)  # gives up on what is not delivered
+    held.release()
+    await asyncio.wait_for(receipt.done, 20)
+    assert len(told(receipt)) == 500
