@@ -1,9 +1,11 @@
-"""Build the optional C accelerator for record batches; everything else is in pyproject.toml.
+"""Build the optional C accelerators (record batches, and the gateway's v3 streaming route);
+everything else is in pyproject.toml.
 
-The extension is ``optional``: without a compiler (or if it fails to build) pip still
+The extensions are ``optional``: without a compiler (or if one fails to build) pip still
 installs pykaf, and ``pykaf.protocol._records`` falls back to the pure-Python reference
-``_record_codec``. Set ``PYKAF_NO_EXTENSIONS=1`` at build time to skip it entirely (and at
-run time to ignore a built one).
+``_record_codec`` (``pykaf.gateway._v3_fast`` to its Python twins). Set
+``PYKAF_NO_EXTENSIONS=1`` at build time to skip them entirely (and at run time to ignore
+built ones).
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ if not os.environ.get("PYKAF_NO_EXTENSIONS"):
         Extension(
             "pykaf.protocol._crecords",
             ["pykaf/protocol/_crecords.c"],
+            optional=True,
+            extra_compile_args=_compile_args(),
+        )
+    )
+    # The v3 streaming route's per-record loops (pykaf.gateway._v3_fast has their
+    # Python twins, used without it).
+    ext_modules.append(
+        Extension(
+            "pykaf.gateway._cv3",
+            ["pykaf/gateway/_cv3.c"],
             optional=True,
             extra_compile_args=_compile_args(),
         )
