@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from pykaf import AsyncAdmin, AsyncProducer, ProducerRecord, RecordMetadata
+from pykaf import AsyncAdmin, AsyncProducer, ProducerRecord, Receipt, RecordMetadata
 from pykaf.errors import (
     BufferFullError,
     JournalFullError,
@@ -237,6 +237,19 @@ class Backend:
 
         for future in futures:
             future.add_done_callback(settled)
+
+    def orphan_receipt(self, topic: str, receipt: Receipt) -> None:
+        """``orphan`` for the records of a receipt: the runs told from now on that
+        failed are counted (a run told already was answered as it was)."""
+        answered = len(receipt.runs)
+
+        def settled(done: asyncio.Future[None]) -> None:
+            for run in receipt.runs[answered:]:
+                if run[5] is not None:
+                    for _ in range(run[1]):
+                        self._failed(ProducerRecord(topic=topic), run[5])
+
+        receipt.done.add_done_callback(settled)
 
     def _replayed(self, metadata: RecordMetadata | None, error: BaseException | None) -> None:
         if error is not None:
@@ -470,6 +483,20 @@ class Backend:
             f" after {self.settings.retry_after} s",
             headers={"retry-after": str(self.settings.retry_after)},
         )
+
+    def send_values(
+        self, topic: str, values: list[bytes], custody: Custody, receipt: Receipt
+    ) -> int:
+        """``AsyncProducer.produce_values``: as many of ``values`` as the producer
+        takes at once (plain bytes, no key), their outcomes told to ``receipt``; returns
+        how many (none with a journal: its records go one by one, ``send_many``)."""
+        producer = self.producer(custody)
+        try:
+            taken = producer.produce_values(topic, values, receipt)
+        except ProducerClosedError:
+            return 0  # send_many answers each record 503
+        count_records(taken)
+        return taken
 
     def send_many(
         self, topic: str, records: Sequence[Sequence[Any]], custody: Custody

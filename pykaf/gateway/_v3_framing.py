@@ -2,11 +2,13 @@
 request, found as the bytes arrive (a value may be split across chunks anywhere,
 whitespace between values is skipped).
 
-Each value is decoded by the C decoder in one call when it is whole in the buffer (the
-common case). Only a value cut by a chunk boundary is framed by a small lexical scanner
-(braces, brackets and strings), which keeps its place across chunks so a large value is
-scanned once, not re-decoded at every chunk. Framing is lexical, so a value that is not
-valid JSON inside balanced braces is reported in its own place and the stream goes on.
+Each value is decoded in one call when it is whole in the buffer (the common case): the
+streaming route's common record by ``take_binary_values`` (to its bytes, runs of them at
+once), any other by the C decoder of ``json``. Only a value cut by a chunk boundary is
+framed by a small lexical scanner (braces, brackets and strings), which keeps its place
+across chunks so a large value is scanned once, not re-decoded at every chunk. Framing is
+lexical, so a value that is not valid JSON inside balanced braces is reported in its own
+place and the stream goes on.
 """
 
 from __future__ import annotations
@@ -18,17 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pykaf.gateway._asgi import HttpError
+from pykaf.gateway._v3_fast import take_binary_values
 
 __all__ = ["BadValue", "ConcatenatedJson"]
 
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
 # Outside a string only these characters matter to framing; inside one, only these.
 _STRUCTURE = re.compile(r'[{}\[\]"]')
 _IN_STRING = re.compile(r'["\\]')
 # Where a bare scalar (a number, true, garbage...) ends.
 _SCALAR_END = re.compile(r'[ \t\n\r{\["]')
 _CONTAINERS = (dict, list, str)
-_BLANKS = " \t\n\r"
 # ``raw_decode`` without its wrapper: (value, end), StopIteration when no value starts
 # at the index, ValueError when one starts but is not valid.
 _scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -110,6 +111,9 @@ class ConcatenatedJson:
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._text = ""  # what is not yet consumed; a value being scanned starts at 0
         self._scan: _Scan | None = None
+        #: The indices, in the values last returned, of those that are not the common
+        #: record's bytes (decoded JSON, ``BadValue``s), in order.
+        self.others: list[int] = []
 
     def feed(self, data: bytes) -> list[Any]:
         return self._values(self._decoded(data, final=False), final=False)
@@ -127,6 +131,7 @@ class ConcatenatedJson:
     def _values(self, more: str, *, final: bool) -> list[Any]:
         text = self._text + more if self._text else more
         values: list[Any] = []
+        others = self.others = []
         pos = 0
         end_of_text = len(text)
         while True:
@@ -139,6 +144,7 @@ class ConcatenatedJson:
             framed = self._scan.end_of(text)
             if framed is None:
                 if final:  # the body ended inside this value (or after a bare scalar)
+                    others.append(len(values))
                     values.append(_parsed(text))
                     text, end_of_text = "", 0
                     self._scan = None
@@ -146,6 +152,7 @@ class ConcatenatedJson:
                 if end_of_text > self.max_value_chars:
                     raise self._too_large()
                 break
+            others.append(len(values))
             values.append(self._sized(_parsed(text[:framed]), framed))
             self._scan = None
             pos = framed
@@ -153,25 +160,23 @@ class ConcatenatedJson:
         return values
 
     def _whole_values(self, text: str, pos: int, final: bool, values: list[Any]) -> int:
-        """Append the values that are whole in ``text`` from ``pos`` on, each decoded in
-        one call of the C scanner (the common case: a tight loop, its state in locals);
-        returns where the first value that is not whole (or not valid) starts."""
-        scan, blank, limit, append = (
+        """Append the values that are whole in ``text`` from ``pos`` on; returns where
+        the first value that is not whole (or not valid) starts. The common record
+        (``{"value": {"type": "BINARY", ...}}``) is taken by ``take_binary_values`` as
+        its decoded bytes, runs of them in one C call; any other value is decoded by
+        the C scanner of ``json`` in one call."""
+        scan, take, limit, append, other = (
             _scan_once,
-            _WHITESPACE.match,
+            take_binary_values,
             self.max_value_chars,
             values.append,
+            self.others.append,
         )
         end_of_text = len(text)
-        while pos < end_of_text:
-            if text[pos] in _BLANKS:
-                # One blank (the newline between two records) is stepped over without
-                # the regex: 0.2 us a record of newline-delimited JSON.
-                pos += 1
-                if pos < end_of_text and text[pos] in _BLANKS:
-                    pos = blank(text, pos).end()  # type: ignore[union-attr]  # matches ""
-                if pos == end_of_text:
-                    break
+        while True:
+            pos = take(text, pos, limit, values)  # the blanks before a value too
+            if pos == end_of_text:
+                return pos
             try:
                 value, end = scan(text, pos)
             except (StopIteration, ValueError):
@@ -179,9 +184,9 @@ class ConcatenatedJson:
             # A number at the very end may go on in the next chunk.
             if end == end_of_text and not final and value.__class__ not in _CONTAINERS:
                 return pos
+            other(len(values))
             append(value if end - pos <= limit else BadValue(413, self._too_large().message))
             pos = end
-        return pos
 
     def _sized(self, value: Any, size: int) -> Any:
         if size > self.max_value_chars:

@@ -25,8 +25,16 @@ from typing import Any, TypeAlias
 
 from pykaf import RecordMetadata
 from pykaf.gateway._asgi import HttpError, error_body
+from pykaf.gateway._v3_fast import delivered_reports
 
-__all__ = ["Parsed", "Reports", "iso_timestamp", "parse_binary", "parse_record"]
+__all__ = [
+    "Parsed",
+    "Reports",
+    "binary_value",
+    "iso_timestamp",
+    "parse_binary",
+    "parse_record",
+]
 
 _FIELDS = frozenset({"partition_id", "headers", "key", "value", "timestamp"})
 _DATA_FIELDS = frozenset({"type", "data"})
@@ -197,6 +205,15 @@ def parse_binary(item: Any) -> Parsed | None:
     return value, key, None, None, None, _binary_sizes(len(key), len(value))
 
 
+def binary_value(value: bytes, principal_header: str | None, principal: str | None) -> Parsed:
+    """What ``parse_record`` makes of ``{"value": {"type": "BINARY", "data": ...}}``
+    whose data decodes to ``value`` (the framing's common record, decoded already)."""
+    headers: list[tuple[str, bytes | None]] | None = None
+    if principal_header is not None and principal is not None:
+        headers = [(principal_header, principal.encode())]
+    return value, None, None, headers, None, _binary_sizes(-1, len(value))
+
+
 def _binary(spec: Any) -> bytes | None:
     # The bytes of {"type": "BINARY", "data": <base64 text>}; None for any other spec.
     if spec.__class__ is not dict or len(spec) != 2 or spec.get("type") != "BINARY":
@@ -260,9 +277,28 @@ class Reports:
         """The report of a record delivered, ``sizes`` being its ``Parsed`` sizes."""
         stamp = metadata.timestamp
         if stamp != self._stamp:
-            self._when = f',"timestamp":"{iso_timestamp(stamp)}"' if stamp >= 0 else ""
-            self._stamp = stamp
+            self._stamped(stamp)
         return f'{self._head}{metadata.partition},"offset":{metadata.offset}{self._when}{sizes}}}'
+
+    def delivered_run(
+        self,
+        partition: int,
+        offset: int,
+        timestamp: int,
+        values: list[bytes],
+        start: int,
+        stop: int,
+    ) -> str:
+        """The reports of ``values[start:stop]`` (BINARY values, no key), delivered to
+        ``partition`` from ``offset`` on with ``timestamp``: one per line, as
+        ``delivered`` writes each."""
+        if timestamp != self._stamp:
+            self._stamped(timestamp)
+        return delivered_reports(self._head, partition, offset, self._when, values, start, stop)
+
+    def _stamped(self, stamp: int) -> None:
+        self._when = f',"timestamp":"{iso_timestamp(stamp)}"' if stamp >= 0 else ""
+        self._stamp = stamp
 
     @staticmethod
     def failed(error: HttpError) -> str:

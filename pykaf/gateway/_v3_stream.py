@@ -27,13 +27,19 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Any, TypeAlias
 
-from pykaf import RecordMetadata
+from pykaf import Receipt, RecordMetadata
 from pykaf.gateway._asgi import ClientGone, HttpError, Request, Response
 from pykaf.gateway._outcomes import http_error_for, without_frames
 from pykaf.gateway._routes import Context
 from pykaf.gateway._settings import Custody
 from pykaf.gateway._v3_framing import BadValue, ConcatenatedJson
-from pykaf.gateway._v3_records import Parsed, Reports, parse_binary, parse_record
+from pykaf.gateway._v3_records import (
+    Parsed,
+    Reports,
+    binary_value,
+    parse_binary,
+    parse_record,
+)
 
 __all__ = ["MAX_IN_FLIGHT", "MAX_RECORD_CHARS", "produce_records"]
 
@@ -42,6 +48,9 @@ __all__ = ["MAX_IN_FLIGHT", "MAX_RECORD_CHARS", "produce_records"]
 MAX_IN_FLIGHT = 1024
 #: One record's JSON, at most (Kafka's default message limit is 1 MiB; base64 adds 1/3).
 MAX_RECORD_CHARS = 4 * 1024 * 1024
+#: Common records in a row, at least, sent with one receipt (fewer: a future each, so a
+#: body of one record is answered as a whole request is, with its own status).
+_RECEIPT_RUN = 16
 
 log = logging.getLogger("pykaf.gateway")
 
@@ -62,8 +71,14 @@ class _Run:
 # One record on its way: (its future, or None when its ``error`` is known at once; the
 # sizes its report gives; that error; whether the stream ends after it; its run). A
 # tuple: one per record.
+# A run of common records taken with a receipt is one entry: (its receipt, their values,
+# None, False, its run).
 _Entry: TypeAlias = tuple[
-    "asyncio.Future[RecordMetadata] | None", str, HttpError | None, bool, _Run
+    "asyncio.Future[RecordMetadata] | Receipt | None",
+    "str | list[bytes]",
+    HttpError | None,
+    bool,
+    _Run,
 ]
 # The run of the entries that end a stream (no record, no deadline).
 _NO_RUN = _Run(0.0)
@@ -79,6 +94,7 @@ class _Stream:
         self.topic = topic
         self.custody = custody
         self.pending: deque[_Entry] = deque()
+        self.unanswered = 0  # records in ``pending`` (a receipt's entry holds many)
         self.limit = MAX_IN_FLIGHT + 1  # the one the writer waits for, and the rest
         self.more = asyncio.Event()  # the reader added entries (or is done)
         self.room = asyncio.Event()  # the writer took entries: the reader may go on
@@ -96,19 +112,18 @@ class _Stream:
 
     async def read(self) -> None:
         framing = ConcatenatedJson(min(MAX_RECORD_CHARS, self.request.max_body))
-        pending = self.pending
         try:
             # The whole stream's deadline bounds the reading (a client that trickles
             # records forever); the records taken before it are still answered.
             async with asyncio.timeout(self.stream_timeout):
                 async for chunk in self.request.chunks():
-                    self._submit(framing.feed(chunk))
-                    while len(pending) > self.limit:  # the writer is behind: wait for room
+                    self._submit(framing.feed(chunk), framing.others)
+                    while self.unanswered > self.limit:  # the writer is behind: wait for room
                         self.room.clear()
                         self.reading_paused = True
                         await self.room.wait()
                         self.reading_paused = False
-                self._submit(framing.close())
+                self._submit(framing.close(), framing.others)
         except HttpError as exc:  # too large, too slow, not UTF-8: the stream ends here
             self._add((None, "", without_frames(exc), True, _NO_RUN))
         except TimeoutError:
@@ -128,30 +143,73 @@ class _Stream:
 
     def _add(self, entry: _Entry) -> None:
         self.pending.append(entry)
+        self.unanswered += 1
         self.more.set()
 
-    def _submit(self, values: list[Any]) -> None:
-        """Parse and send the records of one chunk, each in its place."""
+    def _submit(self, values: list[Any], others: list[int]) -> None:
+        """Parse and send the records of one chunk, each in its place. ``values`` are
+        the common record's bytes (decoded by the framing) but at ``others``. A run of
+        at least ``_RECEIPT_RUN`` common records goes to the producer in one call with
+        one receipt (``Backend.send_values``); any other record with a future each."""
         if not values:
             return
         self.records += len(values)
         run = _Run(time.monotonic() + self.ack_timeout)
         header, principal = self.principal_header, self.request.principal
-        parsed: list[Parsed | HttpError] = []
-        # The common record takes the fast parse (it adds no principal header).
-        common = parse_binary if header is None or principal is None else _not_common
-        for value in values:
-            if value.__class__ is BadValue:
-                parsed.append(HttpError(value.status, value.message))
-                continue
-            quick = common(value)
-            if quick is not None:
-                parsed.append(quick)
-                continue
+        plain = header is None or principal is None  # no principal header to add
+        if plain:
+            for index in others:  # a common record cut by a chunk's end, decoded by json
+                quick = parse_binary(values[index])
+                if quick is not None and quick[1] is None:
+                    values[index] = quick[0]
+        count = len(values)
+        at = 0
+        sent = False
+        for index in [i for i in others if values[i].__class__ is not bytes] + [count]:
+            if index > at:  # common records, values[at:index]
+                segment = values[at:index] if at or index < count else values
+                sent = self._send_common(segment, run, plain) or sent
+            if index < count:
+                sent = self._send_other(values[index], run, header, principal) or sent
+            at = index + 1
+        if sent and self.custody == "journal_sync":
+            # One fsync covers the records of this chunk; their reports wait for it, so a
+            # record whose acknowledgement times out is known to be on disk.
+            run.fsync = asyncio.ensure_future(self.ctx.backend.producer(self.custody).fsync())
+        self.more.set()
+
+    def _send_common(self, values: list[bytes], run: _Run, plain: bool) -> bool:
+        """Send a run of common records (their values); whether any was taken."""
+        taken = 0
+        if plain and len(values) >= _RECEIPT_RUN:
+            receipt = Receipt(asyncio.get_running_loop())
+            taken = self.ctx.backend.send_values(self.topic, values, self.custody, receipt)
+            if taken:
+                self.pending.append((receipt, values[:taken], None, False, run))
+                self.unanswered += taken
+        if taken == len(values):
+            return True
+        header, principal = self.principal_header, self.request.principal
+        parsed: list[Parsed | HttpError] = [
+            binary_value(value, header, principal) for value in values[taken:]
+        ]
+        return self._send_parsed(parsed, run) or taken > 0
+
+    def _send_other(self, value: Any, run: _Run, header: str | None, principal: str | None) -> bool:
+        """Send one record that is not the common one (or report what is wrong with
+        it in its place); whether it was taken."""
+        one: Parsed | HttpError
+        if value.__class__ is BadValue:
+            one = HttpError(value.status, value.message)
+        else:
             try:
-                parsed.append(parse_record(value, header, principal))
+                one = parse_record(value, header, principal)
             except HttpError as exc:
-                parsed.append(without_frames(exc))
+                one = without_frames(exc)
+        return self._send_parsed([one], run)
+
+    def _send_parsed(self, parsed: list[Parsed | HttpError], run: _Run) -> bool:
+        """Send records one by one, a future each, in order; whether any was taken."""
         good = [p for p in parsed if p.__class__ is tuple]
         sent = iter(self.ctx.backend.send_many(self.topic, good, self.custody) if good else ())
         pending = self.pending
@@ -168,11 +226,8 @@ class _Stream:
             else:
                 pending.append((future, one[5], None, False, run))
                 futures = True
-        if futures and self.custody == "journal_sync":
-            # One fsync covers the records of this chunk; their reports wait for it, so a
-            # record whose acknowledgement times out is known to be on disk.
-            run.fsync = asyncio.ensure_future(self.ctx.backend.producer(self.custody).fsync())
-        self.more.set()
+        self.unanswered += len(parsed)
+        return futures
 
     # -- writing --------------------------------------------------------------------------
 
@@ -195,8 +250,9 @@ class _Stream:
                 continue
             future, sizes, error, fatal, run = pending[0]
             if future is not None:
-                if run.fsync is not None or not future.done():
-                    if self.reading_paused and len(pending) <= limit:
+                done = future.done if isinstance(future, Receipt) else future
+                if run.fsync is not None or not done.done():
+                    if self.reading_paused and self.unanswered <= limit:
                         self.room.set()  # the reader runs only while this one waits
                     if reports:  # what is known goes out before waiting
                         await self._emit(reports)
@@ -204,14 +260,22 @@ class _Stream:
                     error = await self._settled(future, run)
                 else:
                     error = run.fsync_error
+                if isinstance(future, Receipt):
+                    assert isinstance(sizes, list)  # a receipt's entry holds its values
+                    pending.popleft()
+                    self.unanswered -= len(sizes)
+                    reports.append(self._receipt_reports(future, sizes, error))
+                    continue
                 if error is None:
                     failure = future.exception()
                     if failure is None:
                         pending.popleft()
-                        reports.append(delivered(sizes, future.result()))
+                        self.unanswered -= 1
+                        reports.append(delivered(sizes, future.result()))  # type: ignore[arg-type]
                         continue
                     error = http_error_for(failure, retry_after=self.retry_after)
             pending.popleft()
+            self.unanswered -= 1
             assert error is not None  # an entry without a future has its error
             if not self.started and not reports and (fatal or await self._single()):
                 # Nothing answered yet and nothing else to answer: the request fails with
@@ -226,6 +290,40 @@ class _Stream:
             await self._emit(reports)
         await self.request.send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    def _receipt_reports(
+        self, receipt: Receipt, values: list[bytes], error: HttpError | None
+    ) -> str:
+        """The reports of a receipt's records, in order, one per line: each run told
+        as it went (delivered, or its failure), a record not told yet as late (504), or
+        every record as ``error`` (its chunk's fsync failed)."""
+        if error is not None:
+            return "\n".join([Reports.failed(error)] * len(values))
+        texts: list[str] = []
+        at = 0
+        for first, count, partition, offset, timestamp, failure in sorted(receipt.runs):
+            if first > at:
+                texts.extend([Reports.failed(self._late())] * (first - at))
+            if failure is None:
+                texts.append(
+                    self.reports.delivered_run(
+                        partition, offset, timestamp, values, first, first + count
+                    )
+                )
+            else:
+                text = Reports.failed(http_error_for(failure, retry_after=self.retry_after))
+                texts.extend([text] * count)
+            at = first + count
+        if at < len(values):
+            texts.extend([Reports.failed(self._late())] * (len(values) - at))
+        return "\n".join(texts)
+
+    def _late(self) -> HttpError:
+        return HttpError(
+            504,
+            f"not acknowledged within {self.ack_timeout:g} s"
+            " (it stays in custody and may still be delivered)",
+        )
+
     async def _single(self) -> bool:
         """The body is one record, not a stream. Only a body of declared length is
         waited for: a chunked one may be a client sending its next record only after
@@ -235,29 +333,33 @@ class _Stream:
         await self.read_done.wait()
         return self.records == 1
 
-    async def _settled(self, future: asyncio.Future[RecordMetadata], run: _Run) -> HttpError | None:
-        """Wait (within the record's deadline) for ``future`` and its run's fsync; the
-        error that stops it being reported as delivered, if any (its own failure is
-        looked at by the caller)."""
-        if not future.done():
-            await asyncio.wait((future,), timeout=max(0.0, run.deadline - time.monotonic()))
+    async def _settled(
+        self, future: asyncio.Future[RecordMetadata] | Receipt, run: _Run
+    ) -> HttpError | None:
+        """Wait (within the record's deadline) for ``future`` (or a receipt's records)
+        and its run's fsync; the error that stops it being reported as delivered, if
+        any (its own failure is looked at by the caller; a receipt's records not told
+        by then are the caller's to answer as late)."""
+        done: asyncio.Future[Any] = future.done if isinstance(future, Receipt) else future
+        if not done.done():
+            await asyncio.wait((done,), timeout=max(0.0, run.deadline - time.monotonic()))
         if run.fsync is not None:
             try:
                 await run.fsync
             except Exception as exc:
                 run.fsync_error = http_error_for(exc, retry_after=self.retry_after)
             run.fsync = None
+        if isinstance(future, Receipt):
+            if not done.done():
+                self.ctx.backend.orphan_receipt(self.topic, future)
+            return run.fsync_error
         if run.fsync_error is not None:
             return run.fsync_error
         if not future.done():
             # Not cancelled: the record stays in custody and may still be delivered (and
             # a failure later is counted as one after its answer).
             self.ctx.backend.orphan(self.topic, (future,))
-            return HttpError(
-                504,
-                f"not acknowledged within {self.ack_timeout:g} s"
-                " (it stays in custody and may still be delivered)",
-            )
+            return self._late()
         return None
 
     def orphan_pending(self) -> None:
@@ -265,7 +367,14 @@ class _Stream:
         ours): their outcomes are counted when they come (``Backend.orphan``), and a
         chunk's fsync no one awaits is retrieved (the journal logs its own failure)."""
         pending, self.pending = self.pending, deque()
-        self.ctx.backend.orphan(self.topic, (e[0] for e in pending if e[0] is not None))
+        backend = self.ctx.backend
+        futures: list[asyncio.Future[RecordMetadata]] = []
+        for entry in pending:
+            if isinstance(entry[0], Receipt):
+                backend.orphan_receipt(self.topic, entry[0])
+            elif entry[0] is not None:
+                futures.append(entry[0])
+        backend.orphan(self.topic, futures)
         for fsync in {id(e[4].fsync): e[4].fsync for e in pending if e[4].fsync}.values():
             if isinstance(fsync, asyncio.Future):
                 fsync.add_done_callback(_retrieve)
@@ -306,10 +415,6 @@ async def produce_records(
         # A bug of ours after the 200: the app cannot answer 500 any more.
         log.error("the v3 produce stream to %r failed", topic, exc_info=failure)
         return
-
-
-def _not_common(item: Any) -> None:
-    return None
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

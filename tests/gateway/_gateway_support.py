@@ -15,7 +15,7 @@ from pykaf import Consumer, ConsumerRecord, TopicPartition
 from pykaf.broker import BlockingCluster
 from pykaf.gateway import GatewaySettings, create_app
 
-__all__ = ["FAST", "gateway_http", "read_all", "uvicorn_in_loop", "wait_for"]
+__all__ = ["FAST", "ChunkedRequest", "gateway_http", "read_all", "uvicorn_in_loop", "wait_for"]
 
 # Fast for tests: small batches leave at once.
 FAST: dict[str, Any] = {"linger": 0.001, "request_timeout": 5.0}
@@ -33,6 +33,37 @@ def read_all(kafka: BlockingCluster, topic: str, count: int) -> list[tuple[int, 
         records.extend(consumer.poll(0.2))  # one more look: nothing beyond ``count``
     assert len(records) == count, records
     return [(r.partition, r) for r in records]
+
+
+class ChunkedRequest:
+    """A POST to ``path`` driven straight through the ASGI app: one chunk of ``chunks``
+    per ``receive``, counted in ``received``; the messages the app sends kept."""
+
+    def __init__(self, app: Any, path: str, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.received = 0
+        self.sent: list[dict[str, Any]] = []
+        scope = {"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""}
+        self.handling = asyncio.ensure_future(app(scope, self._receive, self._send))
+
+    async def _receive(self) -> dict[str, Any]:
+        self.received += 1
+        more = self.received < len(self.chunks)
+        return {"type": "http.request", "body": self.chunks[self.received - 1], "more_body": more}
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    async def stays(self, expected: int) -> None:
+        """The reader could go on if nothing held it: give it every chance."""
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert self.received == expected
+
+    def body(self) -> str:
+        return b"".join(
+            m.get("body", b"") for m in self.sent if m["type"] == "http.response.body"
+        ).decode()
 
 
 async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

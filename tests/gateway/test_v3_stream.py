@@ -17,7 +17,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
-from _gateway_support import FAST, read_all, wait_for
+from _gateway_support import FAST, ChunkedRequest, read_all, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -251,43 +251,23 @@ async def test_reading_stops_while_too_many_records_await_their_reports(
     futures = held_sends(app, monkeypatch)
     cid = await cluster_id(app)
     chunks = [record(i) for i in range(20)]
-    received = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        received += 1
-        return {"type": "http.request", "body": chunks[received - 1], "more_body": received < 20}
-
-    sent: list[dict[str, Any]] = []
-
-    async def send_message(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def stays(expected: int) -> None:
-        """The reader could go on if nothing held it: give it every chance."""
-        for _ in range(50):
-            await asyncio.sleep(0)
-        assert received == expected
 
     def acknowledge(index: int) -> None:
         futures[index].set_result(RecordMetadata("events", 0, index, 0))
 
-    path = f"/v3/clusters/{cid}/topics/events/records"
-    scope = {"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""}
-    handling = asyncio.ensure_future(app(scope, receive, send_message))
+    request = ChunkedRequest(app, f"/v3/clusters/{cid}/topics/events/records", chunks)
     # One report awaited by the writer, 4 in the queue, and the sixth record sent but
     # held by the reader until there is room: the seventh chunk is not read.
     await wait_for(lambda: len(futures) == 6, "6 records sent")
-    await stays(6)
+    await request.stays(6)
     acknowledge(0)
     await wait_for(lambda: len(futures) == 7, "the 7th record")
-    await stays(7)
+    await request.stays(7)
     for index in range(1, 20):
         await wait_for(lambda: len(futures) > index, "the next record")  # noqa: B023
         acknowledge(index)
-    await asyncio.wait_for(handling, 10)
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    assert [r["offset"] for r in reports_of(body.decode())] == list(range(20))
+    await asyncio.wait_for(request.handling, 10)
+    assert [r["offset"] for r in reports_of(request.body())] == list(range(20))
 
 
 # -- framing ------------------------------------------------------------------------------
