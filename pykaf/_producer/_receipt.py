@@ -29,7 +29,8 @@ Run: TypeAlias = tuple[int, int, int, int, int, DeliveryError | None]
 
 class Receipt:
     """The runs told so far (in the order they were told, not by ``first``) and a future
-    done when all ``expected`` records are told. Lives on the producer's event loop."""
+    done when all ``expected`` records are told (at once when the call took none). One
+    receipt per call; it lives on the producer's event loop."""
 
     __slots__ = ("done", "expected", "runs", "told")
 
@@ -58,7 +59,7 @@ class Receipt:
         self._settle()
 
     def _settle(self) -> None:
-        if self.expected and self.told >= self.expected and not self.done.done():
+        if self.told >= self.expected and not self.done.done():
             self.done.set_result(None)
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from _gateway_support import ChunkedRequest, gateway_http, read_all, wait_for
+from _gateway_support import ChunkedRequest, gateway_http, read_all, uvicorn_in_loop, wait_for
 
 from pykaf import Receipt
 from pykaf.broker import BlockingCluster
@@ -198,3 +199,37 @@ async def test_records_held_in_receipts_count_against_those_in_flight(
         receipts[index].tell(0, 20, 0, 20 * index, 0, None)
     await asyncio.wait_for(request.handling, 10)
     assert [r["offset"] for r in reports_of(request.body())] == list(range(100))
+
+
+async def test_clients_gone_with_receipts_unanswered_lose_nothing(
+    app: Gateway, kafka: BlockingCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ten clients each send 300 common records in one chunked request and vanish
+    once the answer has begun, before reading their reports (the gateway may still
+    hold their receipts): every record arrives, once, and the gateway goes on serving
+    without an error logged."""
+    cid = await cluster_id(app)
+    target = f"/v3/clusters/{cid}/topics/events/records"
+    head = (
+        f"POST {target} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+        "transfer-encoding: chunked\r\n\r\n"
+    ).encode()
+    sent = []
+    async with uvicorn_in_loop(app, log_level="warning") as port:
+        for client in range(10):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            values = [b"c%d-%d" % (client, i) for i in range(300)]
+            sent += values
+            body = b"".join(common(v) for v in values)
+            writer.write(head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert answer.startswith(b"HTTP/1.1 200")
+            writer.close()  # the reports unread
+            await writer.wait_closed()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            answer = await http.post(target, content=common(b"after"))
+            assert answer.status_code == 200, answer.text
+    arrived = [r.value for _, r in read_all(kafka, "events", len(sent) + 1)]
+    assert sorted(arrived) == sorted([*sent, b"after"])
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
