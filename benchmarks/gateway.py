@@ -423,7 +423,9 @@ def gateway_rows(rows: Rows, binary: Path, work: Path, args: argparse.Namespace)
         if cluster is None:
             print("  v3 records stream: skipped, the gateway has no /v3/clusters (404)")
         else:
-            url = f"{base}/v3/clusters/{cluster}/topics/stream/records"
+            # The custody of the other rows (without it the route takes the gateway's
+            # sync_custody, memory, whatever --custody says).
+            url = f"{base}/v3/clusters/{cluster}/topics/stream/records?custody={args.custody}"
             # Every record of a stream is counted as written: check that they are.
             sample = b"".join(args.v3_body.read_bytes().splitlines(keepends=True)[:3])
             codes = [report.get("error_code") for report in v3_reports(url, sample)]
