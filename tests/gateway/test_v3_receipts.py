@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _gateway_support import ChunkedRequest, gateway_http, read_all, uvicorn_in_loop, wait_for
+from _gateway_support import FAST, ChunkedRequest, gateway_http, read_all, uvicorn_in_loop, wait_for
 
 from pykaf import Receipt
 from pykaf.broker import BlockingCluster
@@ -233,3 +233,30 @@ async def test_clients_gone_with_receipts_unanswered_lose_nothing(
     arrived = [r.value for _, r in read_all(kafka, "events", len(sent) + 1)]
     assert sorted(arrived) == sorted([*sent, b"after"])
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_kafka_down_a_run_is_504_in_custody_and_arrives_after(
+    kafka: BlockingCluster,
+) -> None:
+    """Memory custody, the only broker down: a run of 40 common records is taken with a
+    receipt, each answered 504 at the deadline (still in custody), and each arrives
+    once the broker is back, with no failure counted after its answer."""
+    settings = GatewaySettings(bootstrap=kafka.bootstrap, ack_timeout=0.5, producer_options=FAST)
+    app = create_app(settings)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            url = f"/v3/clusters/{await cluster_id(app)}/topics/events/records"
+            before = await http.post(url, content=common(b"before"))
+            assert before.status_code == 200, before.text
+            kafka.faults.broker_down(1)
+            values = [b"kept-%d" % i for i in range(40)]
+            during = await http.post(url, content=b"".join(common(v) for v in values))
+            assert [r["error_code"] for r in reports_of(during.text)] == [504] * 40
+            kafka.faults.broker_up(1)
+            # Read in a thread: the gateway's producer needs this loop to deliver.
+            found = await asyncio.to_thread(read_all, kafka, "events", 41)
+            assert sorted(r.value for _, r in found) == sorted([b"before", *values])
+            assert app.backend.failed_after_accept == 0
+    finally:
+        await app.close(10)
