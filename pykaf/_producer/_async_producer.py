@@ -360,13 +360,15 @@ class AsyncProducer(AsyncBacklog):
 
     def produce_values(self, topic: str, values: list[bytes], receipt: Receipt) -> int:
         """Take at once as many of ``values`` (plain bytes, no key, placed by the
-        partitioner) as the buffer has room for, in order, their outcomes told to
-        ``receipt`` (``receipt.expect`` is called for them); returns how many were taken.
-        The rest are the caller's to send (``send``, in order after these). For a caller
-        that wants each record's outcome of a large batch without a future each (the
-        gateway's v3 stream): 0.15 us a record where ``send`` takes 0.8. Takes none when
-        the path is not open: records waiting before these, a journal, a topic not
-        known yet (``partitions_for`` learns it), keyed or oversized values."""
+        partitioner) as there is room for, in order, their outcomes told to ``receipt``
+        (``receipt.expect`` is called for them); returns how many were taken. The rest
+        are the caller's to send (``send``, in order after these). For a caller that
+        wants each record's outcome of a large batch without a future each (the
+        gateway's v3 stream): 0.15 us a record where ``send`` takes 0.8. In memory a
+        run of records in one batch has one report; with a journal each record has its
+        own (a ``ReceiptRun`` of one), as every record there has its own serial. Takes
+        none when the path is not open: records waiting before these, a topic not known
+        yet (``partitions_for`` learns it), values that are not plain bytes."""
         self._engine or self._start()
         taken = 0 if self._backlog else self._accumulator.append_values(topic, values, receipt)
         receipt.expect(taken)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol, TypeAlias
 
 from pykaf._errors import DeliveryError
 from pykaf._producer._future import DeliveryFuture, resolve_many
-from pykaf._producer._receipt import ReceiptRun
+from pykaf._producer._receipt import ReceiptRun, tell_delivered
 from pykaf._telemetry._log_limit import LogLimiter
 
 __all__ = [
@@ -142,17 +142,11 @@ class Reporter:
         default_ts = log_append_time if log_append_time >= 0 else batch.created_ms
         use_own = log_append_time < 0
         futures: list[tuple[Any, RecordMetadata]] = []  # resolved together, one lock
+        runs: list[tuple[int, ReceiptRun, int]] = []  # told together, neighbours as one
         for index, report in reports:
             ts = records[index][3] if use_own else None
-            if report.__class__ is ReceiptRun:  # a run of records: told in one step
-                report.receipt.tell(
-                    report.first,
-                    report.count,
-                    partition,
-                    base_offset + index if base_offset >= 0 else -1,
-                    default_ts if ts is None else ts,
-                    None,
-                )
+            if report.__class__ is ReceiptRun:
+                runs.append((index, report, default_ts if ts is None else ts))
                 continue
             metadata = RecordMetadata(
                 topic,
@@ -173,6 +167,8 @@ class Reporter:
                 self._call(report, metadata, None)
         if futures:
             resolve_many(futures)
+        if runs:
+            tell_delivered(runs, partition, base_offset)
 
     def failed(self, batch: _BatchLike, error: DeliveryError) -> None:
         reports = batch.reports

@@ -8,23 +8,27 @@ through ``_take``, the general path. A mixin over the accumulator's state, as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from pykaf._client._ctrl_c import whole
-from pykaf._producer._accumulator import _LOCK_RUN
+from pykaf._errors import BufferFullError, JournalError, ProducerClosedError
+from pykaf._producer._accumulator import _LOCK_RUN, plain_value_ends
 from pykaf._producer._batches import (
     FUTURES,
     RECORD_OVERHEAD,
+    Batch,
     PartitionQueue,
     TopicQueues,
+    TopicUnknownError,
     check_report,
 )
 from pykaf._producer._delivery import Report, unpack_item
 from pykaf._producer._group_commit import GroupCommit
 from pykaf._producer._journaled_feed import JournalFeed
-from pykaf._producer._receipt import Receipt
+from pykaf._producer._receipt import Receipt, ReceiptRun
 from pykaf._producer.journal._record_writer import FastAppend
 
 __all__ = ["JournalRuns"]
@@ -73,9 +77,19 @@ class JournalRuns(JournalFeed):
         raise NotImplementedError  # JournalAccumulator's
 
     def append_values(self, topic: str, values: list[bytes], receipt: Receipt) -> int:
-        """Not this path: the journal's records take ``append``/``append_many``, each its
-        serial and report (the receipt's runs would bypass the journal)."""
-        return 0
+        """``append_many`` of ``values``, each journaled with its own serial and its own
+        report, a ``ReceiptRun`` of one: every path of the journal (spill, feed, close,
+        give-up) handles it as any report, and the caller still waits on one receipt,
+        not a future per record. Returns how many were taken; none when the journal
+        is full or failing, the topic is not known, or the producer is closed."""
+        if values.__class__ is not list or plain_value_ends(values, 0, 2**62) is None:
+            return 0  # keyed or other items: not this path's (``append_many`` takes them)
+        taken = [0]
+        with contextlib.suppress(
+            BufferFullError, JournalError, ProducerClosedError, TopicUnknownError
+        ):
+            self.append_many(topic, values, on_delivery=receipt, taken=taken)
+        return taken[0]
 
     @whole
     def append_many(
@@ -94,7 +108,7 @@ class JournalRuns(JournalFeed):
         through ``_take``. Measured (1,000 values of 1 KiB a call, mock cluster): 187,000
         records/s with every item through ``_take``, slower than ``produce()`` one at a
         time."""
-        if on_delivery is not None and on_delivery.__class__ not in FUTURES:
+        if on_delivery is not None and on_delivery.__class__ not in _NOT_CALLED:
             check_report(on_delivery)
         progress = [0, -1]  # records taken, the last one's serial
         try:
@@ -106,7 +120,8 @@ class JournalRuns(JournalFeed):
                 if item is _NO_ITEM:
                     break
                 key, value, headers, timestamp, part = unpack_item(item, topic, partition)
-                progress[1] = self._take(topic, value, key, part, headers, timestamp, on_delivery)
+                report = _own(on_delivery, progress[0])
+                progress[1] = self._take(topic, value, key, part, headers, timestamp, report)
                 progress[0] += 1
         finally:
             count, serial = progress
@@ -139,6 +154,12 @@ class JournalRuns(JournalFeed):
                 # this run may add, so the backlog shrinks (not while the feed is stuck).
                 self.wait_for_feed_briefly(2 * _LOCK_RUN)
             wall = -1  # a spilled record's timestamp: the run's, read once (``_take``'s)
+            # The receipt's run the last record joined, its batch, and where the next
+            # record must be (in the batch, in the call) to join it too: no step of
+            # ``_report`` a record (0.15 us).
+            grown: Batch | None = None
+            grown_run: ReceiptRun | None = None
+            grown_end = (-1, -1)
             for _ in range(_LOCK_RUN):
                 item = next(items, _NO_ITEM)
                 if item.__class__ is not bytes or self._closed:
@@ -163,9 +184,9 @@ class JournalRuns(JournalFeed):
                         if end < 0:
                             return item  # _take waits for room, or raises
                     progress[1] = self.last_serial = at
-                    progress[0] += 1
                     self._next_record = at + 1
-                    self._keep(at, on_delivery)
+                    self._keep(at, _own(on_delivery, progress[0]))
+                    progress[0] += 1
                     continue
                 if partition is None:
                     part = t.sticky
@@ -191,16 +212,20 @@ class JournalRuns(JournalFeed):
                     if end < 0:
                         return item
                 progress[1] = self.last_serial = at
-                progress[0] += 1
                 self._next_record = at + 1
                 records = batch.records
                 records.append((None, item, None, stamp))
                 batch.size = filled
                 if on_delivery is not None:
-                    if batch.reports is None:
-                        batch.reports = [(len(records) - 1, on_delivery)]
+                    index = len(records) - 1
+                    if grown is batch and grown_end == (index, progress[0]):
+                        grown_run.count += 1  # type: ignore[union-attr]  # a receipt's, set
+                        grown_end = (index + 1, progress[0] + 1)
                     else:
-                        batch.reports.append((len(records) - 1, on_delivery))
+                        grown_run = _report(batch, index, on_delivery, progress[0])
+                        grown = batch if grown_run is not None else None
+                        grown_end = (index + 1, progress[0] + 1)
+                progress[0] += 1
                 if batch.journal_first < 0:
                     batch.journal_first = at
                 batch.journal_last = at
@@ -208,3 +233,41 @@ class JournalRuns(JournalFeed):
                     self._full_episode = False
                     log.info("the journal in %s has room again", self.store.directory)
         return _RUN_ENDED
+
+
+# Reports ``append_many`` does not call: futures, and a receipt (each record gets its own
+# ``ReceiptRun`` of it).
+_NOT_CALLED: Final = frozenset({*FUTURES, Receipt})
+
+
+def _own(on_delivery: Report, index: int) -> Report:
+    """The report of the record at ``index`` of the call: ``on_delivery`` itself, or for
+    a receipt, a run of one record of it."""
+    if on_delivery.__class__ is Receipt:
+        return ReceiptRun(on_delivery, index, 1)
+    return on_delivery
+
+
+def _report(batch: Batch, index: int, on_delivery: Report, item: int) -> ReceiptRun | None:
+    """Give the record at ``index`` of ``batch`` (item ``item`` of the call) its report;
+    for a receipt, the run it is in (to grow). A receipt's run of the records just
+    before it in the batch and in the call grows by one instead: a record's own
+    ``ReceiptRun`` (and its list entry, and a step of the reporter) cost the v3 stream
+    0.1-0.2 us a record with a journal."""
+    reports = batch.reports
+    if on_delivery.__class__ is Receipt and reports:
+        at, last = reports[-1]
+        if (
+            last.__class__ is ReceiptRun
+            and last.receipt is on_delivery
+            and at + last.count == index
+            and last.first + last.count == item
+        ):
+            last.count += 1
+            return last
+    report = _own(on_delivery, item)
+    if reports is None:
+        batch.reports = [(index, report)]
+    else:
+        reports.append((index, report))
+    return report if report.__class__ is ReceiptRun else None

@@ -6,7 +6,8 @@ in a few batches, and the records of one batch share their fate: a partition, a 
 offset (each the next), a timestamp, or one error. So ``AsyncProducer.produce_values``
 puts a ``ReceiptRun`` in a batch's reports for each run of records it adds there (one
 entry, however many records), and the reporter tells the receipt the run's outcome in
-one call. The receipt's ``done`` future resolves when every record taken is told.
+one call. The receipt's ``done`` future resolves when every record taken is told. (With
+a journal each record has its own serial and report: a ``ReceiptRun`` of one each.)
 
 Every record still ends in exactly one report: its run's, in ``runs``.
 """
@@ -18,7 +19,7 @@ from typing import Any, TypeAlias
 
 from pykaf._errors import DeliveryError
 
-__all__ = ["Receipt", "ReceiptRun", "Run"]
+__all__ = ["Receipt", "ReceiptRun", "Run", "tell_delivered"]
 
 #: One run's outcome: ``(first, count, partition, offset, timestamp, error)``: records
 #: ``first`` to ``first + count - 1`` of the call were written to ``partition`` from
@@ -95,3 +96,28 @@ class ReceiptRun:
         if low == index and high == index + self.count:
             return index - start, self
         return low - start, ReceiptRun(self.receipt, self.first + low - index, high - low)
+
+
+def tell_delivered(
+    runs: list[tuple[int, ReceiptRun, int]], partition: int, base_offset: int
+) -> None:
+    """Tell the receipts the runs of a batch delivered to ``partition`` from
+    ``base_offset`` on (-1: acks=0), ``runs`` being ``(index in the batch, run, its
+    timestamp)`` in the batch's order. Neighbours (the next records of one call, next in
+    the batch, with one timestamp) are told as one run: a journal gives each record a
+    run of its own, and a receipt of a run per record cost its reader a step each."""
+    receipt: Receipt | None = None
+    first = count = at = offset = stamp = 0
+    for index, run, timestamp in runs:
+        neighbour = run.receipt is receipt and index == at and run.first == first + count
+        if neighbour and timestamp == stamp:
+            count += run.count
+            at += run.count
+            continue
+        if receipt is not None:
+            receipt.tell(first, count, partition, offset, stamp, None)
+        receipt, first, count, stamp = run.receipt, run.first, run.count, timestamp
+        offset = base_offset + index if base_offset >= 0 else -1
+        at = index + count
+    if receipt is not None:
+        receipt.tell(first, count, partition, offset, stamp, None)

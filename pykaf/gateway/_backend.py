@@ -489,7 +489,7 @@ class Backend:
     ) -> int:
         """``AsyncProducer.produce_values``: as many of ``values`` as the producer
         takes at once (plain bytes, no key), their outcomes told to ``receipt``; returns
-        how many (none with a journal: its records go one by one, ``send_many``)."""
+        how many (the caller sends the rest with ``send_many``)."""
         producer = self.producer(custody)
         try:
             taken = producer.produce_values(topic, values, receipt)

@@ -16,9 +16,10 @@ import pytest
 from _custody_support import FAST
 
 from pykaf import AsyncConsumer, AsyncProducer, Receipt, TopicPartition
-from pykaf._errors import DeliveryError
+from pykaf._errors import DeliveryError, JournalKeptError
+from pykaf._producer import _journaled, _journaled_runs
 from pykaf._producer._batches import Batch, split_batch
-from pykaf._producer._receipt import ReceiptRun
+from pykaf._producer._receipt import ReceiptRun, tell_delivered
 from pykaf.broker import Cluster
 
 
@@ -69,10 +70,16 @@ async def test_every_value_taken_is_told_once_with_where_it_is(cluster: Cluster)
     assert [stored[o[1], o[2]] for o in outcomes] == values
 
 
-async def test_a_batch_split_for_being_too_large_splits_its_runs(cluster: Cluster) -> None:
+@pytest.mark.parametrize("custody", ["memory", "journal"])
+async def test_a_batch_split_for_being_too_large_splits_its_runs(
+    cluster: Cluster, tmp_path: Path, custody: str
+) -> None:
     await cluster.create_topic("big", 1)
     values = [b"%05d" % i for i in range(3000)]
-    async with AsyncProducer(cluster.bootstrap, **dict(FAST, linger=0.2)) as producer:
+    options = dict(FAST, linger=0.2, custody=custody, journal_dir=str(tmp_path / "j"))
+    if custody == "memory":
+        del options["journal_dir"]
+    async with AsyncProducer(cluster.bootstrap, **options) as producer:
         await producer.partitions_for("big")
         cluster.faults.push_errors("Produce", 10)  # MESSAGE_TOO_LARGE: split in halves
         receipt = Receipt(asyncio.get_running_loop())
@@ -131,9 +138,80 @@ async def test_the_path_takes_none_where_it_is_not_open(cluster: Cluster, tmp_pa
     async with AsyncProducer(cluster.bootstrap, **journal) as producer:
         await producer.partitions_for("t")
         receipt = Receipt(loop)
-        assert producer.produce_values("t", [b"a"], receipt) == 0  # each record journaled
+        pairs = [(b"k", b"v")]  # a keyed item append_many would take: not this path's
+        assert producer.produce_values("t", pairs, receipt) == 0  # type: ignore[arg-type]
         assert receipt.expected == 0
         assert receipt.done.done()  # nothing is owed: nobody waits forever
+
+
+@pytest.mark.parametrize("custody", ["journal", "journal_sync"])
+async def test_a_journal_tells_each_record_once_with_where_it_is(
+    cluster: Cluster, tmp_path: Path, custody: str
+) -> None:
+    await cluster.create_topic("t", 3)
+    values = [b"%06d" % i for i in range(3000)]
+    options = dict(FAST, custody=custody, journal_dir=str(tmp_path / "j"), batch_size=4096)
+    async with AsyncProducer(cluster.bootstrap, **options) as producer:
+        await producer.partitions_for("t")
+        receipt = Receipt(asyncio.get_running_loop())
+        assert producer.produce_values("t", values, receipt) == len(values)
+        await asyncio.wait_for(receipt.done, 20)
+    outcomes = told(receipt)
+    assert all(o[4] is None for o in outcomes)
+    stored = await read_back(cluster, "t", 3, len(values))
+    assert [stored[o[1], o[2]] for o in outcomes] == values
+
+
+async def test_records_spilled_to_the_journal_are_told_once(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_journaled, "_SPILL_AFTER", 0.0)  # spill as soon as memory is full
+    await cluster.create_topic("t", 1)
+    options = dict(FAST, custody="journal", journal_dir=str(tmp_path / "j"))
+    options.update(buffer_memory=128 * 1024, batch_size=16 * 1024)
+    values = [b"%05d" % i + bytes(300) for i in range(3000)]
+    async with AsyncProducer(cluster.bootstrap, **options) as producer:
+        await producer.partitions_for("t")
+        held = cluster.faults.hold_responses("Produce")
+        receipts: list[tuple[int, Receipt]] = []  # (the index of its first value, it)
+        taken = 0
+        async with asyncio.timeout(20):
+            while taken < len(values):  # what a call does not take, the next one may
+                receipt = Receipt(asyncio.get_running_loop())
+                receipts.append((taken, receipt))
+                taken += producer.produce_values("t", values[taken:], receipt)
+                await asyncio.sleep(0.001)
+        accumulator = producer._accumulator
+        assert isinstance(accumulator, _journaled.JournalAccumulator)
+        assert accumulator.spilled > 1000  # most went to the journal only, then fed
+        held.release()
+        await asyncio.wait_for(asyncio.gather(*(r.done for _, r in receipts)), 30)
+    where = [(o[1], o[2]) for _, r in receipts for o in told(r)]
+    assert all(o[4] is None for _, r in receipts for o in told(r))
+    stored = await read_back(cluster, "t", 1, len(values))
+    assert [stored[at] for at in where] == values
+
+
+async def test_records_a_journal_keeps_at_close_are_told_kept(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    await cluster.create_topic("t", 1)
+    options = dict(FAST, custody="journal", journal_dir=str(tmp_path / "j"))
+    producer = AsyncProducer(cluster.bootstrap, **options)
+    await producer.partitions_for("t")
+    await cluster.faults.broker_down(1)
+    receipt = Receipt(asyncio.get_running_loop())
+    assert producer.produce_values("t", [b"kept"] * 200, receipt) == 200
+    await producer.close(0.2)
+    await asyncio.wait_for(receipt.done, 20)
+    outcomes = told(receipt)
+    assert all(isinstance(o[4], JournalKeptError) for o in outcomes)
+    await cluster.faults.broker_up(1)
+    options["custody"] = "journal"
+    async with AsyncProducer(cluster.bootstrap, **options) as again:  # sends what was kept
+        assert await again.flush(20) == 0
+    stored = await read_back(cluster, "t", 1, 200)
+    assert sorted(stored.values()) == [b"kept"] * 200
 
 
 async def test_a_full_buffer_takes_what_fits_in_order(cluster: Cluster) -> None:
@@ -166,3 +244,41 @@ async def test_a_close_before_delivery_tells_every_run(cluster: Cluster) -> None
     held.release()
     await asyncio.wait_for(receipt.done, 20)
     assert len(told(receipt)) == 500
+
+
+def test_neighbouring_runs_of_a_batch_are_told_as_one() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        mine, other = Receipt(loop), Receipt(loop)
+        runs = [
+            (0, ReceiptRun(mine, 10, 1), 5),
+            (1, ReceiptRun(mine, 11, 2), 5),  # next in the batch and in the call: joined
+            (3, ReceiptRun(other, 0, 1), 5),
+            (4, ReceiptRun(mine, 13, 1), 5),  # next in the call, not in the batch
+            (5, ReceiptRun(mine, 14, 1), 6),  # another timestamp
+        ]
+        tell_delivered(runs, 2, 100)
+    finally:
+        loop.close()
+    assert mine.runs == [
+        (10, 3, 2, 100, 5, None),
+        (13, 1, 2, 104, 5, None),
+        (14, 1, 2, 105, 6, None),
+    ]
+    assert other.runs == [(0, 1, 2, 103, 5, None)]
+
+
+def test_a_journaled_record_joins_its_receipts_run_only_right_after_it() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        mine = Receipt(loop)
+        part = SimpleNamespace(topic=SimpleNamespace(name="t"), index=0)
+        batch = Batch(part, 0, 0.0, 0, 0.0)  # type: ignore[arg-type]
+        _journaled_runs._report(batch, 0, mine, 0)
+        _journaled_runs._report(batch, 1, mine, 1)  # next in the batch and the call
+        _journaled_runs._report(batch, 3, mine, 2)  # record 2 of the batch is another's
+        _journaled_runs._report(batch, 4, mine, 4)  # item 3 of the call went elsewhere
+        shapes = [(i, r.first, r.count) for i, r in batch.reports or []]  # type: ignore[attr-defined]
+    finally:
+        loop.close()
+    assert shapes == [(0, 0, 2), (3, 2, 1), (4, 4, 1)]
