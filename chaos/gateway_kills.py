@@ -2,6 +2,7 @@
 
     python chaos/gateway_kills.py [--kills 50] [--writers 4] [--partitions 4] [--seed N]
                                   [--down 0.3] [--custody journal_sync|journal]
+                                  [--route kafboy|v3]
 
 The embedded broker (three brokers) runs in this process. Each round starts ``pykaf
 gateway --journal-dir D`` on the same journal (it replays what the previous one left),
@@ -11,8 +12,13 @@ batch of three lines; a writer notes a value once it is answered 202. With ``--c
 journal`` they post to ``/async`` and ``/batch/async`` with ``?custody=journal``: answered
 once appended to the journal, before its fsync, which a killed process must not lose
 either (the append is in the page cache; only an OS crash may lose it). The gateway is
-SIGKILLed at a random moment; with probability ``--down`` every broker goes down first
-(the answers then come from the journal alone) and comes back after the kill. After the
+SIGKILLed at a random moment. With ``--route v3`` the writers post Confluent v3 streams
+instead, 20 common records (a BINARY value, nothing else: the route's receipt path) a
+request, to a topic of one partition (the route places them), with ``?custody=``; a
+record counts once its report says 200 (acknowledged) or 504 (not yet, kept in
+custody): both must arrive. The gateway is SIGKILLed at a random moment; with
+probability ``--down`` every broker goes down first (the answers then come from the
+journal alone) and comes back after the kill. After the
 last kill one more gateway drains the journal and stops with SIGTERM.
 
 Then every partition is read back and counted, per writer:
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import random
 import re
 import sys
@@ -58,8 +66,10 @@ BROKERS = 3
 class Writers:
     """The HTTP clients of every round: what each writer had answered 202, in order."""
 
-    def __init__(self, count: int, partitions: int, custody: str) -> None:
+    def __init__(self, count: int, partitions: int, custody: str, route: str = "kafboy") -> None:
         self.count = count
+        self.route = route
+        self.custody = custody
         self.prefix = "/safe" if custody == "journal_sync" else ""
         self.query = "" if custody == "journal_sync" else f"&custody={custody}"
         self.partitions = partitions
@@ -75,6 +85,9 @@ class Writers:
         return b"w%d" % number
 
     async def run(self, url: str, number: int) -> None:
+        if self.route == "v3":
+            await self._run_v3(url, number)
+            return
         partition = number % self.partitions
         mine = self.acked[number]
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
@@ -97,6 +110,37 @@ class Writers:
                     return
                 if answer.status_code != 202:
                     raise SystemExit(f"writer {number}: {answer.status_code} {answer.text}")
+                mine.extend(values)
+                self.answered_now += len(values)
+                self.next_seq[number] = seq + len(values)
+
+    async def _run_v3(self, url: str, number: int) -> None:
+        mine = self.acked[number]
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            try:
+                cluster = (await http.get("/v3/clusters")).json()["data"][0]["cluster_id"]
+            except httpx.TransportError:
+                return  # killed before a first request
+            path = f"/v3/clusters/{cluster}/topics/{TOPIC}/records?custody={self.custody}"
+            for _ in range(1_000_000):
+                seq = self.next_seq[number]
+                values = [self._value(number, 0, seq + n) for n in range(20)]
+                body = b"".join(
+                    b'{"value": {"type": "BINARY", "data": "%s"}}\n' % base64.b64encode(v)
+                    for v in values
+                )
+                try:
+                    answer = await http.post(path, content=body)
+                except httpx.TransportError:
+                    self.in_flight += 1  # the kill: this request's records may be in
+                    self.next_seq[number] = seq + len(values)
+                    return
+                codes = [json.loads(line)["error_code"] for line in answer.text.splitlines()]
+                if answer.status_code != 200 or len(codes) != len(values):
+                    raise SystemExit(f"writer {number}: {answer.status_code} {answer.text}")
+                for value, code in zip(values, codes, strict=True):
+                    if code not in (200, 504):  # delivered, or kept in custody
+                        raise SystemExit(f"writer {number}: {value!r} answered {code}")
                 mine.extend(values)
                 self.answered_now += len(values)
                 self.next_seq[number] = seq + len(values)
@@ -147,11 +191,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--down", type=float, default=0.3, help="share of kills with brokers down")
     parser.add_argument("--custody", choices=("journal_sync", "journal"), default="journal_sync")
+    parser.add_argument("--route", choices=("kafboy", "v3"), default="kafboy")
     args = parser.parse_args()
+    if args.route == "v3":
+        args.partitions = 1  # the route places the records: one partition keeps each order
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     started = time.monotonic()
-    writers = Writers(args.writers, args.partitions, args.custody)
+    writers = Writers(args.writers, args.partitions, args.custody, args.route)
     downs = 0
     with tempfile.TemporaryDirectory() as directory, BlockingCluster(brokers=BROKERS) as cluster:
         scratch = Path(directory)
@@ -191,7 +238,8 @@ def main() -> int:
         log = (scratch / "gateway.log").read_text()
     print(
         f"seed {seed}: {args.kills} SIGKILLs of the gateway ({downs} with every broker down),"
-        f" {total:,} records answered 202 (custody {args.custody}), {len(records):,} in Kafka;"
+        f" {total:,} records answered (custody {args.custody}, route {args.route}),"
+        f" {len(records):,} in Kafka;"
         f" lost {lost}, duplicated {duplicated}, reordered {reordered};"
         f" {writers.in_flight} requests cut short by a kill ({strangers} of their records"
         f" arrived); the last gateway stopped with status {status};"
