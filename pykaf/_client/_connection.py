@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import random
 import socket
 import ssl
 from collections import deque
@@ -32,18 +31,15 @@ from pykaf._client._answer import Answer
 from pykaf._client._broker_errors import (
     describe_broker,
     looks_like_tls,
-    map_os_error,
     map_tls_error,
     name_address,
     os_reason,
 )
 from pykaf._client._connection_events import ConnectionEvents
-from pykaf._client._sasl import authenticate_sasl
-from pykaf._client._sasl_settings import SASL_PROTOCOLS
+from pykaf._client._connection_open import Opening
 from pykaf._client._settings import ClientSettings
 from pykaf._client._targets import Purpose
 from pykaf._client._versions import BrokerApiVersions
-from pykaf._error_codes import error_for_code
 from pykaf._errors import (
     BrokerConnectionError,
     ClientClosedError,
@@ -54,24 +50,19 @@ from pykaf._errors import (
 from pykaf._telemetry._bus import EventBus
 from pykaf.protocol._apis import api_spec
 from pykaf.protocol._framing import NEED_DATA, ClientConnection, Response
-from pykaf.protocol._messages import API_VERSIONS_KEY, Payload, build_request, payload_api
-from pykaf.protocol._negotiation import api_versions_retry_version, negotiate
+from pykaf.protocol._messages import Payload, payload_api
 from pykaf.protocol._produce_request import ProduceTopic
 
 __all__ = ["BrokerConnection"]
 
 _PRODUCE_KEY: Final = 0
 _CORRELATION_IDS: Final = 2**31
-_API_VERSIONS_MAX: Final = api_spec(API_VERSIONS_KEY).max_version
-# KIP-368: a connection is replaced after 85% to 95% of its SASL session lifetime.
-_REAUTH_AT: Final = 0.85
-_REAUTH_SPREAD: Final = 0.10
 # After close(), the transport gets this long to flush before it is aborted, inside the
 # caller's own bound.
 _FLUSH_GRACE: Final = 0.5
 
 
-class BrokerConnection(asyncio.Protocol):
+class BrokerConnection(Opening):
     """A connection opened by ``open()``: handshaken (ApiVersions, SASL, then the
     authenticate hook), ready for ``send()``."""
 
@@ -150,120 +141,6 @@ class BrokerConnection(asyncio.Protocol):
     @property
     def error(self) -> PykafError | None:
         return self._error
-
-    # -- opening ------------------------------------------------------------------------
-
-    @classmethod
-    async def open(
-        cls,
-        address: Address,
-        *,
-        node_id: int | None,
-        purpose: Purpose,
-        settings: ClientSettings,
-        deadline: float,
-        api_versions_version: int | None = None,
-        on_lost: Callable[[BrokerConnection, PykafError], None] | None = None,
-        events: EventBus | None = None,
-    ) -> BrokerConnection:
-        """Connect, negotiate versions, authenticate; bounded by ``connect_timeout`` and
-        by ``deadline`` (the caller's, on the loop's clock), whichever comes first.
-
-        ``api_versions_version``: the ApiVersions version to start with (default: pykaf's
-        newest; the pool passes what this broker answered before, saving the
-        UNSUPPORTED_VERSION round trip on every new connection to an older broker).
-        """
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        remaining = deadline - started
-        budget = min(settings.connect_timeout, remaining)
-        version = _API_VERSIONS_MAX if api_versions_version is None else api_versions_version
-        conn = cls(address, node_id=node_id, purpose=purpose, settings=settings, events=events)
-        try:
-            async with asyncio.timeout(max(0.0, budget)):
-                await conn._connect(version)
-        except PykafError as exc:
-            conn._connect_failed(exc)
-            raise
-        except TimeoutError as exc:
-            if remaining < settings.connect_timeout:
-                error: PykafError = KafkaTimeoutError(
-                    f"{conn.describe()}: not connected within the request timeout",
-                    address=str(address),
-                )
-            else:
-                error = BrokerConnectionError(
-                    f"{conn.describe()}: no connection within connect_timeout"
-                    f" ({settings.connect_timeout:g}s); is the host reachable?",
-                    address=str(address),
-                    node_id=node_id,
-                )
-            conn._connect_failed(error)
-            raise error from exc  # the cause says "timeout" to the outage log
-        except (OSError, ssl.SSLError) as exc:
-            # No transport yet with TLS on: the TCP connect worked, the handshake failed.
-            handshaking = settings.tls is not None and conn._transport is None
-            error = map_os_error(exc, address, node_id, tls_handshake=handshaking)
-            conn._connect_failed(error)
-            raise error from exc
-        except BaseException:
-            conn.abort(ClientClosedError(f"{conn.describe()}: connecting was cancelled"))
-            raise
-        conn._on_lost = on_lost
-        conn._opened = True
-        if conn._bus.active:
-            conn._events.opened(conn.node_id, purpose, loop.time() - started)
-        return conn
-
-    def _connect_failed(self, error: PykafError) -> None:
-        self.abort(error)
-        if self._bus.active:
-            self._events.failed(self.node_id, error)
-
-    async def _connect(self, api_versions_version: int) -> None:
-        address, settings = self.address, self._settings
-        tls = settings.tls
-        await self._loop.create_connection(
-            lambda: self,
-            address.host,
-            address.port,
-            ssl=tls,
-            server_hostname=address.host if tls is not None else None,
-        )
-        await self._handshake(api_versions_version)
-        if settings.security_protocol in SASL_PROTOCOLS:
-            lifetime = await authenticate_sasl(self, settings)
-            self.session_lifetime = lifetime
-            if lifetime is not None:
-                # KIP-368 by replacement: new requests go to a fresh, freshly authenticated
-                # connection before the broker ends this session; this one closes once its
-                # requests are answered. At 85-95% of the lifetime, as Kafka's clients
-                # re-authenticate, spread so a pool's connections do not all turn at once.
-                fraction = _REAUTH_AT + _REAUTH_SPREAD * random.random()
-                self._session_ends = self._loop.time() + lifetime * fraction
-        if settings.authenticate is not None:
-            await settings.authenticate(self)
-
-    async def _handshake(self, version: int) -> None:
-        # Bounded: each retry goes to a strictly lower version (api_versions_retry_version).
-        for _ in range(_API_VERSIONS_MAX + 1):
-            request = build_request(
-                API_VERSIONS_KEY,
-                version,
-                client_software_name=self._settings.client_software_name,
-                client_software_version=self._settings.client_software_version,
-            )
-            response = await self.send(request, check_version=False)
-            retry = api_versions_retry_version(response, sent_version=version)
-            if retry is None:
-                break
-            version = retry
-        code = int(response.error_code)
-        if code:
-            raise error_for_code(code, f"(ApiVersions from {self.describe()})")
-        self.versions = BrokerApiVersions.from_negotiated(
-            negotiate(response), node_id=self.node_id, address=str(self.address)
-        )
 
     # -- requests -----------------------------------------------------------------------
 
