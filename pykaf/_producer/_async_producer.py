@@ -27,6 +27,7 @@ from pykaf._errors import (
     KafkaTimeoutError,
     ProducerClosedError,
 )
+from pykaf._producer._accumulator import plain_value_ends
 from pykaf._producer._async_backlog import AsyncBacklog, Waiting
 from pykaf._producer._batches import TopicUnknownError, check_report
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
@@ -368,7 +369,16 @@ class AsyncProducer(AsyncBacklog):
         run of records in one batch has one report; with a journal each record has its
         own (a ``ReceiptRun`` of one), as every record there has its own serial. Takes
         none when the path is not open: records waiting before these, a topic not known
-        yet (``partitions_for`` learns it), values that are not plain bytes."""
+        yet (``partitions_for`` learns it), a value too large for a batch (``send``
+        says why). Raises ``TypeError`` for values that are not a list of bytes."""
+        if receipt.__class__ is not Receipt:
+            raise TypeError(f"receipt must be a pykaf.Receipt, not {type(receipt).__name__}")
+        # (plain_value_ends: None unless every item is bytes; one pass in C.)
+        if values.__class__ is not list or (values and plain_value_ends(values, 0, 2**62) is None):
+            raise TypeError(
+                "produce_values takes a list of bytes (no keys, no other types);"
+                " produce_batch takes keys, dicts and ProducerRecords"
+            )
         self._engine or self._start()
         taken = 0 if self._backlog else self._accumulator.append_values(topic, values, receipt)
         receipt.expect(taken)

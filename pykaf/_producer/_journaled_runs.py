@@ -83,7 +83,7 @@ class JournalRuns(JournalFeed):
         not a future per record. Returns how many were taken; none when the journal
         is full or failing, the topic is not known, or the producer is closed."""
         if values.__class__ is not list or plain_value_ends(values, 0, 2**62) is None:
-            return 0  # keyed or other items: not this path's (``append_many`` takes them)
+            return 0  # not plain values (the producer refuses them before this)
         taken = [0]
         with contextlib.suppress(
             BufferFullError, JournalError, ProducerClosedError, TopicUnknownError

@@ -35,8 +35,9 @@ class Receipt:
 
     __slots__ = ("done", "expected", "runs", "told")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.done: asyncio.Future[None] = loop.create_future()
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: the producer's (default: the running one)."""
+        self.done: asyncio.Future[None] = (loop or asyncio.get_running_loop()).create_future()
         self.expected = 0
         self.told = 0
         self.runs: list[Run] = []

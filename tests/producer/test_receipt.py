@@ -130,18 +130,25 @@ async def test_the_path_takes_none_where_it_is_not_open(cluster: Cluster, tmp_pa
     await cluster.create_topic("t", 1)
     loop = asyncio.get_running_loop()
     async with AsyncProducer(cluster.bootstrap, **FAST) as producer:
-        assert producer.produce_values("unknown", [b"a"], Receipt(loop)) == 0
-        await producer.partitions_for("t")
-        assert producer.produce_values("t", ["text"], Receipt(loop)) == 0  # type: ignore[list-item]
-        assert producer.produce_values("t", [b"a", None], Receipt(loop)) == 0  # type: ignore[list-item]
-    journal = dict(FAST, custody="journal", journal_dir=str(tmp_path / "j"))
-    async with AsyncProducer(cluster.bootstrap, **journal) as producer:
-        await producer.partitions_for("t")
-        receipt = Receipt(loop)
-        pairs = [(b"k", b"v")]  # a keyed item append_many would take: not this path's
-        assert producer.produce_values("t", pairs, receipt) == 0  # type: ignore[arg-type]
+        receipt = Receipt()  # the running loop's
+        assert producer.produce_values("unknown", [b"a"], receipt) == 0
         assert receipt.expected == 0
         assert receipt.done.done()  # nothing is owed: nobody waits forever
+        await producer.partitions_for("t")
+        too_large = [b"x" * (2 * 1024 * 1024)]  # past max_request_size: send() says so
+        assert producer.produce_values("t", too_large, Receipt(loop)) == 0
+
+
+async def test_values_that_are_not_a_list_of_bytes_are_refused(cluster: Cluster) -> None:
+    await cluster.create_topic("t", 1)
+    async with AsyncProducer(cluster.bootstrap, **FAST) as producer:
+        await producer.partitions_for("t")
+        for values in (["text"], [b"a", None], [(b"k", b"v")], (b"a",)):
+            with pytest.raises(TypeError, match="a list of bytes"):
+                producer.produce_values("t", values, Receipt())  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"pykaf\.Receipt"):
+            producer.produce_values("t", [b"a"], asyncio.get_running_loop().create_future())  # type: ignore[arg-type]
+        assert producer.produce_values("t", [], Receipt()) == 0
 
 
 @pytest.mark.parametrize("custody", ["journal", "journal_sync"])
