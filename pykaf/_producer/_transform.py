@@ -36,6 +36,7 @@ from typing import Any
 from pykaf._errors import TransformError
 from pykaf._producer._batches import Batch, normalise
 from pykaf._producer._delivery import LooseRecords
+from pykaf._producer._receipt import ReceiptRun
 from pykaf._producer._settings import TransformBatch
 from pykaf.protocol._records import BATCH_OVERHEAD
 
@@ -95,8 +96,20 @@ def delivered_view(batch: Batch) -> LooseRecords:
     reports = batch.reports
     sent = len(batch.records)
     count = len(originals)
-    mapped = None if reports is None else [(i * sent // count, r) for i, r in reports]
+    mapped = None if reports is None else [
+        (i * sent // count, r) for at, report in reports for i, r in _each(at, report)
+    ]
     return LooseRecords(batch.topic, batch.partition, batch.records, mapped, batch.created_ms)
+
+
+def _each(index: int, report: Any) -> list[tuple[int, Any]]:
+    """``(index, report)`` per original record: a receipt's run of several records in
+    runs of one (each maps to the record it became part of; the reporter joins the
+    neighbours again)."""
+    if report.__class__ is not ReceiptRun or report.count == 1:
+        return [(index, report)]
+    receipt, first = report.receipt, report.first
+    return [(index + k, ReceiptRun(receipt, first + k, 1)) for k in range(report.count)]
 
 
 def failed_view(batch: Batch) -> LooseRecords:

@@ -289,3 +289,25 @@ def test_a_journaled_record_joins_its_receipts_run_only_right_after_it() -> None
     finally:
         loop.close()
     assert shapes == [(0, 0, 2), (3, 2, 1), (4, 4, 1)]
+
+
+async def test_a_transformed_batch_tells_each_record_where_it_went(cluster: Cluster) -> None:
+    """transform_batch merging each batch into one record (ekaf's massage): every value
+    of a run is told the offset of the record it became part of, not offsets that
+    record does not have."""
+    await cluster.create_topic("t", 1)
+
+    def merge(topic: str, partition: int, records: list[Any]) -> list[bytes]:
+        return [b"|".join(r[1] for r in records)]
+
+    options = dict(FAST, linger=0.2, transform_batch=merge)
+    async with AsyncProducer(cluster.bootstrap, **options) as producer:
+        await producer.partitions_for("t")
+        receipt = Receipt()
+        values = [b"%03d" % i for i in range(300)]
+        assert producer.produce_values("t", values, receipt) == len(values)
+        await asyncio.wait_for(receipt.done, 20)
+    outcomes = told(receipt)
+    stored = await read_back(cluster, "t", 1, len({o[2] for o in outcomes}))
+    for value, outcome in zip(values, outcomes, strict=True):
+        assert value in stored[0, outcome[2]].split(b"|")
