@@ -70,6 +70,7 @@ __all__ = [
 
 _LOCK_RUN: Final = 256  # produce_batch items appended per lock hold
 _ONLY_BYTES: Final = {bytes}
+_NONES: Final = repeat(None)  # endless: zip stops at the values
 
 
 class Accumulator(TopicTable, Draining, FlushBookkeeping):
@@ -214,21 +215,29 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                 self.wake()
 
     @whole
-    def append_values(self, topic: str, values: list[bytes], receipt: Receipt) -> int:
-        """Take as many of ``values`` (plain bytes, no key, placed by the partitioner)
-        as can be taken at once, in order, their outcomes told to ``receipt`` by run;
-        returns how many (the caller sends the rest its own way). Takes none when this
-        path is not open: a topic not known yet, a partitioner that does not stick, a
-        value that is not bytes or too large, a closed producer."""
+    def append_values(
+        self,
+        topic: str,
+        values: list[bytes],
+        receipt: Receipt,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        headers_size: int = 0,
+    ) -> int:
+        """Take as many of ``values`` (plain bytes, no key, placed by the partitioner;
+        each with ``headers``, checked, ``headers_size`` their size) as can be taken at
+        once, in order, their outcomes told to ``receipt`` by run; returns how many (the
+        caller sends the rest its own way). Takes none when this path is not open: a
+        topic not known yet, a partitioner that does not stick, a value that is not
+        bytes or too large, a closed producer."""
         t = self._topics.get(topic)
         if t is None or not t.can_stick or values.__class__ is not list:
             return 0
-        ends = plain_value_ends(values, RECORD_OVERHEAD, self._plain_limit)
+        ends = plain_value_ends(values, RECORD_OVERHEAD + headers_size, self._plain_limit)
         if ends is None:
             return 0
         taken = [0]
         with contextlib.suppress(BufferFullError, ProducerClosedError):
-            self._append_values(t, values, ends, None, taken, receipt)
+            self._append_values(t, values, ends, None, taken, receipt, headers)
         return taken[0]
 
     def _append_items(
@@ -283,6 +292,7 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
         partition: int | None,
         taken: list[int] | None,
         receipt: Receipt | None,
+        headers: list[tuple[str, bytes | None]] | None = None,
     ) -> None:
         """``append_many`` of plain values (bytes, no key, no report) to the sticky
         partition or to ``partition``: each run that fits the open batch's reservation
@@ -316,14 +326,19 @@ class Accumulator(TopicTable, Draining, FlushBookkeeping):
                                         batch.reports = [run]
                                     else:
                                         batch.reports.append(run)
-                                extend_plain_records(batch.records, values, i, stop)
+                                if headers is None:
+                                    extend_plain_records(batch.records, values, i, stop)
+                                else:  # the tuples made by zip, in C as well
+                                    batch.records.extend(
+                                        zip(repeat(None), values[i:stop], repeat(headers), _NONES)
+                                    )
                                 batch.size += ends[stop - 1] - before
                                 held += stop - i
                                 i = stop
                                 continue
                             if self._room(batch, t, ends[i] - before):
                                 continue  # the reservation grew a step: the next run fits
-                        record = (None, values[i], None, None)
+                        record = (None, values[i], headers, None)
                         report = None if receipt is None else ReceiptRun(receipt, i, 1)
                         wake = self._put(t, partition, record, ends[i] - before, report) or wake
                         held += 1

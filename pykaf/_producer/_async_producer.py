@@ -29,7 +29,7 @@ from pykaf._errors import (
 )
 from pykaf._producer._accumulator import plain_value_ends
 from pykaf._producer._async_backlog import AsyncBacklog, Waiting
-from pykaf._producer._batches import TopicUnknownError, check_report
+from pykaf._producer._batches import TopicUnknownError, check_headers, check_report
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
 from pykaf._producer._delivery import (
@@ -359,7 +359,9 @@ class AsyncProducer(AsyncBacklog):
         self._wait((topic, value, key, partition, headers, timestamp), future, None)
         return future
 
-    def produce_values(self, topic: str, values: list[bytes], receipt: Receipt) -> int:
+    def produce_values(
+        self, topic: str, values: list[bytes], receipt: Receipt, *, headers: Any = None
+    ) -> int:
         """Take at once as many of ``values`` (plain bytes, no key, placed by the
         partitioner) as there is room for, in order, their outcomes told to ``receipt``
         (``receipt.expect`` is called for them); returns how many were taken. The rest
@@ -370,7 +372,9 @@ class AsyncProducer(AsyncBacklog):
         own (a ``ReceiptRun`` of one), as every record there has its own serial. Takes
         none when the path is not open: records waiting before these, a topic not known
         yet (``partitions_for`` learns it), a value too large for a batch (``send``
-        says why). Raises ``TypeError`` for values that are not a list of bytes."""
+        says why), ``headers`` with a journal (it takes plain values in runs only).
+        ``headers`` (as ``produce``'s) go on every record. Raises ``TypeError`` for
+        values that are not a list of bytes, or bad headers."""
         if receipt.__class__ is not Receipt:
             raise TypeError(f"receipt must be a pykaf.Receipt, not {type(receipt).__name__}")
         # (plain_value_ends: None unless every item is bytes; one pass in C.)
@@ -379,8 +383,13 @@ class AsyncProducer(AsyncBacklog):
                 "produce_values takes a list of bytes (no keys, no other types);"
                 " produce_batch takes keys, dicts and ProducerRecords"
             )
+        checked, size = check_headers(headers) if headers is not None else (None, 0)
         self._engine or self._start()
-        taken = 0 if self._backlog else self._accumulator.append_values(topic, values, receipt)
+        taken = (
+            0
+            if self._backlog
+            else self._accumulator.append_values(topic, values, receipt, checked or None, size)
+        )
         receipt.expect(taken)
         return taken
 

@@ -76,13 +76,22 @@ class JournalRuns(JournalFeed):
     def wait_for_feed_briefly(self, count: int) -> bool:
         raise NotImplementedError  # JournalAccumulator's
 
-    def append_values(self, topic: str, values: list[bytes], receipt: Receipt) -> int:
+    def append_values(
+        self,
+        topic: str,
+        values: list[bytes],
+        receipt: Receipt,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        headers_size: int = 0,
+    ) -> int:
         """``append_many`` of ``values``, each journaled with its own serial and its own
         report, a ``ReceiptRun`` of one: every path of the journal (spill, feed, close,
         give-up) handles it as any report, and the caller still waits on one receipt,
         not a future per record. Returns how many were taken; none when the journal
-        is full or failing, the topic is not known, or the producer is closed."""
-        if values.__class__ is not list or plain_value_ends(values, 0, 2**62) is None:
+        is full or failing, the topic is not known, or the producer is closed, or with
+        ``headers`` (the journal's run path takes plain values only: the caller sends
+        such records one by one)."""
+        if headers or values.__class__ is not list or plain_value_ends(values, 0, 2**62) is None:
             return 0  # not plain values (the producer refuses them before this)
         taken = [0]
         with contextlib.suppress(

@@ -96,9 +96,11 @@ def delivered_view(batch: Batch) -> LooseRecords:
     reports = batch.reports
     sent = len(batch.records)
     count = len(originals)
-    mapped = None if reports is None else [
-        (i * sent // count, r) for at, report in reports for i, r in _each(at, report)
-    ]
+    mapped = (
+        None
+        if reports is None
+        else [(i * sent // count, r) for at, report in reports for i, r in _each(at, report)]
+    )
     return LooseRecords(batch.topic, batch.partition, batch.records, mapped, batch.created_ms)
 
 

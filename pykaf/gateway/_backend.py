@@ -485,14 +485,19 @@ class Backend:
         )
 
     def send_values(
-        self, topic: str, values: list[bytes], custody: Custody, receipt: Receipt
+        self,
+        topic: str,
+        values: list[bytes],
+        custody: Custody,
+        receipt: Receipt,
+        headers: list[tuple[str, bytes | None]] | None = None,
     ) -> int:
         """``AsyncProducer.produce_values``: as many of ``values`` as the producer
-        takes at once (plain bytes, no key), their outcomes told to ``receipt``; returns
-        how many (the caller sends the rest with ``send_many``)."""
+        takes at once (plain bytes, no key, each with ``headers``), their outcomes told
+        to ``receipt``; returns how many (the caller sends the rest with ``send_many``)."""
         producer = self.producer(custody)
         try:
-            taken = producer.produce_values(topic, values, receipt)
+            taken = producer.produce_values(topic, values, receipt, headers=headers)
         except ProducerClosedError:
             return 0  # send_many answers each record 503
         count_records(taken)

@@ -156,19 +156,17 @@ class _Stream:
         self.records += len(values)
         run = _Run(time.monotonic() + self.ack_timeout)
         header, principal = self.principal_header, self.request.principal
-        plain = header is None or principal is None  # no principal header to add
-        if plain:
-            for index in others:  # a common record cut by a chunk's end, decoded by json
-                quick = parse_binary(values[index])
-                if quick is not None and quick[1] is None:
-                    values[index] = quick[0]
+        for index in others:  # a common record cut by a chunk's end, decoded by json
+            quick = parse_binary(values[index])
+            if quick is not None and quick[1] is None:
+                values[index] = quick[0]  # (a principal header is added when it is sent)
         count = len(values)
         at = 0
         sent = False
         for index in [i for i in others if values[i].__class__ is not bytes] + [count]:
             if index > at:  # common records, values[at:index]
                 segment = values[at:index] if at or index < count else values
-                sent = self._send_common(segment, run, plain) or sent
+                sent = self._send_common(segment, run) or sent
             if index < count:
                 sent = self._send_other(values[index], run, header, principal) or sent
             at = index + 1
@@ -178,18 +176,22 @@ class _Stream:
             run.fsync = asyncio.ensure_future(self.ctx.backend.producer(self.custody).fsync())
         self.more.set()
 
-    def _send_common(self, values: list[bytes], run: _Run, plain: bool) -> bool:
+    def _send_common(self, values: list[bytes], run: _Run) -> bool:
         """Send a run of common records (their values); whether any was taken."""
         taken = 0
-        if plain and len(values) >= _RECEIPT_RUN:
+        header, principal = self.principal_header, self.request.principal
+        if len(values) >= _RECEIPT_RUN:
             receipt = Receipt(asyncio.get_running_loop())
-            taken = self.ctx.backend.send_values(self.topic, values, self.custody, receipt)
+            headers: list[tuple[str, bytes | None]] | None = None
+            if header is not None and principal is not None:  # (a journal then takes none)
+                headers = [(header, principal.encode())]
+            backend = self.ctx.backend
+            taken = backend.send_values(self.topic, values, self.custody, receipt, headers)
             if taken:
                 self.pending.append((receipt, values[:taken], None, False, run))
                 self.unanswered += taken
         if taken == len(values):
             return True
-        header, principal = self.principal_header, self.request.principal
         parsed: list[Parsed | HttpError] = [
             binary_value(value, header, principal) for value in values[taken:]
         ]

@@ -23,6 +23,7 @@ from pykaf.broker import BlockingCluster
 from pykaf.errors import DeliveryError
 from pykaf.gateway import Gateway, GatewaySettings, SecuritySettings, create_app
 from pykaf.gateway import _v3_stream as v3_stream
+from pykaf.gateway._backend import Backend
 
 
 def common(value: bytes) -> bytes:
@@ -49,30 +50,37 @@ async def cluster_id(app: Gateway) -> str:
     return known
 
 
-def counted_sends(app: Gateway, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Records sent with a receipt and with a future each, counted (and still sent)."""
+def counted_sends(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Records sent with a receipt and with a future each, by any gateway's backend,
+    counted (and still sent)."""
     counts = {"receipt": 0, "future": 0}
-    backend = app.backend
-    send_values, send_many = backend.send_values, backend.send_many
+    send_values, send_many = Backend.send_values, Backend.send_many
 
-    def by_receipt(topic: str, values: list[bytes], custody: Any, receipt: Receipt) -> int:
-        taken = send_values(topic, values, custody, receipt)
+    def by_receipt(
+        self: Backend,
+        topic: str,
+        values: list[bytes],
+        custody: Any,
+        receipt: Receipt,
+        headers: Any = None,
+    ) -> int:
+        taken = send_values(self, topic, values, custody, receipt, headers)
         counts["receipt"] += taken
         return taken
 
-    def one_by_one(topic: str, records: Any, custody: Any) -> Any:
+    def one_by_one(self: Backend, topic: str, records: Any, custody: Any) -> Any:
         counts["future"] += len(records)
-        return send_many(topic, records, custody)
+        return send_many(self, topic, records, custody)
 
-    monkeypatch.setattr(backend, "send_values", by_receipt)
-    monkeypatch.setattr(backend, "send_many", one_by_one)
+    monkeypatch.setattr(Backend, "send_values", by_receipt)
+    monkeypatch.setattr(Backend, "send_many", one_by_one)
     return counts
 
 
 async def test_common_records_go_by_receipt_and_each_report_says_where_it_is(
     app: Gateway, http: httpx.AsyncClient, kafka: BlockingCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    counts = counted_sends(app, monkeypatch)
+    counts = counted_sends(monkeypatch)
     cid = await cluster_id(app)
     values = [b"%04d" % i + bytes(i % 7) for i in range(1000)]
     body = b"".join(common(v) for v in values)
@@ -95,7 +103,7 @@ async def test_common_records_go_by_receipt_and_each_report_says_where_it_is(
 async def test_other_records_keep_their_place_between_runs(
     app: Gateway, http: httpx.AsyncClient, kafka: BlockingCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    counts = counted_sends(app, monkeypatch)
+    counts = counted_sends(monkeypatch)
     cid = await cluster_id(app)
     keyed = {"key": {"type": "STRING", "data": "k"}, "value": {"type": "STRING", "data": "s"}}
     body = b"".join(
@@ -121,17 +129,30 @@ async def test_other_records_keep_their_place_between_runs(
     ]
 
 
+@pytest.mark.parametrize("custody", ["memory", "journal"])
 async def test_a_principal_header_is_written_on_common_records_too(
-    kafka: BlockingCluster,
+    kafka: BlockingCluster, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, custody: str
 ) -> None:
+    """With a principal header the runs still go by receipt in memory, each record with
+    the header; a journal takes them one by one (its run path has no headers)."""
     security = SecuritySettings(tokens={"t-alice": "alice"}, principal_header="x-principal")
-    async with gateway_http(GatewaySettings(bootstrap=kafka.bootstrap, security=security)) as http:
+    settings = GatewaySettings(
+        bootstrap=kafka.bootstrap,
+        security=security,
+        journal_dir=str(tmp_path / "journal"),
+        sync_custody=custody,
+    )
+    counts = counted_sends(monkeypatch)
+    async with gateway_http(settings) as http:
         alice = {"authorization": "Bearer t-alice"}
         cid = (await http.get("/v3/clusters", headers=alice)).json()["data"][0]["cluster_id"]
         body = b"".join(common(b"%d" % i) for i in range(30))
         url = f"/v3/clusters/{cid}/topics/events/records"
         answer = await http.post(url, content=body, headers=alice)
         assert [r["error_code"] for r in reports_of(answer.text)] == [200] * 30
+        assert counts == (
+            {"receipt": 30, "future": 0} if custody == "memory" else {"receipt": 0, "future": 30}
+        )
     records = [r for _, r in read_all(kafka, "events", 30)]
     assert all(list(r.headers) == [("x-principal", b"alice")] for r in records)
 
@@ -141,7 +162,9 @@ def held_receipts(app: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[Receipt
     tell (or not)."""
     receipts: list[Receipt] = []
 
-    def send_values(topic: str, values: list[bytes], custody: Any, receipt: Receipt) -> int:
+    def send_values(
+        topic: str, values: list[bytes], custody: Any, receipt: Receipt, headers: Any = None
+    ) -> int:
         receipt.expect(len(values))
         receipts.append(receipt)
         return len(values)

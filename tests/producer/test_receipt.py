@@ -311,3 +311,29 @@ async def test_a_transformed_batch_tells_each_record_where_it_went(cluster: Clus
     stored = await read_back(cluster, "t", 1, len({o[2] for o in outcomes}))
     for value, outcome in zip(values, outcomes, strict=True):
         assert value in stored[0, outcome[2]].split(b"|")
+
+
+async def test_headers_go_on_every_value(cluster: Cluster, tmp_path: Path) -> None:
+    await cluster.create_topic("t", 1)
+    headers = [("who", b"alice"), ("empty", None)]
+    async with AsyncProducer(cluster.bootstrap, **dict(FAST, batch_size=2048)) as producer:
+        await producer.partitions_for("t")
+        receipt = Receipt()
+        values = [b"%04d" % i for i in range(500)]
+        assert producer.produce_values("t", values, receipt, headers=headers) == len(values)
+        with pytest.raises(TypeError, match="header"):
+            producer.produce_values("t", values, Receipt(), headers=[("n", 5)])
+        await asyncio.wait_for(receipt.done, 20)
+    outcomes = told(receipt)
+    async with AsyncConsumer(cluster.bootstrap, auto_offset_reset="earliest") as consumer:
+        await consumer.assign([TopicPartition("t", 0)])
+        read: dict[int, Any] = {}
+        async with asyncio.timeout(20):
+            while len(read) < len(values):
+                read.update((r.offset, r) for r in await consumer.poll(0.5))
+    assert [read[o[2]].value for o in outcomes] == values
+    assert all(list(read[o[2]].headers) == headers for o in outcomes)
+    journal = dict(FAST, custody="journal", journal_dir=str(tmp_path / "j"))
+    async with AsyncProducer(cluster.bootstrap, **journal) as producer:
+        await producer.partitions_for("t")
+        assert producer.produce_values("t", values, Receipt(), headers=headers) == 0
