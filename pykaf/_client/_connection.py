@@ -116,6 +116,35 @@ class BrokerConnection(Opening):
         )
         self._opened = False
 
+    @classmethod
+    async def open(
+        cls,
+        address: Address,
+        *,
+        node_id: int | None,
+        purpose: Purpose,
+        settings: ClientSettings,
+        deadline: float,
+        api_versions_version: int | None = None,
+        on_lost: Callable[[BrokerConnection, PykafError], None] | None = None,
+        events: EventBus | None = None,
+    ) -> BrokerConnection:
+        """Connect, negotiate versions, authenticate; bounded by ``connect_timeout`` and
+        by ``deadline`` (the caller's, on the loop's clock), whichever comes first.
+
+        ``api_versions_version``: the ApiVersions version to start with (default: pykaf's
+        newest; the pool passes what this broker answered before, saving the
+        UNSUPPORTED_VERSION round trip on every new connection to an older broker).
+        """
+        conn = cls(address, node_id=node_id, purpose=purpose, settings=settings, events=events)
+        await conn._open(
+            purpose=purpose,
+            deadline=deadline,
+            api_versions_version=api_versions_version,
+            on_lost=on_lost,
+        )
+        return conn
+
     def __repr__(self) -> str:
         state = "dead" if self._error is not None else f"{self._in_flight} in flight"
         return f"<BrokerConnection {self.describe()} {self.purpose} {state}>"

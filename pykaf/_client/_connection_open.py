@@ -9,7 +9,7 @@ import asyncio
 import random
 import ssl
 from collections.abc import Callable
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from pykaf._client._address import Address
 from pykaf._client._broker_errors import map_os_error
@@ -40,7 +40,8 @@ _REAUTH_SPREAD: Final = 0.10
 
 
 class Opening(asyncio.Protocol):
-    """``BrokerConnection.open`` and its steps (see the module doc)."""
+    """What ``BrokerConnection.open`` does once it made the connection (see the module
+    doc)."""
 
     # The connection's, set by ``BrokerConnection.__init__``.
     address: Address
@@ -56,17 +57,6 @@ class Opening(asyncio.Protocol):
     _bus: EventBus
     _events: ConnectionEvents
 
-    def __init__(
-        self,
-        address: Address,
-        *,
-        node_id: int | None,
-        purpose: Purpose,
-        settings: ClientSettings,
-        events: EventBus | None = None,
-    ) -> None:
-        raise NotImplementedError  # BrokerConnection's
-
     def describe(self) -> str:
         raise NotImplementedError  # BrokerConnection's
 
@@ -78,67 +68,58 @@ class Opening(asyncio.Protocol):
     ) -> Any:
         raise NotImplementedError  # BrokerConnection's
 
-    @classmethod
-    async def open(
-        cls,
-        address: Address,
+    async def _open(
+        self,
         *,
-        node_id: int | None,
         purpose: Purpose,
-        settings: ClientSettings,
         deadline: float,
-        api_versions_version: int | None = None,
-        on_lost: Callable[[Any, PykafError], None] | None = None,
-        events: EventBus | None = None,
-    ) -> Self:
-        """Connect, negotiate versions, authenticate; bounded by ``connect_timeout`` and
-        by ``deadline`` (the caller's, on the loop's clock), whichever comes first.
-
-        ``api_versions_version``: the ApiVersions version to start with (default: pykaf's
-        newest; the pool passes what this broker answered before, saving the
-        UNSUPPORTED_VERSION round trip on every new connection to an older broker).
-        """
+        api_versions_version: int | None,
+        on_lost: Callable[[Any, PykafError], None] | None,
+    ) -> None:
+        """``BrokerConnection.open``'s work on the connection it made: connect,
+        negotiate versions, authenticate, within ``connect_timeout`` and ``deadline``
+        (the caller's, on the loop's clock), whichever comes first; a failure mapped
+        once and raised."""
+        address, node_id, settings = self.address, self.node_id, self._settings
         loop = asyncio.get_running_loop()
         started = loop.time()
         remaining = deadline - started
         budget = min(settings.connect_timeout, remaining)
         version = _API_VERSIONS_MAX if api_versions_version is None else api_versions_version
-        conn = cls(address, node_id=node_id, purpose=purpose, settings=settings, events=events)
         try:
             async with asyncio.timeout(max(0.0, budget)):
-                await conn._connect(version)
+                await self._connect(version)
         except PykafError as exc:
-            conn._connect_failed(exc)
+            self._connect_failed(exc)
             raise
         except TimeoutError as exc:
             if remaining < settings.connect_timeout:
                 error: PykafError = KafkaTimeoutError(
-                    f"{conn.describe()}: not connected within the request timeout",
+                    f"{self.describe()}: not connected within the request timeout",
                     address=str(address),
                 )
             else:
                 error = BrokerConnectionError(
-                    f"{conn.describe()}: no connection within connect_timeout"
+                    f"{self.describe()}: no connection within connect_timeout"
                     f" ({settings.connect_timeout:g}s); is the host reachable?",
                     address=str(address),
                     node_id=node_id,
                 )
-            conn._connect_failed(error)
+            self._connect_failed(error)
             raise error from exc  # the cause says "timeout" to the outage log
         except (OSError, ssl.SSLError) as exc:
             # No transport yet with TLS on: the TCP connect worked, the handshake failed.
-            handshaking = settings.tls is not None and conn._transport is None
+            handshaking = settings.tls is not None and self._transport is None
             error = map_os_error(exc, address, node_id, tls_handshake=handshaking)
-            conn._connect_failed(error)
+            self._connect_failed(error)
             raise error from exc
         except BaseException:
-            conn.abort(ClientClosedError(f"{conn.describe()}: connecting was cancelled"))
+            self.abort(ClientClosedError(f"{self.describe()}: connecting was cancelled"))
             raise
-        conn._on_lost = on_lost
-        conn._opened = True
-        if conn._bus.active:
-            conn._events.opened(conn.node_id, purpose, loop.time() - started)
-        return conn
+        self._on_lost = on_lost
+        self._opened = True
+        if self._bus.active:
+            self._events.opened(node_id, purpose, loop.time() - started)
 
     def _connect_failed(self, error: PykafError) -> None:
         self.abort(error)

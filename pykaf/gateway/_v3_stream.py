@@ -181,7 +181,7 @@ class _Stream:
         taken = 0
         header, principal = self.principal_header, self.request.principal
         if len(values) >= _RECEIPT_RUN:
-            receipt = Receipt(asyncio.get_running_loop())
+            receipt = Receipt()
             headers: list[tuple[str, bytes | None]] | None = None
             if header is not None and principal is not None:  # (a journal then takes none)
                 headers = [(header, principal.encode())]
