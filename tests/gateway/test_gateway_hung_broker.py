@@ -18,6 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from _gateway_support import gateway_http
+from peers.frozen import freeze
 from peers.process_broker import PROCESS_BROKERS, ProcessBroker, process_broker
 from peers.readback import read_back
 
@@ -72,7 +73,7 @@ async def test_a_frozen_broker_gets_202s_errors_in_time_and_every_record_after(
     warm = await http.post("/sync/events?partition=0", content=b"warm")
     assert warm.status_code == 200, warm.text
     assert await health(http) == "ok"
-    os.kill(broker.pid, signal.SIGSTOP)
+    freeze(broker.pid)
     try:
         taken = []
         for i in range(TAKEN):

@@ -16,18 +16,16 @@ the journaled identities ignored, "acks lost" fails on both brokers (duplicates)
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from custody_filler import expected_values, fill_journal, replay_journal
+from peers.frozen import freeze, frozen
 from peers.process_broker import PROCESS_BROKERS, ProcessBroker, process_broker
 from peers.readback import read_back
 
@@ -45,17 +43,6 @@ SETTINGS: dict[str, Any] = {
     "retry_backoff_max": 0.2,
     "max_block": 30.0,
 }
-
-
-@contextmanager
-def frozen(pid: int) -> Iterator[None]:
-    """SIGSTOP ``pid`` now; SIGCONT on the way out, however it is left (a test that fails
-    must not leave the broker stopped for the fixture's close)."""
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def wait_for_a_child_record(bootstrap: str) -> None:
@@ -96,7 +83,7 @@ def leave_unanswered(broker: ProcessBroker, journal: Path, moment: str) -> None:
 
         def before_kill(child: int) -> None:
             if moment == "acks lost":
-                os.kill(child, signal.SIGSTOP)  # (SIGKILL ends a stopped process too)
+                freeze(child)  # stopped for sure before the broker answers (SIGKILL ends it too)
                 waking.close()  # the broker wakes, reads the requests, answers them
                 wait_for_a_child_record(broker.bootstrap)
 

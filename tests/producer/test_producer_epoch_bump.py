@@ -12,6 +12,7 @@ import os
 import signal
 
 import pytest
+from peers.frozen import freeze
 from peers.mock_cluster import MockCluster
 from peers.tansu import Tansu
 
@@ -53,7 +54,7 @@ def test_tansu_refusing_the_bump_after_a_hung_spell_gets_a_new_producer_id(
     caplog.set_level(logging.WARNING, logger="pykaf.producer")
     with Producer(tansu.bootstrap, delivery_timeout=1.5, **SETTINGS) as producer:
         producer.send("t", b"first").result(10)
-        os.kill(tansu.pid, signal.SIGSTOP)  # hung: sent, never answered
+        freeze(tansu.pid)  # hung: sent, never answered
         try:
             stuck = producer.send("t", b"stuck")
             with pytest.raises(DeliveryTimeoutError) as failed:
