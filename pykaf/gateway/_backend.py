@@ -13,10 +13,10 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pykaf import AsyncAdmin, AsyncProducer, ProducerRecord, Receipt, RecordMetadata
+from pykaf import AsyncProducer, ProducerRecord, Receipt, RecordMetadata
 from pykaf.errors import (
     BufferFullError,
     JournalFullError,
@@ -24,9 +24,11 @@ from pykaf.errors import (
     KafkaTimeoutError,
     ProducerClosedError,
 )
+from pykaf.gateway import _cluster_view
 from pykaf.gateway._access_log import count_records
 from pykaf.gateway._asgi import HttpError
 from pykaf.gateway._body import LineBatch
+from pykaf.gateway._cluster_view import ClusterView
 from pykaf.gateway._outcomes import http_error_for, without_frames
 from pykaf.gateway._settings import Custody, GatewaySettings
 
@@ -34,14 +36,6 @@ __all__ = ["Backend", "Outcome"]
 
 log = logging.getLogger("pykaf.gateway")
 
-# How long a list of the cluster's topics is trusted, and how often an unknown topic
-# may make the gateway ask again (a client posting to a typo must not cost a Metadata
-# request each time).
-_TOPICS_FRESH = 10.0
-_UNKNOWN_RECHECK = 1.0
-# Bounds one topic lookup: past it Kafka counts as unreachable and the record is taken
-# into custody unchecked (it is checked again by the producer when Kafka returns).
-_LOOKUP_TIMEOUT = 2.0
 # A full buffer or journal answers 429 after this long, rather than holding the request.
 _MAX_BLOCK = 0.05
 # Topics made known to the producers ahead of use (see ``_watch_topics``); a cluster with
@@ -53,52 +47,22 @@ _PREPARE_TRIES = 200
 
 Outcome = RecordMetadata | BaseException
 
-_ADMIN_KEYS = frozenset(
-    {
-        "security_protocol",
-        "ssl_context",
-        "ssl_cafile",
-        "ssl_certfile",
-        "ssl_keyfile",
-        "ssl_password",
-        "ssl_check_hostname",
-        "sasl_mechanism",
-        "sasl_username",
-        "sasl_password",
-        "sasl_oauth_token_provider",
-        "request_timeout",
-        "client_id",
-    }
-)
 
-
-class Backend:
-    """Producers, admin and what the gateway knows about the cluster's topics."""
+class Backend(ClusterView):
+    """Producers per custody, on top of what the gateway knows of the cluster
+    (``ClusterView``: the admin client, the topics, the cluster's id, reachability)."""
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self._memory: AsyncProducer | None = None
         self._journal: AsyncProducer | None = None
-        self._admin: AsyncAdmin | None = None
-        self._topics: frozenset[str] = frozenset()
-        self._topics_at = -1e9
-        self._topics_tried_at = -1e9
-        self._unknown_at: dict[str, float] = {}
-        self._refresh: asyncio.Task[bool] | None = None
         self._watch: asyncio.Future[None] | None = None
         self._warm_topics: set[str] = set()
         # Per producer (by id): the topics it is known to have metadata for.
         self._known: defaultdict[int, set[str]] = defaultdict(set)
-        self._cluster_id: str | None = None
-        self._describe: asyncio.Future[str | None] | None = None
-        self._described_at = -1e9
         self.failed_after_accept = 0  # records answered 2xx that later failed
         self.kept_at_close = 0  # records the journal keeps for the next start
-        self.reachable: bool | None = None  # None: not asked yet
         self.started = False
-        self.closed = False
-        #: Called with (role, client) as each Kafka client opens (telemetry watches them).
-        self.client_listeners: list[Callable[[str, Any], None]] = []
 
     # -- life -----------------------------------------------------------------------------
 
@@ -122,7 +86,7 @@ class Backend:
                     await self._warm(self._topics)
             except Exception:  # a bug of ours must not end the watch silently
                 log.exception("the gateway's topic watch failed; it goes on")
-            await asyncio.sleep(_TOPICS_FRESH)
+            await asyncio.sleep(_cluster_view.TOPICS_FRESH)
 
     async def _warm(self, topics: frozenset[str]) -> None:
         cold = sorted(topics - self._warm_topics)[:_WARM_AT_MOST]
@@ -190,10 +154,6 @@ class Backend:
     def producer(self, custody: Custody) -> AsyncProducer:
         return self.memory_producer() if custody == "memory" else self.journal_producer()
 
-    def _opened(self, role: str, client: Any) -> None:
-        for listener in self.client_listeners:
-            listener(role, client)
-
     @property
     def clients(self) -> dict[str, Any]:
         """The Kafka clients open now, by role ("producer-memory", "producer-journal",
@@ -204,10 +164,6 @@ class Backend:
             "admin": self._admin,
         }
         return {role: client for role, client in found.items() if client is not None}
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise HttpError(503, "the gateway is shutting down")
 
     def _failed(self, record: ProducerRecord, error: BaseException) -> None:
         # A record answered 202 that Kafka never took: counted, and logged (once per
@@ -254,107 +210,6 @@ class Backend:
     def _replayed(self, metadata: RecordMetadata | None, error: BaseException | None) -> None:
         if error is not None:
             self._failed(ProducerRecord(topic=None if metadata is None else metadata.topic), error)
-
-    # -- admin and topics -----------------------------------------------------------------
-
-    def admin(self) -> AsyncAdmin:
-        if self._admin is None:
-            self._check_open()
-            options = {k: v for k, v in self.settings.producer_options.items() if k in _ADMIN_KEYS}
-            self._admin = AsyncAdmin(self.settings.bootstrap, **options)
-            self._opened("admin", self._admin)
-        return self._admin
-
-    def listed(self, topic: str) -> bool:
-        """Whether the cluster's list of topics, as last seen, has ``topic`` (a list
-        older than ``_TOPICS_FRESH`` is refreshed in the background meanwhile)."""
-        if topic not in self._topics:
-            return False
-        if time.monotonic() - self._topics_at >= _TOPICS_FRESH and (
-            self._refresh is None or self._refresh.done()
-        ):
-            self._refresh = asyncio.ensure_future(self._list_topics())
-        return True
-
-    async def topic_exists(self, topic: str) -> bool | None:
-        """True or False as the cluster says, None when Kafka could not be asked. A topic
-        seen in the cluster's list counts as there until a later list says otherwise
-        (a list older than ``_TOPICS_FRESH`` is refreshed in the background)."""
-        if self.listed(topic):
-            return True
-        now = time.monotonic()
-        if self.reachable is False and now - self._topics_tried_at < _UNKNOWN_RECHECK:
-            return None  # Kafka was just found unreachable: do not wait on it per request
-        if now - self._unknown_at.get(topic, -1e9) < _UNKNOWN_RECHECK:
-            return False
-        if not await self._refresh_topics():
-            return None
-        if topic in self._topics:
-            self._unknown_at.pop(topic, None)
-            return True
-        if len(self._unknown_at) > 10_000:  # bounded: typos must not grow memory
-            self._unknown_at.clear()
-        self._unknown_at[topic] = time.monotonic()
-        return False
-
-    async def _refresh_topics(self) -> bool:
-        # Concurrent requests for unknown topics share one Metadata request.
-        if self._refresh is None or self._refresh.done():
-            self._refresh = asyncio.ensure_future(self._list_topics())
-        return await asyncio.shield(self._refresh)
-
-    async def _list_topics(self) -> bool:
-        self._topics_tried_at = time.monotonic()
-        try:
-            listing = await asyncio.wait_for(self.admin().list_topics(), _LOOKUP_TIMEOUT)
-        except Exception as exc:  # Kafka unreachable: the caller decides what that means
-            self._topics_tried_at = time.monotonic()
-            self.kafka_answered(exc)
-            return False
-        self.kafka_answered()
-        self._topics = frozenset(listing)
-        self._topics_at = time.monotonic()
-        return True
-
-    async def cluster_id(self) -> str | None:
-        """The cluster's id as REST v3 shows it: ``settings.cluster_id``, else the id the
-        cluster reports (asked once, then kept); None while Kafka cannot be asked (asked
-        again at most once a second, and concurrent callers share one question)."""
-        if self.settings.cluster_id is not None:
-            return self.settings.cluster_id
-        if self._cluster_id is None:
-            if self._describe is None or (
-                self._describe.done() and time.monotonic() - self._described_at >= _UNKNOWN_RECHECK
-            ):
-                self._describe = asyncio.ensure_future(self._describe_cluster())
-            self._cluster_id = await asyncio.shield(self._describe)
-        return self._cluster_id
-
-    async def _describe_cluster(self) -> str | None:
-        try:
-            described = await asyncio.wait_for(self.admin().describe_cluster(), _LOOKUP_TIMEOUT)
-        except Exception as exc:  # unreachable: the caller decides what that means
-            self.kafka_answered(exc)
-            return None
-        finally:
-            self._described_at = time.monotonic()
-        self.kafka_answered()
-        return described.cluster_id
-
-    def kafka_answered(self, failure: BaseException | None = None) -> None:
-        """What any look at the cluster found (None: it answered): ``reachable`` kept, and
-        a WARNING once when Kafka stops answering, once when it answers again."""
-        if failure is not None:
-            if self.reachable is not False:
-                log.warning(
-                    "Kafka is not reachable from the gateway: %s",
-                    failure or type(failure).__name__,
-                )
-            self.reachable = False
-            return
-        if self.reachable is False:
-            log.warning("Kafka is reachable from the gateway again")
-        self.reachable = True
 
     async def check_topic(self, topic: str, custody: Custody) -> None:
         """404 for a topic the cluster says it does not have. When Kafka cannot be asked,

@@ -28,7 +28,7 @@ from _processes import (
     read_topic,
 )
 
-import pykaf.gateway._backend as backend_module
+import pykaf.gateway._cluster_view as cluster_view
 from pykaf.broker import BlockingCluster
 
 OUTAGE = 60.0  # seconds Kafka stays down (the figure, ``-m slow``)
@@ -47,8 +47,8 @@ async def test_a_known_topic_is_not_looked_up_again_while_kafka_does_not_answer(
     # during an outage. A topic known to exist is now answered from what is known, and
     # the list refreshed behind the answer.
     assert (await http.post("/async/events", content=b"known")).status_code == 202
-    monkeypatch.setattr(backend_module, "_TOPICS_FRESH", 0.0)  # the list is stale at once
-    monkeypatch.setattr(backend_module, "_LOOKUP_TIMEOUT", 600.0)
+    monkeypatch.setattr(cluster_view, "TOPICS_FRESH", 0.0)  # the list is stale at once
+    monkeypatch.setattr(cluster_view, "_LOOKUP_TIMEOUT", 600.0)
     held = kafka.faults.hold_responses("Metadata")  # a lookup now never ends
     try:
         for n in range(3):
