@@ -152,7 +152,12 @@ class Idempotence:
                 # its sequences: sequenced afresh below, unproven (the tally counts it).
                 batch.pinned.unpin(batch)
             elif identity is seq.identity and not seq.reset_pending:
-                return True  # a retry: same identity, same sequence
+                # A retry: same identity, same sequence. Until the broker acknowledged
+                # one of this identity's batches, one at a time, as fresh batches below:
+                # the parts of a split batch are all retries, and when the first part
+                # met a retriable error a broker without our state wrote a later one
+                # first (reordered; the first then refused as out of order, for good).
+                return not (part.in_flight and seq.last_acked < 0)
         if part.in_flight and seq.last_acked < 0:
             # A broker accepts any first sequence from a producer it has no state for:
             # one batch at a time until it has ours, so a later batch can never be
