@@ -56,6 +56,13 @@ _FIRST_TOPIC_ID_FETCH: Final = 13
 _NO_EPOCH: Final = -1
 _UNKNOWN_TOPIC_OR_PARTITION: Final = 3
 _UNKNOWN_TOPIC_ID: Final = 100
+_OFFSET_OUT_OF_RANGE: Final = 1
+# Retriable partition errors after which the leader may have moved: the metadata is asked
+# again too (as the Java client does). REPLICA_NOT_AVAILABLE, OFFSET_NOT_AVAILABLE.
+_MOVED_MAYBE: Final = frozenset({9, 78})
+# Retriable to Kafka, but a fetch of the same offset would meet it again: raised, so the
+# application can seek past it (as the Java client raises it).
+_CORRUPT_MESSAGE: Final = 2
 _READ_SIZE: Final = 8 * 1024 * 1024  # bytes per socket read on fetch connections
 # "Do not wait" as a fetch max_wait: 1 ms, not 0, which tansu answers with no partition.
 _NO_WAIT: Final = 0.001
@@ -96,6 +103,9 @@ class Fetcher:
         self._versions: dict[int, BrokerApiVersions] = {}
         self._tuned: set[int] = set()
         self._refresh_wanted: set[str] = set()
+        # Partitions whose fetches a broker answers with a retriable error (an episode
+        # each, logged once at WARNING; retried after the backoff, never raised).
+        self._partitions_failing: set[TopicPartition] = set()
         self._refresh_task: asyncio.Task[None] | None = None
         self._last_refresh = -1e9
         self._closed = False
@@ -375,7 +385,7 @@ class Fetcher:
             response = await self._client.request(
                 request, to=node, purpose="fetch", timeout=timeout
             )
-            self._answer(response, sent, by_id, answered)
+            self._answer(node, response, sent, by_id, answered)
             if self._events.active:
                 emit_fetch_done(
                     self._events,
@@ -406,10 +416,19 @@ class Fetcher:
         except ClientClosedError:
             pass
         except PykafError as exc:
-            # Not a broker going away: e.g. a version neither side speaks. Say so.
-            with state.lock:
-                for st, _, _, _ in sent:
-                    st.error = exc
+            if getattr(exc, "retriable", False):
+                # A whole answer with a retriable error code: a failing broker, retried
+                # after the backoff like one that does not answer (nothing to raise).
+                self._health.failed(
+                    f"fetch {node}",
+                    f"fetch from broker {node} failed: {exc}",
+                    hint="fetching resumes after the backoff; check that broker's health",
+                )
+            else:
+                # Not a broker going away: e.g. a version neither side speaks. Say so.
+                with state.lock:
+                    for st, _, _, _ in sent:
+                        st.error = exc
         except Exception as exc:  # a bug: stop instead of retrying forever
             self.failure = exc
         finally:
@@ -424,6 +443,7 @@ class Fetcher:
 
     def _answer(
         self,
+        node: int,
         response: Any,
         sent: list[tuple[PartitionState, int, int, int]],
         by_id: dict[uuid.UUID, str],
@@ -452,6 +472,15 @@ class Fetcher:
                 if error in METADATA_STALE_CODES:
                     self._want_refresh(name)
                     continue  # not answered: fetch_failed retries after the backoff
+                if error and error != _OFFSET_OUT_OF_RANGE and self._retriable(node, st, error):
+                    if error in _MOVED_MAYBE:
+                        self._want_refresh(name)
+                    continue  # as above: retried after the backoff, not raised
+                if self._partitions_failing and st.tp in self._partitions_failing:
+                    self._partitions_failing.discard(st.tp)
+                    self._health.recovered(
+                        f"fetch {st.tp}", f"fetching {st.tp} from broker {node} works again"
+                    )
                 aborted = None
                 if read_committed and part.aborted_transactions:
                     aborted = [
@@ -470,6 +499,21 @@ class Fetcher:
                     aborted=aborted,
                     stop_at_end=stop_at_end,
                 )
+
+    def _retriable(self, node: int, st: PartitionState, code: int) -> bool:
+        """Whether a partition's error ``code`` is one to retry (Kafka's retriable flag):
+        then counted in the partition's episode, whose first failure is logged at
+        WARNING. A consumer's poll raises only what retrying cannot mend."""
+        error = error_for_code(code, f"(fetching {st.tp} from broker {node})")
+        if not getattr(error, "retriable", False) or code == _CORRUPT_MESSAGE:
+            return False
+        self._partitions_failing.add(st.tp)
+        self._health.failed(
+            f"fetch {st.tp}",
+            f"fetching {st.tp} failed: {error}",
+            hint="retried after the backoff; check the broker's health",
+        )
+        return True
 
     # -- positions ----------------------------------------------------------------------
 

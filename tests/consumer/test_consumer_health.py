@@ -20,6 +20,7 @@ from pykaf._consumer._async_consumer import AsyncConsumer
 from pykaf._consumer._records import TopicPartition
 from pykaf._consumer.group import _session as session_module
 from pykaf._errors import ConsumerStartError, GroupJoinError
+from pykaf._kafka_errors import TopicAuthorizationFailedError
 from pykaf.broker import Cluster
 
 LIMIT = 30.0
@@ -100,6 +101,45 @@ async def test_unanswered_fetches_warn_once_naming_the_broker_and_fetching_resum
     finally:
         hold.release()
         await consumer.close()
+
+
+async def test_a_retriable_partition_error_is_retried_and_told_once_not_raised(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Fetches answered REQUEST_TIMED_OUT for the partition (retriable): before, poll raised
+    # the first one to the application, whose loop a transient broker error then ended
+    # (the consumer fault sweep, test_consumer_fault_sweep.py, failed 2 of 3 seeds so).
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    cluster.faults.push_errors("Fetch", [7, 7, 7])
+    async with AsyncConsumer(cluster.bootstrap, auto_offset_reset="earliest", **FAST) as consumer:
+        await consumer.assign([TopicPartition("h", 0)])
+        read = 0
+        async with asyncio.timeout(LIMIT):
+            while read < 5:
+                read += len(await consumer.poll(timeout=0.2))
+    assert cluster.faults.pending_errors("Fetch") == 0  # all three were met
+    warned = messages(caplog, logging.WARNING, "fetching h-0 failed")
+    assert len(warned) == 1, warned
+    assert "REQUEST_TIMED_OUT" in warned[0]
+    assert messages(caplog, logging.INFO, "fetching h-0 from broker 1 works again")
+
+
+async def test_a_partition_error_retrying_cannot_mend_is_raised_by_poll(cluster: Cluster) -> None:
+    cluster.faults.push_errors("Fetch", 29)  # TOPIC_AUTHORIZATION_FAILED
+    async with AsyncConsumer(cluster.bootstrap, auto_offset_reset="earliest", **FAST) as consumer:
+        await consumer.assign([TopicPartition("h", 0)])
+
+        async def poll_empty_until_raised() -> None:
+            async with asyncio.timeout(LIMIT):
+                while True:
+                    assert await consumer.poll(timeout=0.2) == []
+
+        with pytest.raises(TopicAuthorizationFailedError):
+            await poll_empty_until_raised()
+        read = 0  # raised once: the partition is fetched again
+        async with asyncio.timeout(LIMIT):
+            while read < 5:
+                read += len(await consumer.poll(timeout=0.2))
 
 
 async def test_topics_not_looked_up_are_reported_once_then_read_when_a_broker_is_back(
