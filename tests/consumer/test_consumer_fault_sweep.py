@@ -13,6 +13,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from consumer_helpers import by_partition
+from fault_sweep import (
+    bring_back,
+    move_a_leader,
+    next_fault,
+    swept_cluster,
+    take_a_broker_down,
+)
 
 from pykaf import AsyncConsumer, AsyncProducer, ConsumerRecord, TopicPartition
 from pykaf.broker import Cluster
@@ -28,16 +35,13 @@ FAST = {"request_timeout": 3.0, "retry_backoff": 0.02, "fetch_max_wait": 0.05}
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[Cluster]:
-    async with Cluster(brokers=3) as running:
-        await running.create_topic(TOPIC, PARTITIONS, replication_factor=3)
+    async with swept_cluster(TOPIC, PARTITIONS) as running:
         yield running
 
 
 async def one_fault(cluster: Cluster, rng: random.Random, down: list[int]) -> str:
+    kind = await next_fault(cluster, rng, down, KINDS)
     faults = cluster.faults
-    while down:
-        await faults.broker_up(down.pop())
-    kind = rng.choice(KINDS)
     if kind == "retriable":
         codes = [NOT_LEADER, UNKNOWN_TOPIC_OR_PARTITION, REQUEST_TIMED_OUT, FENCED_LEADER_EPOCH]
         faults.push_errors("Fetch", rng.choice(codes))
@@ -49,13 +53,9 @@ async def one_fault(cluster: Cluster, rng: random.Random, down: list[int]) -> st
         held = faults.hold_responses("Fetch")
         asyncio.get_running_loop().call_later(rng.choice([0.01, 0.1, 0.3]), held.release)
     elif kind == "leader moved":
-        partition = rng.randrange(PARTITIONS)
-        leader = cluster.state.partition(TOPIC, partition).leader  # type: ignore[union-attr]
-        faults.move_leader(TOPIC, partition, rng.choice([n for n in (1, 2, 3) if n != leader]))
+        move_a_leader(cluster, rng, TOPIC, PARTITIONS)
     else:
-        node = rng.choice([1, 2, 3])
-        await faults.broker_down(node)
-        down.append(node)
+        await take_a_broker_down(cluster, rng.choice([1, 2, 3]), down)
     return kind
 
 
@@ -84,8 +84,7 @@ async def test_every_record_is_handed_out_once_in_order_through_faults(
                     produced[(await future).partition].append(value)
                 thrown.append(await one_fault(cluster, rng, down))
                 seen += await consumer.poll(timeout=rng.choice([0, 0.05, 0.2]))
-            for node in down:
-                await cluster.faults.broker_up(node)
+            await bring_back(cluster, down)
             while len(seen) < ROUNDS * PER_ROUND:
                 seen += await consumer.poll(timeout=1)
         assert await consumer.poll(timeout=0.3) == []  # nothing more: no duplicate late

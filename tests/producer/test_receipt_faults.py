@@ -24,6 +24,13 @@ from pathlib import Path
 
 import pytest
 from _custody_support import FAST
+from fault_sweep import (
+    bring_back,
+    move_a_leader,
+    next_fault,
+    swept_cluster,
+    take_a_broker_down,
+)
 from test_receipt import read_back, told
 
 from pykaf import AsyncProducer, Receipt
@@ -40,19 +47,15 @@ WITH_SPLITS = ["retriable", "not read", "leader moved", "broker down", "split"]
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[Cluster]:
-    async with Cluster(brokers=3) as running:
-        await running.create_topic(TOPIC, PARTITIONS, replication_factor=3)
+    async with swept_cluster(TOPIC, PARTITIONS) as running:
         yield running
 
 
 async def one_fault(cluster: Cluster, rng: random.Random, down: list[int], kinds: list[str]) -> str:
     """Throw one fault, chosen by ``rng``; a broker taken down stays down for one round
     (``down``), and comes back before the next fault."""
+    kind = await next_fault(cluster, rng, down, kinds)
     faults = cluster.faults
-    while down:
-        node = down.pop()
-        await faults.broker_up(node)
-    kind = rng.choice(kinds)
     if kind == "retriable":
         faults.push_errors(
             "Produce", rng.choice([NOT_LEADER, REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS])
@@ -62,13 +65,9 @@ async def one_fault(cluster: Cluster, rng: random.Random, down: list[int], kinds
     elif kind == "not read":
         faults.drop_connection_after("Produce", before_response=False)
     elif kind == "leader moved":
-        partition = rng.randrange(PARTITIONS)
-        leader = cluster.state.partition(TOPIC, partition).leader  # type: ignore[union-attr]
-        faults.move_leader(TOPIC, partition, rng.choice([n for n in (1, 2, 3) if n != leader]))
+        move_a_leader(cluster, rng, TOPIC, PARTITIONS)
     elif kind == "broker down":
-        node = rng.choice([1, 2, 3])
-        await faults.broker_down(node)
-        down.append(node)
+        await take_a_broker_down(cluster, rng.choice([1, 2, 3]), down)
     else:
         faults.push_errors("Produce", MESSAGE_TOO_LARGE)  # the batch is split in halves
     return kind
@@ -110,8 +109,7 @@ async def test_each_record_is_told_once_with_where_it_really_is_through_faults(
                         await asyncio.sleep(0.005)
                 thrown.append(await one_fault(cluster, rng, down, kinds))
                 await asyncio.sleep(rng.choice([0, 0.002, 0.02]))
-            for node in down:
-                await cluster.faults.broker_up(node)
+            await bring_back(cluster, down)
             await asyncio.gather(*(receipt.done for _, receipt in calls))
     assert len(set(thrown)) >= 4, thrown  # the sweep threw most kinds of fault
     where: dict[tuple[int, int], bytes] = {}

@@ -8,6 +8,7 @@ fenced) is decided by ``_consumer.group._membership``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pykaf._telemetry._log_limit import LogLimiter
 from pykaf.protocol._messages import build_request
 
 __all__ = [
+    "CommitOrder",
     "Retry",
     "commit_offsets",
     "coordinator_versions",
@@ -66,6 +68,40 @@ class Retry:
 
     def delay(self, attempt: int) -> float:
         return self.backoff.delay(attempt, self.rand())
+
+
+class CommitOrder:
+    """One member's commits, kept in the order they were made. Background commits
+    (auto-commit, ``commit_async``) retry on their own: one that met a retriable error
+    and slept would otherwise write, when it woke, an older offset over the one a newer
+    commit had written since, and after the next rebalance or restart the partition was
+    read again from there. So their requests go one at a time (``lock``), and each
+    attempt leaves out the partitions a newer commit has taken over (``current``)."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self._serials = itertools.count(1)
+        self._newest: dict[TopicPartition, int] = {}  # per partition: the newest commit's
+
+    def begin(self, partitions: Iterable[TopicPartition]) -> int:
+        """A new commit of ``partitions``: its serial."""
+        serial = next(self._serials)
+        for tp in partitions:
+            self._newest[tp] = serial
+        return serial
+
+    def current(
+        self, serial: int, pending: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """What of commit ``serial``'s ``pending`` no newer commit has taken over."""
+        newest = self._newest
+        return {tp: o for tp, o in pending.items() if newest.get(tp) == serial}
+
+    def end(self, serial: int, partitions: Iterable[TopicPartition]) -> None:
+        newest = self._newest
+        for tp in partitions:
+            if newest.get(tp) == serial:
+                del newest[tp]
 
 
 async def coordinator_versions(
@@ -195,12 +231,16 @@ async def commit_offsets(
     offsets: Mapping[TopicPartition, OffsetAndMetadata],
     timeout: float,
     retry: Retry,
+    order: CommitOrder,
 ) -> None:
-    """Commit ``offsets`` in the member's generation (see ``GroupMembership.commit``)."""
+    """Commit ``offsets`` in the member's generation (see ``GroupMembership.commit``),
+    in ``order`` with the member's other commits (partitions a newer commit took over
+    are left to it: done here)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     pending = dict(offsets)
     attempt = 0
+    serial = order.begin(pending)
     try:
         while True:
             if state.fatal is not None:
@@ -213,14 +253,21 @@ async def commit_offsets(
                 )
             error: PykafError
             try:
-                codes = await send_commit(
-                    client,
-                    group_id=group_id,
-                    generation=generation,
-                    group_instance_id=group_instance_id,
-                    offsets=pending,
-                    timeout=max(0.001, deadline - loop.time()),
-                )
+                await _turn(order, deadline, group_id, timeout)
+                try:
+                    pending = order.current(serial, pending)
+                    if not pending:
+                        return  # a newer commit carries every partition of this one
+                    codes = await send_commit(
+                        client,
+                        group_id=group_id,
+                        generation=generation,
+                        group_instance_id=group_instance_id,
+                        offsets=pending,
+                        timeout=max(0.001, deadline - loop.time()),
+                    )
+                finally:
+                    order.lock.release()
             except PykafError as exc:
                 if not _retriable(exc):
                     raise
@@ -248,7 +295,21 @@ async def commit_offsets(
             )
             await asyncio.sleep(delay)
     finally:
+        order.end(serial, offsets)
         retry.log.flush()  # the retries held back, told now that this commit is over
+
+
+async def _turn(order: CommitOrder, deadline: float, group_id: str, timeout: float) -> None:
+    """Take ``order.lock`` by ``deadline`` (an earlier commit's request may be waiting for
+    its answer), else ``KafkaTimeoutError``: a commit keeps its own timeout."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await order.lock.acquire()
+    except TimeoutError:
+        raise KafkaTimeoutError(
+            f"offset commit of group {group_id!r} not done within {timeout:g}s (an earlier"
+            " commit's request was still waiting for its answer)"
+        ) from None
 
 
 def _commit_failure(

@@ -35,7 +35,7 @@ from pykaf._consumer._health import Health
 from pykaf._consumer._records import OffsetAndMetadata, TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
 from pykaf._consumer.group._assignors import RebalanceProtocol, assignor_for, rebalance_protocol_for
-from pykaf._consumer.group._commit import Retry, commit_offsets, read_committed
+from pykaf._consumer.group._commit import CommitOrder, Retry, commit_offsets, read_committed
 from pykaf._consumer.group._join import JoinOutcome, JoinSpec, join_with_retries
 from pykaf._consumer.group._membership import (
     LOST_GENERATION,
@@ -116,6 +116,7 @@ class GroupMembership:
         retry = max(client.settings.retry_backoff, _BACKOFF_MIN)
         self._backoff = Backoff(initial=retry, maximum=max(retry, _BACKOFF_MAX))
         self._retry = Retry(backoff=self._backoff, rand=rand)
+        self._commit_order = CommitOrder()
         self._spec = JoinSpec(
             group_id=group_id,
             group_instance_id=settings.group_instance_id,
@@ -401,6 +402,7 @@ class GroupMembership:
                 offsets=pending,
                 timeout=self._client.settings.request_timeout if timeout is None else timeout,
                 retry=self._retry,
+                order=self._commit_order,
             )
         except PykafError as exc:
             self._telemetry.commit_failed(exc)

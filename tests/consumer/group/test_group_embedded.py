@@ -188,6 +188,24 @@ async def test_commit_faults(cluster: Cluster, members: list[Member]) -> None:
     assert (await m.group.committed([TP("t", 0)]))[TP("t", 0)] == OffsetAndMetadata(2)
 
 
+async def test_a_retried_commit_does_not_write_an_older_offset_over_a_newer_one(
+    cluster: Cluster, members: list[Member]
+) -> None:
+    # Auto-commits run in the background and retry: one that met a retriable error
+    # slept, a newer commit (the next auto-commit, or the one before a revoke) went
+    # through, and the retry then wrote the older offset over it. After the next
+    # rebalance the partition was read again from there (a two-member fault sweep read
+    # 30-230 records twice in 4 of 8 runs).
+    m = await start(members, cluster, "g-order", client={"retry_backoff": 1.0})
+    await wait_settled([m], SIX, "joined")
+    cluster.faults.push_errors("OffsetCommit", [15])  # COORDINATOR_NOT_AVAILABLE: retried
+    older = asyncio.ensure_future(m.group.commit({TP("t", 0): 10}))
+    await until(lambda: cluster.faults.pending_errors("OffsetCommit") == 0, "the error met")
+    await m.group.commit({TP("t", 0): 20})  # while the older one waits out its backoff
+    await asyncio.wait_for(older, 10)
+    assert (await m.group.committed([TP("t", 0)]))[TP("t", 0)] == OffsetAndMetadata(20)
+
+
 async def test_coordinator_down_and_up(cluster: Cluster, members: list[Member]) -> None:
     m = await start(members, cluster, "g-move", session_timeout=6.0)
     await wait_settled([m], SIX, "joined")
