@@ -1,9 +1,12 @@
 """What the topic calls share: checking the names asked about, turning an item's error
 code into its typed error, and sending to the controller with a bounded retry when the
-controller moved (NOT_CONTROLLER)."""
+controller moved (NOT_CONTROLLER) or its connection broke (the controller went down, or
+closed the connection before answering)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import functools
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, TypeVar
@@ -12,7 +15,7 @@ from pykaf._admin._calls import send
 from pykaf._admin._cluster_versions import require_api
 from pykaf._client._async_client import AsyncClient
 from pykaf._error_codes import error_for_code
-from pykaf._errors import BrokerError
+from pykaf._errors import BrokerConnectionError, BrokerError
 from pykaf._kafka_errors import NotControllerError
 from pykaf.protocol._messages import Payload
 
@@ -22,6 +25,11 @@ NOT_CONTROLLER: Final = 41
 # A controller move settles within one metadata refresh; a few tries cover a second move
 # during the first retry, and the bound keeps a flapping cluster from looping forever.
 _CONTROLLER_ATTEMPTS: Final = 4
+# What an item's error says when an earlier attempt of the call went unanswered (its
+# connection broke after the request was sent): that attempt may have done the work, so
+# TOPIC_ALREADY_EXISTS for a create (or UNKNOWN_TOPIC_OR_PARTITION for a delete) may be
+# this very call's doing, as with the Java client, which says nothing of it.
+_MAY_HAVE_DONE_IT: Final = "an earlier attempt of this call went unanswered and may have done it"
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -78,6 +86,7 @@ async def to_controller(
     await require_api(client, api, "any", timeout=timeout)
     pending = list(items)
     got: dict[_K, Any] = {}
+    unanswered = False
     for attempt in range(_CONTROLLER_ATTEMPTS):
         last = attempt == _CONTROLLER_ATTEMPTS - 1
         try:
@@ -93,6 +102,15 @@ async def to_controller(
                 raise
             await client.metadata([], timeout=timeout)
             continue
+        except BrokerConnectionError:
+            # The controller went down or dropped the connection: the metadata names
+            # the next one (after a backoff, so a cluster electing one is not hurried).
+            if last:
+                raise
+            unanswered = True
+            await asyncio.sleep(client.settings.retry_backoff * 2**attempt)
+            await client.metadata([], timeout=timeout)
+            continue
         retry = []
         asked = set(pending)
         for item, entry in answers(response):
@@ -101,11 +119,22 @@ async def to_controller(
             if int(entry.error_code) == NOT_CONTROLLER and not last:
                 retry.append(item)
             else:
-                got[item] = entry
+                got[item] = _noted(entry) if unanswered else entry
         pending = retry
         if not pending:
             break
     return got
+
+
+def _noted(entry: Any) -> Any:
+    """``entry`` with an error, its message saying an earlier attempt may have done it."""
+    if not int(entry.error_code) or isinstance(entry, type) or not dataclasses.is_dataclass(entry):
+        return entry
+    if "error_message" not in {f.name for f in dataclasses.fields(entry)}:
+        return entry  # a version whose answer carries no message
+    said = getattr(entry, "error_message", None)
+    noted = f"{said}; {_MAY_HAVE_DONE_IT}" if said else _MAY_HAVE_DONE_IT
+    return dataclasses.replace(entry, error_message=noted)  # type: ignore[type-var]
 
 
 def _build_for(

@@ -144,6 +144,38 @@ async def test_not_controller_retries_are_bounded(kafka_cluster: Cluster) -> Non
     assert kafka_cluster.faults.pending_errors("DeleteTopics") == 6  # 4 tries, then it says so
 
 
+async def test_the_controller_down_is_retried_on_the_next_one(kafka_cluster: Cluster) -> None:
+    # Before: BrokerConnectionError at once (connection refused), no other controller
+    # asked (a sweep of admin calls: 10 of 10 creates failed while the controller was down).
+    async with asyncio.timeout(_LIMIT), AsyncAdmin(kafka_cluster.bootstrap) as admin:
+        assert (await admin.create_topics(["before"])).errors == {}  # connected to it
+        controller = (await admin.describe_cluster()).controller_id
+        await kafka_cluster.faults.broker_down(controller)
+        created = await admin.create_topics(["while-down"])
+        assert created.errors == {}
+        assert (await admin.describe_cluster()).controller_id != controller
+    assert "while-down" in kafka_cluster.state.topics
+
+
+@pytest.mark.parametrize("processed", [False, True])
+async def test_a_create_whose_answer_was_lost_is_asked_again(
+    kafka_cluster: Cluster, processed: bool
+) -> None:
+    # The controller closed the connection before answering: unread (sent again, made
+    # now) or made and unanswered (sent again: TOPIC_ALREADY_EXISTS, which says an
+    # earlier attempt of this very call may have made it).
+    kafka_cluster.faults.drop_connection_after("CreateTopics", before_response=processed)
+    async with asyncio.timeout(_LIMIT), AsyncAdmin(kafka_cluster.bootstrap) as admin:
+        created = await admin.create_topics(["lost"])
+    assert "lost" in kafka_cluster.state.topics
+    if not processed:
+        assert created.errors == {}
+        return
+    error = created.errors["lost"]
+    assert isinstance(error, TopicAlreadyExistsError)
+    assert "an earlier attempt of this call went unanswered and may have done it" in str(error)
+
+
 async def test_internal_topics_only_when_asked(kafka_cluster: Cluster) -> None:
     # The embedded broker has no internal topics: one is made so in its Metadata answers.
     async def mark_internal(ctx: RequestContext, request: Any, call_next: CallNext) -> Any:
