@@ -14,6 +14,7 @@ from typing import Any, Final
 import pytest
 
 from pykaf import Admin, AsyncAdmin, AsyncProducer
+from pykaf.admin import ConfigResource
 from pykaf.broker import BlockingCluster, CallNext, Cluster, RequestContext
 from pykaf.errors import UnsupportedVersionError
 
@@ -50,6 +51,24 @@ async def test_describe_cluster(kafka_cluster: Cluster) -> None:
         (a.node_id, a.host, a.port) for a in kafka_cluster.brokers
     ]
     assert DESCRIBE_CLUSTER in seen
+
+
+@pytest.mark.parametrize("processed", [False, True])
+async def test_a_read_whose_connection_broke_is_asked_again(
+    kafka_cluster: Cluster, processed: bool
+) -> None:
+    # Before: BrokerConnectionError, where asking again costs nothing (an admin fault
+    # sweep: describe_cluster raised in 4 of 40 rounds, describe_configs failed its item).
+    await kafka_cluster.create_topic("read", 1)
+    async with asyncio.timeout(_LIMIT), AsyncAdmin(kafka_cluster.bootstrap) as admin:
+        await admin.describe_cluster()  # connected
+        kafka_cluster.faults.drop_connection_after("DescribeCluster", before_response=processed)
+        described = await admin.describe_cluster()
+        kafka_cluster.faults.drop_connection_after("DescribeConfigs", before_response=processed)
+        configs = await admin.describe_configs([ConfigResource("topic", "read")])
+    assert described.cluster_id == kafka_cluster.state.cluster_id
+    assert configs.errors == {}
+    assert kafka_cluster.faults.summary()["drops"] == {}  # both connections were dropped
 
 
 async def test_describe_cluster_from_metadata_on_an_older_broker(kafka_cluster: Cluster) -> None:
