@@ -23,9 +23,11 @@ from pykaf._client._async_client import AsyncClient
 from pykaf._client._backoff import Backoff
 from pykaf._errors import ClientClosedError, KafkaTimeoutError, PykafError
 
-__all__ = ["Deadline", "Failed", "retriable", "settle"]
+__all__ = ["Deadline", "Failed", "admin_backoff", "retriable", "settle"]
 
 log = logging.getLogger("pykaf.admin")
+
+_BACKOFF_MAX: Final = 1.0  # seconds
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -72,6 +74,14 @@ class Deadline:
         return max(0.001, min(self.each, self.left()))
 
 
+def admin_backoff(client: AsyncClient) -> Backoff:
+    """The waits between an admin call's attempts: from the client's ``retry_backoff``,
+    growing to a second at most, or to ``retry_backoff`` itself when that is longer (a
+    cap below it raised ValueError: every call that retried failed so)."""
+    initial = client.settings.retry_backoff
+    return Backoff(initial=initial, maximum=max(initial, _BACKOFF_MAX))
+
+
 def retriable(error: PykafError) -> bool:
     if isinstance(error, ClientClosedError):
         return False
@@ -101,7 +111,7 @@ async def settle(
     ok: dict[_K, _V] = {}
     errors: dict[_K, PykafError] = {}
     last: dict[_K, PykafError] = {}
-    backoff = Backoff(initial=client.settings.retry_backoff, maximum=1.0)
+    backoff = admin_backoff(client)
     attempts = 0
     while pending:
         attempts += 1

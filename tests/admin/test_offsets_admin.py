@@ -131,6 +131,17 @@ async def test_leader_moves_are_asked_again_and_bounded(kafka_cluster: Cluster) 
         faults.clear()
 
 
+async def test_a_retry_backoff_above_a_second_is_taken(kafka_cluster: Cluster) -> None:
+    # Before: every call that asked again (settle) raised ValueError("maximum backoff
+    # (1.0) must be >= the initial (2.0)") with retry_backoff=2.0, found in review.
+    await fill(kafka_cluster, {0: 4, 1: 4})
+    async with (
+        asyncio.timeout(LIMIT),
+        AsyncAdmin(kafka_cluster.bootstrap, retry_backoff=2.0) as admin,
+    ):
+        assert (await admin.list_offsets({tp(0): "latest"}))[tp(0)].offset == 4
+
+
 def test_blocking_admin_lists_and_deletes(kafka_cluster_sync: BlockingCluster) -> None:
     kafka_cluster_sync.create_topic("log", 1, replication_factor=1)
     producer = confluent_kafka.Producer({"bootstrap.servers": kafka_cluster_sync.bootstrap})
