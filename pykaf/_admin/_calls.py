@@ -9,9 +9,11 @@ calls that send one decide (``_topics_controller``, ``_item_retries``)."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from typing import Any, Final
 
+from pykaf._admin._item_retries import admin_backoff
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._targets import Target
 from pykaf._errors import BrokerConnectionError
@@ -57,7 +59,10 @@ async def send(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (client.settings.request_timeout if timeout is None else timeout)
     attempts = _ATTEMPTS if api in _READS else 1
-    for attempt in range(attempts):
+    backoff = admin_backoff(client)
+    attempt = 0
+    while True:
+        attempt += 1
         left = None if timeout is None else max(0.001, deadline - loop.time())
         versions = await client.api_versions(to, timeout=left)
         version = versions.version(api)
@@ -71,10 +76,9 @@ async def send(
             left = None if timeout is None else max(0.001, deadline - loop.time())
             answer = await client.request(build(version), to=target, timeout=left)
         except BrokerConnectionError:
-            backoff = client.settings.retry_backoff * 2**attempt
-            if attempt == attempts - 1 or loop.time() + backoff >= deadline:
+            wait = backoff.delay(attempt, random.random())
+            if attempt >= attempts or loop.time() + wait >= deadline:
                 raise
-            await asyncio.sleep(backoff)  # "any" may then pick another broker
+            await asyncio.sleep(wait)  # "any" may then pick another broker
             continue
         return version, answer
-    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import random
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from pykaf._admin._calls import send
 from pykaf._admin._cluster_versions import require_api
+from pykaf._admin._item_retries import admin_backoff
 from pykaf._client._async_client import AsyncClient
 from pykaf._error_codes import error_for_code
 from pykaf._errors import BrokerConnectionError, BrokerError
@@ -87,6 +89,7 @@ async def to_controller(
     pending = list(items)
     got: dict[_K, Any] = {}
     unanswered = False
+    backoff = admin_backoff(client)
     for attempt in range(_CONTROLLER_ATTEMPTS):
         last = attempt == _CONTROLLER_ATTEMPTS - 1
         try:
@@ -108,7 +111,7 @@ async def to_controller(
             if last:
                 raise
             unanswered = True
-            await asyncio.sleep(client.settings.retry_backoff * 2**attempt)
+            await asyncio.sleep(backoff.delay(attempt + 1, random.random()))
             await client.metadata([], timeout=timeout)
             continue
         retry = []
