@@ -127,6 +127,7 @@ class AsyncProducer(AsyncBacklog):
         self._engine: ProducerEngine | None = None
         self._backlog: deque[Waiting] = deque()
         self._backlog_task: asyncio.Task[None] | None = None
+        self._backlog_empty: list[asyncio.Future[None]] = []
         self._closed = False
         self._closing: asyncio.Future[int] | None = None
         self._exit_guard: AsyncGenerator[None] | None = None
@@ -320,9 +321,9 @@ class AsyncProducer(AsyncBacklog):
             except (TopicUnknownError, BufferFullError, JournalFullError, JournalDiskError):
                 pass  # waited for behind the backlog (a stopped journal raises there)
         check_report(on_delivery)
-        done: asyncio.Future[None] = engine.loop.create_future()
-        self._wait((topic, value, key, partition, headers, timestamp), on_delivery, done)
-        await done
+        await self._take_in_turn(
+            engine, (topic, value, key, partition, headers, timestamp), on_delivery
+        )
 
     def send(
         self,
@@ -440,10 +441,10 @@ class AsyncProducer(AsyncBacklog):
         # taken raises here (the ones before it are taken, the ones after are not).
         for index in range(start, len(items)):
             key, value, headers, timestamp, part = unpack_item(items[index], topic, partition)
-            done: asyncio.Future[None] = engine.loop.create_future()
-            self._wait((topic, value, key, part, headers, timestamp), on_delivery, done)
             try:
-                await done
+                await self._take_in_turn(
+                    engine, (topic, value, key, part, headers, timestamp), on_delivery
+                )
             except (BufferFullError, JournalFullError, JournalDiskError) as exc:
                 exc.taken = index
                 raise
@@ -469,11 +470,9 @@ class AsyncProducer(AsyncBacklog):
             fed, _ = await loop.run_in_executor(None, custody.wait_fed, bound)
             if not fed:
                 return engine.accumulator.pending() + custody.unfed() + len(self._backlog)
-        task = self._backlog_task
-        if task is not None:
+        if self._backlog:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    await asyncio.shield(task)
+                await self._backlog_drained(deadline)
         remaining = None if deadline is None else max(0.0, deadline - loop.time())
         return await engine.flush(remaining) + len(self._backlog)
 
@@ -523,13 +522,11 @@ class AsyncProducer(AsyncBacklog):
         loop = engine.loop
         bound = self.settings.delivery_timeout if timeout is None else timeout
         deadline = loop.time() + bound
-        task = self._backlog_task
         cancelled = False
-        if task is not None and bound > 0:
+        if self._backlog and bound > 0:
             try:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(deadline):
-                        await asyncio.shield(task)
+                    await self._backlog_drained(deadline)
             except asyncio.CancelledError:
                 # Cancelled while waiting (asyncio.run's second Ctrl-C): wait no more,
                 # report every record, then let the cancellation go on.
@@ -542,15 +539,9 @@ class AsyncProducer(AsyncBacklog):
             left = max(0.0, deadline - loop.time())
             await loop.run_in_executor(None, custody.wait_fed, left)
         self._closed = True
-        failed = 0
-        if self._backlog_task is not None:
-            self._backlog_task.cancel()
-        while self._backlog:
-            # Not taken: the produce()/produce_batch() call waiting on it raises, a
-            # send() future fails.
-            item = self._backlog.popleft()
-            failed += 1
-            self._fail_waiting(item, ProducerClosedError("the producer was closed"))
+        # Not taken: the produce()/produce_batch() call waiting on it raises, a send()
+        # future fails.
+        failed = self._drop_backlog()
         failed += await engine.close(max(0.0, deadline - loop.time()))
         if cancelled:
             raise asyncio.CancelledError
