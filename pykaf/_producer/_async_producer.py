@@ -479,26 +479,40 @@ class AsyncProducer(AsyncBacklog):
     async def close(self, timeout: float | None = None) -> int:
         """Flush (within ``timeout``; None: ``delivery_timeout``), then fail whatever is
         still pending with ``ProducerClosedError`` and close the connections. Returns the
-        number of records that failed because of the close. Never hangs."""
-        if self._closing is not None:
-            return await asyncio.shield(self._closing)
+        number of records that failed because of the close. Never hangs. Cancelled
+        (``wait_for`` around it), it waits no more: what is left fails with its report
+        at once (stays in the journal, with one) before the cancel goes on; a later
+        close() finishes whatever the cancel cut short."""
+        closing = self._closing
+        if closing is not None:
+            try:
+                return await asyncio.shield(closing)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not closing.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this call was cancelled, not the one it waited for
+            # The close it waited for was cut short: this one finishes it (each step is
+            # done once: what is closed stays closed).
         loop = asyncio.get_running_loop()
-        self._closing = loop.create_future()
+        closing = self._closing = loop.create_future()
         try:
             count = await self._close(timeout)
         except Exception as exc:
-            self._closing.set_exception(exc)
-            self._closing.exception()  # a later close() sees it; nobody else must
+            closing.set_exception(exc)
+            closing.exception()  # a later close() sees it; nobody else must
             raise
         except BaseException:
-            # Cut short (asyncio.run's second Ctrl-C raises KeyboardInterrupt, then
-            # cancels every task): the exit guard stays, and when the loop ends it fails
-            # what is left at once, so every record still gets its report.
-            self._closing.cancel()
+            # Cut short (a cancel; asyncio.run's second Ctrl-C raises KeyboardInterrupt,
+            # then cancels every task): the exit guard stays, and when the loop ends it
+            # fails what is left at once, so every record still gets its report. A later
+            # close() runs again: before, it raised CancelledError, every time, in a
+            # task nobody had cancelled.
+            self._closing = None
+            closing.cancel()
             raise
         if self._exit_guard is not None:
             OPEN_GUARDS.discard(self._exit_guard)
-        self._closing.set_result(count)
+        closing.set_result(count)
         return count
 
     async def _close(self, timeout: float | None) -> int:

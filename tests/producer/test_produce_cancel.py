@@ -179,3 +179,39 @@ async def test_random_cancels_take_exactly_the_records_whose_produce_returned(
     assert all(run == sorted(run) for run in order.values())  # in call order
     assert {i for i, n in reports.items() if n} == returned
     assert max(reports.values()) == 1
+
+
+@pytest.mark.parametrize("turns", [1, 3, 13])
+async def test_a_close_cancelled_midway_can_be_called_again_and_reports_every_record(
+    cluster: Cluster, turns: int
+) -> None:
+    """Before: the second close() raised CancelledError (the first one's cancelled
+    future), in a task nobody had cancelled, every time."""
+    await cluster.create_topic("closing", 3)
+    reports: Counter[int] = Counter()
+
+    def report_of(index: int) -> Any:
+        def report(_metadata: Any, _error: Any) -> None:
+            reports[index] += 1
+
+        return report
+
+    producer = AsyncProducer(cluster.bootstrap, linger=0.001, **FAST)
+    await producer.send("closing", b"warm")
+    hold = cluster.faults.hold_responses("Produce")
+    for index in range(200):
+        await producer.produce("closing", b"%d" % index, on_delivery=report_of(index))
+    closing = asyncio.ensure_future(producer.close(2.0))
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    hold.release()
+    async with asyncio.timeout(10):
+        failed = await producer.close(2.0)  # finishes what the cancel cut short
+    assert failed == 200  # cut short: it waited no more, each record failed with its report
+    assert producer.closed
+    assert sorted(reports) == list(range(200))
+    assert max(reports.values()) == 1
+    assert not producer._client._pool._conns
