@@ -161,7 +161,13 @@ class UnknownBrokerError(BrokerError):
 # Appended as one block (other modules edit the list above): socket and timeout failures
 # are mapped to these once, where the client meets the socket, and always name the broker.
 
-__all__ += ["BrokerConnectionError", "ClientClosedError", "KafkaTimeoutError", "NoBrokersError"]
+__all__ += [
+    "BrokerConnectionError",
+    "ClientClosedError",
+    "ClientForkedError",
+    "KafkaTimeoutError",
+    "NoBrokersError",
+]
 
 
 class BrokerConnectionError(PykafError, ConnectionError):
@@ -210,6 +216,12 @@ class ClientClosedError(PykafError):
     """The client was closed: before the call, or while the call was waiting."""
 
 
+class ClientForkedError(ClientClosedError):
+    """The client was created in another process, which this one forked from
+    (``os.fork``, multiprocessing's "fork" start method, a pre-forking server): its
+    threads and connections stayed there. Create a new client in this process."""
+
+
 # -- producer errors ---------------------------------------------------------------------
 # Appended as one block (the producer). Every record ends in exactly one report; a failed
 # one carries a DeliveryError saying whether the record may be in the log anyway.
@@ -219,6 +231,7 @@ __all__ += [
     "DeliveryError",
     "DeliveryTimeoutError",
     "ProducerClosedError",
+    "ProducerForkedError",
     "TransformError",
     "RecordTooLargeError",
 ]
@@ -247,6 +260,12 @@ class DeliveryTimeoutError(DeliveryError, TimeoutError):
 class ProducerClosedError(DeliveryError):
     """The producer was closed before the record was acknowledged (or produce was called
     after close)."""
+
+
+class ProducerForkedError(ProducerClosedError, ClientForkedError):
+    """The producer was created in another process, which this one forked from: its
+    records are that process's to send (and its journal, if any, that process's to
+    write). Create a new producer in this process."""
 
 
 class TransformError(DeliveryError):

@@ -22,7 +22,7 @@ from pykaf._client._loop_thread import LoopThread
 from pykaf._client._settings import ClientSettings
 from pykaf._client._versions import BrokerApiVersions
 from pykaf._consumer._records import TopicPartition
-from pykaf._errors import KafkaTimeoutError
+from pykaf._errors import ClientForkedError, KafkaTimeoutError
 
 __all__ = ["Admin"]
 
@@ -86,7 +86,8 @@ class Admin:
                 return
             self._closed = True
         try:
-            with contextlib.suppress(KafkaTimeoutError):
+            # A copy in a forked child (ClientForkedError) has nothing of its own to close.
+            with contextlib.suppress(KafkaTimeoutError, ClientForkedError):
                 self._loop.run(self._admin.close, self.settings.close_timeout + _MARGIN)
         finally:
             self._loop.stop(_MARGIN)

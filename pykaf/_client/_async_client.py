@@ -11,6 +11,7 @@ from typing import Any, Self, TypeVar
 from pykaf._client._address import parse_bootstrap
 from pykaf._client._cluster import ClusterView
 from pykaf._client._ctrl_c import defer_in_main_thread, release_handler
+from pykaf._client._fork import refusal, watch
 from pykaf._client._metadata import ClusterMetadata
 from pykaf._client._pool import ConnectionPool
 from pykaf._client._settings import ClientSettings
@@ -70,6 +71,8 @@ class AsyncClient:
         self._closing = False
         self._closed = False
         self._ctrl_c_asked = False  # whether its first call asked for pykaf's SIGINT handler
+        self._forked_from = 0  # in a forked child: the pid of the process that forked it
+        watch(self)
         self._defers_ctrl_c = False
 
     def __repr__(self) -> str:
@@ -186,6 +189,8 @@ class AsyncClient:
         # call; that cancellation, and only that one, is turned into ClientClosedError.
         if self._closing:
             coro.close()
+            if self._forked_from:
+                raise refusal("client", self._forked_from)
             raise ClientClosedError("the client is closed")
         if not self._ctrl_c_asked:
             self.hold_ctrl_c()
@@ -220,6 +225,12 @@ class AsyncClient:
             self._defers_ctrl_c = defer_in_main_thread()
 
     # -- closing ------------------------------------------------------------------------
+
+    def forked(self, parent_pid: int) -> None:
+        # In a forked child (``_fork``): its connections are the parent's sockets, which
+        # the child must not write; calls refuse, close() has nothing to do.
+        self._forked_from = parent_pid
+        self._closing = True
 
     async def close(self) -> None:
         """Close every connection; pending calls fail with ``ClientClosedError``. Takes at

@@ -15,7 +15,7 @@ from pykaf._client._metadata import ClusterMetadata
 from pykaf._client._settings import ClientSettings
 from pykaf._client._targets import Purpose, Target
 from pykaf._client._versions import BrokerApiVersions
-from pykaf._errors import KafkaTimeoutError
+from pykaf._errors import ClientForkedError, KafkaTimeoutError
 from pykaf.protocol._messages import Payload
 
 __all__ = ["Client"]
@@ -111,7 +111,8 @@ class Client:
             self._closed = True
         try:
             # A loop too stuck to close in time is abandoned: close() must return.
-            with contextlib.suppress(KafkaTimeoutError):
+            # A copy in a forked child (ClientForkedError) has nothing of its own to close.
+            with contextlib.suppress(KafkaTimeoutError, ClientForkedError):
                 self._loop.run(self._aclient.close, self.settings.close_timeout + _MARGIN)
         finally:
             self._loop.stop(_MARGIN)

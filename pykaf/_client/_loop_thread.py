@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from pykaf._client._fork import refusal, watch
 from pykaf._errors import ClientClosedError, KafkaTimeoutError
 
 __all__ = ["LoopThread", "start_on_loop"]
@@ -83,9 +84,17 @@ class LoopThread:
         # Calls submitted and not finished: a call that raced stop() (submitted as the
         # loop stopped, so never started) is cancelled by stop() instead of hanging.
         self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._forked_from = 0  # in a forked child: the pid of the process that forked it
         self._thread.start()
         self._started.wait()
         _RUNNING.add(self)
+        watch(self)
+
+    def forked(self, parent_pid: int) -> None:
+        # In a forked child, where the thread does not run: a call would wait forever.
+        self._forked_from = parent_pid
+        self._stopped = True
+        self._pending.clear()  # the parent's calls: not this process's to cancel
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -123,7 +132,7 @@ class LoopThread:
         ``functools.partial`` of a coroutine function) is called on the loop:
         ``start_on_loop`` says why."""
         if self._stopped:
-            raise ClientClosedError("the client is closed")
+            raise self._closed_error()
         if self.in_loop_thread:
             raise RuntimeError(
                 "a blocking pykaf Client was called from its own event loop thread;"
@@ -133,6 +142,8 @@ class LoopThread:
 
     def submit(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> concurrent.futures.Future[_T]:
         """Start ``make()`` on the loop; ``wait`` for its future (``run`` does both)."""
+        if self._forked_from:
+            raise self._closed_error()
         future = start_on_loop(self.loop, make)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
@@ -151,6 +162,11 @@ class LoopThread:
             raise KafkaTimeoutError(f"the operation did not finish within {timeout:g}s") from None
         except concurrent.futures.CancelledError:
             raise ClientClosedError("the client was closed during the call") from None
+
+    def _closed_error(self) -> ClientClosedError:
+        if self._forked_from:
+            return refusal("client", self._forked_from)
+        return ClientClosedError("the client is closed")
 
     def stop(self, timeout: float) -> None:
         """Stop the loop and join the thread, waiting at most ``timeout`` seconds."""

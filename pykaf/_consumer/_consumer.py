@@ -33,7 +33,7 @@ from time import sleep
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
-from pykaf._client._loop_thread import LoopThread, start_on_loop
+from pykaf._client._loop_thread import LoopThread
 from pykaf._consumer._assignment import Callback
 from pykaf._consumer._async_consumer import AsyncConsumer
 from pykaf._consumer._hand_out import CHUNK, HandOut
@@ -42,7 +42,7 @@ from pykaf._consumer._offset_commits import Offsets
 from pykaf._consumer._partition_state import PartitionState
 from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
-from pykaf._errors import ConsumerClosedError, KafkaTimeoutError
+from pykaf._errors import ClientForkedError, ConsumerClosedError, KafkaTimeoutError
 
 __all__ = ["Consumer"]
 
@@ -140,7 +140,7 @@ class Consumer:
             timeout = self.settings.client.request_timeout
         if self._loop.in_loop_thread:
             raise RuntimeError("a blocking Consumer was called from its own loop thread")
-        future = start_on_loop(self._loop.loop, make)
+        future = self._loop.submit(make)  # (raises ClientForkedError in a forked child)
         # This call's own wakeups: its end, and "a callback is waiting" (_CALLS).
         wake: queue.SimpleQueue[object] = queue.SimpleQueue()
         future.add_done_callback(lambda _: wake.put(_DONE))
@@ -433,7 +433,8 @@ class Consumer:
                 # The commit, the leaving, then the connections (see AsyncConsumer.close).
                 bound = 2 * step + close_timeout + _MARGIN
                 # A loop too stuck to close in time is abandoned: close() returns.
-                with contextlib.suppress(KafkaTimeoutError, ConsumerClosedError):
+                # A copy in a forked child (ClientForkedError) has nothing of its own to close.
+                with contextlib.suppress(KafkaTimeoutError, ConsumerClosedError, ClientForkedError):
                     self._run(partial(self._async.close, timeout), bound)
             finally:
                 self._closed = True

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
+from pykaf._client._fork import closed_copy, quiet_tasks, refusing, refusing_async, watch
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import (
     BufferFullError,
@@ -131,6 +132,7 @@ class AsyncProducer(AsyncBacklog):
         self._closed = False
         self._closing: asyncio.Future[int] | None = None
         self._exit_guard: AsyncGenerator[None] | None = None
+        watch(self)
         if self._custody is not None and self._custody.sync_each:
             # "journal_sync": produce() returns after the fsync (chosen once, here).
             self.produce = self._produce_synced  # type: ignore[method-assign]
@@ -139,6 +141,18 @@ class AsyncProducer(AsyncBacklog):
             with contextlib.suppress(RuntimeError):  # no loop yet: the first call starts it
                 asyncio.get_running_loop()
                 self._start()
+
+    def forked(self, parent_pid: int) -> None:
+        """In a forked child (``pykaf._client._fork``): as ``Producer.forked``."""
+        self._closed = True
+        refuse = refusing("producer", parent_pid)
+        for name in ("send", "produce_values"):
+            setattr(self, name, refuse)
+        for name in ("produce", "produce_batch", "partitions_for", "flush", "fsync"):
+            setattr(self, name, refusing_async(refuse))
+        self.close = closed_copy  # type: ignore[method-assign]  # nothing of this process's
+        if self._engine is not None:
+            quiet_tasks(self._engine.loop)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -22,6 +22,7 @@ from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._ctrl_c import defer_in_main_thread, release_handler
+from pykaf._client._fork import refusing, watch
 from pykaf._client._loop_thread import LoopThread
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import ClientClosedError, DeliveryError, KafkaTimeoutError, ProducerClosedError
@@ -142,10 +143,22 @@ class Producer:
         self._closed = False
         self._failed_by_close = 0
         _OPEN.add(self)
+        watch(self)
         if self._custody is not None:
             self._attach(self._custody, client, reporter)
         # Ctrl-C in the middle of an append waits for its end (``_ctrl_c``).
         self._defers_ctrl_c = defer_in_main_thread()
+
+    def forked(self, parent_pid: int) -> None:
+        """In a forked child (``pykaf._client._fork``): every call raises
+        ``ProducerForkedError``; close() does nothing (the records are the parent's to
+        send and report, the journal the parent's to write), nor does interpreter exit."""
+        _OPEN.discard(self)
+        self._closed = True
+        self._defers_ctrl_c = False  # the parent's Ctrl-C handler: not this copy's to give back
+        refuse = refusing("producer", parent_pid)
+        for name in ("produce", "send", "produce_batch", "partitions_for", "flush"):
+            setattr(self, name, refuse)
 
     def _attach(self, custody: Custody, client: AsyncClient, reporter: Reporter) -> None:
         # The journal's feeder runs in a thread of its own: it reaches the loop safely.
