@@ -40,7 +40,7 @@ from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
 from pykaf._consumer._start import InitialTopics
 from pykaf._consumer.group._health import close_group
-from pykaf._errors import ConsumerClosedError, ConsumerStateError, PykafError
+from pykaf._errors import ClientClosedError, ConsumerClosedError, ConsumerStateError, PykafError
 
 __all__ = ["AsyncConsumer"]
 
@@ -140,6 +140,7 @@ class AsyncConsumer:
         self._started = False
         self._handed_since_turn = 0  # records poll() returned since it gave the loop a turn
         self._closed = False
+        self._closing = False  # close() began (its group part first, then _closed)
         self._teardown: asyncio.Future[None] | None = None  # close()'s last part, running
 
     def __repr__(self) -> str:
@@ -281,10 +282,19 @@ class AsyncConsumer:
         while True:
             data.clear()
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            if await self._ready(remaining):
-                await self.group_step(
-                    None if deadline is None else max(0.0, deadline - loop.time())
-                )
+            try:
+                if await self._ready(remaining):
+                    await self.group_step(
+                        None if deadline is None else max(0.0, deadline - loop.time())
+                    )
+            except ClientClosedError as exc:
+                # close() from another task while this waited for the group or the
+                # topics: the consumer's own error, as at every other point of a poll
+                # (the group's membership or the client said ClientClosedError, and a
+                # join cut short raised AttributeError).
+                if self._closing:
+                    raise ConsumerClosedError("the consumer was closed during the call") from exc
+                raise
             data.clear()
             records = self._state.take(limit)
             if records:
@@ -456,6 +466,7 @@ class AsyncConsumer:
             return
         bound = self.settings.client.close_timeout if timeout is None else float(timeout)
         membership = self._assignment.membership
+        self._closing = True
         try:
             if membership is not None:
                 await close_group(

@@ -21,6 +21,7 @@ import pytest_asyncio
 
 from pykaf._consumer._async_consumer import AsyncConsumer
 from pykaf._consumer._records import TopicPartition
+from pykaf._errors import ConsumerClosedError
 from pykaf._producer._async_producer import AsyncProducer
 from pykaf.broker import Cluster
 
@@ -120,3 +121,24 @@ async def test_polls_under_random_timeouts_hand_out_every_record_once_in_order(
                 seen[r.partition].append(r.offset)
     assert cancelled > 20
     assert dict(seen) == {p: list(range(per_partition)) for p in range(3)}
+
+
+@pytest.mark.parametrize("group", [False, True])
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.3])
+async def test_a_poll_waiting_when_another_task_closes_raises_consumer_closed(
+    cluster: Cluster, group: bool, delay: float
+) -> None:
+    """Before, in a group: AttributeError (the join's look after its wait, at 0-0.05 s)
+    or ClientClosedError (the membership's), which ``except ConsumerClosedError`` missed."""
+    if group:
+        consumer = AsyncConsumer(cluster.bootstrap, group_id="closing", session_timeout=6.0)
+        await consumer.subscribe(["t"])
+    else:
+        consumer = AsyncConsumer(cluster.bootstrap)
+        await consumer.assign([TopicPartition("t", 0)])  # at its end: nothing comes
+    polling = asyncio.ensure_future(consumer.poll(10.0))
+    await asyncio.sleep(delay)
+    async with asyncio.timeout(10):
+        await consumer.close()
+        with pytest.raises(ConsumerClosedError):
+            await polling

@@ -280,8 +280,11 @@ class GroupMembership:
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     break
-                await asyncio.wait({self._join_task}, timeout=remaining)
-                if not self._join_task.done():
+                # The task, not the attribute: close() (another task) empties the
+                # attribute meanwhile, and the look after the wait raised AttributeError.
+                join = self._join_task
+                await asyncio.wait({join}, timeout=remaining)
+                if not join.done():
                     break
         return state.take_change()
 
