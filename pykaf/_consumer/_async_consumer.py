@@ -20,9 +20,10 @@ read the API from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -40,7 +41,13 @@ from pykaf._consumer._records import ConsumerRecord, TopicPartition
 from pykaf._consumer._settings import ConsumerSettings
 from pykaf._consumer._start import InitialTopics
 from pykaf._consumer.group._health import close_group
-from pykaf._errors import ClientClosedError, ConsumerClosedError, ConsumerStateError, PykafError
+from pykaf._errors import (
+    ClientClosedError,
+    CommitFailedError,
+    ConsumerClosedError,
+    ConsumerStateError,
+    PykafError,
+)
 
 __all__ = ["AsyncConsumer"]
 
@@ -171,6 +178,21 @@ class AsyncConsumer:
                 "this consumer is closed and cannot be used again; create a new consumer"
             )
 
+    @contextlib.contextmanager
+    def _closed_during(self) -> Iterator[None]:
+        """A call that close() (another task or thread) ends midway raises the consumer's
+        own ``ConsumerClosedError``, whatever layer noticed: the group's membership and
+        the client said ``ClientClosedError``, which ``except ConsumerClosedError`` misses
+        (and a poll waiting for a join cut short raised AttributeError)."""
+        try:
+            yield
+        except (ClientClosedError, CommitFailedError) as exc:
+            # (A commit the group refused as the member left it said "rebalancing:
+            # poll, then commit again", which a closed consumer cannot.)
+            if self._closing and not isinstance(exc, ConsumerClosedError):
+                raise ConsumerClosedError("the consumer was closed during the call") from exc
+            raise
+
     async def _start(self) -> None:
         self._check_open()
         if self._started:
@@ -282,19 +304,11 @@ class AsyncConsumer:
         while True:
             data.clear()
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            try:
+            with self._closed_during():
                 if await self._ready(remaining):
                     await self.group_step(
                         None if deadline is None else max(0.0, deadline - loop.time())
                     )
-            except ClientClosedError as exc:
-                # close() from another task while this waited for the group or the
-                # topics: the consumer's own error, as at every other point of a poll
-                # (the group's membership or the client said ClientClosedError, and a
-                # join cut short raised AttributeError).
-                if self._closing:
-                    raise ConsumerClosedError("the consumer was closed during the call") from exc
-                raise
             data.clear()
             records = self._state.take(limit)
             if records:
@@ -393,12 +407,14 @@ class AsyncConsumer:
     ) -> None:
         """Read from the first record at or after ``ts_ms`` (ms since the epoch); a time
         after every record means the end of the log."""
-        await self._positions.seek_to_timestamp(tp_or_mapping, ts_ms)
+        with self._closed_during():
+            await self._positions.seek_to_timestamp(tp_or_mapping, ts_ms)
 
     async def position(self, tp: TopicPartition) -> int:
         """The offset of the next record this consumer will hand out for ``tp`` (waits,
         up to request_timeout, for a position still being looked up)."""
-        return await self._positions.position(tp)
+        with self._closed_during():
+            return await self._positions.position(tp)
 
     def pause(self, *tps: TopicPartition) -> None:
         """Stop handing out (and fetching) ``tps`` until ``resume``; their buffered
@@ -412,11 +428,13 @@ class AsyncConsumer:
         return self._positions.paused()
 
     async def beginning_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        return await self._positions.beginning_offsets(tps)
+        with self._closed_during():
+            return await self._positions.beginning_offsets(tps)
 
     async def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The offset after the last record (the last stable one for read_committed)."""
-        return await self._positions.end_offsets(tps)
+        with self._closed_during():
+            return await self._positions.end_offsets(tps)
 
     async def earliest_offset(self, tp: TopicPartition) -> int:
         return (await self.beginning_offsets([tp]))[tp]
@@ -429,14 +447,16 @@ class AsyncConsumer:
     ) -> dict[TopicPartition, tuple[int, int] | None]:
         """The first record at or after each timestamp (ms): ``(offset, timestamp)``, or
         None when every record is older."""
-        return await self._positions.offsets_for_times(timestamps)
+        with self._closed_during():
+            return await self._positions.offsets_for_times(timestamps)
 
     # -- commits (``_offset_commits``) --------------------------------------------------
 
     async def commit(self, offsets: Offsets | None = None) -> None:
         """Commit ``offsets`` (the next offset to read per partition), or the positions
         after what was handed out; waits for the coordinator's answer."""
-        await self._commits.commit(offsets)
+        with self._closed_during():
+            await self._commits.commit(offsets)
 
     async def commit_async(
         self, offsets: Offsets | None = None, callback: Callback | None = None
@@ -446,7 +466,8 @@ class AsyncConsumer:
 
     async def committed(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
         """The committed offsets of ``tps`` (None: nothing committed)."""
-        return await self._commits.committed(tps)
+        with self._closed_during():
+            return await self._commits.committed(tps)
 
     # -- closing ------------------------------------------------------------------------
 

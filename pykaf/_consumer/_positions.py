@@ -120,6 +120,9 @@ class Positions:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.client.request_timeout
         while True:
+            # Closed meanwhile (another task): the position will never be found. Before,
+            # this waited out request_timeout (30 s) and raised KafkaTimeoutError.
+            self._check_open()
             positions = self._handed.positions()
             if tp in positions and state.reset is None:
                 return positions[tp]

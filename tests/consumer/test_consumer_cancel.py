@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -142,3 +142,35 @@ async def test_a_poll_waiting_when_another_task_closes_raises_consumer_closed(
         await consumer.close()
         with pytest.raises(ConsumerClosedError):
             await polling
+
+
+CALLS_CLOSED_MIDWAY: dict[str, tuple[str, Callable[[AsyncConsumer], Awaitable[Any]]]] = {
+    # name: (the API whose answers are held, the call)
+    "position": ("ListOffsets", lambda c: c.position(TopicPartition("t", 0))),
+    "end_offsets": ("ListOffsets", lambda c: c.end_offsets([TopicPartition("t", 0)])),
+    "committed": ("OffsetFetch", lambda c: c.committed([TopicPartition("t", 0)])),
+    "commit": ("OffsetCommit", lambda c: c.commit({TopicPartition("t", 0): 5})),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLS_CLOSED_MIDWAY))
+async def test_a_call_that_close_ends_midway_raises_consumer_closed(
+    cluster: Cluster, name: str
+) -> None:
+    """Its broker's answer held, the call waits; another task closes the consumer.
+    Before: position() waited out request_timeout (30 s; KafkaTimeoutError), end_offsets
+    and committed raised ClientClosedError, commit RebalancingCommitError ("poll, then
+    commit again", which a closed consumer cannot)."""
+    api, call = CALLS_CLOSED_MIDWAY[name]
+    consumer = AsyncConsumer(cluster.bootstrap, group_id=f"midway-{name}", session_timeout=6.0)
+    await consumer.assign([TopicPartition("t", 0)])
+    held = cluster.faults.hold_responses(api)
+    try:
+        calling = asyncio.ensure_future(call(consumer))
+        async with asyncio.timeout(5):
+            await held.wait_held(1)
+            await consumer.close(1.0)
+            with pytest.raises(ConsumerClosedError):
+                await calling
+    finally:
+        held.release()
