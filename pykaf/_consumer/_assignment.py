@@ -181,13 +181,14 @@ class AssignedPartitions:
         membership = self.group()
         if self.manual:
             raise ConsumerStateError("this consumer has an assign()ment; assign([]) first")
-        membership.on_assigned, membership.on_revoked = on_assigned, on_revoked
-        membership.on_lost = on_lost
         if not isinstance(subscription, re.Pattern):
             await self.topics_metadata(subscription)
         # A pattern matching nothing is no error: the membership warns and follows the
         # topics created later.
         await membership.subscribe(subscription)
+        # After the awaits: a subscribe() cancelled in one of them changes nothing.
+        membership.on_assigned, membership.on_revoked = on_assigned, on_revoked
+        membership.on_lost = on_lost
         self.subscribed = True
 
     async def unsubscribe(self) -> None:

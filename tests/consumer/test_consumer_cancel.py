@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -174,3 +175,22 @@ async def test_a_call_that_close_ends_midway_raises_consumer_closed(
                 await calling
     finally:
         held.release()
+
+
+async def test_a_subscribe_cancelled_while_it_looks_up_its_pattern_changes_nothing(
+    cluster: Cluster,
+) -> None:
+    """Before: the pattern was set before the lookup, and the topic watch followed it
+    although the call that set it had been cancelled."""
+    consumer = AsyncConsumer(cluster.bootstrap, group_id="pattern", session_timeout=6.0)
+    await consumer.subscribe(["t"])
+    membership = consumer._assignment.membership
+    held = cluster.faults.hold_responses("Metadata")
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(consumer.subscribe(re.compile("other.*")), 0.2)
+    finally:
+        held.release()
+    assert membership._topics.pattern is None
+    assert membership._state.subscription == frozenset({"t"})
+    await consumer.close()

@@ -206,8 +206,10 @@ class GroupMembership:
         follows new topics as metadata ages). An empty list unsubscribes."""
         self._check_usable()
         if isinstance(topics, re.Pattern):
+            # Looked up before the pattern is set: a subscribe() cancelled in the lookup
+            # changes nothing (the topic watch followed the half-set pattern before).
+            matched = await self._topics.matching_topics(topics)
             self._topics.pattern = topics
-            matched = await self._topics.matching_topics()
             if not matched:
                 log.warning(
                     "group %r: the pattern %r matches no topic (yet); joining with none",

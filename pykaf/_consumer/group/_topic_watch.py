@@ -45,14 +45,16 @@ class TopicWatch:
         # saw them: a change asks for a rebalance (new partitions get consumers).
         self.snapshot: dict[str, int] = {}
 
-    async def matching_topics(self) -> frozenset[str]:
-        """Every topic ``pattern`` matches in full, internal topics excluded (as Java)."""
-        assert self.pattern is not None
+    async def matching_topics(self, pattern: re.Pattern[str] | None = None) -> frozenset[str]:
+        """Every topic ``pattern`` (default: the subscription's) matches in full, internal
+        topics excluded (as Java)."""
+        pattern = pattern or self.pattern
+        assert pattern is not None
         view = await self._client.metadata(None)
         return frozenset(
             name
             for name, info in view.topics.items()
-            if not info.internal and info.error_code == 0 and self.pattern.fullmatch(name)
+            if not info.internal and info.error_code == 0 and pattern.fullmatch(name)
         )
 
     async def run(self) -> None:
