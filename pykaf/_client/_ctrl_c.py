@@ -102,6 +102,7 @@ _PATIENCE = 100
 # The thread waiting to send a deferred Ctrl-C again (tests join it).
 redelivery: threading.Thread | None = None
 _urgent = False  # the redelivery ran out of patience: a busy loop's wait will do
+_starting = False  # a handler is starting the watcher (``_handler``)
 
 
 def deferred(frame: FrameType | None, *, busy_wait_will_do: bool = False) -> bool:
@@ -116,6 +117,14 @@ def deferred(frame: FrameType | None, *, busy_wait_will_do: bool = False) -> boo
         code = frame.f_code
         if code in _WAITS:
             in_wait = True
+        elif code is _handler.__code__:
+            # The waits above are the handler's own (its watcher's ``start`` waits for
+            # the thread to run), not the interrupted code's, which is below. Before, a
+            # second press in that wait (under load, the watcher's first look sends it:
+            # it took the wait for the append's) raised out of the deferring handler,
+            # mid-append: between a record journaled and the serial that counts it, and
+            # the journal refused every later produce() ("serials must increase").
+            in_wait = False
         elif code in _SELECTS:
             return not busy_wait_will_do and frame.f_locals.get("timeout") == 0
         elif code in _WHOLE:
@@ -127,18 +136,24 @@ def deferred(frame: FrameType | None, *, busy_wait_will_do: bool = False) -> boo
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    global redelivery, _urgent
+    global redelivery, _urgent, _starting
     if not deferred(frame, busy_wait_will_do=_urgent):
         _urgent = False
         raise KeyboardInterrupt
     # Again, once the function has returned. Not from here: the handler itself would
     # meet it at its next check, recursing. One watcher at a time (presses meanwhile
-    # count once), not a thread per look.
-    if redelivery is None or not redelivery.is_alive():
+    # count once), not a thread per look; a press while this handler starts it (nested
+    # here, in ``start``'s wait, where ``is_alive`` is still False) counts once too.
+    if _starting or (redelivery is not None and redelivery.is_alive()):
+        return
+    _starting = True
+    try:
         redelivery = threading.Thread(
             target=_send_once_whole, args=(signum,), name="pykaf-ctrl-c", daemon=True
         )
         redelivery.start()
+    finally:
+        _starting = False
 
 
 def _send_once_whole(signum: int) -> None:

@@ -351,6 +351,8 @@ class JournalAccumulator(JournalRuns):
                         if left > 0:
                             raise RoomSoon(left)
                 serial = self._next_record
+                if serial < self.store.next_serial:
+                    serial = self._past_strays(serial)
                 try:
                     if headers or (
                         self._fast_append(serial, topic, part.index, timestamp, key, value) < 0

@@ -76,6 +76,43 @@ class JournalRuns(JournalFeed):
     def wait_for_feed_briefly(self, count: int) -> bool:
         raise NotImplementedError  # JournalAccumulator's
 
+    def _withdraw(self, topic: str, partition: int, serial: int) -> None:
+        raise NotImplementedError  # JournalAccumulator's
+
+    def _past_strays(self, serial: int) -> int:
+        """Lock held: the store holds records from ``serial`` on that no append counted,
+        an interrupt having landed between a RECORD entry written and the serial that
+        counts it (where nothing defers it: ``_ctrl_c``'s module doc). Before, the store
+        refused every later serial ("serials must increase"): the producer was broken
+        for good. Their produce() raised, so they are withdrawn as a refused record is
+        (``_withdraw``: a restart must not send them, and reclaim must not wait for
+        them forever); while records spill, the feeder hands them back instead, as any
+        spilled record (it reads every serial below ``_next_record``). Returns the next
+        serial to take. (Only ``_take`` looks: the hot paths' appends refuse a serial
+        out of order, and send such a record here.)"""
+        end = self.store.next_serial
+        log.warning(
+            "journal %s: serials %d..%d were journaled by an interrupted produce() and"
+            " not taken: %s",
+            self.store.directory,
+            serial,
+            end - 1,
+            "fed back in order" if self._spill_next >= 0 else "withdrawn",
+        )
+        self._next_record = end  # first: whatever fails below, appends go on
+        if self._spill_next >= 0:
+            for stray in range(serial, end):
+                self._keep(stray, None)
+            return end
+        try:
+            strays = list(self.store.read_pending(serial, end))  # their topic and partition
+        except JournalError as exc:
+            log.warning("journal %s: interrupted records unread (%s)", self.store.directory, exc)
+            return end  # pending until a restart sends them (at-least-once)
+        for rec in strays:
+            self._withdraw(rec.topic, rec.partition, rec.serial)
+        return end
+
     def append_values(
         self,
         topic: str,

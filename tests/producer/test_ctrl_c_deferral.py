@@ -4,12 +4,13 @@ it: the journal refused every serial after an interrupted append)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from types import FrameType
+from types import FrameType, SimpleNamespace
 
 import pytest
 
@@ -128,4 +129,62 @@ def test_a_deferred_ctrl_c_comes_once_the_marked_function_returns_from_one_watch
             press_then_wait()
         assert counts == [before + 1]  # one watcher, however many presses and looks
     finally:
+        producer.close(0.1)
+
+
+@whole
+def _pressed_in_an_append() -> list[str]:
+    steps = ["pressed"]
+    signal.raise_signal(signal.SIGINT)  # the handler runs at the check after this call
+    steps.append("whole")  # a journaled append's serial, counted after its record
+    return steps
+
+
+class _PressedAgainInStart(threading.Thread):
+    """The watcher, and Ctrl-C again while the handler waits in its ``start``: under
+    load the watcher's own first look sent it there (it saw that wait, the handler's,
+    and took it for the append's), and the second handler raised out of the first one,
+    mid-append. Here the press comes from another thread once the wait has begun."""
+
+    def start(self) -> None:
+        super().start()
+        waiting = threading.Condition()
+        main = threading.get_ident()
+
+        def press() -> None:
+            with waiting:  # taken once the handler's wait let it go
+                signal.pthread_kill(main, signal.SIGINT)
+                waiting.notify()
+
+        with waiting:
+            threading.Thread(target=press).start()
+            waiting.wait(5.0)
+
+
+def test_ctrl_c_again_while_the_handler_starts_its_watcher_still_waits_for_the_append(
+    default_handler: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    producer = _producer()
+    monkeypatch.setattr(
+        _ctrl_c, "threading", SimpleNamespace(**{**vars(threading), "Thread": _PressedAgainInStart})
+    )
+    steps: list[str] = []
+
+    def press_then_wait() -> None:
+        steps.extend(_pressed_in_an_append())  # nothing raised in there...
+        threading.Event().wait(5.0)  # ... but here: bounded if it were not
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            press_then_wait()
+        assert steps == ["pressed", "whole"]  # before: [] (raised just after "pressed")
+    finally:
+        watcher = _ctrl_c.redelivery
+        if watcher is not None:
+            # Before the fix, its press came after the failure: not into the session.
+            with contextlib.suppress(KeyboardInterrupt):
+                watcher.join(5.0)
+                threading.Event().wait(0.1)
+        _ctrl_c.redelivery = None
+        monkeypatch.undo()
         producer.close(0.1)

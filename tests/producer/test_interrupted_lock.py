@@ -122,3 +122,46 @@ def test_the_journal_store_s_lock_is_not_left_held_either() -> None:
     with store_lock:  # and it is taken again, settling as ever
         assert store_lock._is_owned()
     assert settled == [1]
+
+
+def test_an_interrupt_between_a_journaled_record_and_its_serial_breaks_nothing(
+    cluster: BlockingCluster, tmp_path: Path
+) -> None:
+    # Where nothing defers Ctrl-C (an application's own SIGINT handler, or a second
+    # press that escaped pykaf's: ``_ctrl_c``), it can land just after the journal took
+    # a record and before the accumulator counted its serial. Before, the store refused
+    # every later serial ("record serial N is below the next serial N+1"): each
+    # produce() raised ValueError, for good.
+    with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, linger=0.0) as p:
+        p.produce("t", b"warm")
+        assert p.flush(10) == 0
+        accumulator: Any = p._accumulator
+        store = accumulator.store
+        journal = store.try_append_record.__code__
+        interrupted: list[int] = []  # the serials journaled, then interrupted
+
+        def interrupt_once_journaled(frame: FrameType, event: str, arg: Any) -> None:
+            # The C tail's append (``fast_append``) returning where the entry ends, or
+            # the locked path's (without the extension).
+            written = (event == "c_return" and getattr(arg, "__self__", None) is store._tail) or (
+                event == "return" and frame.f_code is journal
+            )
+            if written and store.next_serial > accumulator._next_record:
+                sys.setprofile(None)
+                interrupted.append(accumulator._next_record)
+                raise KeyboardInterrupt
+
+        for call in ("produce", "produce_batch of values"):
+            sys.setprofile(interrupt_once_journaled)
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    CALLS[call](p)
+            finally:
+                sys.setprofile(None)
+            p.produce("t", b"after")  # before: ValueError, serials must increase
+        assert p.flush(10) == 0
+        assert len(interrupted) == 2
+        # Withdrawn (their produce() raised): never sent by a restart, never keeping
+        # their segment from reclaim.
+        pending = {record.serial for record in store.read_pending(0, store.next_serial)}
+        assert not pending & set(interrupted)
