@@ -175,9 +175,13 @@ class BrokerConnectionError(PykafError, ConnectionError):
 
     ``address`` is ``"host:port"``; ``node_id`` is None for a bootstrap address whose id is
     not known yet. Retriable: the broker may come back, or another may take over.
+    ``never_sent`` is True when it came while connecting: no request was written, so the
+    broker did nothing of the call (False: a request may have been written before the
+    connection broke, and done).
     """
 
     retriable: ClassVar[bool] = True
+    never_sent: bool = False
 
     # Keywords have defaults so that copy and pickle (which call cls(message)) work.
     def __init__(self, message: str, *, address: str = "", node_id: int | None = None) -> None:

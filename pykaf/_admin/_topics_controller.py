@@ -105,12 +105,14 @@ async def to_controller(
                 raise
             await client.metadata([], timeout=timeout)
             continue
-        except BrokerConnectionError:
+        except BrokerConnectionError as exc:
             # The controller went down or dropped the connection: the metadata names
             # the next one (after a backoff, so a cluster electing one is not hurried).
             if last:
                 raise
-            unanswered = True
+            # Only a request that was written may have been done (refused at connect:
+            # nothing was; the note said so all the same before).
+            unanswered = unanswered or not exc.never_sent
             await asyncio.sleep(backoff.delay(attempt + 1, random.random()))
             await client.metadata([], timeout=timeout)
             continue

@@ -122,6 +122,8 @@ class Opening(asyncio.Protocol):
             self._events.opened(node_id, purpose, loop.time() - started)
 
     def _connect_failed(self, error: PykafError) -> None:
+        if isinstance(error, BrokerConnectionError):
+            error.never_sent = True  # nothing is written before the connection opens
         self.abort(error)
         if self._bus.active:
             self._events.failed(self.node_id, error)

@@ -157,6 +157,22 @@ async def test_the_controller_down_is_retried_on_the_next_one(kafka_cluster: Clu
     assert "while-down" in kafka_cluster.state.topics
 
 
+async def test_an_attempt_refused_at_connect_is_not_said_to_have_maybe_done_it(
+    kafka_cluster: Cluster,
+) -> None:
+    # The first attempt went to a controller that refused the connection: nothing was
+    # written, so the answer of the next one is given as it is. Before, its message said
+    # "an earlier attempt of this call went unanswered and may have done it".
+    async with asyncio.timeout(_LIMIT), AsyncAdmin(kafka_cluster.bootstrap) as admin:
+        assert (await admin.create_topics(["exists"])).errors == {}
+        controller = (await admin.describe_cluster()).controller_id
+        await kafka_cluster.faults.broker_down(controller)
+        created = await admin.create_topics(["exists"])
+    error = created.errors["exists"]
+    assert isinstance(error, TopicAlreadyExistsError)
+    assert "may have done it" not in str(error)
+
+
 @pytest.mark.parametrize("processed", [False, True])
 async def test_a_create_whose_answer_was_lost_is_asked_again(
     kafka_cluster: Cluster, processed: bool
