@@ -249,10 +249,14 @@ def test_the_c_records_refuse_what_is_not_two_lists_or_a_range_outside() -> None
         assert made == []
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12),
+    reason="3.12+ runs the collector only between bytecodes, never inside a C call's allocation",
+)
 def test_the_c_records_stop_when_a_collection_empties_the_values_mid_way() -> None:
     """A collection started by a tuple's allocation may run Python code (finalisers, the
     collector's callbacks) that changes the values: an error, not a read past the list's
-    end."""
+    end. (On 3.11; from 3.12 a collection waits for the interpreter's next check.)"""
     extend = c_extend()
     items = [b"x" * 10 for _ in range(100)]
     made: list[Any] = []
