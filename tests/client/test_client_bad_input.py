@@ -70,8 +70,9 @@ async def silent_port() -> AsyncIterator[str]:
 
     async for address in _serve(hold):
         yield address
-    for writer in writers:
-        writer.close()
+        # Before the server's wait_closed(), which from 3.12 waits for its connections.
+        for writer in writers:
+            writer.close()
 
 
 async def _fails(bootstrap: str) -> PykafError:

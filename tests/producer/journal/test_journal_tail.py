@@ -364,6 +364,10 @@ def _collecting_at_every_allocation() -> Iterator[None]:
 
 
 @needs_tail
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12),
+    reason="3.12+ runs the collector only between bytecodes, never inside a C call's allocation",
+)
 @pytest.mark.parametrize("write", ["record", "identity"])
 def test_nothing_is_written_into_a_buffer_a_collection_settled_mid_append(write: str) -> None:
     # The tail's appends are atomic under the GIL only if nothing inside them can run
