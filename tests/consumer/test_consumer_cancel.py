@@ -101,12 +101,15 @@ async def test_polls_under_random_timeouts_hand_out_every_record_once_in_order(
         else:
             consumer = AsyncConsumer(cluster.bootstrap, **options)
             await consumer.assign([TopicPartition("many", p) for p in range(3)])
+        calls = 0
         async with consumer, asyncio.timeout(60):
-            while sum(len(v) for v in seen.values()) < 3 * per_partition:
+            # At least 200 calls: past the end of the log too, where polls wait.
+            while sum(len(v) for v in seen.values()) < 3 * per_partition or calls < 200:
+                calls += 1
                 timeout = rnd.choice([0, 1e-4, 1e-3, 1e-2, 0.1])
                 try:
                     if rnd.random() < 0.7:
-                        wait, most = rnd.choice([0, 0.001, 0.05]), rnd.choice([1, 7, 100, 5000])
+                        wait, most = rnd.choice([0, 0.001, 0.05]), rnd.choice([1, 7, 100, 500])
                         records = await asyncio.wait_for(consumer.poll(wait, most), timeout)
                         for r in records:
                             seen[r.partition].append(r.offset)
@@ -120,7 +123,7 @@ async def test_polls_under_random_timeouts_hand_out_every_record_once_in_order(
                     cancelled += 1
             for r in await consumer.poll(0.3):  # nothing more may come
                 seen[r.partition].append(r.offset)
-    assert cancelled >= 5  # the sweep did cancel calls (3.12's wait_for cancels fewer)
+    assert cancelled >= 20  # the sweep did cancel calls
     assert dict(seen) == {p: list(range(per_partition)) for p in range(3)}
 
 
