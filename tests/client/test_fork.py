@@ -43,46 +43,56 @@ def run(cluster: BlockingCluster, scenario: str, *extra: str) -> dict[str, Any]:
     return result
 
 
+def assert_refused_in_the_child(result: dict[str, Any], calls: dict[str, str]) -> None:
+    """The child's calls did what ``calls`` says, the child exited (before: it was still
+    running after 20 s), and the parent's clients went on."""
+    assert result["child_exit"] == 0
+    assert result["child"] == calls
+    assert result["parent_after"] == "sent"
+    assert result["parent_left"] == 0
+
+
 @pytest.mark.parametrize("custody", ["memory", "journal"])
 def test_a_producer_refuses_in_a_forked_child_which_exits(
     cluster: BlockingCluster, tmp_path: Path, custody: str
 ) -> None:
     extra = [str(tmp_path / "journal")] if custody == "journal" else []
-    result = run(cluster, "producer", *extra)
-    assert result["child_exit"] == 0  # before: None (still running after 20 s)
-    assert result["child"] == {
+    calls = {
         "produce": "ProducerForkedError",  # before: returned (taken, never sent)
         "send": "ProducerForkedError",  # before: TimeoutError after 5 s
         "produce_batch": "ProducerForkedError",
         "flush": "ProducerForkedError",  # before: returned 2 left after 5 s
     }
-    assert result["parent_after"] == "sent"
-    assert result["parent_left"] == 0
+    assert_refused_in_the_child(run(cluster, "producer", *extra), calls)
 
 
-def test_consumers_and_admins_refuse_in_a_forked_child(cluster: BlockingCluster) -> None:
-    result = run(cluster, "others")
-    assert result["child_exit"] == 0
-    assert result["child"] == {
-        "consumer.poll": "ClientForkedError",
-        "admin.list_topics": "ClientForkedError",
-        "consumer.close": "returned in 0 s",
-        "admin.close": "returned in 0 s",
-    }
-    assert result["parent_left"] == 0
-
-
-def test_async_clients_refuse_in_a_forked_child(cluster: BlockingCluster) -> None:
-    result = run(cluster, "async")
-    assert result["child_exit"] == 0
-    assert result["child"] == {
-        "produce": "ProducerForkedError",
-        "flush": "ProducerForkedError",
-        "client.request": "ClientForkedError",
-        "close": "returned",
-    }
-    assert result["parent_after"] == "sent"
-    assert result["parent_left"] == 0
+@pytest.mark.parametrize(
+    ("scenario", "calls"),
+    [
+        (
+            "others",
+            {
+                "consumer.poll": "ClientForkedError",
+                "admin.list_topics": "ClientForkedError",
+                "consumer.close": "returned in 0 s",
+                "admin.close": "returned in 0 s",
+            },
+        ),
+        (
+            "async",
+            {
+                "produce": "ProducerForkedError",
+                "flush": "ProducerForkedError",
+                "client.request": "ClientForkedError",
+                "close": "returned",
+            },
+        ),
+    ],
+)
+def test_consumers_admins_and_async_clients_refuse_in_a_forked_child(
+    cluster: BlockingCluster, scenario: str, calls: dict[str, str]
+) -> None:
+    assert_refused_in_the_child(run(cluster, scenario), calls)
 
 
 def test_the_forked_errors_are_the_closed_errors_callers_catch() -> None:
