@@ -67,21 +67,13 @@ def forked_message(kind: str, parent_pid: int) -> str:
 
 
 def _refuse_in_child() -> None:
-    parent = _pid
+    # Run in the child at once, while the parent is still in fork(): its pid is ours'.
+    parent = os.getppid()
     clients = list(_WATCHED)
     _WATCHED.clear()  # the child's own clients register anew
-    _remember_pid()
     for client in clients:
         with contextlib.suppress(Exception):  # never let a fork fail on our account
             client.forked(parent)
-
-
-_pid = os.getpid()
-
-
-def _remember_pid() -> None:
-    global _pid
-    _pid = os.getpid()
 
 
 os.register_at_fork(after_in_child=_refuse_in_child)
