@@ -68,8 +68,10 @@ async def close_when_loop_ends(producer: LeftOpen) -> AsyncGenerator[None]:
         if producer._closing is None:
             failed = await producer.close(EXIT_FLUSH)
             warn_unclosed(producer, pending, failed, "its event loop ended")
-        elif not producer._closing.done() or producer._closing.cancelled():
-            # A close that was cut short (a second Ctrl-C): no more waiting.
+        elif not producer._closing.done():
+            # A close still under way, cut short with the loop (a second Ctrl-C): no more
+            # waiting. (One that ended cut short leaves ``_closing`` None: the branch above
+            # finishes it, and the engine's end is already done.)
             failed = await producer._close(0.0)
             if pending:
                 log.warning(
