@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._validate import settings_or_options
@@ -52,6 +52,7 @@ from pykaf._errors import (
 __all__ = ["AsyncConsumer"]
 
 logger = logging.getLogger("pykaf.consumer")
+_CLOSED_DURING: Final = "the consumer was closed during the call"
 
 
 class AsyncConsumer:
@@ -187,11 +188,15 @@ class AsyncConsumer:
         try:
             yield
         except (ClientClosedError, CommitFailedError) as exc:
-            # (A commit the group refused as the member left it said "rebalancing:
-            # poll, then commit again", which a closed consumer cannot.)
-            if self._closing and not isinstance(exc, ConsumerClosedError):
-                raise ConsumerClosedError("the consumer was closed during the call") from exc
+            if self._closed_meanwhile(exc):
+                raise ConsumerClosedError(_CLOSED_DURING) from exc
             raise
+
+    def _closed_meanwhile(self, exc: PykafError) -> bool:
+        """Whether ``exc`` came because close() began meanwhile. (A commit the group
+        refused as the member left it said "rebalancing: poll, then commit again", which
+        a closed consumer cannot.)"""
+        return self._closing and not isinstance(exc, ConsumerClosedError)
 
     async def _start(self) -> None:
         self._check_open()
@@ -304,11 +309,17 @@ class AsyncConsumer:
         while True:
             data.clear()
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            with self._closed_during():
+            # try/except, not ``_closed_during``: a context manager per poll costs a
+            # generator; a try costs nothing until it raises.
+            try:
                 if await self._ready(remaining):
                     await self.group_step(
                         None if deadline is None else max(0.0, deadline - loop.time())
                     )
+            except (ClientClosedError, CommitFailedError) as exc:
+                if self._closed_meanwhile(exc):
+                    raise ConsumerClosedError(_CLOSED_DURING) from exc
+                raise
             data.clear()
             records = self._state.take(limit)
             if records:
