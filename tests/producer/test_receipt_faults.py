@@ -128,7 +128,10 @@ async def test_each_record_is_told_once_with_where_it_really_is_through_faults(
             where[partition, offset] = value
             order[partition].append(offset)
     assert len(where) + failed == ROUNDS * PER_CALL
-    assert failed <= 5, failed  # (a part of one record is rare: calls add 150 at once)
+    # Only a one-record batch refused as too large fails, and each "split" fault refuses
+    # one request: at most one batch per partition in it. (The bound was 5 whatever the
+    # sweep threw: 6 failed once in CI with more splits thrown.)
+    assert failed <= thrown.count("split") * PARTITIONS, (failed, thrown.count("split"))
     stored = await read_back(cluster, TOPIC, PARTITIONS, len(where))
     assert stored == where  # each told place holds its record, and the log nothing else
     for partition, offsets in order.items():  # the calls' order, per partition
