@@ -43,6 +43,7 @@ from pykaf._errors import (
     RebalancingCommitError,
     RecordTooLargeError,
     RemoteProtocolError,
+    WrongEventLoopError,
 )
 from pykaf._lazy import lazy_exports
 from pykaf._version import __version__
@@ -156,5 +157,6 @@ __all__ = [
     "Target",
     "TopicInfo",
     "TopicPartition",
+    "WrongEventLoopError",
     "__version__",
 ]

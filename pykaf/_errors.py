@@ -165,6 +165,7 @@ __all__ += [
     "BrokerConnectionError",
     "ClientClosedError",
     "ClientForkedError",
+    "WrongEventLoopError",
     "KafkaTimeoutError",
     "NoBrokersError",
 ]
@@ -224,6 +225,15 @@ class ClientForkedError(ClientClosedError):
     """The client was created in another process, which this one forked from
     (``os.fork``, multiprocessing's "fork" start method, a pre-forking server): its
     threads and connections stayed there. Create a new client in this process."""
+
+
+class WrongEventLoopError(PykafError, RuntimeError):
+    """An asyncio client (``AsyncClient``, ``AsyncAdmin``, ``AsyncProducer``,
+    ``AsyncConsumer``) was called outside the event loop it belongs to (the one it was
+    first used in): from a plain thread, or from another thread's loop. Its state and its
+    connections are that loop's alone. Call it from there (from another thread, through
+    ``asyncio.run_coroutine_threadsafe``), or use the blocking client, which any thread
+    may call. A ``RuntimeError``, as asyncio's own "attached to a different loop" is."""
 
 
 # -- producer errors ---------------------------------------------------------------------

@@ -49,6 +49,7 @@ class AsyncAdmin:
         **options: Any,
     ) -> None:
         self._client = AsyncClient(bootstrap, settings=settings, **options)
+        self._client.kind = ("AsyncAdmin", "pykaf.Admin")
         self.settings = self._client.settings
         self.events = self._client.events  # telemetry (pykaf.events): the client's bus
         self.stats = self._client.stats  # telemetry: a Stats snapshot (pykaf.telemetry)

@@ -12,6 +12,7 @@ from pykaf._client._address import parse_bootstrap
 from pykaf._client._cluster import ClusterView
 from pykaf._client._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._client._fork import refusal, watch
+from pykaf._client._loop_bound import elsewhere
 from pykaf._client._metadata import ClusterMetadata
 from pykaf._client._pool import ConnectionPool
 from pykaf._client._settings import ClientSettings
@@ -72,6 +73,10 @@ class AsyncClient:
         self._closed = False
         self._ctrl_c_asked = False  # whether its first call asked for pykaf's SIGINT handler
         self._forked_from = 0  # in a forked child: the pid of the process that forked it
+        # The loop of its first call, which it belongs to (``_loop_bound``), and how a
+        # call from elsewhere names it: the client of an ``AsyncAdmin``, say, its owner.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.kind = ("AsyncClient", "pykaf.Client")
         watch(self)
         self._defers_ctrl_c = False
 
@@ -192,6 +197,12 @@ class AsyncClient:
             if self._forked_from:
                 raise refusal("client", self._forked_from)
             raise ClientClosedError("the client is closed")
+        loop = asyncio._get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None:
+                coro.close()
+                raise elsewhere(*self.kind, self._loop)
+            self._loop = loop  # bound at its first call
         if not self._ctrl_c_asked:
             self.hold_ctrl_c()
         task = asyncio.current_task()

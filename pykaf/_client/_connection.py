@@ -37,6 +37,7 @@ from pykaf._client._broker_errors import (
 )
 from pykaf._client._connection_events import ConnectionEvents
 from pykaf._client._connection_open import Opening
+from pykaf._client._loop_bound import elsewhere
 from pykaf._client._settings import ClientSettings
 from pykaf._client._targets import Purpose
 from pykaf._client._versions import BrokerApiVersions
@@ -315,6 +316,12 @@ class BrokerConnection(Opening):
         answer: Answer | None = None,
     ) -> asyncio.Future[Any] | Answer | None:
         """Frame (``frame(wire)``: assigns the correlation id) and write in one step."""
+        if asyncio._get_running_loop() is not self._loop:
+            # A client's public calls refuse this first (``_loop_bound``); any path they
+            # miss stops here, before the request is framed: written from another
+            # thread it broke the connection's reading in its own loop.
+            self._release_slot()
+            raise elsewhere("pykaf asyncio client", "client (Client, Producer, ...)", self._loop)
         transport = self._transport
         if self._error is not None or transport is None:
             self._release_slot()

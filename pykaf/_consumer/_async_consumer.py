@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
+from pykaf._client._loop_bound import elsewhere
 from pykaf._client._validate import settings_or_options
 from pykaf._consumer._assignment import AssignedPartitions, Callback, parse_subscription
 from pykaf._consumer._fetch_state import EARLIEST, LATEST, FetchState
@@ -95,6 +96,8 @@ class AsyncConsumer:
         if isinstance(initial, re.Pattern) and group_id is None:
             raise ConsumerStateError("a topic pattern needs a group_id (subscribe is for groups)")
         self._client = client = AsyncClient(bootstrap, settings=self.settings.client)
+        client.kind = ("AsyncConsumer", "pykaf.Consumer")
+        self._loop: asyncio.AbstractEventLoop | None = None  # its own (``_here``)
         self.events = client.events  # telemetry (pykaf.events): the client's bus
         self.stats = client.stats  # telemetry: a Stats snapshot (pykaf.telemetry)
         s = self.settings
@@ -179,12 +182,22 @@ class AsyncConsumer:
                 "this consumer is closed and cannot be used again; create a new consumer"
             )
 
+    def _here(self) -> None:
+        """Refuse a call outside the consumer's event loop, the one of its first call
+        (``_loop_bound``): its positions, buffers and tasks are that loop's alone."""
+        loop = asyncio._get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None or loop is None:
+                raise elsewhere("AsyncConsumer", "pykaf.Consumer", self._loop)
+            self._loop = loop
+
     @contextlib.contextmanager
     def _closed_during(self) -> Iterator[None]:
         """A call that close() (another task or thread) ends midway raises the consumer's
         own ``ConsumerClosedError``, whatever layer noticed: the group's membership and
         the client said ``ClientClosedError``, which ``except ConsumerClosedError`` misses
         (and a poll waiting for a join cut short raised AttributeError)."""
+        self._here()
         try:
             yield
         except (ClientClosedError, CommitFailedError) as exc:
@@ -200,6 +213,7 @@ class AsyncConsumer:
 
     async def _start(self) -> None:
         self._check_open()
+        self._here()
         if self._started:
             return
         self._started = True
@@ -259,6 +273,7 @@ class AsyncConsumer:
     async def unsubscribe(self) -> None:
         """Give the partitions up (``on_revoked``; auto-commit first) and leave the group."""
         self._check_open()
+        self._here()
         await self._startup.drop()  # the constructor's topics, if not subscribed yet
         await self._assignment.unsubscribe()
 
@@ -403,14 +418,17 @@ class AsyncConsumer:
     async def seek(self, tp: TopicPartition, offset: int) -> None:
         """Read ``tp`` from ``offset`` next. Past the end of the log, the next fetch meets
         OFFSET_OUT_OF_RANGE and ``auto_offset_reset`` decides (as in Kafka)."""
+        self._here()
         self._positions.seek(tp, offset)
 
     async def seek_to_beginning(self, *tps: TopicPartition) -> None:
         """Read from the earliest offset (of ``tps``; none given: every assigned one)."""
+        self._here()
         self._positions.reset(tps, EARLIEST)
 
     async def seek_to_end(self, *tps: TopicPartition) -> None:
         """Read only what is written from now on (of ``tps``; none given: all)."""
+        self._here()
         self._positions.reset(tps, LATEST)
 
     async def seek_to_timestamp(
@@ -473,6 +491,7 @@ class AsyncConsumer:
         self, offsets: Offsets | None = None, callback: Callback | None = None
     ) -> None:
         """Start a commit and return; ``callback(offsets, error_or_None)`` when done."""
+        self._here()
         self._commits.commit_async(offsets, callback)
 
     async def committed(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
@@ -496,6 +515,7 @@ class AsyncConsumer:
             if self._teardown is not None:  # a close() that was cancelled: wait for its end
                 await asyncio.shield(self._teardown)
             return
+        self._here()
         bound = self.settings.client.close_timeout if timeout is None else float(timeout)
         membership = self._assignment.membership
         self._closing = True

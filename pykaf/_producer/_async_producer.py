@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from _thread import get_ident as _get_ident
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
@@ -19,6 +20,7 @@ from typing import Any, Final, Self
 
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._fork import closed_copy, quiet_tasks, refusing, refusing_async, watch
+from pykaf._client._loop_bound import elsewhere, no_loop
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import (
     BufferFullError,
@@ -27,6 +29,7 @@ from pykaf._errors import (
     JournalFullError,
     KafkaTimeoutError,
     ProducerClosedError,
+    PykafError,
 )
 from pykaf._producer._accumulator import plain_value_ends
 from pykaf._producer._async_backlog import AsyncBacklog, Waiting
@@ -101,6 +104,7 @@ class AsyncProducer(AsyncBacklog):
         self.settings = settings_or_options(settings, options, ProducerSettings.from_options)
         self._reporter = Reporter(on_error)
         self._client = AsyncClient(bootstrap, settings=self.settings.client)
+        self._client.kind = ("AsyncProducer", "pykaf.Producer")
         self.events = self._client.events  # telemetry (pykaf.events): the client's bus
         self.stats = self._client.stats  # telemetry: a Stats snapshot (pykaf.telemetry)
         self._custody = open_custody(
@@ -126,6 +130,9 @@ class AsyncProducer(AsyncBacklog):
         self._append = self._accumulator.append
         self._until_turn = _TURN_EVERY
         self._engine: ProducerEngine | None = None
+        # The engine loop's thread: the per-record calls check they run there (60 ns;
+        # the running loop costs 250, a third of a produce(): ``_loop_bound``).
+        self._thread = 0
         self._backlog: deque[Waiting] = deque()
         self._backlog_task: asyncio.Task[None] | None = None
         self._backlog_empty: list[asyncio.Future[None]] = []
@@ -197,6 +204,17 @@ class AsyncProducer(AsyncBacklog):
         # Records taken and not reported yet, and appends still waiting to be taken.
         return self._accumulator.pending() + len(self._backlog)
 
+    def _here(self, engine: ProducerEngine) -> None:
+        if asyncio._get_running_loop() is not engine.loop:
+            raise self._elsewhere()
+
+    def _elsewhere(self) -> PykafError:
+        # What a call outside the producer's loop raises, before it touches anything.
+        if self._closed:
+            return ProducerClosedError("the producer is closed")
+        engine = self._engine
+        return elsewhere("AsyncProducer", "pykaf.Producer", None if engine is None else engine.loop)
+
     def replay_stats(self) -> ReplayStats:
         """What became of the recovered records so far (``Producer.replay_stats``)."""
         if self._custody is None:
@@ -206,12 +224,16 @@ class AsyncProducer(AsyncBacklog):
     def _start(self) -> ProducerEngine:
         engine = self._engine
         if engine is None:
+            loop = asyncio._get_running_loop()
+            if loop is None:
+                raise no_loop("AsyncProducer", "pykaf.Producer")
+            self._thread = _get_ident()
             engine = self._engine = ProducerEngine(
                 self.settings,
                 self._client,
                 self._accumulator,
                 self._reporter,
-                asyncio.get_running_loop(),
+                loop,
             )
             self._accumulator.wake = engine.schedule_pump
             # Ctrl-C on a loop of the main thread waits for the loop's wait (``_ctrl_c``).
@@ -273,6 +295,7 @@ class AsyncProducer(AsyncBacklog):
         (up to ``max_block``). A producer that knows a topic can take its records while
         no broker answers (into memory, or with a journal into the journal)."""
         engine = self._engine or self._start()
+        self._here(engine)
         if not self._accumulator.knows(topic):
             await engine.ensure_topic(topic, self.settings.max_block)
         return self._accumulator.partition_numbers(topic)
@@ -286,6 +309,9 @@ class AsyncProducer(AsyncBacklog):
         pretend."""
         if self._custody is None:
             raise ValueError('fsync() needs custody "journal" or "journal_sync" (and journal_dir)')
+        engine = self._engine
+        if engine is not None:
+            self._here(engine)
         await self._synced()
 
     async def _synced(self) -> None:
@@ -316,6 +342,8 @@ class AsyncProducer(AsyncBacklog):
         only when the buffer is full or the topic is new (up to ``max_block``), and gives
         the loop a turn every thousand calls."""
         engine = self._engine or self._start()
+        if _get_ident() != self._thread:
+            raise self._elsewhere()
         self._until_turn -= 1
         if not self._until_turn:
             self._until_turn = _TURN_EVERY
@@ -354,6 +382,8 @@ class AsyncProducer(AsyncBacklog):
         the background and the future fails with ``BufferFullError`` after
         ``max_block``. Bad arguments raise here."""
         engine = self._engine or self._start()
+        if _get_ident() != self._thread:
+            raise self._elsewhere()
         future: asyncio.Future[RecordMetadata] = engine.loop.create_future()
         # The same try-now-else-wait as produce(), written out in each: one call fewer
         # per record on the async hot path.
@@ -400,6 +430,8 @@ class AsyncProducer(AsyncBacklog):
             )
         checked, size = check_headers(headers) if headers is not None else (None, 0)
         self._engine or self._start()
+        if _get_ident() != self._thread:
+            raise self._elsewhere()
         taken = (
             0
             if self._backlog
@@ -419,6 +451,7 @@ class AsyncProducer(AsyncBacklog):
         """Queue many records for ``topic`` in one call: values, ``(key, value)``
         pairs, dicts or ``ProducerRecord``s. ``on_delivery`` is called once per record."""
         engine = self._engine or self._start()
+        self._here(engine)
         check_report(on_delivery)
         items = items if isinstance(items, list | tuple) else list(items)
         start = 0
@@ -476,6 +509,7 @@ class AsyncProducer(AsyncBacklog):
         if engine is None:
             return 0
         loop = engine.loop
+        self._here(engine)
         deadline = None if timeout is None else loop.time() + timeout
         if custody is not None and custody.pending:
             # Records waiting in the journal only come before this call's: the feeder
@@ -497,6 +531,8 @@ class AsyncProducer(AsyncBacklog):
         (``wait_for`` around it), it waits no more: what is left fails with its report
         at once (stays in the journal, with one) before the cancel goes on; a later
         close() finishes whatever the cancel cut short."""
+        if self._engine is not None and not self._closed:
+            self._here(self._engine)
         closing = self._closing
         if closing is not None:
             try:
