@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from pykaf import Client
+from pykaf.cli._stop import sigterm_as_ctrl_c
 from pykaf.errors import (
     BrokerConnectionError,
     KafkaTimeoutError,
@@ -271,7 +272,8 @@ _EXPECTED: Final = (PykafError, ValueError, TypeError, OSError)
 
 def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a subcommand: its exit status, or 1 with one line on stderr for an expected
-    failure (the traceback too with ``--debug``); Ctrl-C is 130 and quiet; a closed stdout
+    failure (the traceback too with ``--debug``); Ctrl-C is 130 and quiet, SIGTERM does
+    what Ctrl-C does and is 143 (``_stop``); a closed stdout
     (``| head``) ends quietly with 0, as kcat and the shell tools do."""
     debug = getattr(args, "debug", False)
     # pykaf logs what it retries at WARNING; a command says what failed in one line, so
@@ -280,9 +282,10 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
         level=logging.INFO if debug else logging.ERROR, format=f"{args.prog}: %(message)s"
     )
     try:
-        return fn(args)
+        with sigterm_as_ctrl_c() as term:
+            return fn(args)
     except KeyboardInterrupt:
-        return 128 + signal.SIGINT
+        return 128 + (term.signum or signal.SIGINT)
     except BrokenPipeError:
         _silence_stdout()
         return 0

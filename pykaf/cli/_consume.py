@@ -4,23 +4,23 @@ Each ``poll`` hands a list of records; the list is rendered in one go (``-f`` fo
 ``--json`` or the value and a newline) and written to ``sys.stdout.buffer`` in one call.
 With ``-G`` the group's offsets are committed by this command, not by auto-commit: only
 what reached stdout is committed (every second, when partitions are revoked, and on the
-way out, Ctrl-C included), so a second run resumes right after the last record printed.
+way out, Ctrl-C and SIGTERM included), so a second run resumes right after the last
+record printed.
 
-Ctrl-C: the handler raises only while ``poll`` waits (then nothing half-rendered is
-lost); during rendering and writing it just asks the loop to stop after the write. Exit
-status 0 then, as kcat's; a closed stdout (``| head``) ends quietly with 0 too.
+Ctrl-C or SIGTERM (``_stop``): the handler raises only while ``poll`` waits (then
+nothing half-rendered is lost); during rendering and writing it just asks the loop to stop
+after the write. Exit status 0 then, as kcat's; a closed stdout (``| head``) ends quietly
+with 0 too.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
+import contextlib
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any, BinaryIO, Final
 
 from pykaf import Consumer, ConsumerRecord, TopicPartition
@@ -33,6 +33,7 @@ from pykaf.cli._connect import (
     topic_partitions,
 )
 from pykaf.cli._consume_format import DEFAULT_FORMAT, Renderer, compile_format, json_renderer
+from pykaf.cli._stop import Stop, stop_signals
 from pykaf.errors import CommitFailedError
 
 __all__ = ["OffsetSpec", "parse_offset", "run_consume"]
@@ -110,21 +111,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_connection_options(parser)
     return parser
-
-
-class _Interrupt:
-    """SIGINT while ``poll`` waits raises KeyboardInterrupt; anywhere else it marks the
-    stop for the loop to honour after the current write (so what was rendered gets
-    written and counted as printed)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.in_poll = False
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-        if self.in_poll:
-            raise KeyboardInterrupt
 
 
 def _partitions(
@@ -217,11 +203,8 @@ def _consume(args: argparse.Namespace) -> int:
     bootstrap, options = client_options(args)
     partitions = _partitions(bootstrap, options, args)
     reset = "earliest" if spec is not None and spec.kind == "beginning" else "latest"
-    interrupt = _Interrupt()
-    # Only the main thread may set a handler (an in-process caller elsewhere keeps its own).
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, interrupt) if in_main else None
-    try:
+    # SIGINT or SIGTERM: a clean stop (exit 0, as kcat); what was printed is committed.
+    with stop_signals() as stop, contextlib.suppress(KeyboardInterrupt):
         consumer = Consumer(
             bootstrap,
             group_id=args.group,
@@ -235,15 +218,10 @@ def _consume(args: argparse.Namespace) -> int:
             printed = _Printed(consumer)
             try:
                 _setup(consumer, args, partitions, spec or OffsetSpec("beginning"), printed)
-                _loop(consumer, args, render, interrupt, printed)
+                _loop(consumer, args, render, stop, printed)
             finally:
                 if args.group is not None:
                     _final_commit(printed)
-    except KeyboardInterrupt:
-        pass  # asked for: a clean stop (exit 0, as kcat); what was printed is committed
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
     return 0
 
 
@@ -269,7 +247,7 @@ def _loop(
     consumer: Consumer,
     args: argparse.Namespace,
     render: Renderer,
-    interrupt: _Interrupt,
+    stop: Stop,
     printed: _Printed,
 ) -> None:
     write = _writer(sys.stdout.buffer)
@@ -278,12 +256,9 @@ def _loop(
     group = args.group is not None
     poll_timeout = None if args.stop_at_end else 1.0
     poll = consumer.poll
-    while not interrupt.requested:
-        interrupt.in_poll = True
-        try:
+    while not stop.requested:
+        with stop.waits():
             records = poll(poll_timeout, _POLL_RECORDS)
-        finally:
-            interrupt.in_poll = False
         if not records:
             if args.stop_at_end:
                 return
@@ -304,7 +279,7 @@ def _loop(
 
 def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
     """``stream.write`` until all is written: a signal whose handler returns (Ctrl-C, see
-    ``_Interrupt``) makes a blocked ``BufferedWriter.write`` return early with a count."""
+    ``_stop.Stop``) makes a blocked ``BufferedWriter.write`` return early with a count."""
     raw_write = stream.write
 
     def write(data: bytes) -> None:

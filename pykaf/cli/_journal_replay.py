@@ -141,17 +141,21 @@ def _pending_by_partition(summary: JournalSummary) -> dict[tuple[str, int], int]
 
 @contextlib.contextmanager
 def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
-    """While replaying, Ctrl-C (SIGINT) asks the wait to stop rather than raising
+    """While replaying, Ctrl-C (SIGINT) or SIGTERM asks the wait to stop rather than raising
     ``KeyboardInterrupt`` wherever it lands (half way through opening the producer, or
     through its close): the replay checks ``stop`` between short waits and closes cleanly."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _wait_for_reports(producer: Producer, timeout: float, stop: threading.Event) -> bool:

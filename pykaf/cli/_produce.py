@@ -6,6 +6,8 @@ line instead (``value``, ``key``, ``headers``, ``partition``: what ``pykaf consu
 writes). Input is read in large binary chunks and handed to ``Producer.produce_batch``
 a chunk at a time: no text decoding, no per-record call or future; failures are counted
 by the producer's ``on_error``. Exit status 1 when any record failed, with the count.
+Ctrl-C or SIGTERM (``_stop``) stops the reading; what was read is flushed (every record
+read gets its report, failures counted as above), then exit status 130 or 143.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pykaf.cli._connect import (
 )
 from pykaf.cli._progress import Progress
 from pykaf.cli._records_json import record_from_json
+from pykaf.cli._stop import Stop, stop_signals
 
 __all__ = ["parse_delimiter", "run_produce"]
 
@@ -104,26 +107,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _chunks(paths: Sequence[str]) -> Iterator[bytes]:
+def _chunks(paths: Sequence[str], stop: Stop) -> Iterator[bytes]:
     """The input's bytes, a large chunk at a time."""
     if not paths:
-        yield from _read_all(sys.stdin.buffer)
+        yield from _read_all(sys.stdin.buffer, stop)
         return
     for path in paths:
         if path == "-":
-            yield from _read_all(sys.stdin.buffer)
+            yield from _read_all(sys.stdin.buffer, stop)
             continue
         try:
             stream = open(path, "rb")  # noqa: SIM115  (closed below, after the generator)
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
         with stream:
-            yield from _read_all(stream)
+            yield from _read_all(stream, stop)
 
 
-def _read_all(stream: BinaryIO) -> Iterator[bytes]:
+def _read_all(stream: BinaryIO, stop: Stop) -> Iterator[bytes]:
     read = getattr(stream, "read1", stream.read)
-    while chunk := read(_CHUNK):
+    while True:
+        with stop.waits():  # a stop raises here: a pipe may stay open and quiet for ever
+            chunk = read(_CHUNK)
+        if not chunk:
+            return
         yield chunk
 
 
@@ -211,31 +218,41 @@ def _produce(args: argparse.Namespace) -> int:
         Progress(None, out=sys.stderr, label=f"-> {args.topic}") if sys.stderr.isatty() else None
     )
     sent = 0
-    with Producer(
-        bootstrap,
-        on_error=failures.add,
-        compression=args.compression,
-        batch_size=_BATCH_BYTES,
-        linger=0.01,
-        **options,
-    ) as producer:
+    # Ctrl-C or SIGTERM (``_stop``): reading stops, and what was read is flushed.
+    with (
+        stop_signals() as stop,
+        Producer(
+            bootstrap,
+            on_error=failures.add,
+            compression=args.compression,
+            batch_size=_BATCH_BYTES,
+            linger=0.01,
+            **options,
+        ) as producer,
+    ):
         produce_batch = producer.produce_batch
         topic, partition = args.topic, args.partition
-        with progress if progress is not None else contextlib.nullcontext():
-            for pieces in _pieces(_chunks(args.files), delimiter):
+        with (
+            progress if progress is not None else contextlib.nullcontext(),
+            contextlib.suppress(KeyboardInterrupt),  # the stop, raised while reading
+        ):
+            for pieces in _pieces(_chunks(args.files, stop), delimiter):
                 items = pieces if shape is None else shape(pieces)
                 produce_batch(topic, items, partition=partition)
                 sent += len(items)
                 if progress is not None:
                     progress.advance(len(items))
+                if stop.requested:
+                    break
         producer.flush()
     if failures.count:
         first = " ".join(str(failures.first).split())
         sys.stderr.write(
             f"pykaf produce: {failures.count:,} of {sent:,} record(s) failed; the first: {first}\n"
         )
-        return 1
-    return 0
+    if stop.requested:
+        return 128 + stop.signum  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports
+    return 1 if failures.count else 0
 
 
 def run_produce(argv: Sequence[str]) -> int:

@@ -129,12 +129,18 @@ def test_a_group_resumes_after_what_was_committed(one_broker: BlockingCluster) -
     assert third.stdout == b""
 
 
-def test_ctrl_c_stops_cleanly_and_commits_what_was_printed(one_broker: BlockingCluster) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_cleanly_and_commits_what_was_printed(
+    one_broker: BlockingCluster, signum: signal.Signals
+) -> None:
     # More than a pipe holds: the consumer is stopped while it writes, part way through.
-    values = fill(one_broker, "interrupted", 40_000, partitions=2)
+    # SIGTERM (``kill``, ``docker stop``) as Ctrl-C: before, it ended the process at once
+    # (exit -15), with nothing committed.
+    topic = f"interrupted-{signum.name}"
+    values = fill(one_broker, topic, 40_000, partitions=2)
     bootstrap = one_broker.bootstrap
     proc = subprocess.Popen(
-        [*PYKAF, "consume", "-b", bootstrap, "interrupted", "-G", "g2", "-o", "beginning"],
+        [*PYKAF, "consume", "-b", bootstrap, topic, "-G", "g2", "-o", "beginning"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         bufsize=0,  # readline takes one line; communicate() reads the fd, not a buffer
@@ -142,12 +148,12 @@ def test_ctrl_c_stops_cleanly_and_commits_what_was_printed(one_broker: BlockingC
     assert proc.stdout is not None
     head = proc.stdout.readline()  # it is printing
     assert head.startswith(b"value-")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     rest, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (0, b"")  # exit 0 and quiet, as kcat
     printed = lines(head + rest)
     assert len(printed) > 0
-    resumed = cli(["consume", "-b", bootstrap, "interrupted", "-G", "g2", "-e", "-o", "beginning"])
+    resumed = cli(["consume", "-b", bootstrap, topic, "-G", "g2", "-e", "-o", "beginning"])
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(printed + lines(resumed.stdout)) == values
 
