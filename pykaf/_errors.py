@@ -233,7 +233,10 @@ class WrongEventLoopError(PykafError, RuntimeError):
     first used in): from a plain thread, or from another thread's loop. Its state and its
     connections are that loop's alone. Call it from there (from another thread, through
     ``asyncio.run_coroutine_threadsafe``), or use the blocking client, which any thread
-    may call. A ``RuntimeError``, as asyncio's own "attached to a different loop" is."""
+    may call. Also raised by a blocking producer's wait (``flush``, ``close``, a
+    future's ``result``) called on its own loop's thread, from a delivery callback, where
+    it would wait for itself. A ``RuntimeError``, as asyncio's "attached to a different
+    loop" is."""
 
 
 # -- producer errors ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pykaf._client._fork import refusal, watch
 from pykaf._errors import ClientClosedError, KafkaTimeoutError
 
-__all__ = ["LoopThread", "start_on_loop"]
+__all__ = ["LoopThread", "on_a_loop_thread", "start_on_loop"]
 
 _T = TypeVar("_T")
 
@@ -24,6 +24,17 @@ _EXIT_STOP = 1.0
 # A stopping loop's leftover tasks are cancelled in this many rounds, within this long.
 _LEFTOVERS_ROUNDS = 5
 _LEFTOVERS_WAIT = 1.0
+
+
+# The idents of the loop threads running now: a blocking wait there (a delivery
+# callback calling ``send().result()``, ``flush()`` or ``close()``) would wait for the
+# very thread it blocks, so it is refused at once (``on_a_loop_thread``).
+_LOOP_IDENTS: set[int] = set()
+
+
+def on_a_loop_thread() -> bool:
+    """Whether the calling thread runs a pykaf client's event loop (its callbacks do)."""
+    return threading.get_ident() in _LOOP_IDENTS
 
 
 def start_on_loop(
@@ -99,12 +110,15 @@ class LoopThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(self._started.set)
+        ident = threading.get_ident()
+        _LOOP_IDENTS.add(ident)
         try:
             self.loop.run_forever()
         finally:
             with contextlib.suppress(Exception):
                 self._cancel_leftovers()
             self.loop.close()
+            _LOOP_IDENTS.discard(ident)
 
     def _cancel_leftovers(self) -> None:
         # A task may start another as it unwinds (a fetcher cancelled mid-fetch asks for

@@ -25,7 +25,13 @@ from pykaf._client._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._client._fork import refusing, watch
 from pykaf._client._loop_thread import LoopThread
 from pykaf._client._validate import settings_or_options
-from pykaf._errors import ClientClosedError, DeliveryError, KafkaTimeoutError, ProducerClosedError
+from pykaf._errors import (
+    ClientClosedError,
+    DeliveryError,
+    KafkaTimeoutError,
+    ProducerClosedError,
+    WrongEventLoopError,
+)
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
 from pykaf._producer._delivery import (
@@ -325,7 +331,7 @@ class Producer:
             return 0
         bound = (self.settings.delivery_timeout if timeout is None else timeout) + _MARGIN
         if self._loop.in_loop_thread:  # from a delivery callback: the loop cannot wait
-            raise RuntimeError("flush() was called from the producer's own thread")
+            raise _on_own_thread("flush")
         accumulator = self._accumulator
         custody = self._custody
         if custody is not None and custody.pending:
@@ -363,6 +369,10 @@ class Producer:
         been written), close the connections and stop the producer's thread. Returns the
         number of records that failed because of the close. Never hangs: bounded by
         ``timeout`` plus the client's ``close_timeout`` and a small margin."""
+        if self._loop.in_loop_thread and not self._closed:
+            # Before: it waited out its whole bound for the loop it was blocking (8 s
+            # for close(5)), then stopped that loop with no close of the engine.
+            raise _on_own_thread("close")
         closing = self._begin_close(timeout)
         if closing is not None:
             self._end_close(*closing)
@@ -434,6 +444,13 @@ class Producer:
 # Open producers, closed by ``_close_open_producers`` at interpreter exit. Strong
 # references on purpose: a producer dropped without close() still owes reports.
 _OPEN: set[Producer] = set()
+
+
+def _on_own_thread(call: str) -> WrongEventLoopError:
+    return WrongEventLoopError(
+        f"{call}() was called on the producer's own thread (a delivery callback), which it"
+        " would have to wait for: call it from elsewhere"
+    )
 
 
 @atexit.register

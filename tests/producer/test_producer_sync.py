@@ -15,6 +15,7 @@ from pykaf._errors import (
     DeliveryError,
     KafkaTimeoutError,
     ProducerClosedError,
+    WrongEventLoopError,
 )
 from pykaf._producer._batches import PYTHON_RECORD_COST, PYTHON_REPORT_COST
 from pykaf._producer._delivery import RecordMetadata
@@ -96,6 +97,37 @@ def test_a_callback_may_produce(cluster: BlockingCluster) -> None:
         producer.produce("chain", b"first", on_delivery=then)
         assert done.wait(10)
     assert written(cluster, "chain") == 2
+
+
+@pytest.mark.parametrize("call", ["result", "exception", "flush", "close"])
+def test_a_wait_from_a_callback_is_refused_at_once(cluster: BlockingCluster, call: str) -> None:
+    """A delivery callback runs on the producer's own thread: a wait there would hold the
+    thread it waits for. Refused at once, and the producer goes on. Before: ``result()``
+    and ``exception()`` held the thread for their whole timeout, then raised a bare
+    TimeoutError; ``close(5)`` stalled every report for 8 s; ``flush()`` raised a plain
+    RuntimeError."""
+    cluster.create_topic("waits", 1)
+    raised: list[BaseException] = []
+    after = threading.Event()
+    with Producer(cluster.bootstrap, **FAST) as producer:
+
+        def then(metadata: RecordMetadata | None, error: DeliveryError | None) -> None:
+            try:
+                if call in ("result", "exception"):
+                    getattr(producer.send("waits", b"inner"), call)(5.0)
+                else:
+                    getattr(producer, call)(5.0)
+            except WrongEventLoopError as exc:
+                raised.append(exc)  # at once: the 5 s wait would have raised TimeoutError
+            producer.produce("waits", b"next", on_delivery=lambda m, e: after.set())
+
+        producer.produce("waits", b"first", on_delivery=then)
+        assert after.wait(10)  # the producer went on, the callback's own record sent too
+        assert producer.flush(10) == 0
+    assert len(raised) == 1, raised
+    assert "own thread" in str(raised[0])
+    assert isinstance(raised[0], RuntimeError)  # as flush() raised before
+    assert written(cluster, "waits") == (3 if call in ("result", "exception") else 2)
 
 
 def test_a_new_topic_from_a_callback_is_refused(cluster: BlockingCluster) -> None:
