@@ -205,7 +205,7 @@ class AssignedPartitions:
         membership = self.membership
         if self.subscribed:
             membership.poll_happened()
-            change = await ensure_active_reported(membership, self._health, timeout)
+            change = await ensure_active_reported(membership, self._health, timeout, announce=False)
             if change:
                 gone = set(change.revoked) | set(change.lost)
                 for tp in gone:
@@ -213,4 +213,8 @@ class AssignedPartitions:
                 self._state.remove(gone)
                 self._state.add(change.added)
                 self.unpositioned |= set(change.added)
+            # Once the partitions are the consumer's: on_assigned may seek (which the
+            # committed offsets then do not override) and ask positions. Before, it ran
+            # first, and seek() or position() there raised NotAssignedError.
+            await membership.announce_assigned()
         await self.position_new()

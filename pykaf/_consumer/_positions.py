@@ -82,6 +82,7 @@ class Positions:
         if type(offset) is not int or offset < 0:
             raise ValueError(f"seek needs an offset >= 0, not {offset!r}")
         self._handed.cut(tp)
+        self._assignment.unpositioned.discard(tp)  # placed: no committed offset over it
         self._state.seek(tp, offset)
         self._fetcher.wake()
 
@@ -89,6 +90,7 @@ class Positions:
         """Position ``tps`` (none: every assigned one) by ListOffsets(``target``)."""
         for tp in self._targets(tps):
             self._handed.cut(tp)
+            self._assignment.unpositioned.discard(tp)
             self._state.request_reset(tp, target)
         self._fetcher.wake()
 
@@ -110,6 +112,7 @@ class Positions:
         end_offsets = await self.end_offsets(ends) if ends else {}
         for tp in mapping:
             self._handed.cut(tp)
+            self._assignment.unpositioned.discard(tp)
             hit = found[tp]
             self._state.seek(tp, hit[0] if hit is not None else end_offsets[tp])
         self._fetcher.wake()

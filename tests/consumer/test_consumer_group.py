@@ -173,3 +173,33 @@ async def test_two_members_share_the_topic(cluster: Cluster) -> None:
     assert by_partition(sorted(got, key=lambda r: (r.partition, r.offset))) == {
         p: values(f"p{p}", 10) + values(f"q{p}", 10) for p in range(3)
     }
+
+
+async def test_on_assigned_may_seek_and_ask_positions(cluster: Cluster) -> None:
+    """``on_assigned`` runs once the partitions are the consumer's: a seek there wins over
+    the committed offsets (Java's and aiokafka's place to start from offsets kept
+    elsewhere), and position() answers. Before, it ran first: both raised
+    NotAssignedError (logged, swallowed), and reading began at the committed offsets."""
+    group = "seek-on-assign"
+    async with AsyncConsumer(cluster.bootstrap, group_id=group, **GROUP) as committer:
+        await committer.commit(dict.fromkeys(tps(), 2))
+    seen: list[dict[TopicPartition, int]] = []
+    errors: list[BaseException] = []
+
+    async def on_assigned(partitions: frozenset[TopicPartition]) -> None:
+        try:
+            seen.append({tp: await consumer.position(tp) for tp in partitions})
+            for tp in partitions:
+                await consumer.seek(tp, 7)
+        except Exception as exc:  # a callback's error is only logged: keep it for the test
+            errors.append(exc)
+
+    async with AsyncConsumer(cluster.bootstrap, group_id=group, **GROUP) as consumer:
+        await consumer.subscribe(["g"], on_assigned=on_assigned)
+        got = await read(consumer, 9)  # 3 a partition: offsets 7, 8 and 9
+        assert await consumer.poll(timeout=0.2) == []
+    assert errors == []
+    assert seen == [dict.fromkeys(tps(), 2)]  # the committed offsets, before the seek
+    assert sorted((r.partition, r.offset) for r in got) == [
+        (p, o) for p in range(3) for o in (7, 8, 9)
+    ]

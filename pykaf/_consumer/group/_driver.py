@@ -97,6 +97,9 @@ class GroupMembership:
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
         self.on_lost = on_lost
+        # ``ensure_active(announce=False)``: the joins whose on_assigned waits.
+        self._announce_now = True
+        self._unannounced: list[frozenset[TopicPartition]] = []
         self._current_positions = current_positions
         self._rand = rand
         self._health = health or Health(log, None)
@@ -253,13 +256,18 @@ class GroupMembership:
 
     # -- joining --------------------------------------------------------------------------
 
-    async def ensure_active(self, timeout: float | None = None) -> AssignmentChange | None:
+    async def ensure_active(
+        self, timeout: float | None = None, *, announce: bool = True
+    ) -> AssignmentChange | None:
         """Join or rejoin if needed; return what changed in the assignment since the last
         call (None: nothing). Waits for a join up to ``timeout`` seconds (None: until it
         completes or fails) -- except while this member still owns partitions
         (cooperative), when the join goes on in the background and this returns at once.
         Raises what made the last join fail (then the next call tries again), and for
-        ever once the member is fenced."""
+        ever once the member is fenced. ``announce=False``: ``on_assigned`` waits for
+        ``announce_assigned()``, which the consumer calls once it has applied the change
+        (so the callback may seek and ask positions, as Java's and aiokafka's may)."""
+        self._announce_now = announce
         self._check_usable()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + max(0.0, timeout)
@@ -334,9 +342,21 @@ class GroupMembership:
             self._state.generation.member_id,
             partition_names(self._state.owned),
         )
-        await call_rebalance_callback(
-            self.on_assigned, "on_assigned", outcome.added, group_id=self.group_id
-        )
+        if self._announce_now:
+            await call_rebalance_callback(
+                self.on_assigned, "on_assigned", outcome.added, group_id=self.group_id
+            )
+        else:
+            self._unannounced.append(outcome.added)
+
+    async def announce_assigned(self) -> None:
+        """``on_assigned`` for each join that ``ensure_active(announce=False)`` finished,
+        in order: the caller has applied their changes."""
+        while self._unannounced:
+            added = self._unannounced.pop(0)
+            await call_rebalance_callback(
+                self.on_assigned, "on_assigned", added, group_id=self.group_id
+            )
 
     async def _join(self, reason: str) -> JoinOutcome:
         """The join task: attempts until one completes (then the session starts), a fatal

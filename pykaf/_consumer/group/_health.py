@@ -25,11 +25,13 @@ __all__ = ["close_group", "ensure_active_reported"]
 logger = logging.getLogger("pykaf.consumer")
 
 
-async def ensure_active_reported(membership: Any, health: Health, timeout: float | None) -> Any:
-    """``membership.ensure_active(timeout)``; a join out of budget on retriable errors is
-    reported (see the module doc) and None returned."""
+async def ensure_active_reported(
+    membership: Any, health: Health, timeout: float | None, *, announce: bool = True
+) -> Any:
+    """``membership.ensure_active(timeout, announce=announce)``; a join out of budget on
+    retriable errors is reported (see the module doc) and None returned."""
     try:
-        return await membership.ensure_active(timeout)
+        return await membership.ensure_active(timeout, announce=announce)
     except PykafError as exc:
         if (
             isinstance(exc, ClientClosedError)
