@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import math
 import queue
 import re
@@ -47,6 +48,8 @@ from pykaf._errors import ClientForkedError, ConsumerClosedError, KafkaTimeoutEr
 __all__ = ["Consumer"]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("pykaf.consumer")
 # On top of an operation's own bound, before the blocking side gives up on the loop.
 _MARGIN: Final = 1.0
 # Group upkeep (a hop to the loop) at most this often while records flow.
@@ -177,9 +180,19 @@ class Consumer:
             except queue.Empty:
                 return
             try:
-                reply.set_result(fn(*args))
+                result = fn(*args)
             except BaseException as exc:
-                reply.set_exception(exc)
+                if not reply.done():
+                    reply.set_exception(exc)  # the loop's side logs it, as any callback's
+                    continue
+                if not isinstance(exc, Exception):
+                    raise  # Ctrl-C in a callback the close cancelled: the caller's still
+                logger.warning("a consumer callback raised after the consumer closed", exc_info=exc)
+                continue
+            # A callback that closed the consumer (or unsubscribed) cancelled its own
+            # reply: before, setting it raised InvalidStateError out of the caller's poll.
+            if not reply.done():
+                reply.set_result(result)
 
     def _in_caller(self, fn: Callback | None) -> Callback | None:
         """``fn`` wrapped to run in the caller's thread (see the module doc): queued, and

@@ -17,6 +17,7 @@ from pykaf._consumer._async_consumer import AsyncConsumer
 from pykaf._consumer._consumer import Consumer
 from pykaf._consumer._records import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from pykaf.broker import Cluster
+from pykaf.errors import ConsumerClosedError
 
 LIMIT = 30.0
 GROUP = {"session_timeout": 6.0, "heartbeat_interval": 0.5, "retry_backoff": 0.02}
@@ -203,3 +204,30 @@ async def test_on_assigned_may_seek_and_ask_positions(cluster: Cluster) -> None:
     assert sorted((r.partition, r.offset) for r in got) == [
         (p, o) for p in range(3) for o in (7, 8, 9)
     ]
+
+
+async def test_a_blocking_consumer_closed_from_its_callback_says_closed(cluster: Cluster) -> None:
+    """A callback that closes the consumer cancels the call that runs it: the poll that
+    served it raises ConsumerClosedError. Before: InvalidStateError ("CANCELLED: <Future
+    ...>"), setting the cancelled reply of the callback."""
+
+    def blocking() -> tuple[list[str], BaseException | None]:
+        done: list[str] = []
+        consumer = Consumer(cluster.bootstrap, group_id="close-in-callback", **GROUP)
+
+        def on_assigned(partitions: frozenset[TopicPartition]) -> None:
+            consumer.close()
+            done.append("closed")
+
+        consumer.subscribe(["g"], on_assigned=on_assigned)
+        try:
+            consumer.poll(5)
+        except Exception as exc:  # what the poll raised is the test's subject
+            return done, exc
+        finally:
+            consumer.close()
+        return done, None
+
+    done, raised = await asyncio.wait_for(asyncio.to_thread(blocking), LIMIT)
+    assert done == ["closed"]
+    assert isinstance(raised, ConsumerClosedError), repr(raised)
