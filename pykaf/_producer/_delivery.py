@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import copy
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pykaf.producer")
+
+# Callbacks run on the producer's event loop, per report: nothing awaits them there.
+_NOT_AWAITED = (
+    "{name} is an async function, which the producer does not await{sync}. Pass a plain"
+    " function (it may start a task with asyncio.create_task for async work), or use"
+    " send(), whose future can be awaited"
+)
 
 Headers: TypeAlias = Sequence[tuple[str, bytes | None]]
 
@@ -130,6 +138,8 @@ class Reporter:
     def __init__(self, on_error: ErrorCallback | None) -> None:
         if on_error is not None and not callable(on_error):
             raise TypeError(f"on_error must be a function (record, error), not {on_error!r}")
+        if inspect.iscoroutinefunction(on_error):
+            raise TypeError(_NOT_AWAITED.format(name="on_error", sync=""))
         self.on_error = on_error
         # Failures told in the log (see the module doc); the engine gives it a timer.
         self.log_limit = LogLimiter(logger, unit="record(s)")
@@ -222,7 +232,9 @@ class Reporter:
                 timestamp=timestamp,
             )
             try:
-                on_error(record, error)
+                returned = on_error(record, error)
+                if returned is not None:  # (a test per report: callbacks return None)
+                    self._not_awaited("on_error", returned)
             except Exception:
                 self.log_limit.log(
                     logging.ERROR,
@@ -239,11 +251,28 @@ class Reporter:
         error: DeliveryError | None,
     ) -> None:
         try:
-            callback(metadata, error)
+            returned = callback(metadata, error)
+            if returned is not None:  # (a test per report: callbacks return None)
+                self._not_awaited("on_delivery", returned)
         except Exception:
             self.log_limit.log(
                 logging.ERROR, "on_delivery raised", "an on_delivery callback raised", exc_info=True
             )
+
+    def _not_awaited(self, name: str, returned: object) -> None:
+        """A callback that returned an awaitable is an ``async def`` one, whose body never
+        ran: a report nobody heard. Said at ERROR (rate-limited), and the coroutine is
+        closed (no "never awaited" warning besides). Before: only that warning, which
+        most programs never show."""
+        if not inspect.isawaitable(returned):
+            return
+        if inspect.iscoroutine(returned):
+            returned.close()
+        self.log_limit.log(
+            logging.ERROR,
+            f"{name} returned a coroutine",
+            _NOT_AWAITED.format(name=name, sync=": its body did not run"),
+        )
 
 
 def unpack_item(

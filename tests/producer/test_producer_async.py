@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -262,3 +264,32 @@ async def test_produce_batch_that_cannot_be_taken_says_how_many_were(cluster: Cl
         hold.release()
         assert await producer.flush(20) == 0
     assert log_values(cluster, "part") == {0: 1 + taken}
+
+
+async def test_an_async_callback_is_refused_or_said_not_to_run(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Callbacks run per report on the producer's loop, where nothing awaits them: an
+    ``async def`` on_error is refused at construction, and an ``async def`` on_delivery
+    is said at ERROR (its body never runs). Before: accepted, and only Python's "never
+    awaited" RuntimeWarning, which most programs never show, told of it."""
+
+    async def on_error(_record: ProducerRecord, _error: BaseException) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(TypeError, match="on_error is an async function"):
+        AsyncProducer(cluster.bootstrap, on_error=on_error)
+    ran: list[Any] = []
+
+    async def on_delivery(metadata: RecordMetadata | None, error: BaseException | None) -> None:
+        ran.append(metadata)
+
+    async with AsyncProducer(cluster.bootstrap, **FAST) as producer:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a "never awaited" warning fails the test
+            await producer.produce("t", b"x", on_delivery=on_delivery)
+            assert await producer.flush(10) == 0
+            gc.collect()
+    assert ran == []
+    told = [r for r in caplog.records if "on_delivery is an async function" in r.getMessage()]
+    assert [r.levelname for r in told] == ["ERROR"]
