@@ -10,6 +10,7 @@ callback too (in the loop's thread; a callback that raises is logged, never prop
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +26,12 @@ ConsumerErrorCallback: TypeAlias = Callable[[BaseException], Any]
 def check_on_error(on_error: object) -> ConsumerErrorCallback | None:
     if on_error is not None and not callable(on_error):
         raise TypeError(f"on_error must be a function (error), not {on_error!r}")
+    if inspect.iscoroutinefunction(on_error):
+        # Nothing awaits it: its body would never run (the producer's refuses it too).
+        raise TypeError(
+            "on_error is an async function, which the consumer does not await: pass a plain"
+            " function (it may start a task with asyncio.create_task for async work)"
+        )
     return on_error
 
 
@@ -77,6 +84,10 @@ class Health:
         if on_error is None:
             return
         try:
-            on_error(error)
+            returned = on_error(error)
         except Exception:
             self._logger.exception("the consumer's on_error callback raised")
+            return
+        if inspect.iscoroutine(returned):  # an async callable check_on_error could not see
+            returned.close()
+            self._logger.error("the consumer's on_error returned a coroutine, not awaited")

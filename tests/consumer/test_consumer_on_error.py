@@ -22,6 +22,29 @@ def test_on_error_must_be_callable() -> None:
         Consumer("127.0.0.1:9", on_error=42)  # type: ignore[arg-type]
 
 
+def test_an_async_on_error_is_refused_or_said_not_to_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing awaits on_error: an ``async def`` one is refused at construction, and an
+    async callable that slips past (a coroutine returned) is said at ERROR. Before: both
+    accepted, and the body never ran."""
+
+    async def on_error(_error: BaseException) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(TypeError, match="on_error is an async function"):
+        AsyncConsumer("127.0.0.1:9", on_error=on_error)
+    with pytest.raises(TypeError, match="on_error is an async function"):
+        Consumer("127.0.0.1:9", on_error=on_error)
+    # A plain callable returning a coroutine: what iscoroutinefunction cannot see.
+    hidden = lambda error: on_error(error)  # noqa: E731, PLW0108
+    health = Health(logging.getLogger(LOGGER), hidden)
+    with caplog.at_level(logging.ERROR, LOGGER):
+        health.report(RuntimeError("a failure"))
+    told = [r.levelname for r in caplog.records if "not awaited" in r.getMessage()]
+    assert told == ["ERROR"]
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, "2", True, float("nan")])
 async def test_close_timeout_must_be_positive_seconds(bad: object) -> None:
     consumer = AsyncConsumer("127.0.0.1:9")
