@@ -396,6 +396,10 @@ class AsyncConsumer:
                 if await self._ready(None):
                     await self.group_step()
                 data.clear()
+                # Another iteration's chunk, mid-way, is cut first (as poll() does): else
+                # this one's replaced it untracked, and the position went past its records
+                # not handed yet.
+                handed.abandon()
                 got = state.take_chunk(CHUNK)
                 if got is None:
                     self._raise_failure()
