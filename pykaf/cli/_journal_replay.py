@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from pykaf import DeliveryError, Producer, PykafError, RecordMetadata
 from pykaf.cli._progress import Progress
+from pykaf.cli._stop import Stop, stop_signals
 from pykaf.errors import (
     JournalCorruptError,
     JournalError,
@@ -139,30 +138,11 @@ def _pending_by_partition(summary: JournalSummary) -> dict[tuple[str, int], int]
     return {(p.topic, p.partition): p.pending_records for p in summary.partitions}
 
 
-@contextlib.contextmanager
-def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
-    """While replaying, Ctrl-C (SIGINT) or SIGTERM asks the wait to stop rather than raising
-    ``KeyboardInterrupt`` wherever it lands (half way through opening the producer, or
-    through its close): the replay checks ``stop`` between short waits and closes cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {
-        signum: signal.signal(signum, lambda signum, frame: stop.set())
-        for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _wait_for_reports(producer: Producer, timeout: float, stop: threading.Event) -> bool:
+def _wait_for_reports(producer: Producer, timeout: float, stop: Stop) -> bool:
     """Flush in short slices until nothing is pending, ``timeout`` passes or ``stop`` is
-    set; True when everything got its report."""
+    asked; True when everything got its report."""
     deadline = time.monotonic() + timeout
-    while not stop.is_set():
+    while not stop.requested:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
@@ -217,8 +197,10 @@ def replay_journal(
             seconds=0.0,
         )
     tally = _Tally()
-    stop = threading.Event()
-    with _ctrl_c_sets(stop):
+    # Ctrl-C or SIGTERM asks the wait to stop rather than raising ``KeyboardInterrupt``
+    # wherever it lands (half way through opening the producer, or through its close):
+    # the replay checks it between short waits and closes cleanly (``_stop``).
+    with stop_signals() as stop:
         producer = _open_producer(directory, bootstrap, tally, client_id)
         done = False
         try:
@@ -231,7 +213,7 @@ def replay_journal(
             # Nothing left to wait for unless everything was delivered: the close must not
             # stretch --timeout (what it cannot send stays in the journal, measured below).
             producer.close(_CLOSE_TIMEOUT if done else 0.0)
-    interrupted = stop.is_set() and not done
+    interrupted = stop.requested and not done
     timed_out = not done and not interrupted
     seconds = time.monotonic() - started
     left = _pending_by_partition(_inspect(directory))

@@ -20,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TypeAlias
 
 __all__ = ["Stop", "sigterm_as_ctrl_c", "stop_signals"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+Handler: TypeAlias = Callable[[int, FrameType | None], None]
 
 
 class Stop:
@@ -62,18 +65,26 @@ class Stop:
 
 
 @contextlib.contextmanager
+def _handling(handler: Handler, signums: tuple[int, ...]) -> Iterator[None]:
+    """``handler`` for ``signums`` while the block runs, the caller's back after; from
+    the main thread only (signal handlers can be set nowhere else)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+
+
+@contextlib.contextmanager
 def stop_signals() -> Iterator[Stop]:
     """A ``Stop`` handling SIGINT and SIGTERM while the block runs (main thread only)."""
     stop = Stop()
-    if threading.current_thread() is not threading.main_thread():
+    with _handling(stop, _SIGNALS):
         yield stop
-        return
-    previous = {signum: signal.signal(signum, stop) for signum in _SIGNALS}
-    try:
-        yield stop
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -84,9 +95,6 @@ def sigterm_as_ctrl_c() -> Iterator[Stop]:
     or raises ``KeyboardInterrupt`` where SIGINT is ignored (a background job's). The
     ``Stop`` it yields tells whether SIGTERM came (for the exit status, 143)."""
     term = Stop()
-    if threading.current_thread() is not threading.main_thread():
-        yield term
-        return
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         term.signum = signum
@@ -95,8 +103,5 @@ def sigterm_as_ctrl_c() -> Iterator[Stop]:
             raise KeyboardInterrupt
         handler(signal.SIGINT, frame)
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
+    with _handling(on_sigterm, (signal.SIGTERM,)):
         yield term
-    finally:
-        signal.signal(signal.SIGTERM, previous)
