@@ -98,7 +98,6 @@ class GroupMembership:
         self.on_revoked = on_revoked
         self.on_lost = on_lost
         # ``ensure_active(announce=False)``: the joins whose on_assigned waits.
-        self._announce_now = True
         self._unannounced: list[frozenset[TopicPartition]] = []
         self._current_positions = current_positions
         self._rand = rand
@@ -267,7 +266,6 @@ class GroupMembership:
         ever once the member is fenced. ``announce=False``: ``on_assigned`` waits for
         ``announce_assigned()``, which the consumer calls once it has applied the change
         (so the callback may seek and ask positions, as Java's and aiokafka's may)."""
-        self._announce_now = announce
         self._check_usable()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + max(0.0, timeout)
@@ -276,7 +274,7 @@ class GroupMembership:
             while True:
                 self._check_usable(joining=True)
                 if self._join_task is not None and self._join_task.done():
-                    await self._finish_join()
+                    await self._finish_join(announce)
                 if state.fatal is not None:
                     self._tell_fatal()
                     raise state.fatal
@@ -320,7 +318,7 @@ class GroupMembership:
             self._join(reason), name=f"pykaf group {self.group_id} join"
         )
 
-    async def _finish_join(self) -> None:
+    async def _finish_join(self, announce: bool) -> None:
         task, self._join_task = self._join_task, None
         assert task is not None
         try:
@@ -342,7 +340,7 @@ class GroupMembership:
             self._state.generation.member_id,
             partition_names(self._state.owned),
         )
-        if self._announce_now:
+        if announce:
             await call_rebalance_callback(
                 self.on_assigned, "on_assigned", outcome.added, group_id=self.group_id
             )
