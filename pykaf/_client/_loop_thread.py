@@ -13,9 +13,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from pykaf._client._fork import refusal, watch
-from pykaf._errors import ClientClosedError, KafkaTimeoutError
+from pykaf._errors import ClientClosedError, KafkaTimeoutError, WrongEventLoopError
 
-__all__ = ["LoopThread", "on_a_loop_thread", "start_on_loop"]
+__all__ = ["LoopThread", "on_a_loop_thread", "start_on_loop", "waits_for_itself"]
 
 _T = TypeVar("_T")
 
@@ -35,6 +35,15 @@ _LOOP_IDENTS: set[int] = set()
 def on_a_loop_thread() -> bool:
     """Whether the calling thread runs a pykaf client's event loop (its callbacks do)."""
     return threading.get_ident() in _LOOP_IDENTS
+
+
+def waits_for_itself(call: str) -> WrongEventLoopError:
+    """The error for a blocking wait (``call``) on a producer's own loop thread."""
+    return WrongEventLoopError(
+        f"{call}() was called on the producer's own thread (a delivery callback), where the"
+        " wait would hold the thread it waits for: call it from elsewhere (in a callback,"
+        " produce or send and return)"
+    )
 
 
 def start_on_loop(

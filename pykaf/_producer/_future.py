@@ -32,8 +32,7 @@ from concurrent.futures._base import (
 )
 from typing import Any, Final, TypeVar
 
-from pykaf._client._loop_thread import on_a_loop_thread
-from pykaf._errors import WrongEventLoopError
+from pykaf._client._loop_thread import on_a_loop_thread, waits_for_itself
 
 __all__ = ["DeliveryFuture", "resolve_many"]
 
@@ -41,16 +40,6 @@ T = TypeVar("T")
 
 _LAZY: Final = threading.Lock()
 _DONE: Final = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
-
-
-def _waits_for_itself(call: str) -> WrongEventLoopError:
-    # Before: the wait held the loop thread its answer needed, for its whole timeout, then
-    # raised a TimeoutError without a word (a delivery callback calling send().result()).
-    return WrongEventLoopError(
-        f"{call}() of a record not reported yet was called on a producer's own thread (a"
-        " delivery callback): the wait would hold the thread that must deliver it. In a"
-        " callback, produce or send and return; wait for the result elsewhere"
-    )
 
 
 class DeliveryFuture(concurrent.futures.Future[T]):
@@ -109,14 +98,14 @@ class DeliveryFuture(concurrent.futures.Future[T]):
         if self._state == FINISHED and self._exception is None:
             return self._result  # type: ignore[no-any-return]
         if self._state != FINISHED and on_a_loop_thread():
-            raise _waits_for_itself("result")
+            raise waits_for_itself("result")
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         if self._state == FINISHED:
             return self._exception
         if on_a_loop_thread():
-            raise _waits_for_itself("exception")
+            raise waits_for_itself("exception")
         return super().exception(timeout)
 
     # -- resolving (the producer's thread) -----------------------------------------------

@@ -23,14 +23,13 @@ from typing import Any, Final, Self
 from pykaf._client._async_client import AsyncClient
 from pykaf._client._ctrl_c import defer_in_main_thread, release_handler
 from pykaf._client._fork import refusing, watch
-from pykaf._client._loop_thread import LoopThread
+from pykaf._client._loop_thread import LoopThread, waits_for_itself
 from pykaf._client._validate import settings_or_options
 from pykaf._errors import (
     ClientClosedError,
     DeliveryError,
     KafkaTimeoutError,
     ProducerClosedError,
-    WrongEventLoopError,
 )
 from pykaf._producer._custody import Custody, build_accumulator, open_custody
 from pykaf._producer._custody_events import CustodyEventCallback
@@ -331,7 +330,7 @@ class Producer:
             return 0
         bound = (self.settings.delivery_timeout if timeout is None else timeout) + _MARGIN
         if self._loop.in_loop_thread:  # from a delivery callback: the loop cannot wait
-            raise _on_own_thread("flush")
+            raise waits_for_itself("flush")
         accumulator = self._accumulator
         custody = self._custody
         if custody is not None and custody.pending:
@@ -372,7 +371,7 @@ class Producer:
         if self._loop.in_loop_thread and not self._closed:
             # Before: it waited out its whole bound for the loop it was blocking (8 s
             # for close(5)), then stopped that loop with no close of the engine.
-            raise _on_own_thread("close")
+            raise waits_for_itself("close")
         closing = self._begin_close(timeout)
         if closing is not None:
             self._end_close(*closing)
@@ -444,13 +443,6 @@ class Producer:
 # Open producers, closed by ``_close_open_producers`` at interpreter exit. Strong
 # references on purpose: a producer dropped without close() still owes reports.
 _OPEN: set[Producer] = set()
-
-
-def _on_own_thread(call: str) -> WrongEventLoopError:
-    return WrongEventLoopError(
-        f"{call}() was called on the producer's own thread (a delivery callback), which it"
-        " would have to wait for: call it from elsewhere"
-    )
 
 
 @atexit.register
