@@ -45,7 +45,7 @@ logger = logging.getLogger("pykaf.producer")
 
 # Callbacks run on the producer's event loop, per report: nothing awaits them there.
 _NOT_AWAITED = (
-    "{name} is an async function, which the producer does not await{sync}. Pass a plain"
+    "{name} is an async function, which the producer does not await{detail}. Pass a plain"
     " function (it may start a task with asyncio.create_task for async work), or use"
     " send(), whose future can be awaited"
 )
@@ -139,7 +139,7 @@ class Reporter:
         if on_error is not None and not callable(on_error):
             raise TypeError(f"on_error must be a function (record, error), not {on_error!r}")
         if inspect.iscoroutinefunction(on_error):
-            raise TypeError(_NOT_AWAITED.format(name="on_error", sync=""))
+            raise TypeError(_NOT_AWAITED.format(name="on_error", detail=""))
         self.on_error = on_error
         # Failures told in the log (see the module doc); the engine gives it a timer.
         self.log_limit = LogLimiter(logger, unit="record(s)")
@@ -271,7 +271,7 @@ class Reporter:
         self.log_limit.log(
             logging.ERROR,
             f"{name} returned a coroutine",
-            _NOT_AWAITED.format(name=name, sync=": its body did not run"),
+            _NOT_AWAITED.format(name=name, detail=": its body did not run"),
         )
 
 
