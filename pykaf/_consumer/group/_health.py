@@ -26,7 +26,7 @@ logger = logging.getLogger("pykaf.consumer")
 
 
 async def ensure_active_reported(
-    membership: Any, health: Health, timeout: float | None, *, announce: bool = True
+    membership: Any, health: Health, timeout: float | None, *, announce: bool
 ) -> Any:
     """``membership.ensure_active(timeout, announce=announce)``; a join out of budget on
     retriable errors is reported (see the module doc) and None returned."""
