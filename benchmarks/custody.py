@@ -25,10 +25,11 @@ time (confluent: ``produce`` + ``flush``), p50 and p99 in ms. Also measured alon
 floor under any journal_sync call.
 
 Where the time goes: each throughput run also reads, from ``/proc`` (Linux), the CPU
-(user and system) and the page faults of each of the child's threads over its window,
-per record; their medians follow the table. The producing thread (MainThread), the
-event loop's (pykaf-producer) and the journal's (pykaf-journal): the first two share
-one GIL, so their sum, not either alone, bounds the rate.
+(user and system) and the page faults (minor and major) of each of the child's threads
+over its window, per record; their medians follow the table. The producing thread
+(MainThread), the event loop's (pykaf-producer) and the journal's (pykaf-journal,
+pykaf-journal-ahead): the first two share one GIL, so their sum, not either alone,
+bounds the rate.
 
 Goals (issue 12): journal throughput >= 0.8x memory's; journal_sync one-at-a-time p50
 <= memory p50 + one fsync. Reported, and the exit status is 1 when one is missed.
@@ -141,9 +142,10 @@ def _confluent(mode: str, bootstrap: str, topic: str, count: int, value: bytes) 
     return {"seconds": time.perf_counter() - start, "failed": failed}
 
 
-def thread_usage() -> dict[str, tuple[int, int, int]]:
-    """This process's threads by name: (user ticks, system ticks, minor page faults),
-    from ``/proc`` (none elsewhere)."""
+def thread_usage() -> dict[str, tuple[int, int, int, int]]:
+    """This process's threads by name: (user ticks, system ticks, minor page faults,
+    major page faults), from ``/proc`` (none elsewhere). Major: the page was not in the
+    page cache (for the journal, a page nobody wrote ahead)."""
     usage = {}
     for thread in threading.enumerate():
         try:
@@ -151,37 +153,43 @@ def thread_usage() -> dict[str, tuple[int, int, int]]:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        usage[thread.name] = (int(fields[11]), int(fields[12]), int(fields[7]))
+        usage[thread.name] = (int(fields[11]), int(fields[12]), int(fields[7]), int(fields[9]))
     return usage
 
 
 def per_record(
-    before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]], count: int
+    before: dict[str, tuple[int, int, int, int]],
+    after: dict[str, tuple[int, int, int, int]],
+    count: int,
 ) -> dict[str, list[float]]:
-    """Per thread: [user us, system us, page faults per 1,000] per record."""
+    """Per thread: [user us, system us, minor and major page faults per 1,000] per
+    record."""
     tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
     out = {}
-    for name, (user, system, faults) in after.items():
-        user0, system0, faults0 = before.get(name, (0, 0, 0))
+    for name, (user, system, minor, major) in after.items():
+        user0, system0, minor0, major0 = before.get(name, (0, 0, 0, 0))
         out[name] = [
             (user - user0) * tick_us / count,
             (system - system0) * tick_us / count,
-            (faults - faults0) * 1000 / count,
+            (minor - minor0) * 1000 / count,
+            (major - major0) * 1000 / count,
         ]
     return out
 
 
 def print_threads(threads: dict[str, list[dict[str, list[float]]]]) -> None:
     """The medians of ``per_record`` over the runs, a line per case."""
-    print("where the time goes, per record: user+system us of CPU (page faults per 1,000)")
+    print(
+        "where the time goes, per record: user+system us of CPU (minor/major page faults per 1,000)"
+    )
     for case, runs in threads.items():
         names = sorted({name for run in runs for name in run})
         cells = []
         for name in names:
-            user, system, faults = (
-                statistics.median(run[name][i] for run in runs if name in run) for i in range(3)
+            user, system, minor, major = (
+                statistics.median(run[name][i] for run in runs if name in run) for i in range(4)
             )
-            cells.append(f"{name} {user:.2f}+{system:.2f} ({faults:.0f})")
+            cells.append(f"{name} {user:.2f}+{system:.2f} ({minor:.0f}/{major:.0f})")
         print(f"  {case:<14}" + "   ".join(cells))
 
 

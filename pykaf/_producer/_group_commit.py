@@ -10,9 +10,10 @@ Once woken it waits ``interval`` (so one fsync covers everything appended meanwh
 "journal" level's bound on unsynced records), unless an asyncio caller waits for the
 sync ("journal_sync" on an event loop), then writes the queued DONE entries, syncs,
 resolves the waiters the sync covered, and reclaims acknowledged segments now and then.
-Then it writes the newest segment's next pages ahead of the appends, with zeros
-(``JournalStore.write_ahead``): the appending threads then store into pages the kernel
-has prepared already.
+Then it asks the journal's second thread (``AheadWriter``, ``_write_ahead``) to write the
+newest segment's next pages ahead of the appends, with zeros: the appending threads then
+store into pages the kernel has prepared already. (That thread runs on its own, not after
+the fsync here, which blocks for as long as the disk takes.)
 A failed sync stops the store (``JournalSyncError``); the waiters get the error and later
 appends raise ``JournalFailedError`` from the store itself. Anything else a round raises
 is a bug: logged at ERROR with its traceback, once per episode, and the round's work is
@@ -29,6 +30,7 @@ import time
 from typing import Final
 
 from pykaf._errors import JournalError
+from pykaf._producer._write_ahead import AheadWriter
 from pykaf._producer.journal import Done, JournalStore
 
 __all__ = ["GroupCommit"]
@@ -66,6 +68,7 @@ class GroupCommit:
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._stopping = False
         self._reclaim_at = 0.0
+        self._ahead = AheadWriter(store)
         self._thread = threading.Thread(target=self._run, name="pykaf-journal", daemon=True)
         self._thread.start()
 
@@ -99,10 +102,12 @@ class GroupCommit:
 
     def close(self, timeout: float) -> None:
         """Write what is queued, sync, reclaim, stop the thread (within ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        self._ahead.close(timeout)
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- the thread ----------------------------------------------------------------------
 
@@ -160,10 +165,10 @@ class GroupCommit:
         dones: list[Done],
         waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]],
     ) -> bool:
-        """Write ``dones``, sync, answer ``waiters`` the sync covered, write ahead; False
-        once the store has stopped (the thread ends). Each list is emptied as its work
-        is done: what is left in them when a step raises is what ``_unexpected`` puts
-        back for the next round."""
+        """Write ``dones``, sync, answer ``waiters`` the sync covered; False once the
+        store has stopped (the thread ends). Each list is emptied as its work is done:
+        what is left in them when a step raises is what ``_unexpected`` puts back for the
+        next round."""
         error = self._commit(dones)
         synced = self.store.synced_serial
         late = []
@@ -177,9 +182,6 @@ class GroupCommit:
         if late:
             with self._cond:
                 self._waiters[:0] = late
-        if error is None:
-            # After the waiters are answered: their latency does not include it.
-            self.store.write_ahead()
         if error is not None and self.store.failed is None:
             # Full even with the headroom for DONE entries, or the disk full: they count
             # in memory (``mark_done``), so reclaim can delete the segments they empty;

@@ -1,5 +1,5 @@
 """The journal's own thread (``GroupCommit``) survives an unexpected exception (a bug in a
-step it runs: read-ahead, reclaim, a DONE entry): it logs it at ERROR with its traceback,
+step it runs: a sync, reclaim, a DONE entry): it logs it at ERROR with its traceback,
 once per episode, puts back what it had taken (DONE entries, waiters) and goes on. Before,
 the thread died: "journal_sync" callers on an event loop waited forever, no later record
 was fsynced, no DONE entry written, nothing reclaimed, and only threading's excepthook
@@ -76,13 +76,12 @@ def _errors_with(
     return _errors_about(caplog, "a bug in a journal step")
 
 
-@pytest.mark.parametrize("step", ["write_ahead", "reclaim"])
 def test_journal_sync_goes_on_after_an_unexpected_error_in_the_journal_thread(
-    cluster: BlockingCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture, step: str
+    cluster: BlockingCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def body(producer: AsyncProducer, store: Any) -> None:
-        bug = _Bug(getattr(store, step), times=None if step == "reclaim" else 1)
-        setattr(store, step, bug)
+        bug = _Bug(store.reclaim, times=None)
+        store.reclaim = bug
         # "journal_sync": each returns after the fsync covering it. Reclaim runs every
         # half second: produce until the bug has struck, and a few more after it.
         after = 0
@@ -93,7 +92,7 @@ def test_journal_sync_goes_on_after_an_unexpected_error_in_the_journal_thread(
                 break
         assert bug.raised >= 1
         assert store.synced_serial >= store.next_serial  # every record fsynced
-        setattr(store, step, bug.real)
+        store.reclaim = bug.real
         assert await producer.flush(30) == 0
 
     # Once for the episode, however often it raised.
@@ -144,7 +143,7 @@ def test_an_unexpected_error_journaling_identities_never_stops_the_sender(
 def test_work_done_before_an_unexpected_error_is_not_done_again(
     cluster: BlockingCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A step after the DONE entries were written fails every round (read-ahead): the
+    # A step after the DONE entries were written fails every round (the sync): the
     # rounds go on, and each DONE entry is written once, not once per retry.
     async def body(producer: AsyncProducer, store: Any) -> None:
         written: list[Any] = []
@@ -155,8 +154,8 @@ def test_work_done_before_an_unexpected_error_is_not_done_again(
             return int(real_append(entries))
 
         store.append = append
-        bug = _Bug(store.write_ahead, times=None)
-        store.write_ahead = bug
+        bug = _Bug(store.sync, times=None, thread="pykaf-journal")
+        store.sync = bug
         for i in range(200):  # bounded: until a few rounds have failed after their DONEs
             await producer.send("t", b"%d" % i)
             assert await producer.flush(30) == 0
@@ -171,7 +170,7 @@ def test_work_done_before_an_unexpected_error_is_not_done_again(
         assert store.pending_records == 0
         assert written
         assert len(written) == len(set(written))  # none twice
-        store.write_ahead = bug.real
+        store.sync = bug.real
 
     assert _errors_with(cluster, tmp_path, caplog, "journal", body) == 1
 

@@ -40,25 +40,29 @@ of the process's CPU samples, 0.95% with the drop before the sync; throughput mo
 within the noise (+0-5%, 9 pairs of runs).
 A refusal (an OS without the advice) costs memory only: logged once per segment.
 
-Pages ahead of the write position are written, with zeros, by the journal's own thread
-(``plan_ahead`` under the store's lock, ``write_ahead`` outside it, where ``pwrite`` runs
-without the GIL), up to ``WRITE_AHEAD`` bytes ahead, a step of ``AHEAD_STEP`` at a time,
-and the map is ``MADV_RANDOM``. Why: the first store into a page of the allocated but
-unwritten extent costs the kernel, in the appending thread and holding the GIL, a page
-cache page to allocate and zero, and ext4's block preparation for it (``page_mkwrite``,
-``ext4_da_get_block_prep``, buffer heads): about 0.8 us of system time per 1 KiB record,
-the largest share of a journaled append. Written beforehand, the page is in the cache,
-up to date and its blocks mapped: the store only maps it (one cheap fault) and marks it
-dirty. Measured (one thread, ``fast_append`` of 1 KiB records into a 512 MiB segment):
-1.0-1.2 us a record into allocated pages, 0.39-0.42 into pages written ahead (whether or
-not they were synced since). Zeros are what the format reads as the clean end, so they
-change nothing recovery sees; the cost is disk writes: the next fsync writes them, and
-writes those pages again once records fill them (twice the bytes, in the journal's own
-time). Reading them in instead (``preadv``, before) saved the page allocation and
-zeroing only. Measured (``produce()`` of 200,000 1 KiB records then ``flush()``, mock
-cluster, 8 alternating runs of 3 each, the runs that did not spill): the appending
-thread's system time 0.6 -> 0.2-0.4 us a record and its faults 130 -> 25 per 1,000;
-292,000 -> 314,000 records/s (medians).
+Pages ahead of the write position are written, with zeros, by a journal thread of their
+own (``_write_ahead``; ``plan_ahead`` under the store's lock, ``write_ahead`` outside
+it, where ``pwrite`` runs without the GIL), up to ``WRITE_AHEAD`` bytes ahead, a step of
+``AHEAD_STEP`` at a time, and the map is ``MADV_RANDOM``. Why: the first store into a
+page of the allocated but unwritten extent costs the kernel, in the appending thread and
+holding the GIL, a page cache page to allocate and zero (a major fault), and ext4's
+block preparation for it (``page_mkwrite``, ``ext4_da_get_block_prep``, buffer heads):
+about 0.8 us of system time per 1 KiB record, the largest share of a journaled append.
+Written beforehand, the page is in the cache, up to date and its blocks mapped: the
+store only maps it (one cheap fault) and marks it dirty. Measured (one thread,
+``fast_append`` of 1 KiB records into a 512 MiB segment): 1.0-1.2 us a record into
+allocated pages, 0.39-0.42 into pages written ahead (whether or not they were synced
+since). Zeros are what the format reads as the clean end, so they change nothing
+recovery sees; the cost is disk writes: the next fsync writes them, and writes those
+pages again once records fill them (twice the bytes, in the journal's own time). Reading
+them in instead (``preadv``, before) saved the page allocation and zeroing only.
+Measured (``produce()`` of 200,000 1 KiB records then ``flush()``, mock cluster, 8
+alternating runs of 3 each, the runs that did not spill): the appending thread's system
+time 0.6 -> 0.2-0.4 us a record and its faults 130 -> 25 per 1,000; 292,000 -> 314,000
+records/s (medians). Those faults were the minor ones; the major ones, counted later,
+were still 57-77 per 1,000 records while the syncing thread wrote ahead (after each
+fsync, which took 10-80 ms): hence the thread of their own, 2 per 1,000
+(``_write_ahead``).
 
 Steps never start within ``AHEAD_MARGIN`` of the write position, and while one is in
 flight its start is the segment's ``fence``: no entry may end past it (the store caps the

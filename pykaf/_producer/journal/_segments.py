@@ -58,7 +58,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, cast
 
@@ -140,6 +140,10 @@ class JournalStore(StoreReclaim):
         self._in_flight = False  # an fsync runs outside the lock
         self._ahead_turn = threading.Lock()  # ``write_ahead``: one caller at a time
         self._ahead_in_flight = False  # a step of it runs outside the lock
+        # Called (under the lock, so it must only signal) when a step of ``write_ahead``
+        # may be due: a segment file was created, or ``DROP_STEP`` more bytes appended.
+        # The journal's thread that writes ahead sets it (``_write_ahead``).
+        self.ahead_due: Callable[[], object] = _nothing
         self._lock: DirectoryLock | None = None
         self._names: dict[str, bytes] = {}  # topic -> its UTF-8 name (``_name_of``)
         self._reset()
@@ -322,6 +326,7 @@ class JournalStore(StoreReclaim):
                 self._index.add(serial, topic, partition)
             if end > target.drop_at:
                 target.drop_behind(end)
+                self.ahead_due()
             if self._health.troubled:
                 self._health.ok()
             elif self._tail is not None and self._unindexed_from is None:
@@ -482,19 +487,24 @@ class JournalStore(StoreReclaim):
     def _write(self, segment: Segment, chunks: list[bytes], size: int) -> None:
         needed = segment.size + size
         target = self._file
+        due = False
         try:
             if target is None:
                 capacity = capacity_for(needed, self.segment_bytes)
                 target = MappedSegment.open(segment.path, needed, capacity)
                 self._file = target
+                due = True
             elif needed > target.capacity:  # a full disk, or a segment that cannot roll yet
                 capacity = capacity_for(max(needed, 2 * target.capacity), self.segment_bytes)
                 target.grow(needed, capacity)
         except OSError as exc:
             usable = exc.errno in _RECOVERABLE_WRITE
             raise self._health.error(exc, "allocate", segment.path, usable=usable) from exc
+        drop_at = target.drop_at
         target.write(segment.size, chunks)
         self._health.ok()
+        if due or target.drop_at != drop_at:
+            self.ahead_due()
 
     def _roll_past_full(self, exc: JournalDiskError, size: int) -> Segment:
         # The disk is full and the newest segment holds nothing pending any more (its
@@ -575,3 +585,7 @@ class JournalStore(StoreReclaim):
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _nothing() -> None:
+    return None

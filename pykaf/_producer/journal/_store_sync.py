@@ -7,7 +7,7 @@ outside the lock (appends go on), and settles it under the lock again; syncs nev
 overlap (``_sync_mutex``, and a roll or a reclaim waits for the one in flight), so a
 failure cannot be consumed by one fsync while another reports the same pages clean. A
 failed fsync cuts what it covered from the files and stops the store for good. Here too:
-``write_ahead``, which the syncing thread runs after each sync (``_mapped``).
+``write_ahead``, which the journal's thread for it runs (``_mapped``, ``_write_ahead``).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class StoreSync:
     def write_ahead(self) -> None:
         """Write zeros into the pages ahead of the newest segment's end, so that appends
         into them do not make the kernel prepare them holding the GIL (``_mapped``'s
-        module doc). For the journal's own thread, after a sync: each step is written
+        module doc). For the journal's thread that writes ahead: each step is written
         outside the lock (appends go on, up to the step's fence) and nothing raises; a
         second caller meanwhile returns at once."""
         if not self._ahead_turn.acquire(blocking=False):
