@@ -23,7 +23,10 @@ FAST = {"request_timeout": 5.0, "delivery_timeout": 20.0, "max_block": 10.0, "li
 
 
 class CutAnswers:
-    """Cuts the first answer after each of the next ``count`` Produce requests."""
+    """Cuts ``count`` answers, each the first one after a Produce request on its
+    connection. (Counted as answers are cut, not as requests are sent: two requests on
+    one connection before its first answer, under load, armed one cut for two, and the
+    test saw a single cut.)"""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
         self.left = count
@@ -36,15 +39,15 @@ class CutAnswers:
         def produce_nowait(conn: BrokerConnection, *args: Any, **kwargs: Any) -> bool:
             with self.lock:
                 if self.left > 0:
-                    self.left -= 1
                     armed.add(id(conn))
             return real_produce(conn, *args, **kwargs)
 
         def data_received(conn: BrokerConnection, data: bytes) -> None:
             with self.lock:
-                cut = id(conn) in armed and len(data) > 8
+                cut = id(conn) in armed and len(data) > 8 and self.left > 0
                 if cut:
                     armed.discard(id(conn))
+                    self.left -= 1
                     self.cut += 1
             if not cut:
                 real_received(conn, data)
