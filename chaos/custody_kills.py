@@ -2,6 +2,7 @@
 
     python chaos/custody_kills.py [--kills 200] [--partitions 4] [--seed N] [--down 0.3]
                                   [--moves 0.0] [--client blocking|async] [--workers 16]
+                                  [--custody journal_sync|journal] [--pad 0]
 
 The embedded broker (three brokers) runs in this process. A child process opens a
 ``Producer(custody="journal_sync")`` on one journal directory (re-sending what the previous
@@ -16,6 +17,10 @@ and come back after it). With ``--moves P`` the topic has three replicas, and du
 child's life (with probability P) each partition's leader moves to another broker, once
 or twice, at random moments: the producer finds the new leader while it appends, syncs,
 replays or is killed. After the last kill one more child drains the journal and closes.
+``--custody journal`` runs the blocking child at that level instead (produce() returns
+once the record is in the journal's map, before its fsync: a killed process loses nothing
+all the same); ``--pad N`` adds N bytes to each value, so that the appends cross the
+journal's pages written ahead and its segments quickly.
 
 Then every partition is read back and counted:
   lost        values whose produce() returned (in a log) but are not in Kafka: must be 0
@@ -70,7 +75,8 @@ CHILD = """
 import sys, threading, time
 from pykaf import Producer
 
-bootstrap, journal, child, log_path, drain, stats_path = sys.argv[1:7]
+bootstrap, journal, child, log_path, drain, stats_path, custody, pad = sys.argv[1:9]
+PAD = b"|" + b"x" * int(pad) if int(pad) else b""
 REPLAY_NOTES
 def note_replay(producer):
     for _ in range(1200):  # bounded: 60 s
@@ -79,7 +85,7 @@ def note_replay(producer):
         time.sleep(0.05)
 
 with open(log_path, "a", buffering=1) as log, Producer(
-    bootstrap, custody="journal_sync", journal_dir=journal, linger=0.001, max_block=120,
+    bootstrap, custody=custody, journal_dir=journal, linger=0.001, max_block=120,
     on_replayed_delivery=replayed,
 ) as producer:
     print("open", sum(producer.recovered().values()), flush=True)
@@ -90,9 +96,9 @@ with open(log_path, "a", buffering=1) as log, Producer(
     else:
         threading.Thread(target=note_replay, args=(producer,), daemon=True).start()
         for seq in range(10_000_000):
-            value = f"{child}-{seq}".encode()
-            producer.produce("TOPIC_NAME", value, key=str(seq % 97).encode())
-            log.write(value.decode() + "\\n")  # after produce() returned: in custody
+            value = f"{child}-{seq}"
+            producer.produce("TOPIC_NAME", value.encode() + PAD, key=str(seq % 97).encode())
+            log.write(value + "\\n")  # after produce() returned: in custody
 """.replace("TOPIC_NAME", TOPIC).replace("REPLAY_NOTES\n", REPLAY_NOTES)
 
 # The same with the asyncio producer: ``WORKERS`` coroutines await their own produce()
@@ -144,8 +150,11 @@ def start_child(
     drain: bool,
     *,
     workers: int = 0,
+    custody: str = "journal_sync",
+    pad: int = 0,
 ) -> subprocess.Popen[str]:
-    """The blocking child, or with ``workers`` the asyncio one."""
+    """The blocking child (at ``custody``, values padded with ``pad`` bytes), or with
+    ``workers`` the asyncio one."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -157,7 +166,7 @@ def start_child(
             str(logs / f"{child}.log"),
             "1" if drain else "0",
             str(logs / "replays.txt"),
-            *([str(workers)] if workers else []),
+            *([str(workers)] if workers else [custody, str(pad)]),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -172,7 +181,8 @@ def read_back(bootstrap: str, partitions: int) -> dict[int, list[str]]:
     with Consumer(bootstrap, auto_offset_reset="earliest", stop_at_end=True) as consumer:
         consumer.assign(tps)
         for record in consumer:
-            seen[record.partition].append((record.value or b"").decode())
+            # A value with ``--pad``: its name, then "|" and the padding.
+            seen[record.partition].append((record.value or b"").decode().split("|", 1)[0])
     return seen
 
 
@@ -194,7 +204,11 @@ def main() -> int:
     parser.add_argument("--moves", type=float, default=0.0, help="share of kills with leader moves")
     parser.add_argument("--client", choices=("blocking", "async"), default="blocking")
     parser.add_argument("--workers", type=int, default=16, help="coroutines of an async child")
+    parser.add_argument("--custody", choices=("journal_sync", "journal"), default="journal_sync")
+    parser.add_argument("--pad", type=int, default=0, help="bytes added to each value")
     args = parser.parse_args()
+    if args.client == "async" and (args.custody != "journal_sync" or args.pad):
+        parser.error("--custody and --pad are for the blocking client")
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     workers = args.workers if args.client == "async" else 0
@@ -210,7 +224,14 @@ def main() -> int:
         downs = moved = 0
         for child in range(args.kills):
             process = start_child(
-                cluster.bootstrap, journal, child, logs, drain=False, workers=workers
+                cluster.bootstrap,
+                journal,
+                child,
+                logs,
+                drain=False,
+                workers=workers,
+                custody=args.custody,
+                pad=args.pad,
             )
             assert process.stdout is not None
             opened = process.stdout.readline().split()
@@ -240,7 +261,13 @@ def main() -> int:
                 for node in range(1, BROKERS + 1):
                     cluster.faults.broker_up(node)
         drain = start_child(
-            cluster.bootstrap, journal, args.kills, logs, drain=True, workers=workers
+            cluster.bootstrap,
+            journal,
+            args.kills,
+            logs,
+            drain=True,
+            workers=workers,
+            custody=args.custody,
         )
         out, _ = drain.communicate(timeout=300)
         print("drain:", out.strip().replace("\n", " | "))
@@ -273,8 +300,8 @@ def main() -> int:
                 reordered += 1
             last[writer] = max(last.get(writer, -1), int(seq))
     print(
-        f"seed {seed}, {args.client} client: {args.kills} SIGKILLs ({downs} with every broker"
-        f" down, {moved} with leaders moved),"
+        f"seed {seed}, {args.client} client, {args.custody}: {args.kills} SIGKILLs"
+        f" ({downs} with every broker down, {moved} with leaders moved),"
         f" {len(accepted):,} records accepted (produce() returned), {replayed:,} replayed at opens,"
         f" {sum(counts.values()):,} in Kafka; lost {len(lost)}, duplicated {duplicated},"
         f" reordered {reordered}; {time.monotonic() - started:.0f} s"

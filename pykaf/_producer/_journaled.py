@@ -589,6 +589,6 @@ class JournalAccumulator(JournalRuns):
                 self.kept_at_close += len(b.records if b.originals is None else b.originals)
             else:
                 dones.append(Done(b.topic, b.partition, b.journal_first, b.journal_last))
-        if dones:
+        if dones and not self.store.try_append_dones(dones):
             self.commit.add_dones(dones)
         super().complete(batches)

@@ -1,10 +1,12 @@
 """A producer process for the replay-deduplication tests, killed by its parent (SIGKILL).
 
-``python _dedup_child.py DIR BOOTSTRAP COUNT``: a ``Producer`` with custody "journal" whose
-group commit waits a minute, so no DONE entry is written: it sends ``a<i>`` to partition
-0 one at a time, each its own batch, waits for each acknowledgement, then prints ``acked``
-and waits to be killed. Its journal then holds COUNT batches the broker has, with their
-IDENTITY entries and no DONE: what a crash right after the acknowledgements leaves.
+``python _dedup_child.py DIR BOOTSTRAP COUNT``: a ``Producer`` with custody "journal"
+whose DONE entries are held, so none is written: the store writes none at once (its
+``try_append_dones`` says it cannot) and the group commit, which writes them instead,
+waits a minute. It sends ``a<i>`` to partition 0 one at a time, each its own batch, waits
+for each acknowledgement, then prints ``acked`` and waits to be killed. Its journal then
+holds COUNT batches the broker has, with their IDENTITY entries and no DONE: what a crash
+right after the acknowledgements leaves.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def main(directory: str, bootstrap: str, count: str) -> None:
         linger=0.0,
         request_timeout=5.0,
     )
+    producer._accumulator.store.try_append_dones = lambda dones: False
     for i in range(int(count)):
         producer.send("t", b"a%d" % i, partition=0).result(30)
     print("acked", flush=True)

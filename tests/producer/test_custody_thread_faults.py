@@ -105,6 +105,7 @@ def test_done_entries_taken_before_an_unexpected_error_are_written_later(
     # The error strikes after the thread took the queued DONE entries: they go back to the
     # queue, so the acknowledged records leave the journal (nothing pending at the end).
     async def body(producer: AsyncProducer, store: Any) -> None:
+        store.try_append_dones = lambda dones: False  # queued for the thread, as when busy
         bug = _Bug(store.append, times=1, thread="pykaf-journal")
         store.append = bug
         for i in range(10):
@@ -154,6 +155,7 @@ def test_work_done_before_an_unexpected_error_is_not_done_again(
             return int(real_append(entries))
 
         store.append = append
+        store.try_append_dones = lambda dones: False  # queued for the thread, as when busy
         bug = _Bug(store.sync, times=None, thread="pykaf-journal")
         store.sync = bug
         for i in range(200):  # bounded: until a few rounds have failed after their DONEs

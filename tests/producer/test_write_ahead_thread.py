@@ -6,18 +6,17 @@ a bug in a step (logged at ERROR once, then it goes on) and it ends with the pro
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _custody_support import FAST, one_broker
+from _custody_support import FAST, SlowFsync, one_broker
 
 from pykaf import Producer
 from pykaf._producer._write_ahead import AheadWriter
-from pykaf._producer.journal import JournalStore, _store_sync
+from pykaf._producer.journal import JournalStore
 from pykaf._producer.journal._mapped import DROP_STEP
 from pykaf.broker import BlockingCluster
 
@@ -45,17 +44,8 @@ def test_pages_are_written_ahead_while_the_syncing_thread_waits_for_the_disk(
     # A disk whose fsync takes long (held here until released): the appends go on (the
     # "journal" level does not wait for syncs) and the pages ahead of them must still be
     # written. Before, only the syncing thread wrote them, after its sync returned.
-    held = threading.Event()
-    release = threading.Event()
-    real_fsync = _store_sync.fsync_ticket
-
-    def slow_fsync(ticket: Any, directory: Path) -> Any:
-        if threading.current_thread().name == "pykaf-journal":
-            held.set()
-            release.wait(30)
-        return real_fsync(ticket, directory)
-
-    monkeypatch.setattr(_store_sync, "fsync_ticket", slow_fsync)
+    disk = SlowFsync(monkeypatch)
+    held, release = disk.held, disk.release
     with Producer(cluster.bootstrap, custody="journal", journal_dir=tmp_path, **FAST) as producer:
         store = producer._accumulator.store
         try:
