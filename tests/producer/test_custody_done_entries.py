@@ -97,3 +97,17 @@ def test_the_store_writes_done_entries_now_or_says_it_cannot(tmp_path: Path) -> 
         assert reopened.open().pending_records == 1  # record 1 only
     finally:
         reopened.close()
+
+
+def test_a_thread_inside_a_section_of_the_store_does_not_start_another(tmp_path: Path) -> None:
+    # The store's lock is reentrant (to know its owner): taken again by its owner, the
+    # DONE entries would be written in the middle of the owner's own section.
+    store = JournalStore(tmp_path, max_bytes=1 << 28, segment_bytes=1 << 20)
+    store.open()
+    try:
+        store.append_record(0, "t", 0, 1, None, b"x", None)
+        with store._mutex:
+            assert not store.try_append_dones([Done("t", 0, 0, 0)])
+        assert store.pending_records == 1
+    finally:
+        store.close()

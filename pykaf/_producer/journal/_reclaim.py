@@ -53,7 +53,9 @@ class StoreReclaim(StoreSync):
         process cannot lose them, none (the next sync makes them durable)."""
         chunks = [encode(done) for done in dones]
         size = sum(map(len, chunks))
-        if not self._mutex.acquire(blocking=False):
+        # The lock is reentrant (to know its owner): a thread inside a section already
+        # must not start another one in the middle of it.
+        if self._mutex.held_here() or not self._mutex.acquire(blocking=False):
             return False
         try:
             target = self._file

@@ -50,6 +50,10 @@ class SettlingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed on
             raise
         return True
 
+    def held_here(self) -> bool:
+        """Does this thread hold the lock?"""
+        return bool(self._is_owned())  # type: ignore[attr-defined]
+
     # ``with`` takes it through ``acquire`` itself: a ``__enter__`` that called it would
     # meet the check after that call, the lock taken, and ``with`` would not release it.
     __enter__ = acquire
