@@ -10,10 +10,10 @@ Once woken it waits ``interval`` (so one fsync covers everything appended meanwh
 "journal" level's bound on unsynced records), unless an asyncio caller waits for the
 sync ("journal_sync" on an event loop), then writes the queued DONE entries, syncs,
 resolves the waiters the sync covered, and reclaims acknowledged segments now and then.
-Then it asks the journal's second thread (``AheadWriter``, ``_write_ahead``) to write the
-newest segment's next pages ahead of the appends, with zeros: the appending threads then
-store into pages the kernel has prepared already. (That thread runs on its own, not after
-the fsync here, which blocks for as long as the disk takes.)
+It also starts and stops the journal's second thread (``AheadWriter``, ``_write_ahead``),
+which writes the newest segment's next pages ahead of the appends, with zeros, so that
+the appending threads store into pages the kernel has prepared already: on its own, not
+after the fsync here, which blocks for as long as the disk takes.
 A failed sync stops the store (``JournalSyncError``); the waiters get the error and later
 appends raise ``JournalFailedError`` from the store itself. Anything else a round raises
 is a bug: logged at ERROR with its traceback, once per episode, and the round's work is

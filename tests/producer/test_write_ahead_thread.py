@@ -93,7 +93,7 @@ def test_a_bug_in_a_step_is_logged_once_and_the_thread_goes_on(
             for _ in range(50):  # bounded: until the bug has struck and a real step ran
                 if store._file is not None and store._file.ahead_to > 0:
                     break
-                writer.kick()
+                store.ahead_due()  # as an append crossing a MiB does
                 _until(lambda: bug.calls > 3 or bug.left == 0, 0.2)
             assert bug.left == 0
             assert _until(lambda: store._file is not None and store._file.ahead_to > 0)
@@ -106,7 +106,7 @@ def test_a_bug_in_a_step_is_logged_once_and_the_thread_goes_on(
         store.close()
 
 
-def test_close_ends_the_thread_and_the_store_asks_it_no_more(tmp_path: Path) -> None:
+def test_close_ends_the_thread_and_nothing_writes_ahead_after_it(tmp_path: Path) -> None:
     store = JournalStore(tmp_path, max_bytes=1 << 28, segment_bytes=16 << 20)
     store.open()
     writer = AheadWriter(store)
@@ -115,7 +115,7 @@ def test_close_ends_the_thread_and_the_store_asks_it_no_more(tmp_path: Path) -> 
     assert thread.is_alive()
     writer.close(5)
     assert not thread.is_alive()
-    store.append_record(0, "t", 0, 1, None, b"x", None)  # would ask for a step
+    store.append_record(0, "t", 0, 1, None, b"x", None)  # asks for a step: nobody takes it
     assert store._file is not None
     assert store._file.ahead_to == 0  # nothing wrote ahead after the close
     store.close()
