@@ -85,6 +85,20 @@ class GroupCommit:
             if self.idle:
                 self._cond.notify()
 
+    @property
+    def dones_waiting(self) -> bool:
+        """DONE entries are queued (read without the lock: the reporting thread asks
+        about the entries it queued itself)."""
+        return bool(self._dones)
+
+    def take_dones(self) -> list[Done]:
+        """The queued DONE entries, taken: the caller writes them (the sender, before
+        it sends newer batches; ``JournalAccumulator.journal_identities``) or gives them
+        back with ``add_dones``."""
+        with self._cond:
+            dones, self._dones = self._dones, []
+        return dones
+
     def synced(self, serial: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """A future (of ``loop``, call on it) resolved once record ``serial`` is fsynced,
         or failed with the journal's error. Callers waiting together share one fsync."""

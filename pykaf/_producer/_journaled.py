@@ -7,9 +7,11 @@ where the record would have gone), take the next journal serial, append its RECO
 (a copy into a mapped file, no fsync), then put it in its batch (``append`` does it all
 inline for the common record; ``_take`` is the general path). Serials, journal order and
 batch order are therefore the same order per partition, and each batch remembers the
-serials of its first and last record: once the batch has its reports, ``complete`` queues
-one DONE entry for that range (per batch, so per partition range) for the group-commit
-thread.
+serials of its first and last record: once the batch has its reports, ``complete`` writes
+one DONE entry for that range (per batch, so per partition range) when the store's lock
+is free, else queues it for the group-commit thread; the sender writes what is still
+queued before the identities of the next batches it sends (``journal_identities``), so a
+crash never leaves pending more than the batches in flight.
 
 Spill: when ``buffer_memory`` has no room (brokers away, or slower than the producer),
 the record stays in the journal only, and so does every record after it, whatever its
@@ -501,11 +503,19 @@ class JournalAccumulator(JournalRuns):
         and those records then fall back to at-least-once. Never raises: without its
         entry a batch is still sent (a crash then re-sends it unproven).
 
+        First the DONE entries still queued for the journal's thread (the store's lock
+        was busy when their reports came): a batch sent while an acknowledged one has
+        no DONE entry could push that one out of the broker's five-batch window, and a
+        crash then re-sent it as new records, a duplicate. Written here, what a crash
+        leaves pending is never more than the batches in flight.
+
         The store's lock-free ``fast_identity`` (C) first; from the first entry it
         refuses on, the rest go through the locked ``append`` in order (which settles
         what the fast path wrote first)."""
         fast = self.store.fast_identity
-        entries: list[Identity] | None = None
+        entries: list[Identity | Done] | None = None
+        if self.commit.dones_waiting:
+            entries = list(self.commit.take_dones())
         wrote = False
         for b in batches:
             identity: Any = b.identity
@@ -536,6 +546,9 @@ class JournalAccumulator(JournalRuns):
         try:
             self.store.append(entries)
         except Exception as exc:  # never into the sender: its batches go without them
+            dones = [entry for entry in entries if isinstance(entry, Done)]
+            if dones:
+                self.commit.add_dones(dones)  # the journal's thread tries them again
             if not self._identity_trouble:
                 self._identity_trouble = True
                 # A stopped store was already said at WARNING, with its cause, once for

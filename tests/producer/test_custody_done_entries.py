@@ -111,3 +111,35 @@ def test_a_thread_inside_a_section_of_the_store_does_not_start_another(tmp_path:
         assert store.pending_records == 1
     finally:
         store.close()
+
+
+def test_no_batch_is_sent_while_an_acknowledged_one_has_no_done_entry(
+    cluster: BlockingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store refuses to write DONE entries at once whenever its lock is busy (a roll,
+    # a larger map, a step written ahead: often with large records), and they wait for
+    # the journal's thread, which may sit in a slow fsync. Meanwhile the sender went on:
+    # after a SIGKILL, records acknowledged long ago were replayed, past the broker's
+    # five-batch window, so as new records: duplicates (``chaos/custody_kills.py --custody
+    # journal --pad 16384 --moves 0.3``: 75-135 of 100 kills). Now the sender writes the
+    # waiting DONE entries before the identities of the next batches it sends, so what
+    # a kill leaves pending is never more than the batches in flight.
+    monkeypatch.setattr(JournalStore, "try_append_dones", lambda self, dones: False)
+    disk = SlowFsync(monkeypatch)
+    journal = tmp_path / "journal"
+    with Producer(cluster.bootstrap, custody="journal", journal_dir=journal, **FAST) as producer:
+        try:
+            producer.send("t", b"first", partition=0).result(10)
+            deadline = time.monotonic() + 10
+            while not disk.held.is_set() and time.monotonic() < deadline:  # bounded
+                time.sleep(0.005)
+            assert disk.held.is_set()  # the journal's thread is in its fsync now
+            for i in range(20):
+                # Acknowledged one at a time, each in a batch of its own.
+                producer.send("t", b"%d" % i, partition=0).result(10)
+            assert not disk.release.is_set()
+            # Only the last one's entry may wait: nothing was sent after its report.
+            assert _pending_after_a_kill(journal, tmp_path / "killed") <= 1
+        finally:
+            disk.release.set()
+        assert producer.flush(30) == 0

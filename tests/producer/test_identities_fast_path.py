@@ -14,7 +14,7 @@ import pytest
 
 from pykaf._errors import JournalError
 from pykaf._producer._journaled import JournalAccumulator
-from pykaf._producer.journal import Identity
+from pykaf._producer.journal import Done, Identity
 
 
 class _Store:
@@ -57,8 +57,28 @@ def _fields(partition: int) -> tuple[Any, ...]:
     return ("t", partition, 9, 2, partition * 5, partition * 10, partition * 10 + 4, 5)
 
 
-def _journal(store: _Store, batches: list[Any], trouble: bool = False) -> Any:
-    owner = SimpleNamespace(store=store, _identity_trouble=trouble)
+class _Commit:
+    """The journal's thread, as far as the sender sees it: its queued DONE entries."""
+
+    def __init__(self, dones: list[Done] | None = None) -> None:
+        self.queued = list(dones or [])
+
+    @property
+    def dones_waiting(self) -> bool:
+        return bool(self.queued)
+
+    def take_dones(self) -> list[Done]:
+        taken, self.queued = self.queued, []
+        return taken
+
+    def add_dones(self, dones: list[Done]) -> None:
+        self.queued.extend(dones)
+
+
+def _journal(
+    store: _Store, batches: list[Any], trouble: bool = False, commit: _Commit | None = None
+) -> Any:
+    owner = SimpleNamespace(store=store, _identity_trouble=trouble, commit=commit or _Commit())
     JournalAccumulator.journal_identities(owner, batches)  # type: ignore[arg-type]
     return owner
 
@@ -95,3 +115,24 @@ def test_nothing_to_journal_keeps_the_episode_open() -> None:
     owner = _journal(store, [_batch(0, identity=False)], trouble=True)
     assert store.fast == []
     assert owner._identity_trouble is True
+
+
+def test_queued_done_entries_go_first_before_the_next_identities() -> None:
+    # DONE entries the store could not take when their reports came: written before
+    # the identities of newer batches, in one locked append, so no batch is sent while
+    # an acknowledged one still looks pending to a crash.
+    done = Done("t", 0, 0, 4)
+    store = _Store(fast_takes=10)
+    commit = _Commit([done])
+    _journal(store, [_batch(1), _batch(2)], commit=commit)
+    assert store.fast == []  # (the fast path would pass the DONE entry)
+    assert store.locked == [[done, Identity(*_fields(1)), Identity(*_fields(2))]]
+    assert commit.queued == []
+
+
+def test_queued_done_entries_go_back_to_the_journal_thread_when_the_append_fails() -> None:
+    done = Done("t", 0, 0, 4)
+    store = _Store(fast_takes=10, fail=True)
+    commit = _Commit([done])
+    _journal(store, [_batch(1)], commit=commit)
+    assert commit.queued == [done]  # not lost: the journal's thread writes them later
