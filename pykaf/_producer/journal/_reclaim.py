@@ -40,8 +40,9 @@ class StoreReclaim(StoreSync):
     def try_append_dones(self, dones: Sequence[Done]) -> bool:
         """Write ``dones`` now, from the thread that has their reports, when that needs no
         wait: False, with nothing written, when the lock is busy or a roll, a reclaim, a
-        larger map or a step written ahead would be in the way; the journal's thread then
-        writes them (``GroupCommit.add_dones``), as it wrote them all before.
+        larger map or a step written ahead would be in the way; they are then queued for
+        the journal's thread (``GroupCommit.add_dones``), and the sender writes what is
+        still queued before it sends newer batches (``journal_identities``).
 
         Why now: a record whose DONE entry is not written yet is sent again after a crash,
         and the broker can tell that copy from new records only among the producer's last
