@@ -17,9 +17,9 @@ and come back after it). With ``--moves P`` the topic has three replicas, and du
 child's life (with probability P) each partition's leader moves to another broker, once
 or twice, at random moments: the producer finds the new leader while it appends, syncs,
 replays or is killed. After the last kill one more child drains the journal and closes.
-``--custody journal`` runs the blocking child at that level instead (produce() returns
-once the record is in the journal's map, before its fsync: a killed process loses nothing
-all the same); ``--pad N`` adds N bytes to each value, so that the appends cross the
+``--custody journal`` runs either child at that level instead (produce() returns once
+the record is in the journal's map, before its fsync: a killed process loses nothing all
+the same); ``--pad N`` adds N bytes to each value, so that the appends cross the
 journal's pages written ahead and its segments quickly.
 
 Then every partition is read back and counted:
@@ -108,7 +108,8 @@ ASYNC_CHILD = """
 import asyncio, sys, threading, time
 from pykaf import AsyncProducer
 
-bootstrap, journal, child, log_path, drain, stats_path, workers = sys.argv[1:8]
+bootstrap, journal, child, log_path, drain, stats_path, workers, custody, pad = sys.argv[1:10]
+PAD = b"|" + b"x" * int(pad) if int(pad) else b""
 REPLAY_NOTES
 async def note_replay(producer):
     for _ in range(1200):  # bounded: 60 s
@@ -119,13 +120,13 @@ async def note_replay(producer):
 async def worker(producer, log, number):
     for seq in range(10_000_000):
         value = f"{child}.{number}-{seq}".encode()
-        await producer.produce("TOPIC_NAME", value, key=f"{number}-{seq % 97}".encode())
+        await producer.produce("TOPIC_NAME", value + PAD, key=f"{number}-{seq % 97}".encode())
         log.write(value.decode() + "\\n")  # after produce() returned: in custody
 
 async def main():
     with open(log_path, "a", buffering=1) as log:
         async with AsyncProducer(
-            bootstrap, custody="journal_sync", journal_dir=journal, linger=0.001,
+            bootstrap, custody=custody, journal_dir=journal, linger=0.001,
             max_block=120, on_replayed_delivery=replayed,
         ) as producer:
             print("open", sum(producer.recovered().values()), flush=True)
@@ -166,7 +167,9 @@ def start_child(
             str(logs / f"{child}.log"),
             "1" if drain else "0",
             str(logs / "replays.txt"),
-            *([str(workers)] if workers else [custody, str(pad)]),
+            *([str(workers)] if workers else []),
+            custody,
+            str(pad),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -207,8 +210,6 @@ def main() -> int:
     parser.add_argument("--custody", choices=("journal_sync", "journal"), default="journal_sync")
     parser.add_argument("--pad", type=int, default=0, help="bytes added to each value")
     args = parser.parse_args()
-    if args.client == "async" and (args.custody != "journal_sync" or args.pad):
-        parser.error("--custody and --pad are for the blocking client")
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     workers = args.workers if args.client == "async" else 0
