@@ -68,10 +68,11 @@ from pykaf._producer._batches import (
 )
 from pykaf._producer._delivery import Report
 from pykaf._producer._group_commit import GroupCommit
+from pykaf._producer._identity_entries import IdentityWriter
 from pykaf._producer._journaled_feed import FeedSoon, NoRoom, RoomSoon
 from pykaf._producer._journaled_runs import JournalRuns
 from pykaf._producer._settings import ProducerSettings
-from pykaf._producer.journal import Done, Identity, JournalRecord, JournalStore
+from pykaf._producer.journal import Done, JournalRecord, JournalStore
 from pykaf.protocol._records import BATCH_OVERHEAD
 
 __all__ = ["JournalAccumulator"]
@@ -102,7 +103,6 @@ class JournalAccumulator(JournalRuns):
     """An ``Accumulator`` whose records are journaled first (see the module doc)."""
 
     keeps_at_close = True
-    _identity_trouble = False  # IDENTITY entries could not be written (logged once)
 
     def __init__(
         self,
@@ -121,6 +121,7 @@ class JournalAccumulator(JournalRuns):
         self.store = store
         self._fast_append = store.fast_append
         self.commit = commit
+        self._identities = IdentityWriter(store, commit)
         self._next_record = store.next_serial
         # Serials below this were journaled by an earlier producer (recovered).
         self.opened_serial = store.next_serial
@@ -496,82 +497,9 @@ class JournalAccumulator(JournalRuns):
         self._space.wait(min(remaining, _FULL_POLL))
 
     def journal_identities(self, batches: list[Batch]) -> None:
-        """The sender, before a Produce request: an IDENTITY entry for each batch that got
-        its producer id, epoch and base sequence since it was last sent, so a re-send after
-        a crash is the same idempotent batch. A copy into the mapped segment (a killed
-        process loses nothing appended); an OS crash before the group fsync may lose it,
-        and those records then fall back to at-least-once. Never raises: without its
-        entry a batch is still sent (a crash then re-sends it unproven).
-
-        First the DONE entries still queued for the journal's thread (the store's lock
-        was busy when their reports came): a batch sent while an acknowledged one has
-        no DONE entry could push that one out of the broker's five-batch window, and a
-        crash then re-sent it as new records, a duplicate. Written here, what a crash
-        leaves pending is never more than the batches in flight.
-
-        The store's lock-free ``fast_identity`` (C) first; from the first entry it
-        refuses on, the rest go through the locked ``append`` in order (which settles
-        what the fast path wrote first)."""
-        fast = self.store.fast_identity
-        entries: list[Identity | Done] | None = None
-        if self.commit.dones_waiting:
-            entries = list(self.commit.take_dones())
-        wrote = False
-        for b in batches:
-            identity: Any = b.identity
-            if identity is None or b.journal_first < 0 or b.pinned is not None:
-                continue  # not idempotent, a split half, or already journaled
-            if b.originals is not None:
-                continue  # transform_batch: a replay transforms anew (at-least-once)
-            fields = (
-                b.topic,
-                b.partition,
-                identity.producer_id,
-                identity.epoch,
-                b.base_sequence,
-                b.journal_first,
-                b.journal_last,
-                len(b.records),
-            )
-            if entries is None:
-                if fast(*fields) >= 0:
-                    wrote = True
-                    continue
-                entries = []
-            entries.append(Identity(*fields))
-        if not entries:
-            if wrote:
-                self._identity_trouble = False
-            return
-        try:
-            self.store.append(entries)
-        except Exception as exc:  # never into the sender: its batches go without them
-            dones = [entry for entry in entries if isinstance(entry, Done)]
-            if dones:
-                self.commit.add_dones(dones)  # the journal's thread tries them again
-            if not self._identity_trouble:
-                self._identity_trouble = True
-                # A stopped store was already said at WARNING, with its cause, once for
-                # its episode: this consequence of it is not a second alarm. What is not
-                # a journal's error (RuntimeError: closed under a last send) is a bug: at
-                # ERROR, with its traceback.
-                expected = isinstance(exc, JournalError | RuntimeError)
-                level = logging.WARNING
-                if not expected:
-                    level = logging.ERROR
-                elif self.store.failed is not None:
-                    level = logging.INFO
-                log.log(
-                    level,
-                    "journal %s: the identities of batches being sent cannot be journaled"
-                    " (%s): after a crash they would be sent again unproven (duplicates"
-                    " possible) instead of deduplicated by the broker",
-                    self.store.directory,
-                    exc,
-                    exc_info=None if expected else exc,
-                )
-            return
-        self._identity_trouble = False
+        """The sender, before a Produce request: the identities of ``batches`` and the
+        DONE entries still queued, journaled (``IdentityWriter``). Never raises."""
+        self._identities.write(batches)
 
     def give_up(self, rec: JournalRecord) -> Report:
         """A record in the journal only that cannot be sent (its topic or partition is

@@ -1,8 +1,9 @@
-"""``JournalAccumulator.journal_identities``: the sender's IDENTITY entries go through the
-store's lock-free ``fast_identity`` (C) while it takes them; from the first it refuses on,
-every later one goes through the locked ``append``, in order, so an entry never lands
-before one that was meant to precede it. A refused locked append is logged once per
-episode and never raises into the sender."""
+"""``IdentityWriter`` (``JournalAccumulator.journal_identities``): the sender's IDENTITY
+entries go through the store's lock-free ``fast_identity`` (C) while it takes them; from
+the first it refuses on, every later one goes through the locked ``append``, in order, so
+an entry never lands before one that was meant to precede it. DONE entries still queued
+go first. A refused locked append is logged once per episode and never raises into the
+sender."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from pykaf._errors import JournalError
-from pykaf._producer._journaled import JournalAccumulator
+from pykaf._producer._identity_entries import IdentityWriter
 from pykaf._producer.journal import Done, Identity
 
 
@@ -78,9 +79,10 @@ class _Commit:
 def _journal(
     store: _Store, batches: list[Any], trouble: bool = False, commit: _Commit | None = None
 ) -> Any:
-    owner = SimpleNamespace(store=store, _identity_trouble=trouble, commit=commit or _Commit())
-    JournalAccumulator.journal_identities(owner, batches)  # type: ignore[arg-type]
-    return owner
+    writer = IdentityWriter(store, commit or _Commit())  # type: ignore[arg-type]
+    writer._trouble = trouble
+    writer.write(batches)
+    return writer
 
 
 def test_all_through_the_fast_path_when_it_takes_them() -> None:
@@ -88,7 +90,7 @@ def test_all_through_the_fast_path_when_it_takes_them() -> None:
     owner = _journal(store, [_batch(0), _batch(1, identity=False), _batch(2)], trouble=True)
     assert store.fast == [_fields(0), _fields(2)]
     assert store.locked == []
-    assert owner._identity_trouble is False  # written again: a new episode may be logged
+    assert owner._trouble is False  # written again: a new episode may be logged
 
 
 def test_from_the_first_refusal_on_the_rest_go_locked_in_order() -> None:
@@ -105,8 +107,8 @@ def test_a_failing_locked_append_is_logged_once_and_never_raises(
     store = _Store(fast_takes=0, fail=True)
     with caplog.at_level(logging.WARNING, logger="pykaf.producer.journal"):
         owner = _journal(store, [_batch(0)])
-        assert owner._identity_trouble is True
-        JournalAccumulator.journal_identities(owner, [_batch(1)])  # type: ignore[arg-type]
+        assert owner._trouble is True
+        owner.write([_batch(1)])
     assert [r.getMessage().count("cannot be journaled") for r in caplog.records] == [1]
 
 
@@ -114,7 +116,7 @@ def test_nothing_to_journal_keeps_the_episode_open() -> None:
     store = _Store(fast_takes=10)
     owner = _journal(store, [_batch(0, identity=False)], trouble=True)
     assert store.fast == []
-    assert owner._identity_trouble is True
+    assert owner._trouble is True
 
 
 def test_queued_done_entries_go_first_before_the_next_identities() -> None:
