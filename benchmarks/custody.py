@@ -2,6 +2,7 @@
 
     python benchmarks/custody.py [--messages 50000] [--latency 500] [--size 1024]
                                  [--batch-size B]  (--latency 0: throughput only)
+                                 [--keys N]  (records keyed, N keys in turn)
                                  [--partitions 6] [--runs 3] [--only a,b,...]
 
 One broker: librdkafka's mock cluster in its own process. Every case runs in its own
@@ -9,6 +10,8 @@ subprocess (its own GIL), the cases interleaved run by run; each cell is the med
 ``--runs`` runs. Values are ``--size`` bytes (1 KiB), acks=all with idempotence (pykaf's
 default), linger 5 ms for throughput and 0 for latency, ``--batch-size`` bytes per batch
 (pykaf's default, 256 KiB, unless given: ``--batch-size 16384`` shows the Java client's).
+Records have no key (the sticky partitioner places them), unless ``--keys N``: then the
+throughput runs give them ``N`` keys in turn (Kafka's key hash places them).
 
 Cases:
   memory         ``Producer(custody="memory")``: records in RAM until acknowledged
@@ -56,11 +59,20 @@ WARMUP = 50
 
 
 def child(
-    case: str, mode: str, bootstrap: str, topic: str, count: int, size: int, batch_size: int
+    case: str,
+    mode: str,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    size: int,
+    batch_size: int,
+    keys: int = 0,
 ) -> dict[str, Any]:
     value = os.urandom(size)
+    # None: every record without a key; else ``keys`` keys in turn.
+    key_list = [b"key-%d" % i for i in range(keys)] if keys else [None]
     if case == "confluent":
-        return _confluent(mode, bootstrap, topic, count, value)
+        return _confluent(mode, bootstrap, topic, count, value, key_list)
     from pykaf import Producer  # noqa: PLC0415
 
     failed = 0
@@ -88,8 +100,9 @@ def child(
             before = thread_usage()
             start = time.perf_counter()
             produce = producer.produce
-            for _ in range(count):
-                produce(topic, value)
+            turns = len(key_list)
+            for i in range(count):
+                produce(topic, value, key_list[i % turns])
             failed += producer.flush(120)
             seconds = time.perf_counter() - start
             threads = per_record(before, thread_usage(), count)
@@ -99,7 +112,9 @@ def child(
             return {"seconds": seconds, "failed": failed, "spilled": spilled, "threads": threads}
 
 
-def _confluent(mode: str, bootstrap: str, topic: str, count: int, value: bytes) -> dict[str, Any]:
+def _confluent(
+    mode: str, bootstrap: str, topic: str, count: int, value: bytes, key_list: list[bytes | None]
+) -> dict[str, Any]:
     from confluent_kafka import Producer  # noqa: PLC0415
 
     failed = 0
@@ -131,10 +146,11 @@ def _confluent(mode: str, bootstrap: str, topic: str, count: int, value: bytes) 
                 latencies.append(time.perf_counter() - start)
         return {"latencies": latencies, "failed": failed}
     start = time.perf_counter()
-    for _ in range(count):
+    turns = len(key_list)
+    for i in range(count):
         while True:
             try:
-                producer.produce(topic, value)
+                producer.produce(topic, value, key_list[i % turns])
                 break
             except BufferError:
                 producer.poll(0.001)
@@ -217,6 +233,7 @@ def run_child(
     count = args.latency if mode == "latency" else args.messages
     command = [sys.executable, __file__, "--child", case, mode, bootstrap, topic, str(count)]
     command += ["--size", str(args.size), "--batch-size", str(args.batch_size)]
+    command += ["--keys", str(args.keys)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{case} {mode} failed:\n{done.stderr[-3000:]}")
@@ -230,6 +247,7 @@ def main() -> int:
     parser.add_argument("--latency", type=int, default=500)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=0, help="pykaf's (0: its default)")
+    parser.add_argument("--keys", type=int, default=0, help="keys in turn (0: no key)")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default=",".join(CASES))
@@ -238,7 +256,11 @@ def main() -> int:
     if args.child:
         case, mode, bootstrap, topic, count = args.child
         print(
-            json.dumps(child(case, mode, bootstrap, topic, int(count), args.size, args.batch_size))
+            json.dumps(
+                child(
+                    case, mode, bootstrap, topic, int(count), args.size, args.batch_size, args.keys
+                )
+            )
         )
         return 0
     from peers.mock_cluster import MockCluster  # noqa: PLC0415
@@ -265,7 +287,11 @@ def main() -> int:
                     result = run_child(args, case, "latency", mock.bootstrap, topic)
                     lat[case].extend(result["latencies"])
     batches = f"batch_size {args.batch_size}" if args.batch_size else "pykaf's default batch_size"
-    print(f"{args.messages} x {args.size} B, {args.runs} run(s); mock cluster, acks=all, {batches}")
+    keyed = f", {args.keys} keys in turn" if args.keys else ", no keys"
+    print(
+        f"{args.messages} x {args.size} B{keyed}, {args.runs} run(s); mock cluster, acks=all,"
+        f" {batches}"
+    )
     print(f"fsync alone (1 KiB write + fdatasync): p50 {fsync_p50:.3f} ms, p99 {fsync_p99:.3f} ms")
     print(
         f"{'case':<14}{'msgs/s':>12}{'vs memory':>11}{'p50 ms':>9}{'p99 ms':>9}"
