@@ -1297,13 +1297,73 @@ journal_body_size(Py_ssize_t name_len, Py_ssize_t key_len, Py_ssize_t value_len)
            + (value_len > 0 ? value_len : 0);
 }
 
-/* Write one RECORD entry of ``body`` bytes (``journal_body_size``) at ``at``; every field
- * was range-checked by the caller. The length and CRC go in last: a process killed before
+/* The bytes ``headers`` (a list of ``(str, bytes | None)`` tuples, exactly those types, as
+ * the producer checks them) take in a RECORD entry, each a u16 name length, an i32 value
+ * length (-1 for None), the name's UTF-8 and the value; -1 when they are of another shape
+ * or out of range (the caller's Python path then says what is wrong). No exception is
+ * left set, and nothing here runs Python code: a str's UTF-8 is cached in it, a buffer
+ * that ``PyUnicode_AsUTF8AndSize`` allocates is not a collected object. */
+static Py_ssize_t
+journal_headers_size(PyObject *headers)
+{
+    if (!PyList_CheckExact(headers) || PyList_GET_SIZE(headers) > 0xFFFF) {
+        return -1;
+    }
+    Py_ssize_t size = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+            return -1;
+        }
+        PyObject *name = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
+        if (!PyUnicode_CheckExact(name) || (value != Py_None && !PyBytes_CheckExact(value))) {
+            return -1;
+        }
+        Py_ssize_t name_len;
+        if (PyUnicode_AsUTF8AndSize(name, &name_len) == NULL) {
+            PyErr_Clear(); /* a lone surrogate */
+            return -1;
+        }
+        Py_ssize_t value_len = value == Py_None ? 0 : PyBytes_GET_SIZE(value);
+        if (name_len > 0xFFFF || value_len > INT32_MAX || size > INT32_MAX) {
+            return -1;
+        }
+        size += 6 + name_len + value_len;
+    }
+    return size;
+}
+
+/* Write ``headers`` (checked by ``journal_headers_size``) at ``p``; returns the end. */
+static unsigned char *
+journal_write_headers(unsigned char *p, PyObject *headers)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
+        PyObject *value = PyTuple_GET_ITEM(item, 1);
+        Py_ssize_t name_len;
+        const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(item, 0), &name_len);
+        Py_ssize_t value_len = value == Py_None ? -1 : PyBytes_GET_SIZE(value);
+        p = put_le(p, (uint64_t)name_len, 2);
+        p = put_le(p, (uint64_t)(uint32_t)(int32_t)value_len, 4);
+        memcpy(p, name, (size_t)name_len);
+        p += name_len;
+        if (value_len > 0) {
+            memcpy(p, PyBytes_AS_STRING(value), (size_t)value_len);
+            p += value_len;
+        }
+    }
+    return p;
+}
+
+/* Write one RECORD entry of ``body`` bytes (``journal_body_size``, plus
+ * ``journal_headers_size`` when ``headers`` is not NULL) at ``at``; every field was
+ * range-checked by the caller. The length and CRC go in last: a process killed before
  * that point leaves a zero length (the segment's unused bytes are zeros), a torn tail. */
 static void
 journal_write_record(unsigned char *at, Py_ssize_t body, unsigned long long serial,
                      int32_t partition, long long timestamp, const char *name,
-                     Py_ssize_t name_len, const Slice *key, const Slice *value)
+                     Py_ssize_t name_len, const Slice *key, const Slice *value,
+                     PyObject *headers)
 {
     unsigned char *start = at + JOURNAL_PREFIX;
     unsigned char *p = start;
@@ -1314,7 +1374,7 @@ journal_write_record(unsigned char *at, Py_ssize_t body, unsigned long long seri
     p = put_le(p, (uint64_t)name_len, 2);
     p = put_le(p, (uint64_t)(uint32_t)(int32_t)key->len, 4); /* -1 for None */
     p = put_le(p, (uint64_t)(uint32_t)(int32_t)value->len, 4);
-    p = put_le(p, 0, 2); /* no headers */
+    p = put_le(p, headers == NULL ? 0 : (uint64_t)PyList_GET_SIZE(headers), 2);
     memcpy(p, name, (size_t)name_len);
     p += name_len;
     if (key->len > 0) {
@@ -1323,8 +1383,15 @@ journal_write_record(unsigned char *at, Py_ssize_t body, unsigned long long seri
     }
     if (value->len > 0) {
         memcpy(p, value->ptr, (size_t)value->len);
+        p += value->len;
     }
-    uint32_t crc = crc32c_of_parts(start, JOURNAL_RECORD_FIXED, name, name_len, key, value);
+    uint32_t crc;
+    if (headers == NULL) {
+        crc = crc32c_of_parts(start, JOURNAL_RECORD_FIXED, name, name_len, key, value);
+    } else {
+        journal_write_headers(p, headers);
+        crc = crc32c_of(start, (size_t)body); /* the body as written, headers and all */
+    }
     /* The barrier keeps the compiler from moving these stores before the copies above. */
     __asm__ __volatile__("" ::: "memory");
     put_le(put_le(at, (uint64_t)body, 4), crc, 4);
@@ -1415,7 +1482,7 @@ journal_record_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     journal_write_record((unsigned char *)target.buf + pos, body, serial, (int32_t)partition,
-                         timestamp, PyBytes_AS_STRING(name), name_len, &key, &value);
+                         timestamp, PyBytes_AS_STRING(name), name_len, &key, &value, NULL);
     result = PyLong_FromSsize_t(pos + JOURNAL_PREFIX + body);
 done:
     if (has_target) {
@@ -1612,18 +1679,20 @@ tail_arm(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(tail_append_doc,
-"append(serial, topic, partition, timestamp_ms, key, value, /) -> int\n\n"
-"Write one RECORD entry without headers where the tail is armed and return where it\n"
-"ends; -1 with nothing written when the store's Python path must do it (see the\n"
-"type's doc). ``key`` and ``value`` are bytes or None, ``topic`` a str.");
+"append(serial, topic, partition, timestamp_ms, key, value, headers=None, /) -> int\n\n"
+"Write one RECORD entry where the tail is armed and return where it ends; -1 with\n"
+"nothing written when the store's Python path must do it (see the type's doc). ``key``\n"
+"and ``value`` are bytes or None, ``topic`` a str, ``headers`` None or a list of\n"
+"``(str, bytes | None)`` tuples.");
 
 static PyObject *
 tail_append(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError, "append expected 6 arguments, got %zd", nargs);
+    if (nargs != 6 && nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "append expected 6 or 7 arguments, got %zd", nargs);
         return NULL;
     }
+    PyObject *headers = nargs == 7 && args[6] != Py_None ? args[6] : NULL;
     PyObject *topic = args[1];
     if (!self->armed || !PyLong_CheckExact(args[0]) || !PyUnicode_CheckExact(topic)
         || !PyLong_CheckExact(args[2]) || !PyLong_CheckExact(args[3])) {
@@ -1669,6 +1738,13 @@ tail_append(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
         return PyLong_FromLong(-1);
     }
     Py_ssize_t body = journal_body_size(name_len, key.len, value.len);
+    if (headers != NULL) {
+        Py_ssize_t extra = journal_headers_size(headers);
+        if (extra < 0) {
+            return PyLong_FromLong(-1);
+        }
+        body += extra;
+    }
     if (body > self->limit - self->pos - JOURNAL_PREFIX) {
         return PyLong_FromLong(-1);
     }
@@ -1684,7 +1760,7 @@ tail_append(JournalTail *self, PyObject *const *args, Py_ssize_t nargs)
         self->run_first = serial;
     }
     journal_write_record((unsigned char *)self->buf.buf + self->pos, body, serial,
-                         (int32_t)partition, timestamp, name, name_len, &key, &value);
+                         (int32_t)partition, timestamp, name, name_len, &key, &value, headers);
     Py_ssize_t end = self->pos + JOURNAL_PREFIX + body;
     self->added += end - self->pos;
     self->pos = end;

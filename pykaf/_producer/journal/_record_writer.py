@@ -27,7 +27,24 @@ __all__ = [
     "record_into_in_c",
 ]
 
-FastAppend = Callable[[int, str, int, int, bytes | None, bytes | None], int]
+
+class FastAppend(Protocol):
+    """(serial, topic, partition, timestamp_ms, key, value, headers=None) -> where the
+    RECORD entry ends, or -1 (nothing written: the store's locked path must do it)."""
+
+    def __call__(
+        self,
+        serial: int,
+        topic: str,
+        partition: int,
+        timestamp_ms: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        /,
+    ) -> int: ...
+
+
 # (topic, partition, producer_id, epoch, base_sequence, first_serial, last_serial,
 #  record_count) -> where the IDENTITY entry ends, or -1 (nothing written)
 FastIdentity = Callable[[str, int, int, int, int, int, int, int], int]
@@ -85,9 +102,8 @@ JournalTail: Callable[[], Tail] | None = getattr(_crecords, "JournalTail", None)
 
 # The store's ``fast_append`` and ``fast_identity`` without the extension: nothing is
 # ever written without the lock (-1), so every append takes the locked path.
-def no_fast_append(
-    serial: int, topic: str, partition: int, timestamp_ms: int, key: object, value: object
-) -> int:
+def no_fast_append(*_entry: object) -> int:
+    """``FastAppend`` without the extension: -1 for every entry."""
     return -1
 
 

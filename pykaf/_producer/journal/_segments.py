@@ -276,7 +276,8 @@ class JournalStore(StoreReclaim):
             if end >= 0:
                 return end
         record = JournalRecord(serial, topic, partition, timestamp_ms, key, value, headers or [])
-        return self._append_entries((record,))
+        # A record with headers: the lock-free path takes them too, once armed again here.
+        return self._append_entries((record,), arm=bool(headers))
 
     def try_append_record(
         self,
@@ -329,16 +330,22 @@ class JournalStore(StoreReclaim):
                 self.ahead_due()
             if self._health.troubled:
                 self._health.ok()
-            elif self._tail is not None and self._unindexed_from is None:
-                # The next appends go through ``fast_append``, until the lock is taken.
-                limit = min(
-                    end + self.max_bytes - self._used,
-                    target.capacity,
-                    self.segment_bytes,
-                    target.fence,
-                )
-                self._tail.arm(target.view, end, limit, self._next_serial, target.drop_at)
+            else:
+                self._arm_tail(target, end)
             return end
+
+    def _arm_tail(self, target: MappedSegment, end: int) -> None:
+        # Lock held, after an append of the produce path that ended at ``end`` of the
+        # newest segment: the next appends go through ``fast_append``, until the lock is
+        # taken again.
+        if self._tail is not None and self._unindexed_from is None:
+            limit = min(
+                end + self.max_bytes - self._used,
+                target.capacity,
+                self.segment_bytes,
+                target.fence,
+            )
+            self._tail.arm(target.view, end, limit, self._next_serial, target.drop_at)
 
     def _settle_tail(self) -> None:
         # The lock was just taken: take in what the tail wrote without it (and disarm it).
@@ -372,7 +379,7 @@ class JournalStore(StoreReclaim):
             self._identities[identity[0], identity[1]] = Identity(*identity)
         tail.applied()
 
-    def _append_entries(self, entries: Sequence[Entry]) -> int:
+    def _append_entries(self, entries: Sequence[Entry], *, arm: bool = False) -> int:
         chunks: list[bytes] = []
         first = -1  # the first RECORD serial
         serial = -1
@@ -423,6 +430,9 @@ class JournalStore(StoreReclaim):
                     index.done(*entry)
                 else:
                     self._identities[entry.topic, entry.partition] = entry
+            target = self._file
+            if arm and target is not None and not self._health.troubled:
+                self._arm_tail(target, segment.size)
             return segment.size
 
     def _ahead_in_the_way(self, size: int) -> bool:

@@ -26,11 +26,15 @@ needs_tail = pytest.mark.skipif(JournalTail is None, reason="the C journal tail 
 
 def _append(store: JournalStore, record: JournalRecord) -> str:
     """Append as the producer does: the lock-free way first. Returns which way took it."""
-    serial, topic, partition, stamp, key, value, _ = record
-    if store.fast_append(serial, topic, partition, stamp, key, value) >= 0:
+    serial, topic, partition, stamp, key, value, headers = record
+    if store.fast_append(serial, topic, partition, stamp, key, value, headers or None) >= 0:
         return "tail"
-    store.append_record(serial, topic, partition, stamp, key, value, None)
+    store.append_record(serial, topic, partition, stamp, key, value, headers or None)
     return "locked"
+
+
+# Headers of every shape the format holds: UTF-8 names, a value of None, an empty one.
+_HEADERS = [("trace-id", b"0123456789abcdef"), ("clé", None), ("empty", b"")]
 
 
 def _records(count: int, size: int = 300) -> list[JournalRecord]:
@@ -43,7 +47,7 @@ def _records(count: int, size: int = 300) -> list[JournalRecord]:
             1_700_000_000_000 + serial,
             None if serial % 3 else b"key-%d" % serial,
             os.urandom(size),
-            [],
+            list(_HEADERS[: serial % 5]) if serial % 2 else [],
         )
         for serial in range(count)
     ]
@@ -151,6 +155,17 @@ def test_the_tail_refuses_what_the_locked_path_must_do(store: JournalStore) -> N
         (2, "\udcff", 0, 0, None, value),  # not UTF-8
         (2, "t" * 65_536, 0, 0, None, value),
         (2, "t", 0, 0, None, b"x" * 8192),  # past the segment: a roll is the lock's
+        # Headers of another shape than the producer's checked list: the lock's to say.
+        (2, "t", 0, 0, None, value, (("h", b"v"),)),
+        (2, "t", 0, 0, None, value, [["h", b"v"]]),
+        (2, "t", 0, 0, None, value, [("h", b"v", b"w")]),
+        (2, "t", 0, 0, None, value, [(b"h", b"v")]),
+        (2, "t", 0, 0, None, value, [("h", "v")]),
+        (2, "t", 0, 0, None, value, [("h", bytearray(b"v"))]),
+        (2, "t", 0, 0, None, value, [("\udcff", b"v")]),
+        (2, "t", 0, 0, None, value, [("h" * 65_536, b"v")]),
+        (2, "t", 0, 0, None, value, [("h", b"v")] * 65_536),
+        (2, "t", 0, 0, None, value, [("h", b"x" * 8192)]),  # past the segment
     ]
     before = store.used_bytes
     for args in refused:
@@ -158,6 +173,20 @@ def test_the_tail_refuses_what_the_locked_path_must_do(store: JournalStore) -> N
     assert store.used_bytes == before
     assert store.next_serial == 2
     assert store.fast_append(2, "t", 0, 0, None, value) > 0
+    assert store.fast_append(3, "t", 0, 0, None, value, [("h", b"v"), ("n", None)]) > 0
+    assert store.fast_append(4, "t", 0, 0, None, value, None) > 0  # no headers, said so
+    assert [r.headers for r in store.read_pending(2, 5)] == [[], [("h", b"v"), ("n", None)], []]
+
+
+@needs_tail
+def test_a_record_with_headers_on_the_locked_path_arms_the_tail(store: JournalStore) -> None:
+    # Before, only the header-less locked append armed it: a producer whose records all
+    # had headers took the lock for every one (0.21x the memory level's rate).
+    value = b"v" * 10
+    store.append_record(0, "t", 0, 0, None, value, [("h", b"v")])  # maps the segment
+    store.append_record(1, "t", 0, 0, None, value, [("h", b"v")])
+    assert store.fast_append(2, "t", 0, 0, None, value, [("h", b"w")]) > 0
+    assert [r.headers for r in store.read_pending(0, 3)] == [[("h", b"v")]] * 2 + [[("h", b"w")]]
 
 
 @needs_tail
