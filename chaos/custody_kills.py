@@ -20,7 +20,8 @@ replays or is killed. After the last kill one more child drains the journal and 
 ``--custody journal`` runs either child at that level instead (produce() returns once
 the record is in the journal's map, before its fsync: a killed process loses nothing all
 the same); ``--pad N`` adds N bytes to each value, so that the appends cross the
-journal's pages written ahead and its segments quickly.
+journal's pages written ahead and its segments quickly; ``--headers`` gives every other
+record two headers (the journal's hot path writes them too).
 
 Then every partition is read back and counted:
   lost        values whose produce() returned (in a log) but are not in Kafka: must be 0
@@ -75,8 +76,9 @@ CHILD = """
 import sys, threading, time
 from pykaf import Producer
 
-bootstrap, journal, child, log_path, drain, stats_path, custody, pad = sys.argv[1:9]
+bootstrap, journal, child, log_path, drain, stats_path, custody, pad, headed = sys.argv[1:10]
 PAD = b"|" + b"x" * int(pad) if int(pad) else b""
+HEADERS = [("seq", b"%d" % n) for n in range(2)] if headed == "1" else None
 REPLAY_NOTES
 def note_replay(producer):
     for _ in range(1200):  # bounded: 60 s
@@ -97,7 +99,10 @@ with open(log_path, "a", buffering=1) as log, Producer(
         threading.Thread(target=note_replay, args=(producer,), daemon=True).start()
         for seq in range(10_000_000):
             value = f"{child}-{seq}"
-            producer.produce("TOPIC_NAME", value.encode() + PAD, key=str(seq % 97).encode())
+            producer.produce(
+                "TOPIC_NAME", value.encode() + PAD, key=str(seq % 97).encode(),
+                headers=HEADERS if seq % 2 else None,
+            )
             log.write(value + "\\n")  # after produce() returned: in custody
 """.replace("TOPIC_NAME", TOPIC).replace("REPLAY_NOTES\n", REPLAY_NOTES)
 
@@ -108,8 +113,11 @@ ASYNC_CHILD = """
 import asyncio, sys, threading, time
 from pykaf import AsyncProducer
 
-bootstrap, journal, child, log_path, drain, stats_path, workers, custody, pad = sys.argv[1:10]
+bootstrap, journal, child, log_path, drain, stats_path, workers, custody, pad, headed = (
+    sys.argv[1:11]
+)
 PAD = b"|" + b"x" * int(pad) if int(pad) else b""
+HEADERS = [("seq", b"%d" % n) for n in range(2)] if headed == "1" else None
 REPLAY_NOTES
 async def note_replay(producer):
     for _ in range(1200):  # bounded: 60 s
@@ -120,7 +128,10 @@ async def note_replay(producer):
 async def worker(producer, log, number):
     for seq in range(10_000_000):
         value = f"{child}.{number}-{seq}".encode()
-        await producer.produce("TOPIC_NAME", value + PAD, key=f"{number}-{seq % 97}".encode())
+        await producer.produce(
+            "TOPIC_NAME", value + PAD, key=f"{number}-{seq % 97}".encode(),
+            headers=HEADERS if seq % 2 else None,
+        )
         log.write(value.decode() + "\\n")  # after produce() returned: in custody
 
 async def main():
@@ -153,6 +164,7 @@ def start_child(
     workers: int = 0,
     custody: str = "journal_sync",
     pad: int = 0,
+    headers: bool = False,
 ) -> subprocess.Popen[str]:
     """The blocking child (at ``custody``, values padded with ``pad`` bytes), or with
     ``workers`` the asyncio one."""
@@ -170,6 +182,7 @@ def start_child(
             *([str(workers)] if workers else []),
             custody,
             str(pad),
+            "1" if headers else "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -177,16 +190,26 @@ def start_child(
     )
 
 
-def read_back(bootstrap: str, partitions: int) -> dict[int, list[str]]:
-    """Every value of every partition, in offset order."""
+# What ``--headers`` gives every other record (the children's ``HEADERS``).
+HEADERS = [("seq", b"0"), ("seq", b"1")]
+
+
+def read_back(bootstrap: str, partitions: int, headed: bool) -> tuple[dict[int, list[str]], int]:
+    """Every value of every partition, in offset order; and with ``headed``, how many
+    records do not carry the headers their producer gave them."""
     tps = [TopicPartition(TOPIC, p) for p in range(partitions)]
     seen: dict[int, list[str]] = defaultdict(list)
+    wrong = 0
     with Consumer(bootstrap, auto_offset_reset="earliest", stop_at_end=True) as consumer:
         consumer.assign(tps)
         for record in consumer:
             # A value with ``--pad``: its name, then "|" and the padding.
-            seen[record.partition].append((record.value or b"").decode().split("|", 1)[0])
-    return seen
+            name = (record.value or b"").decode().split("|", 1)[0]
+            seen[record.partition].append(name)
+            if headed:
+                given = HEADERS if int(name.rsplit("-", 1)[1]) % 2 else []
+                wrong += list(record.headers) != given
+    return seen, wrong
 
 
 def read_replays(path: Path) -> tuple[int, tuple[int, ...]]:
@@ -209,6 +232,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=16, help="coroutines of an async child")
     parser.add_argument("--custody", choices=("journal_sync", "journal"), default="journal_sync")
     parser.add_argument("--pad", type=int, default=0, help="bytes added to each value")
+    parser.add_argument("--headers", action="store_true", help="headers on every other record")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -233,6 +257,7 @@ def main() -> int:
                 workers=workers,
                 custody=args.custody,
                 pad=args.pad,
+                headers=args.headers,
             )
             assert process.stdout is not None
             opened = process.stdout.readline().split()
@@ -284,7 +309,7 @@ def main() -> int:
                 text = path.read_text()
                 lines = text.split("\n")
                 accepted += [line for line in lines[:-1] if line]
-        seen = read_back(cluster.bootstrap, args.partitions)
+        seen, wrong_headers = read_back(cluster.bootstrap, args.partitions, args.headers)
         with Consumer(cluster.bootstrap) as probe:
             ends = probe.end_offsets([TopicPartition(TOPIC, p) for p in range(args.partitions)])
         print("end offsets", sum(ends.values()), "records read", sum(len(v) for v in seen.values()))
@@ -305,7 +330,9 @@ def main() -> int:
         f" ({downs} with every broker down, {moved} with leaders moved),"
         f" {len(accepted):,} records accepted (produce() returned), {replayed:,} replayed at opens,"
         f" {sum(counts.values()):,} in Kafka; lost {len(lost)}, duplicated {duplicated},"
-        f" reordered {reordered}; {time.monotonic() - started:.0f} s"
+        f" reordered {reordered}"
+        + (f", headers wrong {wrong_headers}" if args.headers else "")
+        + f"; {time.monotonic() - started:.0f} s"
     )
     print(
         f"replays settled by {opens} opens: {proven:,} records re-sent as the same"
@@ -314,7 +341,7 @@ def main() -> int:
     )
     if lost:
         print("lost, first ones:", lost[:10])
-    return 1 if lost or reordered else 0
+    return 1 if lost or reordered or wrong_headers else 0
 
 
 if __name__ == "__main__":
