@@ -363,6 +363,7 @@ class AsyncProducer(AsyncBacklog):
             except (TopicUnknownError, BufferFullError, JournalFullError, JournalDiskError):
                 pass  # waited for behind the backlog (a stopped journal raises there)
         check_report(on_delivery)
+        self._here(engine)  # (off the hot path: the wait below is the loop's)
         await self._take_in_turn(
             engine, (topic, value, key, partition, headers, timestamp), on_delivery
         )
@@ -382,7 +383,10 @@ class AsyncProducer(AsyncBacklog):
         the background and the future fails with ``BufferFullError`` after
         ``max_block``. Bad arguments raise here."""
         engine = self._engine or self._start()
-        if _get_ident() != self._thread:
+        if _get_ident() != self._thread or not engine.loop.is_running():
+            # Another thread, or this one with another loop running (the producer's
+            # loop cannot run meanwhile): the future would be the other loop's, and
+            # awaiting it here raised asyncio's ValueError, which named neither.
             raise self._elsewhere()
         future: asyncio.Future[RecordMetadata] = engine.loop.create_future()
         # The same try-now-else-wait as produce(), written out in each: one call fewer

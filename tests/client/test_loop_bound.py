@@ -167,3 +167,37 @@ def test_a_client_whose_loop_ended_says_so_in_the_next(cluster: BlockingCluster)
     assert TOPIC in asyncio.run(client.metadata([TOPIC])).topics
     with pytest.raises(WrongEventLoopError, match="an event loop that has ended"):
         asyncio.run(client.metadata([TOPIC]))
+
+
+def test_an_async_producer_refuses_another_loop_of_its_own_thread(
+    cluster: BlockingCluster,
+) -> None:
+    # The producer's loop is not running while another runs on its thread. Before,
+    # send() there returned a future of the producer's loop, and awaiting it raised
+    # asyncio's ValueError ("The future belongs to a different loop..."), naming neither.
+    own, other = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        producer = own.run_until_complete(_made(cluster))
+
+        async def send_here() -> Any:
+            return await asyncio.wait_for(producer.send(TOPIC, b"elsewhere"), BOUND)
+
+        with pytest.raises(WrongEventLoopError, match="another event loop"):
+            other.run_until_complete(send_here())
+        with pytest.raises(WrongEventLoopError, match="another event loop"):
+            other.run_until_complete(producer.flush(BOUND))
+
+        async def in_own_loop() -> int:
+            await producer.send(TOPIC, b"own")  # goes on in its own loop
+            return await producer.close(BOUND)
+
+        assert own.run_until_complete(in_own_loop()) == 0
+    finally:
+        other.close()
+        own.close()
+
+
+async def _made(cluster: BlockingCluster) -> AsyncProducer:
+    producer = AsyncProducer(cluster.bootstrap, request_timeout=5)
+    await producer.send(TOPIC, b"first")  # bound to this loop from now on
+    return producer
