@@ -306,7 +306,7 @@ class JournalAccumulator(JournalRuns):
             return self.store.append_record(
                 serial, topic, partition, timestamp, key, value, headers
             )
-        except Exception:
+        except (JournalError, ValueError, RuntimeError):  # refused: nothing was written
             return -1
 
     def _sync_to(self, serial: int) -> None:

@@ -337,7 +337,9 @@ class JournalStore(StoreReclaim):
     def _arm_tail(self, target: MappedSegment, end: int) -> None:
         # Lock held, after an append of the produce path that ended at ``end`` of the
         # newest segment: the next appends go through ``fast_append``, until the lock is
-        # taken again.
+        # taken again. Not past the limit (an entry larger than a segment ends beyond
+        # it; the tail refuses to be armed there, after the entry is written): the next
+        # append then takes the lock, and rolls.
         if self._tail is not None and self._unindexed_from is None:
             limit = min(
                 end + self.max_bytes - self._used,
@@ -345,7 +347,8 @@ class JournalStore(StoreReclaim):
                 self.segment_bytes,
                 target.fence,
             )
-            self._tail.arm(target.view, end, limit, self._next_serial, target.drop_at)
+            if end <= limit:
+                self._tail.arm(target.view, end, limit, self._next_serial, target.drop_at)
 
     def _settle_tail(self) -> None:
         # The lock was just taken: take in what the tail wrote without it (and disarm it).

@@ -190,6 +190,22 @@ def test_a_record_with_headers_on_the_locked_path_arms_the_tail(store: JournalSt
 
 
 @needs_tail
+def test_a_record_with_headers_larger_than_a_segment_is_journaled_once(
+    store: JournalStore,
+) -> None:
+    # The entry ends past the segment's size (a record larger than a segment fills one
+    # alone): the tail is left unarmed rather than armed past its limit. Arming it there
+    # raised ValueError after the entry was written: produce() failed for a record that
+    # was in the journal, or the accumulator journaled it again under another serial.
+    big = b"x" * (store.segment_bytes + 1000)
+    assert store.append_record(0, "t", 0, 0, None, big, [("h", b"v")]) > store.segment_bytes
+    assert store.fast_append(1, "t", 0, 0, None, b"small", [("h", b"v")]) == -1
+    store.append_record(1, "t", 0, 0, None, b"small", [("h", b"v")])  # the next segment
+    assert [r.serial for r in store.read_pending(0, 2)] == [0, 1]
+    assert store.pending_records == 2
+
+
+@needs_tail
 def test_a_tail_is_armed_only_when_settled_and_disarms_past_its_mark() -> None:
     tail = JournalTail()
     target = bytearray(4096)
