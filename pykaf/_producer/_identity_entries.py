@@ -83,10 +83,14 @@ class IdentityWriter:
             return
         try:
             self.store.append(entries)
-        except Exception as exc:  # never into the sender: its batches go without them
+        except BaseException as exc:  # never into the sender: its batches go without them
             dones = [entry for entry in entries if isinstance(entry, Done)]
             if dones:
-                self.commit.add_dones(dones)  # the journal's thread tries them again
+                # The journal's thread tries them again (written twice, if the append
+                # got that far before a Ctrl-C, changes nothing more).
+                self.commit.add_dones(dones)
+            if not isinstance(exc, Exception):
+                raise  # Ctrl-C on the loop's thread: the caller's to handle
             if not self._trouble:
                 self._trouble = True
                 # A stopped store was already said at WARNING, with its cause, once for

@@ -138,3 +138,17 @@ def test_queued_done_entries_go_back_to_the_journal_thread_when_the_append_fails
     commit = _Commit([done])
     _journal(store, [_batch(1)], commit=commit)
     assert commit.queued == [done]  # not lost: the journal's thread writes them later
+
+
+def test_queued_done_entries_go_back_when_ctrl_c_lands_in_the_append() -> None:
+    done = Done("t", 0, 0, 4)
+    commit = _Commit([done])
+    store = _Store(fast_takes=10)
+
+    def interrupted(entries: list[Any]) -> int:
+        raise KeyboardInterrupt
+
+    store.append = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        _journal(store, [_batch(1)], commit=commit)
+    assert commit.queued == [done]  # not lost with the interrupt
